@@ -1,0 +1,74 @@
+// swift-tools-version: 6.1
+// ClinicMesh: one node per outpatient department, a full SQLite replica on each,
+// CRDT change exchange over mutual TLS, and Raft-granted leases on appointment slots.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "ClinicMesh",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "clinicmesh", targets: ["clinicmesh"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // liblz4 from Debian's liblz4-dev, wrapped the way GRDB wraps SQLite.
+        .systemLibrary(
+            name: "CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
+        ),
+        .target(name: "LZ4", dependencies: ["CLZ4"], swiftSettings: strict),
+
+        // Pure domain model: FHIR-named records, Chinese identifiers, status tables.
+        .target(
+            name: "Domain",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            resources: [.copy("STATUS-TRANSITIONS.md")],
+            swiftSettings: strict
+        ),
+
+        // SQLite replica: CRDT change log, HLC, merge, digest, encryption at the origin.
+        .target(
+            name: "ReplicatedStore",
+            dependencies: [
+                "LZ4",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Raft, liveness, lease history and the booking protocol as pure state machines.
+        .target(name: "Consensus", swiftSettings: strict),
+
+        // Deterministic whole-cluster simulator driving the Consensus cores.
+        .target(name: "Simulation", dependencies: ["Consensus"], swiftSettings: strict),
+
+        .executableTarget(
+            name: "clinicmesh",
+            dependencies: [
+                "Domain", "ReplicatedStore", "Consensus", "Simulation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        .testTarget(name: "LZ4Tests", dependencies: ["LZ4"], swiftSettings: strict),
+        .testTarget(name: "DomainTests", dependencies: ["Domain"], swiftSettings: strict),
+        .testTarget(name: "ReplicatedStoreTests", dependencies: ["ReplicatedStore", "Domain"], swiftSettings: strict),
+        .testTarget(name: "ConsensusTests", dependencies: ["Consensus"], swiftSettings: strict),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Consensus"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,6 @@
+import Testing
+@testable import Consensus
+
+@Suite struct ConsensusSmokeTests {
+    @Test func moduleLinks() {}
+}

@@ -1,0 +1,6 @@
+import Testing
+@testable import ReplicatedStore
+
+@Suite struct ReplicatedStoreSmokeTests {
+    @Test func moduleLinks() {}
+}
