@@ -23,13 +23,12 @@ public enum LZ4Block {
         output[1] = UInt8(truncatingIfNeeded: length >> 8)
         output[2] = UInt8(truncatingIfNeeded: length >> 16)
         output[3] = UInt8(truncatingIfNeeded: length >> 24)
-        let written = input.withUnsafeBufferPointer { src in
-            output.withUnsafeMutableBufferPointer { dst in
-                src.withMemoryRebound(to: CChar.self) { s in
-                    UnsafeMutableRawBufferPointer(rebasing: dst[4...]).withMemoryRebound(to: CChar.self) { d in
-                        LZ4_compress_default(s.baseAddress, d.baseAddress, Int32(input.count), Int32(bound))
-                    }
-                }
+        let written = input.withUnsafeBytes { src in
+            output.withUnsafeMutableBytes { dst in
+                LZ4_compress_default(
+                    src.baseAddress?.assumingMemoryBound(to: CChar.self),
+                    (dst.baseAddress! + 4).assumingMemoryBound(to: CChar.self),
+                    Int32(input.count), Int32(bound))
             }
         }
         guard written > 0 || input.isEmpty else {
@@ -54,13 +53,12 @@ public enum LZ4Block {
             return []
         }
         var output = [UInt8](repeating: 0, count: length)
-        let produced = input.withUnsafeBufferPointer { src in
-            output.withUnsafeMutableBufferPointer { dst in
-                UnsafeRawBufferPointer(rebasing: src[4...]).withMemoryRebound(to: CChar.self) { s in
-                    UnsafeMutableRawBufferPointer(dst).withMemoryRebound(to: CChar.self) { d in
-                        LZ4_decompress_safe(s.baseAddress, d.baseAddress, Int32(s.count), Int32(length))
-                    }
-                }
+        let produced = input.withUnsafeBytes { src in
+            output.withUnsafeMutableBytes { dst in
+                LZ4_decompress_safe(
+                    (src.baseAddress! + 4).assumingMemoryBound(to: CChar.self),
+                    dst.baseAddress!.assumingMemoryBound(to: CChar.self),
+                    Int32(input.count - 4), Int32(length))
             }
         }
         guard produced == length else {
