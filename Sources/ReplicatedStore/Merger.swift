@@ -1,0 +1,229 @@
+import Foundation
+import GRDB
+
+/// One row as the merge sees it: every column (live or not), the existence register and the clock.
+struct RowState {
+    let key: String
+    var existsInDatabase: Bool
+    var values: [ColumnValue]
+    var alive: Int64
+    var clock: RowClock
+
+    /// `crdt_alive` values: 0 deleted, 1 inserted again after a delete, 2 created where no row was known.
+    static let deleted: Int64 = 0, reinserted: Int64 = 1, created: Int64 = 2
+
+    static func load(_ db: Database, _ info: TableInfo, key: String) throws -> RowState {
+        let statement = try db.cachedStatement(sql: info.selectSQL)
+        let count = info.table.columns.count
+        if let row = try Row.fetchOne(statement, arguments: [key]) {
+            var values: [ColumnValue] = []
+            values.reserveCapacity(count)
+            for i in 0..<count { values.append(ColumnValue(row[i] as DatabaseValue)) }
+            let clockBytes: [UInt8] = (row[count + 1] as Data?).map { [UInt8]($0) } ?? []
+            return RowState(key: key, existsInDatabase: true, values: values,
+                            alive: row[count], clock: try RowClock(decoding: clockBytes))
+        }
+        return RowState(key: key, existsInDatabase: false, values: Array(repeating: .null, count: count),
+                        alive: deleted, clock: RowClock())
+    }
+}
+
+/// A change after name resolution: the column's slot in the row clock.
+struct SlotChange {
+    let slot: UInt16
+    let value: ColumnValue
+    let version: ChangeVersion
+}
+
+/// The work of one write transaction: merging changes into rows, logging them, advancing the HLC.
+/// Local writes and remote changes go through the same `merge`, so both obey one rule.
+final class Merger {
+    let db: Database
+    let replica: Replica
+    var state: Replica.State
+    let wallMillis: Int64
+
+    init(db: Database, replica: Replica, state: Replica.State, wallMillis: Int64) {
+        self.db = db
+        self.replica = replica
+        self.state = state
+        self.wallMillis = wallMillis
+    }
+
+    func originRef(_ origin: OriginID) throws -> UInt32 {
+        if let ref = state.originRefs[origin] { return ref }
+        try db.execute(sql: "INSERT INTO crdt_origin(node, incarnation, covered) VALUES (?, ?, 0)",
+                       arguments: [origin.node, Int64(origin.incarnation)])
+        let ref = UInt32(db.lastInsertedRowID)
+        state.originRefs[origin] = ref
+        state.origins[ref] = origin
+        return ref
+    }
+
+    func version(of entry: RowClock.Entry) throws -> ChangeVersion {
+        guard let origin = state.origins[entry.origin] else {
+            throw StoreError(.corruptMetadata, zh: "行版本引用了未知来源 \(entry.origin)；请从其他节点重建本节点。",
+                             en: "a row clock names unknown origin \(entry.origin); rebuild this node from a peer.")
+        }
+        return ChangeVersion(hlc: HLCTimestamp(rawValue: entry.hlc), origin: origin, seq: entry.seq)
+    }
+
+    func loadRow(_ info: TableInfo, key: String) throws -> RowState {
+        try RowState.load(db, info, key: key)
+    }
+
+    func saveRow(_ info: TableInfo, _ row: RowState) throws {
+        let statement = try db.cachedStatement(sql: info.upsertSQL)
+        var arguments: [DatabaseValue] = [row.key.databaseValue]
+        arguments.reserveCapacity(row.values.count + 3)
+        for value in row.values { arguments.append(value.databaseValue) }
+        arguments.append(row.alive.databaseValue)
+        arguments.append(ColumnValue.blob(row.clock.encoded()).databaseValue)
+        try statement.execute(arguments: StatementArguments(arguments))
+    }
+
+    /// Last-writer-wins per column, the existence register included. Returns the operations
+    /// (origin, seq) that now own at least one column, which the log must be able to serve.
+    func merge(_ row: inout RowState, _ changes: [SlotChange]) throws -> (won: Int, lost: Int, duplicate: Int) {
+        var won = 0, lost = 0, duplicate = 0
+        for change in changes {
+            if let current = row.clock[change.slot] {
+                let currentVersion = try version(of: current)
+                if change.version == currentVersion { duplicate += 1; continue }
+                if change.version < currentVersion { lost += 1; continue }
+            }
+            let ref = try originRef(change.version.origin)
+            row.clock[change.slot] = RowClock.Entry(hlc: change.version.hlc.rawValue, origin: ref, seq: change.version.seq)
+            if change.slot == RowClock.aliveSlot {
+                row.alive = change.value.integer ?? RowState.deleted
+            } else {
+                row.values[Int(change.slot)] = change.value
+            }
+            won += 1
+        }
+        return (won, lost, duplicate)
+    }
+
+    func log(_ info: TableInfo, key: String, versions: Set<ChangeVersion>) throws {
+        let statement = try db.cachedStatement(sql: "INSERT OR IGNORE INTO crdt_log(origin, seq, tbl, key) VALUES (?, ?, ?, ?)")
+        for version in versions {
+            try statement.execute(arguments: [Int64(try originRef(version.origin)), Int64(bitPattern: version.seq), info.id, key])
+        }
+    }
+
+    /// Applies changes to one row and logs the operations that won something.
+    func mergeAndSave(_ info: TableInfo, _ row: inout RowState, _ changes: [SlotChange]) throws -> (won: Int, lost: Int, duplicate: Int) {
+        let before = row.clock
+        let outcome = try merge(&row, changes)
+        if outcome.won > 0 {
+            try saveRow(info, row)
+            let winners = Set(changes.filter { change in
+                guard let entry = row.clock[change.slot], before[change.slot] != entry else { return false }
+                return entry.hlc == change.version.hlc.rawValue && entry.seq == change.version.seq
+                    && state.originRefs[change.version.origin] == entry.origin
+            }.map(\.version))
+            try log(info, key: row.key, versions: winners)
+        }
+        return outcome
+    }
+
+    /// The next local version: a fresh HLC stamp and the next sequence number of this incarnation.
+    func nextLocalVersion() -> ChangeVersion {
+        let hlc = state.hlc.now(wallMillis: wallMillis)
+        state.lastSeq += 1
+        return ChangeVersion(hlc: hlc, origin: state.origin, seq: state.lastSeq)
+    }
+
+    func persistClock() throws {
+        try Replica.setMeta(db, "hlc", Int64(bitPattern: state.hlc.last.rawValue))
+        try Replica.setMeta(db, "last_seq", Int64(bitPattern: state.lastSeq))
+        try db.execute(sql: "UPDATE crdt_origin SET covered = max(covered, ?) WHERE id = ?",
+                       arguments: [Int64(bitPattern: state.lastSeq), Int64(state.originRef)])
+    }
+}
+
+/// The handle a local transaction writes through. Every call stamps one operation with a new HLC
+/// and sequence number; personal-data columns are sealed here, at the origin.
+public final class LocalWriter {
+    let merger: Merger
+
+    init(merger: Merger) { self.merger = merger }
+
+    /// For reads inside the transaction.
+    public var db: Database { merger.db }
+
+    /// Creates a row. Refused if a live row has that key: two writers of one identity make one row.
+    @discardableResult
+    public func insert(_ table: String, key: String, values: [String: ColumnValue]) throws -> ChangeVersion {
+        let info = try tableInfo(table)
+        try Self.validate(key: key)
+        var row = try merger.loadRow(info, key: key)
+        guard row.alive == RowState.deleted else {
+            throw StoreError(.rowExists, zh: "\(table) 中已有键为 \(key) 的记录；请改用更新。",
+                             en: "\(table) already has a row with key \(key); update it instead.")
+        }
+        for name in values.keys where info.table.columnIndex(name) == nil { throw StoreError.unknownColumn(name, table: table) }
+        let version = merger.nextLocalVersion()
+        let kind = row.existsInDatabase ? RowState.reinserted : RowState.created
+        var changes = [SlotChange(slot: RowClock.aliveSlot, value: .integer(kind), version: version)]
+        for (i, column) in info.table.columns.enumerated() {
+            changes.append(SlotChange(slot: UInt16(i), value: try seal(values[column.name] ?? .null, column, table), version: version))
+        }
+        _ = try merger.mergeAndSave(info, &row, changes)
+        return version
+    }
+
+    /// Changes some columns of a live row.
+    @discardableResult
+    public func update(_ table: String, key: String, values: [String: ColumnValue]) throws -> ChangeVersion {
+        let info = try tableInfo(table)
+        var row = try merger.loadRow(info, key: key)
+        guard row.alive != RowState.deleted else { throw Self.missing(table, key) }
+        let version = merger.nextLocalVersion()
+        var changes: [SlotChange] = []
+        for (name, value) in values.sorted(by: { $0.key < $1.key }) {
+            guard let i = info.table.columnIndex(name) else { throw StoreError.unknownColumn(name, table: table) }
+            changes.append(SlotChange(slot: UInt16(i), value: try seal(value, info.table.columns[i], table), version: version))
+        }
+        _ = try merger.mergeAndSave(info, &row, changes)
+        return version
+    }
+
+    /// Deletes a live row, leaving a tombstone. Clinical records are never deleted this way: they
+    /// are marked entered-in-error instead.
+    @discardableResult
+    public func delete(_ table: String, key: String) throws -> ChangeVersion {
+        let info = try tableInfo(table)
+        var row = try merger.loadRow(info, key: key)
+        guard row.alive != RowState.deleted else { throw Self.missing(table, key) }
+        let version = merger.nextLocalVersion()
+        _ = try merger.mergeAndSave(info, &row, [SlotChange(slot: RowClock.aliveSlot, value: .integer(RowState.deleted), version: version)])
+        return version
+    }
+
+    private func tableInfo(_ table: String) throws -> TableInfo {
+        guard let info = merger.replica.tables[table] else { throw StoreError.unknownTable(table) }
+        return info
+    }
+
+    private func seal(_ value: ColumnValue, _ column: ReplicatedTable.Column, _ table: String) throws -> ColumnValue {
+        guard column.encrypted, value != .null else { return value }
+        guard let cipher = merger.replica.options.cipher else {
+            throw StoreError(.encryption, zh: "列 \(table).\(column.name) 需要加密，但本节点没有配置数据密钥。",
+                             en: "column \(table).\(column.name) is encrypted but this node has no data key configured.")
+        }
+        return try cipher.seal(value, table: table, column: column.name)
+    }
+
+    static func validate(key: String) throws {
+        guard !key.isEmpty, key.utf8.count <= maxKeyBytes else {
+            throw StoreError(.invalidKey, zh: "记录键必须非空且不超过 \(maxKeyBytes) 字节。", en: "a row key must be non-empty and at most \(maxKeyBytes) bytes.")
+        }
+    }
+
+    static let maxKeyBytes = 512
+
+    private static func missing(_ table: String, _ key: String) -> StoreError {
+        StoreError(.rowMissing, zh: "\(table) 中没有键为 \(key) 的有效记录。", en: "\(table) has no live row with key \(key).")
+    }
+}

@@ -1,0 +1,94 @@
+import Crypto
+import Foundation
+import GRDB
+
+extension Replica {
+    /// A live row with personal data opened, or nil if there is none with that key.
+    public func liveRow(_ table: String, key: String) throws -> [String: ColumnValue]? {
+        guard let info = tables[table] else { throw StoreError.unknownTable(table) }
+        let row = try read { db in try RowState.load(db, info, key: key) }
+        guard row.alive != RowState.deleted else { return nil }
+        return try opened(row, info)
+    }
+
+    /// Every live row of a table, by key, with personal data opened.
+    public func liveRows(_ table: String) throws -> [String: [String: ColumnValue]] {
+        guard let info = tables[table] else { throw StoreError.unknownTable(table) }
+        let keys = try read { db in
+            try String.fetchAll(db, sql: "SELECT \(info.table.keyColumn.quotedDatabaseIdentifier) FROM \(table.quotedDatabaseIdentifier) WHERE crdt_alive > 0")
+        }
+        var rows: [String: [String: ColumnValue]] = [:]
+        for key in keys { rows[key] = try liveRow(table, key: key) }
+        return rows
+    }
+
+    private func opened(_ row: RowState, _ info: TableInfo) throws -> [String: ColumnValue] {
+        var values: [String: ColumnValue] = [:]
+        for (i, column) in info.table.columns.enumerated() {
+            if column.encrypted, row.values[i] != .null {
+                guard let cipher = options.cipher else {
+                    throw StoreError(.encryption, zh: "本节点没有配置数据密钥，无法读取加密列 \(info.table.name).\(column.name)。",
+                                     en: "this node has no data key, so it cannot read encrypted column \(info.table.name).\(column.name).")
+                }
+                values[column.name] = try cipher.open(row.values[i], table: info.table.name, column: column.name)
+            } else {
+                values[column.name] = row.values[i]
+            }
+        }
+        return values
+    }
+
+    /// SHA-256 over a canonical encoding of every replicated table: every row ever seen (live or
+    /// not), in key order, with each column's value and version. Two replicas with the same digest
+    /// hold identical replicated state, metadata included.
+    public func digest() throws -> String {
+        try read { db in
+            let origins = try Self.loadOrigins(db)
+            var hasher = SHA256()
+            for name in tables.keys.sorted() {
+                let info = tables[name]!
+                hasher.update(data: Array("table\u{0}\(name)\u{0}".utf8))
+                let keys = try String.fetchCursor(db, sql: "SELECT \(info.table.keyColumn.quotedDatabaseIdentifier) FROM \(name.quotedDatabaseIdentifier) ORDER BY 1")
+                while let key = try keys.next() {
+                    let row = try RowState.load(db, info, key: key)
+                    var w = ByteWriter()
+                    w.string(key)
+                    w.varint(UInt64(bitPattern: row.alive))
+                    let slots = [RowClock.aliveSlot] + (0..<UInt16(info.table.columns.count))
+                    for slot in slots {
+                        if slot != RowClock.aliveSlot { w.value(row.values[Int(slot)]) }
+                        if let entry = row.clock[slot], let origin = origins[entry.origin] {
+                            w.byte(1)
+                            w.fixed64(entry.hlc)
+                            w.string(origin.node)
+                            w.varint(UInt64(origin.incarnation))
+                            w.varint(entry.seq)
+                        } else {
+                            w.byte(0)
+                        }
+                    }
+                    hasher.update(data: w.buffer)
+                }
+            }
+            return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        }
+    }
+}
+
+extension ByteWriter {
+    mutating func string(_ s: String) {
+        let utf8 = Array(s.utf8)
+        varint(UInt64(utf8.count))
+        bytes(utf8)
+    }
+
+    mutating func value(_ value: ColumnValue) {
+        switch value {
+        case .null: byte(0)
+        case .integer(let v): byte(1); fixed64(UInt64(bitPattern: v))
+        case .real(let v): byte(2); fixed64(v.bitPattern)
+        case .text(let v): byte(3); string(v)
+        case .blob(let v): byte(4); varint(UInt64(v.count)); bytes(v)
+        }
+    }
+}

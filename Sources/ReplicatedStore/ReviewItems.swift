@@ -1,0 +1,69 @@
+import Crypto
+import Foundation
+import GRDB
+
+/// Disagreements a person must settle: two nodes created the same identity (same patient, same
+/// schedule) with different values. The merge still converges (the later creation wins each
+/// column); the losing value is kept here rather than silently mixed away.
+///
+/// Review items are themselves a replicated table, keyed by the conflict, so every replica that
+/// notices the same conflict writes the same row and all replicas end up listing it.
+public enum ReviewItems {
+    static let table = ReplicatedTable("crdt_review", columns: [
+        .init("tbl", .text), .init("row_key", .text), .init("col", .text),
+        .init("node_a", .text), .init("value_a", .blob), .init("node_b", .text), .init("value_b", .blob),
+        .init("status", .text), .init("note", .text),
+    ])
+
+    public struct Item: Sendable, Equatable {
+        public let id: String
+        public let table: String
+        public let rowKey: String
+        public let column: String
+        public let nodeA: String
+        public let valueA: ColumnValue
+        public let nodeB: String
+        public let valueB: ColumnValue
+        public let status: String
+        public let note: String?
+    }
+
+    /// Writes the item unless this replica has it already. Returns true if it was new here.
+    static func record(_ conflict: CreationConflict, merger: Merger) throws -> Bool {
+        let (a, b) = conflict.first.version < conflict.second.version ? (conflict.first, conflict.second) : (conflict.second, conflict.first)
+        let identity = [conflict.table, conflict.key, conflict.column, a.version.description, b.version.description].joined(separator: "\u{0}")
+        let id = SHA256.hash(data: Data(identity.utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
+        guard let info = merger.replica.tables[table.name] else { return false }
+        guard !(try merger.loadRow(info, key: id)).existsInDatabase else { return false }
+        try LocalWriter(merger: merger).insert(table.name, key: id, values: [
+            "tbl": .text(conflict.table), "row_key": .text(conflict.key), "col": .text(conflict.column),
+            "node_a": .text(a.version.origin.node), "value_a": a.value,
+            "node_b": .text(b.version.origin.node), "value_b": b.value,
+            "status": "open",
+        ])
+        return true
+    }
+}
+
+extension Replica {
+    /// Review items, open ones first.
+    public func reviewItems(includeResolved: Bool = false) throws -> [ReviewItems.Item] {
+        try read { db in
+            let filter = includeResolved ? "" : "AND status = 'open'"
+            return try Row.fetchAll(db, sql: """
+                SELECT id, tbl, row_key, col, node_a, value_a, node_b, value_b, status, note
+                FROM crdt_review WHERE crdt_alive > 0 \(filter) ORDER BY status DESC, tbl, row_key, col, id
+                """).map { row in
+                ReviewItems.Item(id: row[0], table: row[1], rowKey: row[2], column: row[3],
+                                 nodeA: row[4], valueA: ColumnValue(row[5] as DatabaseValue),
+                                 nodeB: row[6], valueB: ColumnValue(row[7] as DatabaseValue),
+                                 status: row[8], note: row[9])
+            }
+        }
+    }
+
+    /// Marks an item settled, with a note saying what the person decided. Replicates like any write.
+    public func resolveReviewItem(_ id: String, note: String) throws {
+        _ = try write { try $0.update(ReviewItems.table.name, key: id, values: ["status": "resolved", "note": .text(note)]) }
+    }
+}

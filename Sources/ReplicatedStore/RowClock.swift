@@ -1,0 +1,51 @@
+/// The version of every column of one row, packed into the row's `crdt_clock` BLOB so that a merge
+/// reads and writes one row, not one metadata row per column.
+///
+/// Each entry is 22 bytes: `u16 column slot | u64 hlc | u32 origin (local id) | u64 seq`, little
+/// endian. Slot `RowClock.aliveSlot` is the row's existence register. Origin ids are local to this
+/// database (`crdt_origin.id`); anything that leaves the node uses `OriginID` instead.
+struct RowClock: Equatable {
+    static let aliveSlot: UInt16 = .max
+    static let entrySize = 22
+
+    struct Entry: Equatable {
+        var hlc: UInt64
+        var origin: UInt32
+        var seq: UInt64
+    }
+
+    private(set) var entries: [UInt16: Entry] = [:]
+
+    init() {}
+
+    init(decoding bytes: [UInt8]) throws {
+        guard bytes.count % Self.entrySize == 0 else {
+            throw StoreError(.corruptMetadata, zh: "行版本信息长度 \(bytes.count) 不正确；请从备份或其他节点重建本节点。",
+                             en: "row clock of \(bytes.count) bytes is malformed; rebuild this node from a backup or a peer.")
+        }
+        var reader = ByteReader(bytes)
+        while !reader.isAtEnd {
+            let slot = UInt16(try reader.byte()) | UInt16(try reader.byte()) << 8
+            entries[slot] = Entry(hlc: try reader.fixed64(), origin: try reader.fixed32(), seq: try reader.fixed64())
+        }
+    }
+
+    subscript(slot: UInt16) -> Entry? {
+        get { entries[slot] }
+        set { entries[slot] = newValue }
+    }
+
+    func encoded() -> [UInt8] {
+        var writer = ByteWriter()
+        writer.buffer.reserveCapacity(entries.count * Self.entrySize)
+        for slot in entries.keys.sorted() {
+            let e = entries[slot]!
+            writer.byte(UInt8(truncatingIfNeeded: slot))
+            writer.byte(UInt8(truncatingIfNeeded: slot >> 8))
+            writer.fixed64(e.hlc)
+            writer.fixed32(e.origin)
+            writer.fixed64(e.seq)
+        }
+        return writer.buffer
+    }
+}

@@ -1,6 +1,0 @@
-import Testing
-@testable import ReplicatedStore
-
-@Suite struct ReplicatedStoreSmokeTests {
-    @Test func moduleLinks() {}
-}

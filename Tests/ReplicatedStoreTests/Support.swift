@@ -1,0 +1,76 @@
+import Crypto
+import Foundation
+import ReplicatedStore
+import Synchronization
+
+/// SplitMix64: small, fast, and the same sequence on every machine for a given seed.
+struct SeededRandom: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A wall clock the test moves by hand.
+final class ManualClock: Sendable {
+    private let millis: Mutex<Int64>
+    init(_ start: Int64 = 1_790_000_000_000) { millis = Mutex(start) }
+    var now: Int64 { millis.withLock { $0 } }
+    func advance(_ delta: Int64) { millis.withLock { $0 += delta } }
+    func set(_ value: Int64) { millis.withLock { $0 = value } }
+}
+
+enum TestSchema {
+    static let record = ReplicatedTable("record", columns: [
+        .init("a", .text), .init("b", .integer), .init("c", .real), .init("d", .blob),
+        .init("name", .text, encrypted: true),
+    ], indexes: [["b"]])
+
+    static let v1 = ReplicaSchema(versions: [[.createTable(record)]])
+    /// Version 2 adds a column and a table, as a rolling upgrade would.
+    static let v2 = ReplicaSchema(versions: [
+        [.createTable(record)],
+        [.addColumn(table: "record", .init("note", .text)),
+         .createTable(ReplicatedTable("allergy", columns: [.init("substance", .text)]))],
+    ])
+
+    static let dataKey = SymmetricKey(data: Array(repeating: UInt8(7), count: 32))
+
+    static func options(clock: ManualClock, durability: Replica.Options.Durability = .full) -> Replica.Options {
+        var options = Replica.Options()
+        options.cipher = FieldCipher(dataKey: dataKey)
+        options.wallClock = { clock.now }
+        options.durability = durability
+        return options
+    }
+}
+
+/// A fresh folder under the system temp folder, removed by `cleanup()`.
+struct TemporaryFolder {
+    let path: String
+    init() throws {
+        path = NSTemporaryDirectory() + "clinicmesh-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    func cleanup() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Exchanges changes among replicas until every one has everything.
+func syncAll(_ replicas: [Replica], limit: Int = 10_000) throws {
+    for _ in 0..<50 {
+        var moved = false
+        for source in replicas {
+            for target in replicas where target !== source {
+                let batch = try source.changes(since: try target.versionVector(), limit: limit)
+                if !batch.changes.isEmpty { moved = true }
+                try target.apply(batch)
+            }
+        }
+        if !moved { return }
+    }
+}
