@@ -60,6 +60,7 @@ let package = Package(
             dependencies: [
                 "Domain", "ReplicatedStore", "Consensus", "Simulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -138,7 +138,12 @@ public final class Replica: Sendable {
                 let merger = Merger(db: db, replica: self, state: state.withLock { $0 }, wallMillis: options.wallClock())
                 let result = try body(merger)
                 try merger.persistClock()
-                state.withLock { $0 = merger.state }
+                state.withLock { current in
+                    // A refusal set while this transaction ran stays in force.
+                    var published = merger.state
+                    published.writesRefusedBecause = current.writesRefusedBecause
+                    current = published
+                }
                 return result
             }
         } catch {
@@ -285,5 +290,19 @@ struct TableInfo: Sendable {
         let placeholders = Array(repeating: "?", count: all.count + 1).joined(separator: ", ")
         let updates = all.map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
         upsertSQL = "INSERT INTO \(name)(\(key), \(all.joined(separator: ", "))) VALUES (\(placeholders)) ON CONFLICT(\(key)) DO UPDATE SET \(updates)"
+    }
+}
+
+extension Replica {
+    /// Copies the WAL into the main database file (used before backups and file copies).
+    public func checkpoint() throws {
+        try writer.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
+    }
+
+    /// The SQLite settings in force, for status pages and tests: (journal mode, synchronous level).
+    public func durabilitySettings() throws -> (journalMode: String, synchronous: Int) {
+        try writer.read { db in
+            (try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "?", try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1)
+        }
     }
 }
