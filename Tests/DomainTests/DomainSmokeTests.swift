@@ -1,6 +1,0 @@
-import Testing
-@testable import Domain
-
-@Suite struct DomainSmokeTests {
-    @Test func moduleLinks() {}
-}
