@@ -4,11 +4,12 @@ import Foundation
 /// Seals personal data (resident ID, mobile, name) with AES-256-GCM once, at the node that writes
 /// it; replicas store and forward the ciphertext and never need to re-encrypt.
 ///
-/// The nonce is synthetic: the first 12 bytes of HMAC-SHA256(nonce key, table, column, plaintext).
-/// The same value in the same column therefore seals to the same bytes on every node, so replicas
-/// that create the same patient independently still compare equal and a nonce is never reused for
-/// two different plaintexts. The price is that equal values in one column are visibly equal (the
-/// patient key, an HMAC of the resident ID, reveals that much anyway).
+/// The nonce is synthetic: the first 12 bytes of HMAC-SHA256(nonce key, table, column, row key,
+/// plaintext). The same value in the same column of the same row therefore seals to the same bytes
+/// on every node, so replicas that create the same patient independently still compare equal, and a
+/// nonce is never reused for two different plaintexts. Equal values in different rows seal to
+/// different bytes. The table, column and row key are authenticated too, so ciphertext cannot be
+/// moved to another row or column unnoticed.
 ///
 /// Sealed layout: `u8 format (1) | u8 kind (0 text, 1 blob) | 12-byte nonce | ciphertext | 16-byte tag`.
 public struct FieldCipher: Sendable {
@@ -21,7 +22,7 @@ public struct FieldCipher: Sendable {
         nonceKey = HKDF<SHA256>.deriveKey(inputKeyMaterial: dataKey, info: Data("clinicmesh field nonce v1".utf8), outputByteCount: 32)
     }
 
-    public func seal(_ value: ColumnValue, table: String, column: String) throws -> ColumnValue {
+    public func seal(_ value: ColumnValue, table: String, column: String, key: String) throws -> ColumnValue {
         let kind: UInt8
         let plaintext: [UInt8]
         switch value {
@@ -33,14 +34,15 @@ public struct FieldCipher: Sendable {
                              en: "encrypted column \(table).\(column) takes only text or blob values.")
         }
         var mac = HMAC<SHA256>(key: nonceKey)
-        mac.update(data: Array("\(table)\u{0}\(column)\u{0}".utf8) + [kind])
+        let context = Self.context(table, column, key)
+        mac.update(data: context + [kind])
         mac.update(data: plaintext)
         let nonce = try AES.GCM.Nonce(data: Array(mac.finalize()).prefix(12))
-        let box = try AES.GCM.seal(plaintext, using: sealKey, nonce: nonce, authenticating: Array("\(table).\(column)".utf8))
+        let box = try AES.GCM.seal(plaintext, using: sealKey, nonce: nonce, authenticating: context)
         return .blob([1, kind] + Array(box.nonce) + Array(box.ciphertext) + Array(box.tag))
     }
 
-    public func open(_ value: ColumnValue, table: String, column: String) throws -> ColumnValue {
+    public func open(_ value: ColumnValue, table: String, column: String, key: String) throws -> ColumnValue {
         guard case .blob(let sealed) = value else {
             if value == .null { return .null }
             throw Self.corrupt(table, column)
@@ -50,7 +52,7 @@ public struct FieldCipher: Sendable {
             let box = try AES.GCM.SealedBox(nonce: AES.GCM.Nonce(data: sealed[2..<14]),
                                             ciphertext: sealed[14..<(sealed.count - 16)],
                                             tag: sealed[(sealed.count - 16)...])
-            let plain = try AES.GCM.open(box, using: sealKey, authenticating: Array("\(table).\(column)".utf8))
+            let plain = try AES.GCM.open(box, using: sealKey, authenticating: Self.context(table, column, key))
             if sealed[1] == 1 { return .blob(Array(plain)) }
             guard let text = String(validating: Array(plain), as: UTF8.self) else { throw Self.corrupt(table, column) }
             return .text(text)
@@ -59,6 +61,22 @@ public struct FieldCipher: Sendable {
         } catch {
             throw Self.corrupt(table, column)
         }
+    }
+
+    /// Length-prefixed so that no two (table, column, key) triples share an encoding.
+    private static func context(_ table: String, _ column: String, _ key: String) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.string("clinicmesh.field.v1")
+        writer.string(table)
+        writer.string(column)
+        writer.string(key)
+        return writer.buffer
+    }
+
+    /// Whether a value has the sealed layout (checked when peers send it, before it is stored).
+    static func looksSealed(_ value: ColumnValue) -> Bool {
+        guard case .blob(let b) = value else { return value == .null }
+        return b.count >= 2 + 12 + 16 && b[0] == 1 && b[1] <= 1
     }
 
     static func corrupt(_ table: String, _ column: String) -> StoreError {

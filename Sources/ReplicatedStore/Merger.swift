@@ -28,6 +28,12 @@ struct RowState {
     }
 }
 
+/// One operation, by local origin id and sequence number.
+struct OperationRef: Hashable {
+    let origin: UInt32
+    let seq: UInt64
+}
+
 /// A change after name resolution: the column's slot in the row clock.
 struct SlotChange {
     let slot: UInt16
@@ -54,7 +60,9 @@ final class Merger {
         if let ref = state.originRefs[origin] { return ref }
         try db.execute(sql: "INSERT INTO crdt_origin(node, incarnation, covered) VALUES (?, ?, 0)",
                        arguments: [origin.node, Int64(origin.incarnation)])
-        let ref = UInt32(db.lastInsertedRowID)
+        guard let ref = UInt32(exactly: db.lastInsertedRowID) else {
+            throw StoreError(.corruptMetadata, zh: "来源表已满；请从其他节点重建本节点。", en: "the origin table is full; rebuild this node from a peer.")
+        }
         state.originRefs[origin] = ref
         state.origins[ref] = origin
         return ref
@@ -72,14 +80,16 @@ final class Merger {
         try RowState.load(db, info, key: key)
     }
 
-    func saveRow(_ info: TableInfo, _ row: RowState) throws {
-        let statement = try db.cachedStatement(sql: info.upsertSQL)
-        var arguments: [DatabaseValue] = [row.key.databaseValue]
+    func saveRow(_ info: TableInfo, _ row: inout RowState) throws {
+        let statement = try db.cachedStatement(sql: row.existsInDatabase ? info.updateSQL : info.insertSQL)
+        var arguments: [DatabaseValue] = []
         arguments.reserveCapacity(row.values.count + 3)
         for value in row.values { arguments.append(value.databaseValue) }
         arguments.append(row.alive.databaseValue)
         arguments.append(ColumnValue.blob(row.clock.encoded()).databaseValue)
+        arguments.append(row.key.databaseValue)
         try statement.execute(arguments: StatementArguments(arguments))
+        row.existsInDatabase = true
     }
 
     /// Last-writer-wins per column, the existence register included. Returns the operations
@@ -104,25 +114,27 @@ final class Merger {
         return (won, lost, duplicate)
     }
 
-    func log(_ info: TableInfo, key: String, versions: Set<ChangeVersion>) throws {
-        let statement = try db.cachedStatement(sql: "INSERT OR IGNORE INTO crdt_log(origin, seq, tbl, key) VALUES (?, ?, ?, ?)")
-        for version in versions {
-            try statement.execute(arguments: [Int64(try originRef(version.origin)), Int64(bitPattern: version.seq), info.id, key])
-        }
-    }
-
-    /// Applies changes to one row and logs the operations that won something.
+    /// Applies changes to one row, logs the operations that now own a column, and forgets the
+    /// operations that no longer own any (each operation writes one row, so that is exact).
     func mergeAndSave(_ info: TableInfo, _ row: inout RowState, _ changes: [SlotChange]) throws -> (won: Int, lost: Int, duplicate: Int) {
         let before = row.clock
         let outcome = try merge(&row, changes)
-        if outcome.won > 0 {
-            try saveRow(info, row)
-            let winners = Set(changes.filter { change in
-                guard let entry = row.clock[change.slot], before[change.slot] != entry else { return false }
-                return entry.hlc == change.version.hlc.rawValue && entry.seq == change.version.seq
-                    && state.originRefs[change.version.origin] == entry.origin
-            }.map(\.version))
-            try log(info, key: row.key, versions: winners)
+        guard outcome.won > 0 else { return outcome }
+        try saveRow(info, &row)
+        var gained: Set<OperationRef> = []
+        var displaced: Set<OperationRef> = []
+        for (slot, entry) in row.clock.entries where before[slot] != entry {
+            gained.insert(OperationRef(origin: entry.origin, seq: entry.seq))
+            if let old = before[slot] { displaced.insert(OperationRef(origin: old.origin, seq: old.seq)) }
+        }
+        let stillOwning = Set(row.clock.entries.values.map { OperationRef(origin: $0.origin, seq: $0.seq) })
+        let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO crdt_log(origin, seq, tbl, key) VALUES (?, ?, ?, ?)")
+        for op in gained {
+            try insert.execute(arguments: [Int64(op.origin), Int64(bitPattern: op.seq), info.id, row.key])
+        }
+        let delete = try db.cachedStatement(sql: "DELETE FROM crdt_log WHERE origin = ? AND seq = ?")
+        for op in displaced.subtracting(stillOwning) {
+            try delete.execute(arguments: [Int64(op.origin), Int64(bitPattern: op.seq)])
         }
         return outcome
     }
@@ -149,9 +161,6 @@ public final class LocalWriter {
 
     init(merger: Merger) { self.merger = merger }
 
-    /// For reads inside the transaction.
-    public var db: Database { merger.db }
-
     /// Creates a row. Refused if a live row has that key: two writers of one identity make one row.
     @discardableResult
     public func insert(_ table: String, key: String, values: [String: ColumnValue]) throws -> ChangeVersion {
@@ -167,10 +176,19 @@ public final class LocalWriter {
         let kind = row.existsInDatabase ? RowState.reinserted : RowState.created
         var changes = [SlotChange(slot: RowClock.aliveSlot, value: .integer(kind), version: version)]
         for (i, column) in info.table.columns.enumerated() {
-            changes.append(SlotChange(slot: UInt16(i), value: try seal(values[column.name] ?? .null, column, table), version: version))
+            changes.append(SlotChange(slot: UInt16(i), value: try seal(values[column.name] ?? .null, column, table, key), version: version))
         }
         _ = try merger.mergeAndSave(info, &row, changes)
         return version
+    }
+
+    /// Updates the row if it is live, creates it otherwise.
+    @discardableResult
+    public func upsert(_ table: String, key: String, values: [String: ColumnValue]) throws -> ChangeVersion {
+        let info = try tableInfo(table)
+        try Self.validate(key: key)
+        let row = try merger.loadRow(info, key: key)
+        return row.alive == RowState.deleted ? try insert(table, key: key, values: values) : try update(table, key: key, values: values)
     }
 
     /// Changes some columns of a live row.
@@ -183,7 +201,7 @@ public final class LocalWriter {
         var changes: [SlotChange] = []
         for (name, value) in values.sorted(by: { $0.key < $1.key }) {
             guard let i = info.table.columnIndex(name) else { throw StoreError.unknownColumn(name, table: table) }
-            changes.append(SlotChange(slot: UInt16(i), value: try seal(value, info.table.columns[i], table), version: version))
+            changes.append(SlotChange(slot: UInt16(i), value: try seal(value, info.table.columns[i], table, key), version: version))
         }
         _ = try merger.mergeAndSave(info, &row, changes)
         return version
@@ -206,13 +224,13 @@ public final class LocalWriter {
         return info
     }
 
-    private func seal(_ value: ColumnValue, _ column: ReplicatedTable.Column, _ table: String) throws -> ColumnValue {
+    private func seal(_ value: ColumnValue, _ column: ReplicatedTable.Column, _ table: String, _ key: String) throws -> ColumnValue {
         guard column.encrypted, value != .null else { return value }
         guard let cipher = merger.replica.options.cipher else {
             throw StoreError(.encryption, zh: "列 \(table).\(column.name) 需要加密，但本节点没有配置数据密钥。",
                              en: "column \(table).\(column.name) is encrypted but this node has no data key configured.")
         }
-        return try cipher.seal(value, table: table, column: column.name)
+        return try cipher.seal(value, table: table, column: column.name, key: key)
     }
 
     static func validate(key: String) throws {

@@ -30,7 +30,7 @@ extension Replica {
                     throw StoreError(.encryption, zh: "本节点没有配置数据密钥，无法读取加密列 \(info.table.name).\(column.name)。",
                                      en: "this node has no data key, so it cannot read encrypted column \(info.table.name).\(column.name).")
                 }
-                values[column.name] = try cipher.open(row.values[i], table: info.table.name, column: column.name)
+                values[column.name] = try cipher.open(row.values[i], table: info.table.name, column: column.name, key: row.key)
             } else {
                 values[column.name] = row.values[i]
             }

@@ -11,9 +11,10 @@ public struct ApplyReport: Sendable, Equatable {
     public var duplicates = 0
     /// Changes stamped too far ahead of the local clock, kept and retried later.
     public var parkedClockAhead = 0
-    /// Changes for tables or columns this node's schema does not have yet, kept until it upgrades.
+    /// Changes this node's schema cannot hold yet (unknown table or column, a value this version
+    /// does not accept), kept until it upgrades.
     public var parkedUnknownSchema = 0
-    /// Malformed changes (bad key, bad existence value, sequence 0), with the first reasons.
+    /// Malformed changes (empty key, sequence 0 or beyond 2^63), with the first reasons.
     public var rejected = 0
     public var rejectedReasons: [String] = []
     /// Creation conflicts found (two nodes created one identity with different values).
@@ -24,14 +25,15 @@ public struct ApplyReport: Sendable, Equatable {
 
 extension Replica {
     /// Merges a batch from a peer in one transaction, then advances the version vector by the
-    /// batch's coverage (held back below any change it had to park, so that change is sent again).
+    /// batch's coverage. Changes it cannot merge yet are parked, durably: the vector still covers
+    /// them, and this replica serves them on to others like any change it holds.
     /// Idempotent and commutative: any order of the same batches, with duplicates, gives the same rows.
     @discardableResult
     public func apply(_ batch: ChangeBatch) throws -> ApplyReport {
         try transaction { merger in
             var report = ApplyReport()
             try merger.applyChanges(batch.changes, report: &report)
-            try merger.advance(by: batch.coverage, base: batch.base)
+            try merger.advance(by: batch.coverage, base: batch.base, carried: Set(batch.changes.map(\.version.origin)))
             return report
         }
     }
@@ -80,15 +82,27 @@ extension Replica {
             var changes: [Change] = []
             var coverage = VersionVector()
             let logStatement = try db.cachedStatement(sql: "SELECT seq, tbl, key FROM crdt_log WHERE origin = ? AND seq > ? AND seq <= ? ORDER BY seq")
+            let parkedStatement = try db.cachedStatement(sql: "SELECT seq, col, tbl, key, value, hlc FROM crdt_parked WHERE origin = ? AND seq > ? AND seq <= ?")
             for entry in origins {
                 let from = since[entry.origin]
                 guard entry.covered > from else { continue }
-                let rows = try Row.fetchCursor(logStatement, arguments: [Int64(entry.ref), Int64(bitPattern: from), Int64(bitPattern: entry.covered)])
-                while let logRow = try rows.next() {
-                    let seq = UInt64(bitPattern: logRow[0])
+                let range: StatementArguments = [Int64(entry.ref), Int64(bitPattern: from), Int64(bitPattern: entry.covered)]
+                // Operations this replica merged, and ones it parked: both are its to serve.
+                var operations: [UInt64: [Change]] = [:]
+                for logRow in try Row.fetchAll(logStatement, arguments: range) {
                     guard let info = tablesByID[logRow[1]] else { continue }
+                    let seq = UInt64(bitPattern: logRow[0])
                     let row = try RowState.load(db, info, key: logRow[2])
-                    let operation = Self.changes(of: row, info, ownedBy: entry.ref, seq: seq, origin: entry.origin)
+                    operations[seq, default: []] += Self.changes(of: row, info, ownedBy: entry.ref, seq: seq, origin: entry.origin)
+                }
+                for parked in try Row.fetchAll(parkedStatement, arguments: range) {
+                    let seq = UInt64(bitPattern: parked[0])
+                    let version = ChangeVersion(hlc: HLCTimestamp(rawValue: UInt64(bitPattern: parked[5])), origin: entry.origin, seq: seq)
+                    operations[seq, default: []].append(Change(table: parked[2], key: parked[3], column: parked[1],
+                                                               value: ColumnValue(parked[4] as DatabaseValue), version: version))
+                }
+                for seq in operations.keys.sorted() {
+                    let operation = operations[seq]!
                     if changes.count + operation.count > limit, !changes.isEmpty {
                         // Nothing of this origin between the last operation sent and this one.
                         coverage[entry.origin] = seq - 1
@@ -131,33 +145,38 @@ extension Merger {
         var newest = HLCTimestamp.zero
         for rowKey in order {
             let group = groups[rowKey]!
-            guard let info = replica.tables[rowKey.table] else {
-                for change in group { try park(change, reason: "unknown_schema") }
-                report.parkedUnknownSchema += group.count
-                continue
+            var admissible: [Change] = []
+            for change in group {
+                // Structurally malformed: cannot be stored or served, by any version.
+                guard change.version.seq > 0, change.version.seq <= UInt64(Int64.max), !rowKey.key.isEmpty else {
+                    reject(1, "malformed change \(change.version) for \(rowKey.table)", &report)
+                    continue
+                }
+                try noticeOwnOrigin(change.version)
+                admissible.append(change)
             }
-            guard (try? LocalWriter.validate(key: rowKey.key)) != nil else {
-                reject(group.count, "invalid key in \(rowKey.table)", &report)
+            guard !admissible.isEmpty else { continue }
+            guard let info = replica.tables[rowKey.table], rowKey.key.utf8.count <= LocalWriter.maxKeyBytes else {
+                for change in admissible { try park(change, reason: "unknown_schema") }
+                report.parkedUnknownSchema += admissible.count
                 continue
             }
             var slotChanges: [SlotChange] = []
-            slotChanges.reserveCapacity(group.count)
-            for change in group {
+            slotChanges.reserveCapacity(admissible.count)
+            for change in admissible {
                 let slot: UInt16
-                if change.column == ReplicaSchema.aliveColumn {
-                    guard let v = change.value.integer, (RowState.deleted...RowState.created).contains(v) else {
-                        reject(1, "existence value \(change.value) in \(rowKey.table)", &report)
-                        continue
-                    }
+                if change.column == ReplicaSchema.aliveColumn,
+                   let v = change.value.integer, (RowState.deleted...RowState.created).contains(v) {
                     slot = RowClock.aliveSlot
-                } else if let index = info.table.columnIndex(change.column) {
+                } else if let index = info.table.columnIndex(change.column),
+                          !info.table.columns[index].encrypted || FieldCipher.looksSealed(change.value) {
                     slot = UInt16(index)
                 } else {
+                    // A column, or a value, that a later schema version may know: keep it.
                     try park(change, reason: "unknown_schema")
                     report.parkedUnknownSchema += 1
                     continue
                 }
-                guard change.version.seq > 0 else { reject(1, "sequence 0 from \(change.version.origin)", &report); continue }
                 if case .deferred = state.hlc.check(change.version.hlc, wallMillis: wallMillis) {
                     try park(change, reason: "clock_ahead")
                     report.parkedClockAhead += 1
@@ -173,11 +192,32 @@ extension Merger {
             report.applied += outcome.won
             report.superseded += outcome.lost
             report.duplicates += outcome.duplicate
+            _ = state.hlc.receive(newest, wallMillis: wallMillis)
             for conflict in conflicts where try ReviewItems.record(conflict, merger: self) {
                 report.reviewItems += 1
             }
         }
         _ = state.hlc.receive(newest, wallMillis: wallMillis)
+    }
+
+    /// Peers holding changes of this node that it does not have (a newer incarnation, or sequence
+    /// numbers past its own) mean it lost writes it had shipped: merge them, but stop local writes
+    /// until a restart starts a new incarnation, so no sequence number is ever reused.
+    private func noticeOwnOrigin(_ version: ChangeVersion) throws {
+        guard version.origin.node == state.origin.node else { return }
+        let newerLife = version.origin.incarnation > state.origin.incarnation
+        let pastOwnEnd = version.origin.incarnation == state.origin.incarnation && version.seq > state.lastSeq
+        guard newerLife || pastOwnEnd else { return }
+        let known = max(version.origin.incarnation, state.origin.incarnation)
+        try Replica.setMeta(db, "known_incarnation", Int64(known))
+        if state.writesRefusedBecause == nil {
+            state.writesRefusedBecause = StoreError(
+                .writesRefused,
+                zh: "其他节点持有本节点 \(version.origin) 的变更 \(version.seq)，说明本节点丢失过已发出的写入；请重启本节点以启用新的 incarnation。",
+                en: "peers hold change \(version.seq) of this node's \(version.origin), so this node lost writes it had shipped; restart it to start a new incarnation.")
+            replica.options.logger.error("peers hold changes of this node it does not have; refusing writes until restart",
+                                         metadata: ["store.origin": "\(version.origin)", "store.seq": "\(version.seq)"])
+        }
     }
 
     private func reject(_ count: Int, _ reason: String, _ report: inout ApplyReport) {
@@ -196,22 +236,18 @@ extension Merger {
     }
 
     /// Raises the version vector by a batch's coverage, for origins this replica already has up to
-    /// the batch's base, and never past a change still parked.
-    func advance(by coverage: VersionVector, base: VersionVector) throws {
-        var parkedFloor: [Int64: UInt64] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT origin, MIN(seq) FROM crdt_parked GROUP BY origin") {
-            parkedFloor[row[0]] = UInt64(bitPattern: row[1])
-        }
-        var covered: [Int64: UInt64] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT id, covered FROM crdt_origin") {
-            covered[row[0]] = UInt64(bitPattern: row[1])
+    /// the batch's base. Never for this node's own current origin: only its own writes advance that.
+    func advance(by coverage: VersionVector, base: VersionVector, carried: Set<OriginID>) throws {
+        var covered: [OriginID: UInt64] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT node, incarnation, covered FROM crdt_origin") {
+            covered[OriginID(node: row[0], incarnation: UInt32(clamping: row[1] as Int64))] = UInt64(bitPattern: row[2])
         }
         let statement = try db.cachedStatement(sql: "UPDATE crdt_origin SET covered = max(covered, ?) WHERE id = ?")
-        for (origin, seq) in coverage.entries {
-            let ref = Int64(try originRef(origin))
-            guard (covered[ref] ?? 0) >= base[origin] else { continue }
-            let target = parkedFloor[ref].map { min(seq, $0 - 1) } ?? seq
-            try statement.execute(arguments: [Int64(bitPattern: target), ref])
+        for (origin, seq) in coverage.entries where origin != state.origin && seq <= UInt64(Int64.max) {
+            // An origin this replica has never heard of, with nothing in the batch: not worth a row.
+            guard covered[origin] != nil || carried.contains(origin) else { continue }
+            guard (covered[origin] ?? 0) >= base[origin] else { continue }
+            try statement.execute(arguments: [Int64(bitPattern: seq), Int64(try originRef(origin))])
         }
     }
 

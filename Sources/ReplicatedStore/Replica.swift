@@ -36,6 +36,8 @@ public final class Replica: Sendable {
     let tables: [String: TableInfo]
     let tablesByID: [Int64: TableInfo]
     let state: Mutex<State>
+    /// Held for the replica's life: two writers on one file would reuse sequence numbers.
+    let lock: FileLock?
 
     /// What the replica knows in memory; always equal to what its database says after a commit.
     struct State: Sendable {
@@ -62,17 +64,22 @@ public final class Replica: Sendable {
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
         }
+        let lock = try path.map { try FileLock(path: $0 + ".lock") }
         let writer: any DatabaseWriter = if let path {
             try DatabasePool(path: path, configuration: config)
         } else {
             try DatabaseQueue(configuration: config)
         }
+        // GRDB's pool switches its writer to WAL with synchronous=NORMAL after `prepareDatabase`
+        // runs, so the level is set again here, on the one connection that writes.
+        try writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
         var migrator = DatabaseMigrator()
         migrator.registerMigration("crdt-core-v1", migrate: Self.createCoreTables)
         schema.register(in: &migrator)
         try migrator.migrate(writer)
 
-        let allTables = schema.tables().merging([ReviewItems.table.name: ReviewItems.table]) { a, _ in a }
+        let allTables = schema.tables().merging([ReviewItems.table.name: ReviewItems.table,
+                                                 ReviewItems.resolutions.name: ReviewItems.resolutions]) { a, _ in a }
         let ids = try writer.read { db in
             try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT name, id FROM crdt_table").map { (row: Row) -> (String, Int64) in (row[0], row[1]) })
         }
@@ -85,11 +92,12 @@ public final class Replica: Sendable {
             try Self.startIncarnation(db: db, path: path, node: node, options: options)
         }
         return Replica(node: node, schema: schema, path: path, writer: writer, options: options,
-                       tables: infos, state: state)
+                       tables: infos, state: state, lock: lock)
     }
 
     private init(node: String, schema: ReplicaSchema, path: String?, writer: any DatabaseWriter, options: Options,
-                 tables: [String: TableInfo], state: State) {
+                 tables: [String: TableInfo], state: State, lock: FileLock?) {
+        self.lock = lock
         self.node = node
         self.schema = schema
         self.path = path
@@ -100,15 +108,18 @@ public final class Replica: Sendable {
         self.state = Mutex(state)
     }
 
-    /// Marks a clean shutdown and closes the database.
+    /// Closes the database, then records the clean shutdown (in that order, so a crash in between
+    /// counts as unclean).
     public func close() throws {
+        let s = state.withLock { $0 }
+        let generation = try writer.read { db in try Self.meta(db, "generation").map { UInt64(clamping: $0) } ?? 0 }
+        try writer.close()
         if let path {
-            let s = state.withLock { $0 }
-            let generation = try writer.read { db in try Self.meta(db, "generation").flatMap { UInt64(exactly: $0) } ?? 0 }
-            try NodeState(node: node, incarnation: s.origin.incarnation, generation: generation, cleanShutdown: true)
+            try NodeState(node: node, incarnation: s.origin.incarnation, generation: generation, cleanShutdown: true,
+                          durability: options.durability.rawValue)
                 .save(databasePath: path)
         }
-        try writer.close()
+        lock?.release()
     }
 
     /// Runs read-only SQL against a consistent snapshot (live rows: `WHERE crdt_alive > 0`).
@@ -122,6 +133,7 @@ public final class Replica: Sendable {
 
     /// Runs `body` as one local transaction; every insert/update/delete in it becomes changes with
     /// this node's origin. Returns once the transaction is committed (fsynced with `.full`).
+    @discardableResult
     public func write<T>(_ body: (LocalWriter) throws -> T) throws -> T {
         if let reason = writesRefusedBecause {
             throw StoreError(.writesRefused, zh: "本节点暂停写入：\(reason.zh)", en: "this node is refusing writes: \(reason.en)")
@@ -131,39 +143,23 @@ public final class Replica: Sendable {
         }
     }
 
-    /// Runs a write transaction over a copy of the state, publishing the copy only on success.
+    /// Runs a write transaction over a copy of the state and publishes the copy only once SQLite
+    /// has committed it (GRDB runs the commit hook on the writer queue, before the next write).
     func transaction<T>(_ body: (Merger) throws -> T) throws -> T {
-        do {
-            return try writer.write { db in
-                let merger = Merger(db: db, replica: self, state: state.withLock { $0 }, wallMillis: options.wallClock())
-                let result = try body(merger)
-                try merger.persistClock()
+        try writer.write { db in
+            let merger = Merger(db: db, replica: self, state: state.withLock { $0 }, wallMillis: options.wallClock())
+            let result = try body(merger)
+            try merger.persistClock()
+            let committed = merger.state
+            db.afterNextTransaction(onCommit: { [self] _ in
                 state.withLock { current in
                     // A refusal set while this transaction ran stays in force.
-                    var published = merger.state
-                    published.writesRefusedBecause = current.writesRefusedBecause
+                    var published = committed
+                    published.writesRefusedBecause = current.writesRefusedBecause ?? committed.writesRefusedBecause
                     current = published
                 }
-                return result
-            }
-        } catch {
-            // A failed commit may have left memory ahead of the database: read it back.
-            try? reloadState()
-            throw error
-        }
-    }
-
-    private func reloadState() throws {
-        let fresh = try writer.read { db in try Self.loadOrigins(db) }
-        state.withLock { s in
-            s.origins = fresh
-            s.originRefs = Dictionary(uniqueKeysWithValues: fresh.map { ($0.value, $0.key) })
-        }
-        let lastSeq = try writer.read { db in try Self.meta(db, "last_seq") ?? 0 }
-        let hlc = try writer.read { db in try Self.meta(db, "hlc") ?? 0 }
-        state.withLock { s in
-            s.lastSeq = UInt64(lastSeq)
-            s.hlc = HybridLogicalClock(last: HLCTimestamp(rawValue: UInt64(bitPattern: hlc)), maxOffsetMillis: options.maxClockOffsetMillis)
+            })
+            return result
         }
     }
 
@@ -197,7 +193,8 @@ public final class Replica: Sendable {
                 reason TEXT NOT NULL,
                 PRIMARY KEY(origin, seq, col)) WITHOUT ROWID;
             """)
-        try ReplicaSchema.create(ReviewItems.table, in: db)
+        try ReplicaSchema.create(ReviewItems.table, in: db, system: true)
+        try ReplicaSchema.create(ReviewItems.resolutions, in: db, system: true)
     }
 
     static func meta(_ db: Database, _ key: String) throws -> Int64? {
@@ -231,24 +228,38 @@ public final class Replica: Sendable {
         let storedIncarnation = try meta(db, "incarnation").map { UInt32(clamping: $0) }
         let storedGeneration = UInt64(clamping: try meta(db, "generation") ?? 0)
         var lastSeq = UInt64(clamping: try meta(db, "last_seq") ?? 0)
+        // Peers may have shown us a newer life of this node than the database remembers.
+        let known = max(options.knownIncarnation, UInt32(clamping: try meta(db, "known_incarnation") ?? 0))
+        // Seconds since 2025 as a floor, so a node rebuilt with neither its database nor its state
+        // file still starts above every incarnation it had before (unless its clock went back).
+        let clockFloor = UInt32(clamping: options.wallClock() / 1000 - 1_735_689_600)
+        func next() throws -> UInt32 {
+            let highest = max(storedIncarnation ?? 0, side?.incarnation ?? 0, known, clockFloor)
+            guard highest < UInt32.max else {
+                throw StoreError(.corruptMetadata, zh: "incarnation 编号已用尽；请用新的节点 ID 重建本节点。",
+                                 en: "incarnation numbers are exhausted; rebuild this node under a new node id.")
+            }
+            return highest + 1
+        }
         let incarnation: UInt32
         if let storedIncarnation {
             var reasons: [String] = []
+            let unsyncedLastRun = side?.durability == Options.Durability.normal.rawValue || options.durability == .normal
             if options.forceNewIncarnation { reasons.append("requested") }
             if let side, side.generation != storedGeneration { reasons.append("database generation \(storedGeneration) differs from node state \(side.generation) (restored or copied database)") }
-            if let side, !side.cleanShutdown, options.durability == .normal { reasons.append("unclean shutdown without per-commit fsync") }
+            if let side, !side.cleanShutdown, unsyncedLastRun { reasons.append("unclean shutdown without per-commit fsync") }
             if side == nil, path != nil { reasons.append("node state file missing") }
-            if options.knownIncarnation >= storedIncarnation { reasons.append("peers know incarnation \(options.knownIncarnation)") }
+            if known >= storedIncarnation { reasons.append("peers know incarnation \(known)") }
             if reasons.isEmpty {
                 incarnation = storedIncarnation
             } else {
-                incarnation = max(storedIncarnation, side?.incarnation ?? 0, options.knownIncarnation) + 1
+                incarnation = try next()
                 lastSeq = 0
                 options.logger.notice("starting a new origin incarnation", metadata: [
                     "store.node": "\(node)", "store.incarnation": "\(incarnation)", "store.reason": "\(reasons.joined(separator: "; "))"])
             }
         } else {
-            incarnation = max(side?.incarnation ?? 0, options.knownIncarnation) + 1
+            incarnation = try next()
             lastSeq = 0
         }
         let generation = max(storedGeneration, side?.generation ?? 0) + 1
@@ -260,7 +271,8 @@ public final class Replica: Sendable {
         try db.execute(sql: "INSERT OR IGNORE INTO crdt_origin(node, incarnation, covered) VALUES (?, ?, 0)",
                        arguments: [node, Int64(incarnation)])
         if let path {
-            try NodeState(node: node, incarnation: incarnation, generation: generation, cleanShutdown: false)
+            try NodeState(node: node, incarnation: incarnation, generation: generation, cleanShutdown: false,
+                          durability: options.durability.rawValue)
                 .save(databasePath: path)
         }
         let origins = try loadOrigins(db)
@@ -277,7 +289,8 @@ struct TableInfo: Sendable {
     let id: Int64
     let table: ReplicatedTable
     let selectSQL: String
-    let upsertSQL: String
+    let insertSQL: String
+    let updateSQL: String
 
     init(id: Int64, table: ReplicatedTable) {
         self.id = id
@@ -288,20 +301,20 @@ struct TableInfo: Sendable {
         let all = columns + [ReplicaSchema.aliveColumn, ReplicaSchema.clockColumn]
         selectSQL = "SELECT \(all.joined(separator: ", ")) FROM \(name) WHERE \(key) = ?"
         let placeholders = Array(repeating: "?", count: all.count + 1).joined(separator: ", ")
-        let updates = all.map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
-        upsertSQL = "INSERT INTO \(name)(\(key), \(all.joined(separator: ", "))) VALUES (\(placeholders)) ON CONFLICT(\(key)) DO UPDATE SET \(updates)"
+        insertSQL = "INSERT INTO \(name)(\(all.joined(separator: ", ")), \(key)) VALUES (\(placeholders))"
+        updateSQL = "UPDATE \(name) SET \(all.map { "\($0) = ?" }.joined(separator: ", ")) WHERE \(key) = ?"
     }
 }
 
 extension Replica {
-    /// Copies the WAL into the main database file (used before backups and file copies).
+    /// Copies the WAL into the main database file (before backups and file copies).
     public func checkpoint() throws {
         try writer.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
     }
 
-    /// The SQLite settings in force, for status pages and tests: (journal mode, synchronous level).
+    /// The SQLite settings in force on the connection that writes: (journal mode, synchronous level).
     public func durabilitySettings() throws -> (journalMode: String, synchronous: Int) {
-        try writer.read { db in
+        try writer.writeWithoutTransaction { db in
             (try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "?", try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1)
         }
     }

@@ -7,12 +7,16 @@ import GRDB
 /// column); the losing value is kept here rather than silently mixed away.
 ///
 /// Review items are themselves a replicated table, keyed by the conflict, so every replica that
-/// notices the same conflict writes the same row and all replicas end up listing it.
+/// notices the same conflict writes the same row and all replicas end up listing it. Detected items
+/// never change; what a person decides goes into a second table that only people write, so a
+/// replica that notices the conflict late cannot reopen an item already settled.
 public enum ReviewItems {
     static let table = ReplicatedTable("crdt_review", columns: [
         .init("tbl", .text), .init("row_key", .text), .init("col", .text),
         .init("node_a", .text), .init("value_a", .blob), .init("node_b", .text), .init("value_b", .blob),
-        .init("status", .text), .init("note", .text),
+    ])
+    static let resolutions = ReplicatedTable("crdt_review_resolution", columns: [
+        .init("note", .text), .init("resolved_by", .text),
     ])
 
     public struct Item: Sendable, Equatable {
@@ -39,31 +43,31 @@ public enum ReviewItems {
             "tbl": .text(conflict.table), "row_key": .text(conflict.key), "col": .text(conflict.column),
             "node_a": .text(a.version.origin.node), "value_a": a.value,
             "node_b": .text(b.version.origin.node), "value_b": b.value,
-            "status": "open",
         ])
         return true
     }
 }
 
 extension Replica {
-    /// Review items, open ones first.
+    /// Review items, open ones first. Decoded defensively: the rows come from peers.
     public func reviewItems(includeResolved: Bool = false) throws -> [ReviewItems.Item] {
         try read { db in
-            let filter = includeResolved ? "" : "AND status = 'open'"
+            let filter = includeResolved ? "" : "AND r.id IS NULL"
             return try Row.fetchAll(db, sql: """
-                SELECT id, tbl, row_key, col, node_a, value_a, node_b, value_b, status, note
-                FROM crdt_review WHERE crdt_alive > 0 \(filter) ORDER BY status DESC, tbl, row_key, col, id
+                SELECT i.id, i.tbl, i.row_key, i.col, i.node_a, i.value_a, i.node_b, i.value_b, r.id IS NOT NULL, r.note
+                FROM crdt_review i LEFT JOIN crdt_review_resolution r ON r.id = i.id AND r.crdt_alive > 0
+                WHERE i.crdt_alive > 0 \(filter) ORDER BY 9, i.tbl, i.row_key, i.col, i.id
                 """).map { row in
-                ReviewItems.Item(id: row[0], table: row[1], rowKey: row[2], column: row[3],
-                                 nodeA: row[4], valueA: ColumnValue(row[5] as DatabaseValue),
-                                 nodeB: row[6], valueB: ColumnValue(row[7] as DatabaseValue),
-                                 status: row[8], note: row[9])
+                ReviewItems.Item(id: row[0], table: row[1] ?? "", rowKey: row[2] ?? "", column: row[3] ?? "",
+                                 nodeA: row[4] ?? "", valueA: ColumnValue(row[5] as DatabaseValue),
+                                 nodeB: row[6] ?? "", valueB: ColumnValue(row[7] as DatabaseValue),
+                                 status: (row[8] as Bool? ?? false) ? "resolved" : "open", note: row[9])
             }
         }
     }
 
-    /// Marks an item settled, with a note saying what the person decided. Replicates like any write.
-    public func resolveReviewItem(_ id: String, note: String) throws {
-        _ = try write { try $0.update(ReviewItems.table.name, key: id, values: ["status": "resolved", "note": .text(note)]) }
+    /// Records what a person decided about an item. Replicates like any write.
+    public func resolveReviewItem(_ id: String, note: String, by person: String) throws {
+        _ = try write { try $0.upsert(ReviewItems.resolutions.name, key: id, values: ["note": .text(note), "resolved_by": .text(person)]) }
     }
 }

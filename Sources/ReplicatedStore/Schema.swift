@@ -92,7 +92,14 @@ public struct ReplicaSchema: Sendable {
         }
     }
 
-    static func create(_ table: ReplicatedTable, in db: Database) throws {
+    static func create(_ table: ReplicatedTable, in db: Database, system: Bool = false) throws {
+        let names = [table.name] + table.columns.map(\.name)
+        guard system || !names.contains(where: { $0.hasPrefix("crdt_") }),
+              !table.columns.contains(where: { $0.name == table.keyColumn }),
+              Set(table.columns.map(\.name)).count == table.columns.count else {
+            throw StoreError(.unknownColumn, zh: "表 \(table.name) 的定义不合法：名称不能以 crdt_ 开头，列名不能重复或与主键同名。",
+                             en: "table \(table.name) is not valid: names may not start with crdt_, and columns may not repeat or reuse the key's name.")
+        }
         try db.create(table: table.name, options: [.withoutRowID]) { t in
             t.column(table.keyColumn, .text).notNull().primaryKey()
             for column in table.columns {

@@ -21,11 +21,12 @@ import Testing
         #expect(throws: StoreError.self) { try a.write { try $0.insert("record", key: "", values: [:]) } }
         do {
             try a.write { try $0.update("record", key: "p1", values: ["nope": "x"]) }
+            Issue.record("an unknown column was accepted")
         } catch let error as StoreError {
             #expect(error.code == .unknownColumn && error.zh.contains("nope") && error.en.contains("nope"))
         }
-        // A failed transaction leaves nothing behind and does not burn the sequence.
-        #expect(try a.versionVector()[a.origin] == 1)
+        // Failed transactions leave nothing behind and do not burn sequence numbers.
+        #expect(try a.write { try $0.update("record", key: "p1", values: ["b": 1]) }.seq == 2)
         a.refuseWrites(StoreError(.writesRefused, zh: "时钟偏差过大", en: "clock is off"))
         #expect(throws: StoreError.self) { try a.write { try $0.update("record", key: "p1", values: ["a": "x"]) } }
         a.allowWrites()
@@ -67,7 +68,7 @@ import Testing
         }
         #expect(try a.digest() == b.digest() && b.digest() == c.digest())
         let id = try #require(try c.reviewItems().first?.id)
-        try c.resolveReviewItem(id, note: "核对身份证后确认为外科 / confirmed 外科 from the ID card")
+        try c.resolveReviewItem(id, note: "核对身份证后确认为外科 / confirmed 外科 from the ID card", by: "admin-li")
         try syncAll([a, b, c])
         #expect(try a.reviewItems().isEmpty)
         #expect(try a.reviewItems(includeResolved: true).first?.status == "resolved")
@@ -84,12 +85,12 @@ import Testing
         #expect(sealed.range(of: Data("欧阳娜娜".utf8)) == nil)
         #expect(try b.liveRow("record", key: "p")?["name"] == "欧阳娜娜")
         // The same value sealed on another node gives the same bytes, so creations compare equal.
-        #expect(try FieldCipher(dataKey: TestSchema.dataKey).seal("欧阳娜娜", table: "record", column: "name") == .blob([UInt8](sealed)))
+        #expect(try FieldCipher(dataKey: TestSchema.dataKey).seal("欧阳娜娜", table: "record", column: "name", key: "p") == .blob([UInt8](sealed)))
         let wrongKey = FieldCipher(dataKey: SymmetricKey(size: .bits256))
-        #expect(throws: StoreError.self) { try wrongKey.open(.blob([UInt8](sealed)), table: "record", column: "name") }
+        #expect(throws: StoreError.self) { try wrongKey.open(.blob([UInt8](sealed)), table: "record", column: "name", key: "p") }
         var flipped = [UInt8](sealed)
         flipped[flipped.count - 1] ^= 1
-        #expect(throws: StoreError.self) { try FieldCipher(dataKey: TestSchema.dataKey).open(.blob(flipped), table: "record", column: "name") }
+        #expect(throws: StoreError.self) { try FieldCipher(dataKey: TestSchema.dataKey).open(.blob(flipped), table: "record", column: "name", key: "p") }
         var noKey = TestSchema.options(clock: clock)
         noKey.cipher = nil
         let keyless = try Replica.open(path: nil, node: "c", schema: TestSchema.v1, options: noKey)
@@ -107,22 +108,43 @@ import Testing
         #expect(throws: StoreError.self) { try DataKeyFile.create(at: path) }
     }
 
-    @Test func changeTooFarAheadIsParkedNotDroppedAndTheVectorWaits() throws {
+    @Test func changeTooFarAheadIsParkedNotDroppedAndServedOnward() throws {
         let behind = ManualClock(clock.now - 2_000)
-        let a = try memoryReplica("a")
+        let a = try memoryReplica("a"), c = try memoryReplica("c")
         let b = try Replica.open(path: nil, node: "b", schema: TestSchema.v1, options: TestSchema.options(clock: behind))
         try a.write { try $0.insert("record", key: "p", values: ["a": "x"]) }
         let report = try b.apply(a.changes(since: b.versionVector()))
         #expect(report.parkedClockAhead == 6 && report.applied == 0)
         #expect(try b.parkedCount() == 6)
-        #expect(try b.versionVector()[a.origin] == 0)
         #expect(try b.liveRow("record", key: "p") == nil)
+        // b holds the parked changes durably, so it covers them and passes them on.
+        #expect(try b.versionVector()[a.origin] == 1)
+        try c.apply(b.changes(since: c.versionVector()))
+        #expect(try c.liveRow("record", key: "p")?["a"] == "x")
         behind.advance(1_600)
         #expect(try b.retryParked().applied == 6)
         #expect(try b.parkedCount() == 0)
-        try syncAll([a, b])
-        #expect(try b.versionVector()[a.origin] == 1)
-        #expect(try a.digest() == b.digest())
+        #expect(try b.liveRow("record", key: "p")?["a"] == "x")
+        #expect(try a.digest() == b.digest() && b.digest() == c.digest())
+    }
+
+    @Test func aParkedChangeDoesNotStallWhatFollowsIt() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.cleanup() }
+        let newer = try memoryReplica("new", schema: TestSchema.v2)
+        let older = try Replica.open(path: nil, node: "old", schema: TestSchema.v1, options: TestSchema.options(clock: clock))
+        try newer.write { try $0.insert("record", key: "first", values: ["note": "只有新版本认识的列"]) }
+        for i in 0..<40 { try newer.write { try $0.insert("record", key: "k\(i)", values: ["b": .integer(Int64(i))]) } }
+        for _ in 0..<100 {
+            let batch = try newer.changes(since: older.versionVector(), limit: 20)
+            if batch.isEmpty { break }
+            try older.apply(batch)
+        }
+        #expect(try older.versionVector()[newer.origin] == 41)
+        #expect(try older.liveRows("record").count == 41)
+        let parked = try older.read { try Row.fetchAll($0, sql: "SELECT col, reason FROM crdt_parked") }
+        // Every insert from the newer node carries its `note` column, which waits for the upgrade.
+        #expect(parked.count == 41 && parked.allSatisfy { $0["col"] == "note" }, "parked: \(parked)")
     }
 
     @Test func nodeOneSchemaVersionBehindParksWhatItDoesNotKnowUntilItUpgrades() throws {
@@ -136,6 +158,7 @@ import Testing
         }
         let report = try older!.apply(newer.changes(since: older!.versionVector()))
         #expect(report.parkedUnknownSchema == 3)
+        #expect(try older!.versionVector()[newer.origin] == 2)
         #expect(try older!.liveRow("record", key: "p")?["a"] == "内科")
         // The older node still writes and its changes still reach the newer one.
         try older!.write { try $0.insert("record", key: "q", values: ["a": "儿科"]) }
@@ -164,5 +187,11 @@ import Testing
         #expect(throws: StoreError.self) {
             try Replica.open(path: folder.path + "/full.sqlite", node: "intruder", schema: TestSchema.v1, options: TestSchema.options(clock: clock))
         }
+        // One writer per file: a second open while the first is live is refused.
+        let open = try Replica.open(path: folder.path + "/full.sqlite", node: "a", schema: TestSchema.v1, options: TestSchema.options(clock: clock))
+        #expect(throws: StoreError.self) {
+            try Replica.open(path: folder.path + "/full.sqlite", node: "a", schema: TestSchema.v1, options: TestSchema.options(clock: clock))
+        }
+        try open.close()
     }
 }

@@ -23,7 +23,7 @@ struct BenchEnvironment: Encodable {
         return BenchEnvironment(
             command: CommandLine.arguments.joined(separator: " "),
             host: ProcessInfo.processInfo.hostName,
-            cpu: model ?? "unknown",
+            cpu: model,
             cores: ProcessInfo.processInfo.activeProcessorCount,
             memoryGiB: (Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824 * 10).rounded() / 10,
             build: build,

@@ -95,6 +95,7 @@ struct MergeBench: ParsableCommand {
         var config = Configuration()
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         let plain = try DatabasePool(path: folder + "/plain.sqlite", configuration: config)
+        try plain.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         try plain.write { db in
             try db.create(table: "visit", options: [.withoutRowID]) { t in
                 t.column("id", .text).notNull().primaryKey()
