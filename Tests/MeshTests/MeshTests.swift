@@ -1,0 +1,5 @@
+import Testing
+import Mesh
+import NIOTestUtils
+import NIOEmbedded
+import InMemoryLogging
