@@ -88,3 +88,32 @@ public final class MeshConnectionGuard: ChannelInboundHandler, RemovableChannelH
         context.fireErrorCaught(error)
     }
 }
+
+/// `MeshMessage`s to frames on a live connection.
+///
+/// `MeshSession.send` checks the size first (`MeshWire.checkFits`), so encoding cannot fail here in
+/// practice. If it ever does, the write fails and the error goes down the pipeline, which closes
+/// the connection: writes from the async channel carry no promise, and a message must never be
+/// dropped silently.
+public final class MeshMessageEncoderHandler: ChannelOutboundHandler, RemovableChannelHandler {
+    public typealias OutboundIn = MeshMessage
+    public typealias OutboundOut = ByteBuffer
+
+    private let options: MeshWire.EncodingOptions
+
+    public init(options: MeshWire.EncodingOptions = .init()) {
+        self.options = options
+    }
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        var out = context.channel.allocator.buffer(capacity: 256)
+        do {
+            try MeshWire.encode(self.unwrapOutboundIn(data), into: &out, options: self.options)
+        } catch {
+            promise?.fail(error)
+            context.fireErrorCaught(error)
+            return
+        }
+        context.write(self.wrapOutboundOut(out), promise: promise)
+    }
+}

@@ -31,9 +31,9 @@ public struct MeshCredentials: Sendable {
     public static func load(directory: String, kind: ClusterIdentity.Kind = .node) throws -> MeshCredentials {
         let (certificateName, keyName) = PKIFiles.fileNames(for: kind)
         return try MeshCredentials(
-            certificateChainPEM: PKIFiles.read(PKIFiles.path(directory, certificateName), hint: "证书 / certificate"),
-            privateKeyPEM: PKIFiles.read(PKIFiles.path(directory, keyName), hint: "私钥 / private key"),
-            caCertificatePEM: PKIFiles.read(PKIFiles.path(directory, PKIFiles.caCertificate), hint: "CA 证书 / CA certificate"))
+            certificateChainPEM: PKIFiles.read(PKIFiles.path(directory, certificateName), zh: "证书", en: "certificate"),
+            privateKeyPEM: PKIFiles.read(PKIFiles.path(directory, keyName), zh: "私钥", en: "private key"),
+            caCertificatePEM: PKIFiles.read(PKIFiles.path(directory, PKIFiles.caCertificate), zh: "CA 证书", en: "CA certificate"))
     }
 }
 

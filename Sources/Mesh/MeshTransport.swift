@@ -64,11 +64,18 @@ public struct MeshSession: Sendable {
     /// The underlying channel, for closing from elsewhere and for diagnostics.
     public let channel: any Channel
 
+    /// The frame limit this side writes under (this node's `maximumFrameSize`).
+    public let maximumFrameSize: Int
+
+    /// Sends one message. Throws `MeshProtocolError.messageTooLarge` (and sends nothing, the
+    /// connection stays up) if it does not fit in one frame; split it and send the parts.
     public func send(_ message: MeshMessage) async throws {
+        try MeshWire.checkFits(message, maximumFrameSize: self.maximumFrameSize)
         try await self.outbound.write(message)
     }
 
     public func send(contentsOf messages: [MeshMessage]) async throws {
+        for message in messages { try MeshWire.checkFits(message, maximumFrameSize: self.maximumFrameSize) }
         try await self.outbound.write(contentsOf: messages)
     }
 }
@@ -93,7 +100,7 @@ enum MeshPipeline {
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(tlsHandler)
         try sync.addHandler(MeshMessageDecoder.handler(maximumFrameSize: configuration.maximumFrameSize))
-        try sync.addHandler(MessageToByteHandler(MeshMessageEncoder(options: configuration.encodingOptions)))
+        try sync.addHandler(MeshMessageEncoderHandler(options: configuration.encodingOptions))
         try sync.addHandler(
             MeshHelloHandler(
                 ownHello: configuration.hello, record: record, peerPromise: peerPromise,
@@ -114,6 +121,7 @@ enum MeshPipeline {
     /// Waits for TLS and Hello, then runs `body` with the session; closes the connection after.
     static func run<Result: Sendable>(
         _ pending: PendingConnection,
+        maximumFrameSize: Int,
         logger: Logger,
         _ body: (MeshSession) async throws -> Result
     ) async throws -> Result {
@@ -122,13 +130,17 @@ enum MeshPipeline {
             peer = try await pending.peer.get()
         } catch {
             // Whatever failed (refused certificate, bad Hello, timeout), this connection is done.
-            try? await pending.channel.channel.close()
+            // Close it through executeThenClose: that also finishes the async writer, which NIO
+            // requires before the channel wrapper may be released.
+            try? await pending.channel.executeThenClose { _, _ in }
             throw error
         }
         var logger = logger
         logger[metadataKey: "mesh.peer"] = "\(peer.nodeID)"
         return try await pending.channel.executeThenClose { inbound, outbound in
-            try await body(MeshSession(peer: peer, inbound: inbound, outbound: outbound, channel: pending.channel.channel))
+            try await body(MeshSession(
+                    peer: peer, inbound: inbound, outbound: outbound, channel: pending.channel.channel,
+                    maximumFrameSize: maximumFrameSize))
         }
     }
 }
@@ -191,7 +203,7 @@ public struct MeshServer: Sendable {
                 for try await pending in inbound {
                     group.addTask {
                         do {
-                            try await MeshPipeline.run(pending, logger: logger) { session in
+                            try await MeshPipeline.run(pending, maximumFrameSize: self.configuration.maximumFrameSize, logger: logger) { session in
                                 logger.info("节点已连接 / peer connected", metadata: ["mesh.peer": "\(session.peer)"])
                                 try await handler(session)
                             }
@@ -258,6 +270,6 @@ public struct MeshClient: Sendable {
                         record: record, configuration: configuration, logger: connectionLogger)
                 }
             }
-        return try await MeshPipeline.run(pending, logger: logger, body)
+        return try await MeshPipeline.run(pending, maximumFrameSize: configuration.maximumFrameSize, logger: logger, body)
     }
 }

@@ -140,6 +140,46 @@ public enum MeshWire {
         out.writeImmutableBuffer(payload)
     }
 
+    /// The size of `message`'s payload before compression, computed without encoding it.
+    public static func uncompressedPayloadSize(of message: MeshMessage) -> Int {
+        func string(_ text: String) -> Int { 2 + text.utf8.count }
+        func entries(_ list: [VersionEntry]) -> Int { 4 + list.reduce(0) { $0 + string($1.nodeID) + 12 } }
+        switch message {
+        case .hello(let hello): return 6 + string(hello.nodeID) + string(hello.clusterID)
+        case .heartbeat: return 24
+        case .heartbeatAck: return 40
+        case .versionVector(let vector): return entries(vector.entries)
+        case .changeBatch(let batch): return entries(batch.coverage) + 4 + batch.batch.count
+        case .snapshotRequest: return 16
+        case .snapshotChunk(let chunk): return 21 + chunk.bytes.count
+        case .raft(let bytes): return 4 + bytes.count
+        case .forward(let forward): return 12 + forward.bytes.count
+        case .error(let error): return 2 + string(error.message)
+        }
+    }
+
+    /// Throws `messageTooLarge` if `message` cannot be sent in one frame under `maximumFrameSize`
+    /// (or has a string field over 65,535 bytes). Cheap: nothing is encoded.
+    public static func checkFits(_ message: MeshMessage, maximumFrameSize: Int) throws(MeshProtocolError) {
+        let limit = min(maximumFrameSize, largestMaximumFrameSize)
+        let size = uncompressedPayloadSize(of: message) + fixedAfterLength
+        guard size <= limit else {
+            throw MeshProtocolError(
+                .messageTooLarge, "\(message.type) 消息编码后 \(size) 字节，超过帧上限 \(limit) / \(message.type) message encodes to \(size) bytes, over the \(limit)-byte frame limit")
+        }
+        let strings: [String]
+        switch message {
+        case .hello(let hello): strings = [hello.nodeID, hello.clusterID]
+        case .versionVector(let vector): strings = vector.entries.map(\.nodeID)
+        case .changeBatch(let batch): strings = batch.coverage.map(\.nodeID)
+        case .error(let error): strings = [error.message]
+        default: strings = []
+        }
+        if strings.contains(where: { $0.utf8.count > Int(UInt16.max) }) {
+            throw MeshProtocolError(.messageTooLarge, "\(message.type) 消息含超过 65535 字节的字符串 / \(message.type) message has a string over 65535 bytes")
+        }
+    }
+
     /// Convenience: one message as the bytes of one frame.
     public static func encode(_ message: MeshMessage, options: EncodingOptions = .init()) throws(MeshProtocolError) -> ByteBuffer {
         var out = ByteBuffer()

@@ -79,7 +79,7 @@ public struct ClusterTrust: Sendable {
     }
 
     public static func load(caCertificateFile path: String) throws -> ClusterTrust {
-        try ClusterTrust(rootsPEM: PKIFiles.read(path, hint: "CA 证书 / CA certificate"), source: path)
+        try ClusterTrust(rootsPEM: PKIFiles.read(path, zh: "CA 证书", en: "CA certificate"), source: path)
     }
 
     /// Verifies a peer's certificate chain (leaf first, as TLS presents it).

@@ -46,8 +46,8 @@ public enum PKIFiles {
     public static func loadCA(from directory: String) throws -> ClusterCA {
         let certificatePath = Self.path(directory, caCertificate)
         let keyPath = Self.path(directory, caKey)
-        let certificate = try Self.read(certificatePath, hint: "CA 证书 / CA certificate")
-        let key = try Self.read(keyPath, hint: "CA 私钥 / CA private key")
+        let certificate = try Self.read(certificatePath, zh: "CA 证书", en: "CA certificate")
+        let key = try Self.read(keyPath, zh: "CA 私钥", en: "CA private key")
         return try ClusterCA(certificatePEM: certificate, privateKeyPEM: key, source: directory)
     }
 
@@ -79,12 +79,12 @@ public enum PKIFiles {
     }
 
     /// Reads a whole text file, with a bilingual error naming the file if it is missing or unreadable.
-    public static func read(_ path: String, hint: String) throws -> String {
+    public static func read(_ path: String, zh: String, en: String) throws -> String {
         guard FileManager.default.fileExists(atPath: path) else {
             throw PKIError(
                 .fileMissing,
-                "找不到\(hint)文件 \(path)。请检查路径；CA 文件夹由“clinicmesh certs init-ca --out 文件夹”生成。\n"
-                    + "\(hint) file \(path) does not exist: check the path; a CA folder is made by `clinicmesh certs init-ca --out DIR`.",
+                "找不到\(zh)文件 \(path)。请检查路径；CA 文件夹由“clinicmesh certs init-ca --out 文件夹”生成，节点与管理员文件夹由“clinicmesh certs issue / issue-admin”生成。\n"
+                    + "The \(en) file \(path) does not exist: check the path; a CA folder is made by `clinicmesh certs init-ca --out DIR`, node and admin folders by `clinicmesh certs issue` / `issue-admin`.",
                 subject: path)
         }
         do {

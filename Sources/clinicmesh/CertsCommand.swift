@@ -10,15 +10,20 @@ struct CertsCommand: ParsableCommand {
         subcommands: [InitCA.self, Issue.self, IssueAdmin.self]
     )
 
-    /// Runs a PKI step and turns its error into a clean bilingual failure without a stack of Swift types.
+    /// Runs a PKI step; a failure is printed to standard error as it is worded (Chinese first,
+    /// then English, saying what to do) and the command exits with status 1.
     static func run(_ body: () throws -> Void) throws {
+        let message: String
         do {
             try body()
+            return
         } catch let error as PKIError {
-            throw CertsFailure(message: error.description)
+            message = error.description
         } catch {
-            throw CertsFailure(message: "证书操作失败 / Certificate operation failed: \(error)")
+            message = "证书操作失败：\(error)\nCertificate operation failed: \(error)"
         }
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        throw ExitCode.failure
     }
 
     struct InitCA: ParsableCommand {
@@ -142,10 +147,4 @@ struct CertsCommand: ParsableCommand {
             }
         }
     }
-}
-
-/// A failure already worded for a person (Chinese, then English); ArgumentParser prints it and exits 1.
-struct CertsFailure: Error, CustomStringConvertible {
-    let message: String
-    var description: String { self.message }
 }

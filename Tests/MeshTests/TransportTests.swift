@@ -84,7 +84,7 @@ func exchange(_ session: MeshSession, _ iterator: inout NIOAsyncChannelInboundSt
     try await session.send(.heartbeat(beat))
     #expect(try await iterator.next() == .heartbeatAck(HeartbeatAck(echo: beat, hlc: 7, wallMillis: 8)))
     let batch = MeshMessage.changeBatch(
-        ChangeBatch(coverage: [VersionEntry(nodeID: "n2", incarnation: 3, seq: 9)], batch: Array(String(repeating: "挂号 booking ", count: 20_000).utf8)))
+        ChangeBatch(coverage: [VersionEntry(nodeID: "n2", incarnation: 3, seq: 9)], batch: Array(String(repeating: "挂号 booking ", count: 5_000).utf8)))
     try await session.send(batch)
     #expect(try await iterator.next() == batch)
 }
@@ -111,10 +111,15 @@ func exchange(_ session: MeshSession, _ iterator: inout NIOAsyncChannelInboundSt
                 #expect(try await iterator.next() == .versionVector(VersionVector(entries: [VersionEntry(nodeID: "n1", incarnation: 1, seq: 42)])))
                 // Client to server and back.
                 try await exchange(session, &iterator)
+                // A message too big for one frame fails its own send; the connection stays usable.
+                let tooBig = MeshMessage.raft([UInt8](repeating: 0, count: MeshWire.defaultMaximumFrameSize))
+                let error = await #expect(throws: MeshProtocolError.self) { try await session.send(tooBig) }
+                #expect(error?.code == .messageTooLarge)
+                try await exchange(session, &iterator)
             }
         }
         #expect(await record.sessions == ["n2"])
-        #expect(await record.received.count == 2)
+        #expect(await record.received.count == 4)
     }
 
     /// Connects `client` to a server run by `server` and expects the connection to be refused

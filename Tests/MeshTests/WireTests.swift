@@ -21,6 +21,18 @@ import Testing
         }
     }
 
+    @Test func payloadSizeIsComputedExactlyWithoutEncoding() throws {
+        var rng = SplitMix64(seed: 99)
+        for _ in 0..<50 {
+            for message in sampleMessages(using: &rng) {
+                let frame = try MeshWire.encode(message, options: .init(compressionThreshold: nil))
+                #expect(MeshWire.uncompressedPayloadSize(of: message) == frame.readableBytes - MeshWire.headerSize)
+                try MeshWire.checkFits(message, maximumFrameSize: frame.readableBytes - 4)
+                #expect(throws: MeshProtocolError.self) { try MeshWire.checkFits(message, maximumFrameSize: frame.readableBytes - 5) }
+            }
+        }
+    }
+
     @Test func headerLayoutIsAsDocumented() throws {
         let buffer = try MeshWire.encode(.heartbeat(Heartbeat(hlc: 1, wallMillis: -2, sentMonotonicNanos: 3)))
         let bytes = Array(buffer.readableBytesView)

@@ -1,5 +1,0 @@
-import Testing
-import Mesh
-import NIOTestUtils
-import NIOEmbedded
-import InMemoryLogging
