@@ -5,6 +5,7 @@ import Mesh
 import NIOCore
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import PKI
 import Testing
 import X509
@@ -257,6 +258,73 @@ func exchange(_ session: MeshSession, _ iterator: inout NIOAsyncChannelInboundSt
         #expect(await record.sessions.isEmpty)
     }
 
+    @Test func serverThatIsNotTheExpectedNodeIsRefused() async throws {
+        let cluster = try TestCluster()
+        let n1 = try cluster.node("n1")
+        let n2 = try cluster.node("n2")
+        let membership = StaticMembership(["n1": [n1.serial], "n2": [n2.serial]])
+        let server = try TestNode(cluster: cluster, id: "n1", issued: n1, membership: membership)
+        let client = try TestNode(cluster: cluster, id: "n2", issued: n2, membership: membership)
+        try await expectRefused(server: server, client: client, expectedNodeID: "n5", clientLogNeedle: "not the expected node n5")
+    }
+
+    @Test func tls12ClientIsRefused() async throws {
+        let cluster = try TestCluster()
+        let n1 = try cluster.node("n1")
+        let n2 = try cluster.node("n2")
+        let server = try TestNode(cluster: cluster, id: "n1", issued: n1, membership: StaticMembership(["n1": [n1.serial], "n2": [n2.serial]]))
+        let (serverLogger, serverLogs) = makeLogger("server")
+        let record = ServerRecord()
+        try await withEchoServer(server, logger: serverLogger, record: record) { port in
+            // A member's valid certificate, but TLS 1.2 at most.
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.maximumTLSVersion = .tlsv12
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(cluster.ca.certificatePEM().utf8)))
+            tls.certificateVerification = .noHostnameVerification
+            tls.certificateChain = [.certificate(try NIOSSLCertificate(bytes: Array(n2.certificatePEM().utf8), format: .pem))]
+            tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(n2.privateKeyPEM().utf8), format: .pem))
+            let context = try NIOSSLContext(configuration: tls)
+            let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
+                        try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: handshake))
+                    }
+                }
+                .connect(host: "127.0.0.1", port: port).get()
+            await #expect(throws: (any Error).self) { try await handshake.futureResult.get() }
+            let closed = await eventually { !channel.isActive }
+            #expect(closed)
+            try? await channel.close()
+            let logged = await eventually { serverLogs.contains("connection ended") }
+            #expect(logged, "\(serverLogs.texts)")
+        }
+        #expect(await record.sessions.isEmpty)
+    }
+
+    @Test func silentConnectionIsDroppedAfterTheHandshakeTimeout() async throws {
+        let cluster = try TestCluster()
+        let n1 = try cluster.node("n1")
+        let base = try TestNode(cluster: cluster, id: "n1", issued: n1, membership: StaticMembership(["n1": [n1.serial]]))
+        var configuration = base.configuration
+        configuration.handshakeTimeout = .milliseconds(500)
+        let server = TestNode(copying: base, configuration: configuration)
+        let (serverLogger, serverLogs) = makeLogger("server")
+        let record = ServerRecord()
+        try await withEchoServer(server, logger: serverLogger, record: record) { port in
+            // Plain TCP that never says anything: no TLS, no Hello.
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: port).get()
+            let closed = await eventually { !channel.isActive }
+            #expect(closed, "the server must drop a connection that never completes TLS and Hello")
+            try? await channel.close()
+            let logged = await eventually { serverLogs.contains("no TLS handshake and Hello within") }
+            #expect(logged, "\(serverLogs.texts)")
+        }
+        #expect(await record.sessions.isEmpty)
+    }
+
     @Test func helloFromAnotherClusterIsRefused() async throws {
         let cluster = try TestCluster()
         let n1 = try cluster.node("n1")
@@ -319,5 +387,32 @@ extension TestNode {
         self.id = node.id
         self.configuration = configuration
         self.tls = node.tls
+    }
+}
+
+/// Completes its promise when TLS finishes, or fails it if the connection errs or closes first.
+final class HandshakeWatcher: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private let promise: EventLoopPromise<Void>
+    private var done = false
+    init(promise: EventLoopPromise<Void>) { self.promise = promise }
+
+    private func complete(_ result: Result<Void, any Error>) {
+        guard !self.done else { return }
+        self.done = true
+        self.promise.completeWith(result)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .some(.handshakeCompleted) = event as? TLSUserEvent { self.complete(.success(())) }
+        context.fireUserInboundEventTriggered(event)
+    }
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.complete(.failure(error))
+        context.fireErrorCaught(error)
+    }
+    func channelInactive(context: ChannelHandlerContext) {
+        self.complete(.failure(ChannelError.alreadyClosed))
+        context.fireChannelInactive()
     }
 }
