@@ -196,6 +196,11 @@ public struct MeshServer: Sendable {
     /// Accepts connections until cancelled or `close()`d, running `handler` for each established
     /// session in its own child task (structured: `run` returns only after they have all ended).
     /// A connection's failure, refusal or error is logged and ends only that connection.
+    ///
+    /// To stop, call `close()` first and cancel afterwards: closing lets connections that were
+    /// accepted but not yet handed out drain through the normal path. (Cancelling alone makes the
+    /// accept stream drop such queued connections, and NIO traps when an unfinished async channel
+    /// is released; the node's service wrapper in the next step must keep this order.)
     public func run(_ handler: @escaping @Sendable (MeshSession) async throws -> Void) async throws {
         let logger = self.logger
         try await withThrowingDiscardingTaskGroup { group in
