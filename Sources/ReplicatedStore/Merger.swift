@@ -139,6 +139,22 @@ final class Merger {
         return outcome
     }
 
+    /// The common case when a node catches up: the row is new here. Merges the changes in memory
+    /// and inserts the row without reading first; returns nil if the row already exists, and the
+    /// caller takes the general path.
+    func insertIfNew(_ info: TableInfo, key: String, _ changes: [SlotChange]) throws -> (won: Int, lost: Int, duplicate: Int)? {
+        var row = RowState(key: key, existsInDatabase: false, values: Array(repeating: .null, count: info.table.columns.count),
+                           alive: RowState.deleted, clock: RowClock())
+        let outcome = try merge(&row, changes)
+        try saveRow(info, &row)
+        guard db.changesCount > 0 else { return nil }
+        let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO crdt_log(origin, seq, tbl, key) VALUES (?, ?, ?, ?)")
+        for op in Set(row.clock.entries.values.map { OperationRef(origin: $0.origin, seq: $0.seq) }) {
+            try insert.execute(arguments: [Int64(op.origin), Int64(bitPattern: op.seq), info.id, key])
+        }
+        return outcome
+    }
+
     /// The next local version: a fresh HLC stamp and the next sequence number of this incarnation.
     func nextLocalVersion() -> ChangeVersion {
         let hlc = state.hlc.now(wallMillis: wallMillis)

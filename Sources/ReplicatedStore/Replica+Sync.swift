@@ -186,6 +186,12 @@ extension Merger {
                 slotChanges.append(SlotChange(slot: slot, value: change.value, version: change.version))
             }
             guard !slotChanges.isEmpty else { continue }
+            if let outcome = try insertIfNew(info, key: rowKey.key, slotChanges) {
+                report.applied += outcome.won
+                report.duplicates += outcome.duplicate
+                report.superseded += outcome.lost
+                continue
+            }
             var row = try loadRow(info, key: rowKey.key)
             let conflicts = try creationConflicts(info, row, slotChanges)
             let outcome = try mergeAndSave(info, &row, slotChanges)

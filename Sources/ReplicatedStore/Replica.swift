@@ -301,7 +301,9 @@ struct TableInfo: Sendable {
         let all = columns + [ReplicaSchema.aliveColumn, ReplicaSchema.clockColumn]
         selectSQL = "SELECT \(all.joined(separator: ", ")) FROM \(name) WHERE \(key) = ?"
         let placeholders = Array(repeating: "?", count: all.count + 1).joined(separator: ", ")
-        insertSQL = "INSERT INTO \(name)(\(all.joined(separator: ", ")), \(key)) VALUES (\(placeholders))"
+        // DO NOTHING lets the merge try an insert first and learn from the change count that the
+        // row was there after all.
+        insertSQL = "INSERT INTO \(name)(\(all.joined(separator: ", ")), \(key)) VALUES (\(placeholders)) ON CONFLICT(\(key)) DO NOTHING"
         updateSQL = "UPDATE \(name) SET \(all.map { "\($0) = ?" }.joined(separator: ", ")) WHERE \(key) = ?"
     }
 }
