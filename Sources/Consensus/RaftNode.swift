@@ -77,6 +77,9 @@ public struct RaftNode<Command: Sendable & Equatable, SnapshotData: Sendable>: S
     public var lastIndex: LogIndex { log.last?.index ?? snapshotIndex }
     public var lastTerm: Term { log.last?.term ?? snapshotTerm }
     public var hardState: HardState { HardState(term: term, votedFor: votedFor) }
+    /// A leader whose state machine has caught up with an entry of its own term: its applied
+    /// state is the latest committed one, so it may act on it.
+    public var isReadyLeader: Bool { role == .leader && appliedIndex == commitIndex && termAt(commitIndex) == term }
 
     /// Term of the entry at `i`, or nil if unknown (compacted away or past the end).
     public func termAt(_ i: LogIndex) -> Term? {

@@ -350,7 +350,7 @@ public final class ClusterSimulation {
         handleRaft(n, n.raft.tick())
         handleBooking(n, n.booking.tick(state: n.cluster))
         if n.raft.role == .leader {
-            let ready = n.leaderSinceIndex.map { n.cluster.appliedIndex >= $0 } ?? false
+            let ready = n.raft.isReadyLeader
             if ready, !setupDone { setup(n) }
             handleManager(n, n.manager.tick(now: ms, state: n.cluster, ready: ready))
         }
