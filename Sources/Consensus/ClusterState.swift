@@ -89,6 +89,12 @@ public struct ClusterState: Hashable, Sendable, Codable {
 
     public init(config: ClusterConfig) { raftConfig = config }
 
+    public enum Role: String, Sendable { case voter, learner, none }
+    /// Membership role, from the Raft configuration this state has applied.
+    public func role(of n: NodeID) -> Role {
+        raftConfig.isVoter(n) ? .voter : raftConfig.learners.contains(n) ? .learner : .none
+    }
+
     public func isLive(_ n: NodeID) -> Bool {
         guard let l = liveness[n], l.live else { return false }
         return members[n]?.evicted != true

@@ -18,7 +18,7 @@ extension ClusterSimulation {
     /// A committed takeover lists every acknowledged booking that was active when it read.
     func checkTakeover(_ c: LeaseChange) {
         let listed = Set(c.collected.map(\.id))
-        for b in acked.values where b.block == c.block && b.epoch <= c.fromEpoch && !listed.contains(b.id) {
+        for b in acked.values.sorted(by: { $0.id < $1.id }) where b.block == c.block && b.epoch <= c.fromEpoch && !listed.contains(b.id) {
             fail("no acknowledged booking lost", "takeover of \(c.block) to epoch \(c.toEpoch) did not collect acknowledged booking \(b.id) (slot \(b.slot), epoch \(b.epoch))")
             return
         }
@@ -135,6 +135,14 @@ extension ClusterSimulation {
                 fail("liveness", "block \(b) holder \(h) cannot book \(deadline) ms after faults stopped (epoch \(r.epoch))")
                 return
             }
+        }
+    }
+
+    /// Seconds after the liveness check, every node has every entry committed by then.
+    func checkConvergence() {
+        for n in nodes where n.cluster.appliedIndex < committedAtLiveness {
+            fail("no committed entry lost", "n\(n.idx + 1) applied only up to \(n.cluster.appliedIndex) of \(committedAtLiveness) committed entries long after faults stopped")
+            return
         }
     }
 }

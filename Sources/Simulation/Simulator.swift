@@ -197,6 +197,7 @@ public final class ClusterSimulation {
     var takeoverSeen: Set<String> = []
     var failoverStartUs: UInt64?
     var lastCheckpointLogMatch: UInt64 = 0
+    var committedAtLiveness: LogIndex = 0
     let raftOptions: RaftConfig
     let bookingOptions: BookingOptions
 
@@ -259,7 +260,12 @@ public final class ClusterSimulation {
         var livenessChecked = false
         while failure == nil, let e = queue.pop() {
             if e.time > endUs { break }
-            if !livenessChecked, e.time > livenessAt { now = livenessAt; checkLiveness(); livenessChecked = true }
+            if !livenessChecked, e.time > livenessAt {
+                now = livenessAt
+                checkLiveness()
+                livenessChecked = true
+                committedAtLiveness = maxCommitted
+            }
             now = e.time
             stats.events += 1
             process(e.kind)
@@ -267,6 +273,7 @@ public final class ClusterSimulation {
         now = endUs
         if failure == nil, !livenessChecked { checkLiveness() }
         if failure == nil { checkSafety(full: true) }
+        if failure == nil { checkConvergence() }
         stats.simulatedMs = now / 1000
         trace.add(UInt64(acked.count))
         return SeedResult(seed: seed, failure: failure, traceHash: trace.value, stats: stats)
@@ -528,7 +535,15 @@ public final class ClusterSimulation {
         if !n.pending.isEmpty { stats.lostUnsyncedWrites += 1 }
         n.up = false
         n.life += 1
-        n.pending = [] // never fsynced: gone
+        // Un-fsynced writes: the OS may have flushed some prefix of them, or none.
+        let kept = Int(rng.below(UInt64(n.pending.count + 1)))
+        for w in n.pending.prefix(kept) {
+            switch w {
+            case .raft(let p): n.diskRaft.apply(p)
+            case .booking(let b): n.diskBooking.apply(b)
+            }
+        }
+        n.pending = []
         n.fsyncScheduled = false
         n.deferred = []
     }
@@ -555,7 +570,9 @@ public final class ClusterSimulation {
         n.pending.append(w)
         if !n.fsyncScheduled {
             n.fsyncScheduled = true
-            schedule(now + 200 + rng.below(3_000), .fsync(n.idx, life: n.life))
+            // Mostly fast disks, sometimes a slow fsync: a crash then loses the writes queued behind it.
+            let d = rng.chance(0.1) ? 10_000 + rng.below(90_000) : 200 + rng.below(3_000)
+            schedule(now + d, .fsync(n.idx, life: n.life))
         }
     }
 
@@ -585,7 +602,7 @@ public final class ClusterSimulation {
                 queueWrite(n, .raft(p))
             case .apply(let es):
                 for e in es { applyEntry(n, e) }
-                if n.cluster.appliedIndex >= n.raft.snapshotIndex + 300 {
+                if n.cluster.appliedIndex >= n.raft.snapshotIndex + 64 {
                     handleRaft(n, n.raft.compact(through: n.cluster.appliedIndex, data: n.cluster))
                 }
             case .restoreSnapshot(let s):

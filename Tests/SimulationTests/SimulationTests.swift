@@ -14,6 +14,22 @@ import Testing
         #expect(a.failure == nil, "seed 42: \(a.failure.map(String.init(describing:)) ?? "")")
     }
 
+    /// Another process (its own hash seed, its own Dictionary order) must replay the same trace.
+    @Test func replayInAnotherProcessGivesTheSameTraceHash() throws {
+        let bin = try #require(clinicmeshBinary(), "build the clinicmesh executable first (swift build), or set CLINICMESH_BIN")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bin)
+        p.arguments = ["simulate", "--seed", "5", "--json"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let out = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let json = try #require(try JSONSerialization.jsonObject(with: out) as? [String: Any])
+        let here = String(format: "%016llx", runSeed(5).traceHash)
+        #expect(json["trace_hash"] as? String == here)
+    }
+
     @Test func quietClusterElectsAndGrantsEveryBlock() {
         var o = SimOptions()
         o.faults = false
@@ -49,4 +65,17 @@ import Testing
         if let f = s.failing_seeds.first { print("bug \(bug.rawValue) caught at seed \(f.seed) after \(s.seeds) seeds: \(f.rule): \(f.detail)") }
     }
     #endif
+}
+
+/// CLINICMESH_BIN, else the package's own newest debug or release build found from this file's path.
+func clinicmeshBinary() -> String? {
+    if let p = ProcessInfo.processInfo.environment["CLINICMESH_BIN"], FileManager.default.isExecutableFile(atPath: p) { return p }
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let candidates = ["debug", "release"].map { root.appendingPathComponent(".build/\($0)/clinicmesh").path }
+        .filter { FileManager.default.isExecutableFile(atPath: $0) }
+    return candidates.max { a, b in
+        let ma = (try? FileManager.default.attributesOfItem(atPath: a)[.modificationDate] as? Date) ?? .distantPast
+        let mb = (try? FileManager.default.attributesOfItem(atPath: b)[.modificationDate] as? Date) ?? .distantPast
+        return ma < mb
+    }
 }
