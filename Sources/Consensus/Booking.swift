@@ -200,9 +200,10 @@ public struct BookingNode: Sendable {
         case .acceptReply(let bid, _, let epoch, let ok):
             guard ok, var p = pending[bid], p.booking.epoch == epoch, p.voters.contains(e.from) else { break }
             p.acks.insert(e.from)
-            var done = p.acks.count >= quorum(of: p.voters.count)
             #if CLINICMESH_BUG_SWITCHES
-            if options.bugAckBeforeQuorum { done = true }
+            let done = p.acks.count >= quorum(of: p.voters.count) || options.bugAckBeforeQuorum
+            #else
+            let done = p.acks.count >= quorum(of: p.voters.count)
             #endif
             if done {
                 pending[bid] = nil

@@ -211,6 +211,7 @@ public final class ClusterSimulation {
         bootstrap = ClusterConfig(voters: Array(ids.prefix(options.initialVoters)), learners: Array(ids.dropFirst(options.initialVoters)))
         var ro = RaftConfig()
         var bo = BookingOptions()
+        bo.retryTicks = 20 // re-send unanswered accepts every 200 ms
         #if CLINICMESH_BUG_SWITCHES
         switch options.bug {
         case .voteTwice: ro.bugVoteTwice = true
