@@ -283,7 +283,9 @@ public struct RaftNode<Command: Sendable & Equatable, SnapshotData: Sendable>: S
     public mutating func proposeConfigChange(_ change: ConfigChange) -> (Result<LogIndex, ProposeError>, [Action]) {
         guard role == .leader else { return (.failure(.notLeader(leader: leader)), []) }
         guard transferTarget == nil else { return (.failure(.transferInProgress), []) }
-        guard !pendingConfigChange else { return (.failure(.configChangePending), []) }
+        // Not before an entry of this term commits: a new leader may not know of a config change
+        // its predecessor appended, and two changes in flight break single-server safety.
+        guard !pendingConfigChange, termAt(commitIndex) == term else { return (.failure(.configChangePending), []) }
         guard config.applying(change) != nil else { return (.failure(.invalidConfigChange), []) }
         if change.op == .promote {
             let m = progress[change.node]?.match ?? 0

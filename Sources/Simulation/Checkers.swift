@@ -3,11 +3,12 @@
 import Consensus
 
 extension ClusterSimulation {
-    /// A new leader's log holds every entry any node has applied (they were committed).
+    /// A leader of term T holds every entry committed in a term before T. (A stale candidate
+    /// may still win an older term late, from votes granted before the others moved on.)
     func checkLeaderCompleteness(_ n: SimNode, _ term: Term) {
         guard maxCommitted > n.raft.snapshotIndex else { return }
         for i in (n.raft.snapshotIndex + 1)...maxCommitted {
-            guard let c = committed[i] else { continue }
+            guard let c = committed[i], let ct = commitTerm[i], ct < term else { continue }
             if n.raft.entry(at: i) != c {
                 fail("leader completeness", "n\(n.idx + 1) leads term \(term) without committed entry \(i) (term \(c.term))")
                 return

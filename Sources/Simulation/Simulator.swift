@@ -198,6 +198,7 @@ public final class ClusterSimulation {
     var failoverStartUs: UInt64?
     var lastCheckpointLogMatch: UInt64 = 0
     var committedAtLiveness: LogIndex = 0
+    var commitTerm: [LogIndex: Term] = [:]
     let raftOptions: RaftConfig
     let bookingOptions: BookingOptions
 
@@ -644,6 +645,9 @@ public final class ClusterSimulation {
             if c != e { fail("committed entry changed", "index \(e.index) applied as term \(e.term) on n\(n.idx + 1), committed as term \(c.term)") }
         } else {
             committed[e.index] = e
+            // The commit happened in this node's current term or earlier: an upper bound is sound
+            // for checking leader completeness (only leaders of later terms must have it).
+            commitTerm[e.index] = n.raft.term
             maxCommitted = max(maxCommitted, e.index)
         }
         n.cluster.apply(e)
