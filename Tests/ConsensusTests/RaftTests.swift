@@ -158,6 +158,26 @@ struct Harness {
         #expect(n.commitIndex == 2)
     }
 
+    @Test func configChangeWaitsUntilTheLeaderCommittedInItsTerm() {
+        var n = TNode(id: "a", options: RaftConfig(), bootstrap: ClusterConfig(voters: ["a", "b", "c"], learners: ["d"]))
+        func durable(_ n: inout TNode, _ acts: [TAction]) {
+            var seq: UInt64 = 0
+            for a in acts { if case .persist(let p) = a { seq = max(seq, p.seq) } }
+            if seq > 0 { durable(&n, n.persisted(upTo: seq)) }
+        }
+        for _ in 0..<40 where n.role == .follower { durable(&n, n.tick()) }
+        durable(&n, n.receive(TMsg(from: "b", to: "a", term: n.term + 1, body: .requestVoteResponse(granted: true, preVote: true))))
+        durable(&n, n.receive(TMsg(from: "b", to: "a", term: n.term, body: .requestVoteResponse(granted: true, preVote: false))))
+        #expect(n.role == .leader)
+        let (r1, a1) = n.proposeConfigChange(ConfigChange(.remove, "d"))
+        durable(&n, a1)
+        #expect(r1 == .failure(.configChangePending), "a leader must commit in its own term before changing membership")
+        durable(&n, n.receive(TMsg(from: "b", to: "a", term: n.term, body: .appendEntriesResponse(success: true, prevLogIndex: 0, matchIndex: n.lastIndex, conflictTerm: nil, conflictIndex: 0))))
+        #expect(n.commitIndex == n.lastIndex)
+        let (r2, _) = n.proposeConfigChange(ConfigChange(.remove, "d"))
+        guard case .success = r2 else { Issue.record("refused after commit: \(r2)"); return }
+    }
+
     @Test func fastBackoffSkipsConflictingTermsInFewRoundTrips() {
         // Follower c has 50 stale entries of term 2 that the leader never had.
         // a and b are at term 5, so the stale term-2 suffix on c can never win an election.
