@@ -1,0 +1,236 @@
+// The booking-side protocol, one Paxos instance per block: the epoch is the ballot, a takeover
+// is phase 1 (prepare/promise), a quorum-accepted booking is phase 2. Pure value; the shell
+// carries `send`, makes `persist` durable, then calls `persisted(upTo:)`.
+
+public enum LeaseMessage: Sendable, Equatable {
+    /// Holder -> voter of the epoch: durably accept this booking.
+    case accept(Booking)
+    case acceptReply(bookingID: String, block: BlockID, epoch: Epoch, ok: Bool)
+    /// Leader -> voter of the current epoch: phase 1 of a takeover to `epoch`.
+    case prepare(block: BlockID, epoch: Epoch)
+    /// `ok`: the voter durably recorded `epoch` and lists the block's bookings; else `epoch` is
+    /// the higher epoch it already promised.
+    case promise(block: BlockID, epoch: Epoch, ok: Bool, bookings: [Booking])
+    /// Node -> leader: I am alive in this incarnation.
+    case renew(incarnation: UInt64)
+    /// Anti-entropy: booking records travel between replicas in any order, duplicated or late.
+    case gossip([Booking])
+}
+
+public struct LeaseEnvelope: Sendable, Equatable {
+    public var from: NodeID
+    public var to: NodeID
+    public var body: LeaseMessage
+    public init(from: NodeID, to: NodeID, body: LeaseMessage) { self.from = from; self.to = to; self.body = body }
+}
+
+public struct BookingRequest: Sendable, Equatable {
+    public var id: String
+    public var block: BlockID
+    public var slot: Int
+    public var patient: String
+    public init(id: String, block: BlockID, slot: Int, patient: String) {
+        self.id = id; self.block = block; self.slot = slot; self.patient = patient
+    }
+}
+
+public enum RefuseReason: String, Sendable, Equatable {
+    case noHolder, slotTaken, noSuchSlot, notHolder
+}
+
+/// A write to the node's booking store: the promised epoch of a block and/or booking records.
+public struct BookingWrite: Sendable, Equatable {
+    public var seq: UInt64
+    public var promise: (block: BlockID, epoch: Epoch)?
+    public var records: [Booking]
+    public static func == (a: BookingWrite, b: BookingWrite) -> Bool {
+        a.seq == b.seq && a.records == b.records && a.promise?.block == b.promise?.block && a.promise?.epoch == b.promise?.epoch
+    }
+}
+
+/// What survives a crash of the booking store (only writes the shell made durable).
+public struct BookingDurableState: Sendable, Equatable {
+    public var promised: [BlockID: Epoch] = [:]
+    public var records: [String: Booking] = [:]
+    public init() {}
+    public mutating func apply(_ w: BookingWrite) {
+        if let p = w.promise { promised[p.block] = max(promised[p.block] ?? 0, p.epoch) }
+        for r in w.records { records[r.id] = r }
+    }
+}
+
+public enum BookingAction: Sendable, Equatable {
+    case send(LeaseEnvelope)
+    case persist(BookingWrite)
+    /// The patient may be told: quorum-durable under an epoch no voter knew to be superseded.
+    case acknowledged(Booking)
+    case refused(requestID: String, reason: RefuseReason)
+    case forward(BookingRequest, to: NodeID)
+}
+
+public struct BookingOptions: Sendable {
+    public var retryTicks = 20
+    #if CLINICMESH_BUG_SWITCHES
+    /// Bug switch: answer a prepare without recording the new epoch.
+    public var bugPromiseWithoutRecording = false
+    /// Bug switch: acknowledge after the first voter accepts instead of a quorum.
+    public var bugAckBeforeQuorum = false
+    #endif
+    public init() {}
+}
+
+public struct BookingNode: Sendable {
+    struct Pending: Sendable {
+        var booking: Booking
+        var voters: [NodeID]
+        var acks: Set<NodeID> = []
+        var sinceSend = 0
+    }
+
+    public let id: NodeID
+    /// Bumped by the shell on every process start; leases granted to an older one are not used.
+    public let incarnation: UInt64
+    public let options: BookingOptions
+    /// Everything written, durable or not yet; the shell's durable copy is what survives a crash.
+    public private(set) var store: BookingDurableState
+    private var pending: [String: Pending] = [:]
+    /// Slots this process already tried under an epoch: one value per slot per ballot.
+    private var tried: [BlockID: (epoch: Epoch, slots: [Int: String])] = [:]
+    private var acked: Set<String> = []
+    private var persistSeq: UInt64 = 0
+    private var durableSeq: UInt64 = 0
+    private var held: [(UInt64, LeaseEnvelope)] = []
+    private var out: [BookingAction] = []
+
+    public init(id: NodeID, incarnation: UInt64, options: BookingOptions = .init(), restoring: BookingDurableState = .init()) {
+        self.id = id; self.incarnation = incarnation; self.options = options; self.store = restoring
+    }
+
+    public var pendingCount: Int { pending.count }
+
+    /// True if this process may book in `block` now, according to the history it has applied.
+    public func holds(_ block: BlockID, in state: ClusterState) -> Bool {
+        guard let r = state.blocks[block], r.holder == id, state.leaseValid(block) else { return false }
+        return state.liveness[id]?.incarnation == incarnation
+    }
+
+    private mutating func persist(promise: (BlockID, Epoch)? = nil, records: [Booking] = []) {
+        persistSeq += 1
+        let w = BookingWrite(seq: persistSeq, promise: promise.map { (block: $0.0, epoch: $0.1) }, records: records)
+        store.apply(w)
+        out.append(.persist(w))
+    }
+    private mutating func sendDurable(_ e: LeaseEnvelope) {
+        if durableSeq >= persistSeq { out.append(.send(e)) } else { held.append((persistSeq, e)) }
+    }
+    private mutating func drain() -> [BookingAction] {
+        defer { out.removeAll(keepingCapacity: true) }
+        return out
+    }
+
+    public mutating func persisted(upTo seq: UInt64) -> [BookingAction] {
+        guard seq > durableSeq else { return [] }
+        durableSeq = seq
+        var keep: [(UInt64, LeaseEnvelope)] = []
+        for h in held { if h.0 <= seq { out.append(.send(h.1)) } else { keep.append(h) } }
+        held = keep
+        return drain()
+    }
+
+    // MARK: Holder
+
+    public mutating func request(_ q: BookingRequest, state: ClusterState) -> [BookingAction] {
+        guard let r = state.blocks[q.block] else { return [.refused(requestID: q.id, reason: .noHolder)] }
+        guard holds(q.block, in: state) else {
+            if let h = r.holder, h != id, state.leaseValid(q.block) { return [.forward(q, to: h)] }
+            return [.refused(requestID: q.id, reason: .noHolder)]
+        }
+        guard q.slot >= 0, q.slot < r.slots else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }
+        if var t = tried[q.block], t.epoch == r.epoch {
+            if t.slots[q.slot] != nil { return [.refused(requestID: q.id, reason: .slotTaken)] }
+            t.slots[q.slot] = q.id
+            tried[q.block] = t
+        } else {
+            tried[q.block] = (r.epoch, [q.slot: q.id])
+        }
+        let mine = store.records.values.filter { $0.block == q.block && $0.slot == q.slot }
+        let view = slotViews(block: q.block, bookings: Array(mine), state: state)
+        if view.unknown || !(view.views[q.slot] ?? []).isEmpty { return [.refused(requestID: q.id, reason: .slotTaken)] }
+        let b = Booking(id: q.id, block: q.block, slot: q.slot, patient: q.patient, epoch: r.epoch)
+        persist(records: [b])
+        pending[b.id] = Pending(booking: b, voters: r.voters)
+        for v in r.voters { out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(b)))) }
+        return drain()
+    }
+
+    public mutating func tick(state: ClusterState) -> [BookingAction] {
+        for key in pending.keys.sorted() {
+            guard var p = pending[key] else { continue }
+            // Our epoch ended: the outcome is whatever the takeover collected; never acknowledged here.
+            if state.blocks[p.booking.block]?.epoch != p.booking.epoch || !holds(p.booking.block, in: state) {
+                pending[key] = nil
+                continue
+            }
+            p.sinceSend += 1
+            if p.sinceSend >= options.retryTicks {
+                p.sinceSend = 0
+                for v in p.voters where !p.acks.contains(v) {
+                    out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(p.booking))))
+                }
+            }
+            pending[key] = p
+        }
+        return drain()
+    }
+
+    // MARK: Receiving
+
+    public mutating func receive(_ e: LeaseEnvelope, state: ClusterState) -> [BookingAction] {
+        switch e.body {
+        case .accept(let b):
+            let superseded = max(store.promised[b.block] ?? 0, state.blocks[b.block]?.epoch ?? 0)
+            if b.epoch < superseded {
+                out.append(.send(LeaseEnvelope(from: id, to: e.from, body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: false))))
+            } else {
+                if store.records[b.id] != b || (store.promised[b.block] ?? 0) < b.epoch {
+                    persist(promise: (b.block, b.epoch), records: [b])
+                }
+                sendDurable(LeaseEnvelope(from: id, to: e.from, body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: true)))
+            }
+        case .acceptReply(let bid, _, let epoch, let ok):
+            guard ok, var p = pending[bid], p.booking.epoch == epoch, p.voters.contains(e.from) else { break }
+            p.acks.insert(e.from)
+            #if CLINICMESH_BUG_SWITCHES
+            let done = p.acks.count >= quorum(of: p.voters.count) || options.bugAckBeforeQuorum
+            #else
+            let done = p.acks.count >= quorum(of: p.voters.count)
+            #endif
+            if done {
+                pending[bid] = nil
+                if acked.insert(bid).inserted { out.append(.acknowledged(p.booking)) }
+            } else {
+                pending[bid] = p
+            }
+        case .prepare(let block, let epoch):
+            let promised = store.promised[block] ?? 0
+            if epoch < promised {
+                out.append(.send(LeaseEnvelope(from: id, to: e.from, body: .promise(block: block, epoch: promised, ok: false, bookings: []))))
+                break
+            }
+            let bookings = store.records.values.filter { $0.block == block }.sorted { $0.id < $1.id }
+            let reply = LeaseEnvelope(from: id, to: e.from, body: .promise(block: block, epoch: epoch, ok: true, bookings: bookings))
+            #if CLINICMESH_BUG_SWITCHES
+            if options.bugPromiseWithoutRecording { out.append(.send(reply)); break }
+            #endif
+            // Fence first: the epoch is durable before the answer leaves, so older epochs stay refused.
+            if epoch > promised { persist(promise: (block, epoch)) }
+            sendDurable(reply)
+        case .gossip(let bs):
+            let fresh = bs.filter { store.records[$0.id] == nil }
+            if !fresh.isEmpty { persist(records: fresh) }
+        case .promise, .renew:
+            break // for the leader's LeaseManager
+        }
+        return drain()
+    }
+}

@@ -1,0 +1,193 @@
+// The replicated state machine every node applies from the Raft log: membership, one liveness
+// record per node, and the lease history per block. Deterministic: same entries, same state.
+
+public typealias BlockID = String
+public typealias Epoch = UInt64
+
+public struct MemberInfo: Hashable, Sendable, Codable {
+    public var node: NodeID
+    public var address: String
+    public var department: String
+    public var certificateSerial: String
+    public var evicted: Bool
+    public init(node: NodeID, address: String, department: String, certificateSerial: String, evicted: Bool = false) {
+        self.node = node; self.address = address; self.department = department
+        self.certificateSerial = certificateSerial; self.evicted = evicted
+    }
+}
+
+/// Epoch-based liveness (as in CockroachDB): leases name the holder's liveness epoch; the epoch
+/// moves when the leader commits an expiry or the node restarts, which invalidates its leases.
+public struct LivenessRecord: Hashable, Sendable, Codable {
+    public var epoch: UInt64
+    public var incarnation: UInt64
+    public var live: Bool
+}
+
+/// One booking, made by a block's holder under the epoch it held.
+public struct Booking: Hashable, Sendable, Codable {
+    public var id: String
+    public var block: BlockID
+    public var slot: Int
+    public var patient: String
+    public var epoch: Epoch
+    public init(id: String, block: BlockID, slot: Int, patient: String, epoch: Epoch) {
+        self.id = id; self.block = block; self.slot = slot; self.patient = patient; self.epoch = epoch
+    }
+}
+
+/// A lease grant or takeover: moves `block` from `fromEpoch` to `toEpoch` (strictly larger),
+/// granted to `holder` at its liveness epoch, with `voters` as the quorum set for this epoch,
+/// listing every booking the takeover collected (the ones active from now on besides new ones).
+public struct LeaseChange: Hashable, Sendable, Codable {
+    public var block: BlockID
+    public var fromEpoch: Epoch
+    public var toEpoch: Epoch
+    public var holder: NodeID
+    public var holderLiveness: UInt64
+    public var voters: [NodeID]
+    public var collected: [Booking]
+    public init(block: BlockID, fromEpoch: Epoch, toEpoch: Epoch, holder: NodeID, holderLiveness: UInt64, voters: [NodeID], collected: [Booking]) {
+        self.block = block; self.fromEpoch = fromEpoch; self.toEpoch = toEpoch; self.holder = holder
+        self.holderLiveness = holderLiveness; self.voters = voters; self.collected = collected
+    }
+}
+
+public enum ClusterCommand: Hashable, Sendable, Codable {
+    case upsertMember(MemberInfo)
+    case evict(NodeID)
+    /// A node's heartbeat reached the leader with a new incarnation or after an expiry.
+    case renewLiveness(node: NodeID, incarnation: UInt64)
+    /// Proposed only by the leader, from durations on its own monotonic clock.
+    case expireLiveness(node: NodeID, epoch: UInt64)
+    /// A doctor's session (block of slots) and the department node that normally holds it.
+    case defineBlock(BlockID, home: NodeID, slots: Int)
+    case lease(LeaseChange)
+}
+
+public struct LeaseRecord: Hashable, Sendable, Codable {
+    public var block: BlockID
+    public var home: NodeID
+    public var slots: Int
+    public var epoch: Epoch = 0
+    public var holder: NodeID?
+    public var holderLiveness: UInt64 = 0
+    public var voters: [NodeID] = []
+    public var collected: [Booking] = []
+    public var collectedIDs: Set<String> = []
+    /// (epoch, holder) of every grant so far, oldest first.
+    public var history: [Epoch: NodeID] = [:]
+}
+
+public struct ClusterState: Hashable, Sendable, Codable {
+    public private(set) var members: [NodeID: MemberInfo] = [:]
+    public private(set) var raftConfig: ClusterConfig
+    public private(set) var liveness: [NodeID: LivenessRecord] = [:]
+    public private(set) var blocks: [BlockID: LeaseRecord] = [:]
+    public private(set) var appliedIndex: LogIndex = 0
+    public private(set) var rejected: Int = 0
+
+    public init(config: ClusterConfig) { raftConfig = config }
+
+    public enum Role: String, Sendable { case voter, learner, none }
+    /// Membership role, from the Raft configuration this state has applied.
+    public func role(of n: NodeID) -> Role {
+        raftConfig.isVoter(n) ? .voter : raftConfig.learners.contains(n) ? .learner : .none
+    }
+
+    public func isLive(_ n: NodeID) -> Bool {
+        guard let l = liveness[n], l.live else { return false }
+        return members[n]?.evicted != true
+    }
+
+    /// A lease is usable while its holder's liveness record is live at the epoch it was granted under.
+    public func leaseValid(_ b: BlockID) -> Bool {
+        guard let r = blocks[b], let h = r.holder, let l = liveness[h] else { return false }
+        return l.live && l.epoch == r.holderLiveness && members[h]?.evicted != true
+    }
+
+    public mutating func apply(_ entry: LogEntry<ClusterCommand>) {
+        appliedIndex = entry.index
+        switch entry.body {
+        case .noop: break
+        case .config(let c):
+            raftConfig = raftConfig.applying(c) ?? raftConfig
+        case .command(let cmd):
+            if !apply(cmd) { rejected += 1 }
+        }
+    }
+
+    /// Applies one command; false if it was stale or invalid (then nothing changes).
+    @discardableResult
+    public mutating func apply(_ cmd: ClusterCommand) -> Bool {
+        switch cmd {
+        case .upsertMember(let m):
+            if members[m.node]?.evicted == true { return false } // eviction is final
+            members[m.node] = m
+        case .evict(let n):
+            guard var m = members[n] else { return false }
+            m.evicted = true
+            members[n] = m
+            if var l = liveness[n] { l.live = false; l.epoch += 1; liveness[n] = l }
+        case .renewLiveness(let n, let inc):
+            guard members[n]?.evicted != true else { return false }
+            guard var l = liveness[n] else {
+                liveness[n] = LivenessRecord(epoch: 1, incarnation: inc, live: true)
+                return true
+            }
+            if inc < l.incarnation { return false }
+            if inc > l.incarnation { l.epoch += 1; l.incarnation = inc } // a restart loses the old leases
+            else if l.live { return false }
+            l.live = true
+            liveness[n] = l
+        case .expireLiveness(let n, let e):
+            guard var l = liveness[n], l.live, l.epoch == e else { return false }
+            l.live = false
+            l.epoch += 1
+            liveness[n] = l
+        case .defineBlock(let b, let home, let slots):
+            guard blocks[b] == nil else { return false }
+            blocks[b] = LeaseRecord(block: b, home: home, slots: slots)
+        case .lease(let c):
+            guard var r = blocks[c.block], c.fromEpoch == r.epoch, c.toEpoch > r.epoch else { return false }
+            guard let l = liveness[c.holder], l.live, l.epoch == c.holderLiveness else { return false }
+            r.epoch = c.toEpoch
+            r.holder = c.holder
+            r.holderLiveness = c.holderLiveness
+            r.voters = c.voters
+            r.collected = c.collected
+            r.collectedIDs = Set(c.collected.map(\.id))
+            r.history[c.toEpoch] = c.holder
+            blocks[c.block] = r
+        }
+        return true
+    }
+
+    public mutating func restore(config: ClusterConfig) { raftConfig = config }
+}
+
+/// Whether a booking is active, derived from the lease history a replica knows (never stored).
+public enum BookingStatus: Sendable, Equatable { case active, inactive, unknown }
+
+public func bookingStatus(_ b: Booking, in state: ClusterState) -> BookingStatus {
+    guard let r = state.blocks[b.block] else { return .unknown }
+    if b.epoch > r.epoch { return .unknown }
+    if b.epoch == r.epoch || r.collectedIDs.contains(b.id) { return .active }
+    return .inactive
+}
+
+/// What a replica can say about each slot of a block from the bookings it holds.
+public enum SlotView: Sendable, Equatable { case free, booked(Booking), unknown }
+
+/// Slot views for one block; nil for the whole block while it is unknown here (a booking under an
+/// epoch newer than our history). Also reports slots with more than one active booking.
+public func slotViews(block: BlockID, bookings: [Booking], state: ClusterState) -> (views: [Int: [Booking]], unknown: Bool) {
+    guard let r = state.blocks[block] else { return ([:], true) }
+    var active: [Int: [Booking]] = [:]
+    for b in r.collected { active[b.slot, default: []].append(b) }
+    for b in bookings where b.block == block {
+        if b.epoch > r.epoch { return ([:], true) }
+        if b.epoch == r.epoch, !r.collectedIDs.contains(b.id) { active[b.slot, default: []].append(b) }
+    }
+    return (active, false)
+}

@@ -1,0 +1,153 @@
+// The leader's side of liveness and leases: it alone proposes expiries (from durations on its own
+// monotonic clock) and runs takeovers (phase 1 against the old epoch's voters, then a LeaseChange
+// entry listing what it collected). Clocks only decide *when* to act; quorums decide safety.
+
+public enum LeaseManagerAction: Sendable, Equatable {
+    case propose(ClusterCommand)
+    case send(LeaseEnvelope)
+    case takeoverStarted(block: BlockID, toEpoch: Epoch)
+}
+
+public struct LeaseManagerOptions: Sendable {
+    public var livenessTimeoutMs: UInt64 = 2_000
+    public var takeoverTimeoutMs: UInt64 = 1_000
+    public var reproposeMs: UInt64 = 500
+    /// A gap this long between our own ticks means we were paused: we cannot judge others' silence.
+    public var pauseGapMs: UInt64 = 300
+    public init() {}
+}
+
+public struct LeaseManager: Sendable {
+    struct Attempt: Sendable {
+        var fromEpoch: Epoch
+        var toEpoch: Epoch
+        var holder: NodeID
+        var promises: [NodeID: [Booking]] = [:]
+        var started: UInt64
+        var proposed = false
+    }
+
+    public let id: NodeID
+    public let options: LeaseManagerOptions
+    private var active = false
+    private var lastSeen: [NodeID: UInt64] = [:]
+    private var lastNow: UInt64?
+    private var attempts: [BlockID: Attempt] = [:]
+    private var epochFloor: [BlockID: Epoch] = [:]
+    private var proposedAt: [ClusterCommand: UInt64] = [:]
+    private var out: [LeaseManagerAction] = []
+
+    public init(id: NodeID, options: LeaseManagerOptions = .init()) { self.id = id; self.options = options }
+
+    /// Called when this node becomes leader: everyone gets a full timeout of grace from now.
+    public mutating func becameLeader(now: UInt64) {
+        active = true
+        lastSeen = [:]
+        lastNow = now
+        attempts = [:]
+        proposedAt = [:]
+    }
+    public mutating func steppedDown() { active = false; attempts = [:] }
+
+    private mutating func propose(_ c: ClusterCommand, now: UInt64) {
+        if let t = proposedAt[c], now < t + options.reproposeMs { return }
+        proposedAt[c] = now
+        out.append(.propose(c))
+    }
+    private mutating func drain() -> [LeaseManagerAction] {
+        defer { out.removeAll(keepingCapacity: true) }
+        return out
+    }
+
+    public mutating func receive(_ e: LeaseEnvelope, now: UInt64, state: ClusterState) -> [LeaseManagerAction] {
+        guard active else { return [] }
+        switch e.body {
+        case .renew(let inc):
+            lastSeen[e.from] = now
+            let l = state.liveness[e.from]
+            if state.members[e.from] != nil, state.members[e.from]?.evicted != true,
+               l == nil || l!.live == false || inc > l!.incarnation {
+                propose(.renewLiveness(node: e.from, incarnation: inc), now: now)
+            }
+        case .promise(let block, let epoch, let ok, let bookings):
+            guard var a = attempts[block], let r = state.blocks[block], a.fromEpoch == r.epoch else { break }
+            guard ok else {
+                epochFloor[block] = max(epochFloor[block] ?? 0, epoch)
+                if epoch >= a.toEpoch { attempts[block] = nil } // someone promised higher: retry above it
+                break
+            }
+            guard epoch == a.toEpoch, r.voters.contains(e.from), !a.proposed else { break }
+            a.promises[e.from] = bookings
+            if a.promises.count >= quorum(of: r.voters.count) {
+                guard let l = state.liveness[a.holder], l.live else { attempts[block] = nil; break }
+                var collected: [String: Booking] = [:]
+                for b in r.collected { collected[b.id] = b }
+                for (_, bs) in a.promises { for b in bs where b.epoch == r.epoch { collected[b.id] = b } }
+                let change = LeaseChange(block: block, fromEpoch: r.epoch, toEpoch: a.toEpoch, holder: a.holder,
+                                         holderLiveness: l.epoch, voters: state.raftConfig.voters,
+                                         collected: collected.values.sorted { $0.id < $1.id })
+                a.proposed = true
+                out.append(.propose(.lease(change)))
+            }
+            attempts[block] = a
+        default:
+            break
+        }
+        return drain()
+    }
+
+    /// `ready`: this leader has applied an entry of its own term, so `state` is the latest history.
+    public mutating func tick(now: UInt64, state: ClusterState, ready: Bool) -> [LeaseManagerAction] {
+        guard active else { return [] }
+        if let last = lastNow, now > last + options.pauseGapMs {
+            for k in Array(lastSeen.keys) { lastSeen[k] = now } // we were paused: restart the timers
+        }
+        lastNow = now
+        guard ready else { return [] }
+        lastSeen[id] = now
+
+        for n in state.members.keys.sorted() {
+            guard let l = state.liveness[n], l.live else { continue }
+            let seen = lastSeen[n] ?? now
+            if lastSeen[n] == nil { lastSeen[n] = now }
+            if n != id, now > seen + options.livenessTimeoutMs {
+                propose(.expireLiveness(node: n, epoch: l.epoch), now: now)
+            }
+        }
+
+        let voters = state.raftConfig.voters
+        for b in state.blocks.keys.sorted() {
+            guard let r = state.blocks[b] else { continue }
+            let valid = state.leaseValid(b)
+            let homeLive = state.isLive(r.home)
+            let wantHolder: NodeID?
+            if homeLive { wantHolder = r.home }
+            else if valid { wantHolder = r.holder }
+            else { wantHolder = pickLive(b, state: state) }
+            guard let target = wantHolder else { continue }
+            if valid && r.holder == target && r.voters == voters { attempts[b] = nil; continue }
+            if let a = attempts[b], a.fromEpoch == r.epoch, now < a.started + options.takeoverTimeoutMs { continue }
+            guard let l = state.liveness[target], l.live else { continue }
+            let to = max(r.epoch, epochFloor[b] ?? 0) + 1
+            epochFloor[b] = to
+            out.append(.takeoverStarted(block: b, toEpoch: to))
+            if r.epoch == 0 {
+                // First grant: no epoch before it, so no booking can exist to collect.
+                attempts[b] = Attempt(fromEpoch: 0, toEpoch: to, holder: target, started: now, proposed: true)
+                out.append(.propose(.lease(LeaseChange(block: b, fromEpoch: 0, toEpoch: to, holder: target, holderLiveness: l.epoch, voters: voters, collected: []))))
+                continue
+            }
+            attempts[b] = Attempt(fromEpoch: r.epoch, toEpoch: to, holder: target, started: now)
+            for v in r.voters { out.append(.send(LeaseEnvelope(from: id, to: v, body: .prepare(block: b, epoch: to)))) }
+        }
+        return drain()
+    }
+
+    private func pickLive(_ b: BlockID, state: ClusterState) -> NodeID? {
+        let live = state.members.keys.sorted().filter { state.isLive($0) }
+        guard !live.isEmpty else { return nil }
+        var h = FNV1a64()
+        h.add(b)
+        return live[Int(h.value % UInt64(live.count))]
+    }
+}

@@ -1,0 +1,149 @@
+// The rules every simulated run is held to. Each failure names the rule and what broke it.
+
+import Consensus
+
+extension ClusterSimulation {
+    /// A leader of term T holds every entry committed in a term before T. (A stale candidate
+    /// may still win an older term late, from votes granted before the others moved on.)
+    func checkLeaderCompleteness(_ n: SimNode, _ term: Term) {
+        guard maxCommitted > n.raft.snapshotIndex else { return }
+        for i in (n.raft.snapshotIndex + 1)...maxCommitted {
+            guard let c = committed[i], let ct = commitTerm[i], ct < term else { continue }
+            if n.raft.entry(at: i) != c {
+                fail("leader completeness", "n\(n.idx + 1) leads term \(term) without committed entry \(i) (term \(c.term))")
+                return
+            }
+        }
+    }
+
+    /// A committed takeover lists every acknowledged booking that was active when it read.
+    func checkTakeover(_ c: LeaseChange) {
+        let listed = Set(c.collected.map(\.id))
+        for b in acked.values.sorted(by: { $0.id < $1.id }) where b.block == c.block && b.epoch <= c.fromEpoch && !listed.contains(b.id) {
+            fail("no acknowledged booking lost", "takeover of \(c.block) to epoch \(c.toEpoch) did not collect acknowledged booking \(b.id) (slot \(b.slot), epoch \(b.epoch))")
+            return
+        }
+    }
+
+    func checkSafety(full: Bool) {
+        let live = nodes.filter(\.up)
+        guard let latest = nodes.max(by: { $0.cluster.appliedIndex < $1.cluster.appliedIndex }) else { return }
+        // Per replica: what this replica would show right now.
+        for n in live {
+            if let bad = doubleBooked(records: Array(n.booking.store.records.values), state: n.cluster) {
+                fail("never two active bookings for one slot", "on n\(n.idx + 1): \(bad)")
+                return
+            }
+        }
+        // After merging everything anywhere (memory or disk) under the newest history.
+        var all: [String: Booking] = [:]
+        for n in nodes {
+            for (k, v) in n.diskBooking.records { all[k] = v }
+            if n.up { for (k, v) in n.booking.store.records { all[k] = v } }
+        }
+        if let bad = doubleBooked(records: Array(all.values), state: latest.cluster) {
+            fail("never two active bookings for one slot", "after merging all replicas: \(bad)")
+            return
+        }
+        for id in acked.keys.sorted() {
+            let b = acked[id]!
+            let s = bookingStatus(b, in: latest.cluster)
+            if s != .active {
+                fail("no acknowledged booking lost", "booking \(b.id) (\(b.block) slot \(b.slot), epoch \(b.epoch)) is \(s) under epoch \(latest.cluster.blocks[b.block]?.epoch ?? 0) on n\(latest.idx + 1)")
+                return
+            }
+        }
+        if full {
+            lastCheckpointLogMatch = now
+            checkLogMatching()
+        }
+    }
+
+    func doubleBooked(records: [Booking], state: ClusterState) -> String? {
+        var byBlock: [BlockID: [Booking]] = [:]
+        for b in records { byBlock[b.block, default: []].append(b) }
+        for block in state.blocks.keys.sorted() {
+            let v = slotViews(block: block, bookings: byBlock[block] ?? [], state: state)
+            if v.unknown { continue }
+            for slot in v.views.keys.sorted() where v.views[slot]!.count > 1 {
+                let ids = v.views[slot]!.map { "\($0.id)@e\($0.epoch)" }.sorted().joined(separator: ", ")
+                return "\(block) slot \(slot) has \(ids) active under epoch \(state.blocks[block]!.epoch)"
+            }
+        }
+        return nil
+    }
+
+    /// If two logs hold an entry with the same index and term, they are identical up to there.
+    func checkLogMatching() {
+        let live = nodes.filter(\.up)
+        for a in 0..<live.count {
+            for b in (a + 1)..<max(a + 1, live.count) {
+                let x = live[a].raft, y = live[b].raft
+                let lo = max(x.snapshotIndex, y.snapshotIndex) + 1
+                let hi = min(x.lastIndex, y.lastIndex)
+                guard hi >= lo else { continue }
+                var i = hi
+                while i >= lo, x.termAt(i) != y.termAt(i) { i -= 1 }
+                guard i >= lo else { continue }
+                for j in lo...i where x.entry(at: j) != y.entry(at: j) {
+                    fail("log matching", "n\(live[a].idx + 1) and n\(live[b].idx + 1) agree on term at \(i) but differ at \(j)")
+                    return
+                }
+            }
+            for n in [live[a]] {
+                let r = n.raft
+                guard r.commitIndex > r.snapshotIndex else { continue }
+                for j in (r.snapshotIndex + 1)...r.commitIndex {
+                    if let c = committed[j], let e = r.entry(at: j), c != e {
+                        fail("no committed entry lost or changed", "n\(n.idx + 1) holds a different entry at committed index \(j)")
+                        return
+                    }
+                }
+            }
+        }
+    }
+
+    /// After faults stop with every node back: a leader with a quorum behind it, and every block
+    /// held by an up node that itself knows it may book.
+    func checkLiveness() {
+        let leaders = nodes.filter { $0.up && $0.raft.role == .leader }.sorted { $0.raft.term > $1.raft.term }
+        let deadline = opt.livenessDeadlineMs
+        guard let l = leaders.first else {
+            let roles = nodes.map { "n\($0.idx + 1):\($0.raft.role.rawValue)@\($0.raft.term)" }.joined(separator: " ")
+            fail("liveness", "no leader \(deadline) ms after faults stopped (\(roles))")
+            return
+        }
+        let followers = l.raft.config.voters.filter { v in
+            guard let i = index[v] else { return false }
+            return nodes[i].raft.term == l.raft.term && nodes[i].raft.leader == l.id
+        }
+        guard followers.count >= quorum(of: l.raft.config.voters.count) else {
+            fail("liveness", "leader n\(l.idx + 1) of term \(l.raft.term) has no quorum behind it \(deadline) ms after faults stopped")
+            return
+        }
+        guard l.cluster.blocks.count == opt.blocks else {
+            fail("liveness", "only \(l.cluster.blocks.count) of \(opt.blocks) blocks defined \(deadline) ms after faults stopped")
+            return
+        }
+        for b in l.cluster.blocks.keys.sorted() {
+            let r = l.cluster.blocks[b]!
+            guard l.cluster.leaseValid(b), let h = r.holder, let hi = index[h] else {
+                fail("liveness", "block \(b) has no valid lease \(deadline) ms after faults stopped (epoch \(r.epoch), holder \(r.holder?.rawValue ?? "none"))")
+                return
+            }
+            let hn = nodes[hi]
+            guard hn.up, hn.booking.holds(b, in: hn.cluster) else {
+                fail("liveness", "block \(b) holder \(h) cannot book \(deadline) ms after faults stopped (epoch \(r.epoch))")
+                return
+            }
+        }
+    }
+
+    /// Seconds after the liveness check, every node has every entry committed by then.
+    func checkConvergence() {
+        for n in nodes where n.cluster.appliedIndex < committedAtLiveness {
+            fail("no committed entry lost", "n\(n.idx + 1) applied only up to \(n.cluster.appliedIndex) of \(committedAtLiveness) committed entries long after faults stopped")
+            return
+        }
+    }
+}

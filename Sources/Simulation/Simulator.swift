@@ -1,0 +1,690 @@
+// Deterministic whole-cluster simulator: N nodes run the real RaftNode, ClusterState, BookingNode
+// and LeaseManager in one thread, under a virtual clock, a faulty network, pauses, crashes and
+// lost un-fsynced writes. Every random choice comes from one SplitMix64 seeded by the run's seed.
+
+import Consensus
+
+public enum BugSwitch: String, Sendable, CaseIterable {
+    case voteTwice = "vote-twice"
+    case promiseWithoutRecording = "promise-without-recording"
+    case ackBeforeQuorum = "ack-before-quorum"
+}
+
+public struct SimOptions: Sendable {
+    public var nodes = 5
+    public var initialVoters = 3
+    /// Faults are injected in [0, faultMs); then the cluster is healed and must recover.
+    public var faultMs: UInt64 = 12_000
+    /// After faults stop, a leader and a holder for every block must exist within this.
+    public var livenessDeadlineMs: UInt64 = 8_000
+    public var quietMs: UInt64 = 10_000
+    public var blocks = 8
+    public var slotsPerBlock = 10
+    public var maxDrift = 0.02
+    public var faults = true
+    public var tickMs: UInt64 = 10
+    /// Only honoured in builds with CLINICMESH_BUG_SWITCHES.
+    public var bug: BugSwitch?
+    public init() {}
+}
+
+public struct SimStats: Sendable, Codable {
+    public var simulatedMs: UInt64 = 0
+    public var events = 0
+    public var elections = 0
+    public var takeovers = 0
+    public var pauses = 0
+    public var pausesLongerThanLease = 0
+    public var crashes = 0
+    public var partitions = 0
+    public var voterChanges = 0
+    public var snapshotsInstalled = 0
+    public var bookingsAcked = 0
+    public var bookingsRefused = 0
+    public var lostUnsyncedWrites = 0
+    public var electionMs: [UInt64] = []
+    public var failoverMs: [UInt64] = []
+    public var takeoverMs: [UInt64] = []
+}
+
+public struct SimFailure: Error, Sendable, Codable, CustomStringConvertible {
+    public var rule: String
+    public var detail: String
+    public var atMs: UInt64
+    public var description: String { "\(rule) at \(atMs) ms: \(detail)" }
+}
+
+public struct SeedResult: Sendable {
+    public var seed: UInt64
+    public var failure: SimFailure?
+    public var traceHash: UInt64
+    public var stats: SimStats
+}
+
+typealias Cmd = ClusterCommand
+typealias Raft = RaftNode<ClusterCommand, ClusterState>
+typealias RMsg = RaftMessage<ClusterCommand, ClusterState>
+typealias RPersist = PersistRequest<ClusterCommand, ClusterState>
+
+enum Payload {
+    case raft(RMsg)
+    case lease(LeaseEnvelope)
+    case client(BookingRequest)
+}
+
+enum EventKind {
+    case tick(Int, life: Int)
+    case deliver(to: Int, from: Int, Payload)
+    case fsync(Int, life: Int)
+    case client
+    case fault(Fault)
+    case checkpoint
+    case membership
+}
+
+enum Fault {
+    case isolate([Int], untilMs: UInt64)
+    case heal([Int])
+    case oneWay(from: Int, untilMs: UInt64)
+    case healOneWay(Int)
+    case flap(Int, remaining: Int)
+    case pause(Int, ms: UInt64)
+    case resume(Int)
+    case crash(Int, downMs: UInt64)
+    case restart(Int)
+    case healAll
+}
+
+struct Event {
+    var time: UInt64 // microseconds of global virtual time
+    var seq: UInt64
+    var kind: EventKind
+}
+
+/// Min-heap on (time, seq): seq makes ties deterministic.
+struct EventQueue {
+    private var heap: [Event] = []
+    var isEmpty: Bool { heap.isEmpty }
+    private static func less(_ a: Event, _ b: Event) -> Bool { a.time != b.time ? a.time < b.time : a.seq < b.seq }
+    mutating func push(_ e: Event) {
+        heap.append(e)
+        var i = heap.count - 1
+        while i > 0 {
+            let p = (i - 1) / 2
+            if Self.less(heap[i], heap[p]) { heap.swapAt(i, p); i = p } else { break }
+        }
+    }
+    mutating func pop() -> Event? {
+        guard !heap.isEmpty else { return nil }
+        heap.swapAt(0, heap.count - 1)
+        let top = heap.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < heap.count, Self.less(heap[l], heap[m]) { m = l }
+            if r < heap.count, Self.less(heap[r], heap[m]) { m = r }
+            if m == i { break }
+            heap.swapAt(i, m); i = m
+        }
+        return top
+    }
+}
+
+enum PendingWrite {
+    case raft(RPersist)
+    case booking(BookingWrite)
+}
+
+final class SimNode {
+    let idx: Int
+    let id: NodeID
+    let drift: Double
+    let clockOffsetUs: UInt64
+    var up = true
+    var paused = false
+    var deferred: [EventKind] = []
+    /// Bumped on crash so events scheduled for the old process are ignored.
+    var life = 0
+    var incarnation: UInt64 = 1
+    // Disk: only what an fsync completed.
+    var diskRaft = DurableRaftState<ClusterCommand, ClusterState>()
+    var diskBooking = BookingDurableState()
+    var pending: [PendingWrite] = []
+    var fsyncScheduled = false
+    // Process memory.
+    var raft: Raft
+    var cluster: ClusterState
+    var booking: BookingNode
+    var manager: LeaseManager
+    var ticks: UInt64 = 0
+    var leaderSinceIndex: LogIndex?
+    var campaignSinceUs: UInt64?
+
+    init(idx: Int, id: NodeID, drift: Double, offset: UInt64, raft: Raft, cluster: ClusterState, booking: BookingNode, manager: LeaseManager) {
+        self.idx = idx; self.id = id; self.drift = drift; self.clockOffsetUs = offset
+        self.raft = raft; self.cluster = cluster; self.booking = booking; self.manager = manager
+    }
+
+    /// This node's monotonic clock in ms: drifts from true time, keeps running while paused.
+    func localMs(_ globalUs: UInt64) -> UInt64 { UInt64((Double(globalUs) * drift + Double(clockOffsetUs)) / 1000) }
+}
+
+public final class ClusterSimulation {
+    let seed: UInt64
+    let opt: SimOptions
+    var rng: SplitMix64
+    var queue = EventQueue()
+    var now: UInt64 = 0
+    var seqNo: UInt64 = 0
+    var nodes: [SimNode] = []
+    var index: [NodeID: Int] = [:]
+    var blockedLink: [[Bool]]
+    var flapping: [Bool]
+    var faultsActive = true
+    var trace = FNV1a64()
+    var stats = SimStats()
+    var failure: SimFailure?
+    let bootstrap: ClusterConfig
+    var setupDone = false
+    var requestCounter = 0
+    var acked: [String: Booking] = [:]
+    // Checker memory.
+    var leaderOfTerm: [Term: Int] = [:]
+    var committed: [LogIndex: LogEntry<ClusterCommand>] = [:]
+    var maxCommitted: LogIndex = 0
+    var takeoverStart: [String: UInt64] = [:]
+    var takeoverSeen: Set<String> = []
+    var failoverStartUs: UInt64?
+    var lastCheckpointLogMatch: UInt64 = 0
+    var committedAtLiveness: LogIndex = 0
+    var commitTerm: [LogIndex: Term] = [:]
+    let raftOptions: RaftConfig
+    let bookingOptions: BookingOptions
+
+    public init(seed: UInt64, options: SimOptions = .init()) {
+        self.seed = seed
+        self.opt = options
+        self.rng = SplitMix64(seed: seed)
+        self.blockedLink = Array(repeating: Array(repeating: false, count: options.nodes), count: options.nodes)
+        self.flapping = Array(repeating: false, count: options.nodes)
+        let ids = (1...options.nodes).map { NodeID("n\($0)") }
+        bootstrap = ClusterConfig(voters: Array(ids.prefix(options.initialVoters)), learners: Array(ids.dropFirst(options.initialVoters)))
+        var ro = RaftConfig()
+        var bo = BookingOptions()
+        bo.retryTicks = 20 // re-send unanswered accepts every 200 ms
+        #if CLINICMESH_BUG_SWITCHES
+        switch options.bug {
+        case .voteTwice: ro.bugVoteTwice = true
+        case .promiseWithoutRecording: bo.bugPromiseWithoutRecording = true
+        case .ackBeforeQuorum: bo.bugAckBeforeQuorum = true
+        case nil: break
+        }
+        #endif
+        ro.seed = 0
+        raftOptions = ro
+        bookingOptions = bo
+        for (i, id) in ids.enumerated() {
+            index[id] = i
+            var r = raftOptions
+            r.seed = rng.next()
+            let drift = 1.0 + (Double(rng.below(2001)) / 1000.0 - 1.0) * options.maxDrift
+            let n = SimNode(idx: i, id: id, drift: drift, offset: rng.below(1_000_000_000),
+                            raft: Raft(id: id, options: r, bootstrap: bootstrap),
+                            cluster: ClusterState(config: bootstrap),
+                            booking: BookingNode(id: id, incarnation: 1, options: bookingOptions),
+                            manager: LeaseManager(id: id))
+            nodes.append(n)
+        }
+    }
+
+    func schedule(_ atUs: UInt64, _ k: EventKind) {
+        seqNo += 1
+        queue.push(Event(time: atUs, seq: seqNo, kind: k))
+    }
+
+    func fail(_ rule: String, _ detail: String) {
+        if failure == nil { failure = SimFailure(rule: rule, detail: detail, atMs: now / 1000) }
+    }
+
+    // MARK: Run
+
+    public func run() -> SeedResult {
+        for n in nodes { schedule(UInt64(rng.below(opt.tickMs * 1000)), .tick(n.idx, life: n.life)) }
+        schedule(200_000, .client)
+        schedule(100_000, .checkpoint)
+        schedule(3_000_000 + rng.below(2_000_000), .membership)
+        if opt.faults { planFaults() }
+        let faultEndUs = opt.faultMs * 1000
+        schedule(faultEndUs, .fault(.healAll))
+        let livenessAt = faultEndUs + opt.livenessDeadlineMs * 1000
+        let endUs = faultEndUs + opt.quietMs * 1000
+        var livenessChecked = false
+        while failure == nil, let e = queue.pop() {
+            if e.time > endUs { break }
+            if !livenessChecked, e.time > livenessAt {
+                now = livenessAt
+                checkLiveness()
+                livenessChecked = true
+                committedAtLiveness = maxCommitted
+            }
+            now = e.time
+            stats.events += 1
+            process(e.kind)
+        }
+        now = endUs
+        if failure == nil, !livenessChecked { checkLiveness() }
+        if failure == nil { checkSafety(full: true) }
+        if failure == nil { checkConvergence() }
+        stats.simulatedMs = now / 1000
+        trace.add(UInt64(acked.count))
+        return SeedResult(seed: seed, failure: failure, traceHash: trace.value, stats: stats)
+    }
+
+    func planFaults() {
+        var t: UInt64 = 1_000_000
+        let end = opt.faultMs * 1000
+        while true {
+            t += 300_000 + rng.below(1_200_000)
+            guard t < end else { break }
+            let n = Int(rng.below(UInt64(opt.nodes)))
+            switch rng.below(6) {
+            case 0:
+                let size = 1 + Int(rng.below(2))
+                var set: [Int] = [n]
+                while set.count < size { let m = Int(rng.below(UInt64(opt.nodes))); if !set.contains(m) { set.append(m) } }
+                schedule(t, .fault(.isolate(set.sorted(), untilMs: 0)))
+                schedule(t + 500_000 + rng.below(3_500_000), .fault(.heal(set.sorted())))
+            case 1:
+                schedule(t, .fault(.oneWay(from: n, untilMs: 0)))
+                schedule(t + 500_000 + rng.below(2_500_000), .fault(.healOneWay(n)))
+            case 2:
+                schedule(t, .fault(.flap(n, remaining: 6 + Int(rng.below(14)))))
+            case 3:
+                // Longer than the 2 s liveness timeout, so the node's leases are taken over meanwhile.
+                schedule(t, .fault(.pause(n, ms: 2_500 + rng.below(2_500))))
+            default:
+                schedule(t, .fault(.crash(n, downMs: 200 + rng.below(3_800))))
+            }
+        }
+    }
+
+    // MARK: Events
+
+    func hashEvent(_ code: UInt8, _ a: Int, _ b: Int = 0, _ c: UInt64 = 0) {
+        trace.add(now)
+        trace.add(code)
+        trace.add(UInt64(a) << 32 | UInt64(b))
+        trace.add(c)
+    }
+
+    func process(_ k: EventKind) {
+        switch k {
+        case .tick(let i, let life):
+            let n = nodes[i]
+            guard n.up, n.life == life else { return }
+            if n.paused { n.deferred.append(k); return }
+            hashEvent(1, i)
+            tick(n)
+            let interval = Double(opt.tickMs * 1000) / n.drift
+            schedule(now + UInt64(interval), .tick(i, life: n.life))
+        case .deliver(let to, let from, let p):
+            let n = nodes[to]
+            guard n.up else { return }
+            if n.paused { n.deferred.append(k); return }
+            deliver(n, from: from, p)
+        case .fsync(let i, let life):
+            let n = nodes[i]
+            guard n.up, n.life == life else { return }
+            if n.paused { n.deferred.append(k); return }
+            hashEvent(3, i, n.pending.count)
+            fsync(n)
+        case .client:
+            clientRequest()
+            schedule(now + 20_000 + rng.below(60_000), .client)
+        case .fault(let f):
+            applyFault(f)
+        case .checkpoint:
+            checkSafety(full: now >= lastCheckpointLogMatch + 2_000_000)
+            schedule(now + 200_000, .checkpoint)
+        case .membership:
+            membershipChange()
+            schedule(now + 3_000_000 + rng.below(3_000_000), .membership)
+        }
+    }
+
+    func tick(_ n: SimNode) {
+        n.ticks += 1
+        let ms = n.localMs(now)
+        handleRaft(n, n.raft.tick())
+        handleBooking(n, n.booking.tick(state: n.cluster))
+        if n.raft.role == .leader {
+            let ready = n.raft.isReadyLeader
+            if ready, !setupDone { setup(n) }
+            handleManager(n, n.manager.tick(now: ms, state: n.cluster, ready: ready))
+        }
+        if n.ticks % 50 == UInt64(n.idx) % 50, let l = n.raft.leader {
+            send(from: n, to: l, .lease(LeaseEnvelope(from: n.id, to: l, body: .renew(incarnation: n.incarnation))))
+        }
+        if n.ticks % 30 == 0, !n.booking.store.records.isEmpty {
+            // Anti-entropy: a few random records to a random peer.
+            let keys = n.booking.store.records.keys.sorted()
+            var sample: [Booking] = []
+            for _ in 0..<min(6, keys.count) { sample.append(n.booking.store.records[keys[Int(rng.below(UInt64(keys.count)))]]!) }
+            let peer = nodes[Int(rng.below(UInt64(nodes.count)))].id
+            if peer != n.id { send(from: n, to: peer, .lease(LeaseEnvelope(from: n.id, to: peer, body: .gossip(sample)))) }
+        }
+    }
+
+    /// The admin's first act: members and the doctors' sessions, proposed once there is a leader.
+    func setup(_ leader: SimNode) {
+        if leader.cluster.members.count == nodes.count && leader.cluster.blocks.count == opt.blocks { setupDone = true; return }
+        if leader.ticks % 20 != 0 { return }
+        for n in nodes where leader.cluster.members[n.id] == nil {
+            _ = propose(leader, .upsertMember(MemberInfo(node: n.id, address: "10.0.0.\(n.idx + 1):7400", department: "dept-\(n.idx + 1)", certificateSerial: "serial-\(n.idx + 1)")))
+        }
+        for b in 0..<opt.blocks where leader.cluster.blocks["b\(b)"] == nil {
+            _ = propose(leader, .defineBlock("b\(b)", home: nodes[b % nodes.count].id, slots: opt.slotsPerBlock))
+        }
+    }
+
+    @discardableResult
+    func propose(_ n: SimNode, _ c: Cmd) -> Bool {
+        let (r, acts) = n.raft.propose(c)
+        handleRaft(n, acts)
+        if case .success = r { return true }
+        return false
+    }
+
+    func deliver(_ n: SimNode, from: Int, _ p: Payload) {
+        switch p {
+        case .raft(let m):
+            hashEvent(2, n.idx, from, m.term)
+            handleRaft(n, n.raft.receive(m))
+        case .lease(let e):
+            hashEvent(4, n.idx, from, leaseCode(e.body))
+            switch e.body {
+            case .promise, .renew:
+                if n.raft.role == .leader { handleManager(n, n.manager.receive(e, now: n.localMs(now), state: n.cluster)) }
+            default:
+                handleBooking(n, n.booking.receive(e, state: n.cluster))
+            }
+        case .client(let q):
+            hashEvent(5, n.idx, from, UInt64(q.slot))
+            handleBooking(n, n.booking.request(q, state: n.cluster))
+        }
+    }
+
+    func leaseCode(_ b: LeaseMessage) -> UInt64 {
+        switch b {
+        case .accept(let x): return 1 << 40 | x.epoch
+        case .acceptReply(_, _, let e, let ok): return 2 << 40 | e << 1 | (ok ? 1 : 0)
+        case .prepare(_, let e): return 3 << 40 | e
+        case .promise(_, let e, let ok, let bs): return 4 << 40 | e << 8 | UInt64(bs.count) << 1 | (ok ? 1 : 0)
+        case .renew(let i): return 5 << 40 | i
+        case .gossip(let bs): return 6 << 40 | UInt64(bs.count)
+        }
+    }
+
+    func clientRequest() {
+        guard let target = nodes.indices.randomElement(using: &rng) else { return }
+        requestCounter += 1
+        let q = BookingRequest(id: "r\(requestCounter)", block: "b\(rng.below(UInt64(opt.blocks)))",
+                               slot: Int(rng.below(UInt64(opt.slotsPerBlock))), patient: "p\(rng.below(1000))")
+        schedule(now + 100 + rng.below(2_000), .deliver(to: target, from: target, .client(q)))
+    }
+
+    func membershipChange() {
+        guard let l = nodes.first(where: { $0.up && !$0.paused && $0.raft.role == .leader }), setupDone else { return }
+        let cfg = l.raft.config
+        let change: ConfigChange
+        if cfg.voters.count <= opt.initialVoters, let learner = cfg.learners.randomElement(using: &rng) {
+            change = ConfigChange(.promote, learner)
+        } else {
+            let others = cfg.voters.filter { $0 != l.id }
+            guard let v = others.randomElement(using: &rng) else { return }
+            change = ConfigChange(.demote, v)
+        }
+        let (r, acts) = l.raft.proposeConfigChange(change)
+        handleRaft(l, acts)
+        if case .success = r { stats.voterChanges += 1; hashEvent(6, l.idx, Int(change.op.rawValue)) }
+    }
+
+    // MARK: Network
+
+    func send(from n: SimNode, to: NodeID, _ p: Payload) {
+        guard let t = index[to] else { return }
+        if t == n.idx { schedule(now, .deliver(to: t, from: t, p)); return }
+        if blockedLink[n.idx][t] { return }
+        if faultsActive {
+            if rng.chance(0.02) { return }
+            var d = 300 + rng.below(4_700)
+            if rng.chance(0.05) { d += rng.below(100_000) }        // reordering
+            if rng.chance(0.003) { d += 500_000 + rng.below(2_500_000) } // very late delivery
+            schedule(now + d, .deliver(to: t, from: n.idx, p))
+            if rng.chance(0.01) { schedule(now + d + rng.below(50_000), .deliver(to: t, from: n.idx, p)) }
+        } else {
+            schedule(now + 300 + rng.below(4_700), .deliver(to: t, from: n.idx, p))
+        }
+    }
+
+    func setLinks(_ a: Int, isolated: Bool) {
+        for j in 0..<nodes.count where j != a { blockedLink[a][j] = isolated; blockedLink[j][a] = isolated }
+    }
+
+    func noteLeaderHit(_ i: Int) {
+        if nodes[i].raft.role == .leader, failoverStartUs == nil { failoverStartUs = now }
+    }
+
+    func applyFault(_ f: Fault) {
+        hashEvent(7, 0)
+        switch f {
+        case .isolate(let set, _):
+            guard faultsActive else { return }
+            stats.partitions += 1
+            for a in set { for j in 0..<nodes.count where !set.contains(j) { blockedLink[a][j] = true; blockedLink[j][a] = true } }
+            for a in set { noteLeaderHit(a) }
+        case .heal(let set):
+            for a in set { setLinks(a, isolated: false) }
+        case .oneWay(let a, _):
+            guard faultsActive else { return }
+            stats.partitions += 1
+            for j in 0..<nodes.count where j != a { blockedLink[a][j] = true }
+            noteLeaderHit(a)
+        case .healOneWay(let a):
+            for j in 0..<nodes.count where j != a { blockedLink[a][j] = false }
+        case .flap(let a, let remaining):
+            guard faultsActive else { return }
+            if remaining % 2 == 0 { stats.partitions += 1 }
+            setLinks(a, isolated: remaining % 2 == 0 && remaining > 0)
+            if remaining > 0 { schedule(now + 50_000 + rng.below(250_000), .fault(.flap(a, remaining: remaining - 1))) }
+        case .pause(let i, let ms):
+            let n = nodes[i]
+            guard faultsActive, n.up, !n.paused, downCount() < 2 else { return }
+            n.paused = true
+            stats.pauses += 1
+            if ms > 2_000 { stats.pausesLongerThanLease += 1 }
+            noteLeaderHit(i)
+            schedule(now + ms * 1000, .fault(.resume(i)))
+        case .resume(let i):
+            let n = nodes[i]
+            guard n.paused else { return }
+            n.paused = false
+            let d = n.deferred
+            n.deferred = []
+            for k in d { process(k) }
+            if n.up { schedule(now, .tick(i, life: n.life)) }
+        case .crash(let i, let ms):
+            let n = nodes[i]
+            guard faultsActive, n.up, !n.paused, downCount() < 2 else { return }
+            noteLeaderHit(i)
+            crash(n)
+            schedule(now + ms * 1000, .fault(.restart(i)))
+        case .restart(let i):
+            restart(nodes[i])
+        case .healAll:
+            faultsActive = false
+            for i in 0..<nodes.count { setLinks(i, isolated: false); flapping[i] = false }
+            for n in nodes where n.paused { applyFault(.resume(n.idx)) }
+            for n in nodes where !n.up { restart(n) }
+        }
+    }
+
+    func downCount() -> Int { nodes.filter { !$0.up || $0.paused }.count }
+
+    func crash(_ n: SimNode) {
+        stats.crashes += 1
+        if !n.pending.isEmpty { stats.lostUnsyncedWrites += 1 }
+        n.up = false
+        n.life += 1
+        // Un-fsynced writes: the OS may have flushed some prefix of them, or none.
+        let kept = Int(rng.below(UInt64(n.pending.count + 1)))
+        for w in n.pending.prefix(kept) {
+            switch w {
+            case .raft(let p): n.diskRaft.apply(p)
+            case .booking(let b): n.diskBooking.apply(b)
+            }
+        }
+        n.pending = []
+        n.fsyncScheduled = false
+        n.deferred = []
+    }
+
+    func restart(_ n: SimNode) {
+        guard !n.up else { return }
+        n.up = true
+        n.incarnation += 1 // stored durably before anything else in a real shell
+        var r = raftOptions
+        r.seed = rng.next()
+        n.raft = Raft(id: n.id, options: r, bootstrap: bootstrap, restoring: n.diskRaft)
+        n.cluster = n.diskRaft.snapshot?.data ?? ClusterState(config: bootstrap)
+        n.booking = BookingNode(id: n.id, incarnation: n.incarnation, options: bookingOptions, restoring: n.diskBooking)
+        n.manager = LeaseManager(id: n.id)
+        n.leaderSinceIndex = nil
+        n.campaignSinceUs = nil
+        hashEvent(8, n.idx)
+        schedule(now + 1_000, .tick(n.idx, life: n.life))
+    }
+
+    // MARK: Disk
+
+    func queueWrite(_ n: SimNode, _ w: PendingWrite) {
+        n.pending.append(w)
+        if !n.fsyncScheduled {
+            n.fsyncScheduled = true
+            // Mostly fast disks, sometimes a slow fsync: a crash then loses the writes queued behind it.
+            let d = rng.chance(0.1) ? 10_000 + rng.below(90_000) : 200 + rng.below(3_000)
+            schedule(now + d, .fsync(n.idx, life: n.life))
+        }
+    }
+
+    func fsync(_ n: SimNode) {
+        n.fsyncScheduled = false
+        let ws = n.pending
+        n.pending = []
+        var raftSeq: UInt64 = 0, bookSeq: UInt64 = 0
+        for w in ws {
+            switch w {
+            case .raft(let p): n.diskRaft.apply(p); raftSeq = p.seq
+            case .booking(let b): n.diskBooking.apply(b); bookSeq = b.seq
+            }
+        }
+        if raftSeq > 0 { handleRaft(n, n.raft.persisted(upTo: raftSeq)) }
+        if bookSeq > 0 { handleBooking(n, n.booking.persisted(upTo: bookSeq)) }
+    }
+
+    // MARK: Actions
+
+    func handleRaft(_ n: SimNode, _ actions: [RaftAction<ClusterCommand, ClusterState>]) {
+        for a in actions {
+            switch a {
+            case .send(let m):
+                send(from: n, to: m.to, .raft(m))
+            case .persist(let p):
+                queueWrite(n, .raft(p))
+            case .apply(let es):
+                for e in es { applyEntry(n, e) }
+                if n.cluster.appliedIndex >= n.raft.snapshotIndex + 64 {
+                    handleRaft(n, n.raft.compact(through: n.cluster.appliedIndex, data: n.cluster))
+                }
+            case .restoreSnapshot(let s):
+                n.cluster = s.data
+                stats.snapshotsInstalled += 1
+            case .roleChanged(let role, let term):
+                roleChanged(n, role, term)
+            }
+        }
+    }
+
+    func roleChanged(_ n: SimNode, _ role: RaftRole, _ term: Term) {
+        hashEvent(9, n.idx, Int(role == .leader ? 1 : 0), term)
+        switch role {
+        case .leader:
+            if let other = leaderOfTerm[term], other != n.idx {
+                fail("one leader per term", "n\(other + 1) and n\(n.idx + 1) both lead term \(term)")
+            }
+            leaderOfTerm[term] = n.idx
+            stats.elections += 1
+            if let s = n.campaignSinceUs { stats.electionMs.append((now - s) / 1000) }
+            if let s = failoverStartUs { stats.failoverMs.append((now - s) / 1000); failoverStartUs = nil }
+            n.campaignSinceUs = nil
+            n.leaderSinceIndex = n.raft.lastIndex + 1
+            n.manager.becameLeader(now: n.localMs(now))
+            checkLeaderCompleteness(n, term)
+        case .preCandidate, .candidate:
+            if n.campaignSinceUs == nil { n.campaignSinceUs = now }
+            n.manager.steppedDown()
+        case .follower:
+            n.campaignSinceUs = nil
+            n.manager.steppedDown()
+        }
+    }
+
+    func applyEntry(_ n: SimNode, _ e: LogEntry<ClusterCommand>) {
+        if let c = committed[e.index] {
+            if c != e { fail("committed entry changed", "index \(e.index) applied as term \(e.term) on n\(n.idx + 1), committed as term \(c.term)") }
+        } else {
+            committed[e.index] = e
+            // The commit happened in this node's current term or earlier: an upper bound is sound
+            // for checking leader completeness (only leaders of later terms must have it).
+            commitTerm[e.index] = n.raft.term
+            maxCommitted = max(maxCommitted, e.index)
+        }
+        n.cluster.apply(e)
+        if case .command(.lease(let c)) = e.body, n.cluster.blocks[c.block]?.epoch == c.toEpoch {
+            let key = "\(c.block)#\(c.toEpoch)"
+            if takeoverSeen.insert(key).inserted {
+                stats.takeovers += 1
+                if let s = takeoverStart[key] { stats.takeoverMs.append((now - s) / 1000) }
+                checkTakeover(c)
+            }
+        }
+    }
+
+    func handleBooking(_ n: SimNode, _ actions: [BookingAction]) {
+        for a in actions {
+            switch a {
+            case .send(let e): send(from: n, to: e.to, .lease(e))
+            case .persist(let w): queueWrite(n, .booking(w))
+            case .acknowledged(let b):
+                hashEvent(10, n.idx, b.slot, b.epoch)
+                acked[b.id] = b
+                stats.bookingsAcked += 1
+            case .refused: stats.bookingsRefused += 1
+            case .forward(let q, let to): send(from: n, to: to, .client(q))
+            }
+        }
+    }
+
+    func handleManager(_ n: SimNode, _ actions: [LeaseManagerAction]) {
+        for a in actions {
+            switch a {
+            case .propose(let c): propose(n, c)
+            case .send(let e): send(from: n, to: e.to, .lease(e))
+            case .takeoverStarted(let b, let e):
+                let key = "\(b)#\(e)"
+                if takeoverStart[key] == nil { takeoverStart[key] = now }
+            }
+        }
+    }
+}

@@ -1,6 +1,0 @@
-import Testing
-@testable import Consensus
-
-@Suite struct ConsensusSmokeTests {
-    @Test func moduleLinks() {}
-}

@@ -1,0 +1,119 @@
+import Consensus
+import Testing
+
+/// A state where block "b" is held by n1 at `epoch` with voters n1..n3.
+func leasedState(epoch: Epoch = 1, collected: [Booking] = []) -> ClusterState {
+    var s = ClusterState(config: ClusterConfig(voters: ["n1", "n2", "n3"]))
+    for n in ["n1", "n2", "n3"] as [NodeID] {
+        s.apply(.upsertMember(MemberInfo(node: n, address: "x", department: "d", certificateSerial: "1")))
+        s.apply(.renewLiveness(node: n, incarnation: 1))
+    }
+    s.apply(.defineBlock("b", home: "n1", slots: 4))
+    s.apply(.lease(LeaseChange(block: "b", fromEpoch: 0, toEpoch: 1, holder: "n1", holderLiveness: 1, voters: ["n1", "n2", "n3"], collected: [])))
+    if epoch > 1 {
+        s.apply(.lease(LeaseChange(block: "b", fromEpoch: 1, toEpoch: epoch, holder: "n1", holderLiveness: 1, voters: ["n1", "n2", "n3"], collected: collected)))
+    }
+    return s
+}
+
+func sends(_ acts: [BookingAction]) -> [LeaseEnvelope] {
+    acts.compactMap { if case .send(let e) = $0 { return e }; return nil }
+}
+func lastPersistSeq(_ acts: [BookingAction]) -> UInt64? {
+    acts.compactMap { if case .persist(let w) = $0 { return w.seq }; return nil }.last
+}
+
+@Suite struct LeaseTests {
+    @Test func activityIsDerivedFromEpochAndTakeoverList() {
+        let old = Booking(id: "x", block: "b", slot: 0, patient: "p", epoch: 1)
+        let lost = Booking(id: "y", block: "b", slot: 1, patient: "q", epoch: 1)
+        let s = leasedState(epoch: 2, collected: [old])
+        #expect(bookingStatus(old, in: s) == .active)
+        #expect(bookingStatus(lost, in: s) == .inactive)
+        #expect(bookingStatus(Booking(id: "z", block: "b", slot: 2, patient: "r", epoch: 2), in: s) == .active)
+        #expect(bookingStatus(Booking(id: "w", block: "b", slot: 2, patient: "r", epoch: 3), in: s) == .unknown)
+        let v = slotViews(block: "b", bookings: [lost, Booking(id: "w", block: "b", slot: 3, patient: "r", epoch: 3)], state: s)
+        #expect(v.unknown, "a booking newer than our history makes the block unknown")
+    }
+
+    @Test func holderAcknowledgesOnlyAfterAQuorumOfVoters() {
+        let s = leasedState()
+        var h = BookingNode(id: "n1", incarnation: 1)
+        let acts = h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s)
+        let accepts = sends(acts)
+        #expect(accepts.map(\.to) == ["n1", "n2", "n3"])
+        let reply = { (from: NodeID) in LeaseEnvelope(from: from, to: "n1", body: .acceptReply(bookingID: "r1", block: "b", epoch: 1, ok: true)) }
+        let first = h.receive(reply("n2"), state: s)
+        #expect(!first.contains { if case .acknowledged = $0 { return true }; return false })
+        let second = h.receive(reply("n3"), state: s)
+        #expect(second.contains { if case .acknowledged(let b) = $0 { return b.id == "r1" }; return false })
+        // The slot is spent for this epoch, whatever happens to r1.
+        let again = h.request(BookingRequest(id: "r2", block: "b", slot: 0, patient: "q"), state: s)
+        #expect(again == [.refused(requestID: "r2", reason: .slotTaken)])
+    }
+
+    @Test func voterRecordsPromiseBeforeAnsweringAndThenRefusesOlderEpochs() {
+        let s = leasedState()
+        var v = BookingNode(id: "n2", incarnation: 1)
+        let b1 = Booking(id: "r1", block: "b", slot: 0, patient: "p", epoch: 1)
+        // Accept under epoch 1: the reply waits for the write.
+        var acts = v.receive(LeaseEnvelope(from: "n1", to: "n2", body: .accept(b1)), state: s)
+        #expect(sends(acts).isEmpty)
+        acts = v.persisted(upTo: lastPersistSeq(acts)!)
+        #expect(sends(acts).first?.body == .acceptReply(bookingID: "r1", block: "b", epoch: 1, ok: true))
+        // Prepare epoch 2: the promise (with r1) waits for the write of the new epoch.
+        acts = v.receive(LeaseEnvelope(from: "n3", to: "n2", body: .prepare(block: "b", epoch: 2)), state: s)
+        #expect(sends(acts).isEmpty)
+        #expect(v.store.promised["b"] == 2)
+        acts = v.persisted(upTo: lastPersistSeq(acts)!)
+        #expect(sends(acts).first?.body == .promise(block: "b", epoch: 2, ok: true, bookings: [b1]))
+        // A late write from the old holder is refused.
+        let late = Booking(id: "r9", block: "b", slot: 1, patient: "q", epoch: 1)
+        acts = v.receive(LeaseEnvelope(from: "n1", to: "n2", body: .accept(late)), state: s)
+        #expect(sends(acts).first?.body == .acceptReply(bookingID: "r9", block: "b", epoch: 1, ok: false))
+        #expect(v.store.records["r9"] == nil)
+        // A prepare for an older epoch is refused with the epoch we promised.
+        acts = v.receive(LeaseEnvelope(from: "n3", to: "n2", body: .prepare(block: "b", epoch: 1)), state: s)
+        #expect(sends(acts).first?.body == .promise(block: "b", epoch: 2, ok: false, bookings: []))
+    }
+
+    @Test func restartedHolderDoesNotBookUnderItsOldLease() {
+        let s = leasedState()
+        let h = BookingNode(id: "n1", incarnation: 2) // liveness still says incarnation 1
+        #expect(!h.holds("b", in: s))
+        var s2 = s
+        s2.apply(.renewLiveness(node: "n1", incarnation: 2))
+        #expect(!s2.leaseValid("b"), "a restart moves the liveness epoch, ending the old lease")
+    }
+
+    @Test func takeoverAppliesOnlyFromTheCurrentEpochAndExpiryOnlyByEntry() {
+        var s = leasedState()
+        let stale = LeaseChange(block: "b", fromEpoch: 0, toEpoch: 5, holder: "n2", holderLiveness: 1, voters: ["n1", "n2", "n3"], collected: [])
+        do { let ok = s.apply(.lease(stale)); #expect(!ok) }
+        #expect(s.blocks["b"]?.epoch == 1)
+        #expect(s.leaseValid("b"))
+        do { let ok = s.apply(.expireLiveness(node: "n1", epoch: 1)); #expect(ok) }
+        #expect(!s.leaseValid("b"))
+        do { let ok = s.apply(.expireLiveness(node: "n1", epoch: 1)); #expect(!ok, "an expiry for an old epoch is stale") }
+    }
+
+    @Test func leaderRunsTakeoverAsPhaseOneThenProposesCollectedBookings() {
+        var s = leasedState()
+        s.apply(.expireLiveness(node: "n1", epoch: 1))
+        var m = LeaseManager(id: "n2")
+        m.becameLeader(now: 0)
+        let acts = m.tick(now: 10, state: s, ready: true)
+        let prepares = acts.compactMap { a -> LeaseEnvelope? in if case .send(let e) = a { return e }; return nil }
+        #expect(prepares.map(\.to) == ["n1", "n2", "n3"])
+        guard case .prepare(_, let epoch) = prepares.first?.body else { Issue.record("no prepare"); return }
+        #expect(epoch == 2)
+        let b1 = Booking(id: "r1", block: "b", slot: 0, patient: "p", epoch: 1)
+        let stale = Booking(id: "r0", block: "b", slot: 1, patient: "p", epoch: 0)
+        _ = m.receive(LeaseEnvelope(from: "n2", to: "n2", body: .promise(block: "b", epoch: 2, ok: true, bookings: [])), now: 11, state: s)
+        let out = m.receive(LeaseEnvelope(from: "n3", to: "n2", body: .promise(block: "b", epoch: 2, ok: true, bookings: [b1, stale])), now: 12, state: s)
+        guard case .propose(.lease(let c))? = out.first else { Issue.record("no proposal: \(out)"); return }
+        #expect(c.fromEpoch == 1 && c.toEpoch == 2)
+        #expect(c.collected == [b1])
+        #expect(c.holder != "n1")
+    }
+}

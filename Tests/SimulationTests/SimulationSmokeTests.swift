@@ -1,6 +1,0 @@
-import Testing
-@testable import Simulation
-
-@Suite struct SimulationSmokeTests {
-    @Test func moduleLinks() {}
-}
