@@ -7,7 +7,7 @@ struct BenchEnvironment: Encodable {
     let host: String
     let cpu: String
     let cores: Int
-    let memoryGiB: Double
+    let memoryGib: Double
     let build: String
     let startedAt: String
 
@@ -25,7 +25,7 @@ struct BenchEnvironment: Encodable {
             host: ProcessInfo.processInfo.hostName,
             cpu: model,
             cores: ProcessInfo.processInfo.activeProcessorCount,
-            memoryGiB: (Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824 * 10).rounded() / 10,
+            memoryGib: (Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824 * 10).rounded() / 10,
             build: build,
             startedAt: ISO8601DateFormatter().string(from: Date()))
     }
