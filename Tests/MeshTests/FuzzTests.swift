@@ -123,7 +123,11 @@ import Testing
             while offset < bytes.count, channel.isActive {
                 let piece = min(bytes.count - offset, Int.random(in: 1...64, using: &rng))
                 do {
-                    try channel.writeInbound(ByteBuffer(bytes: bytes[offset..<(offset + piece)]))
+                    // What `writeInbound` does, minus its `BufferState` result: Swift 6.3.1 -O miscompiles
+                    // that discarded `Array(inboundBuffer)` copy when inlined here (frees it before filling it).
+                    channel.pipeline.syncOperations.fireChannelRead(NIOAny(ByteBuffer(bytes: bytes[offset..<(offset + piece)])))
+                    channel.pipeline.syncOperations.fireChannelReadComplete()
+                    try channel.throwIfErrorCaught()
                 } catch {
                     failed = true
                 }
