@@ -56,8 +56,15 @@ final class Merger {
         self.wallMillis = wallMillis
     }
 
+    /// The last origin resolved: a batch is mostly runs of one origin's operations.
+    private var lastOrigin: (id: OriginID, ref: UInt32)?
+
     func originRef(_ origin: OriginID) throws -> UInt32 {
-        if let ref = state.originRefs[origin] { return ref }
+        if let last = lastOrigin, last.id == origin { return last.ref }
+        if let ref = state.originRefs[origin] {
+            lastOrigin = (origin, ref)
+            return ref
+        }
         try db.execute(sql: "INSERT INTO crdt_origin(node, incarnation, covered) VALUES (?, ?, 0)",
                        arguments: [origin.node, Int64(origin.incarnation)])
         guard let ref = UInt32(exactly: db.lastInsertedRowID) else {
@@ -127,7 +134,7 @@ final class Merger {
             gained.insert(OperationRef(origin: entry.origin, seq: entry.seq))
             if let old = before[slot] { displaced.insert(OperationRef(origin: old.origin, seq: old.seq)) }
         }
-        let stillOwning = Set(row.clock.entries.values.map { OperationRef(origin: $0.origin, seq: $0.seq) })
+        let stillOwning = Set(row.clock.entries.map { OperationRef(origin: $0.entry.origin, seq: $0.entry.seq) })
         let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO crdt_log(origin, seq, tbl, key) VALUES (?, ?, ?, ?)")
         for op in gained {
             try insert.execute(arguments: [Int64(op.origin), Int64(bitPattern: op.seq), info.id, row.key])
@@ -149,7 +156,7 @@ final class Merger {
         try saveRow(info, &row)
         guard db.changesCount > 0 else { return nil }
         let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO crdt_log(origin, seq, tbl, key) VALUES (?, ?, ?, ?)")
-        for op in Set(row.clock.entries.values.map { OperationRef(origin: $0.origin, seq: $0.seq) }) {
+        for op in Set(row.clock.entries.map { OperationRef(origin: $0.entry.origin, seq: $0.entry.seq) }) {
             try insert.execute(arguments: [Int64(op.origin), Int64(bitPattern: op.seq), info.id, key])
         }
         return outcome

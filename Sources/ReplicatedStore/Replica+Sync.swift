@@ -134,14 +134,26 @@ extension Replica {
 
 extension Merger {
     func applyChanges(_ changes: [Change], report: inout ApplyReport) throws {
-        // Group by row, keeping first-seen order, so each row is read and written once.
+        // Group by row, keeping first-seen order, so each row is read and written once. The
+        // changes of one operation arrive together, so most changes join the group before them.
         var order: [RowKey] = []
         var groups: [RowKey: [Change]] = [:]
-        for change in changes {
-            let key = RowKey(table: change.table, key: change.key)
-            if groups[key] == nil { order.append(key) }
-            groups[key, default: []].append(change)
+        var run: (key: RowKey, changes: [Change])?
+        func closeRun() {
+            guard let current = run else { return }
+            if groups[current.key] == nil { order.append(current.key) }
+            groups[current.key, default: []] += current.changes
+            run = nil
         }
+        for change in changes {
+            if let current = run, current.key.table == change.table, current.key.key == change.key {
+                run!.changes.append(change)
+                continue
+            }
+            closeRun()
+            run = (RowKey(table: change.table, key: change.key), [change])
+        }
+        closeRun()
         var newest = HLCTimestamp.zero
         for rowKey in order {
             let group = groups[rowKey]!
@@ -168,7 +180,7 @@ extension Merger {
                 if change.column == ReplicaSchema.aliveColumn,
                    let v = change.value.integer, (RowState.deleted...RowState.created).contains(v) {
                     slot = RowClock.aliveSlot
-                } else if let index = info.table.columnIndex(change.column),
+                } else if let index = info.slots[change.column],
                           !info.table.columns[index].encrypted || FieldCipher.looksSealed(change.value) {
                     slot = UInt16(index)
                 } else {

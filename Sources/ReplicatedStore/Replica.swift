@@ -291,10 +291,13 @@ struct TableInfo: Sendable {
     let selectSQL: String
     let insertSQL: String
     let updateSQL: String
+    /// Column name → slot, for the merge's per-change lookup.
+    let slots: [String: Int]
 
     init(id: Int64, table: ReplicatedTable) {
         self.id = id
         self.table = table
+        slots = Dictionary(uniqueKeysWithValues: table.columns.enumerated().map { ($0.element.name, $0.offset) })
         let name = table.name.quotedDatabaseIdentifier
         let key = table.keyColumn.quotedDatabaseIdentifier
         let columns = table.columns.map { $0.name.quotedDatabaseIdentifier }

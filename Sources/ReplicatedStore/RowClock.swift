@@ -14,7 +14,9 @@ struct RowClock: Equatable {
         var seq: UInt64
     }
 
-    private(set) var entries: [UInt16: Entry] = [:]
+    /// (slot, entry) pairs sorted by slot: rows have a handful of columns, so a small array beats
+    /// a dictionary on every merge.
+    private(set) var entries: [(slot: UInt16, entry: Entry)] = []
 
     init() {}
 
@@ -24,22 +26,33 @@ struct RowClock: Equatable {
                              en: "row clock of \(bytes.count) bytes is malformed; rebuild this node from a backup or a peer.")
         }
         var reader = ByteReader(bytes)
+        entries.reserveCapacity(bytes.count / Self.entrySize)
         while !reader.isAtEnd {
             let slot = UInt16(try reader.byte()) | UInt16(try reader.byte()) << 8
-            entries[slot] = Entry(hlc: try reader.fixed64(), origin: try reader.fixed32(), seq: try reader.fixed64())
+            self[slot] = Entry(hlc: try reader.fixed64(), origin: try reader.fixed32(), seq: try reader.fixed64())
         }
     }
 
+    static func == (a: RowClock, b: RowClock) -> Bool {
+        a.entries.elementsEqual(b.entries) { $0.slot == $1.slot && $0.entry == $1.entry }
+    }
+
     subscript(slot: UInt16) -> Entry? {
-        get { entries[slot] }
-        set { entries[slot] = newValue }
+        get { entries.first { $0.slot == slot }?.entry }
+        set {
+            if let i = entries.firstIndex(where: { $0.slot >= slot }), entries[i].slot == slot {
+                if let newValue { entries[i].entry = newValue } else { entries.remove(at: i) }
+            } else if let newValue {
+                let i = entries.firstIndex { $0.slot > slot } ?? entries.endIndex
+                entries.insert((slot, newValue), at: i)
+            }
+        }
     }
 
     func encoded() -> [UInt8] {
         var writer = ByteWriter()
         writer.buffer.reserveCapacity(entries.count * Self.entrySize)
-        for slot in entries.keys.sorted() {
-            let e = entries[slot]!
+        for (slot, e) in entries {
             writer.byte(UInt8(truncatingIfNeeded: slot))
             writer.byte(UInt8(truncatingIfNeeded: slot >> 8))
             writer.fixed64(e.hlc)

@@ -74,3 +74,14 @@ func syncAll(_ replicas: [Replica], limit: Int = 10_000) throws {
         if !moved { return }
     }
 }
+
+/// Runs CPU-heavy synchronous work on a thread of its own, so that it does not hold one of the
+/// (two, on these machines) threads of Swift's cooperative pool that the TLS tests running beside
+/// it need for their async certificate checks.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+}
