@@ -5,6 +5,6 @@ struct ClinicMesh: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clinicmesh",
         abstract: "ClinicMesh 门诊节点与运维工具 / ClinicMesh outpatient node and operations tool",
-        subcommands: [CertsCommand.self, BenchCommand.self]
+        subcommands: [CertsCommand.self, NodeCommand.self, StatusCommand.self, BenchCommand.self]
     )
 }
