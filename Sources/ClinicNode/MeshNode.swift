@@ -51,6 +51,8 @@ public final class MeshNode: Sendable {
     let client: MeshClient
     let runtime: Mutex<Runtime>
     let startedNanos: UInt64
+    /// The peer whose snapshot this node started from, if it was new and got one.
+    public let snapshotFrom: String?
 
     struct PeerRuntime {
         var address: NodeConfig.Endpoint
@@ -99,10 +101,15 @@ public final class MeshNode: Sendable {
         options.maxClockOffsetMillis = config.tuning.maxClockOffsetMillis
         options.wallClock = { clock.wallMillis() }
         options.logger = logger
-        let replica = try Replica.open(path: (config.dataDir as NSString).appendingPathComponent("replica.sqlite"),
-                                       node: config.nodeID, schema: NodeSchema.schema, options: options)
         let meshConfiguration = MeshConfiguration(
             nodeID: config.nodeID, clusterID: config.clusterID, schemaVersion: UInt32(NodeSchema.schema.version))
+        let client = MeshClient(configuration: meshConfiguration, tls: meshTLS, logger: logger)
+        let databasePath = (config.dataDir as NSString).appendingPathComponent("replica.sqlite")
+        var snapshotFrom: String?
+        if config.tuning.snapshotWhenNew, !config.peers.isEmpty, !FileManager.default.fileExists(atPath: databasePath) {
+            snapshotFrom = await Self.fetchSnapshot(config: config, client: client, databasePath: databasePath, logger: logger)
+        }
+        let replica = try Replica.open(path: databasePath, node: config.nodeID, schema: NodeSchema.schema, options: options)
         let meshServer: MeshServer
         do {
             meshServer = try await MeshServer.bind(host: config.mesh.host, port: config.mesh.port, configuration: meshConfiguration, tls: meshTLS, logger: logger)
@@ -121,11 +128,13 @@ public final class MeshNode: Sendable {
             try? replica.close()
             throw NodeError(.startup, zh: "无法监听管理端口 \(config.admin.host):\(config.admin.port)：\(error)", en: "cannot listen for the admin API on \(config.admin.host):\(config.admin.port): \(error)")
         }
-        let client = MeshClient(configuration: meshConfiguration, tls: meshTLS, logger: logger)
-        return MeshNode(config: config, replica: replica, clock: clock, logger: logger, meshServer: meshServer, adminServer: adminServer, client: client)
+        return MeshNode(config: config, replica: replica, clock: clock, logger: logger, meshServer: meshServer, adminServer: adminServer,
+                        client: client, snapshotFrom: snapshotFrom)
     }
 
-    init(config: NodeConfig, replica: Replica, clock: NodeClock, logger: Logger, meshServer: MeshServer, adminServer: MeshServer, client: MeshClient) {
+    init(config: NodeConfig, replica: Replica, clock: NodeClock, logger: Logger, meshServer: MeshServer, adminServer: MeshServer, client: MeshClient,
+         snapshotFrom: String?) {
+        self.snapshotFrom = snapshotFrom
         self.config = config
         self.replica = replica
         self.clock = clock

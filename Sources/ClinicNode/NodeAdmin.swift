@@ -67,7 +67,7 @@ extension MeshNode {
             writesRefused: refused != nil, writesRefusedReason: refused.map { "\($0.zh) / \($0.en)" },
             versionVector: Dictionary(uniqueKeysWithValues: vector.entries.map { ("\($0.key)", $0.value) }),
             parkedChanges: (try? replica.parkedCount()) ?? 0, peers: peers,
-            uptimeS: Double((now &- startedNanos) / 1_000_000) / 1000)
+            uptimeS: Double((now &- startedNanos) / 1_000_000) / 1000, snapshotFrom: snapshotFrom)
     }
 
     public func health() -> NodeHealth {

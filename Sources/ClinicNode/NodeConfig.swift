@@ -44,6 +44,8 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         public var maxClockOffsetMillis: Int64 = 500
         /// Store durability: "full" (fsync each commit) or "normal".
         public var durability: String = "full"
+        /// A node with no database yet first fetches a snapshot from a peer (then the change stream).
+        public var snapshotWhenNew: Bool = true
 
         public init() {}
 
@@ -52,6 +54,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
             case reconnectInitialMillis = "reconnect_initial_ms", reconnectMaxMillis = "reconnect_max_ms"
             case maxInFlightBatches = "max_in_flight_batches", batchChanges = "batch_changes"
             case maxClockOffsetMillis = "max_clock_offset_ms", durability
+            case snapshotWhenNew = "snapshot_when_new"
         }
 
         public init(from decoder: any Decoder) throws {
@@ -66,6 +69,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
             batchChanges = try c.decodeIfPresent(Int.self, forKey: .batchChanges) ?? d.batchChanges
             maxClockOffsetMillis = try c.decodeIfPresent(Int64.self, forKey: .maxClockOffsetMillis) ?? d.maxClockOffsetMillis
             durability = try c.decodeIfPresent(String.self, forKey: .durability) ?? d.durability
+            snapshotWhenNew = try c.decodeIfPresent(Bool.self, forKey: .snapshotWhenNew) ?? d.snapshotWhenNew
         }
     }
 

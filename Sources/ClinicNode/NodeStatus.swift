@@ -15,6 +15,8 @@ public struct NodeStatus: Codable, Sendable, Hashable {
     public var parkedChanges: Int
     public var peers: [PeerStatus]
     public var uptimeS: Double
+    /// The peer this node's database came from by snapshot, if it started that way.
+    public var snapshotFrom: String?
 }
 
 public struct PeerStatus: Codable, Sendable, Hashable {

@@ -286,8 +286,78 @@ extension MeshNode {
         try await session.send(.versionVector(Mesh.VersionVector(entries: WireVector.entries(own))))
     }
 
-    /// Snapshot transfer is not served yet: say so, so the requester falls back to the change stream.
+    /// Serves a snapshot: `VACUUM INTO` a temporary file (writes go on meanwhile), then the file in
+    /// chunks from `resumeOffset`; `send` waits while the socket is full, so memory stays bounded.
     func serveSnapshot(_ request: SnapshotRequest, session: MeshSession, logger: Logger) async throws {
-        try await session.send(.error(MeshErrorMessage(code: .protocolViolation, message: "snapshots not served by this node yet")))
+        let path = (config.dataDir as NSString).appendingPathComponent("snapshot-\(UUID().uuidString).sqlite")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try await offload { try self.replica.writeSnapshot(to: path) }
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value ?? 0
+        var offset = min(request.resumeOffset, size)
+        try handle.seek(toOffset: offset)
+        let chunk = MeshNode.snapshotChunkBytes
+        while true {
+            let data = try handle.read(upToCount: chunk) ?? Data()
+            let next = offset + UInt64(data.count)
+            let isFinal = data.count < chunk || next >= size
+            try await session.send(.snapshotChunk(SnapshotChunk(snapshotID: request.snapshotID, offset: offset, isFinal: isFinal, bytes: Array(data))))
+            offset = next
+            if isFinal { break }
+        }
+        logger.info("已发送快照 / snapshot sent", metadata: ["node.snapshot.bytes": "\(size)"])
+    }
+}
+
+extension MeshNode {
+    static let snapshotChunkBytes = 1 << 20
+
+    /// A new node (no database yet) asks its peers, in config order, for a snapshot; the first one
+    /// that arrives whole and checks out becomes its database. Returns the peer it came from, or
+    /// nil (then the node starts empty and catches up through the change stream alone).
+    static func fetchSnapshot(config: NodeConfig, client: MeshClient, databasePath: String, logger: Logger) async -> String? {
+        for peer in config.peers {
+            let temporary = databasePath + ".incoming-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: temporary) }
+            do {
+                let snapshotID = UInt64.random(in: 1...UInt64.max)
+                try await client.withSession(host: peer.host, port: peer.port, expectedNodeID: peer.id) { session in
+                    guard FileManager.default.createFile(atPath: temporary, contents: nil, attributes: [.posixPermissions: 0o600]),
+                          let handle = FileHandle(forWritingAtPath: temporary) else {
+                        throw NodeError(.snapshot, zh: "无法创建临时文件 \(temporary)。", en: "cannot create the temporary file \(temporary).")
+                    }
+                    defer { try? handle.close() }
+                    try await session.send(.snapshotRequest(SnapshotRequest(snapshotID: snapshotID)))
+                    var offset: UInt64 = 0
+                    for try await message in session.inbound {
+                        switch message {
+                        case .snapshotChunk(let chunk) where chunk.snapshotID == snapshotID:
+                            guard chunk.offset == offset else {
+                                throw NodeError(.snapshot, zh: "快照分块偏移不连续。", en: "snapshot chunk offsets are not contiguous.")
+                            }
+                            try handle.write(contentsOf: chunk.bytes)
+                            offset += UInt64(chunk.bytes.count)
+                            if chunk.isFinal {
+                                try handle.synchronize()
+                                return
+                            }
+                        case .error(let error):
+                            throw NodeError(.snapshot, zh: "对端拒绝提供快照：\(error.message)", en: "the peer refused the snapshot: \(error.message)")
+                        default:
+                            continue
+                        }
+                    }
+                    throw NodeError(.snapshot, zh: "快照未传完连接就断了。", en: "the connection ended before the snapshot was complete.")
+                }
+                let vector = try Replica.adoptSnapshot(at: temporary, as: config.nodeID, databasePath: databasePath)
+                logger.notice("新节点已采用快照 / new node adopted a snapshot", metadata: ["node.snapshot.peer": "\(peer.id)", "node.snapshot.vector": "\(vector)"])
+                return peer.id
+            } catch {
+                logger.notice("从对端获取快照失败 / fetching a snapshot from peer failed", metadata: ["mesh.peer": "\(peer.id)", "node.error": "\(error)"])
+            }
+        }
+        logger.notice("没有取得快照，以空库启动并通过变更流追赶 / no snapshot, starting empty and catching up by the change stream")
+        return nil
     }
 }

@@ -93,6 +93,40 @@ struct ReplicationTests {
     }
 }
 
+@Suite("Snapshot catch-up", .serialized)
+struct SnapshotTests {
+    @Test("a new node starts from a peer's snapshot under its own id and a fresh incarnation, then follows the change stream")
+    func newNodeBySnapshot() async throws {
+        let files = try TestClusterFiles(ids: ["neike", "waike", "erke"])
+        defer { files.remove() }
+        var nodes = try await startCluster(files, only: ["neike", "waike"])
+        for i in 0..<300 {
+            try nodes["neike"]!.node.write { w in
+                _ = try w.insert("slot", key: "dr-li/2026-01-05/morning/\(String(format: "%03d", i))", values: [
+                    "schedule": .text("dr-li/2026-01-05/morning"), "sequence": .integer(Int64(i)), "status": .text("free")])
+            }
+        }
+        #expect(await eventually { try nodes["waike"]!.node.replica.liveRows("slot").count == 300 })
+
+        var config = files.configs["erke"]!
+        for index in config.peers.indices { config.peers[index].port = nodes[config.peers[index].id]!.node.meshPort }
+        let erke = try await MeshNode.open(config: config, logger: quietLogger("erke"))
+        // Before any change stream runs, the rows are already there: they came by snapshot.
+        #expect(erke.snapshotFrom != nil)
+        #expect(try erke.replica.liveRows("slot").count == 300)
+        #expect(erke.replica.origin.node == "erke")
+        #expect(try erke.replica.versionVector().entries.keys.contains { $0.node == "neike" })
+        for (id, running) in nodes { running.node.setPeerAddress("erke", host: "127.0.0.1", port: erke.meshPort); _ = id }
+        nodes["erke"] = RunningNode(erke)
+        try erke.write { w in _ = try w.insert("department", key: "erke", values: ["name": .text("儿科")]) }
+        try nodes["neike"]!.node.write { w in _ = try w.insert("department", key: "neike", values: ["name": .text("内科")]) }
+        #expect(await eventually { try nodes["neike"]!.node.replica.liveRow("department", key: "erke") != nil })
+        #expect(await eventually { try erke.replica.liveRow("department", key: "neike") != nil })
+        #expect(await eventually { Set(try nodes.values.map { try $0.node.replica.digest() }).count == 1 })
+        for node in nodes.values { try await node.stop() }
+    }
+}
+
 @Suite("Pure parts of the node")
 struct NodeCoreTests {
     @Test("clock guard counts a majority of all peers, not only the measured ones")

@@ -81,9 +81,9 @@ func quietLogger(_ label: String) -> Logger {
 }
 
 /// Opens every node (binding port 0), tells each the others' ports, and starts them.
-func startCluster(_ files: TestClusterFiles, clocks: [String: NodeClock] = [:], fixedPorts: [String: Int] = [:]) async throws -> [String: RunningNode] {
+func startCluster(_ files: TestClusterFiles, only: [String]? = nil, clocks: [String: NodeClock] = [:], fixedPorts: [String: Int] = [:]) async throws -> [String: RunningNode] {
     var nodes: [String: MeshNode] = [:]
-    for id in files.ids {
+    for id in only ?? files.ids {
         var config = files.configs[id]!
         if let port = fixedPorts[id] { config.mesh.port = port }
         nodes[id] = try await MeshNode.open(config: config, clock: clocks[id] ?? NodeClock(), logger: quietLogger(id))
