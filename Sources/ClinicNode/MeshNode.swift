@@ -72,6 +72,8 @@ public final class MeshNode: Sendable {
         var nextID = 0
         var channels: [Int: any Channel] = [:]
         var guardReason: StoreError?
+        var benchCommits: [String: Int64] = [:]
+        var benchSeen: [String: Int64] = [:]
     }
 
     /// Opens the store and binds the mesh and admin listeners; `makeServiceGroup` runs them.
@@ -212,17 +214,21 @@ public final class MeshNode: Sendable {
     /// peer links); a graceful shutdown (SIGTERM, SIGINT) stops them in reverse. Call `close()`
     /// after the group's `run()` returns.
     public func makeServiceGroup(gracefulShutdownSignals: [UnixSignal] = []) -> ServiceGroup {
-        let services: [any Service] = [
+        var services: [any Service] = [
             NodeService(name: "mesh") { try await self.runMeshListener() },
             NodeService(name: "admin") { try await self.runAdminListener() },
             NodeService(name: "maintenance") { await self.runMaintenance() },
             NodeService(name: "links") { await self.runLinks() },
         ]
+        if let load = config.bench {
+            services.append(NodeService(name: "bench") { await self.runBenchLoad(load) })
+        }
         return ServiceGroup(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
     }
 
     /// Closes the store (after the service group has finished).
     public func close() throws {
+        if let load = config.bench { writeBenchReport(load) }
         try replica.close()
         logger.info("节点已停止 / node stopped")
     }

@@ -83,6 +83,24 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     public var dataKeyFile: String
     public var peers: [Peer]
     public var tuning: Tuning
+    /// Only for `clinicmesh bench replication`: a steady write load and a lag report.
+    public var bench: BenchLoad?
+
+    public struct BenchLoad: Codable, Sendable, Hashable {
+        /// Rows written per second by this node (one transaction per 10 ms tick).
+        public var rowsPerS: Double
+        public var seconds: Double
+        /// Where the node writes its report (commit and arrival times, CPU) when it stops.
+        public var report: String
+
+        public init(rowsPerS: Double, seconds: Double, report: String) {
+            self.rowsPerS = rowsPerS
+            self.seconds = seconds
+            self.report = report
+        }
+
+        enum CodingKeys: String, CodingKey { case rowsPerS = "rows_per_s", seconds, report }
+    }
 
     public init(nodeID: String, department: String, clusterID: String, mesh: Endpoint, admin: Endpoint,
                 dataDir: String, certDir: String, dataKeyFile: String, peers: [Peer], tuning: Tuning = Tuning()) {
@@ -100,7 +118,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey {
         case nodeID = "node_id", department, clusterID = "cluster_id", mesh, admin
-        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, tuning
+        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, tuning, bench
     }
 
     public init(from decoder: any Decoder) throws {
@@ -115,6 +133,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         dataKeyFile = try c.decode(String.self, forKey: .dataKeyFile)
         peers = try c.decodeIfPresent([Peer].self, forKey: .peers) ?? []
         tuning = try c.decodeIfPresent(Tuning.self, forKey: .tuning) ?? Tuning()
+        bench = try c.decodeIfPresent(BenchLoad.self, forKey: .bench)
     }
 
     /// Reads and checks a config file; relative paths in it are taken from the file's folder.

@@ -265,6 +265,7 @@ extension MeshNode {
                     return
                 }
                 let report = try await offload { try self.replica.apply(batch) }
+                if config.bench != nil { noteBenchArrivals(batch) }
                 if report.rejected > 0 {
                     logger.warning("拒绝了畸形变更 / rejected malformed changes", metadata: ["store.rejected": "\(report.rejected)"])
                 }
