@@ -26,7 +26,8 @@ public struct PeerStatus: Codable, Sendable, Hashable {
     public var reachable: Bool
     /// Inbound sessions from the peer currently open.
     public var inboundSessions: Int
-    /// Changes this node holds that the peer has not acknowledged (nil: never heard back).
+    /// Writes (origin sequence numbers, any origin) this node holds that the peer has not
+    /// acknowledged (nil: never heard back).
     public var lagChanges: UInt64?
     /// Peer clock minus this node's clock, from heartbeats (NTP style, RTT/2).
     public var clockOffsetMs: Int64?
