@@ -5,6 +5,9 @@ struct ClinicMesh: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clinicmesh",
         abstract: "ClinicMesh 门诊节点与运维工具 / ClinicMesh outpatient node and operations tool",
-        subcommands: [CertsCommand.self, SimulateCommand.self, BenchCommand.self, RaftLogTortureCommand.self]
+        subcommands: [
+            NodeCommand.self, StatusCommand.self, CertsCommand.self, SimulateCommand.self, BenchCommand.self,
+            RaftLogTortureCommand.self,
+        ]
     )
 }

@@ -1,0 +1,311 @@
+import Crypto
+import Dispatch
+import Foundation
+import Logging
+import Mesh
+import NIOCore
+import PKI
+import ReplicatedStore
+import ServiceLifecycle
+import UnixSignals
+import Synchronization
+
+/// This node's clocks. The wall clock may carry an injected offset (tests of the clock guard).
+public final class NodeClock: Sendable {
+    private let offset: Mutex<Int64>
+
+    public init(offsetMillis: Int64 = 0) { self.offset = Mutex(offsetMillis) }
+
+    public var offsetMillis: Int64 {
+        get { offset.withLock { $0 } }
+        set { offset.withLock { $0 = newValue } }
+    }
+
+    public func wallMillis() -> Int64 {
+        Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) &+ offsetMillis
+    }
+
+    public func monotonicNanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+}
+
+/// Runs blocking store work off the cooperative thread pool.
+func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+    }
+}
+
+/// One running node: the replica, the mesh listener, one outbound link per peer (anti-entropy,
+/// heartbeats), the clock guard and the admin API, run as ordered services (`makeServiceGroup`).
+///
+/// Each connection carries changes one way: a node pushes its changes to a peer over its own
+/// outbound link, and the peer acknowledges each batch (and answers each probe) with its version
+/// vector. The protocol is documented in `Cluster/CONFIG.md`, "Replication protocol".
+public final class MeshNode: Sendable {
+    public let config: NodeConfig
+    public let replica: Replica
+    public let clock: NodeClock
+    let logger: Logger
+    let meshServer: MeshServer
+    let adminServer: MeshServer
+    let client: MeshClient
+    let runtime: Mutex<Runtime>
+    let startedNanos: UInt64
+    /// The peer whose snapshot this node started from, if it was new and got one.
+    public let snapshotFrom: String?
+
+    struct PeerRuntime {
+        var address: NodeConfig.Endpoint
+        var outboundUp = false
+        var inboundSessions = 0
+        var lastContactNanos: UInt64?
+        var estimator = ClockOffsetEstimator()
+        var acked: ReplicatedStore.VersionVector?
+        var changesSent = 0
+        var batchesReceived = 0
+        var lastError: String?
+    }
+
+    struct Runtime {
+        var peers: [String: PeerRuntime] = [:]
+        var writeSignals: [Int: AsyncStream<Void>.Continuation] = [:]
+        var nextID = 0
+        var channels: [Int: any Channel] = [:]
+        var guardReason: StoreError?
+        var benchCommits: [String: Int64] = [:]
+        var benchSeen: [String: Int64] = [:]
+    }
+
+    /// Opens the store and binds the mesh and admin listeners; `makeServiceGroup` runs them.
+    public static func open(config: NodeConfig, clock: NodeClock = NodeClock(), logger: Logger) async throws -> MeshNode {
+        var logger = logger
+        logger[metadataKey: "node.id"] = "\(config.nodeID)"
+        try config.validate()
+        let credentials: MeshCredentials
+        do {
+            credentials = try MeshCredentials.load(directory: config.certDir, kind: .node)
+        } catch {
+            throw NodeError(.startup, zh: "无法读取节点证书（\(config.certDir)）：\(error)", en: "cannot load the node certificate from \(config.certDir): \(error)")
+        }
+        let membership = StaticMembership(Dictionary(config.peers.map { ($0.id, $0.serials) }, uniquingKeysWith: +))
+        let meshTLS = try MeshTLS(credentials: credentials, membership: membership, accepting: .node)
+        let adminTLS = try MeshTLS(credentials: credentials, membership: membership, accepting: .admin)
+        let dataKey: SymmetricKey
+        do {
+            dataKey = try DataKeyFile.load(from: config.dataKeyFile)
+        } catch {
+            throw NodeError(.startup, zh: "无法读取数据密钥 \(config.dataKeyFile)：\(error)", en: "cannot load the data key \(config.dataKeyFile): \(error)")
+        }
+        try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
+        var options = Replica.Options()
+        options.cipher = FieldCipher(dataKey: dataKey)
+        options.durability = config.tuning.durability == "normal" ? .normal : .full
+        options.maxClockOffsetMillis = config.tuning.maxClockOffsetMillis
+        options.wallClock = { clock.wallMillis() }
+        options.logger = logger
+        let meshConfiguration = MeshConfiguration(
+            nodeID: config.nodeID, clusterID: config.clusterID, schemaVersion: UInt32(NodeSchema.schema.version))
+        let client = MeshClient(configuration: meshConfiguration, tls: meshTLS, logger: logger)
+        let databasePath = (config.dataDir as NSString).appendingPathComponent("replica.sqlite")
+        var snapshotFrom: String?
+        if config.tuning.snapshotWhenNew, !config.peers.isEmpty, !FileManager.default.fileExists(atPath: databasePath) {
+            snapshotFrom = await Self.fetchSnapshot(config: config, client: client, databasePath: databasePath, logger: logger)
+        }
+        let replica = try Replica.open(path: databasePath, node: config.nodeID, schema: NodeSchema.schema, options: options)
+        let meshServer: MeshServer
+        do {
+            meshServer = try await MeshServer.bind(host: config.mesh.host, port: config.mesh.port, configuration: meshConfiguration, tls: meshTLS, logger: logger)
+        } catch {
+            try? replica.close()
+            throw NodeError(.startup, zh: "无法监听网状网络端口 \(config.mesh.host):\(config.mesh.port)：\(error)", en: "cannot listen for the mesh on \(config.mesh.host):\(config.mesh.port): \(error)")
+        }
+        var adminLogger = logger
+        adminLogger[metadataKey: "node.listener"] = "admin"
+        let adminServer: MeshServer
+        do {
+            adminServer = try await MeshServer.bind(host: config.admin.host, port: config.admin.port, configuration: meshConfiguration, tls: adminTLS, logger: adminLogger)
+        } catch {
+            await meshServer.close()
+            try? await meshServer.run { _ in }
+            try? replica.close()
+            throw NodeError(.startup, zh: "无法监听管理端口 \(config.admin.host):\(config.admin.port)：\(error)", en: "cannot listen for the admin API on \(config.admin.host):\(config.admin.port): \(error)")
+        }
+        return MeshNode(config: config, replica: replica, clock: clock, logger: logger, meshServer: meshServer, adminServer: adminServer,
+                        client: client, snapshotFrom: snapshotFrom)
+    }
+
+    init(config: NodeConfig, replica: Replica, clock: NodeClock, logger: Logger, meshServer: MeshServer, adminServer: MeshServer, client: MeshClient,
+         snapshotFrom: String?) {
+        self.snapshotFrom = snapshotFrom
+        self.config = config
+        self.replica = replica
+        self.clock = clock
+        self.logger = logger
+        self.meshServer = meshServer
+        self.adminServer = adminServer
+        self.client = client
+        var runtime = Runtime()
+        for peer in config.peers { runtime.peers[peer.id] = PeerRuntime(address: .init(host: peer.host, port: peer.port)) }
+        self.runtime = Mutex(runtime)
+        self.startedNanos = clock.monotonicNanos()
+    }
+
+    /// The port the mesh listener actually bound (useful with port 0).
+    public var meshPort: Int { meshServer.localAddress?.port ?? config.mesh.port }
+    public var adminPort: Int { adminServer.localAddress?.port ?? config.admin.port }
+
+    /// Changes where a peer is reached (tests bind port 0 first, then tell each node the others' ports).
+    public func setPeerAddress(_ id: String, host: String, port: Int) {
+        runtime.withLock { $0.peers[id]?.address = .init(host: host, port: port) }
+    }
+
+    // MARK: - Writes
+
+    /// A local write; peers are told promptly (every link wakes, coalescing bursts).
+    @discardableResult
+    public func write<T>(_ body: (LocalWriter) throws -> T) throws -> T {
+        let result = try replica.write(body)
+        notifyLocalWrite()
+        return result
+    }
+
+    func notifyLocalWrite() {
+        let signals = runtime.withLock { Array($0.writeSignals.values) }
+        for signal in signals { signal.yield() }
+    }
+
+    func registerWriteSignal() -> (AsyncStream<Void>, Int) {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let id = runtime.withLock { r in
+            r.nextID += 1
+            r.writeSignals[r.nextID] = continuation
+            return r.nextID
+        }
+        return (stream, id)
+    }
+
+    func unregisterWriteSignal(_ id: Int) {
+        runtime.withLock { $0.writeSignals.removeValue(forKey: id) }?.finish()
+    }
+
+    func register(_ channel: any Channel) -> Int {
+        runtime.withLock { r in
+            r.nextID += 1
+            r.channels[r.nextID] = channel
+            return r.nextID
+        }
+    }
+
+    func unregister(_ id: Int) { _ = runtime.withLock { $0.channels.removeValue(forKey: id) } }
+
+    func closeAllChannels() {
+        let channels = runtime.withLock { Array($0.channels.values) }
+        for channel in channels { channel.close(promise: nil) }
+    }
+
+    func touch(_ peer: String) {
+        let now = clock.monotonicNanos()
+        runtime.withLock { $0.peers[peer]?.lastContactNanos = now }
+    }
+
+    // MARK: - Services
+
+    /// The node's services in start order (mesh listener, admin API, maintenance and clock guard,
+    /// peer links); a graceful shutdown (SIGTERM, SIGINT) stops them in reverse. Call `close()`
+    /// after the group's `run()` returns.
+    public func makeServiceGroup(gracefulShutdownSignals: [UnixSignal] = []) -> ServiceGroup {
+        var services: [any Service] = [
+            NodeService(name: "mesh") { try await self.runMeshListener() },
+            NodeService(name: "admin") { try await self.runAdminListener() },
+            NodeService(name: "maintenance") { await self.runMaintenance() },
+            NodeService(name: "links") { await self.runLinks() },
+        ]
+        if let load = config.bench {
+            services.append(NodeService(name: "bench") { await self.runBenchLoad(load) })
+        }
+        return ServiceGroup(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
+    }
+
+    /// Closes the store (after the service group has finished).
+    public func close() throws {
+        if let load = config.bench { writeBenchReport(load) }
+        try replica.close()
+        logger.info("节点已停止 / node stopped")
+    }
+
+    func runMeshListener() async throws {
+        let server = meshServer
+        try await withGracefulShutdownHandler {
+            try await server.run { session in
+                try await self.serveInbound(session)
+            }
+        } onGracefulShutdown: {
+            // Close first (stop accepting), then end the open sessions; never cancel run alone.
+            Task {
+                await server.close()
+                self.closeAllChannels()
+            }
+        }
+    }
+
+    func runAdminListener() async throws {
+        let server = adminServer
+        try await withGracefulShutdownHandler {
+            try await server.run { session in
+                try await self.serveAdmin(session)
+            }
+        } onGracefulShutdown: {
+            Task {
+                await server.close()
+                self.closeAllChannels()
+            }
+        }
+    }
+
+    func runMaintenance() async {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(min(500, self.config.tuning.heartbeatMillis)))
+                if Task.isCancelled { break }
+                self.evaluateClockGuard()
+                do {
+                    if try self.replica.parkedCount() > 0 {
+                        let report = try await offload { try self.replica.retryParked() }
+                        if report.applied + report.superseded + report.duplicates > 0 { self.notifyLocalWrite() }
+                    }
+                } catch {
+                    self.logger.warning("重试暂存变更失败 / retrying parked changes failed", metadata: ["node.error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    func runLinks() async {
+        let peers = config.peers.map(\.id)
+        await withGracefulShutdownHandler {
+            await cancelWhenGracefulShutdown {
+                await withDiscardingTaskGroup { group in
+                    for peer in peers {
+                        group.addTask { await self.runLink(peer) }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            self.closeAllChannels()
+        }
+    }
+}
+
+/// A long-running part of the node as a swift-service-lifecycle service.
+struct NodeService: Service, CustomStringConvertible {
+    let name: String
+    let body: @Sendable () async throws -> Void
+
+    init(name: String, _ body: @escaping @Sendable () async throws -> Void) {
+        self.name = name
+        self.body = body
+    }
+
+    func run() async throws { try await body() }
+    var description: String { name }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import Logging
+import Mesh
+import NIOCore
+import PKI
+import ReplicatedStore
+import X509
+
+extension MeshNode {
+    // MARK: - Clock guard
+
+    /// Compares this node's clock with its peers' (fresh heartbeat estimates only) and refuses or
+    /// allows local writes accordingly. Never lifts a refusal the store made for another reason.
+    func evaluateClockGuard() {
+        let now = clock.monotonicNanos()
+        let maxAge = UInt64(max(5_000, 5 * config.tuning.heartbeatMillis)) * 1_000_000
+        let offsets = runtime.withLock { r in
+            r.peers.compactMapValues { $0.estimator.estimate(nowMonotonicNanos: now, maxAgeNanos: maxAge)?.offsetMillis }
+        }
+        let verdict = ClockGuard(boundMillis: config.tuning.maxClockOffsetMillis, peerCount: config.peers.count).evaluate(offsets: offsets)
+        switch verdict {
+        case .refuse(let off):
+            guard runtime.withLock({ $0.guardReason }) == nil else { return }
+            let list = off.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value) ms" }.joined(separator: ", ")
+            let bound = config.tuning.maxClockOffsetMillis
+            let reason = StoreError(
+                .writesRefused,
+                zh: "本节点时钟与多数对端相差超过 \(bound) 毫秒（\(list)）；请校准本机时钟（NTP），时钟一致后自动恢复写入。",
+                en: "this node's clock is off from a majority of its peers by more than \(bound) ms (\(list)); fix the clock (NTP); writes resume by themselves once the clocks agree.")
+            runtime.withLock { $0.guardReason = reason }
+            replica.refuseWrites(reason)
+            logger.error("时钟偏差过大，暂停写入 / clock off from a majority of peers, refusing writes", metadata: ["node.clock.offsets": "\(list)"])
+        case .allow:
+            guard let reason = runtime.withLock({ $0.guardReason }) else { return }
+            runtime.withLock { $0.guardReason = nil }
+            if replica.writesRefusedBecause == reason { replica.allowWrites() }
+            logger.notice("时钟已与多数对端一致，恢复写入 / clocks agree with a majority of peers again, writes resumed")
+        case .undecided:
+            break
+        }
+    }
+
+    // MARK: - Status
+
+    public func status() throws -> NodeStatus {
+        let vector = try replica.versionVector()
+        let now = clock.monotonicNanos()
+        let maxAge = UInt64(max(5_000, 5 * config.tuning.heartbeatMillis)) * 1_000_000
+        let peers = runtime.withLock { r in
+            config.peers.map { peer -> PeerStatus in
+                let p = r.peers[peer.id] ?? PeerRuntime(address: .init(host: peer.host, port: peer.port))
+                let estimate = p.estimator.estimate(nowMonotonicNanos: now, maxAgeNanos: maxAge)
+                let lag = p.acked.map { acked in
+                    vector.entries.reduce(UInt64(0)) { sum, entry in sum + (entry.value > acked[entry.key] ? entry.value - acked[entry.key] : 0) }
+                }
+                return PeerStatus(
+                    id: peer.id, address: "\(p.address.host):\(p.address.port)", reachable: p.outboundUp, inboundSessions: p.inboundSessions,
+                    lagChanges: lag, clockOffsetMs: estimate?.offsetMillis, rttMs: estimate.map { ($0.rttMillis * 100).rounded() / 100 },
+                    lastContactMsAgo: p.lastContactNanos.map { Int64((now &- $0) / 1_000_000) },
+                    changesSent: p.changesSent, batchesReceived: p.batchesReceived, lastError: p.outboundUp ? nil : p.lastError)
+            }
+        }
+        let refused = replica.writesRefusedBecause
+        return NodeStatus(
+            nodeID: config.nodeID, department: config.department, clusterID: config.clusterID,
+            meshAddress: "\(config.mesh.host):\(meshPort)", incarnation: replica.origin.incarnation,
+            writesRefused: refused != nil, writesRefusedReason: refused.map { "\($0.zh) / \($0.en)" },
+            versionVector: Dictionary(uniqueKeysWithValues: vector.entries.map { ("\($0.key)", $0.value) }),
+            parkedChanges: (try? replica.parkedCount()) ?? 0, peers: peers,
+            uptimeS: Double((now &- startedNanos) / 1_000_000) / 1000, snapshotFrom: snapshotFrom)
+    }
+
+    public func health() -> NodeHealth {
+        let (reachable, total) = runtime.withLock { r in (r.peers.values.filter(\.outboundUp).count, r.peers.count) }
+        let refused = replica.writesRefusedBecause != nil
+        return NodeHealth(nodeID: config.nodeID, ok: !refused, writesRefused: refused, reachablePeers: reachable, peers: total)
+    }
+
+    // MARK: - Admin API
+
+    /// One admin session (TLS with an admin certificate, verified by `MeshTLS(accepting: .admin)`):
+    /// each `Forward` request carries a command in UTF-8 (`status`, `health`); the answer is a
+    /// `Forward` with the same request id and a JSON body.
+    func serveAdmin(_ session: MeshSession) async throws {
+        let channelID = register(session.channel)
+        defer { unregister(channelID) }
+        logger.info("管理员已连接 / admin connected", metadata: ["admin.name": "\(session.peer.certificate.identity.name)"])
+        for try await message in session.inbound {
+            guard case .forward(let request) = message else { continue }
+            let command = String(decoding: request.bytes.prefix(256), as: UTF8.self)
+            let body: [UInt8]
+            switch command {
+            case "status": body = try AdminJSON.encode(try status())
+            case "health": body = try AdminJSON.encode(health())
+            default:
+                body = try AdminJSON.encode(["error": "未知命令 \(command) / unknown command \(command)"])
+            }
+            try await session.send(.forward(Forward(requestID: request.requestID, bytes: body)))
+        }
+    }
+}
+
+/// Accepts any node the cluster CA vouches for: the admin tool checks that it reached a node
+/// certificate of this cluster, not which serial that node uses today.
+public struct AnyClusterNode: MembershipView {
+    public init() {}
+    public func admits(nodeID: String, serial: String) -> Bool { true }
+}
+
+/// The admin side of the admin API.
+public enum AdminClient {
+    /// Sends one command to the node at `host:port` and returns its JSON answer.
+    public static func request(
+        host: String, port: Int, command: String, clusterID: String, credentials: MeshCredentials,
+        logger: Logger = Logger(label: "clinicmesh.admin")
+    ) async throws -> [UInt8] {
+        guard let leaf = credentials.certificateChain.first,
+              let certificate = try? Certificate(derEncoded: leaf.toDERBytes()) else {
+            throw NodeError(.admin, zh: "管理员证书无法解析。", en: "the admin certificate does not parse.")
+        }
+        let own: VerifiedPeer
+        do {
+            own = try await credentials.trust.verify(chain: [certificate], expecting: .admin, role: .client, at: Date())
+        } catch {
+            throw NodeError(.admin, zh: "这不是本集群有效的管理员证书：\(error)", en: "this is not a valid admin certificate of the cluster: \(error)")
+        }
+        let tls = try MeshTLS(credentials: credentials, membership: AnyClusterNode(), accepting: .node)
+        let configuration = MeshConfiguration(nodeID: own.identity.name, clusterID: clusterID, handshakeTimeout: .seconds(10))
+        let client = MeshClient(configuration: configuration, tls: tls, logger: logger)
+        return try await client.withSession(host: host, port: port) { session in
+            try await session.send(.forward(Forward(requestID: 1, bytes: Array(command.utf8))))
+            for try await message in session.inbound {
+                switch message {
+                case .forward(let answer) where answer.requestID == 1: return answer.bytes
+                case .error(let error):
+                    throw NodeError(.admin, zh: "节点拒绝了请求：\(error.message)", en: "the node refused the request: \(error.message)")
+                default: continue
+                }
+            }
+            throw NodeError(.admin, zh: "节点未应答就关闭了连接。", en: "the node closed the connection without answering.")
+        }
+    }
+
+    public static func status(host: String, port: Int, clusterID: String, credentials: MeshCredentials) async throws -> NodeStatus {
+        try AdminJSON.decode(NodeStatus.self, try await request(host: host, port: port, command: "status", clusterID: clusterID, credentials: credentials))
+    }
+
+    public static func health(host: String, port: Int, clusterID: String, credentials: MeshCredentials) async throws -> NodeHealth {
+        try AdminJSON.decode(NodeHealth.self, try await request(host: host, port: port, command: "health", clusterID: clusterID, credentials: credentials))
+    }
+}

@@ -1,0 +1,247 @@
+import Foundation
+
+/// A node's config file (JSON). Every field is documented in `Cluster/CONFIG.md`.
+public struct NodeConfig: Codable, Sendable, Hashable {
+    public struct Endpoint: Codable, Sendable, Hashable {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    public struct Peer: Codable, Sendable, Hashable {
+        public var id: String
+        public var host: String
+        public var port: Int
+        /// Accepted certificate serials (hex, any `SerialFormat` form); more than one during a rotation.
+        public var serials: [String]
+        public init(id: String, host: String, port: Int, serials: [String]) {
+            self.id = id
+            self.host = host
+            self.port = port
+            self.serials = serials
+        }
+    }
+
+    /// Tuning knobs with safe defaults; a config file may leave the whole object out.
+    public struct Tuning: Codable, Sendable, Hashable {
+        /// Heartbeat period per peer link.
+        public var heartbeatMillis: Int = 1000
+        /// Full version-vector exchange period (repairs anything a push missed).
+        public var antiEntropyMillis: Int = 3000
+        /// A link with no message from its peer for this long is dropped and redialled.
+        public var peerTimeoutMillis: Int = 15000
+        /// Reconnect backoff: first delay and cap (full jitter in between).
+        public var reconnectInitialMillis: Int = 200
+        public var reconnectMaxMillis: Int = 10000
+        /// Change batches sent to one peer and not yet acknowledged, at most.
+        public var maxInFlightBatches: Int = 4
+        /// Changes per batch, at most (a batch never splits one write).
+        public var batchChanges: Int = 2000
+        /// Clock guard: the largest offset from peers before writes are refused.
+        public var maxClockOffsetMillis: Int64 = 500
+        /// Store durability: "full" (fsync each commit) or "normal".
+        public var durability: String = "full"
+        /// A node with no database yet first fetches a snapshot from a peer (then the change stream).
+        public var snapshotWhenNew: Bool = true
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case heartbeatMillis = "heartbeat_ms", antiEntropyMillis = "anti_entropy_ms", peerTimeoutMillis = "peer_timeout_ms"
+            case reconnectInitialMillis = "reconnect_initial_ms", reconnectMaxMillis = "reconnect_max_ms"
+            case maxInFlightBatches = "max_in_flight_batches", batchChanges = "batch_changes"
+            case maxClockOffsetMillis = "max_clock_offset_ms", durability
+            case snapshotWhenNew = "snapshot_when_new"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = Tuning()
+            heartbeatMillis = try c.decodeIfPresent(Int.self, forKey: .heartbeatMillis) ?? d.heartbeatMillis
+            antiEntropyMillis = try c.decodeIfPresent(Int.self, forKey: .antiEntropyMillis) ?? d.antiEntropyMillis
+            peerTimeoutMillis = try c.decodeIfPresent(Int.self, forKey: .peerTimeoutMillis) ?? d.peerTimeoutMillis
+            reconnectInitialMillis = try c.decodeIfPresent(Int.self, forKey: .reconnectInitialMillis) ?? d.reconnectInitialMillis
+            reconnectMaxMillis = try c.decodeIfPresent(Int.self, forKey: .reconnectMaxMillis) ?? d.reconnectMaxMillis
+            maxInFlightBatches = try c.decodeIfPresent(Int.self, forKey: .maxInFlightBatches) ?? d.maxInFlightBatches
+            batchChanges = try c.decodeIfPresent(Int.self, forKey: .batchChanges) ?? d.batchChanges
+            maxClockOffsetMillis = try c.decodeIfPresent(Int64.self, forKey: .maxClockOffsetMillis) ?? d.maxClockOffsetMillis
+            durability = try c.decodeIfPresent(String.self, forKey: .durability) ?? d.durability
+            snapshotWhenNew = try c.decodeIfPresent(Bool.self, forKey: .snapshotWhenNew) ?? d.snapshotWhenNew
+        }
+    }
+
+    public var nodeID: String
+    public var department: String
+    public var clusterID: String
+    public var mesh: Endpoint
+    public var admin: Endpoint
+    public var dataDir: String
+    public var certDir: String
+    public var dataKeyFile: String
+    public var peers: [Peer]
+    public var tuning: Tuning
+    /// Only for `clinicmesh bench replication`: a steady write load and a lag report.
+    public var bench: BenchLoad?
+
+    public struct BenchLoad: Codable, Sendable, Hashable {
+        /// Rows written per second by this node (one transaction per 10 ms tick).
+        public var rowsPerS: Double
+        public var seconds: Double
+        /// Where the node writes its report (commit and arrival times, CPU) when it stops.
+        public var report: String
+
+        public init(rowsPerS: Double, seconds: Double, report: String) {
+            self.rowsPerS = rowsPerS
+            self.seconds = seconds
+            self.report = report
+        }
+
+        enum CodingKeys: String, CodingKey { case rowsPerS = "rows_per_s", seconds, report }
+    }
+
+    public init(nodeID: String, department: String, clusterID: String, mesh: Endpoint, admin: Endpoint,
+                dataDir: String, certDir: String, dataKeyFile: String, peers: [Peer], tuning: Tuning = Tuning()) {
+        self.nodeID = nodeID
+        self.department = department
+        self.clusterID = clusterID
+        self.mesh = mesh
+        self.admin = admin
+        self.dataDir = dataDir
+        self.certDir = certDir
+        self.dataKeyFile = dataKeyFile
+        self.peers = peers
+        self.tuning = tuning
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "node_id", department, clusterID = "cluster_id", mesh, admin
+        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, tuning, bench
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        nodeID = try c.decode(String.self, forKey: .nodeID)
+        department = try c.decode(String.self, forKey: .department)
+        clusterID = try c.decode(String.self, forKey: .clusterID)
+        mesh = try c.decode(Endpoint.self, forKey: .mesh)
+        admin = try c.decode(Endpoint.self, forKey: .admin)
+        dataDir = try c.decode(String.self, forKey: .dataDir)
+        certDir = try c.decode(String.self, forKey: .certDir)
+        dataKeyFile = try c.decode(String.self, forKey: .dataKeyFile)
+        peers = try c.decodeIfPresent([Peer].self, forKey: .peers) ?? []
+        tuning = try c.decodeIfPresent(Tuning.self, forKey: .tuning) ?? Tuning()
+        bench = try c.decodeIfPresent(BenchLoad.self, forKey: .bench)
+    }
+
+    /// Reads and checks a config file; relative paths in it are taken from the file's folder.
+    public static func load(path: String) throws -> NodeConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw NodeError(.config, zh: "无法读取配置文件 \(path)；请检查路径与权限。", en: "cannot read the config file \(path); check the path and permissions.")
+        }
+        var config: NodeConfig
+        do {
+            config = try JSONDecoder().decode(NodeConfig.self, from: data)
+        } catch {
+            throw NodeError(.config, zh: "配置文件 \(path) 不是有效的 JSON 或缺少字段：\(error)；字段说明见 Cluster/CONFIG.md。",
+                            en: "the config file \(path) is not valid JSON or lacks a field: \(error); see Cluster/CONFIG.md.")
+        }
+        let base = (path as NSString).deletingLastPathComponent
+        config.dataDir = Self.resolve(config.dataDir, base: base)
+        config.certDir = Self.resolve(config.certDir, base: base)
+        config.dataKeyFile = Self.resolve(config.dataKeyFile, base: base)
+        try config.validate()
+        return config
+    }
+
+    static func resolve(_ path: String, base: String) -> String {
+        if path.hasPrefix("/") || base.isEmpty { return path }
+        return (base as NSString).appendingPathComponent(path)
+    }
+
+    public func validate() throws {
+        func fail(_ zh: String, _ en: String) -> NodeError { NodeError(.config, zh: zh, en: en) }
+        guard !nodeID.isEmpty, nodeID.utf8.count <= 64 else { throw fail("node_id 不能为空且不超过 64 字节。", "node_id must be non-empty and at most 64 bytes.") }
+        guard !clusterID.isEmpty else { throw fail("cluster_id 不能为空。", "cluster_id must not be empty.") }
+        for (name, port) in [("mesh.port", mesh.port), ("admin.port", admin.port)] + peers.map({ ("peers[\($0.id)].port", $0.port) }) {
+            guard (0...65535).contains(port) else { throw fail("\(name) 必须在 0 到 65535 之间。", "\(name) must be between 0 and 65535.") }
+        }
+        var seen = Set<String>()
+        for peer in peers {
+            guard peer.id != nodeID else { throw fail("peers 中不能包含本节点 \(nodeID)。", "peers must not list this node (\(nodeID)).") }
+            guard seen.insert(peer.id).inserted else { throw fail("peers 中节点 \(peer.id) 重复。", "peer \(peer.id) is listed twice.") }
+            guard !peer.serials.isEmpty else {
+                throw fail("节点 \(peer.id) 没有登记证书序列号（serials）。", "peer \(peer.id) has no certificate serial (serials).")
+            }
+        }
+        guard ["full", "normal"].contains(tuning.durability) else {
+            throw fail("tuning.durability 只能是 full 或 normal。", "tuning.durability must be full or normal.")
+        }
+        guard tuning.maxInFlightBatches >= 1, tuning.batchChanges >= 1, tuning.heartbeatMillis >= 10,
+              tuning.antiEntropyMillis >= 10, tuning.reconnectInitialMillis >= 1, tuning.reconnectMaxMillis >= tuning.reconnectInitialMillis,
+              tuning.peerTimeoutMillis > tuning.heartbeatMillis, tuning.maxClockOffsetMillis > 0 else {
+            throw fail("tuning 中有不合理的取值（见 Cluster/CONFIG.md）。", "tuning holds a value out of range (see Cluster/CONFIG.md).")
+        }
+    }
+}
+
+/// The admin tool's config: where its certificate is and which nodes to ask.
+public struct AdminConfig: Codable, Sendable, Hashable {
+    public struct Node: Codable, Sendable, Hashable {
+        public var id: String?
+        public var host: String
+        public var port: Int
+    }
+
+    public var clusterID: String
+    public var adminCertDir: String
+    public var nodes: [Node]
+
+    enum CodingKeys: String, CodingKey {
+        case clusterID = "cluster_id", adminCertDir = "admin_cert_dir", nodes
+    }
+
+    public init(clusterID: String, adminCertDir: String, nodes: [Node]) {
+        self.clusterID = clusterID
+        self.adminCertDir = adminCertDir
+        self.nodes = nodes
+    }
+
+    public static func load(path: String) throws -> AdminConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw NodeError(.config, zh: "无法读取管理配置 \(path)。", en: "cannot read the admin config \(path).")
+        }
+        do {
+            var config = try JSONDecoder().decode(AdminConfig.self, from: data)
+            config.adminCertDir = NodeConfig.resolve(config.adminCertDir, base: (path as NSString).deletingLastPathComponent)
+            return config
+        } catch {
+            throw NodeError(.config, zh: "管理配置 \(path) 无效：\(error)；字段说明见 Cluster/CONFIG.md。",
+                            en: "the admin config \(path) is not valid: \(error); see Cluster/CONFIG.md.")
+        }
+    }
+}
+
+/// An error from a node, Chinese first, then English, saying what failed and what to do.
+public struct NodeError: Error, CustomStringConvertible, Sendable {
+    public enum Code: String, Sendable {
+        case config = "node.config"
+        case startup = "node.startup"
+        case admin = "node.admin"
+        case snapshot = "node.snapshot"
+    }
+
+    public let code: Code
+    public let zh: String
+    public let en: String
+
+    public init(_ code: Code, zh: String, en: String) {
+        self.code = code
+        self.zh = zh
+        self.en = en
+    }
+
+    public var description: String { "\(zh) / \(en) [\(code.rawValue)]" }
+}

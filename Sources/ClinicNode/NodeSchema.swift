@@ -1,0 +1,34 @@
+import Domain
+import ReplicatedStore
+
+/// The replicated tables a node holds for now (the demo's): departments, practitioners, patients,
+/// schedules and slots. Keys come from `Domain`'s identity keys: `PractitionerID` slugs,
+/// `PatientKey` (HMAC of the resident ID), `ScheduleKey` and `SlotKey`; personal data is sealed at
+/// the origin (`encrypted: true`). Append new versions only; never edit a published one.
+public enum NodeSchema {
+    public static let department = ReplicatedTable("department", columns: [
+        .init("name", .text), .init("code", .text),
+    ])
+    /// Key: `PractitionerID.rawValue`.
+    public static let practitioner = ReplicatedTable("practitioner", columns: [
+        .init("name", .text), .init("department", .text), .init("title", .text),
+    ], indexes: [["department"]])
+    /// Key: `PatientKey.hex`. Name, resident ID and mobile are personal data, sealed at the origin.
+    public static let patient = ReplicatedTable("patient", columns: [
+        .init("name", .text, encrypted: true), .init("resident_id", .text, encrypted: true),
+        .init("mobile", .text, encrypted: true), .init("sex", .text), .init("birth_date", .text),
+    ])
+    /// Key: `ScheduleKey.rawValue` (practitioner/date/half-day).
+    public static let schedule = ReplicatedTable("schedule", columns: [
+        .init("practitioner", .text), .init("department", .text), .init("date", .text),
+        .init("half_day", .text), .init("capacity", .integer), .init("status", .text),
+    ], indexes: [["department", "date"]])
+    /// Key: `SlotKey.rawValue` (schedule/号序).
+    public static let slot = ReplicatedTable("slot", columns: [
+        .init("schedule", .text), .init("sequence", .integer), .init("status", .text),
+    ], indexes: [["schedule"]])
+
+    public static let schema = ReplicaSchema(versions: [
+        [.createTable(department), .createTable(practitioner), .createTable(patient), .createTable(schedule), .createTable(slot)],
+    ])
+}

@@ -1,0 +1,61 @@
+import Foundation
+
+/// What `status` on the admin API answers (JSON, the property names as keys).
+public struct NodeStatus: Codable, Sendable, Hashable {
+    public var nodeID: String
+    public var department: String
+    public var clusterID: String
+    public var meshAddress: String
+    public var incarnation: UInt32
+    public var writesRefused: Bool
+    /// Why writes are refused, Chinese first then English; nil when they are accepted.
+    public var writesRefusedReason: String?
+    /// "node#incarnation" to the highest sequence held.
+    public var versionVector: [String: UInt64]
+    public var parkedChanges: Int
+    public var peers: [PeerStatus]
+    public var uptimeS: Double
+    /// The peer this node's database came from by snapshot, if it started that way.
+    public var snapshotFrom: String?
+}
+
+public struct PeerStatus: Codable, Sendable, Hashable {
+    public var id: String
+    public var address: String
+    /// This node's outbound link to the peer is up (TLS and Hello done).
+    public var reachable: Bool
+    /// Inbound sessions from the peer currently open.
+    public var inboundSessions: Int
+    /// Writes (origin sequence numbers, any origin) this node holds that the peer has not
+    /// acknowledged (nil: never heard back).
+    public var lagChanges: UInt64?
+    /// Peer clock minus this node's clock, from heartbeats (NTP style, RTT/2).
+    public var clockOffsetMs: Int64?
+    public var rttMs: Double?
+    public var lastContactMsAgo: Int64?
+    public var changesSent: Int
+    public var batchesReceived: Int
+    public var lastError: String?
+}
+
+/// What `health` answers.
+public struct NodeHealth: Codable, Sendable, Hashable {
+    public var nodeID: String
+    public var ok: Bool
+    public var writesRefused: Bool
+    public var reachablePeers: Int
+    public var peers: Int
+}
+
+enum AdminJSON {
+    static func encode(_ value: some Encodable) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array(try encoder.encode(value))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
+        let decoder = JSONDecoder()
+        return try decoder.decode(type, from: Data(bytes))
+    }
+}

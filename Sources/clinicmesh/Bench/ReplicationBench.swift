@@ -1,0 +1,176 @@
+import ArgumentParser
+import ClinicNode
+import Foundation
+import PKI
+import ReplicatedStore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `clinicmesh bench replication`: real node processes on loopback with mutual TLS, a steady write
+/// load on every node, and the lag from a row's local commit to its arrival on every other node.
+struct ReplicationBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replication",
+        abstract: "测量节点间复制的吞吐与延迟 / Measure replication throughput and lag between node processes")
+
+    @Option(help: "节点进程数 / Node processes.")
+    var nodes = 3
+
+    @Option(help: "写入负载持续秒数 / Seconds of write load.")
+    var seconds: Double = 10
+
+    @Option(help: "全集群每秒变更数（一行 = 4 个变更）/ Changes per second across the cluster (a row is 4 changes).")
+    var changesPerS: Double = 1000
+
+    @Option(help: "存储持久性 full 或 normal / Store durability, full or normal.")
+    var durability = "full"
+
+    @Flag(help: "输出 JSON / Print one JSON object.")
+    var json = false
+
+    struct Report: Encodable {
+        let bench = "replication"
+        let environment: BenchEnvironment
+        let nodes: Int
+        let seconds: Double
+        let durability: String
+        let targetChangesPerS: Double
+        let rows: Int
+        let changesPerS: Double
+        let lagP50Ms: Double
+        let lagP99Ms: Double
+        let lagMaxMs: Double
+        let missingArrivals: Int
+        let missingSample: [String]
+        let cpuS: Double
+        let goal = "lag_p99_ms <= 100 at changes_per_s >= 1000 with 3 nodes"
+    }
+
+    func validate() throws {
+        guard (2...9).contains(nodes), seconds > 0, changesPerS > 0, ["full", "normal"].contains(durability) else {
+            throw ValidationError("--nodes 2…9，--seconds 与 --changes-per-s 须为正，--durability 为 full 或 normal / --nodes 2...9, positive --seconds and --changes-per-s, --durability full or normal")
+        }
+    }
+
+    func run() async throws {
+        let environment = BenchEnvironment.current()
+        let folder = NSTemporaryDirectory() + "clinicmesh-repl-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { if ProcessInfo.processInfo.environment["CLINICMESH_BENCH_KEEP"] == nil { try? FileManager.default.removeItem(atPath: folder) } }
+
+        let ids = (1...nodes).map { "bench-\($0)" }
+        let ca = try ClusterCA.create(commonName: "Bench CA")
+        _ = try DataKeyFile.create(at: folder + "/data.key")
+        var serials: [String: String] = [:]
+        for id in ids {
+            let issued = try ca.issueNode(.init(nodeID: id, department: "内科", hosts: ["127.0.0.1"], validity: 86_400))
+            try PKIFiles.writeIssued(issued, ca: ca, to: folder + "/certs/" + id, force: true)
+            serials[id] = issued.serial
+        }
+        var ports: [String: (mesh: Int, admin: Int)] = [:]
+        for id in ids { ports[id] = (try Self.freePort(), try Self.freePort()) }
+        let rowsPerNode = changesPerS / 4 / Double(nodes)
+        var tuning = NodeConfig.Tuning()
+        tuning.durability = durability
+        tuning.reconnectInitialMillis = 50
+        tuning.reconnectMaxMillis = 500
+        tuning.snapshotWhenNew = false
+        for id in ids {
+            var config = NodeConfig(
+                nodeID: id, department: "内科", clusterID: "bench",
+                mesh: .init(host: "127.0.0.1", port: ports[id]!.mesh), admin: .init(host: "127.0.0.1", port: ports[id]!.admin),
+                dataDir: folder + "/data/" + id, certDir: folder + "/certs/" + id, dataKeyFile: folder + "/data.key",
+                peers: ids.filter { $0 != id }.map { .init(id: $0, host: "127.0.0.1", port: ports[$0]!.mesh, serials: [serials[$0]!]) },
+                tuning: tuning)
+            config.bench = .init(rowsPerS: rowsPerNode, seconds: seconds, report: folder + "/\(id).report.json")
+            try JSONEncoder().encode(config).write(to: URL(fileURLWithPath: folder + "/\(id).json"))
+        }
+
+        let binary = ProcessInfo.processInfo.environment["CLINICMESH_BIN"] ?? Bundle.main.executablePath ?? CommandLine.arguments[0]
+        var processes: [Process] = []
+        for id in ids {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = ["node", "run", "--config", folder + "/\(id).json", "--log-level", "warning"]
+            process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+            let log = folder + "/\(id).log"
+            FileManager.default.createFile(atPath: log, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: log)
+            try process.run()
+            processes.append(process)
+        }
+        // Load (after every link is up) plus time to drain, then an ordered stop (SIGTERM).
+        try await Task.sleep(for: .seconds(seconds + 5))
+        for process in processes where process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        for process in processes { process.waitUntilExit() }
+
+        var reports: [BenchNodeReport] = []
+        for id in ids {
+            guard let data = FileManager.default.contents(atPath: folder + "/\(id).report.json") else {
+                let log = (try? String(contentsOfFile: folder + "/\(id).log", encoding: .utf8)) ?? ""
+                FileHandle.standardError.write(Data("节点 \(id) 没有写出报告 / node \(id) wrote no report\n\(log.suffix(2000))\n".utf8))
+                throw ExitCode.failure
+            }
+            reports.append(try JSONDecoder().decode(BenchNodeReport.self, from: data))
+        }
+        // A row's lag: from its commit on its origin to its arrival on the last other node.
+        var lags: [Double] = []
+        var missing = 0
+        var missingSample: [String] = []
+        var rows = 0
+        for origin in reports {
+            for (key, committed) in origin.commits {
+                rows += 1
+                var worst: Int64 = 0
+                var complete = true
+                for other in reports where other.node != origin.node {
+                    guard let seen = other.seen[key] else { complete = false; continue }
+                    worst = max(worst, seen - committed)
+                }
+                if complete { lags.append(Double(worst) / 1000) } else {
+                    missing += 1
+                    if missingSample.count < 5 { missingSample.append(key) }
+                }
+            }
+        }
+        lags.sort()
+        func percentile(_ p: Double) -> Double {
+            guard !lags.isEmpty else { return .nan }
+            return lags[min(lags.count - 1, Int((p * Double(lags.count)).rounded(.up)) - 1 < 0 ? 0 : Int((p * Double(lags.count)).rounded(.up)) - 1)]
+        }
+        let report = Report(
+            environment: environment, nodes: nodes, seconds: seconds, durability: durability, targetChangesPerS: changesPerS,
+            rows: rows, changesPerS: rounded(Double(rows * 4) / seconds), lagP50Ms: rounded(percentile(0.5), 2),
+            lagP99Ms: rounded(percentile(0.99), 2), lagMaxMs: rounded(lags.last ?? .nan, 2), missingArrivals: missing, missingSample: missingSample,
+            cpuS: rounded(reports.map(\.cpuS).reduce(0, +), 2))
+        if json {
+            try printJSON(report)
+        } else {
+            print("""
+                命令 / command: \(environment.command)
+                机器 / machine: \(environment.cpu), \(environment.cores) 核 / cores, \(environment.build)
+                \(nodes) 个节点 / nodes, \(seconds) s, 持久性 / durability \(durability)
+                变更/秒 / changes_per_s: \(report.changesPerS)   行 / rows: \(rows)   未到达 / missing: \(missing)
+                延迟 / lag p50 \(report.lagP50Ms) ms, p99 \(report.lagP99Ms) ms, max \(report.lagMaxMs) ms   CPU \(report.cpuS) s
+                """)
+        }
+    }
+
+    /// A loopback port that was free a moment ago (bound to port 0, then released).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ValidationError("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0 else { throw ValidationError("bind() failed") }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}

@@ -1,0 +1,118 @@
+import ArgumentParser
+import ClinicNode
+import Foundation
+import Mesh
+import PKI
+
+/// `clinicmesh status`: asks nodes' admin APIs (admin certificate required) and prints a table.
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "查看节点状态（需管理员证书）/ Show node status (needs an admin certificate)",
+        discussion: """
+            --config ADMIN.json 询问其中列出的每个节点；或用 --node host:port --admin-cert DIR 询问一个节点。
+            --config ADMIN.json asks every node it lists; or ask one node with --node host:port --admin-cert DIR.
+            """
+    )
+
+    @Option(name: .long, help: "管理配置（JSON，见 Cluster/CONFIG.md）/ Admin config (JSON, see Cluster/CONFIG.md)")
+    var config: String?
+
+    @Option(name: .long, help: "节点管理地址 host:port / A node's admin address host:port")
+    var node: String?
+
+    @Option(name: .long, help: "管理员证书文件夹（admin.crt、admin.key、ca.crt）/ Admin certificate folder")
+    var adminCert: String?
+
+    @Option(name: .long, help: "集群 ID（与 --node 一起用）/ Cluster id (with --node)")
+    var clusterId: String = "clinicmesh-example"
+
+    @Flag(name: .long, help: "只问健康状况 / Ask for health only")
+    var health = false
+
+    @Flag(name: .long, help: "输出 JSON / Print JSON")
+    var json = false
+
+    func validate() throws {
+        if config == nil && (node == nil || adminCert == nil) {
+            throw ValidationError("需要 --config，或同时给出 --node 与 --admin-cert。\nGive --config, or both --node and --admin-cert.")
+        }
+    }
+
+    func run() async throws {
+        var targets: [(host: String, port: Int)] = []
+        let certDir: String
+        let cluster: String
+        do {
+            if let config {
+                let admin = try AdminConfig.load(path: config)
+                targets = admin.nodes.map { ($0.host, $0.port) }
+                certDir = admin.adminCertDir
+                cluster = admin.clusterID
+            } else {
+                let parts = node!.split(separator: ":")
+                guard parts.count == 2, let port = Int(parts[1]) else {
+                    throw NodeError(.admin, zh: "--node 应为 host:port。", en: "--node must be host:port.")
+                }
+                targets = [(String(parts[0]), port)]
+                certDir = adminCert!
+                cluster = clusterId
+            }
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        let credentials: MeshCredentials
+        do {
+            credentials = try MeshCredentials.load(directory: certDir, kind: .admin)
+        } catch {
+            FileHandle.standardError.write(Data("无法读取管理员证书 / cannot load the admin certificate: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        var failed = false
+        var outputs: [String] = []
+        for target in targets {
+            do {
+                let bytes = try await AdminClient.request(
+                    host: target.host, port: target.port, command: health ? "health" : "status", clusterID: cluster, credentials: credentials)
+                if json {
+                    outputs.append(String(decoding: bytes, as: UTF8.self))
+                } else if health {
+                    let h = try JSONDecoder().decode(NodeHealth.self, from: Data(bytes))
+                    outputs.append("\(h.nodeID): \(h.ok ? "正常 / ok" : "暂停写入 / writes refused")，对端 / peers \(h.reachablePeers)/\(h.peers)")
+                } else {
+                    outputs.append(Self.table(try JSONDecoder().decode(NodeStatus.self, from: Data(bytes))))
+                }
+            } catch {
+                failed = true
+                outputs.append("\(target.host):\(target.port): 无法获取 / unavailable: \(error)")
+            }
+        }
+        if json && targets.count > 1 {
+            print("[" + outputs.joined(separator: ",\n") + "]")
+        } else {
+            print(outputs.joined(separator: "\n\n"))
+        }
+        if failed { throw ExitCode.failure }
+    }
+
+    static func table(_ s: NodeStatus) -> String {
+        var lines: [String] = []
+        lines.append("节点 / node: \(s.nodeID)   科室 / department: \(s.department)   集群 / cluster: \(s.clusterID)   网络 / mesh: \(s.meshAddress)")
+        lines.append("写入 / writes: " + (s.writesRefused ? "已暂停 / REFUSED — \(s.writesRefusedReason ?? "")" : "正常 / accepted")
+            + "   暂存变更 / parked: \(s.parkedChanges)   运行 / uptime: \(Int(s.uptimeS)) s")
+        lines.append("版本向量 / version vector: " + s.versionVector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        let header = ["对端 peer", "地址 address", "可达 reachable", "滞后 lag", "时钟偏差 offset ms", "往返 rtt ms", "上次联系 last contact ms"]
+        var rows = [header]
+        for p in s.peers {
+            rows.append([p.id, p.address, p.reachable ? "是 yes" : "否 no", p.lagChanges.map(String.init) ?? "-",
+                         p.clockOffsetMs.map(String.init) ?? "-", p.rttMs.map { String($0) } ?? "-", p.lastContactMsAgo.map(String.init) ?? "-"])
+        }
+        func width(_ text: String) -> Int { text.unicodeScalars.reduce(0) { $0 + ($1.value > 0x2E80 ? 2 : 1) } }
+        let widths = (0..<header.count).map { i in rows.map { width($0[i]) }.max() ?? 0 }
+        for row in rows {
+            lines.append(row.enumerated().map { i, cell in cell + String(repeating: " ", count: widths[i] - width(cell)) }.joined(separator: "  "))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
