@@ -8,7 +8,7 @@ import NIOSSL
 import PKI
 import Testing
 
-@Suite("Admin API over TLS", .serialized)
+@Suite("Admin API over TLS", .serialized, .timeLimit(.minutes(5)))
 struct AdminAPITests {
     @Test("an admin certificate gets status and health; a node certificate and no certificate are refused")
     func adminOnly() async throws {

@@ -7,7 +7,7 @@ import ReplicatedStore
 import Synchronization
 import Testing
 
-@Suite("Back-pressure towards a stuck peer", .serialized)
+@Suite("Back-pressure towards a stuck peer", .serialized, .timeLimit(.minutes(5)))
 struct BackPressureTests {
     /// What the stuck peer received.
     final class Seen: Sendable {

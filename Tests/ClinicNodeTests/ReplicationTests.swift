@@ -6,7 +6,7 @@ import PKI
 import ReplicatedStore
 import Testing
 
-@Suite("Three nodes on loopback with mTLS", .serialized)
+@Suite("Three nodes on loopback with mTLS", .serialized, .timeLimit(.minutes(5)))
 struct ReplicationTests {
     @Test("a write on one node is read on the others, personal data stays sealed")
     func writeReachesEveryNode() async throws {
@@ -93,7 +93,7 @@ struct ReplicationTests {
     }
 }
 
-@Suite("Snapshot catch-up", .serialized)
+@Suite("Snapshot catch-up", .serialized, .timeLimit(.minutes(5)))
 struct SnapshotTests {
     @Test("a new node starts from a peer's snapshot under its own id and a fresh incarnation, then follows the change stream")
     func newNodeBySnapshot() async throws {

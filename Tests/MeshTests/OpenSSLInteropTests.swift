@@ -31,7 +31,7 @@ func temporaryDirectory() throws -> String {
 /// A hospital with its own CA made by openssl: a node certificate made by the openssl script is
 /// accepted by the verifier and in a real mutual-TLS handshake with a node whose certificate
 /// `clinicmesh` issued from the same openssl CA.
-@Suite(.serialized) struct OpenSSLInteropTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct OpenSSLInteropTests {
     @Test func opensslNodeCertificateIsAcceptedByVerifierAndHandshake() async throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

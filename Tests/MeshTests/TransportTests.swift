@@ -90,7 +90,7 @@ func exchange(_ session: MeshSession, _ iterator: inout NIOAsyncChannelInboundSt
     #expect(try await iterator.next() == batch)
 }
 
-@Suite(.serialized) struct TransportTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct TransportTests {
     @Test func goodPairExchangesMessagesBothWays() async throws {
         let cluster = try TestCluster()
         let n1 = try cluster.node("n1")
