@@ -155,11 +155,34 @@ final class Merger {
         let outcome = try merge(&row, changes)
         try saveRow(info, &row)
         guard db.changesCount > 0 else { return nil }
-        let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO crdt_log(origin, seq, tbl, key) VALUES (?, ?, ?, ?)")
         for op in Set(row.clock.entries.map { OperationRef(origin: $0.entry.origin, seq: $0.entry.seq) }) {
-            try insert.execute(arguments: [Int64(op.origin), Int64(bitPattern: op.seq), info.id, key])
+            pendingLog.append((Int64(op.origin), Int64(bitPattern: op.seq), info.id, key))
         }
+        if pendingLog.count >= Self.logChunk { try flushLog() }
         return outcome
+    }
+
+    /// Log rows for rows new to this replica, written in multi-row statements: one statement per
+    /// row was most of the merge's cost over a plain insert. A row appears once per batch, so no
+    /// later step of the same batch can displace these operations before they are written.
+    private var pendingLog: [(Int64, Int64, Int64, String)] = []
+    private static let logChunk = 64
+
+    func flushLog() throws {
+        var start = 0
+        while start < pendingLog.count {
+            let chunk = pendingLog[start..<min(pendingLog.count, start + Self.logChunk)]
+            let statement = try db.cachedStatement(sql: "INSERT OR IGNORE INTO crdt_log(origin, seq, tbl, key) VALUES "
+                + Array(repeating: "(?, ?, ?, ?)", count: chunk.count).joined(separator: ", "))
+            var arguments: [DatabaseValue] = []
+            arguments.reserveCapacity(chunk.count * 4)
+            for (origin, seq, table, key) in chunk {
+                arguments += [origin.databaseValue, seq.databaseValue, table.databaseValue, key.databaseValue]
+            }
+            try statement.execute(arguments: StatementArguments(arguments))
+            start += chunk.count
+        }
+        pendingLog.removeAll(keepingCapacity: true)
     }
 
     /// The next local version: a fresh HLC stamp and the next sequence number of this incarnation.

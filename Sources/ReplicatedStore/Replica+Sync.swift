@@ -216,6 +216,7 @@ extension Merger {
             }
         }
         _ = state.hlc.receive(newest, wallMillis: wallMillis)
+        try flushLog()
     }
 
     /// Peers holding changes of this node that it does not have (a newer incarnation, or sequence

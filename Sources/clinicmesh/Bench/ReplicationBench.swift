@@ -96,7 +96,7 @@ struct ReplicationBench: AsyncParsableCommand {
             process.arguments = ["node", "run", "--config", folder + "/\(id).json", "--log-level", "warning"]
             process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
             let log = folder + "/\(id).log"
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             process.standardError = FileHandle(forWritingAtPath: log)
             try process.run()
             processes.append(process)
