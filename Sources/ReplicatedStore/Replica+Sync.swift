@@ -46,7 +46,7 @@ extension Replica {
             try merger.db.execute(sql: "DELETE FROM crdt_parked")
             var changes: [Change] = []
             for row in rows {
-                guard let origin = merger.state.origins[UInt32(row[0] as Int64)] else { continue }
+                guard let origin = merger.state.origins[UInt32(clamping: row[0] as Int64)] else { continue }
                 let version = ChangeVersion(hlc: HLCTimestamp(rawValue: UInt64(bitPattern: row[6])), origin: origin,
                                             seq: UInt64(bitPattern: row[1]))
                 changes.append(Change(table: row[3], key: row[4], column: row[2], value: ColumnValue(row[5] as DatabaseValue), version: version))
@@ -64,9 +64,7 @@ extension Replica {
     public func versionVector() throws -> VersionVector {
         try read { db in
             var vector = VersionVector()
-            for row in try Row.fetchAll(db, sql: "SELECT node, incarnation, covered FROM crdt_origin") {
-                vector[OriginID(node: row[0], incarnation: UInt32(row[1] as Int64))] = UInt64(bitPattern: row[2])
-            }
+            for entry in try Self.originRows(db) { vector[entry.origin] = entry.covered }
             return vector
         }
     }
@@ -75,10 +73,7 @@ extension Replica {
     /// about `limit` changes (a batch is cut between operations, never inside one).
     public func changes(since: VersionVector, limit: Int = 10_000) throws -> ChangeBatch {
         try read { db in
-            let origins = try Row.fetchAll(db, sql: "SELECT id, node, incarnation, covered FROM crdt_origin").map { row in
-                (ref: UInt32(row[0] as Int64), origin: OriginID(node: row[1], incarnation: UInt32(row[2] as Int64)),
-                 covered: UInt64(bitPattern: row[3]))
-            }.sorted { $0.origin < $1.origin }
+            let origins = try Self.originRows(db).sorted { $0.origin < $1.origin }
             var changes: [Change] = []
             var coverage = VersionVector()
             let logStatement = try db.cachedStatement(sql: "SELECT seq, tbl, key FROM crdt_log WHERE origin = ? AND seq > ? AND seq <= ? ORDER BY seq")
@@ -210,12 +205,12 @@ extension Merger {
             report.applied += outcome.won
             report.superseded += outcome.lost
             report.duplicates += outcome.duplicate
+            // Before any review item is written, so it is stamped after what it reports.
             _ = state.hlc.receive(newest, wallMillis: wallMillis)
             for conflict in conflicts where try ReviewItems.record(conflict, merger: self) {
                 report.reviewItems += 1
             }
         }
-        _ = state.hlc.receive(newest, wallMillis: wallMillis)
         try flushLog()
     }
 
@@ -257,10 +252,7 @@ extension Merger {
     /// Raises the version vector by a batch's coverage, for origins this replica already has up to
     /// the batch's base. Never for this node's own current origin: only its own writes advance that.
     func advance(by coverage: VersionVector, base: VersionVector, carried: Set<OriginID>) throws {
-        var covered: [OriginID: UInt64] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT node, incarnation, covered FROM crdt_origin") {
-            covered[OriginID(node: row[0], incarnation: UInt32(clamping: row[1] as Int64))] = UInt64(bitPattern: row[2])
-        }
+        let covered = Dictionary(uniqueKeysWithValues: try Replica.originRows(db).map { ($0.origin, $0.covered) })
         let statement = try db.cachedStatement(sql: "UPDATE crdt_origin SET covered = max(covered, ?) WHERE id = ?")
         for (origin, seq) in coverage.entries where origin != state.origin && seq <= UInt64(Int64.max) {
             // An origin this replica has never heard of, with nothing in the batch: not worth a row.

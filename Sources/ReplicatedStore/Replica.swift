@@ -206,12 +206,16 @@ public final class Replica: Sendable {
                        arguments: [key, value])
     }
 
-    static func loadOrigins(_ db: Database) throws -> [UInt32: OriginID] {
-        var origins: [UInt32: OriginID] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT id, node, incarnation FROM crdt_origin") {
-            origins[UInt32(row[0] as Int64)] = OriginID(node: row[1], incarnation: UInt32(row[2] as Int64))
+    /// Every known origin with its local id and how far this replica covers it.
+    static func originRows(_ db: Database) throws -> [(ref: UInt32, origin: OriginID, covered: UInt64)] {
+        try Row.fetchAll(db, sql: "SELECT id, node, incarnation, covered FROM crdt_origin").map { row in
+            (UInt32(clamping: row[0] as Int64), OriginID(node: row[1], incarnation: UInt32(clamping: row[2] as Int64)),
+             UInt64(bitPattern: row[3]))
         }
-        return origins
+    }
+
+    static func loadOrigins(_ db: Database) throws -> [UInt32: OriginID] {
+        Dictionary(uniqueKeysWithValues: try originRows(db).map { ($0.ref, $0.origin) })
     }
 
     /// Decides this run's incarnation (see `NodeState`) and records it in the database and beside it.

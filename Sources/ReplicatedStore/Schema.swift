@@ -41,7 +41,6 @@ public struct ReplicatedTable: Sendable, Hashable {
     mutating func append(_ column: Column) { columns.append(column) }
 
     public func columnIndex(_ name: String) -> Int? { columns.firstIndex { $0.name == name } }
-
 }
 
 /// The replicated schema, as an append-only list of versions. Each version only adds (tables,
