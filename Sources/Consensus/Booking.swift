@@ -29,13 +29,26 @@ public struct BookingRequest: Sendable, Equatable {
     public var block: BlockID
     public var slot: Int
     public var patient: String
-    public init(id: String, block: BlockID, slot: Int, patient: String) {
-        self.id = id; self.block = block; self.slot = slot; self.patient = patient
+    /// How many nodes passed it on towards the holder.
+    public var hops: UInt8
+    public init(id: String, block: BlockID, slot: Int, patient: String, hops: UInt8 = 0) {
+        self.id = id; self.block = block; self.slot = slot; self.patient = patient; self.hops = hops
     }
 }
 
-public enum RefuseReason: String, Sendable, Equatable {
-    case noHolder, slotTaken, noSuchSlot, notHolder
+public enum RefuseReason: String, Sendable, Equatable, CaseIterable {
+    /// No live holder for the block right now (failover under way, or the block is unknown here).
+    case noHolder
+    case slotTaken
+    case noSuchSlot
+    case notHolder
+    /// The request id was used before for another patient or slot.
+    case requestMismatch
+}
+
+extension Booking {
+    /// The same booking a request asks for (a retry), not another one under a reused id.
+    func matches(_ q: BookingRequest) -> Bool { block == q.block && slot == q.slot && patient == q.patient }
 }
 
 /// A write to the node's booking store: the promised epoch of a block and/or booking records.
@@ -141,11 +154,34 @@ public struct BookingNode: Sendable {
 
     public mutating func request(_ q: BookingRequest, state: ClusterState) -> [BookingAction] {
         guard let r = state.blocks[q.block] else { return [.refused(requestID: q.id, reason: .noHolder)] }
+        // A retry of a request a takeover already carried forward: its first outcome, from anywhere.
+        if r.collectedIDs.contains(q.id), let b = r.collected.first(where: { $0.id == q.id }) {
+            return [b.matches(q) ? .acknowledged(b) : .refused(requestID: q.id, reason: .requestMismatch)]
+        }
         guard holds(q.block, in: state) else {
             if let h = r.holder, h != id, state.leaseValid(q.block) { return [.forward(q, to: h)] }
             return [.refused(requestID: q.id, reason: .noHolder)]
         }
         guard q.slot >= 0, q.slot < r.slots else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }
+        if let b = store.records[q.id] {
+            guard b.matches(q) else { return [.refused(requestID: q.id, reason: .requestMismatch)] }
+            switch bookingStatus(b, in: state) {
+            case .active where b.epoch == r.epoch:
+                // Made by this process under the epoch it holds: answered, or its answer is coming.
+                if acked.contains(b.id) { return [.acknowledged(b)] }
+                if pending[b.id] == nil {
+                    pending[b.id] = Pending(booking: b, voters: r.voters)
+                    for v in r.voters { out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(b)))) }
+                }
+                return drain()
+            case .active:
+                return [.acknowledged(b)]
+            case .unknown:
+                return [.refused(requestID: q.id, reason: .noHolder)]
+            case .inactive:
+                break // never acknowledged: book it afresh under this epoch
+            }
+        }
         if var t = tried[q.block], t.epoch == r.epoch {
             if t.slots[q.slot] != nil { return [.refused(requestID: q.id, reason: .slotTaken)] }
             t.slots[q.slot] = q.id

@@ -38,8 +38,9 @@ extension ClusterSimulation {
         // After merging everything anywhere (memory or disk) under the newest history.
         var all: [String: Booking] = [:]
         for n in nodes {
-            for (k, v) in n.diskBooking.records { all[k] = v }
-            if n.up { for (k, v) in n.booking.store.records { all[k] = v } }
+            // Keyed by (request, epoch): a retry re-booked under a later epoch is another record.
+            for v in n.diskBooking.records.values { all["\(v.id)@\(v.epoch)"] = v }
+            if n.up { for v in n.booking.store.records.values { all["\(v.id)@\(v.epoch)"] = v } }
         }
         if let bad = doubleBooked(records: Array(all.values), state: latest.cluster) {
             fail("never two active bookings for one slot", "after merging all replicas: \(bad)")

@@ -62,13 +62,9 @@ public struct SeedResult: Sendable {
 }
 
 typealias Cmd = ClusterCommand
-typealias Raft = RaftNode<ClusterCommand, ClusterState>
-typealias RMsg = RaftMessage<ClusterCommand, ClusterState>
-typealias RPersist = PersistRequest<ClusterCommand, ClusterState>
 
 enum Payload {
-    case raft(RMsg)
-    case lease(LeaseEnvelope)
+    case peer(ConsensusMessage)
     case client(BookingRequest)
 }
 
@@ -132,7 +128,7 @@ struct EventQueue {
 }
 
 enum PendingWrite {
-    case raft(RPersist)
+    case raft(ClusterPersist)
     case booking(BookingWrite)
 }
 
@@ -152,18 +148,17 @@ final class SimNode {
     var diskBooking = BookingDurableState()
     var pending: [PendingWrite] = []
     var fsyncScheduled = false
-    // Process memory.
-    var raft: Raft
-    var cluster: ClusterState
-    var booking: BookingNode
-    var manager: LeaseManager
-    var ticks: UInt64 = 0
-    var leaderSinceIndex: LogIndex?
+    // Process memory: the same core a real node runs.
+    var core: ConsensusCore
     var campaignSinceUs: UInt64?
 
-    init(idx: Int, id: NodeID, drift: Double, offset: UInt64, raft: Raft, cluster: ClusterState, booking: BookingNode, manager: LeaseManager) {
+    var raft: ClusterRaft { core.raft }
+    var cluster: ClusterState { core.cluster }
+    var booking: BookingNode { core.booking }
+
+    init(idx: Int, id: NodeID, drift: Double, offset: UInt64, core: ConsensusCore) {
         self.idx = idx; self.id = id; self.drift = drift; self.clockOffsetUs = offset
-        self.raft = raft; self.cluster = cluster; self.booking = booking; self.manager = manager
+        self.core = core
     }
 
     /// This node's monotonic clock in ms: drifts from true time, keeps running while paused.
@@ -189,6 +184,8 @@ public final class ClusterSimulation {
     var setupDone = false
     var requestCounter = 0
     var acked: [String: Booking] = [:]
+    /// Recent client requests, re-sent now and then through another node (retries).
+    var recentRequests: [BookingRequest] = []
     // Checker memory.
     var leaderOfTerm: [Term: Int] = [:]
     var committed: [LogIndex: LogEntry<ClusterCommand>] = [:]
@@ -199,8 +196,7 @@ public final class ClusterSimulation {
     var lastCheckpointLogMatch: UInt64 = 0
     var committedAtLiveness: LogIndex = 0
     var commitTerm: [LogIndex: Term] = [:]
-    let raftOptions: RaftConfig
-    let bookingOptions: BookingOptions
+    let coreOptions: ConsensusCoreOptions
 
     public init(seed: UInt64, options: SimOptions = .init()) {
         self.seed = seed
@@ -222,20 +218,25 @@ public final class ClusterSimulation {
         }
         #endif
         ro.seed = 0
-        raftOptions = ro
-        bookingOptions = bo
+        var co = ConsensusCoreOptions()
+        co.raft = ro
+        co.booking = bo
+        coreOptions = co
         for (i, id) in ids.enumerated() {
             index[id] = i
-            var r = raftOptions
-            r.seed = rng.next()
             let drift = 1.0 + (Double(rng.below(2001)) / 1000.0 - 1.0) * options.maxDrift
-            let n = SimNode(idx: i, id: id, drift: drift, offset: rng.below(1_000_000_000),
-                            raft: Raft(id: id, options: r, bootstrap: bootstrap),
-                            cluster: ClusterState(config: bootstrap),
-                            booking: BookingNode(id: id, incarnation: 1, options: bookingOptions),
-                            manager: LeaseManager(id: id))
+            let offset = rng.below(1_000_000_000)
+            let n = SimNode(idx: i, id: id, drift: drift, offset: offset, core: makeCore(i, id: id, incarnation: 1))
             nodes.append(n)
         }
+    }
+
+    func makeCore(_ i: Int, id: NodeID, incarnation: UInt64, raft: DurableRaftState<ClusterCommand, ClusterState> = .init(), booking: BookingDurableState = .init()) -> ConsensusCore {
+        var o = coreOptions
+        o.raft.seed = rng.next()
+        o.seed = rng.next()
+        o.renewPhase = UInt64(i)
+        return ConsensusCore(id: id, incarnation: incarnation, bootstrap: bootstrap, options: o, restoringRaft: raft, restoringBooking: booking)
     }
 
     func schedule(_ atUs: UInt64, _ k: EventKind) {
@@ -354,32 +355,14 @@ public final class ClusterSimulation {
     }
 
     func tick(_ n: SimNode) {
-        n.ticks += 1
-        let ms = n.localMs(now)
-        handleRaft(n, n.raft.tick())
-        handleBooking(n, n.booking.tick(state: n.cluster))
-        if n.raft.role == .leader {
-            let ready = n.raft.isReadyLeader
-            if ready, !setupDone { setup(n) }
-            handleManager(n, n.manager.tick(now: ms, state: n.cluster, ready: ready))
-        }
-        if n.ticks % 50 == UInt64(n.idx) % 50, let l = n.raft.leader {
-            send(from: n, to: l, .lease(LeaseEnvelope(from: n.id, to: l, body: .renew(incarnation: n.incarnation))))
-        }
-        if n.ticks % 30 == 0, !n.booking.store.records.isEmpty {
-            // Anti-entropy: a few random records to a random peer.
-            let keys = n.booking.store.records.keys.sorted()
-            var sample: [Booking] = []
-            for _ in 0..<min(6, keys.count) { sample.append(n.booking.store.records[keys[Int(rng.below(UInt64(keys.count)))]]!) }
-            let peer = nodes[Int(rng.below(UInt64(nodes.count)))].id
-            if peer != n.id { send(from: n, to: peer, .lease(LeaseEnvelope(from: n.id, to: peer, body: .gossip(sample)))) }
-        }
+        if !setupDone, n.raft.role == .leader, n.raft.isReadyLeader { setup(n) }
+        handle(n, n.core.tick(nowMs: n.localMs(now)))
     }
 
     /// The admin's first act: members and the doctors' sessions, proposed once there is a leader.
     func setup(_ leader: SimNode) {
         if leader.cluster.members.count == nodes.count && leader.cluster.blocks.count == opt.blocks { setupDone = true; return }
-        if leader.ticks % 20 != 0 { return }
+        if leader.core.ticks % 20 != 0 { return }
         for n in nodes where leader.cluster.members[n.id] == nil {
             _ = propose(leader, .upsertMember(MemberInfo(node: n.id, address: "10.0.0.\(n.idx + 1):7400", department: "dept-\(n.idx + 1)", certificateSerial: "serial-\(n.idx + 1)")))
         }
@@ -390,28 +373,26 @@ public final class ClusterSimulation {
 
     @discardableResult
     func propose(_ n: SimNode, _ c: Cmd) -> Bool {
-        let (r, acts) = n.raft.propose(c)
-        handleRaft(n, acts)
+        let (r, effects) = n.core.propose(c)
+        handle(n, effects)
         if case .success = r { return true }
         return false
     }
 
     func deliver(_ n: SimNode, from: Int, _ p: Payload) {
         switch p {
-        case .raft(let m):
-            hashEvent(2, n.idx, from, m.term)
-            handleRaft(n, n.raft.receive(m))
-        case .lease(let e):
-            hashEvent(4, n.idx, from, leaseCode(e.body))
-            switch e.body {
-            case .promise, .renew:
-                if n.raft.role == .leader { handleManager(n, n.manager.receive(e, now: n.localMs(now), state: n.cluster)) }
-            default:
-                handleBooking(n, n.booking.receive(e, state: n.cluster))
+        case .peer(let m):
+            switch m {
+            case .raft(let r): hashEvent(2, n.idx, from, r.term)
+            case .lease(let e): hashEvent(4, n.idx, from, leaseCode(e.body))
+            case .request(let q): hashEvent(5, n.idx, from, UInt64(q.slot))
+            case .outcome(let o): hashEvent(11, n.idx, from, UInt64(o.requestID.utf8.count))
+            case .proposal: hashEvent(12, n.idx, from)
             }
+            handle(n, n.core.receive(m, from: nodes[from].id, nowMs: n.localMs(now)))
         case .client(let q):
             hashEvent(5, n.idx, from, UInt64(q.slot))
-            handleBooking(n, n.booking.request(q, state: n.cluster))
+            handle(n, n.core.request(q))
         }
     }
 
@@ -428,9 +409,17 @@ public final class ClusterSimulation {
 
     func clientRequest() {
         guard let target = nodes.indices.randomElement(using: &rng) else { return }
-        requestCounter += 1
-        let q = BookingRequest(id: "r\(requestCounter)", block: "b\(rng.below(UInt64(opt.blocks)))",
+        let q: BookingRequest
+        if !recentRequests.isEmpty, rng.chance(0.2) {
+            // A client that got no answer (or doubts it) retries the same request elsewhere.
+            q = recentRequests[Int(rng.below(UInt64(recentRequests.count)))]
+        } else {
+            requestCounter += 1
+            q = BookingRequest(id: "r\(requestCounter)", block: "b\(rng.below(UInt64(opt.blocks)))",
                                slot: Int(rng.below(UInt64(opt.slotsPerBlock))), patient: "p\(rng.below(1000))")
+            recentRequests.append(q)
+            if recentRequests.count > 64 { recentRequests.removeFirst() }
+        }
         schedule(now + 100 + rng.below(2_000), .deliver(to: target, from: target, .client(q)))
     }
 
@@ -445,8 +434,8 @@ public final class ClusterSimulation {
             guard let v = others.randomElement(using: &rng) else { return }
             change = ConfigChange(.demote, v)
         }
-        let (r, acts) = l.raft.proposeConfigChange(change)
-        handleRaft(l, acts)
+        let (r, effects) = l.core.proposeConfigChange(change)
+        handle(l, effects)
         if case .success = r { stats.voterChanges += 1; hashEvent(6, l.idx, Int(change.op.rawValue)) }
     }
 
@@ -554,13 +543,7 @@ public final class ClusterSimulation {
         guard !n.up else { return }
         n.up = true
         n.incarnation += 1 // stored durably before anything else in a real shell
-        var r = raftOptions
-        r.seed = rng.next()
-        n.raft = Raft(id: n.id, options: r, bootstrap: bootstrap, restoring: n.diskRaft)
-        n.cluster = n.diskRaft.snapshot?.data ?? ClusterState(config: bootstrap)
-        n.booking = BookingNode(id: n.id, incarnation: n.incarnation, options: bookingOptions, restoring: n.diskBooking)
-        n.manager = LeaseManager(id: n.id)
-        n.leaderSinceIndex = nil
+        n.core = makeCore(n.idx, id: n.id, incarnation: n.incarnation, raft: n.diskRaft, booking: n.diskBooking)
         n.campaignSinceUs = nil
         hashEvent(8, n.idx)
         schedule(now + 1_000, .tick(n.idx, life: n.life))
@@ -589,29 +572,38 @@ public final class ClusterSimulation {
             case .booking(let b): n.diskBooking.apply(b); bookSeq = b.seq
             }
         }
-        if raftSeq > 0 { handleRaft(n, n.raft.persisted(upTo: raftSeq)) }
-        if bookSeq > 0 { handleBooking(n, n.booking.persisted(upTo: bookSeq)) }
+        handle(n, n.core.persisted(raftUpTo: raftSeq, bookingUpTo: bookSeq))
     }
 
-    // MARK: Actions
+    // MARK: Effects
 
-    func handleRaft(_ n: SimNode, _ actions: [RaftAction<ClusterCommand, ClusterState>]) {
-        for a in actions {
-            switch a {
-            case .send(let m):
-                send(from: n, to: m.to, .raft(m))
-            case .persist(let p):
+    func handle(_ n: SimNode, _ effects: [CoreEffect]) {
+        for e in effects {
+            switch e {
+            case .send(let to, let m):
+                send(from: n, to: to, .peer(m))
+            case .persistRaft(let p):
                 queueWrite(n, .raft(p))
-            case .apply(let es):
-                for e in es { applyEntry(n, e) }
-                if n.cluster.appliedIndex >= n.raft.snapshotIndex + 64 {
-                    handleRaft(n, n.raft.compact(through: n.cluster.appliedIndex, data: n.cluster))
+            case .persistBooking(let w):
+                queueWrite(n, .booking(w))
+            case .outcome(.booked(let b)):
+                hashEvent(10, n.idx, b.slot, b.epoch)
+                if let first = acked.updateValue(b, forKey: b.id) {
+                    if first != b { fail("a retried request returns its first outcome", "request \(b.id) acknowledged as \(first) and later as \(b)") }
+                } else {
+                    stats.bookingsAcked += 1
                 }
-            case .restoreSnapshot(let s):
-                n.cluster = s.data
+            case .outcome(.refused):
+                stats.bookingsRefused += 1
+            case .applied(let entry, let accepted):
+                applied(n, entry, accepted: accepted)
+            case .snapshotRestored:
                 stats.snapshotsInstalled += 1
             case .roleChanged(let role, let term):
                 roleChanged(n, role, term)
+            case .takeoverStarted(let b, let e):
+                let key = "\(b)#\(e)"
+                if takeoverStart[key] == nil { takeoverStart[key] = now }
             }
         }
     }
@@ -628,19 +620,16 @@ public final class ClusterSimulation {
             if let s = n.campaignSinceUs { stats.electionMs.append((now - s) / 1000) }
             if let s = failoverStartUs { stats.failoverMs.append((now - s) / 1000); failoverStartUs = nil }
             n.campaignSinceUs = nil
-            n.leaderSinceIndex = n.raft.lastIndex + 1
-            n.manager.becameLeader(now: n.localMs(now))
             checkLeaderCompleteness(n, term)
         case .preCandidate, .candidate:
             if n.campaignSinceUs == nil { n.campaignSinceUs = now }
-            n.manager.steppedDown()
         case .follower:
             n.campaignSinceUs = nil
-            n.manager.steppedDown()
         }
     }
 
-    func applyEntry(_ n: SimNode, _ e: LogEntry<ClusterCommand>) {
+    /// A committed entry the node's cluster state has just applied (`accepted`: it changed it).
+    func applied(_ n: SimNode, _ e: LogEntry<ClusterCommand>, accepted: Bool) {
         if let c = committed[e.index] {
             if c != e { fail("committed entry changed", "index \(e.index) applied as term \(e.term) on n\(n.idx + 1), committed as term \(c.term)") }
         } else {
@@ -650,40 +639,12 @@ public final class ClusterSimulation {
             commitTerm[e.index] = n.raft.term
             maxCommitted = max(maxCommitted, e.index)
         }
-        n.cluster.apply(e)
-        if case .command(.lease(let c)) = e.body, n.cluster.blocks[c.block]?.epoch == c.toEpoch {
+        if case .command(.lease(let c)) = e.body, accepted {
             let key = "\(c.block)#\(c.toEpoch)"
             if takeoverSeen.insert(key).inserted {
                 stats.takeovers += 1
                 if let s = takeoverStart[key] { stats.takeoverMs.append((now - s) / 1000) }
                 checkTakeover(c)
-            }
-        }
-    }
-
-    func handleBooking(_ n: SimNode, _ actions: [BookingAction]) {
-        for a in actions {
-            switch a {
-            case .send(let e): send(from: n, to: e.to, .lease(e))
-            case .persist(let w): queueWrite(n, .booking(w))
-            case .acknowledged(let b):
-                hashEvent(10, n.idx, b.slot, b.epoch)
-                acked[b.id] = b
-                stats.bookingsAcked += 1
-            case .refused: stats.bookingsRefused += 1
-            case .forward(let q, let to): send(from: n, to: to, .client(q))
-            }
-        }
-    }
-
-    func handleManager(_ n: SimNode, _ actions: [LeaseManagerAction]) {
-        for a in actions {
-            switch a {
-            case .propose(let c): propose(n, c)
-            case .send(let e): send(from: n, to: e.to, .lease(e))
-            case .takeoverStarted(let b, let e):
-                let key = "\(b)#\(e)"
-                if takeoverStart[key] == nil { takeoverStart[key] = now }
             }
         }
     }

@@ -1,0 +1,268 @@
+// One node's whole consensus side as a pure value: Raft, the replicated cluster state, the booking
+// protocol (holder and voter) and, while leading, the lease manager. The simulator and the real
+// node shell drive this same value: they feed it ticks, messages, client requests and "persisted"
+// notices, and carry out the effects it returns (send, make durable, answer a client).
+
+public typealias ClusterRaft = RaftNode<ClusterCommand, ClusterState>
+public typealias ClusterRaftMessage = RaftMessage<ClusterCommand, ClusterState>
+public typealias ClusterPersist = PersistRequest<ClusterCommand, ClusterState>
+
+/// What travels between the consensus sides of two nodes.
+public enum ConsensusMessage: Sendable {
+    case raft(ClusterRaftMessage)
+    case lease(LeaseEnvelope)
+    /// A client's booking, passed on towards the block's holder; the answer comes back as `outcome`.
+    case request(BookingRequest)
+    case outcome(BookingOutcome)
+    /// A command for the leader to propose; only definitions (members, blocks) are taken from peers.
+    case proposal(ClusterCommand)
+}
+
+/// The final answer to one booking request.
+public enum BookingOutcome: Sendable, Equatable {
+    case booked(Booking)
+    case refused(requestID: String, reason: RefuseReason)
+
+    public var requestID: String {
+        switch self {
+        case .booked(let b): return b.id
+        case .refused(let id, _): return id
+        }
+    }
+}
+
+public enum CoreEffect: Sendable {
+    case send(to: NodeID, ConsensusMessage)
+    /// Make durable in this order; then call `persisted(raftUpTo:bookingUpTo:)`.
+    case persistRaft(ClusterPersist)
+    case persistBooking(BookingWrite)
+    /// A booking request this node took in (from a client or a peer) has its answer.
+    case outcome(BookingOutcome)
+    /// A committed entry, after the cluster state applied it (`accepted`: it changed the state).
+    case applied(LogEntry<ClusterCommand>, accepted: Bool)
+    case snapshotRestored(LogIndex)
+    case roleChanged(RaftRole, term: Term)
+    case takeoverStarted(block: BlockID, toEpoch: Epoch)
+}
+
+public struct ConsensusCoreOptions: Sendable {
+    public var raft = RaftConfig()
+    public var booking = BookingOptions()
+    public var leases = LeaseManagerOptions()
+    /// Ticks between liveness renewals sent to the leader, and this node's phase within them.
+    public var renewEveryTicks: UInt64 = 50
+    public var renewPhase: UInt64 = 0
+    /// Ticks between booking-record gossip rounds (repair; bookings also travel in the store).
+    public var gossipEveryTicks: UInt64 = 30
+    /// Compact the Raft log into a snapshot of the cluster state every this many applied entries.
+    public var compactEvery: LogIndex = 64
+    /// A request passed on more often than this is refused (two nodes disagreeing on the holder).
+    public var maxHops: UInt8 = 3
+    /// Seeds the gossip peer choice (the simulator's seed, or anything in a real node).
+    public var seed: UInt64 = 0
+    public init() {}
+}
+
+public struct ConsensusCore: Sendable {
+    public let id: NodeID
+    public let incarnation: UInt64
+    public let options: ConsensusCoreOptions
+    public private(set) var raft: ClusterRaft
+    public private(set) var cluster: ClusterState
+    public private(set) var booking: BookingNode
+    public private(set) var manager: LeaseManager
+    public private(set) var ticks: UInt64 = 0
+    private var rng: SplitMix64
+    /// Who passed us a request still open here, so the answer can go back the same way.
+    private var replyTo: [String: NodeID] = [:]
+    /// The monotonic time of the last input, for the leader hook that runs inside `handle`.
+    private var lastNowMs: UInt64 = 0
+    private var out: [CoreEffect] = []
+
+    /// `incarnation` must be stored durably and grow on every process start (the shell's job).
+    public init(id: NodeID, incarnation: UInt64, bootstrap: ClusterConfig, options: ConsensusCoreOptions = .init(),
+                restoringRaft: DurableRaftState<ClusterCommand, ClusterState> = .init(),
+                restoringBooking: BookingDurableState = .init()) {
+        self.id = id
+        self.incarnation = incarnation
+        self.options = options
+        raft = ClusterRaft(id: id, options: options.raft, bootstrap: bootstrap, restoring: restoringRaft)
+        cluster = restoringRaft.snapshot?.data ?? ClusterState(config: bootstrap)
+        booking = BookingNode(id: id, incarnation: incarnation, options: options.booking, restoring: restoringBooking)
+        manager = LeaseManager(id: id, options: options.leases)
+        rng = SplitMix64(seed: options.seed ^ 0x5EED_C0DE)
+    }
+
+    public var isLeader: Bool { raft.role == .leader }
+
+    private mutating func drain() -> [CoreEffect] {
+        defer { out.removeAll(keepingCapacity: true) }
+        return out
+    }
+
+    // MARK: Inputs
+
+    /// `nowMs`: this node's monotonic clock. Only the leader's lease manager reads it, for durations.
+    public mutating func tick(nowMs: UInt64) -> [CoreEffect] {
+        ticks += 1
+        lastNowMs = nowMs
+        handle(raft.tick())
+        handle(booking.tick(state: cluster))
+        if raft.role == .leader {
+            handle(manager.tick(now: nowMs, state: cluster, ready: raft.isReadyLeader))
+        }
+        if ticks % options.renewEveryTicks == options.renewPhase % options.renewEveryTicks, let l = raft.leader {
+            sendLease(to: l, .renew(incarnation: incarnation))
+        }
+        if ticks % options.gossipEveryTicks == 0 { gossip() }
+        return drain()
+    }
+
+    public mutating func receive(_ m: ConsensusMessage, from: NodeID, nowMs: UInt64) -> [CoreEffect] {
+        lastNowMs = nowMs
+        switch m {
+        case .raft(let r):
+            guard r.from == from, r.to == id else { break }
+            handle(raft.receive(r))
+        case .lease(let e):
+            guard e.from == from, e.to == id else { break }
+            switch e.body {
+            case .promise, .renew:
+                if raft.role == .leader { handle(manager.receive(e, now: nowMs, state: cluster)) }
+            default:
+                handle(booking.receive(e, state: cluster))
+            }
+        case .request(let q):
+            if replyTo.count < 100_000 { replyTo[q.id] = from }
+            take(q)
+        case .outcome(let o):
+            finish(o)
+        case .proposal(let c):
+            switch c {
+            case .upsertMember, .defineBlock: _ = propose(c)
+            default: break
+            }
+        }
+        return drain()
+    }
+
+    /// A booking from a client of this node.
+    public mutating func request(_ q: BookingRequest) -> [CoreEffect] {
+        take(q)
+        return drain()
+    }
+
+    public mutating func persisted(raftUpTo: UInt64, bookingUpTo: UInt64) -> [CoreEffect] {
+        if raftUpTo > 0 { handle(raft.persisted(upTo: raftUpTo)) }
+        if bookingUpTo > 0 { handle(booking.persisted(upTo: bookingUpTo)) }
+        return drain()
+    }
+
+    /// Proposes on the leader; elsewhere passes definitions on to the leader it knows.
+    public mutating func propose(_ c: ClusterCommand) -> (Result<LogIndex, ProposeError>, [CoreEffect]) {
+        let (r, acts) = raft.propose(c)
+        handle(acts)
+        if case .failure(.notLeader(let l?)) = r, l != id {
+            switch c {
+            case .upsertMember, .defineBlock: out.append(.send(to: l, .proposal(c)))
+            default: break
+            }
+        }
+        return (r, drain())
+    }
+
+    public mutating func proposeConfigChange(_ change: ConfigChange) -> (Result<LogIndex, ProposeError>, [CoreEffect]) {
+        let (r, acts) = raft.proposeConfigChange(change)
+        handle(acts)
+        return (r, drain())
+    }
+
+    // MARK: Booking requests
+
+    private mutating func take(_ q: BookingRequest) {
+        if q.hops > options.maxHops {
+            finish(.refused(requestID: q.id, reason: .noHolder))
+            return
+        }
+        handle(booking.request(q, state: cluster))
+    }
+
+    /// Answers locally and back along the path the request came.
+    private mutating func finish(_ o: BookingOutcome) {
+        out.append(.outcome(o))
+        if let back = replyTo.removeValue(forKey: o.requestID), back != id {
+            out.append(.send(to: back, .outcome(o)))
+        }
+    }
+
+    private mutating func sendLease(to: NodeID, _ body: LeaseMessage) {
+        out.append(.send(to: to, .lease(LeaseEnvelope(from: id, to: to, body: body))))
+    }
+
+    /// A few random booking records to a random member: repairs whatever a voter missed.
+    private mutating func gossip() {
+        let records = booking.store.records
+        guard !records.isEmpty else { return }
+        let peers = cluster.raftConfig.members.filter { $0 != id }
+        guard !peers.isEmpty else { return }
+        let keys = records.keys.sorted()
+        var sample: [Booking] = []
+        for _ in 0..<min(6, keys.count) { sample.append(records[keys[Int(rng.below(UInt64(keys.count)))]]!) }
+        let peer = peers[Int(rng.below(UInt64(peers.count)))]
+        sendLease(to: peer, .gossip(sample))
+    }
+
+    // MARK: Actions of the parts
+
+    private mutating func handle(_ actions: [RaftAction<ClusterCommand, ClusterState>]) {
+        for a in actions {
+            switch a {
+            case .send(let m):
+                out.append(.send(to: m.to, .raft(m)))
+            case .persist(let p):
+                out.append(.persistRaft(p))
+            case .apply(let es):
+                for e in es {
+                    let rejectedBefore = cluster.rejected
+                    cluster.apply(e)
+                    out.append(.applied(e, accepted: cluster.rejected == rejectedBefore))
+                }
+                if cluster.appliedIndex >= raft.snapshotIndex + options.compactEvery {
+                    handle(raft.compact(through: cluster.appliedIndex, data: cluster))
+                }
+            case .restoreSnapshot(let s):
+                cluster = s.data
+                out.append(.snapshotRestored(s.lastIndex))
+            case .roleChanged(let role, let term):
+                // Both hooks see the log as it is at the change; the shell learns after them.
+                if role == .leader { manager.becameLeader(now: lastNowMs) } else { manager.steppedDown() }
+                out.append(.roleChanged(role, term: term))
+            }
+        }
+    }
+
+    private mutating func handle(_ actions: [BookingAction]) {
+        for a in actions {
+            switch a {
+            case .send(let e): out.append(.send(to: e.to, .lease(e)))
+            case .persist(let w): out.append(.persistBooking(w))
+            case .acknowledged(let b): finish(.booked(b))
+            case .refused(let rid, let reason): finish(.refused(requestID: rid, reason: reason))
+            case .forward(var q, let to):
+                q.hops += 1
+                out.append(.send(to: to, .request(q)))
+            }
+        }
+    }
+
+    private mutating func handle(_ actions: [LeaseManagerAction]) {
+        for a in actions {
+            switch a {
+            case .propose(let c): handle(raft.propose(c).1)
+            case .send(let e): out.append(.send(to: e.to, .lease(e)))
+            case .takeoverStarted(let b, let e): out.append(.takeoverStarted(block: b, toEpoch: e))
+            }
+        }
+    }
+
+}
