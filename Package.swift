@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "ClinicNode",
             dependencies: [
-                "Domain", "ReplicatedStore", "Mesh", "PKI",
+                "Domain", "ReplicatedStore", "Consensus", "Mesh", "PKI",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -105,10 +105,17 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Drills and benches against real node processes on loopback (used by the CLI and tests).
+        .target(
+            name: "Drills",
+            dependencies: ["ClinicNode", "Mesh", "PKI", "ReplicatedStore"],
+            swiftSettings: strict
+        ),
+
         .executableTarget(
             name: "clinicmesh",
             dependencies: [
-                "Domain", "ReplicatedStore", "Consensus", "Simulation", "PKI", "Mesh", "ClinicNode",
+                "Domain", "ReplicatedStore", "Consensus", "Simulation", "PKI", "Mesh", "ClinicNode", "Drills",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -122,6 +129,7 @@ let package = Package(
         .testTarget(name: "ReplicatedStoreTests", dependencies: ["ReplicatedStore", "Domain"], swiftSettings: strict),
         .testTarget(name: "ConsensusTests", dependencies: ["Consensus"], swiftSettings: strict),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Consensus"], swiftSettings: strict),
+        .testTarget(name: "DrillTests", dependencies: ["Drills", "ClinicNode"], swiftSettings: strict),
         .testTarget(
             name: "PKITests",
             dependencies: [

@@ -1,3 +1,4 @@
+import Consensus
 import Crypto
 import Dispatch
 import Foundation
@@ -8,6 +9,7 @@ import PKI
 import ReplicatedStore
 import ServiceLifecycle
 import UnixSignals
+import X509
 import Synchronization
 
 /// This node's clocks. The wall clock may carry an injected offset (tests of the clock guard).
@@ -53,6 +55,9 @@ public final class MeshNode: Sendable {
     let startedNanos: UInt64
     /// The peer whose snapshot this node started from, if it was new and got one.
     public let snapshotFrom: String?
+    let consensus: ConsensusShell
+    /// This node's own certificate serial, as it registers itself in the replicated membership.
+    let ownSerial: String
 
     struct PeerRuntime {
         var address: NodeConfig.Endpoint
@@ -87,7 +92,11 @@ public final class MeshNode: Sendable {
         } catch {
             throw NodeError(.startup, zh: "无法读取节点证书（\(config.certDir)）：\(error)", en: "cannot load the node certificate from \(config.certDir): \(error)")
         }
-        let membership = StaticMembership(Dictionary(config.peers.map { ($0.id, $0.serials) }, uniquingKeysWith: +))
+        let membership = LiveMembership(configured: StaticMembership(Dictionary(config.peers.map { ($0.id, $0.serials) }, uniquingKeysWith: +)))
+        guard let leaf = credentials.certificateChain.first, let own = try? Certificate(derEncoded: leaf.toDERBytes()) else {
+            throw NodeError(.startup, zh: "节点证书无法解析（\(config.certDir)）。", en: "the node certificate in \(config.certDir) does not parse.")
+        }
+        let ownSerial = SerialFormat.hex(own.serialNumber)
         let meshTLS = try MeshTLS(credentials: credentials, membership: membership, accepting: .node)
         let adminTLS = try MeshTLS(credentials: credentials, membership: membership, accepting: .admin)
         let dataKey: SymmetricKey
@@ -112,6 +121,17 @@ public final class MeshNode: Sendable {
             snapshotFrom = await Self.fetchSnapshot(config: config, client: client, databasePath: databasePath, logger: logger)
         }
         let replica = try Replica.open(path: databasePath, node: config.nodeID, schema: NodeSchema.schema, options: options)
+        let consensus: ConsensusShell
+        do {
+            let (voters, learners) = config.bootstrapVoters
+            consensus = try ConsensusShell(
+                id: config.nodeID, directory: (config.dataDir as NSString).appendingPathComponent("consensus"),
+                bootstrap: ClusterConfig(voters: voters.map { Consensus.NodeID($0) }, learners: learners.map { Consensus.NodeID($0) }),
+                peers: config.peers.map(\.id), membership: membership, clock: clock, logger: logger)
+        } catch {
+            try? replica.close()
+            throw error
+        }
         let meshServer: MeshServer
         do {
             meshServer = try await MeshServer.bind(host: config.mesh.host, port: config.mesh.port, configuration: meshConfiguration, tls: meshTLS, logger: logger)
@@ -131,12 +151,14 @@ public final class MeshNode: Sendable {
             throw NodeError(.startup, zh: "无法监听管理端口 \(config.admin.host):\(config.admin.port)：\(error)", en: "cannot listen for the admin API on \(config.admin.host):\(config.admin.port): \(error)")
         }
         return MeshNode(config: config, replica: replica, clock: clock, logger: logger, meshServer: meshServer, adminServer: adminServer,
-                        client: client, snapshotFrom: snapshotFrom)
+                        client: client, snapshotFrom: snapshotFrom, consensus: consensus, ownSerial: ownSerial)
     }
 
     init(config: NodeConfig, replica: Replica, clock: NodeClock, logger: Logger, meshServer: MeshServer, adminServer: MeshServer, client: MeshClient,
-         snapshotFrom: String?) {
+         snapshotFrom: String?, consensus: ConsensusShell, ownSerial: String) {
         self.snapshotFrom = snapshotFrom
+        self.consensus = consensus
+        self.ownSerial = ownSerial
         self.config = config
         self.replica = replica
         self.clock = clock
@@ -219,6 +241,7 @@ public final class MeshNode: Sendable {
             NodeService(name: "admin") { try await self.runAdminListener() },
             NodeService(name: "maintenance") { await self.runMaintenance() },
             NodeService(name: "links") { await self.runLinks() },
+            NodeService(name: "consensus") { await self.runConsensus() },
         ]
         if let load = config.bench {
             services.append(NodeService(name: "bench") { await self.runBenchLoad(load) })

@@ -67,7 +67,7 @@ extension MeshNode {
             writesRefused: refused != nil, writesRefusedReason: refused.map { "\($0.zh) / \($0.en)" },
             versionVector: Dictionary(uniqueKeysWithValues: vector.entries.map { ("\($0.key)", $0.value) }),
             parkedChanges: (try? replica.parkedCount()) ?? 0, peers: peers,
-            uptimeS: Double((now &- startedNanos) / 1_000_000) / 1000, snapshotFrom: snapshotFrom)
+            uptimeS: Double((now &- startedNanos) / 1_000_000) / 1000, snapshotFrom: snapshotFrom, consensus: consensusStatus())
     }
 
     public func health() -> NodeHealth {
@@ -87,13 +87,26 @@ extension MeshNode {
         logger.info("管理员已连接 / admin connected", metadata: ["admin.name": "\(session.peer.certificate.identity.name)"])
         for try await message in session.inbound {
             guard case .forward(let request) = message else { continue }
-            let command = String(decoding: request.bytes.prefix(256), as: UTF8.self)
+            // "<command>" or "<command> <json argument>".
+            let text = String(decoding: request.bytes, as: UTF8.self)
+            let command = String(text.prefix { $0 != " " }.prefix(64))
+            let argument = Data(text.drop { $0 != " " }.dropFirst().utf8)
             let body: [UInt8]
-            switch command {
-            case "status": body = try AdminJSON.encode(try status())
-            case "health": body = try AdminJSON.encode(health())
-            default:
-                body = try AdminJSON.encode(["error": "未知命令 \(command) / unknown command \(command)"])
+            do {
+                switch command {
+                case "status": body = try AdminJSON.encode(try status())
+                case "health": body = try AdminJSON.encode(health())
+                case "book": body = try AdminJSON.encode(await book(try JSONDecoder().decode(BookCommand.self, from: argument)))
+                case "define-blocks":
+                    let blocks = try JSONDecoder().decode([BlockDefinition].self, from: argument)
+                    defineBlocks(blocks)
+                    body = try AdminJSON.encode(["proposed": blocks.count])
+                case "bookings": body = try AdminJSON.encode(bookingsView())
+                default:
+                    body = try AdminJSON.encode(["error": "未知命令 \(command) / unknown command \(command)"])
+                }
+            } catch let error as DecodingError {
+                body = try AdminJSON.encode(["error": "命令 \(command) 的参数无效：\(error) / the argument of \(command) is not valid: \(error)"])
             }
             try await session.send(.forward(Forward(requestID: request.requestID, bytes: body)))
         }
@@ -109,10 +122,17 @@ public struct AnyClusterNode: MembershipView {
 
 /// The admin side of the admin API.
 public enum AdminClient {
+    /// A client's connection ends are not news; failures reach the caller as errors.
+    public static var quietLogger: Logger {
+        var logger = Logger(label: "clinicmesh.admin")
+        logger.logLevel = .error
+        return logger
+    }
+
     /// Sends one command to the node at `host:port` and returns its JSON answer.
     public static func request(
         host: String, port: Int, command: String, clusterID: String, credentials: MeshCredentials,
-        logger: Logger = Logger(label: "clinicmesh.admin")
+        logger: Logger = AdminClient.quietLogger
     ) async throws -> [UInt8] {
         guard let leaf = credentials.certificateChain.first,
               let certificate = try? Certificate(derEncoded: leaf.toDERBytes()) else {

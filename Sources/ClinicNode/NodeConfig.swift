@@ -82,6 +82,9 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     public var certDir: String
     public var dataKeyFile: String
     public var peers: [Peer]
+    /// Raft voters at bootstrap (node ids, odd count); default: every node, at most 5, odd.
+    /// Every node of a cluster must compute the same list.
+    public var voters: [String]?
     public var tuning: Tuning
     /// Only for `clinicmesh bench replication`: a steady write load and a lag report.
     public var bench: BenchLoad?
@@ -118,7 +121,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey {
         case nodeID = "node_id", department, clusterID = "cluster_id", mesh, admin
-        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, tuning, bench
+        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, voters, tuning, bench
     }
 
     public init(from decoder: any Decoder) throws {
@@ -132,6 +135,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         certDir = try c.decode(String.self, forKey: .certDir)
         dataKeyFile = try c.decode(String.self, forKey: .dataKeyFile)
         peers = try c.decodeIfPresent([Peer].self, forKey: .peers) ?? []
+        voters = try c.decodeIfPresent([String].self, forKey: .voters)
         tuning = try c.decodeIfPresent(Tuning.self, forKey: .tuning) ?? Tuning()
         bench = try c.decodeIfPresent(BenchLoad.self, forKey: .bench)
     }
@@ -156,6 +160,15 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         return config
     }
 
+    /// The Raft configuration every node starts from (the same on every node of the cluster).
+    public var bootstrapVoters: (voters: [String], learners: [String]) {
+        let all = (peers.map(\.id) + [nodeID]).sorted()
+        if let voters { return (voters.sorted(), all.filter { !voters.contains($0) }) }
+        var count = min(5, all.count)
+        if count % 2 == 0 { count -= 1 }
+        return (Array(all.prefix(count)), Array(all.dropFirst(count)))
+    }
+
     static func resolve(_ path: String, base: String) -> String {
         if path.hasPrefix("/") || base.isEmpty { return path }
         return (base as NSString).appendingPathComponent(path)
@@ -174,6 +187,12 @@ public struct NodeConfig: Codable, Sendable, Hashable {
             guard seen.insert(peer.id).inserted else { throw fail("peers 中节点 \(peer.id) 重复。", "peer \(peer.id) is listed twice.") }
             guard !peer.serials.isEmpty else {
                 throw fail("节点 \(peer.id) 没有登记证书序列号（serials）。", "peer \(peer.id) has no certificate serial (serials).")
+            }
+        }
+        if let voters {
+            let known = Set(peers.map(\.id) + [nodeID])
+            guard !voters.isEmpty, voters.count % 2 == 1, Set(voters).count == voters.count, voters.allSatisfy(known.contains) else {
+                throw fail("voters 必须是奇数个、不重复、且都在本节点或 peers 中。", "voters must be an odd number of distinct nodes, each this node or one of peers.")
             }
         }
         guard ["full", "normal"].contains(tuning.durability) else {

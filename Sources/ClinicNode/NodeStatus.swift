@@ -17,6 +17,8 @@ public struct NodeStatus: Codable, Sendable, Hashable {
     public var uptimeS: Double
     /// The peer this node's database came from by snapshot, if it started that way.
     public var snapshotFrom: String?
+    /// Raft and leases as this node sees them (nil from nodes older than the consensus layer).
+    public var consensus: ConsensusStatus?
 }
 
 public struct PeerStatus: Codable, Sendable, Hashable {

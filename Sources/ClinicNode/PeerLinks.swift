@@ -276,6 +276,8 @@ extension MeshNode {
                 return
             case .snapshotRequest(let request):
                 try await serveSnapshot(request, session: session, logger: logger)
+            case .raft(let bytes):
+                consensus.received(bytes, from: peerID)
             default:
                 logger.debug("忽略对端消息 / ignoring peer message", metadata: ["mesh.type": "\(message.type)"])
             }

@@ -13,6 +13,8 @@ public enum LeaseMessage: Sendable, Equatable {
     case promise(block: BlockID, epoch: Epoch, ok: Bool, bookings: [Booking])
     /// Node -> leader: I am alive in this incarnation.
     case renew(incarnation: UInt64)
+    /// Node -> leader, on a clean shutdown: end my liveness now, so my blocks move at once.
+    case resign(incarnation: UInt64)
     /// Anti-entropy: booking records travel between replicas in any order, duplicated or late.
     case gossip([Booking])
 }
@@ -68,7 +70,8 @@ public struct BookingDurableState: Sendable, Equatable {
     public init() {}
     public mutating func apply(_ w: BookingWrite) {
         if let p = w.promise { promised[p.block] = max(promised[p.block] ?? 0, p.epoch) }
-        for r in w.records { records[r.id] = r }
+        // One record per request: the latest epoch it was made under (an older one is inactive).
+        for r in w.records where (records[r.id]?.epoch ?? 0) <= r.epoch { records[r.id] = r }
     }
 }
 
@@ -262,9 +265,9 @@ public struct BookingNode: Sendable {
             if epoch > promised { persist(promise: (block, epoch)) }
             sendDurable(reply)
         case .gossip(let bs):
-            let fresh = bs.filter { store.records[$0.id] == nil }
+            let fresh = bs.filter { b in store.records[b.id].map { $0.epoch < b.epoch } ?? true }
             if !fresh.isEmpty { persist(records: fresh) }
-        case .promise, .renew:
+        case .promise, .renew, .resign:
             break // for the leader's LeaseManager
         }
         return drain()

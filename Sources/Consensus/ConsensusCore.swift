@@ -54,6 +54,8 @@ public struct ConsensusCoreOptions: Sendable {
     public var renewPhase: UInt64 = 0
     /// Ticks between booking-record gossip rounds (repair; bookings also travel in the store).
     public var gossipEveryTicks: UInt64 = 30
+    /// Booking records per repair-sweep message.
+    public var gossipSlice = 64
     /// Compact the Raft log into a snapshot of the cluster state every this many applied entries.
     public var compactEvery: LogIndex = 64
     /// A request passed on more often than this is refused (two nodes disagreeing on the holder).
@@ -77,6 +79,12 @@ public struct ConsensusCore: Sendable {
     private var replyTo: [String: NodeID] = [:]
     /// The monotonic time of the last input, for the leader hook that runs inside `handle`.
     private var lastNowMs: UInt64 = 0
+    /// Bookings this node acknowledged since the last gossip round: pushed to every member.
+    private var freshAcked: [Booking] = []
+    /// Where the repair sweep through this node's records goes on next round.
+    private var sweepAfter: String = ""
+    /// Set by a clean shutdown: no more liveness renewals from this process.
+    public private(set) var resigned = false
     private var out: [CoreEffect] = []
 
     /// `incarnation` must be stored durably and grow on every process start (the shell's job).
@@ -111,7 +119,7 @@ public struct ConsensusCore: Sendable {
         if raft.role == .leader {
             handle(manager.tick(now: nowMs, state: cluster, ready: raft.isReadyLeader))
         }
-        if ticks % options.renewEveryTicks == options.renewPhase % options.renewEveryTicks, let l = raft.leader {
+        if !resigned, ticks % options.renewEveryTicks == options.renewPhase % options.renewEveryTicks, let l = raft.leader {
             sendLease(to: l, .renew(incarnation: incarnation))
         }
         if ticks % options.gossipEveryTicks == 0 { gossip() }
@@ -127,7 +135,7 @@ public struct ConsensusCore: Sendable {
         case .lease(let e):
             guard e.from == from, e.to == id else { break }
             switch e.body {
-            case .promise, .renew:
+            case .promise, .renew, .resign:
                 if raft.role == .leader { handle(manager.receive(e, now: nowMs, state: cluster)) }
             default:
                 handle(booking.receive(e, state: cluster))
@@ -139,9 +147,21 @@ public struct ConsensusCore: Sendable {
             finish(o)
         case .proposal(let c):
             switch c {
-            case .upsertMember, .defineBlock: _ = propose(c)
-            default: break
+            case .upsertMember(let m) where m.node == from: _ = submit(c)
+            case .defineBlock: _ = submit(c)
+            default: break // everything else only the leader's own parts propose
             }
+        }
+        return drain()
+    }
+
+    /// A clean shutdown: asks the leader to end this node's liveness so its blocks move at once
+    /// (call again until `cluster.isLive(id)` is false), and hands leadership on if it leads.
+    public mutating func resign() -> [CoreEffect] {
+        resigned = true
+        if let l = raft.leader { sendLease(to: l, .resign(incarnation: incarnation)) }
+        if raft.role == .leader, let next = cluster.raftConfig.voters.first(where: { $0 != id && cluster.isLive($0) }) {
+            handle(raft.transferLeadership(to: next).1)
         }
         return drain()
     }
@@ -160,6 +180,11 @@ public struct ConsensusCore: Sendable {
 
     /// Proposes on the leader; elsewhere passes definitions on to the leader it knows.
     public mutating func propose(_ c: ClusterCommand) -> (Result<LogIndex, ProposeError>, [CoreEffect]) {
+        let r = submit(c)
+        return (r, drain())
+    }
+
+    private mutating func submit(_ c: ClusterCommand) -> Result<LogIndex, ProposeError> {
         let (r, acts) = raft.propose(c)
         handle(acts)
         if case .failure(.notLeader(let l?)) = r, l != id {
@@ -168,7 +193,7 @@ public struct ConsensusCore: Sendable {
             default: break
             }
         }
-        return (r, drain())
+        return r
     }
 
     public mutating func proposeConfigChange(_ change: ConfigChange) -> (Result<LogIndex, ProposeError>, [CoreEffect]) {
@@ -199,17 +224,23 @@ public struct ConsensusCore: Sendable {
         out.append(.send(to: to, .lease(LeaseEnvelope(from: id, to: to, body: body))))
     }
 
-    /// A few random booking records to a random member: repairs whatever a voter missed.
+    /// Booking records travel to every replica: what this node acknowledged goes to every
+    /// member at once; a sweep through all its records, a slice per round to a random member,
+    /// repairs whatever a node missed while it was down or cut off.
     private mutating func gossip() {
+        let peers = Set(cluster.raftConfig.members).union(cluster.members.keys).filter { $0 != id }.sorted()
+        guard !peers.isEmpty else { freshAcked = []; return }
+        if !freshAcked.isEmpty {
+            for p in peers { sendLease(to: p, .gossip(freshAcked)) }
+            freshAcked = []
+        }
         let records = booking.store.records
         guard !records.isEmpty else { return }
-        let peers = cluster.raftConfig.members.filter { $0 != id }
-        guard !peers.isEmpty else { return }
-        let keys = records.keys.sorted()
-        var sample: [Booking] = []
-        for _ in 0..<min(6, keys.count) { sample.append(records[keys[Int(rng.below(UInt64(keys.count)))]]!) }
+        var slice = records.keys.filter { $0 > sweepAfter }.sorted().prefix(options.gossipSlice)
+        if slice.isEmpty { sweepAfter = ""; slice = records.keys.sorted().prefix(options.gossipSlice) }
+        sweepAfter = slice.last ?? ""
         let peer = peers[Int(rng.below(UInt64(peers.count)))]
-        sendLease(to: peer, .gossip(sample))
+        sendLease(to: peer, .gossip(slice.compactMap { records[$0] }))
     }
 
     // MARK: Actions of the parts
@@ -246,7 +277,9 @@ public struct ConsensusCore: Sendable {
             switch a {
             case .send(let e): out.append(.send(to: e.to, .lease(e)))
             case .persist(let w): out.append(.persistBooking(w))
-            case .acknowledged(let b): finish(.booked(b))
+            case .acknowledged(let b):
+                if freshAcked.count < 4096 { freshAcked.append(b) }
+                finish(.booked(b))
             case .refused(let rid, let reason): finish(.refused(requestID: rid, reason: reason))
             case .forward(var q, let to):
                 q.hops += 1

@@ -80,6 +80,22 @@ public final class FileRaftLog {
         if p.snapshot != nil, fileSize > rewriteThreshold { try rewrite() }
     }
 
+    /// Appends several persist requests in order with one fsync (group commit).
+    public func write(_ ps: [BytePersist]) throws {
+        guard !ps.isEmpty else { return }
+        var all: [UInt8] = []
+        for p in ps {
+            var w = ByteWriter()
+            w.persist(p)
+            all += Self.framed(w.bytes)
+        }
+        try writeAll(all)
+        guard fsync(fd) == 0 else { throw StorageError(code: .io, message: "fsync: \(String(cString: strerror(errno)))", path: path) }
+        for p in ps { state.apply(p) }
+        fileSize += all.count
+        if ps.contains(where: { $0.snapshot != nil }), fileSize > rewriteThreshold { try rewrite() }
+    }
+
     /// Replaces the file by one record holding the whole state (temp file, fsync, rename, fsync dir).
     public func rewrite() throws {
         var w = ByteWriter()
@@ -149,7 +165,7 @@ public final class FileRaftLog {
     }
 }
 
-private func posixWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
+func posixWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
     #if canImport(Glibc)
     return Glibc.write(fd, p, n)
     #else

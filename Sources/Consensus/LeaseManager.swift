@@ -69,6 +69,10 @@ public struct LeaseManager: Sendable {
                l == nil || l!.live == false || inc > l!.incarnation {
                 propose(.renewLiveness(node: e.from, incarnation: inc), now: now)
             }
+        case .resign(let inc):
+            if let l = state.liveness[e.from], l.live, l.incarnation == inc {
+                propose(.expireLiveness(node: e.from, epoch: l.epoch), now: now)
+            }
         case .promise(let block, let epoch, let ok, let bookings):
             guard var a = attempts[block], let r = state.blocks[block], a.fromEpoch == r.epoch else { break }
             guard ok else {

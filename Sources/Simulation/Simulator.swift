@@ -404,6 +404,7 @@ public final class ClusterSimulation {
         case .promise(_, let e, let ok, let bs): return 4 << 40 | e << 8 | UInt64(bs.count) << 1 | (ok ? 1 : 0)
         case .renew(let i): return 5 << 40 | i
         case .gossip(let bs): return 6 << 40 | UInt64(bs.count)
+        case .resign(let i): return 7 << 40 | i
         }
     }
 

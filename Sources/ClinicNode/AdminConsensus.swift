@@ -1,0 +1,203 @@
+import Consensus
+import Foundation
+import Mesh
+
+// The admin API's consensus commands: the booking primitive (`book`), block definitions, this
+// node's view of bookings and leases, and the consensus part of `status`. JSON field names are
+// snake_case, as everywhere on the admin API.
+
+/// `book {json}`: book slot `slot` of `block` for `patient` under request id `request_id`.
+/// A retry with the same request id, through any node, returns the first outcome.
+public struct BookCommand: Codable, Sendable, Hashable {
+    public var requestID: String
+    public var block: String
+    public var slot: Int
+    /// The patient's key (an HMAC of the resident ID, never the ID itself).
+    public var patient: String
+    public var timeoutMs: Int?
+
+    public init(requestID: String, block: String, slot: Int, patient: String, timeoutMs: Int? = nil) {
+        self.requestID = requestID; self.block = block; self.slot = slot; self.patient = patient; self.timeoutMs = timeoutMs
+    }
+
+    enum CodingKeys: String, CodingKey { case requestID = "request_id", block, slot, patient, timeoutMs = "timeout_ms" }
+}
+
+public struct BookingRecord: Codable, Sendable, Hashable {
+    public var requestID: String
+    public var block: String
+    public var slot: Int
+    public var patient: String
+    public var epoch: UInt64
+    /// active / inactive / unknown, derived from the lease history this node knows (never stored).
+    public var status: String?
+
+    init(_ b: Booking, status: String? = nil) {
+        requestID = b.id; block = b.block; slot = b.slot; patient = b.patient; epoch = b.epoch; self.status = status
+    }
+
+    enum CodingKeys: String, CodingKey { case requestID = "request_id", block, slot, patient, epoch, status }
+}
+
+public struct BookAnswer: Codable, Sendable, Hashable {
+    /// booked / refused / unknown (no outcome in time: retry with the same request id).
+    public var outcome: String
+    public var booking: BookingRecord?
+    /// A stable code: `lease.no_holder`, `lease.slot_taken`, `lease.no_such_slot`, `lease.request_mismatch`, `lease.timeout`.
+    public var code: String?
+    public var messageZh: String?
+    public var messageEn: String?
+    public var node: String
+
+    enum CodingKeys: String, CodingKey { case outcome, booking, code, messageZh = "message_zh", messageEn = "message_en", node }
+
+    static func from(_ o: BookingOutcome?, node: String) -> BookAnswer {
+        switch o {
+        case .booked(let b)?:
+            return BookAnswer(outcome: "booked", booking: BookingRecord(b, status: "active"), node: node)
+        case .refused(_, let reason)?:
+            let (code, zh, en) = Self.words(reason)
+            return BookAnswer(outcome: "refused", code: code, messageZh: zh, messageEn: en, node: node)
+        case nil:
+            return BookAnswer(outcome: "unknown", code: "lease.timeout",
+                              messageZh: "集群未在时限内给出结果；请用同一请求号重试，不会重复预约。",
+                              messageEn: "the cluster gave no outcome in time; retry with the same request id, it never books twice.", node: node)
+        }
+    }
+
+    static func words(_ r: RefuseReason) -> (String, String, String) {
+        switch r {
+        case .noHolder, .notHolder:
+            return ("lease.no_holder", "该号源暂时没有可用的持有节点（可能正在故障切换）；请稍后用同一请求号重试。",
+                    "no node can book this block right now (a failover may be under way); retry shortly with the same request id.")
+        case .slotTaken:
+            return ("lease.slot_taken", "该号已被预约，请选择其他号源。", "this slot is already booked; choose another one.")
+        case .noSuchSlot:
+            return ("lease.no_such_slot", "该时段没有这个号。", "this block has no such slot.")
+        case .requestMismatch:
+            return ("lease.request_mismatch", "该请求号已用于另一笔预约；新的预约请使用新的请求号。",
+                    "this request id was already used for another booking; use a new request id for a new booking.")
+        }
+    }
+}
+
+/// `define-blocks {json}`: doctors' sessions as lease blocks (proposed through the leader).
+public struct BlockDefinition: Codable, Sendable, Hashable {
+    public var block: String
+    /// The node that normally holds the block (the doctor's department node).
+    public var home: String
+    public var slots: Int
+
+    public init(block: String, home: String, slots: Int) { self.block = block; self.home = home; self.slots = slots }
+}
+
+public struct BlockView: Codable, Sendable, Hashable {
+    public var block: String
+    public var home: String
+    public var holder: String?
+    public var epoch: UInt64
+    public var valid: Bool
+    public var collected: Int
+}
+
+/// `bookings`: everything this node knows of bookings and leases, with derived statuses.
+public struct BookingsView: Codable, Sendable, Hashable {
+    public var node: String
+    public var appliedIndex: UInt64
+    public var blocks: [BlockView]
+    public var bookings: [BookingRecord]
+
+    enum CodingKeys: String, CodingKey { case node, appliedIndex = "applied_index", blocks, bookings }
+}
+
+public struct MemberStatus: Codable, Sendable, Hashable {
+    public var id: String
+    public var role: String
+    public var department: String
+    public var address: String
+    public var live: Bool
+    public var evicted: Bool
+    public var blocksHeld: Int
+
+    enum CodingKeys: String, CodingKey { case id, role, department, address, live, evicted, blocksHeld = "blocks_held" }
+}
+
+public struct ConsensusStatus: Codable, Sendable, Hashable {
+    public var role: String
+    public var term: UInt64
+    public var leader: String?
+    public var commitIndex: UInt64
+    public var members: [MemberStatus]
+    public var blocks: Int
+    /// Why this node stopped taking part in consensus (its logs cannot be written), if it did.
+    public var failure: String?
+
+    enum CodingKeys: String, CodingKey { case role, term, leader, commitIndex = "commit_index", members, blocks, failure }
+}
+
+extension MeshNode {
+    func consensusStatus() -> ConsensusStatus {
+        let failure = consensus.failure
+        return consensus.inspect { c in
+            let held = Dictionary(grouping: c.cluster.blocks.values.filter { c.cluster.leaseValid($0.block) }, by: { $0.holder })
+            let ids = Set(c.cluster.members.keys).union(c.cluster.raftConfig.members).sorted()
+            let members = ids.map { n in
+                let m = c.cluster.members[n]
+                return MemberStatus(id: n.rawValue, role: c.cluster.role(of: n).rawValue, department: m?.department ?? "",
+                                    address: m?.address ?? "", live: c.cluster.isLive(n), evicted: m?.evicted ?? false,
+                                    blocksHeld: held[n]?.count ?? 0)
+            }
+            return ConsensusStatus(role: c.raft.role.rawValue, term: c.raft.term, leader: c.raft.leader?.rawValue,
+                                   commitIndex: c.raft.commitIndex, members: members, blocks: c.cluster.blocks.count, failure: failure)
+        }
+    }
+
+    /// The booking primitive: acknowledged only once quorum-durable under the current epoch.
+    public func book(_ command: BookCommand) async -> BookAnswer {
+        let timeout = Duration.milliseconds(min(max(command.timeoutMs ?? 5_000, 100), 60_000))
+        let q = BookingRequest(id: command.requestID, block: command.block, slot: command.slot, patient: command.patient)
+        return BookAnswer.from(await consensus.book(q, timeout: timeout), node: config.nodeID)
+    }
+
+    public func defineBlocks(_ blocks: [BlockDefinition]) {
+        for b in blocks { consensus.propose(.defineBlock(b.block, home: NodeID(b.home), slots: b.slots)) }
+    }
+
+    public func bookingsView() -> BookingsView {
+        consensus.inspect { c in
+            var all: [String: Booking] = [:]
+            for b in c.booking.store.records.values { all["\(b.id)@\(b.epoch)"] = b }
+            for r in c.cluster.blocks.values { for b in r.collected { all["\(b.id)@\(b.epoch)"] = b } }
+            let bookings = all.values.sorted { ($0.id, $0.epoch) < ($1.id, $1.epoch) }.map { b -> BookingRecord in
+                let s: String
+                switch bookingStatus(b, in: c.cluster) {
+                case .active: s = "active"
+                case .inactive: s = "inactive"
+                case .unknown: s = "unknown"
+                }
+                return BookingRecord(b, status: s)
+            }
+            let blocks = c.cluster.blocks.values.sorted { $0.block < $1.block }.map {
+                BlockView(block: $0.block, home: $0.home.rawValue, holder: $0.holder?.rawValue, epoch: $0.epoch,
+                          valid: c.cluster.leaseValid($0.block), collected: $0.collected.count)
+            }
+            return BookingsView(node: config.nodeID, appliedIndex: c.cluster.appliedIndex, blocks: blocks, bookings: bookings)
+        }
+    }
+}
+
+extension AdminClient {
+    public static func book(host: String, port: Int, clusterID: String, credentials: MeshCredentials, _ command: BookCommand) async throws -> BookAnswer {
+        let body = String(decoding: try AdminJSON.encode(command), as: UTF8.self)
+        return try AdminJSON.decode(BookAnswer.self, try await request(host: host, port: port, command: "book " + body, clusterID: clusterID, credentials: credentials))
+    }
+
+    public static func defineBlocks(host: String, port: Int, clusterID: String, credentials: MeshCredentials, _ blocks: [BlockDefinition]) async throws {
+        let body = String(decoding: try AdminJSON.encode(blocks), as: UTF8.self)
+        _ = try await request(host: host, port: port, command: "define-blocks " + body, clusterID: clusterID, credentials: credentials)
+    }
+
+    public static func bookings(host: String, port: Int, clusterID: String, credentials: MeshCredentials) async throws -> BookingsView {
+        try AdminJSON.decode(BookingsView.self, try await request(host: host, port: port, command: "bookings", clusterID: clusterID, credentials: credentials))
+    }
+}

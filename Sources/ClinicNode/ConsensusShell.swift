@@ -1,0 +1,322 @@
+import Consensus
+import Foundation
+import Logging
+import Mesh
+import PKI
+import Synchronization
+
+/// The real-process shell around `ConsensusCore` (the same value the simulator drives): a 10 ms
+/// tick on a thread of its own, durable writes on another (group commit: one fsync per batch,
+/// then `persisted`), messages over one consensus link per peer, and booking answers handed to
+/// whoever waits for them. The protocol and its safety argument: `Consensus.docc/PROTOCOL.md`.
+final class ConsensusShell: Sendable {
+    let id: NodeID
+    let logger: Logger
+    let clock: NodeClock
+    private let core: Mutex<ConsensusCore>
+    private let disk: DurableQueue
+    private let outboxes: Mutex<[NodeID: AsyncStream<[UInt8]>.Continuation]>
+    private let waiters = Mutex<Waiters>(Waiters())
+    private let diskError = Mutex<String?>(nil)
+    let membership: LiveMembership
+    private let stopped = Atomic<Bool>(false)
+
+    struct Waiters {
+        var next = 0
+        var byRequest: [String: [Int: CheckedContinuation<BookingOutcome?, Never>]] = [:]
+    }
+
+    /// Opens the Raft log and the booking log in `directory`, bumps the durable incarnation.
+    init(id: String, directory: String, bootstrap: ClusterConfig, peers: [String], membership: LiveMembership,
+         clock: NodeClock, logger: Logger) throws {
+        self.id = NodeID(id)
+        self.logger = logger
+        self.clock = clock
+        self.membership = membership
+        let raftLog = try FileRaftLog(directory: directory)
+        let bookingLog = try FileBookingLog(directory: directory)
+        let incarnation = try Incarnation.bump(directory: directory)
+        var options = ConsensusCoreOptions()
+        options.seed = UInt64.random(in: .min ... .max)
+        options.raft.seed = UInt64.random(in: .min ... .max)
+        options.renewPhase = UInt64.random(in: 0..<options.renewEveryTicks)
+        let restored: DurableRaftState<ClusterCommand, ClusterState>
+        do {
+            restored = try ConsensusWire.typed(raftLog.state)
+        } catch {
+            throw NodeError(.startup, zh: "Raft 日志无法解码（\(directory)）：\(error)", en: "the Raft log in \(directory) does not decode: \(error)")
+        }
+        let core = ConsensusCore(id: NodeID(id), incarnation: incarnation, bootstrap: bootstrap, options: options,
+                                 restoringRaft: restored, restoringBooking: bookingLog.state)
+        self.core = Mutex(core)
+        self.disk = DurableQueue(raftLog: raftLog, bookingLog: bookingLog)
+        var boxes: [NodeID: AsyncStream<[UInt8]>.Continuation] = [:]
+        var streams: [(NodeID, AsyncStream<[UInt8]>)] = []
+        for p in peers {
+            let (stream, continuation) = AsyncStream.makeStream(of: [UInt8].self, bufferingPolicy: .bufferingNewest(2048))
+            boxes[NodeID(p)] = continuation
+            streams.append((NodeID(p), stream))
+        }
+        self.outboxes = Mutex(boxes)
+        self.outboundStreams = Mutex(Dictionary(uniqueKeysWithValues: streams))
+        membership.update(core.cluster)
+        logger.info("共识层已启动 / consensus started", metadata: ["raft.incarnation": "\(incarnation)", "raft.term": "\(core.raft.term)"])
+    }
+
+    private let outboundStreams: Mutex<[NodeID: AsyncStream<[UInt8]>]>
+
+    /// The stream of encoded messages for `peer`'s link (taken once, by the link's task).
+    func outbound(for peer: String) -> AsyncStream<[UInt8]>? {
+        outboundStreams.withLock { $0.removeValue(forKey: NodeID(peer)) }
+    }
+
+    /// Reads the core under its lock (status, the booking view); keep `body` short.
+    func inspect<T>(_ body: (ConsensusCore) -> T) -> T { core.withLock { body($0) } }
+
+    /// Why this node stopped taking part in consensus, if it did.
+    var failure: String? { diskError.withLock { $0 } }
+
+    // MARK: Running
+
+    /// Starts the tick and disk threads. `stop()` ends them.
+    func start() {
+        disk.start { [self] raftSeq, bookingSeq in
+            step { $0.persisted(raftUpTo: raftSeq, bookingUpTo: bookingSeq) }
+        } failed: { [self] error in
+            // Without durable writes this node must not acknowledge anything: it stops taking part.
+            logger.critical("共识存储写入失败，本节点停止参与共识 / consensus storage failed, this node stops taking part", metadata: ["raft.error": "\(error)"])
+            diskError.withLock { $0 = "\(error)" }
+            stopped.store(true, ordering: .relaxed)
+        }
+        let ticker = Thread { [self] in
+            while !stopped.load(ordering: .relaxed) {
+                usleep(10_000)
+                if stopped.load(ordering: .relaxed) { break }
+                let now = nowMs()
+                step { $0.tick(nowMs: now) }
+            }
+        }
+        ticker.name = "consensus-tick"
+        ticker.start()
+    }
+
+    func stop() {
+        stopped.store(true, ordering: .relaxed)
+        disk.stop()
+        for c in outboxes.withLock({ Array($0.values) }) { c.finish() }
+        let pending = waiters.withLock { w -> [CheckedContinuation<BookingOutcome?, Never>] in
+            defer { w.byRequest = [:] }
+            return w.byRequest.values.flatMap(\.values)
+        }
+        for c in pending { c.resume(returning: nil) }
+    }
+
+    func nowMs() -> UInt64 { clock.monotonicNanos() / 1_000_000 }
+
+    /// One step of the core. Writes are queued in order while the core is locked; everything
+    /// else (sends, answers, logs) happens after. Messages to self are fed back in a loop.
+    func step(_ body: (inout ConsensusCore) -> [CoreEffect]) {
+        guard !stopped.load(ordering: .relaxed) else { return }
+        var effects = runLocked(body)
+        while !effects.isEmpty {
+            var again: [ConsensusMessage] = []
+            for e in effects {
+                switch e {
+                case .send(let to, let m) where to == id: again.append(m)
+                default: perform(e)
+                }
+            }
+            effects = []
+            let now = nowMs()
+            for m in again { effects += runLocked { $0.receive(m, from: id, nowMs: now) } }
+        }
+    }
+
+    private func runLocked(_ body: (inout ConsensusCore) -> [CoreEffect]) -> [CoreEffect] {
+        core.withLock { c in
+            let effects = body(&c)
+            var rest: [CoreEffect] = []
+            var wrote = false
+            var membershipChanged = false
+            for e in effects {
+                switch e {
+                case .persistRaft(let p): disk.enqueue(raft: ConsensusWire.bytes(p)); wrote = true
+                case .persistBooking(let w): disk.enqueue(booking: w); wrote = true
+                case .applied(let entry, _):
+                    if case .command(let cmd) = entry.body {
+                        switch cmd {
+                        case .upsertMember, .evict: membershipChanged = true
+                        default: break
+                        }
+                    }
+                    rest.append(e)
+                case .snapshotRestored:
+                    membershipChanged = true
+                    rest.append(e)
+                default: rest.append(e)
+                }
+            }
+            if wrote { disk.kick() }
+            if membershipChanged { membership.update(c.cluster) }
+            return rest
+        }
+    }
+
+    private func perform(_ e: CoreEffect) {
+        switch e {
+        case .send(let to, let m):
+            let bytes = ConsensusWire.encode(m)
+            _ = outboxes.withLock { $0[to] }?.yield(bytes)
+        case .outcome(let o):
+            let ws = waiters.withLock { $0.byRequest.removeValue(forKey: o.requestID) }
+            for c in ws?.values ?? [:].values { c.resume(returning: o) }
+        case .roleChanged(let role, let term):
+            logger.notice("Raft 角色变化 / raft role changed", metadata: ["raft.role": "\(role.rawValue)", "raft.term": "\(term)"])
+        case .applied(let entry, let accepted):
+            if accepted, case .command(.lease(let c)) = entry.body {
+                logger.info("租约变更 / lease changed", metadata: [
+                    "lease.block": "\(c.block)", "lease.epoch": "\(c.toEpoch)", "lease.holder": "\(c.holder)", "lease.collected": "\(c.collected.count)"])
+            }
+        case .takeoverStarted(let block, let epoch):
+            logger.info("开始接管租约 / lease takeover started", metadata: ["lease.block": "\(block)", "lease.epoch": "\(epoch)"])
+        case .snapshotRestored, .persistRaft, .persistBooking:
+            break
+        }
+    }
+
+    // MARK: Inputs from the node
+
+    /// A message from `peer`'s consensus link.
+    func received(_ bytes: [UInt8], from peer: String) {
+        let m: ConsensusMessage
+        do { m = try ConsensusWire.decode(bytes) } catch {
+            logger.warning("无法解码共识消息，已丢弃 / undecodable consensus message dropped", metadata: ["mesh.peer": "\(peer)", "raft.error": "\(error)"])
+            return
+        }
+        let now = nowMs()
+        step { $0.receive(m, from: NodeID(peer), nowMs: now) }
+    }
+
+    /// Books through the core and waits for the outcome; nil if none came within `timeout`
+    /// (the client retries with the same request id; a retry never books twice).
+    func book(_ q: BookingRequest, timeout: Duration) async -> BookingOutcome? {
+        let token = waiters.withLock { w in w.next += 1; return w.next }
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            let c = waiters.withLock { w -> CheckedContinuation<BookingOutcome?, Never>? in
+                let c = w.byRequest[q.id]?.removeValue(forKey: token)
+                if w.byRequest[q.id]?.isEmpty == true { w.byRequest[q.id] = nil }
+                return c
+            }
+            c?.resume(returning: nil)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { (c: CheckedContinuation<BookingOutcome?, Never>) in
+            let stopped = self.stopped.load(ordering: .relaxed)
+            if stopped { c.resume(returning: nil); return }
+            waiters.withLock { $0.byRequest[q.id, default: [:]][token] = c }
+            step { $0.request(q) }
+        }
+    }
+
+    /// Proposes (or passes on to the leader) a definition command.
+    func propose(_ command: ClusterCommand) {
+        step { $0.propose(command).1 }
+    }
+}
+
+/// The durable process incarnation: grows on every start, never below seconds since 2025, so
+/// even a node that lost this file cannot reuse one.
+enum Incarnation {
+    static func bump(directory: String) throws -> UInt64 {
+        let path = directory + "/incarnation"
+        let old = (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        let floor = UInt64(max(0, Date().timeIntervalSince1970 - 1_735_689_600))
+        let next = max(old + 1, floor)
+        let tmp = path + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: Data("\(next)\n".utf8)) else {
+            throw NodeError(.startup, zh: "无法写入 \(tmp)。", en: "cannot write \(tmp).")
+        }
+        let fd = open(tmp, O_RDONLY)
+        if fd >= 0 { _ = fsync(fd); close(fd) }
+        guard rename(tmp, path) == 0 else { throw NodeError(.startup, zh: "无法写入 \(path)。", en: "cannot write \(path).") }
+        let d = open(directory, O_RDONLY)
+        if d >= 0 { _ = fsync(d); close(d) }
+        return next
+    }
+}
+
+/// Writes for the consensus logs, made durable on a thread of their own: everything queued is
+/// written with one fsync per log, then `done` reports the highest sequence numbers written.
+final class DurableQueue: Sendable {
+    private struct State {
+        var raft: [BytePersist] = []
+        var bookings: [BookingWrite] = []
+        var stop = false
+    }
+    private let state = Mutex(State())
+    private let wake = DispatchSemaphore(value: 0)
+    private let logs: Mutex<(FileRaftLog, FileBookingLog)>
+
+    init(raftLog: sending FileRaftLog, bookingLog: sending FileBookingLog) {
+        logs = Mutex((raftLog, bookingLog))
+    }
+
+    func enqueue(raft p: BytePersist) { state.withLock { $0.raft.append(p) } }
+    func enqueue(booking w: BookingWrite) { state.withLock { $0.bookings.append(w) } }
+    func kick() { wake.signal() }
+    func stop() {
+        state.withLock { $0.stop = true }
+        wake.signal()
+    }
+
+    func start(done: @escaping @Sendable (UInt64, UInt64) -> Void, failed: @escaping @Sendable (any Error) -> Void) {
+        let thread = Thread { [self] in
+            while true {
+                wake.wait()
+                let (raft, bookings, stop) = state.withLock { s in
+                    defer { s.raft = []; s.bookings = [] }
+                    return (s.raft, s.bookings, s.stop)
+                }
+                if stop { return }
+                if raft.isEmpty && bookings.isEmpty { continue }
+                do {
+                    try logs.withLock { l in
+                        try l.0.write(raft)
+                        try l.1.write(bookings)
+                    }
+                } catch {
+                    failed(error)
+                    return
+                }
+                done(raft.last?.seq ?? 0, bookings.last?.seq ?? 0)
+            }
+        }
+        thread.name = "consensus-disk"
+        thread.start()
+    }
+}
+
+/// The handshake check, from the replicated membership once it names a node, else from the
+/// config file (bootstrap). An evicted node is refused whatever the config says.
+final class LiveMembership: MembershipView, Sendable {
+    private let configured: StaticMembership
+    private let members = Mutex<[String: MemberInfo]>([:])
+
+    init(configured: StaticMembership) { self.configured = configured }
+
+    func update(_ state: ClusterState) {
+        let m = Dictionary(uniqueKeysWithValues: state.members.map { ($0.key.rawValue, $0.value) })
+        members.withLock { $0 = m }
+    }
+
+    func admits(nodeID: String, serial: String) -> Bool {
+        guard let m = members.withLock({ $0[nodeID] }) else { return configured.admits(nodeID: nodeID, serial: serial) }
+        if m.evicted { return false }
+        if let a = SerialFormat.normalise(m.certificateSerial), a == SerialFormat.normalise(serial) { return true }
+        // During a rotation the config may list the next serial before membership records it.
+        return configured.admits(nodeID: nodeID, serial: serial)
+    }
+
+    func isEvicted(_ nodeID: String) -> Bool { members.withLock { $0[nodeID]?.evicted ?? false } }
+}

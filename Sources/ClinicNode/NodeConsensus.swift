@@ -1,0 +1,91 @@
+import Consensus
+import Foundation
+import Logging
+import Mesh
+import ServiceLifecycle
+
+extension MeshNode {
+    /// The consensus service: the shell's threads, one consensus link per peer (apart from the
+    /// replication links, so a large change batch never delays a heartbeat or a vote), and this
+    /// node's own entry in the replicated membership. On a graceful shutdown the node resigns
+    /// its liveness first, so its blocks move to other nodes at once rather than after a timeout.
+    func runConsensus() async {
+        consensus.start()
+        await withGracefulShutdownHandler {
+            await cancelWhenGracefulShutdown {
+                await withDiscardingTaskGroup { group in
+                    for peer in self.config.peers.map(\.id) {
+                        group.addTask { await self.runConsensusLink(peer) }
+                    }
+                    group.addTask { await self.keepRegistered() }
+                }
+            }
+        } onGracefulShutdown: {
+            // Runs while the links are still up (they end only once this handler returns).
+            self.resignAndWait(deadline: .now() + 3)
+            self.consensus.stop()
+        }
+    }
+
+    /// Hands this node's blocks on: resign (repeated), until the committed history shows this
+    /// node no longer live, or the deadline passes (then the leader's timeout does it).
+    func resignAndWait(deadline: DispatchTime) {
+        logger.notice("正常关闭：交出租约 / clean shutdown: handing leases over")
+        let me = NodeID(config.nodeID)
+        while DispatchTime.now() < deadline {
+            consensus.step { $0.resign() }
+            if !consensus.inspect({ $0.cluster.isLive(me) }) { break }
+            usleep(100_000)
+        }
+    }
+
+    /// One outbound consensus link to `peer`: messages are sent as they come; when the link is
+    /// down they wait in a bounded buffer (the oldest are dropped: Raft and the lease protocol
+    /// retransmit what matters).
+    func runConsensusLink(_ peerID: String) async {
+        guard let outbound = consensus.outbound(for: peerID) else { return }
+        var iterator = outbound.makeAsyncIterator()
+        var rng = SystemRandomNumberGenerator()
+        let backoff = Backoff(initialMillis: config.tuning.reconnectInitialMillis, capMillis: config.tuning.reconnectMaxMillis)
+        var attempt = 0
+        var carried: [UInt8]?
+        while !Task.isCancelled {
+            guard let address = runtime.withLock({ $0.peers[peerID]?.address }) else { return }
+            do {
+                try await client.withSession(host: address.host, port: address.port, expectedNodeID: peerID) { session in
+                    attempt = 0
+                    let channelID = self.register(session.channel)
+                    defer { self.unregister(channelID) }
+                    if let first = carried {
+                        try await session.send(.raft(first))
+                        carried = nil
+                    }
+                    while let bytes = await iterator.next() {
+                        carried = bytes
+                        try await session.send(.raft(bytes))
+                        carried = nil
+                    }
+                }
+                return // the shell stopped: the stream finished
+            } catch {
+                carried = nil
+            }
+            if Task.isCancelled { return }
+            attempt += 1
+            try? await Task.sleep(for: .milliseconds(backoff.delayMillis(attempt: attempt, using: &rng)))
+        }
+    }
+
+    /// Keeps this node's entry (address, department, certificate serial) in the replicated
+    /// membership; the leader takes such a proposal only from the node it describes.
+    func keepRegistered() async {
+        let me = MemberInfo(node: NodeID(config.nodeID), address: "\(config.mesh.host):\(meshPort)",
+                            department: config.department, certificateSerial: ownSerial)
+        while !Task.isCancelled {
+            if consensus.inspect({ $0.cluster.members[me.node] }) != me {
+                consensus.propose(.upsertMember(me))
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+}

@@ -1,0 +1,273 @@
+import ClinicNode
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The lease drill on real processes (issue: leases in real nodes, item 6): three department
+/// nodes, concurrent clients booking hot slots through every node, then in this order: SIGKILL
+/// the holder of the hottest block, takeover, restart it; SIGSTOP another node past its lease
+/// while the rest take its blocks over, then SIGCONT. Every booking read back from every node:
+/// zero double bookings, zero lost acknowledged bookings; time from each fault to the first
+/// successful booking of an affected block.
+public struct LeaseDrill: Sendable {
+    public var clients = 24
+    public var slotsPerBlock = 400
+    public var blocksPerNode = 2
+    /// Load before the first fault and after the last one.
+    public var settleSeconds: Double = 3
+    /// How long the paused node stays stopped (past the 2 s liveness timeout).
+    public var pauseSeconds: Double = 5
+    public var binary: String
+
+    public init(binary: String) { self.binary = binary }
+
+    public struct Fault: Codable, Sendable {
+        public var kind: String
+        public var node: String
+        public var affectedBlocks: [String]
+        /// From the fault to the first booking acknowledged in an affected block.
+        public var recoveryS: Double?
+        enum CodingKeys: String, CodingKey { case kind, node, affectedBlocks = "affected_blocks", recoveryS = "recovery_s" }
+    }
+
+    public struct Report: Codable, Sendable {
+        public var scenario = "leases"
+        public var passed: Bool
+        public var nodes: [String]
+        public var clients: Int
+        public var requests: Int
+        public var booked: Int
+        public var refusedByReason: [String: Int]
+        public var unknownOutcomes: Int
+        public var retries: Int
+        public var faults: [Fault]
+        public var doubleBookings: Int
+        public var lostAcks: Int
+        public var converged: Bool
+        public var problems: [String]
+        public var folder: String?
+        enum CodingKeys: String, CodingKey {
+            case scenario, passed, nodes, clients, requests, booked, refusedByReason = "refused_by_reason"
+            case unknownOutcomes = "unknown_outcomes", retries, faults, doubleBookings = "double_bookings", lostAcks = "lost_acks"
+            case converged, problems, folder
+        }
+    }
+
+    /// What the clients saw, shared by their tasks.
+    final class Ledger: @unchecked Sendable {
+        let lock = NSLock()
+        var acked: [String: BookingRecord] = [:]
+        var ackTimes: [(block: String, at: Date)] = []
+        var requests = 0
+        var refused: [String: Int] = [:]
+        var unknown = 0
+        var retries = 0
+        var problems: [String] = []
+        var down: Set<String> = []
+        var running = true
+
+        func with<T>(_ body: (Ledger) -> T) -> T { lock.withLock { body(self) } }
+    }
+
+    public func run(keepFolder: Bool = false) async throws -> Report {
+        let departments = [("neike", "内科"), ("waike", "外科"), ("erke", "儿科")]
+        let cluster = try LocalCluster(departments: departments.map { (id: $0.0, department: $0.1) }, binary: binary)
+        let ids = cluster.ids
+        defer {
+            cluster.stopAll()
+            if !keepFolder { cluster.remove() }
+        }
+        do {
+            return try await scenario(cluster, ids: ids, keepFolder: keepFolder)
+        } catch {
+            let tails = ids.map { "--- \($0) ---\n\(cluster.logTail($0))" }.joined(separator: "\n")
+            throw DrillError("\(error)\n\(tails)")
+        }
+    }
+
+    func scenario(_ cluster: LocalCluster, ids: [String], keepFolder: Bool) async throws -> Report {
+        try cluster.startAll()
+        try await waitFor("a leader and every node registered and live") {
+            let s = try await cluster.status(ids[0])
+            guard let c = s.consensus, c.leader != nil else { return false }
+            return ids.allSatisfy { id in c.members.contains { $0.id == id && $0.live } }
+        }
+        var blocks: [BlockDefinition] = []
+        for id in ids { for i in 0..<blocksPerNode { blocks.append(BlockDefinition(block: "\(id)-dr\(i)", home: id, slots: slotsPerBlock)) } }
+        try await cluster.defineBlocks(ids[0], blocks)
+        try await waitFor("every block leased to its home node") {
+            let v = try await cluster.bookings(ids[0])
+            return v.blocks.count == blocks.count && v.blocks.allSatisfy { $0.valid && $0.holder == $0.home }
+        }
+
+        // The hottest block is waike's first: most clients aim there.
+        let hot = blocks.first { $0.home == ids[1] }!.block
+        let ledger = Ledger()
+        let defined = blocks
+        let clients = self.clients
+        let load = Task { await withTaskGroup(of: Void.self) { group in
+            for c in 0..<clients { group.addTask { await client(c, cluster: cluster, ids: ids, blocks: defined, hot: hot, ledger: ledger) } }
+        } }
+        try await Task.sleep(for: .seconds(settleSeconds))
+
+        var faults: [Fault] = []
+        // 1. SIGKILL the holder of the hottest block; wait for takeover and a booking there.
+        let holderView = try await cluster.bookings(ids[0])
+        let victim = holderView.blocks.first { $0.block == hot }?.holder ?? ids[1]
+        let observer = ids.first { $0 != victim }!
+        var affected = holderView.blocks.filter { $0.holder == victim }.map(\.block)
+        ledger.with { $0.down.insert(victim) }
+        let killedAt = Date()
+        cluster.killHard(victim)
+        var fault = Fault(kind: "sigkill", node: victim, affectedBlocks: affected)
+        fault.recoveryS = try await recovery(ledger, blocks: Set(affected), since: killedAt)
+        try await waitFor("blocks of \(victim) taken over") {
+            let v = try await cluster.bookings(observer)
+            return v.blocks.filter { affected.contains($0.block) }.allSatisfy { $0.valid && $0.holder != victim }
+        }
+        faults.append(fault)
+        // Restart it; it gets its own blocks back once it is healthy.
+        try cluster.start(victim)
+        try await waitFor("\(victim) back, holding its own blocks again", seconds: 90) {
+            let v = try await cluster.bookings(victim)
+            return v.blocks.filter { $0.home == victim }.allSatisfy { $0.valid && $0.holder == victim }
+        }
+        ledger.with { _ = $0.down.remove(victim) }
+        try await Task.sleep(for: .seconds(1))
+
+        // 2. SIGSTOP another node past its lease; the rest take its blocks over; then SIGCONT.
+        let paused = ids.first { $0 != victim && $0 != ids[0] } ?? ids[2]
+        let before = try await cluster.bookings(ids[0])
+        affected = before.blocks.filter { $0.holder == paused }.map(\.block)
+        ledger.with { $0.down.insert(paused) }
+        let pausedAt = Date()
+        cluster.signal(paused, SIGSTOP)
+        fault = Fault(kind: "sigstop", node: paused, affectedBlocks: affected)
+        fault.recoveryS = try await recovery(ledger, blocks: Set(affected), since: pausedAt)
+        let remaining = pauseSeconds - Date().timeIntervalSince(pausedAt)
+        if remaining > 0 { try await Task.sleep(for: .seconds(remaining)) }
+        cluster.signal(paused, SIGCONT)
+        faults.append(fault)
+        try await waitFor("\(paused) resumed, holding its own blocks again", seconds: 90) {
+            let v = try await cluster.bookings(paused)
+            return v.blocks.filter { $0.home == paused }.allSatisfy { $0.valid && $0.holder == paused }
+        }
+        ledger.with { _ = $0.down.remove(paused) }
+        try await Task.sleep(for: .seconds(settleSeconds))
+        ledger.with { $0.running = false }
+        await load.value
+
+        // Read everything back from every node, once they have caught up.
+        let acked = ledger.with { $0.acked }
+        var views: [String: BookingsView] = [:]
+        var converged = true
+        do {
+            try await waitFor("every node shows every acknowledged booking active", seconds: 60) {
+                for id in ids { views[id] = try await cluster.bookings(id) }
+                return ids.allSatisfy { id in
+                    let active = Set(views[id]!.bookings.filter { $0.status == "active" }.map { "\($0.requestID)@\($0.epoch)" })
+                    return acked.values.allSatisfy { active.contains("\($0.requestID)@\($0.epoch)") }
+                }
+            }
+        } catch {
+            converged = false
+        }
+        for id in ids where views[id] == nil { views[id] = try? await cluster.bookings(id) }
+        var problems = ledger.with { $0.problems }
+        var doubles = 0
+        var merged: [String: Set<String>] = [:]
+        for id in ids {
+            guard let v = views[id] else { problems.append("\(id): no bookings view"); continue }
+            var perSlot: [String: Set<String>] = [:]
+            for b in v.bookings where b.status == "active" {
+                perSlot["\(b.block)#\(b.slot)", default: []].insert(b.requestID)
+                merged["\(b.block)#\(b.slot)", default: []].insert(b.requestID)
+            }
+            for (slot, holders) in perSlot where holders.count > 1 {
+                doubles += 1
+                problems.append("\(id): slot \(slot) has active bookings \(holders.sorted())")
+            }
+        }
+        for (slot, holders) in merged where holders.count > 1 {
+            doubles += 1
+            problems.append("across nodes: slot \(slot) has active bookings \(holders.sorted())")
+        }
+        var lost = 0
+        for b in acked.values {
+            for id in ids {
+                let found = views[id]?.bookings.first { $0.requestID == b.requestID && $0.epoch == b.epoch }
+                if found?.status != "active" {
+                    lost += 1
+                    problems.append("acknowledged \(b.requestID) (\(b.block) slot \(b.slot), epoch \(b.epoch)) is \(found?.status ?? "missing") on \(id)")
+                    break
+                }
+            }
+        }
+        let report = ledger.with { l in
+            Report(passed: doubles == 0 && lost == 0 && converged && faults.allSatisfy { $0.recoveryS != nil },
+                   nodes: ids, clients: clients, requests: l.requests, booked: l.acked.count, refusedByReason: l.refused,
+                   unknownOutcomes: l.unknown, retries: l.retries, faults: faults, doubleBookings: doubles, lostAcks: lost,
+                   converged: converged, problems: Array(problems.prefix(20)), folder: keepFolder ? cluster.folder : nil)
+        }
+        return report
+    }
+
+    /// Waits for the first booking acknowledged in one of `blocks` after `since`; nil if none in 30 s.
+    func recovery(_ ledger: Ledger, blocks: Set<String>, since: Date) async throws -> Double? {
+        guard !blocks.isEmpty else { return 0 }
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let first = ledger.with({ l in l.ackTimes.filter { blocks.contains($0.block) && $0.at > since }.map(\.at).min() }) {
+                return (first.timeIntervalSince(since) * 1000).rounded() / 1000
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+}
+
+/// One client: books again and again, mostly in the hot block, through any node it believes up;
+/// an unknown outcome or a failed connection is retried with the same request id elsewhere.
+func client(_ c: Int, cluster: LocalCluster, ids: [String], blocks: [BlockDefinition], hot: String, ledger: LeaseDrill.Ledger) async {
+    var rng = SystemRandomNumberGenerator()
+    var k = 0
+    while ledger.with({ $0.running }) {
+        k += 1
+        let block = Int.random(in: 0..<10, using: &rng) < 7 ? hot : blocks.randomElement(using: &rng)!.block
+        let slots = blocks.first { $0.block == block }!.slots
+        let command = BookCommand(requestID: "c\(c)-\(k)", block: block, slot: Int.random(in: 0..<slots, using: &rng), patient: "patient-\(c)", timeoutMs: 3000)
+        var attempts = 0
+        while attempts < 6, ledger.with({ $0.running }) {
+            attempts += 1
+            let up = ids.filter { id in ledger.with { !$0.down.contains(id) } }
+            guard let via = up.randomElement(using: &rng) else { break }
+            ledger.with { $0.requests += 1; if attempts > 1 { $0.retries += 1 } }
+            let answer: BookAnswer
+            do { answer = try await cluster.book(via, command) } catch {
+                try? await Task.sleep(for: .milliseconds(50))
+                continue
+            }
+            if answer.outcome == "booked", let b = answer.booking {
+                ledger.with { l in
+                    if let first = l.acked[b.requestID], first.epoch != b.epoch || first.slot != b.slot {
+                        l.problems.append("request \(b.requestID) acknowledged twice differently: epoch \(first.epoch) and \(b.epoch)")
+                    }
+                    l.acked[b.requestID] = b
+                    l.ackTimes.append((b.block, Date()))
+                }
+                break
+            }
+            if answer.outcome == "refused" {
+                ledger.with { $0.refused[answer.code ?? "?", default: 0] += 1 }
+                if answer.code == "lease.no_holder" {
+                    try? await Task.sleep(for: .milliseconds(100))
+                    continue
+                }
+                break
+            }
+            ledger.with { $0.unknown += 1 }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+import ClinicNode
+import Foundation
+import Mesh
+import PKI
+import ReplicatedStore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A cluster of real `clinicmesh node run` processes on loopback, for drills and benches: a
+/// throw-away CA, node and admin certificates, a data key and one config per node in a temporary
+/// folder; start, SIGKILL, SIGSTOP/SIGCONT and restart nodes; ask them over the admin API.
+public final class LocalCluster: @unchecked Sendable {
+    public let folder: String
+    public let ids: [String]
+    public let clusterID = "drill"
+    public let binary: String
+    let admin: MeshCredentials
+    var ports: [String: (mesh: Int, admin: Int)] = [:]
+    private let lock = NSLock()
+    private var processes: [String: Process] = [:]
+
+    /// - Parameter departments: node id to its department (Chinese name).
+    public init(departments: [(id: String, department: String)], binary: String, tuning: NodeConfig.Tuning = LocalCluster.drillTuning) throws {
+        folder = NSTemporaryDirectory() + "clinicmesh-drill-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        ids = departments.map(\.id)
+        self.binary = binary
+        let ca = try ClusterCA.create(commonName: "Drill CA")
+        _ = try DataKeyFile.create(at: folder + "/data.key")
+        var serials: [String: String] = [:]
+        for (id, department) in departments {
+            let issued = try ca.issueNode(.init(nodeID: id, department: department, hosts: ["127.0.0.1"], validity: 86_400))
+            try PKIFiles.writeIssued(issued, ca: ca, to: folder + "/certs/" + id, force: true)
+            serials[id] = issued.serial
+        }
+        try PKIFiles.writeIssued(try ca.issueAdmin(name: "drill.admin"), ca: ca, to: folder + "/certs/admin", force: true)
+        admin = try MeshCredentials.load(directory: folder + "/certs/admin", kind: .admin)
+        for id in ids { ports[id] = (try Self.freePort(), try Self.freePort()) }
+        for (id, department) in departments {
+            let config = NodeConfig(
+                nodeID: id, department: department, clusterID: clusterID,
+                mesh: .init(host: "127.0.0.1", port: ports[id]!.mesh), admin: .init(host: "127.0.0.1", port: ports[id]!.admin),
+                dataDir: folder + "/data/" + id, certDir: folder + "/certs/" + id, dataKeyFile: folder + "/data.key",
+                peers: ids.filter { $0 != id }.map { .init(id: $0, host: "127.0.0.1", port: ports[$0]!.mesh, serials: [serials[$0]!]) },
+                tuning: tuning)
+            try JSONEncoder().encode(config).write(to: URL(fileURLWithPath: configPath(id)))
+        }
+    }
+
+    /// Quick reconnects; full durability (drills check that acknowledged means fsynced).
+    public static var drillTuning: NodeConfig.Tuning {
+        var t = NodeConfig.Tuning()
+        t.heartbeatMillis = 250
+        t.antiEntropyMillis = 1000
+        t.peerTimeoutMillis = 3000
+        t.reconnectInitialMillis = 50
+        t.reconnectMaxMillis = 500
+        t.snapshotWhenNew = false
+        return t
+    }
+
+    func configPath(_ id: String) -> String { folder + "/\(id).json" }
+    public func logPath(_ id: String) -> String { folder + "/\(id).log" }
+
+    /// Starts (or restarts) the node's process; its log is appended to `logPath(id)`.
+    public func start(_ id: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["node", "run", "--config", configPath(id), "--log-level", "info"]
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        if !FileManager.default.fileExists(atPath: logPath(id)) { _ = FileManager.default.createFile(atPath: logPath(id), contents: nil) }
+        let log = FileHandle(forWritingAtPath: logPath(id))
+        log?.seekToEndOfFile()
+        process.standardError = log
+        try process.run()
+        lock.withLock { processes[id] = process }
+    }
+
+    public func startAll() throws { for id in ids { try start(id) } }
+
+    public func pid(_ id: String) -> Int32? { lock.withLock { processes[id].map(\.processIdentifier) } }
+
+    public func signal(_ id: String, _ sig: Int32) {
+        if let p = pid(id) { kill(p, sig) }
+    }
+
+    /// SIGKILL and wait for the process to be gone.
+    public func killHard(_ id: String) {
+        guard let p = lock.withLock({ processes[id] }) else { return }
+        kill(p.processIdentifier, SIGCONT)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+    }
+
+    /// SIGTERM (a clean stop: leases handed over), then SIGKILL if it takes too long.
+    public func stopAll(graceSeconds: Double = 15) {
+        let all = lock.withLock { Array(processes.values) }
+        for p in all where p.isRunning { kill(p.processIdentifier, SIGCONT); kill(p.processIdentifier, SIGTERM) }
+        let deadline = Date().addingTimeInterval(graceSeconds)
+        for p in all {
+            while p.isRunning, Date() < deadline { usleep(50_000) }
+            if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        }
+    }
+
+    public func remove() { try? FileManager.default.removeItem(atPath: folder) }
+
+    // MARK: Admin API
+
+    public func status(_ id: String) async throws -> NodeStatus {
+        try await AdminClient.status(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin)
+    }
+
+    public func book(_ id: String, _ command: BookCommand) async throws -> BookAnswer {
+        try await AdminClient.book(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin, command)
+    }
+
+    public func defineBlocks(_ id: String, _ blocks: [BlockDefinition]) async throws {
+        try await AdminClient.defineBlocks(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin, blocks)
+    }
+
+    public func bookings(_ id: String) async throws -> BookingsView {
+        try await AdminClient.bookings(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin)
+    }
+
+    /// The last lines of a node's log (for failure reports).
+    public func logTail(_ id: String, bytes: Int = 3000) -> String {
+        String(((try? String(contentsOfFile: logPath(id), encoding: .utf8)) ?? "").suffix(bytes))
+    }
+
+    /// A loopback port that was free a moment ago (bound to port 0, then released).
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw DrillError("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0 else { throw DrillError("bind() failed") }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+public struct DrillError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Polls `condition` until it holds or the deadline passes; never asserts a duration.
+public func waitFor(_ what: String, seconds: Double = 60, _ condition: () async throws -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    var lastError: (any Error)?
+    while Date() < deadline {
+        do { if try await condition() { return } } catch { lastError = error }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    throw DrillError("超时：\(what) / timed out waiting for: \(what)\(lastError.map { " (last error: \($0))" } ?? "")")
+}

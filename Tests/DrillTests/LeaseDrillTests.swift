@@ -1,0 +1,19 @@
+import Drills
+import Foundation
+import Testing
+
+@Suite("Lease drill on real node processes", .serialized, .timeLimit(.minutes(8)))
+struct LeaseDrillTests {
+    @Test("SIGKILL the hottest holder, restart it, SIGSTOP another past its lease: no double booking, no lost acknowledgement")
+    func killAndPause() async throws {
+        let binary = try #require(ProcessInfo.processInfo.environment["CLINICMESH_BIN"], "set CLINICMESH_BIN to the built clinicmesh (Cluster/test does)")
+        let report = try await LeaseDrill(binary: binary).run()
+        print("lease drill: requests \(report.requests), booked \(report.booked), refused \(report.refusedByReason), faults \(report.faults.map { "\($0.kind) \($0.node) recovery \($0.recoveryS.map { "\($0) s" } ?? "none")" })")
+        #expect(report.booked > 0)
+        #expect(report.doubleBookings == 0, "\(report.problems)")
+        #expect(report.lostAcks == 0, "\(report.problems)")
+        #expect(report.converged, "\(report.problems)")
+        #expect(report.faults.count == 2)
+        for f in report.faults { #expect(f.recoveryS != nil, "no booking in \(f.node)'s blocks after \(f.kind)") }
+    }
+}
