@@ -58,6 +58,9 @@ public struct BookingWrite: Sendable, Equatable {
     public var seq: UInt64
     public var promise: (block: BlockID, epoch: Epoch)?
     public var records: [Booking]
+    public init(seq: UInt64, promise: (block: BlockID, epoch: Epoch)?, records: [Booking]) {
+        self.seq = seq; self.promise = promise; self.records = records
+    }
     public static func == (a: BookingWrite, b: BookingWrite) -> Bool {
         a.seq == b.seq && a.records == b.records && a.promise?.block == b.promise?.block && a.promise?.epoch == b.promise?.epoch
     }

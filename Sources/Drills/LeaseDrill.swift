@@ -8,7 +8,8 @@ import Glibc
 /// The lease drill on real processes (issue: leases in real nodes, item 6): three department
 /// nodes, concurrent clients booking hot slots through every node, then in this order: SIGKILL
 /// the holder of the hottest block, takeover, restart it; SIGSTOP another node past its lease
-/// while the rest take its blocks over, then SIGCONT. Every booking read back from every node:
+/// while the rest take its blocks over, then SIGCONT; then a clean stop (SIGTERM) of the third,
+/// which hands its blocks over at once, and its restart. Every booking read back from every node:
 /// zero double bookings, zero lost acknowledged bookings; time from each fault to the first
 /// successful booking of an affected block.
 public struct LeaseDrill: Sendable {
@@ -59,7 +60,7 @@ public struct LeaseDrill: Sendable {
     final class Ledger: @unchecked Sendable {
         let lock = NSLock()
         var acked: [String: BookingRecord] = [:]
-        var ackTimes: [(block: String, at: Date)] = []
+        var ackTimes: [(block: String, epoch: UInt64, at: Date)] = []
         var requests = 0
         var refused: [String: Int] = [:]
         var unknown = 0
@@ -117,12 +118,13 @@ public struct LeaseDrill: Sendable {
         let holderView = try await cluster.bookings(ids[0])
         let victim = holderView.blocks.first { $0.block == hot }?.holder ?? ids[1]
         let observer = ids.first { $0 != victim }!
-        var affected = holderView.blocks.filter { $0.holder == victim }.map(\.block)
+        var epochs = Dictionary(uniqueKeysWithValues: holderView.blocks.filter { $0.holder == victim }.map { ($0.block, $0.epoch) })
+        var affected = epochs.keys.sorted()
         ledger.with { $0.down.insert(victim) }
         let killedAt = Date()
         cluster.killHard(victim)
         var fault = Fault(kind: "sigkill", node: victim, affectedBlocks: affected)
-        fault.recoveryS = try await recovery(ledger, blocks: Set(affected), since: killedAt)
+        fault.recoveryS = try await recovery(ledger, epochs: epochs, since: killedAt)
         try await waitFor("blocks of \(victim) taken over") {
             let v = try await cluster.bookings(observer)
             return v.blocks.filter { affected.contains($0.block) }.allSatisfy { $0.valid && $0.holder != victim }
@@ -140,12 +142,13 @@ public struct LeaseDrill: Sendable {
         // 2. SIGSTOP another node past its lease; the rest take its blocks over; then SIGCONT.
         let paused = ids.first { $0 != victim && $0 != ids[0] } ?? ids[2]
         let before = try await cluster.bookings(ids[0])
-        affected = before.blocks.filter { $0.holder == paused }.map(\.block)
+        epochs = Dictionary(uniqueKeysWithValues: before.blocks.filter { $0.holder == paused }.map { ($0.block, $0.epoch) })
+        affected = epochs.keys.sorted()
         ledger.with { $0.down.insert(paused) }
         let pausedAt = Date()
         cluster.signal(paused, SIGSTOP)
         fault = Fault(kind: "sigstop", node: paused, affectedBlocks: affected)
-        fault.recoveryS = try await recovery(ledger, blocks: Set(affected), since: pausedAt)
+        fault.recoveryS = try await recovery(ledger, epochs: epochs, since: pausedAt)
         let remaining = pauseSeconds - Date().timeIntervalSince(pausedAt)
         if remaining > 0 { try await Task.sleep(for: .seconds(remaining)) }
         cluster.signal(paused, SIGCONT)
@@ -155,6 +158,25 @@ public struct LeaseDrill: Sendable {
             return v.blocks.filter { $0.home == paused }.allSatisfy { $0.valid && $0.holder == paused }
         }
         ledger.with { _ = $0.down.remove(paused) }
+        try await Task.sleep(for: .seconds(1))
+
+        // 3. A clean stop (SIGTERM) hands the node's blocks over at once, without a timeout.
+        let leaving = ids[0]
+        let view = try await cluster.bookings(ids[1])
+        epochs = Dictionary(uniqueKeysWithValues: view.blocks.filter { $0.holder == leaving }.map { ($0.block, $0.epoch) })
+        ledger.with { $0.down.insert(leaving) }
+        let stoppedAt = Date()
+        cluster.signal(leaving, SIGTERM)
+        fault = Fault(kind: "sigterm", node: leaving, affectedBlocks: epochs.keys.sorted())
+        fault.recoveryS = try await recovery(ledger, epochs: epochs, since: stoppedAt)
+        faults.append(fault)
+        cluster.waitForExit(leaving)
+        try cluster.start(leaving)
+        try await waitFor("\(leaving) back, holding its own blocks again", seconds: 90) {
+            let v = try await cluster.bookings(leaving)
+            return v.blocks.filter { $0.home == leaving }.allSatisfy { $0.valid && $0.holder == leaving }
+        }
+        ledger.with { _ = $0.down.remove(leaving) }
         try await Task.sleep(for: .seconds(settleSeconds))
         ledger.with { $0.running = false }
         await load.value
@@ -214,12 +236,13 @@ public struct LeaseDrill: Sendable {
         return report
     }
 
-    /// Waits for the first booking acknowledged in one of `blocks` after `since`; nil if none in 30 s.
-    func recovery(_ ledger: Ledger, blocks: Set<String>, since: Date) async throws -> Double? {
-        guard !blocks.isEmpty else { return 0 }
+    /// Waits for the first booking acknowledged in an affected block under a later epoch than the
+    /// one it had at the fault (so made by the new holder, not an answer already on its way).
+    func recovery(_ ledger: Ledger, epochs: [String: UInt64], since: Date) async throws -> Double? {
+        guard !epochs.isEmpty else { return 0 }
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            if let first = ledger.with({ l in l.ackTimes.filter { blocks.contains($0.block) && $0.at > since }.map(\.at).min() }) {
+            if let first = ledger.with({ l in l.ackTimes.filter { $0.at > since && $0.epoch > (epochs[$0.block] ?? .max) }.map(\.at).min() }) {
                 return (first.timeIntervalSince(since) * 1000).rounded() / 1000
             }
             try await Task.sleep(for: .milliseconds(20))
@@ -255,7 +278,7 @@ func client(_ c: Int, cluster: LocalCluster, ids: [String], blocks: [BlockDefini
                         l.problems.append("request \(b.requestID) acknowledged twice differently: epoch \(first.epoch) and \(b.epoch)")
                     }
                     l.acked[b.requestID] = b
-                    l.ackTimes.append((b.block, Date()))
+                    l.ackTimes.append((b.block, b.epoch, Date()))
                 }
                 break
             }

@@ -94,6 +94,11 @@ public final class LocalCluster: @unchecked Sendable {
         p.waitUntilExit()
     }
 
+    /// Waits until the node's process has exited (after a signal).
+    public func waitForExit(_ id: String) {
+        lock.withLock { processes[id] }?.waitUntilExit()
+    }
+
     /// SIGTERM (a clean stop: leases handed over), then SIGKILL if it takes too long.
     public func stopAll(graceSeconds: Double = 15) {
         let all = lock.withLock { Array(processes.values) }
