@@ -102,6 +102,13 @@ struct StatusCommand: AsyncParsableCommand {
         lines.append("写入 / writes: " + (s.writesRefused ? "已暂停 / REFUSED — \(s.writesRefusedReason ?? "")" : "正常 / accepted")
             + "   暂存变更 / parked: \(s.parkedChanges)   运行 / uptime: \(Int(s.uptimeS)) s")
         lines.append("版本向量 / version vector: " + s.versionVector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        if let c = s.consensus {
+            lines.append("Raft: 角色 / role \(c.role)   任期 / term \(c.term)   Leader \(c.leader ?? "-")   已提交 / commit \(c.commitIndex)   号源块 / blocks \(c.blocks)")
+            if let failure = c.failure { lines.append("共识已停止（日志无法写入）/ consensus stopped (logs cannot be written): \(failure)") }
+            lines.append("成员 / members: " + c.members.map { m in
+                "\(m.id)[\(m.role)\(m.live ? "" : ", 不在线 / not live")\(m.evicted ? ", 已驱逐 / evicted" : ""), 租约 / leases \(m.blocksHeld)]"
+            }.joined(separator: "  "))
+        }
         let header = ["对端 peer", "地址 address", "可达 reachable", "滞后 lag", "时钟偏差 offset ms", "往返 rtt ms", "上次联系 last contact ms"]
         var rows = [header]
         for p in s.peers {
