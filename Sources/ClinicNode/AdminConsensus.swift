@@ -74,6 +74,8 @@ public struct BookAnswer: Codable, Sendable, Hashable {
             return ("lease.slot_taken", "该号已被预约，请选择其他号源。", "this slot is already booked; choose another one.")
         case .noSuchSlot:
             return ("lease.no_such_slot", "该时段没有这个号。", "this block has no such slot.")
+        case .notBooked:
+            return ("lease.not_booked", "要取消的预约不存在或已取消。", "the booking to cancel does not exist or was already cancelled.")
         case .requestMismatch:
             return ("lease.request_mismatch", "该请求号已用于另一笔预约；新的预约请使用新的请求号。",
                     "this request id was already used for another booking; use a new request id for a new booking.")

@@ -31,11 +31,19 @@ public struct BookingRequest: Sendable, Equatable {
     public var block: BlockID
     public var slot: Int
     public var patient: String
+    /// Other slots that will do as well: the first free one of `[slot] + alternatives` is booked
+    /// (any slot of a session; a free place in a quota bucket).
+    public var alternatives: [Int]
+    /// Set to release this booking (by its request id) instead of booking: the slot becomes free.
+    public var releases: String?
     /// How many nodes passed it on towards the holder.
     public var hops: UInt8
-    public init(id: String, block: BlockID, slot: Int, patient: String, hops: UInt8 = 0) {
-        self.id = id; self.block = block; self.slot = slot; self.patient = patient; self.hops = hops
+    public init(id: String, block: BlockID, slot: Int, patient: String, alternatives: [Int] = [], releases: String? = nil, hops: UInt8 = 0) {
+        self.id = id; self.block = block; self.slot = slot; self.patient = patient
+        self.alternatives = alternatives; self.releases = releases; self.hops = hops
     }
+
+    public var candidates: [Int] { [slot] + alternatives }
 }
 
 public enum RefuseReason: String, Sendable, Equatable, CaseIterable {
@@ -46,11 +54,15 @@ public enum RefuseReason: String, Sendable, Equatable, CaseIterable {
     case notHolder
     /// The request id was used before for another patient or slot.
     case requestMismatch
+    /// A release names a booking that does not hold its slot (never made, or already released).
+    case notBooked
 }
 
 extension Booking {
     /// The same booking a request asks for (a retry), not another one under a reused id.
-    func matches(_ q: BookingRequest) -> Bool { block == q.block && slot == q.slot && patient == q.patient }
+    func matches(_ q: BookingRequest) -> Bool {
+        block == q.block && patient == q.patient && releases == q.releases && q.candidates.contains(slot)
+    }
 }
 
 /// A write to the node's booking store: the promised epoch of a block and/or booking records.
@@ -94,6 +106,8 @@ public struct BookingOptions: Sendable {
     public var bugPromiseWithoutRecording = false
     /// Bug switch: acknowledge after the first voter accepts instead of a quorum.
     public var bugAckBeforeQuorum = false
+    /// Bug switch: book the next generation of a slot that a booking still holds.
+    public var bugBookOverBooking = false
     #endif
     public init() {}
 }
@@ -113,8 +127,10 @@ public struct BookingNode: Sendable {
     /// Everything written, durable or not yet; the shell's durable copy is what survives a crash.
     public private(set) var store: BookingDurableState
     private var pending: [String: Pending] = [:]
-    /// Slots this process already tried under an epoch: one value per slot per ballot.
-    private var tried: [BlockID: (epoch: Epoch, slots: [Int: String])] = [:]
+    /// Slot generations this process already proposed a value for under an epoch: one value per
+    /// (slot, generation) per ballot.
+    private var tried: [BlockID: (epoch: Epoch, slots: [SlotGeneration: String])] = [:]
+    struct SlotGeneration: Hashable { var slot: Int; var generation: UInt32 }
     private var acked: Set<String> = []
     private var persistSeq: UInt64 = 0
     private var durableSeq: UInt64 = 0
@@ -168,7 +184,9 @@ public struct BookingNode: Sendable {
             if let h = r.holder, h != id, state.leaseValid(q.block) { return [.forward(q, to: h)] }
             return [.refused(requestID: q.id, reason: .noHolder)]
         }
-        guard q.slot >= 0, q.slot < r.slots else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }
+        guard q.candidates.allSatisfy({ $0 >= 0 && $0 < r.slots }), q.alternatives.count <= 64 else {
+            return [.refused(requestID: q.id, reason: .noSuchSlot)]
+        }
         if let b = store.records[q.id] {
             guard b.matches(q) else { return [.refused(requestID: q.id, reason: .requestMismatch)] }
             switch bookingStatus(b, in: state) {
@@ -188,17 +206,35 @@ public struct BookingNode: Sendable {
                 break // never acknowledged: book it afresh under this epoch
             }
         }
-        if var t = tried[q.block], t.epoch == r.epoch {
-            if t.slots[q.slot] != nil { return [.refused(requestID: q.id, reason: .slotTaken)] }
-            t.slots[q.slot] = q.id
-            tried[q.block] = t
-        } else {
-            tried[q.block] = (r.epoch, [q.slot: q.id])
-        }
-        let mine = store.records.values.filter { $0.block == q.block && $0.slot == q.slot }
+        if tried[q.block]?.epoch != r.epoch { tried[q.block] = (r.epoch, [:]) }
+        let candidates = Set(q.candidates)
+        let mine = store.records.values.filter { $0.block == q.block && candidates.contains($0.slot) }
         let view = slotViews(block: q.block, bookings: Array(mine), state: state)
-        if view.unknown || !(view.views[q.slot] ?? []).isEmpty { return [.refused(requestID: q.id, reason: .slotTaken)] }
-        let b = Booking(id: q.id, block: q.block, slot: q.slot, patient: q.patient, epoch: r.epoch)
+        if view.unknown { return [.refused(requestID: q.id, reason: .slotTaken)] }
+        // The next generation of the first candidate slot that is free here (for a release: the
+        // slot whose current record is the booking to release, for the same patient).
+        var chosen: (slot: Int, generation: UInt32)?
+        for slot in q.candidates {
+            let current = view.views[slot]
+            let next = (current?.map(\.generation).max()).map { $0 + 1 } ?? 0
+            if tried[q.block]!.slots[SlotGeneration(slot: slot, generation: next)] != nil { continue }
+            if let target = q.releases {
+                guard let held = holdingBooking(current), held.id == target, held.patient == q.patient else { continue }
+            } else if current != nil, holdingBooking(current) != nil || current!.count > 1 {
+                #if CLINICMESH_BUG_SWITCHES
+                if !options.bugBookOverBooking { continue }
+                #else
+                continue
+                #endif
+            }
+            chosen = (slot, next)
+            break
+        }
+        guard let (slot, generation) = chosen else {
+            return [.refused(requestID: q.id, reason: q.releases == nil ? .slotTaken : .notBooked)]
+        }
+        tried[q.block]!.slots[SlotGeneration(slot: slot, generation: generation)] = q.id
+        let b = Booking(id: q.id, block: q.block, slot: slot, patient: q.patient, epoch: r.epoch, generation: generation, releases: q.releases)
         persist(records: [b])
         pending[b.id] = Pending(booking: b, voters: r.voters)
         for v in r.voters { out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(b)))) }

@@ -24,15 +24,36 @@ public struct LivenessRecord: Hashable, Sendable, Codable {
     public var live: Bool
 }
 
-/// One booking, made by a block's holder under the epoch it held.
+/// One record of a slot, made by a block's holder under the epoch it held: a booking, or (with
+/// `releases`) the release of one. Each slot is a sequence of generations; the valid record with
+/// the highest generation says what the slot is now (booked by it, or free after a release).
 public struct Booking: Hashable, Sendable, Codable {
     public var id: String
     public var block: BlockID
     public var slot: Int
     public var patient: String
     public var epoch: Epoch
-    public init(id: String, block: BlockID, slot: Int, patient: String, epoch: Epoch) {
+    public var generation: UInt32
+    /// Set on a release record: the id of the booking it releases.
+    public var releases: String?
+    public init(id: String, block: BlockID, slot: Int, patient: String, epoch: Epoch, generation: UInt32 = 0, releases: String? = nil) {
         self.id = id; self.block = block; self.slot = slot; self.patient = patient; self.epoch = epoch
+        self.generation = generation; self.releases = releases
+    }
+
+    public var isRelease: Bool { releases != nil }
+
+    enum CodingKeys: String, CodingKey { case id, block, slot, patient, epoch, generation, releases }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        block = try c.decode(BlockID.self, forKey: .block)
+        slot = try c.decode(Int.self, forKey: .slot)
+        patient = try c.decode(String.self, forKey: .patient)
+        epoch = try c.decode(Epoch.self, forKey: .epoch)
+        generation = try c.decodeIfPresent(UInt32.self, forKey: .generation) ?? 0
+        releases = try c.decodeIfPresent(String.self, forKey: .releases)
     }
 }
 
@@ -166,7 +187,9 @@ public struct ClusterState: Hashable, Sendable, Codable {
     public mutating func restore(config: ClusterConfig) { raftConfig = config }
 }
 
-/// Whether a booking is active, derived from the lease history a replica knows (never stored).
+/// Whether a record is valid, derived from the lease history a replica knows (never stored):
+/// made under the block's current epoch, or carried forward by the committed takeover. Whether a
+/// valid booking still holds its slot is `slotViews`' question (a later release supersedes it).
 public enum BookingStatus: Sendable, Equatable { case active, inactive, unknown }
 
 public func bookingStatus(_ b: Booking, in state: ClusterState) -> BookingStatus {
@@ -179,15 +202,27 @@ public func bookingStatus(_ b: Booking, in state: ClusterState) -> BookingStatus
 /// What a replica can say about each slot of a block from the bookings it holds.
 public enum SlotView: Sendable, Equatable { case free, booked(Booking), unknown }
 
-/// Slot views for one block; nil for the whole block while it is unknown here (a booking under an
-/// epoch newer than our history). Also reports slots with more than one active booking.
+/// Per slot, the valid records of its highest generation (one, unless the protocol broke: two
+/// records for one slot generation is a double booking). `unknown` for the whole block while a
+/// record under an epoch newer than this replica's history exists.
 public func slotViews(block: BlockID, bookings: [Booking], state: ClusterState) -> (views: [Int: [Booking]], unknown: Bool) {
     guard let r = state.blocks[block] else { return ([:], true) }
-    var active: [Int: [Booking]] = [:]
-    for b in r.collected { active[b.slot, default: []].append(b) }
+    var current: [Int: [Booking]] = [:]
+    func add(_ b: Booking) {
+        guard let top = current[b.slot]?.first else { current[b.slot] = [b]; return }
+        if b.generation > top.generation { current[b.slot] = [b] }
+        else if b.generation == top.generation, !current[b.slot]!.contains(where: { $0.id == b.id && $0.epoch == b.epoch }) { current[b.slot]!.append(b) }
+    }
+    for b in r.collected { add(b) }
     for b in bookings where b.block == block {
         if b.epoch > r.epoch { return ([:], true) }
-        if b.epoch == r.epoch, !r.collectedIDs.contains(b.id) { active[b.slot, default: []].append(b) }
+        if b.epoch == r.epoch, !r.collectedIDs.contains(b.id) { add(b) }
     }
-    return (active, false)
+    return (current, false)
+}
+
+/// The booking that holds a slot now, from its `slotViews` entry (nil: free, or released).
+public func holdingBooking(_ current: [Booking]?) -> Booking? {
+    guard let c = current, c.count == 1, !c[0].isRelease else { return nil }
+    return c[0]
 }

@@ -54,6 +54,8 @@ public enum ConsensusWire {
             }
         case .request(let q):
             w.u8(2); w.str(q.id); w.str(q.block); w.u64(UInt64(bitPattern: Int64(q.slot))); w.str(q.patient); w.u8(q.hops)
+            w.u32(UInt32(q.alternatives.count)); for a in q.alternatives { w.u64(UInt64(bitPattern: Int64(a))) }
+            w.optionalStr(q.releases)
         case .outcome(.booked(let b)):
             w.u8(3); w.u8(0); w.booking(b)
         case .outcome(.refused(let id, let reason)):
@@ -139,8 +141,16 @@ public enum ConsensusWire {
             }
             m = .lease(LeaseEnvelope(from: NodeID(from), to: NodeID(to), body: l))
         case 2:
-            guard let id = r.str(), let block = r.str(), let slot = r.u64(), let patient = r.str(), let hops = r.u8() else { throw bad("truncated request") }
-            m = .request(BookingRequest(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient, hops: hops))
+            guard let id = r.str(), let block = r.str(), let slot = r.u64(), let patient = r.str(), let hops = r.u8(),
+                  let n = r.u32(), n <= 64 else { throw bad("truncated request") }
+            var alternatives: [Int] = []
+            for _ in 0..<n {
+                guard let a = r.u64() else { throw bad("truncated request") }
+                alternatives.append(Int(truncatingIfNeeded: Int64(bitPattern: a)))
+            }
+            guard let releases = r.optionalStr() else { throw bad("truncated request") }
+            m = .request(BookingRequest(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient,
+                                        alternatives: alternatives, releases: releases, hops: hops))
         case 3:
             guard let k = r.u8() else { throw bad("truncated outcome") }
             if k == 0 {
@@ -205,15 +215,26 @@ public enum ConsensusWire {
 
 extension ByteWriter {
     mutating func booking(_ b: Booking) {
-        str(b.id); str(b.block); u64(UInt64(bitPattern: Int64(b.slot))); str(b.patient); u64(b.epoch)
+        str(b.id); str(b.block); u64(UInt64(bitPattern: Int64(b.slot))); str(b.patient); u64(b.epoch); u32(b.generation)
+        optionalStr(b.releases)
     }
+    mutating func optionalStr(_ s: String?) { if let s { u8(1); str(s) } else { u8(0) } }
     mutating func bookings(_ bs: [Booking]) { u32(UInt32(bs.count)); for b in bs { booking(b) } }
 }
 
 extension ByteReader {
     mutating func booking() -> Booking? {
-        guard let id = str(), let block = str(), let slot = u64(), let patient = str(), let epoch = u64() else { return nil }
-        return Booking(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient, epoch: epoch)
+        guard let id = str(), let block = str(), let slot = u64(), let patient = str(), let epoch = u64(), let generation = u32(),
+              let releases = optionalStr() else { return nil }
+        return Booking(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient, epoch: epoch,
+                       generation: generation, releases: releases)
+    }
+    /// nil: malformed; .some(nil): absent.
+    mutating func optionalStr() -> String?? {
+        guard let has = u8() else { return nil }
+        if has == 0 { return .some(nil) }
+        guard has == 1, let s = str() else { return nil }
+        return .some(s)
     }
     mutating func bookings() -> [Booking]? {
         guard let n = u32(), n <= ConsensusWire.maxItems else { return nil }

@@ -46,11 +46,24 @@ extension ClusterSimulation {
             fail("never two active bookings for one slot", "after merging all replicas: \(bad)")
             return
         }
+        var byBlock: [BlockID: [Booking]] = [:]
+        for b in all.values { byBlock[b.block, default: []].append(b) }
         for id in acked.keys.sorted() {
             let b = acked[id]!
             let s = bookingStatus(b, in: latest.cluster)
             if s != .active {
                 fail("no acknowledged booking lost", "booking \(b.id) (\(b.block) slot \(b.slot), epoch \(b.epoch)) is \(s) under epoch \(latest.cluster.blocks[b.block]?.epoch ?? 0) on n\(latest.idx + 1)")
+                return
+            }
+            // A booking leaves its slot only by a valid release of it (a patient's cancellation).
+            guard !b.isRelease else { continue }
+            let view = slotViews(block: b.block, bookings: byBlock[b.block] ?? [], state: latest.cluster)
+            if view.unknown { continue }
+            let releasedValidly = (byBlock[b.block] ?? []).contains { $0.releases == b.id && bookingStatus($0, in: latest.cluster) == .active }
+                || latest.cluster.blocks[b.block]?.collected.contains { $0.releases == b.id } == true
+            if holdingBooking(view.views[b.slot])?.id != b.id, !releasedValidly {
+                let now = view.views[b.slot].map { $0.map { "\($0.id)@e\($0.epoch)g\($0.generation)" } } ?? []
+                fail("no acknowledged booking lost", "booking \(b.id) (\(b.block) slot \(b.slot)) no longer holds its slot (now \(now)) and was never released")
                 return
             }
         }

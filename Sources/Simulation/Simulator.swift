@@ -8,6 +8,7 @@ public enum BugSwitch: String, Sendable, CaseIterable {
     case voteTwice = "vote-twice"
     case promiseWithoutRecording = "promise-without-recording"
     case ackBeforeQuorum = "ack-before-quorum"
+    case bookOverBooking = "book-over-booking"
 }
 
 public struct SimOptions: Sendable {
@@ -214,6 +215,7 @@ public final class ClusterSimulation {
         case .voteTwice: ro.bugVoteTwice = true
         case .promiseWithoutRecording: bo.bugPromiseWithoutRecording = true
         case .ackBeforeQuorum: bo.bugAckBeforeQuorum = true
+        case .bookOverBooking: bo.bugBookOverBooking = true
         case nil: break
         }
         #endif
@@ -411,13 +413,24 @@ public final class ClusterSimulation {
     func clientRequest() {
         guard let target = nodes.indices.randomElement(using: &rng) else { return }
         let q: BookingRequest
-        if !recentRequests.isEmpty, rng.chance(0.2) {
+        if !acked.isEmpty, rng.chance(0.08) {
+            // A patient cancels: release an acknowledged booking.
+            let keys = acked.keys.sorted()
+            let b = acked[keys[Int(rng.below(UInt64(keys.count)))]]!
+            guard !b.isRelease else { return }
+            requestCounter += 1
+            q = BookingRequest(id: "x\(requestCounter)", block: b.block, slot: b.slot, patient: b.patient, releases: b.id)
+            recentRequests.append(q)
+            if recentRequests.count > 64 { recentRequests.removeFirst() }
+        } else if !recentRequests.isEmpty, rng.chance(0.2) {
             // A client that got no answer (or doubts it) retries the same request elsewhere.
             q = recentRequests[Int(rng.below(UInt64(recentRequests.count)))]
         } else {
             requestCounter += 1
+            // Some patients take any of a few slots of the session.
+            let alternatives = rng.chance(0.3) ? (0..<2).map { _ in Int(rng.below(UInt64(opt.slotsPerBlock))) } : []
             q = BookingRequest(id: "r\(requestCounter)", block: "b\(rng.below(UInt64(opt.blocks)))",
-                               slot: Int(rng.below(UInt64(opt.slotsPerBlock))), patient: "p\(rng.below(1000))")
+                               slot: Int(rng.below(UInt64(opt.slotsPerBlock))), patient: "p\(rng.below(1000))", alternatives: alternatives)
             recentRequests.append(q)
             if recentRequests.count > 64 { recentRequests.removeFirst() }
         }
