@@ -6,21 +6,37 @@ import Mesh
 // node's view of bookings and leases, and the consensus part of `status`. JSON field names are
 // snake_case, as everywhere on the admin API.
 
-/// `book {json}`: book slot `slot` of `block` for `patient` under request id `request_id`.
+/// `book {json}`: book slot `slot` (or the first free of `slot` and `alternatives`) of `block`
+/// for `patient` under request id `request_id`; with `releases`, cancel that booking instead.
+/// With `quota`, at most `limit` bookings per `scope` for the patient, across every node.
 /// A retry with the same request id, through any node, returns the first outcome.
 public struct BookCommand: Codable, Sendable, Hashable {
+    public struct Quota: Codable, Sendable, Hashable {
+        public var scope: String
+        public var limit: Int
+        public init(scope: String, limit: Int) { self.scope = scope; self.limit = limit }
+    }
+
     public var requestID: String
     public var block: String
     public var slot: Int
+    public var alternatives: [Int]?
     /// The patient's key (an HMAC of the resident ID, never the ID itself).
     public var patient: String
+    /// The request id of the booking to cancel.
+    public var releases: String?
+    public var quota: Quota?
     public var timeoutMs: Int?
 
-    public init(requestID: String, block: String, slot: Int, patient: String, timeoutMs: Int? = nil) {
-        self.requestID = requestID; self.block = block; self.slot = slot; self.patient = patient; self.timeoutMs = timeoutMs
+    public init(requestID: String, block: String, slot: Int, patient: String, alternatives: [Int]? = nil, releases: String? = nil,
+                quota: Quota? = nil, timeoutMs: Int? = nil) {
+        self.requestID = requestID; self.block = block; self.slot = slot; self.patient = patient
+        self.alternatives = alternatives; self.releases = releases; self.quota = quota; self.timeoutMs = timeoutMs
     }
 
-    enum CodingKeys: String, CodingKey { case requestID = "request_id", block, slot, patient, timeoutMs = "timeout_ms" }
+    enum CodingKeys: String, CodingKey {
+        case requestID = "request_id", block, slot, alternatives, patient, releases, quota, timeoutMs = "timeout_ms"
+    }
 }
 
 public struct BookingRecord: Codable, Sendable, Hashable {
@@ -29,7 +45,9 @@ public struct BookingRecord: Codable, Sendable, Hashable {
     public var slot: Int
     public var patient: String
     public var epoch: UInt64
-    /// active / inactive / unknown, derived from the lease history this node knows (never stored).
+    /// Derived from the lease history this node knows, never stored: active (holds its slot),
+    /// released (cancelled), release (a cancellation record), superseded, inactive (never
+    /// acknowledged under an epoch since taken over), unknown (newer than this node's history).
     public var status: String?
 
     init(_ b: Booking, status: String? = nil) {
@@ -76,6 +94,13 @@ public struct BookAnswer: Codable, Sendable, Hashable {
             return ("lease.no_such_slot", "该时段没有这个号。", "this block has no such slot.")
         case .notBooked:
             return ("lease.not_booked", "要取消的预约不存在或已取消。", "the booking to cancel does not exist or was already cancelled.")
+        case .released:
+            return ("lease.released", "该预约已取消。", "this booking has been cancelled.")
+        case .quotaExceeded:
+            return ("quota.exceeded", "已达到预约数量上限。", "the booking quota is used up.")
+        case .quotaUnavailable:
+            return ("quota.unavailable", "暂时无法核对预约限额（限额服务不可达），为防止超额已拒绝；请稍后用同一请求号重试。",
+                    "the booking quota cannot be checked right now (its holder is unreachable), so the booking was refused; retry shortly with the same request id.")
         case .requestMismatch:
             return ("lease.request_mismatch", "该请求号已用于另一笔预约；新的预约请使用新的请求号。",
                     "this request id was already used for another booking; use a new request id for a new booking.")
@@ -156,9 +181,20 @@ extension MeshNode {
 
     /// The booking primitive: acknowledged only once quorum-durable under the current epoch.
     public func book(_ command: BookCommand) async -> BookAnswer {
+        // Reservations and their releases are the nodes' own: clients may not name or free them.
+        let reserved = ["quota:", "release:"]
+        if reserved.contains(where: { command.requestID.hasPrefix($0) || (command.releases?.hasPrefix($0) ?? false) })
+            || command.requestID.isEmpty || command.requestID.utf8.count > 128 || (command.alternatives?.count ?? 0) > 64 {
+            return BookAnswer(outcome: "refused", code: "request.invalid",
+                              messageZh: "请求号须为 1 到 128 字节且不以 quota: 或 release: 开头，候选号不超过 64 个。",
+                              messageEn: "request ids must be 1 to 128 bytes and not start with quota: or release:; at most 64 alternative slots.",
+                              node: config.nodeID)
+        }
         let timeout = Duration.milliseconds(min(max(command.timeoutMs ?? 5_000, 100), 60_000))
-        let q = BookingRequest(id: command.requestID, block: command.block, slot: command.slot, patient: command.patient)
-        return BookAnswer.from(await consensus.book(q, timeout: timeout), node: config.nodeID)
+        let q = BookingRequest(id: command.requestID, block: command.block, slot: command.slot, patient: command.patient,
+                               alternatives: command.alternatives ?? [], releases: command.releases)
+        let quota = command.quota.map { (scope: $0.scope, limit: $0.limit) }
+        return BookAnswer.from(await consensus.book(q, quota: quota, timeout: timeout), node: config.nodeID)
     }
 
     public func defineBlocks(_ blocks: [BlockDefinition]) {
@@ -170,12 +206,19 @@ extension MeshNode {
             var all: [String: Booking] = [:]
             for b in c.booking.store.records.values { all["\(b.id)@\(b.epoch)"] = b }
             for r in c.cluster.blocks.values { for b in r.collected { all["\(b.id)@\(b.epoch)"] = b } }
+            let byBlock = Dictionary(grouping: all.values, by: \.block)
+            let views = byBlock.mapValues { slotViews(block: $0[0].block, bookings: $0, state: c.cluster).views }
+            let releasedIDs = Set(all.values.filter { $0.isRelease && bookingStatus($0, in: c.cluster) == .active }.compactMap(\.releases))
             let bookings = all.values.sorted { ($0.id, $0.epoch) < ($1.id, $1.epoch) }.map { b -> BookingRecord in
                 let s: String
                 switch bookingStatus(b, in: c.cluster) {
-                case .active: s = "active"
                 case .inactive: s = "inactive"
                 case .unknown: s = "unknown"
+                case .active where b.isRelease: s = "release"
+                case .active:
+                    // Valid: it holds its slot if it is the slot's newest record, else a release ended it.
+                    if views[b.block]?[b.slot]?.contains(where: { $0.id == b.id && $0.epoch == b.epoch }) == true { s = "active" }
+                    else { s = releasedIDs.contains(b.id) ? "released" : "superseded" }
                 }
                 return BookingRecord(b, status: s)
             }

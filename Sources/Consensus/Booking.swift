@@ -56,6 +56,12 @@ public enum RefuseReason: String, Sendable, Equatable, CaseIterable {
     case requestMismatch
     /// A release names a booking that does not hold its slot (never made, or already released).
     case notBooked
+    /// A retry of a booking that has since been released (cancelled).
+    case released
+    /// The patient's quota (per visit date, per department, ...) is used up.
+    case quotaExceeded
+    /// The patient's quota bucket cannot be reached now: refused rather than booked unchecked.
+    case quotaUnavailable
 }
 
 extension Booking {
@@ -178,7 +184,9 @@ public struct BookingNode: Sendable {
         guard let r = state.blocks[q.block] else { return [.refused(requestID: q.id, reason: .noHolder)] }
         // A retry of a request a takeover already carried forward: its first outcome, from anywhere.
         if r.collectedIDs.contains(q.id), let b = r.collected.first(where: { $0.id == q.id }) {
-            return [b.matches(q) ? .acknowledged(b) : .refused(requestID: q.id, reason: .requestMismatch)]
+            guard b.matches(q) else { return [.refused(requestID: q.id, reason: .requestMismatch)] }
+            if r.collected.contains(where: { $0.releases == b.id }) { return [.refused(requestID: q.id, reason: .released)] }
+            return [.acknowledged(b)]
         }
         guard holds(q.block, in: state) else {
             if let h = r.holder, h != id, state.leaseValid(q.block) { return [.forward(q, to: h)] }
@@ -189,7 +197,11 @@ public struct BookingNode: Sendable {
         }
         if let b = store.records[q.id] {
             guard b.matches(q) else { return [.refused(requestID: q.id, reason: .requestMismatch)] }
+            let releasedSince = !b.isRelease && (store.records.values.contains { $0.releases == b.id && bookingStatus($0, in: state) == .active }
+                || r.collected.contains { $0.releases == b.id })
             switch bookingStatus(b, in: state) {
+            case .active where releasedSince:
+                return [.refused(requestID: q.id, reason: .released)]
             case .active where b.epoch == r.epoch:
                 // Made by this process under the epoch it holds: answered, or its answer is coming.
                 if acked.contains(b.id) { return [.acknowledged(b)] }
@@ -220,7 +232,8 @@ public struct BookingNode: Sendable {
             if tried[q.block]!.slots[SlotGeneration(slot: slot, generation: next)] != nil { continue }
             if let target = q.releases {
                 guard let held = holdingBooking(current), held.id == target, held.patient == q.patient else { continue }
-            } else if current != nil, holdingBooking(current) != nil || current!.count > 1 {
+            } else if current != nil, holdingBooking(current) != nil || current!.count > 1 || pending[current![0].id] != nil {
+                // Held, or released by a release not yet quorum-durable: not free yet.
                 #if CLINICMESH_BUG_SWITCHES
                 if !options.bugBookOverBooking { continue }
                 #else

@@ -56,6 +56,8 @@ public struct ConsensusCoreOptions: Sendable {
     public var gossipEveryTicks: UInt64 = 30
     /// Booking records per repair-sweep message.
     public var gossipSlice = 64
+    /// Per-person quota buckets (blocks `quota/NN`), defined by the leader; 0 turns quotas off.
+    public var quotaBuckets = 16
     /// Compact the Raft log into a snapshot of the cluster state every this many applied entries.
     public var compactEvery: LogIndex = 64
     /// A request passed on more often than this is refused (two nodes disagreeing on the holder).
@@ -83,6 +85,15 @@ public struct ConsensusCore: Sendable {
     private var freshAcked: [Booking] = []
     /// Where the repair sweep through this node's records goes on next round.
     private var sweepAfter: String = ""
+    /// Bookings under a per-person quota, between their reservation and their outcome.
+    private var quotaFlows: [String: QuotaFlow] = [:]
+    /// Reservation id -> the booking request it is for.
+    private var reservationOf: [String: String] = [:]
+    /// Releases of reservations still to be confirmed (retried on ticks).
+    private var pendingReleases: [String: BookingRequest] = [:]
+    /// A booking's release -> the release of its reservation, sent once the first is acknowledged.
+    private var releaseAfter: [String: BookingRequest] = [:]
+    private var bucketsProposedAt: UInt64 = 0
     /// Set by a clean shutdown: no more liveness renewals from this process.
     public private(set) var resigned = false
     private var out: [CoreEffect] = []
@@ -123,6 +134,8 @@ public struct ConsensusCore: Sendable {
             sendLease(to: l, .renew(incarnation: incarnation))
         }
         if ticks % options.gossipEveryTicks == 0 { gossip() }
+        if raft.role == .leader, raft.isReadyLeader { defineBuckets() }
+        if ticks % 100 == 0 { for q in pendingReleases.values.sorted(by: { $0.id < $1.id }) { take(q) } }
         return drain()
     }
 
@@ -214,10 +227,114 @@ public struct ConsensusCore: Sendable {
 
     /// Answers locally and back along the path the request came.
     private mutating func finish(_ o: BookingOutcome) {
-        out.append(.outcome(o))
         if let back = replyTo.removeValue(forKey: o.requestID), back != id {
             out.append(.send(to: back, .outcome(o)))
         }
+        if let r = reservationOf[o.requestID] {
+            reserved(o, for: r)
+            return
+        }
+        if case .booked = o, let release = releaseAfter.removeValue(forKey: o.requestID) {
+            pendingReleases[release.id] = release
+            take(release)
+        }
+        if pendingReleases[o.requestID] != nil {
+            switch o {
+            case .booked, .refused(_, .notBooked), .refused(_, .requestMismatch): pendingReleases[o.requestID] = nil
+            default: break // retried on a later tick
+            }
+            return
+        }
+        if let flow = quotaFlows.removeValue(forKey: o.requestID) {
+            reservationOf[flow.reservationID] = nil
+            // A final refusal gives the reservation back; a retryable one keeps it for the retry.
+            if case .refused(_, let reason) = o, reason != .noHolder, let slot = flow.reservedSlot {
+                let release = BookingRequest(id: "release:" + flow.reservationID, block: flow.bucket, slot: slot,
+                                             patient: flow.request.patient, releases: flow.reservationID)
+                pendingReleases[release.id] = release
+                take(release)
+            }
+        }
+        out.append(.outcome(o))
+    }
+
+    // MARK: Per-person quotas
+
+    struct QuotaFlow: Sendable {
+        var request: BookingRequest
+        var reservationID: String
+        var bucket: BlockID
+        var reservedSlot: Int?
+    }
+
+    /// The quota bucket of a patient, and its place numbers for `scope` (one per allowed booking).
+    public static func quotaPlaces(patient: String, scope: String, limit: Int, buckets: Int) -> (bucket: BlockID, places: [Int]) {
+        var h = FNV1a64()
+        h.add(patient)
+        let bucket = "quota/" + String(Int(h.value % UInt64(max(1, buckets))))
+        let places = (0..<max(0, limit)).map { i -> Int in
+            var p = FNV1a64()
+            p.add(patient); p.add(scope); p.add(UInt64(i))
+            return Int(p.value % UInt64(Int32.max))
+        }
+        return (bucket, places)
+    }
+
+    /// A booking under a per-person quota (`limit` active bookings per `scope`): a reservation
+    /// from the patient's bucket holder first (quorum-durable like a booking), then the booking;
+    /// a final refusal of the booking releases the reservation. A retry with the same request id
+    /// reuses both (each step is idempotent by its id).
+    /// A release (`q.releases` set) under a quota also gives the booking's reservation back.
+    public mutating func request(_ q: BookingRequest, quota scope: String, limit: Int) -> [CoreEffect] {
+        guard options.quotaBuckets > 0 else { take(q); return drain() }
+        let (bucket, places) = Self.quotaPlaces(patient: q.patient, scope: scope, limit: limit, buckets: options.quotaBuckets)
+        if let booking = q.releases {
+            // The quota is given back only once the booking's release is quorum-durable.
+            if let first = places.first {
+                let reservation = "quota:" + booking
+                releaseAfter[q.id] = BookingRequest(id: "release:" + reservation, block: bucket, slot: first, patient: q.patient,
+                                                    alternatives: Array(places.dropFirst()), releases: reservation)
+            }
+            take(q)
+            return drain()
+        }
+        guard let first = places.first else {
+            finish(.refused(requestID: q.id, reason: .quotaExceeded))
+            return drain()
+        }
+        let reservation = BookingRequest(id: "quota:" + q.id, block: bucket, slot: first, patient: q.patient, alternatives: Array(places.dropFirst()))
+        quotaFlows[q.id] = QuotaFlow(request: q, reservationID: reservation.id, bucket: bucket)
+        reservationOf[reservation.id] = q.id
+        take(reservation)
+        return drain()
+    }
+
+    private mutating func reserved(_ o: BookingOutcome, for requestID: String) {
+        guard var flow = quotaFlows[requestID] else { reservationOf[o.requestID] = nil; return }
+        switch o {
+        case .booked(let r):
+            flow.reservedSlot = r.slot
+            quotaFlows[requestID] = flow
+            take(flow.request)
+        case .refused(_, let reason):
+            quotaFlows[requestID] = nil
+            reservationOf[o.requestID] = nil
+            finish(.refused(requestID: requestID, reason: reason == .slotTaken ? .quotaExceeded : .quotaUnavailable))
+        }
+    }
+
+    /// The leader defines the quota buckets once members are known, spread over the members.
+    private mutating func defineBuckets() {
+        guard options.quotaBuckets > 0, ticks >= bucketsProposedAt + 100 else { return }
+        let members = cluster.members.values.filter { !$0.evicted }.map(\.node).sorted()
+        // Spread over every node of the Raft configuration, so wait until all have registered.
+        guard !members.isEmpty, cluster.raftConfig.members.allSatisfy(members.contains) else { return }
+        var proposed = false
+        for i in 0..<options.quotaBuckets where cluster.blocks["quota/\(i)"] == nil {
+            handle(raft.propose(.defineBlock("quota/\(i)", home: members[i % members.count], slots: Int(Int32.max))).1)
+            proposed = true
+        }
+        if proposed { bucketsProposedAt = ticks }
     }
 
     private mutating func sendLease(to: NodeID, _ body: LeaseMessage) {

@@ -47,12 +47,16 @@ public struct LeaseDrill: Sendable {
         public var doubleBookings: Int
         public var lostAcks: Int
         public var converged: Bool
+        /// One patient, a quota of 1, six bookings at once through every node: how many got through.
+        public var quotaBurstBooked: Int
+        /// After cancelling that booking, the quota lets the patient book again.
+        public var quotaFreedByCancel: Bool
         public var problems: [String]
         public var folder: String?
         enum CodingKeys: String, CodingKey {
             case scenario, passed, nodes, clients, requests, booked, refusedByReason = "refused_by_reason"
             case unknownOutcomes = "unknown_outcomes", retries, faults, doubleBookings = "double_bookings", lostAcks = "lost_acks"
-            case converged, problems, folder
+            case converged, quotaBurstBooked = "quota_burst_booked", quotaFreedByCancel = "quota_freed_by_cancel", problems, folder
         }
     }
 
@@ -100,8 +104,11 @@ public struct LeaseDrill: Sendable {
         try await cluster.defineBlocks(ids[0], blocks)
         try await waitFor("every block leased to its home node") {
             let v = try await cluster.bookings(ids[0])
-            return v.blocks.count == blocks.count && v.blocks.allSatisfy { $0.valid && $0.holder == $0.home }
+            let names = Set(blocks.map(\.block))
+            return v.blocks.filter { names.contains($0.block) }.count == blocks.count && v.blocks.allSatisfy { $0.valid && $0.holder == $0.home }
         }
+
+        let (quotaBurstBooked, quotaFreed) = try await quotaBurst(cluster, ids: ids, blocks: blocks)
 
         // The hottest block is waike's first: most clients aim there.
         let hot = blocks.first { $0.home == ids[1] }!.block
@@ -228,12 +235,44 @@ public struct LeaseDrill: Sendable {
             }
         }
         let report = ledger.with { l in
-            Report(passed: doubles == 0 && lost == 0 && converged && faults.allSatisfy { $0.recoveryS != nil },
+            Report(passed: doubles == 0 && lost == 0 && converged && faults.allSatisfy { $0.recoveryS != nil } && quotaBurstBooked == 1 && quotaFreed,
                    nodes: ids, clients: clients, requests: l.requests, booked: l.acked.count, refusedByReason: l.refused,
                    unknownOutcomes: l.unknown, retries: l.retries, faults: faults, doubleBookings: doubles, lostAcks: lost,
-                   converged: converged, problems: Array(problems.prefix(20)), folder: keepFolder ? cluster.folder : nil)
+                   converged: converged, quotaBurstBooked: quotaBurstBooked, quotaFreedByCancel: quotaFreed,
+                   problems: Array(problems.prefix(20)), folder: keepFolder ? cluster.folder : nil)
         }
         return report
+    }
+
+    /// One patient with a quota of one booking per day books six slots at once, in blocks of every
+    /// department, through every node: exactly one may succeed. Cancelling it frees the quota.
+    func quotaBurst(_ cluster: LocalCluster, ids: [String], blocks: [BlockDefinition]) async throws -> (Int, Bool) {
+        let quota = BookCommand.Quota(scope: "2026-12-01", limit: 1)
+        let answers = await withTaskGroup(of: BookAnswer?.self) { group in
+            for i in 0..<6 {
+                let block = blocks[i % blocks.count]
+                let command = BookCommand(requestID: "burst-\(i)", block: block.block, slot: block.slots - 1 - i, patient: "patient-burst", quota: quota)
+                group.addTask { try? await cluster.book(ids[i % ids.count], command) }
+            }
+            var all: [BookAnswer?] = []
+            for await a in group { all.append(a) }
+            return all
+        }
+        let booked = answers.compactMap { $0 }.filter { $0.outcome == "booked" }
+        guard booked.count == 1, let first = booked.first?.booking else { return (booked.count, false) }
+        let cancel = BookCommand(requestID: "burst-cancel", block: first.block, slot: first.slot, patient: "patient-burst",
+                                 releases: first.requestID, quota: quota)
+        guard try await cluster.book(ids[1], cancel).outcome == "booked" else { return (1, false) }
+        // The reservation is given back just after the cancellation is acknowledged.
+        var again = false
+        for attempt in 0..<20 where !again {
+            let block = blocks[(attempt + 1) % blocks.count]
+            let retry = BookCommand(requestID: "burst-again-\(attempt)", block: block.block, slot: block.slots - 10 - attempt, patient: "patient-burst", quota: quota)
+            let answer = try await cluster.book(ids[2], retry)
+            again = answer.outcome == "booked"
+            if !again { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        return (1, again)
     }
 
     /// Waits for the first booking acknowledged in an affected block under a later epoch than the

@@ -48,6 +48,7 @@ extension ClusterSimulation {
         }
         var byBlock: [BlockID: [Booking]] = [:]
         for b in all.values { byBlock[b.block, default: []].append(b) }
+        var holdingUnderQuota: [String: [String]] = [:]
         for id in acked.keys.sorted() {
             let b = acked[id]!
             let s = bookingStatus(b, in: latest.cluster)
@@ -66,6 +67,12 @@ extension ClusterSimulation {
                 fail("no acknowledged booking lost", "booking \(b.id) (\(b.block) slot \(b.slot)) no longer holds its slot (now \(now)) and was never released")
                 return
             }
+            if let q = quotaRequests[b.id], !releasedValidly { holdingUnderQuota["\(q.patient)/\(q.scope)", default: []].append(b.id) }
+        }
+        // Per-person quotas hold across nodes and blocks: never more than the limit at once.
+        for key in holdingUnderQuota.keys.sorted() where holdingUnderQuota[key]!.count > simQuotaLimit {
+            fail("quota never exceeded", "\(key) holds \(holdingUnderQuota[key]!.sorted()) with a limit of \(simQuotaLimit)")
+            return
         }
         if full {
             lastCheckpointLogMatch = now
@@ -135,8 +142,8 @@ extension ClusterSimulation {
             fail("liveness", "leader n\(l.idx + 1) of term \(l.raft.term) has no quorum behind it \(deadline) ms after faults stopped")
             return
         }
-        guard l.cluster.blocks.count == opt.blocks else {
-            fail("liveness", "only \(l.cluster.blocks.count) of \(opt.blocks) blocks defined \(deadline) ms after faults stopped")
+        guard l.cluster.blocks.count == opt.blocks + coreOptions.quotaBuckets else {
+            fail("liveness", "only \(l.cluster.blocks.count) of \(opt.blocks) blocks and \(coreOptions.quotaBuckets) quota buckets defined \(deadline) ms after faults stopped")
             return
         }
         for b in l.cluster.blocks.keys.sorted() {

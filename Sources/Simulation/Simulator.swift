@@ -69,6 +69,9 @@ enum Payload {
     case client(BookingRequest)
 }
 
+/// The per-person quota the simulated quota clients book under.
+let simQuotaLimit = 2
+
 enum EventKind {
     case tick(Int, life: Int)
     case deliver(to: Int, from: Int, Payload)
@@ -187,6 +190,8 @@ public final class ClusterSimulation {
     var acked: [String: Booking] = [:]
     /// Recent client requests, re-sent now and then through another node (retries).
     var recentRequests: [BookingRequest] = []
+    /// Requests made under a quota: request id -> (patient, scope).
+    var quotaRequests: [String: (patient: String, scope: String)] = [:]
     // Checker memory.
     var leaderOfTerm: [Term: Int] = [:]
     var committed: [LogIndex: LogEntry<ClusterCommand>] = [:]
@@ -223,6 +228,7 @@ public final class ClusterSimulation {
         var co = ConsensusCoreOptions()
         co.raft = ro
         co.booking = bo
+        co.quotaBuckets = 4
         coreOptions = co
         for (i, id) in ids.enumerated() {
             index[id] = i
@@ -363,7 +369,7 @@ public final class ClusterSimulation {
 
     /// The admin's first act: members and the doctors' sessions, proposed once there is a leader.
     func setup(_ leader: SimNode) {
-        if leader.cluster.members.count == nodes.count && leader.cluster.blocks.count == opt.blocks { setupDone = true; return }
+        if leader.cluster.members.count == nodes.count && (0..<opt.blocks).allSatisfy({ leader.cluster.blocks["b\($0)"] != nil }) { setupDone = true; return }
         if leader.core.ticks % 20 != 0 { return }
         for n in nodes where leader.cluster.members[n.id] == nil {
             _ = propose(leader, .upsertMember(MemberInfo(node: n.id, address: "10.0.0.\(n.idx + 1):7400", department: "dept-\(n.idx + 1)", certificateSerial: "serial-\(n.idx + 1)")))
@@ -394,7 +400,11 @@ public final class ClusterSimulation {
             handle(n, n.core.receive(m, from: nodes[from].id, nowMs: n.localMs(now)))
         case .client(let q):
             hashEvent(5, n.idx, from, UInt64(q.slot))
-            handle(n, n.core.request(q))
+            if let scope = quotaRequests[q.id]?.scope {
+                handle(n, n.core.request(q, quota: scope, limit: simQuotaLimit))
+            } else {
+                handle(n, n.core.request(q))
+            }
         }
     }
 
@@ -414,12 +424,14 @@ public final class ClusterSimulation {
         guard let target = nodes.indices.randomElement(using: &rng) else { return }
         let q: BookingRequest
         if !acked.isEmpty, rng.chance(0.08) {
-            // A patient cancels: release an acknowledged booking.
-            let keys = acked.keys.sorted()
+            // A patient cancels: release an acknowledged booking (reservations are the nodes' own).
+            let keys = acked.keys.filter { !$0.hasPrefix("quota:") }.sorted()
+            guard !keys.isEmpty else { return }
             let b = acked[keys[Int(rng.below(UInt64(keys.count)))]]!
             guard !b.isRelease else { return }
             requestCounter += 1
             q = BookingRequest(id: "x\(requestCounter)", block: b.block, slot: b.slot, patient: b.patient, releases: b.id)
+            if let scope = quotaRequests[b.id]?.scope { quotaRequests[q.id] = (b.patient, scope) }
             recentRequests.append(q)
             if recentRequests.count > 64 { recentRequests.removeFirst() }
         } else if !recentRequests.isEmpty, rng.chance(0.2) {
@@ -429,8 +441,12 @@ public final class ClusterSimulation {
             requestCounter += 1
             // Some patients take any of a few slots of the session.
             let alternatives = rng.chance(0.3) ? (0..<2).map { _ in Int(rng.below(UInt64(opt.slotsPerBlock))) } : []
+            // About a third book under a quota: a few patients, two scopes, at most 2 each.
+            let quota = rng.chance(0.35)
+            let patient = quota ? "q\(rng.below(12))" : "p\(rng.below(1000))"
             q = BookingRequest(id: "r\(requestCounter)", block: "b\(rng.below(UInt64(opt.blocks)))",
-                               slot: Int(rng.below(UInt64(opt.slotsPerBlock))), patient: "p\(rng.below(1000))", alternatives: alternatives)
+                               slot: Int(rng.below(UInt64(opt.slotsPerBlock))), patient: patient, alternatives: alternatives)
+            if quota { quotaRequests[q.id] = (patient, "day\(rng.below(2))") }
             recentRequests.append(q)
             if recentRequests.count > 64 { recentRequests.removeFirst() }
         }

@@ -42,6 +42,7 @@ struct DrillCommand: AsyncParsableCommand {
                 for f in report.faults {
                     print("  \(f.kind) \(f.node): 受影响号源块 / affected blocks \(f.affectedBlocks.count), 恢复 / recovery \(f.recoveryS.map { "\($0) s" } ?? "未恢复 / none")")
                 }
+                print("限额突发 / quota burst: \(report.quotaBurstBooked) 成功（应为 1）/ booked (must be 1), 取消后可再约 / rebook after cancel: \(report.quotaFreedByCancel)")
                 print("重复预约 / double bookings \(report.doubleBookings), 丢失的已确认预约 / lost acks \(report.lostAcks), 收敛 / converged \(report.converged)")
                 for p in report.problems { print("  ! \(p)") }
             }
