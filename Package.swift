@@ -158,7 +158,7 @@ let package = Package(
         .testTarget(
             name: "ClinicNodeTests",
             dependencies: [
-                "ClinicNode", "ReplicatedStore", "Mesh", "PKI", "Domain",
+                "ClinicNode", "Consensus", "ReplicatedStore", "Mesh", "PKI", "Domain",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import Consensus
+import Domain
 import Foundation
 import Mesh
 
@@ -8,13 +9,15 @@ import Mesh
 
 /// `book {json}`: book slot `slot` (or the first free of `slot` and `alternatives`) of `block`
 /// for `patient` under request id `request_id`; with `releases`, cancel that booking instead.
-/// With `quota`, at most `limit` bookings per `scope` for the patient, across every node.
+/// With `quota` (the visit date and department), the per-person quotas apply across every node.
 /// A retry with the same request id, through any node, returns the first outcome.
 public struct BookCommand: Codable, Sendable, Hashable {
     public struct Quota: Codable, Sendable, Hashable {
-        public var scope: String
-        public var limit: Int
-        public init(scope: String, limit: Int) { self.scope = scope; self.limit = limit }
+        /// yyyy-mm-dd, Asia/Shanghai.
+        public var visitDate: String
+        public var department: String
+        public init(visitDate: String, department: String) { self.visitDate = visitDate; self.department = department }
+        enum CodingKeys: String, CodingKey { case visitDate = "visit_date", department }
     }
 
     public var requestID: String
@@ -193,9 +196,20 @@ extension MeshNode {
         let timeout = Duration.milliseconds(min(max(command.timeoutMs ?? 5_000, 100), 60_000))
         let q = BookingRequest(id: command.requestID, block: command.block, slot: command.slot, patient: command.patient,
                                alternatives: command.alternatives ?? [], releases: command.releases)
-        let quota = command.quota.map { (scope: $0.scope, limit: $0.limit) }
+        var quota: QuotaTag?
+        if let given = command.quota {
+            guard let date = try? CivilDate(parsing: given.visitDate, field: "quota.visit_date"), !given.department.isEmpty else {
+                return BookAnswer(outcome: "refused", code: "request.invalid",
+                                  messageZh: "quota.visit_date 须为 yyyy-mm-dd 的日期，quota.department 不能为空。",
+                                  messageEn: "quota.visit_date must be a yyyy-mm-dd date and quota.department must not be empty.", node: config.nodeID)
+            }
+            quota = QuotaTag(visitDay: date.days(since: Self.dayZero), department: given.department)
+        }
         return BookAnswer.from(await consensus.book(q, quota: quota, timeout: timeout), node: config.nodeID)
     }
+
+    /// Day 0 of `QuotaTag.visitDay`.
+    static var dayZero: CivilDate { try! CivilDate(year: 1970, month: 1, day: 1) }
 
     public func defineBlocks(_ blocks: [BlockDefinition]) {
         for b in blocks { consensus.propose(.defineBlock(b.block, home: NodeID(b.home), slots: b.slots)) }

@@ -199,7 +199,7 @@ final class ConsensusShell: Sendable {
 
     /// Books through the core and waits for the outcome; nil if none came within `timeout`
     /// (the client retries with the same request id; a retry never books twice).
-    func book(_ q: BookingRequest, quota: (scope: String, limit: Int)? = nil, timeout: Duration) async -> BookingOutcome? {
+    func book(_ q: BookingRequest, quota: QuotaTag? = nil, timeout: Duration) async -> BookingOutcome? {
         let token = waiters.withLock { w in w.next += 1; return w.next }
         let timer = Task {
             try? await Task.sleep(for: timeout)
@@ -216,7 +216,7 @@ final class ConsensusShell: Sendable {
             if stopped { c.resume(returning: nil); return }
             waiters.withLock { $0.byRequest[q.id, default: [:]][token] = c }
             if let quota {
-                step { $0.request(q, quota: quota.scope, limit: quota.limit) }
+                step { $0.request(q, quota: quota) }
             } else {
                 step { $0.request(q) }
             }

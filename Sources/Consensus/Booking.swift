@@ -36,11 +36,13 @@ public struct BookingRequest: Sendable, Equatable {
     public var alternatives: [Int]
     /// Set to release this booking (by its request id) instead of booking: the slot becomes free.
     public var releases: String?
+    /// Carried into the record (a quota reservation: `QuotaTag.encoded`).
+    public var tag: String
     /// How many nodes passed it on towards the holder.
     public var hops: UInt8
-    public init(id: String, block: BlockID, slot: Int, patient: String, alternatives: [Int] = [], releases: String? = nil, hops: UInt8 = 0) {
+    public init(id: String, block: BlockID, slot: Int, patient: String, alternatives: [Int] = [], releases: String? = nil, tag: String = "", hops: UInt8 = 0) {
         self.id = id; self.block = block; self.slot = slot; self.patient = patient
-        self.alternatives = alternatives; self.releases = releases; self.hops = hops
+        self.alternatives = alternatives; self.releases = releases; self.tag = tag; self.hops = hops
     }
 
     public var candidates: [Int] { [slot] + alternatives }
@@ -70,6 +72,9 @@ extension Booking {
         block == q.block && patient == q.patient && releases == q.releases && q.candidates.contains(slot)
     }
 }
+
+/// Blocks whose records are quota reservations (`ConsensusCore` defines and uses them).
+public let quotaBucketPrefix = "quota/"
 
 /// A write to the node's booking store: the promised epoch of a block and/or booking records.
 public struct BookingWrite: Sendable, Equatable {
@@ -107,6 +112,8 @@ public enum BookingAction: Sendable, Equatable {
 
 public struct BookingOptions: Sendable {
     public var retryTicks = 20
+    /// The rules a quota bucket's holder checks reservations against.
+    public var quotaPolicy = QuotaPolicy.standard
     #if CLINICMESH_BUG_SWITCHES
     /// Bug switch: answer a prepare without recording the new epoch.
     public var bugPromiseWithoutRecording = false
@@ -114,6 +121,8 @@ public struct BookingOptions: Sendable {
     public var bugAckBeforeQuorum = false
     /// Bug switch: book the next generation of a slot that a booking still holds.
     public var bugBookOverBooking = false
+    /// Bug switch: a quota bucket's holder does not count pending (unacknowledged) reservations.
+    public var bugQuotaIgnoresPending = false
     #endif
     public init() {}
 }
@@ -218,6 +227,12 @@ public struct BookingNode: Sendable {
                 break // never acknowledged: book it afresh under this epoch
             }
         }
+        if q.block.hasPrefix(quotaBucketPrefix), q.releases == nil {
+            guard let tag = QuotaTag(encoded: q.tag) else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }
+            if options.quotaPolicy.broken(by: tag, held: heldReservations(of: q.patient, in: q.block, state: state)) != nil {
+                return [.refused(requestID: q.id, reason: .quotaExceeded)]
+            }
+        }
         if tried[q.block]?.epoch != r.epoch { tried[q.block] = (r.epoch, [:]) }
         let candidates = Set(q.candidates)
         let mine = store.records.values.filter { $0.block == q.block && candidates.contains($0.slot) }
@@ -247,11 +262,25 @@ public struct BookingNode: Sendable {
             return [.refused(requestID: q.id, reason: q.releases == nil ? .slotTaken : .notBooked)]
         }
         tried[q.block]!.slots[SlotGeneration(slot: slot, generation: generation)] = q.id
-        let b = Booking(id: q.id, block: q.block, slot: slot, patient: q.patient, epoch: r.epoch, generation: generation, releases: q.releases)
+        let b = Booking(id: q.id, block: q.block, slot: slot, patient: q.patient, epoch: r.epoch, generation: generation, releases: q.releases, tag: q.tag)
         persist(records: [b])
         pending[b.id] = Pending(booking: b, voters: r.voters)
         for v in r.voters { out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(b)))) }
         return drain()
+    }
+
+    /// The patient's reservations that count in a quota bucket: valid, not released. Pending ones
+    /// count too (they may still be acknowledged), so the check errs on the side of refusing.
+    func heldReservations(of patient: String, in block: BlockID, state: ClusterState) -> [QuotaTag] {
+        var records: [String: Booking] = [:]
+        for b in store.records.values where b.block == block && b.patient == patient { records["\(b.id)@\(b.epoch)"] = b }
+        for b in state.blocks[block]?.collected ?? [] where b.patient == patient { records["\(b.id)@\(b.epoch)"] = b }
+        var valid = records.values.filter { bookingStatus($0, in: state) == .active }
+        #if CLINICMESH_BUG_SWITCHES
+        if options.bugQuotaIgnoresPending { valid = valid.filter { pending[$0.id] == nil } }
+        #endif
+        let released = Set(valid.compactMap(\.releases))
+        return valid.filter { !$0.isRelease && !released.contains($0.id) }.compactMap { QuotaTag(encoded: $0.tag) }
     }
 
     public mutating func tick(state: ClusterState) -> [BookingAction] {

@@ -36,14 +36,16 @@ public struct Booking: Hashable, Sendable, Codable {
     public var generation: UInt32
     /// Set on a release record: the id of the booking it releases.
     public var releases: String?
-    public init(id: String, block: BlockID, slot: Int, patient: String, epoch: Epoch, generation: UInt32 = 0, releases: String? = nil) {
+    /// What the booking is for, where a rule needs it (a quota reservation: `QuotaTag.encoded`).
+    public var tag: String
+    public init(id: String, block: BlockID, slot: Int, patient: String, epoch: Epoch, generation: UInt32 = 0, releases: String? = nil, tag: String = "") {
         self.id = id; self.block = block; self.slot = slot; self.patient = patient; self.epoch = epoch
-        self.generation = generation; self.releases = releases
+        self.generation = generation; self.releases = releases; self.tag = tag
     }
 
     public var isRelease: Bool { releases != nil }
 
-    enum CodingKeys: String, CodingKey { case id, block, slot, patient, epoch, generation, releases }
+    enum CodingKeys: String, CodingKey { case id, block, slot, patient, epoch, generation, releases, tag }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -54,6 +56,7 @@ public struct Booking: Hashable, Sendable, Codable {
         epoch = try c.decode(Epoch.self, forKey: .epoch)
         generation = try c.decodeIfPresent(UInt32.self, forKey: .generation) ?? 0
         releases = try c.decodeIfPresent(String.self, forKey: .releases)
+        tag = try c.decodeIfPresent(String.self, forKey: .tag) ?? ""
     }
 }
 

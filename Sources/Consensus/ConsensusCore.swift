@@ -56,7 +56,7 @@ public struct ConsensusCoreOptions: Sendable {
     public var gossipEveryTicks: UInt64 = 30
     /// Booking records per repair-sweep message.
     public var gossipSlice = 64
-    /// Per-person quota buckets (blocks `quota/NN`), defined by the leader; 0 turns quotas off.
+    /// Per-person quota buckets (blocks `quota/N`), defined by the leader; 0 turns quotas off.
     public var quotaBuckets = 16
     /// Compact the Raft log into a snapshot of the cluster state every this many applied entries.
     public var compactEvery: LogIndex = 64
@@ -267,44 +267,38 @@ public struct ConsensusCore: Sendable {
         var reservedSlot: Int?
     }
 
-    /// The quota bucket of a patient, and its place numbers for `scope` (one per allowed booking).
-    public static func quotaPlaces(patient: String, scope: String, limit: Int, buckets: Int) -> (bucket: BlockID, places: [Int]) {
+    /// The patient's quota bucket, and the slot a reservation takes in it (unique per request).
+    public static func quotaBucket(patient: String, buckets: Int) -> BlockID {
         var h = FNV1a64()
         h.add(patient)
-        let bucket = "quota/" + String(Int(h.value % UInt64(max(1, buckets))))
-        let places = (0..<max(0, limit)).map { i -> Int in
-            var p = FNV1a64()
-            p.add(patient); p.add(scope); p.add(UInt64(i))
-            return Int(p.value % UInt64(Int32.max))
-        }
-        return (bucket, places)
+        return quotaBucketPrefix + String(Int(h.value % UInt64(max(1, buckets))))
     }
 
-    /// A booking under a per-person quota (`limit` active bookings per `scope`): a reservation
-    /// from the patient's bucket holder first (quorum-durable like a booking), then the booking;
-    /// a final refusal of the booking releases the reservation. A retry with the same request id
-    /// reuses both (each step is idempotent by its id).
-    /// A release (`q.releases` set) under a quota also gives the booking's reservation back.
-    public mutating func request(_ q: BookingRequest, quota scope: String, limit: Int) -> [CoreEffect] {
+    static func reservationSlot(_ reservationID: String) -> Int {
+        var h = FNV1a64()
+        h.add(reservationID)
+        return Int(h.value % UInt64(Int32.max))
+    }
+
+    /// A booking under the per-person quotas: a reservation from the holder of the patient's
+    /// bucket first (checked against `QuotaPolicy`, quorum-durable like a booking), then the
+    /// booking; a final refusal of the booking releases the reservation. A retry with the same
+    /// request id reuses both (each step is idempotent by its id). A release (`q.releases` set)
+    /// gives the reservation back once the booking's release is acknowledged.
+    public mutating func request(_ q: BookingRequest, quota: QuotaTag) -> [CoreEffect] {
         guard options.quotaBuckets > 0 else { take(q); return drain() }
-        let (bucket, places) = Self.quotaPlaces(patient: q.patient, scope: scope, limit: limit, buckets: options.quotaBuckets)
+        let bucket = Self.quotaBucket(patient: q.patient, buckets: options.quotaBuckets)
         if let booking = q.releases {
-            // The quota is given back only once the booking's release is quorum-durable.
-            if let first = places.first {
-                let reservation = "quota:" + booking
-                releaseAfter[q.id] = BookingRequest(id: "release:" + reservation, block: bucket, slot: first, patient: q.patient,
-                                                    alternatives: Array(places.dropFirst()), releases: reservation)
-            }
+            let reservation = "quota:" + booking
+            releaseAfter[q.id] = BookingRequest(id: "release:" + reservation, block: bucket, slot: Self.reservationSlot(reservation),
+                                                patient: q.patient, releases: reservation)
             take(q)
             return drain()
         }
-        guard let first = places.first else {
-            finish(.refused(requestID: q.id, reason: .quotaExceeded))
-            return drain()
-        }
-        let reservation = BookingRequest(id: "quota:" + q.id, block: bucket, slot: first, patient: q.patient, alternatives: Array(places.dropFirst()))
-        quotaFlows[q.id] = QuotaFlow(request: q, reservationID: reservation.id, bucket: bucket)
-        reservationOf[reservation.id] = q.id
+        let id = "quota:" + q.id
+        let reservation = BookingRequest(id: id, block: bucket, slot: Self.reservationSlot(id), patient: q.patient, tag: quota.encoded)
+        quotaFlows[q.id] = QuotaFlow(request: q, reservationID: id, bucket: bucket)
+        reservationOf[id] = q.id
         take(reservation)
         return drain()
     }
@@ -319,7 +313,7 @@ public struct ConsensusCore: Sendable {
         case .refused(_, let reason):
             quotaFlows[requestID] = nil
             reservationOf[o.requestID] = nil
-            finish(.refused(requestID: requestID, reason: reason == .slotTaken ? .quotaExceeded : .quotaUnavailable))
+            finish(.refused(requestID: requestID, reason: reason == .quotaExceeded ? .quotaExceeded : .quotaUnavailable))
         }
     }
 
@@ -330,8 +324,8 @@ public struct ConsensusCore: Sendable {
         // Spread over every node of the Raft configuration, so wait until all have registered.
         guard !members.isEmpty, cluster.raftConfig.members.allSatisfy(members.contains) else { return }
         var proposed = false
-        for i in 0..<options.quotaBuckets where cluster.blocks["quota/\(i)"] == nil {
-            handle(raft.propose(.defineBlock("quota/\(i)", home: members[i % members.count], slots: Int(Int32.max))).1)
+        for i in 0..<options.quotaBuckets where cluster.blocks[quotaBucketPrefix + "\(i)"] == nil {
+            handle(raft.propose(.defineBlock(quotaBucketPrefix + "\(i)", home: members[i % members.count], slots: Int(Int32.max))).1)
             proposed = true
         }
         if proposed { bucketsProposedAt = ticks }

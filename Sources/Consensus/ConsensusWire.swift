@@ -55,7 +55,7 @@ public enum ConsensusWire {
         case .request(let q):
             w.u8(2); w.str(q.id); w.str(q.block); w.u64(UInt64(bitPattern: Int64(q.slot))); w.str(q.patient); w.u8(q.hops)
             w.u32(UInt32(q.alternatives.count)); for a in q.alternatives { w.u64(UInt64(bitPattern: Int64(a))) }
-            w.optionalStr(q.releases)
+            w.optionalStr(q.releases); w.str(q.tag)
         case .outcome(.booked(let b)):
             w.u8(3); w.u8(0); w.booking(b)
         case .outcome(.refused(let id, let reason)):
@@ -148,9 +148,9 @@ public enum ConsensusWire {
                 guard let a = r.u64() else { throw bad("truncated request") }
                 alternatives.append(Int(truncatingIfNeeded: Int64(bitPattern: a)))
             }
-            guard let releases = r.optionalStr() else { throw bad("truncated request") }
+            guard let releases = r.optionalStr(), let tag = r.str() else { throw bad("truncated request") }
             m = .request(BookingRequest(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient,
-                                        alternatives: alternatives, releases: releases, hops: hops))
+                                        alternatives: alternatives, releases: releases, tag: tag, hops: hops))
         case 3:
             guard let k = r.u8() else { throw bad("truncated outcome") }
             if k == 0 {
@@ -216,7 +216,7 @@ public enum ConsensusWire {
 extension ByteWriter {
     mutating func booking(_ b: Booking) {
         str(b.id); str(b.block); u64(UInt64(bitPattern: Int64(b.slot))); str(b.patient); u64(b.epoch); u32(b.generation)
-        optionalStr(b.releases)
+        optionalStr(b.releases); str(b.tag)
     }
     mutating func optionalStr(_ s: String?) { if let s { u8(1); str(s) } else { u8(0) } }
     mutating func bookings(_ bs: [Booking]) { u32(UInt32(bs.count)); for b in bs { booking(b) } }
@@ -225,9 +225,9 @@ extension ByteWriter {
 extension ByteReader {
     mutating func booking() -> Booking? {
         guard let id = str(), let block = str(), let slot = u64(), let patient = str(), let epoch = u64(), let generation = u32(),
-              let releases = optionalStr() else { return nil }
+              let releases = optionalStr(), let tag = str() else { return nil }
         return Booking(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient, epoch: epoch,
-                       generation: generation, releases: releases)
+                       generation: generation, releases: releases, tag: tag)
     }
     /// nil: malformed; .some(nil): absent.
     mutating func optionalStr() -> String?? {

@@ -244,13 +244,15 @@ public struct LeaseDrill: Sendable {
         return report
     }
 
-    /// One patient with a quota of one booking per day books six slots at once, in blocks of every
-    /// department, through every node: exactly one may succeed. Cancelling it frees the quota.
+    /// One patient books six slots of one department's sessions for one visit date at once,
+    /// through every node: the quota (one per department per visit date) lets exactly one through.
+    /// Cancelling it gives the quota back.
     func quotaBurst(_ cluster: LocalCluster, ids: [String], blocks: [BlockDefinition]) async throws -> (Int, Bool) {
-        let quota = BookCommand.Quota(scope: "2026-12-01", limit: 1)
+        let quota = BookCommand.Quota(visitDate: "2026-12-01", department: "外科")
+        let sessions = blocks.filter { $0.home == ids[1] }
         let answers = await withTaskGroup(of: BookAnswer?.self) { group in
             for i in 0..<6 {
-                let block = blocks[i % blocks.count]
+                let block = sessions[i % sessions.count]
                 let command = BookCommand(requestID: "burst-\(i)", block: block.block, slot: block.slots - 1 - i, patient: "patient-burst", quota: quota)
                 group.addTask { try? await cluster.book(ids[i % ids.count], command) }
             }
@@ -266,7 +268,7 @@ public struct LeaseDrill: Sendable {
         // The reservation is given back just after the cancellation is acknowledged.
         var again = false
         for attempt in 0..<20 where !again {
-            let block = blocks[(attempt + 1) % blocks.count]
+            let block = sessions[attempt % sessions.count]
             let retry = BookCommand(requestID: "burst-again-\(attempt)", block: block.block, slot: block.slots - 10 - attempt, patient: "patient-burst", quota: quota)
             let answer = try await cluster.book(ids[2], retry)
             again = answer.outcome == "booked"

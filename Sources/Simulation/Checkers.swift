@@ -48,7 +48,7 @@ extension ClusterSimulation {
         }
         var byBlock: [BlockID: [Booking]] = [:]
         for b in all.values { byBlock[b.block, default: []].append(b) }
-        var holdingUnderQuota: [String: [String]] = [:]
+        var holdingUnderQuota: [String: [String]] = [:] // patient -> request ids
         for id in acked.keys.sorted() {
             let b = acked[id]!
             let s = bookingStatus(b, in: latest.cluster)
@@ -67,12 +67,16 @@ extension ClusterSimulation {
                 fail("no acknowledged booking lost", "booking \(b.id) (\(b.block) slot \(b.slot)) no longer holds its slot (now \(now)) and was never released")
                 return
             }
-            if let q = quotaRequests[b.id], !releasedValidly { holdingUnderQuota["\(q.patient)/\(q.scope)", default: []].append(b.id) }
+            if let q = quotaRequests[b.id], !releasedValidly { holdingUnderQuota[q.patient, default: []].append(b.id) }
         }
-        // Per-person quotas hold across nodes and blocks: never more than the limit at once.
-        for key in holdingUnderQuota.keys.sorted() where holdingUnderQuota[key]!.count > simQuotaLimit {
-            fail("quota never exceeded", "\(key) holds \(holdingUnderQuota[key]!.sorted()) with a limit of \(simQuotaLimit)")
-            return
+        // Per-person quotas hold across nodes and blocks: the active bookings keep every rule.
+        for patient in holdingUnderQuota.keys.sorted() {
+            let ids = holdingUnderQuota[patient]!.sorted()
+            let tags = ids.compactMap { quotaRequests[$0]?.tag }
+            if !simQuotaPolicy.holds(for: tags) {
+                fail("quota never exceeded", "\(patient) holds \(zip(ids, tags).map { "\($0.0) day \($0.1.visitDay) \($0.1.department)" })")
+                return
+            }
         }
         if full {
             lastCheckpointLogMatch = now

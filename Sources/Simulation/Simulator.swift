@@ -9,6 +9,7 @@ public enum BugSwitch: String, Sendable, CaseIterable {
     case promiseWithoutRecording = "promise-without-recording"
     case ackBeforeQuorum = "ack-before-quorum"
     case bookOverBooking = "book-over-booking"
+    case quotaIgnoresPending = "quota-ignores-pending"
 }
 
 public struct SimOptions: Sendable {
@@ -69,8 +70,8 @@ enum Payload {
     case client(BookingRequest)
 }
 
-/// The per-person quota the simulated quota clients book under.
-let simQuotaLimit = 2
+/// The per-person quotas the simulated quota clients book under (the product's defaults).
+let simQuotaPolicy = QuotaPolicy.standard
 
 enum EventKind {
     case tick(Int, life: Int)
@@ -190,8 +191,8 @@ public final class ClusterSimulation {
     var acked: [String: Booking] = [:]
     /// Recent client requests, re-sent now and then through another node (retries).
     var recentRequests: [BookingRequest] = []
-    /// Requests made under a quota: request id -> (patient, scope).
-    var quotaRequests: [String: (patient: String, scope: String)] = [:]
+    /// Requests made under the quotas: request id -> (patient, what the booking is for).
+    var quotaRequests: [String: (patient: String, tag: QuotaTag)] = [:]
     // Checker memory.
     var leaderOfTerm: [Term: Int] = [:]
     var committed: [LogIndex: LogEntry<ClusterCommand>] = [:]
@@ -221,6 +222,7 @@ public final class ClusterSimulation {
         case .promiseWithoutRecording: bo.bugPromiseWithoutRecording = true
         case .ackBeforeQuorum: bo.bugAckBeforeQuorum = true
         case .bookOverBooking: bo.bugBookOverBooking = true
+        case .quotaIgnoresPending: bo.bugQuotaIgnoresPending = true
         case nil: break
         }
         #endif
@@ -400,8 +402,8 @@ public final class ClusterSimulation {
             handle(n, n.core.receive(m, from: nodes[from].id, nowMs: n.localMs(now)))
         case .client(let q):
             hashEvent(5, n.idx, from, UInt64(q.slot))
-            if let scope = quotaRequests[q.id]?.scope {
-                handle(n, n.core.request(q, quota: scope, limit: simQuotaLimit))
+            if let tag = quotaRequests[q.id]?.tag {
+                handle(n, n.core.request(q, quota: tag))
             } else {
                 handle(n, n.core.request(q))
             }
@@ -431,7 +433,7 @@ public final class ClusterSimulation {
             guard !b.isRelease else { return }
             requestCounter += 1
             q = BookingRequest(id: "x\(requestCounter)", block: b.block, slot: b.slot, patient: b.patient, releases: b.id)
-            if let scope = quotaRequests[b.id]?.scope { quotaRequests[q.id] = (b.patient, scope) }
+            if let tag = quotaRequests[b.id]?.tag { quotaRequests[q.id] = (b.patient, tag) }
             recentRequests.append(q)
             if recentRequests.count > 64 { recentRequests.removeFirst() }
         } else if !recentRequests.isEmpty, rng.chance(0.2) {
@@ -441,12 +443,14 @@ public final class ClusterSimulation {
             requestCounter += 1
             // Some patients take any of a few slots of the session.
             let alternatives = rng.chance(0.3) ? (0..<2).map { _ in Int(rng.below(UInt64(opt.slotsPerBlock))) } : []
-            // About a third book under a quota: a few patients, two scopes, at most 2 each.
+            // About a third book under the quotas: a few patients, visits over 12 days, each
+            // block standing for one of three departments.
             let quota = rng.chance(0.35)
             let patient = quota ? "q\(rng.below(12))" : "p\(rng.below(1000))"
-            q = BookingRequest(id: "r\(requestCounter)", block: "b\(rng.below(UInt64(opt.blocks)))",
+            let block = Int(rng.below(UInt64(opt.blocks)))
+            q = BookingRequest(id: "r\(requestCounter)", block: "b\(block)",
                                slot: Int(rng.below(UInt64(opt.slotsPerBlock))), patient: patient, alternatives: alternatives)
-            if quota { quotaRequests[q.id] = (patient, "day\(rng.below(2))") }
+            if quota { quotaRequests[q.id] = (patient, QuotaTag(visitDay: Int(rng.below(12)), department: "d\(block % 3)")) }
             recentRequests.append(q)
             if recentRequests.count > 64 { recentRequests.removeFirst() }
         }

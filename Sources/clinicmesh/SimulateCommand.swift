@@ -19,7 +19,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Worker threads (default: active processors).") var threads: Int?
     @Option(name: .customLong("fault-ms"), help: "Simulated ms of faults per seed.") var faultMs: UInt64 = 12_000
     @Option(name: .customLong("quiet-ms"), help: "Simulated ms after faults stop.") var quietMs: UInt64 = 10_000
-    @Option(help: "Bug switch to enable (test builds only): vote-twice, promise-without-recording, ack-before-quorum, book-over-booking.") var bug: String?
+    @Option(help: "Bug switch to enable (test builds only): vote-twice, promise-without-recording, ack-before-quorum, book-over-booking, quota-ignores-pending.") var bug: String?
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
