@@ -113,6 +113,8 @@ final class ConsensusShell: Sendable {
 
     func nowMs() -> UInt64 { clock.monotonicNanos() / 1_000_000 }
 
+    var isStopped: Bool { stopped.load(ordering: .relaxed) }
+
     /// One step of the core. Writes are queued in order while the core is locked; everything
     /// else (sends, answers, logs) happens after. Messages to self are fed back in a loop.
     func step(_ body: (inout ConsensusCore) -> [CoreEffect]) {

@@ -11,31 +11,35 @@ extension MeshNode {
     /// its liveness first, so its blocks move to other nodes at once rather than after a timeout.
     func runConsensus() async {
         consensus.start()
-        await withGracefulShutdownHandler {
-            await cancelWhenGracefulShutdown {
-                await withDiscardingTaskGroup { group in
-                    for peer in self.config.peers.map(\.id) {
-                        group.addTask { await self.runConsensusLink(peer) }
-                    }
-                    group.addTask { await self.keepRegistered() }
-                }
+        await withDiscardingTaskGroup { group in
+            // The links end when the shell stops (their streams finish), so they carry the
+            // resignation below before they go.
+            for peer in self.config.peers.map(\.id) {
+                group.addTask { await self.runConsensusLink(peer) }
             }
-        } onGracefulShutdown: {
-            // Runs while the links are still up (they end only once this handler returns).
-            self.resignAndWait(deadline: .now() + 3)
-            self.consensus.stop()
+            group.addTask { await cancelWhenGracefulShutdown { await self.keepRegistered() } }
+            group.addTask {
+                do {
+                    try await gracefulShutdown()
+                    await self.resign(for: .seconds(3))
+                } catch {
+                    // Cancelled rather than shut down gracefully: stop at once.
+                }
+                self.consensus.stop()
+            }
         }
     }
 
     /// Hands this node's blocks on: resign (repeated), until the committed history shows this
-    /// node no longer live, or the deadline passes (then the leader's timeout does it).
-    func resignAndWait(deadline: DispatchTime) {
+    /// node no longer live, or `limit` passes (then the leader's timeout does it).
+    func resign(for limit: Duration) async {
         logger.notice("正常关闭：交出租约 / clean shutdown: handing leases over")
         let me = NodeID(config.nodeID)
-        while DispatchTime.now() < deadline {
+        let deadline = ContinuousClock.now.advanced(by: limit)
+        while ContinuousClock.now < deadline {
             consensus.step { $0.resign() }
             if !consensus.inspect({ $0.cluster.isLive(me) }) { break }
-            usleep(100_000)
+            try? await Task.sleep(for: .milliseconds(100))
         }
     }
 
@@ -49,7 +53,7 @@ extension MeshNode {
         let backoff = Backoff(initialMillis: config.tuning.reconnectInitialMillis, capMillis: config.tuning.reconnectMaxMillis)
         var attempt = 0
         var carried: [UInt8]?
-        while !Task.isCancelled {
+        while !Task.isCancelled, !consensus.isStopped {
             guard let address = runtime.withLock({ $0.peers[peerID]?.address }) else { return }
             do {
                 try await client.withSession(host: address.host, port: address.port, expectedNodeID: peerID) { session in
@@ -70,7 +74,7 @@ extension MeshNode {
             } catch {
                 carried = nil
             }
-            if Task.isCancelled { return }
+            if Task.isCancelled || consensus.isStopped { return }
             attempt += 1
             try? await Task.sleep(for: .milliseconds(backoff.delayMillis(attempt: attempt, using: &rng)))
         }
