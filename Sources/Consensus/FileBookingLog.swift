@@ -6,98 +6,53 @@ import Foundation
 public final class FileBookingLog {
     public let path: String
     public private(set) var state = BookingDurableState()
-    public private(set) var recoveredTornBytes = 0
-    private var fd: Int32
-    private var fileSize = 0
-    /// Rewrite the file as one record of the whole state once it has grown this much past it.
+    private let file: RecordFile
+    public var recoveredTornBytes: Int { file.recoveredTornBytes }
+    /// Rewrite the file as records of the whole state once it has grown this much past it.
     public var rewriteThreshold = 8 << 20
-    private var sizeAfterRewrite = 0
+    private var sizeAfterRewrite: Int
 
     public init(directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         path = directory + "/bookings.log"
-        fd = open(path, O_RDWR | O_CREAT, 0o600)
-        guard fd >= 0 else { throw StorageError(code: .io, message: "open: \(String(cString: strerror(errno)))", path: path) }
-        let bytes = [UInt8]((try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data())
-        var off = 0
-        while off < bytes.count {
-            guard let (payload, next) = FileRaftLog.frame(bytes, at: off) else {
-                if FileRaftLog.anyValidFrame(bytes, after: off) {
-                    close(fd)
-                    throw StorageError(code: .corrupt, message: "bad record at offset \(off) followed by valid records", path: path)
-                }
-                recoveredTornBytes = bytes.count - off
-                guard ftruncate(fd, off_t(off)) == 0, fsync(fd) == 0 else {
-                    close(fd)
-                    throw StorageError(code: .io, message: "truncate torn tail: \(String(cString: strerror(errno)))", path: path)
-                }
-                break
-            }
+        var restored = BookingDurableState()
+        let path = self.path
+        file = try RecordFile(path: path, mode: 0o600) { payload, offset in
             var r = ByteReader(payload)
             guard let w = r.bookingWrite(), r.o == payload.count else {
-                close(fd)
-                throw StorageError(code: .corrupt, message: "undecodable record at offset \(off)", path: path)
+                throw StorageError(code: .corrupt, message: "undecodable record at offset \(offset)", path: path)
             }
-            state.apply(w)
-            off = next
+            restored.apply(w)
         }
-        fileSize = off
-        sizeAfterRewrite = off
-        _ = lseek(fd, off_t(off), SEEK_SET)
+        state = restored
+        sizeAfterRewrite = file.size
     }
-
-    deinit { close(fd) }
 
     /// Appends the writes in order and fsyncs once (group commit).
     public func write(_ writes: [BookingWrite]) throws {
         guard !writes.isEmpty else { return }
-        var all: [UInt8] = []
-        for w in writes {
+        try file.append(writes.map { w in
             var b = ByteWriter()
             b.bookingWrite(w)
-            all += FileRaftLog.framed(b.bytes)
-        }
-        let ok = all.withUnsafeBytes { buf -> Bool in
-            var done = 0
-            while done < buf.count {
-                let n = posixWrite(fd, buf.baseAddress! + done, buf.count - done)
-                if n < 0 { if errno == EINTR { continue }; return false }
-                done += n
-            }
-            return true
-        }
-        guard ok else { throw StorageError(code: .io, message: "write: \(String(cString: strerror(errno)))", path: path) }
-        guard fsync(fd) == 0 else { throw StorageError(code: .io, message: "fsync: \(String(cString: strerror(errno)))", path: path) }
+            return b.bytes
+        })
         for w in writes { state.apply(w) }
-        fileSize += all.count
-        if fileSize > sizeAfterRewrite + rewriteThreshold { try rewrite() }
+        if file.size > sizeAfterRewrite + rewriteThreshold { try rewrite() }
     }
 
-    /// Replaces the file by records holding the whole state (temp file, fsync, rename, fsync dir).
+    /// Replaces the file by records holding the whole state.
     public func rewrite() throws {
-        var all: [UInt8] = []
+        var records: [[UInt8]] = []
         var b = ByteWriter()
         b.bookingWrite(BookingWrite(seq: 0, promise: nil, records: state.records.values.sorted { $0.id < $1.id }))
-        all += FileRaftLog.framed(b.bytes)
+        records.append(b.bytes)
         for (block, epoch) in state.promised.sorted(by: { $0.key < $1.key }) {
             var p = ByteWriter()
             p.bookingWrite(BookingWrite(seq: 0, promise: (block: block, epoch: epoch), records: []))
-            all += FileRaftLog.framed(p.bytes)
+            records.append(p.bytes)
         }
-        let tmp = path + ".tmp"
-        let t = open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0o600)
-        guard t >= 0 else { throw StorageError(code: .io, message: "open temp", path: tmp) }
-        let ok = all.withUnsafeBytes { buf in posixWrite(t, buf.baseAddress!, buf.count) == buf.count } && fsync(t) == 0
-        close(t)
-        guard ok, rename(tmp, path) == 0 else { throw StorageError(code: .io, message: "rewrite failed", path: path) }
-        let d = open((path as NSString).deletingLastPathComponent, O_RDONLY)
-        if d >= 0 { _ = fsync(d); close(d) }
-        close(fd)
-        fd = open(path, O_RDWR, 0o600)
-        guard fd >= 0 else { throw StorageError(code: .io, message: "reopen after rewrite", path: path) }
-        fileSize = all.count
-        sizeAfterRewrite = fileSize
-        _ = lseek(fd, off_t(fileSize), SEEK_SET)
+        try file.replace(with: records)
+        sizeAfterRewrite = file.size
     }
 }
 

@@ -3,11 +3,6 @@
 // a bad record followed by good data is corruption and refuses to open rather than guess.
 
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 public struct StorageError: Error, CustomStringConvertible, Sendable {
     public enum Code: String, Sendable { case io, corrupt }
@@ -23,154 +18,49 @@ public typealias BytePersist = PersistRequest<[UInt8], [UInt8]>
 public final class FileRaftLog {
     public let path: String
     public private(set) var state: ByteRaftState
+    private let file: RecordFile
     /// Bytes cut from the end on open because the last record was incomplete or failed its checksum.
-    public private(set) var recoveredTornBytes = 0
-    public private(set) var fileSize = 0
-    private var fd: Int32
+    public var recoveredTornBytes: Int { file.recoveredTornBytes }
+    public var fileSize: Int { file.size }
     /// Rewrite the file as one record once it grows past this after a snapshot.
     public var rewriteThreshold = 4 << 20
 
     public init(directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         path = directory + "/raft.log"
-        fd = open(path, O_RDWR | O_CREAT, 0o644)
-        guard fd >= 0 else { throw StorageError(code: .io, message: "open: \(String(cString: strerror(errno)))", path: directory + "/raft.log") }
-        state = ByteRaftState()
-        let data = (try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data()
-        let bytes = [UInt8](data)
-        var off = 0
-        while off < bytes.count {
-            guard let (payload, next) = Self.frame(bytes, at: off) else {
-                // Incomplete or failing record: fine only if nothing valid follows (a torn tail).
-                if Self.anyValidFrame(bytes, after: off) {
-                    close(fd)
-                    throw StorageError(code: .corrupt, message: "bad record at offset \(off) followed by valid records", path: path)
-                }
-                recoveredTornBytes = bytes.count - off
-                guard ftruncate(fd, off_t(off)) == 0, fsync(fd) == 0 else {
-                    close(fd)
-                    throw StorageError(code: .io, message: "truncate torn tail: \(String(cString: strerror(errno)))", path: path)
-                }
-                break
-            }
+        var restored = ByteRaftState()
+        let path = self.path
+        file = try RecordFile(path: path, mode: 0o644) { payload, offset in
             var r = ByteReader(payload)
             guard let p = r.persist() else {
-                close(fd)
-                throw StorageError(code: .corrupt, message: "undecodable record at offset \(off)", path: path)
+                throw StorageError(code: .corrupt, message: "undecodable record at offset \(offset)", path: path)
             }
-            state.apply(p)
-            off = next
+            restored.apply(p)
         }
-        fileSize = off
-        _ = lseek(fd, off_t(off), SEEK_SET)
-        Self.fsyncDirectory(directory)
+        state = restored
     }
-
-    deinit { close(fd) }
 
     /// Appends one persist request and fsyncs; only after this returns may the core be told `persisted`.
-    public func write(_ p: BytePersist) throws {
-        var w = ByteWriter()
-        w.persist(p)
-        let framed = Self.framed(w.bytes)
-        try writeAll(framed)
-        guard fsync(fd) == 0 else { throw StorageError(code: .io, message: "fsync: \(String(cString: strerror(errno)))", path: path) }
-        state.apply(p)
-        fileSize += framed.count
-        if p.snapshot != nil, fileSize > rewriteThreshold { try rewrite() }
-    }
+    public func write(_ p: BytePersist) throws { try write([p]) }
 
     /// Appends several persist requests in order with one fsync (group commit).
     public func write(_ ps: [BytePersist]) throws {
         guard !ps.isEmpty else { return }
-        var all: [UInt8] = []
-        for p in ps {
+        try file.append(ps.map { p in
             var w = ByteWriter()
             w.persist(p)
-            all += Self.framed(w.bytes)
-        }
-        try writeAll(all)
-        guard fsync(fd) == 0 else { throw StorageError(code: .io, message: "fsync: \(String(cString: strerror(errno)))", path: path) }
+            return w.bytes
+        })
         for p in ps { state.apply(p) }
-        fileSize += all.count
-        if ps.contains(where: { $0.snapshot != nil }), fileSize > rewriteThreshold { try rewrite() }
+        if ps.contains(where: { $0.snapshot != nil }), file.size > rewriteThreshold { try rewrite() }
     }
 
-    /// Replaces the file by one record holding the whole state (temp file, fsync, rename, fsync dir).
+    /// Replaces the file by one record holding the whole state.
     public func rewrite() throws {
         var w = ByteWriter()
         w.persist(BytePersist(seq: 0, hardState: state.hardState, snapshot: state.snapshot, truncateFrom: nil, entries: state.entries))
-        let framed = Self.framed(w.bytes)
-        let tmp = path + ".tmp"
-        let t = open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0o644)
-        guard t >= 0 else { throw StorageError(code: .io, message: "open temp", path: tmp) }
-        let ok = framed.withUnsafeBytes { Self.writeFully(t, $0) } && fsync(t) == 0
-        close(t)
-        guard ok, rename(tmp, path) == 0 else { throw StorageError(code: .io, message: "rewrite failed", path: path) }
-        Self.fsyncDirectory((path as NSString).deletingLastPathComponent)
-        close(fd)
-        fd = open(path, O_RDWR, 0o644)
-        guard fd >= 0 else { throw StorageError(code: .io, message: "reopen after rewrite", path: path) }
-        fileSize = framed.count
-        _ = lseek(fd, off_t(fileSize), SEEK_SET)
+        try file.replace(with: [w.bytes])
     }
-
-    private func writeAll(_ bytes: [UInt8]) throws {
-        let ok = bytes.withUnsafeBytes { Self.writeFully(fd, $0) }
-        guard ok else { throw StorageError(code: .io, message: "write: \(String(cString: strerror(errno)))", path: path) }
-    }
-
-    private static func writeFully(_ fd: Int32, _ buf: UnsafeRawBufferPointer) -> Bool {
-        var done = 0
-        while done < buf.count {
-            let n = posixWrite(fd, buf.baseAddress! + done, buf.count - done)
-            if n < 0 { if errno == EINTR { continue }; return false }
-            done += n
-        }
-        return true
-    }
-
-    private static func fsyncDirectory(_ dir: String) {
-        let d = open(dir, O_RDONLY)
-        if d >= 0 { _ = fsync(d); close(d) }
-    }
-
-    // Frame: u32 payload length, u32 CRC-32 of the payload, payload.
-    static func framed(_ payload: [UInt8]) -> [UInt8] {
-        var w = ByteWriter()
-        w.u32(UInt32(payload.count))
-        w.u32(crc32(payload[...]))
-        w.bytes.append(contentsOf: payload)
-        return w.bytes
-    }
-
-    static func frame(_ b: [UInt8], at off: Int) -> ([UInt8], Int)? {
-        guard off + 8 <= b.count else { return nil }
-        var r = ByteReader(Array(b[off..<off + 8]))
-        guard let len = r.u32(), let crc = r.u32() else { return nil }
-        let end = off + 8 + Int(len)
-        guard len > 0, end <= b.count else { return nil }
-        let payload = b[(off + 8)..<end]
-        guard crc32(payload) == crc else { return nil }
-        return (Array(payload), end)
-    }
-
-    static func anyValidFrame(_ b: [UInt8], after off: Int) -> Bool {
-        var o = off + 1
-        while o + 8 <= b.count {
-            if frame(b, at: o) != nil { return true }
-            o += 1
-        }
-        return false
-    }
-}
-
-func posixWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
-    #if canImport(Glibc)
-    return Glibc.write(fd, p, n)
-    #else
-    return Darwin.write(fd, p, n)
-    #endif
 }
 
 private let crcTable: [UInt32] = (0..<256).map { i -> UInt32 in

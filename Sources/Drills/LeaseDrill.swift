@@ -121,69 +121,35 @@ public struct LeaseDrill: Sendable {
         try await Task.sleep(for: .seconds(settleSeconds))
 
         var faults: [Fault] = []
-        // 1. SIGKILL the holder of the hottest block; wait for takeover and a booking there.
-        let holderView = try await cluster.bookings(ids[0])
-        let victim = holderView.blocks.first { $0.block == hot }?.holder ?? ids[1]
+        // 1. SIGKILL the holder of the hottest block; takeover; restart it.
+        let victim = try await cluster.bookings(ids[0]).blocks.first { $0.block == hot }?.holder ?? ids[1]
         let observer = ids.first { $0 != victim }!
-        var epochs = Dictionary(uniqueKeysWithValues: holderView.blocks.filter { $0.holder == victim }.map { ($0.block, $0.epoch) })
-        var affected = epochs.keys.sorted()
-        ledger.with { $0.down.insert(victim) }
-        let killedAt = Date()
-        cluster.killHard(victim)
-        var fault = Fault(kind: "sigkill", node: victim, affectedBlocks: affected)
-        fault.recoveryS = try await recovery(ledger, epochs: epochs, since: killedAt)
-        try await waitFor("blocks of \(victim) taken over") {
-            let v = try await cluster.bookings(observer)
-            return v.blocks.filter { affected.contains($0.block) }.allSatisfy { $0.valid && $0.holder != victim }
-        }
-        faults.append(fault)
-        // Restart it; it gets its own blocks back once it is healthy.
-        try cluster.start(victim)
-        try await waitFor("\(victim) back, holding its own blocks again", seconds: 90) {
-            let v = try await cluster.bookings(victim)
-            return v.blocks.filter { $0.home == victim }.allSatisfy { $0.valid && $0.holder == victim }
-        }
-        ledger.with { _ = $0.down.remove(victim) }
-        try await Task.sleep(for: .seconds(1))
+        faults.append(try await fault("sigkill", on: victim, observer: observer, cluster: cluster, ledger: ledger,
+            inject: { cluster.killHard(victim) },
+            whileDown: { affected in
+                try await waitFor("blocks of \(victim) taken over") {
+                    try await cluster.bookings(observer).blocks.filter { affected.contains($0.block) }.allSatisfy { $0.valid && $0.holder != victim }
+                }
+            },
+            heal: { try cluster.start(victim) }))
 
-        // 2. SIGSTOP another node past its lease; the rest take its blocks over; then SIGCONT.
+        // 2. SIGSTOP another node past its lease; the rest take its blocks over; SIGCONT.
         let paused = ids.first { $0 != victim && $0 != ids[0] } ?? ids[2]
-        let before = try await cluster.bookings(ids[0])
-        epochs = Dictionary(uniqueKeysWithValues: before.blocks.filter { $0.holder == paused }.map { ($0.block, $0.epoch) })
-        affected = epochs.keys.sorted()
-        ledger.with { $0.down.insert(paused) }
         let pausedAt = Date()
-        cluster.signal(paused, SIGSTOP)
-        fault = Fault(kind: "sigstop", node: paused, affectedBlocks: affected)
-        fault.recoveryS = try await recovery(ledger, epochs: epochs, since: pausedAt)
-        let remaining = pauseSeconds - Date().timeIntervalSince(pausedAt)
-        if remaining > 0 { try await Task.sleep(for: .seconds(remaining)) }
-        cluster.signal(paused, SIGCONT)
-        faults.append(fault)
-        try await waitFor("\(paused) resumed, holding its own blocks again", seconds: 90) {
-            let v = try await cluster.bookings(paused)
-            return v.blocks.filter { $0.home == paused }.allSatisfy { $0.valid && $0.holder == paused }
-        }
-        ledger.with { _ = $0.down.remove(paused) }
-        try await Task.sleep(for: .seconds(1))
+        faults.append(try await fault("sigstop", on: paused, observer: ids[0], cluster: cluster, ledger: ledger,
+            inject: { cluster.signal(paused, SIGSTOP) },
+            whileDown: { _ in
+                let remaining = pauseSeconds - Date().timeIntervalSince(pausedAt)
+                if remaining > 0 { try await Task.sleep(for: .seconds(remaining)) }
+            },
+            heal: { cluster.signal(paused, SIGCONT) }))
 
         // 3. A clean stop (SIGTERM) hands the node's blocks over at once, without a timeout.
         let leaving = ids[0]
-        let view = try await cluster.bookings(ids[1])
-        epochs = Dictionary(uniqueKeysWithValues: view.blocks.filter { $0.holder == leaving }.map { ($0.block, $0.epoch) })
-        ledger.with { $0.down.insert(leaving) }
-        let stoppedAt = Date()
-        cluster.signal(leaving, SIGTERM)
-        fault = Fault(kind: "sigterm", node: leaving, affectedBlocks: epochs.keys.sorted())
-        fault.recoveryS = try await recovery(ledger, epochs: epochs, since: stoppedAt)
-        faults.append(fault)
-        cluster.waitForExit(leaving)
-        try cluster.start(leaving)
-        try await waitFor("\(leaving) back, holding its own blocks again", seconds: 90) {
-            let v = try await cluster.bookings(leaving)
-            return v.blocks.filter { $0.home == leaving }.allSatisfy { $0.valid && $0.holder == leaving }
-        }
-        ledger.with { _ = $0.down.remove(leaving) }
+        faults.append(try await fault("sigterm", on: leaving, observer: ids[1], cluster: cluster, ledger: ledger,
+            inject: { cluster.signal(leaving, SIGTERM) },
+            whileDown: { _ in cluster.waitForExit(leaving) },
+            heal: { try cluster.start(leaving) }))
         try await Task.sleep(for: .seconds(settleSeconds))
         ledger.with { $0.running = false }
         await load.value
@@ -242,6 +208,28 @@ public struct LeaseDrill: Sendable {
                    problems: Array(problems.prefix(20)), folder: keepFolder ? cluster.folder : nil)
         }
         return report
+    }
+
+    /// One fault on `node`: the clients stop using it, `inject` it, measure the time to the first
+    /// booking by a new holder in the blocks it held, `whileDown` (gets those blocks' names), `heal`,
+    /// and wait until it holds its own blocks again.
+    func fault(_ kind: String, on node: String, observer: String, cluster: LocalCluster, ledger: Ledger,
+               inject: () -> Void, whileDown: ([String]) async throws -> Void, heal: () throws -> Void) async throws -> Fault {
+        let before = try await cluster.bookings(observer)
+        let epochs = Dictionary(uniqueKeysWithValues: before.blocks.filter { $0.holder == node }.map { ($0.block, $0.epoch) })
+        ledger.with { $0.down.insert(node) }
+        let at = Date()
+        inject()
+        var f = Fault(kind: kind, node: node, affectedBlocks: epochs.keys.sorted())
+        f.recoveryS = try await recovery(ledger, epochs: epochs, since: at)
+        try await whileDown(f.affectedBlocks)
+        try heal()
+        try await waitFor("\(node) back, holding its own blocks again", seconds: 90) {
+            try await cluster.bookings(node).blocks.filter { $0.home == node }.allSatisfy { $0.valid && $0.holder == node }
+        }
+        ledger.with { _ = $0.down.remove(node) }
+        try await Task.sleep(for: .seconds(1))
+        return f
     }
 
     /// One patient books six slots of one department's sessions for one visit date at once,

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClinicNode
+import Drills
 import Foundation
 import PKI
 import ReplicatedStore
@@ -70,7 +71,7 @@ struct ReplicationBench: AsyncParsableCommand {
             serials[id] = issued.serial
         }
         var ports: [String: (mesh: Int, admin: Int)] = [:]
-        for id in ids { ports[id] = (try Self.freePort(), try Self.freePort()) }
+        for id in ids { ports[id] = (try LocalCluster.freePort(), try LocalCluster.freePort()) }
         let rowsPerNode = changesPerS / 4 / Double(nodes)
         var tuning = NodeConfig.Tuning()
         tuning.durability = durability
@@ -156,21 +157,5 @@ struct ReplicationBench: AsyncParsableCommand {
                 延迟 / lag p50 \(report.lagP50Ms) ms, p99 \(report.lagP99Ms) ms, max \(report.lagMaxMs) ms   CPU \(report.cpuS) s
                 """)
         }
-    }
-
-    /// A loopback port that was free a moment ago (bound to port 0, then released).
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ValidationError("socket() failed") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        guard bound == 0 else { throw ValidationError("bind() failed") }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
