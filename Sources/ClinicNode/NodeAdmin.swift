@@ -82,7 +82,7 @@ extension MeshNode {
     /// each `Forward` request carries a command in UTF-8 (`status`, `health`); the answer is a
     /// `Forward` with the same request id and a JSON body.
     func serveAdmin(_ session: MeshSession) async throws {
-        let channelID = register(session.channel)
+        let channelID = register(session.channel, as: .admin)
         defer { unregister(channelID) }
         logger.info("管理员已连接 / admin connected", metadata: ["admin.name": "\(session.peer.certificate.identity.name)"])
         for try await message in session.inbound {
