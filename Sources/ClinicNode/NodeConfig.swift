@@ -193,9 +193,19 @@ public struct NodeConfig: Codable, Sendable, Hashable {
 /// The admin tool's config: where its certificate is and which nodes to ask.
 public struct AdminConfig: Codable, Sendable, Hashable {
     public struct Node: Codable, Sendable, Hashable {
-        public var id: String?
+        /// The node id its certificate must name (checked in the TLS handshake).
+        public var id: String
         public var host: String
         public var port: Int
+        /// Accepted certificate serials; empty or absent accepts any serial for `id`.
+        public var serials: [String]?
+
+        public init(id: String, host: String, port: Int, serials: [String]? = nil) {
+            self.id = id
+            self.host = host
+            self.port = port
+            self.serials = serials
+        }
     }
 
     public var clusterID: String
