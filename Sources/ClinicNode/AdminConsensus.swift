@@ -246,17 +246,22 @@ extension MeshNode {
 }
 
 extension AdminClient {
-    public static func book(host: String, port: Int, clusterID: String, credentials: MeshCredentials, _ command: BookCommand) async throws -> BookAnswer {
+    public static func book(host: String, port: Int, clusterID: String, credentials: MeshCredentials, expectedNodeID: String,
+                            _ command: BookCommand) async throws -> BookAnswer {
         let body = String(decoding: try AdminJSON.encode(command), as: UTF8.self)
-        return try AdminJSON.decode(BookAnswer.self, try await request(host: host, port: port, command: "book " + body, clusterID: clusterID, credentials: credentials))
+        return try AdminJSON.decode(BookAnswer.self, try await request(
+            host: host, port: port, command: "book " + body, clusterID: clusterID, credentials: credentials, expectedNodeID: expectedNodeID))
     }
 
-    public static func defineBlocks(host: String, port: Int, clusterID: String, credentials: MeshCredentials, _ blocks: [BlockDefinition]) async throws {
+    public static func defineBlocks(host: String, port: Int, clusterID: String, credentials: MeshCredentials, expectedNodeID: String,
+                                    _ blocks: [BlockDefinition]) async throws {
         let body = String(decoding: try AdminJSON.encode(blocks), as: UTF8.self)
-        _ = try await request(host: host, port: port, command: "define-blocks " + body, clusterID: clusterID, credentials: credentials)
+        _ = try await request(host: host, port: port, command: "define-blocks " + body, clusterID: clusterID, credentials: credentials,
+                              expectedNodeID: expectedNodeID)
     }
 
-    public static func bookings(host: String, port: Int, clusterID: String, credentials: MeshCredentials) async throws -> BookingsView {
-        try AdminJSON.decode(BookingsView.self, try await request(host: host, port: port, command: "bookings", clusterID: clusterID, credentials: credentials))
+    public static func bookings(host: String, port: Int, clusterID: String, credentials: MeshCredentials, expectedNodeID: String) async throws -> BookingsView {
+        try AdminJSON.decode(BookingsView.self, try await request(
+            host: host, port: port, command: "bookings", clusterID: clusterID, credentials: credentials, expectedNodeID: expectedNodeID))
     }
 }

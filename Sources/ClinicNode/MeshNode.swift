@@ -75,7 +75,9 @@ public final class MeshNode: Sendable {
         var peers: [String: PeerRuntime] = [:]
         var writeSignals: [Int: AsyncStream<Void>.Continuation] = [:]
         var nextID = 0
-        var channels: [Int: any Channel] = [:]
+        var channels: [Int: (kind: ChannelKind, channel: any Channel)] = [:]
+        /// Kinds whose channels have been closed for shutdown: one registered later is closed at once.
+        var closedKinds: Set<ChannelKind> = []
         var guardReason: StoreError?
         var benchCommits: [String: Int64] = [:]
         var benchSeen: [String: Int64] = [:]
@@ -210,18 +212,36 @@ public final class MeshNode: Sendable {
         runtime.withLock { $0.writeSignals.removeValue(forKey: id) }?.finish()
     }
 
-    func register(_ channel: any Channel) -> Int {
-        runtime.withLock { r in
-            r.nextID += 1
-            r.channels[r.nextID] = channel
-            return r.nextID
-        }
+    /// Who opened a connection; each service closes only its own kind when it stops.
+    enum ChannelKind: Hashable, Sendable {
+        case link, inbound, admin
     }
 
-    func unregister(_ id: Int) { _ = runtime.withLock { $0.channels.removeValue(forKey: id) } }
+    /// Tracks an open connection so that shutdown can close it. A connection that arrives after
+    /// its kind was closed (a handshake that finished after the listener stopped) is closed right
+    /// here: check and insert share one lock with `closeChannels`, so none can slip between.
+    func register(_ channel: any Channel, as kind: ChannelKind) -> Int? {
+        let id = runtime.withLock { r -> Int? in
+            guard !r.closedKinds.contains(kind) else { return nil }
+            r.nextID += 1
+            r.channels[r.nextID] = (kind, channel)
+            return r.nextID
+        }
+        if id == nil { channel.close(promise: nil) }
+        return id
+    }
 
-    func closeAllChannels() {
-        let channels = runtime.withLock { Array($0.channels.values) }
+    func unregister(_ id: Int?) {
+        guard let id else { return }
+        _ = runtime.withLock { $0.channels.removeValue(forKey: id) }
+    }
+
+    /// Closes every connection of `kind`, now and from now on.
+    func closeChannels(_ kind: ChannelKind) {
+        let channels = runtime.withLock { r in
+            r.closedKinds.insert(kind)
+            return r.channels.values.filter { $0.kind == kind }.map(\.channel)
+        }
         for channel in channels { channel.close(promise: nil) }
     }
 
@@ -264,9 +284,11 @@ public final class MeshNode: Sendable {
             }
         } onGracefulShutdown: {
             // Close first (stop accepting), then end the open sessions; never cancel run alone.
+            // `run` waits for every session, including one whose handshake was still under way:
+            // `register` closes that one when it starts.
             Task {
                 await server.close()
-                self.closeAllChannels()
+                self.closeChannels(.inbound)
             }
         }
     }
@@ -280,7 +302,7 @@ public final class MeshNode: Sendable {
         } onGracefulShutdown: {
             Task {
                 await server.close()
-                self.closeAllChannels()
+                self.closeChannels(.admin)
             }
         }
     }
@@ -314,7 +336,9 @@ public final class MeshNode: Sendable {
                 }
             }
         } onGracefulShutdown: {
-            self.closeAllChannels()
+            // Only the outbound links: peers' sessions into this node end when the mesh listener
+            // stops, last, so that they are not dropped and redialled during the shutdown.
+            self.closeChannels(.link)
         }
     }
 }

@@ -82,7 +82,7 @@ extension MeshNode {
     /// each `Forward` request carries a command in UTF-8 (`status`, `health`); the answer is a
     /// `Forward` with the same request id and a JSON body.
     func serveAdmin(_ session: MeshSession) async throws {
-        let channelID = register(session.channel)
+        let channelID = register(session.channel, as: .admin)
         defer { unregister(channelID) }
         logger.info("管理员已连接 / admin connected", metadata: ["admin.name": "\(session.peer.certificate.identity.name)"])
         for try await message in session.inbound {
@@ -113,8 +113,8 @@ extension MeshNode {
     }
 }
 
-/// Accepts any node the cluster CA vouches for: the admin tool checks that it reached a node
-/// certificate of this cluster, not which serial that node uses today.
+/// Accepts any certificate serial of a node the cluster CA vouches for: used by the admin tool
+/// when its config lists no serials for the node it asks (the node id is still checked).
 public struct AnyClusterNode: MembershipView {
     public init() {}
     public func admits(nodeID: String, serial: String) -> Bool { true }
@@ -129,9 +129,14 @@ public enum AdminClient {
         return logger
     }
 
-    /// Sends one command to the node at `host:port` and returns its JSON answer.
+    /// Sends one command to node `expectedNodeID` at `host:port` and returns its JSON answer.
+    ///
+    /// Symmetric with the node's side, which accepts only admin certificates of the cluster CA: the
+    /// TLS handshake refuses a server whose certificate is not a node certificate of the cluster CA
+    /// for `expectedNodeID`, or (when `serials` is not empty) whose serial is not one of them.
     public static func request(
         host: String, port: Int, command: String, clusterID: String, credentials: MeshCredentials,
+        expectedNodeID: String, serials: [String] = [],
         logger: Logger = AdminClient.quietLogger
     ) async throws -> [UInt8] {
         guard let leaf = credentials.certificateChain.first,
@@ -144,28 +149,49 @@ public enum AdminClient {
         } catch {
             throw NodeError(.admin, zh: "这不是本集群有效的管理员证书：\(error)", en: "this is not a valid admin certificate of the cluster: \(error)")
         }
-        let tls = try MeshTLS(credentials: credentials, membership: AnyClusterNode(), accepting: .node)
+        let membership: any MembershipView = serials.isEmpty ? AnyClusterNode() : StaticMembership([expectedNodeID: serials])
+        let tls = try MeshTLS(credentials: credentials, membership: membership, accepting: .node)
         let configuration = MeshConfiguration(nodeID: own.identity.name, clusterID: clusterID, handshakeTimeout: .seconds(10))
         let client = MeshClient(configuration: configuration, tls: tls, logger: logger)
-        return try await client.withSession(host: host, port: port) { session in
-            try await session.send(.forward(Forward(requestID: 1, bytes: Array(command.utf8))))
-            for try await message in session.inbound {
-                switch message {
-                case .forward(let answer) where answer.requestID == 1: return answer.bytes
-                case .error(let error):
-                    throw NodeError(.admin, zh: "节点拒绝了请求：\(error.message)", en: "the node refused the request: \(error.message)")
-                default: continue
+        let answer: [UInt8]
+        do {
+            answer = try await client.withSession(host: host, port: port, expectedNodeID: expectedNodeID) { session in
+                try await session.send(.forward(Forward(requestID: 1, bytes: Array(command.utf8))))
+                for try await message in session.inbound {
+                    switch message {
+                    case .forward(let answer) where answer.requestID == 1: return answer.bytes
+                    case .error(let error):
+                        throw NodeError(.admin, zh: "节点拒绝了请求：\(error.message)", en: "the node refused the request: \(error.message)")
+                    default: continue
+                    }
                 }
+                throw NodeError(.admin, zh: "节点未应答就关闭了连接。", en: "the node closed the connection without answering.")
             }
-            throw NodeError(.admin, zh: "节点未应答就关闭了连接。", en: "the node closed the connection without answering.")
+        } catch let error as NodeError {
+            throw error
+        } catch {
+            // The exact refusal is in the log; say here what was expected.
+            let serialsText = serials.isEmpty ? "" : "（序列号 \(serials.joined(separator: ", "))）"
+            let serialsTextEn = serials.isEmpty ? "" : " (serial \(serials.joined(separator: ", ")))"
+            throw NodeError(
+                .admin,
+                zh: "无法与 \(host):\(port) 建立管理会话；那里应是本集群的节点 \(expectedNodeID)\(serialsText)：\(error)",
+                en: "no admin session with \(host):\(port); it should be node \(expectedNodeID) of this cluster\(serialsTextEn): \(error)")
         }
+        return answer
     }
 
-    public static func status(host: String, port: Int, clusterID: String, credentials: MeshCredentials) async throws -> NodeStatus {
-        try AdminJSON.decode(NodeStatus.self, try await request(host: host, port: port, command: "status", clusterID: clusterID, credentials: credentials))
+    public static func status(
+        host: String, port: Int, clusterID: String, credentials: MeshCredentials, expectedNodeID: String, serials: [String] = []
+    ) async throws -> NodeStatus {
+        try AdminJSON.decode(NodeStatus.self, try await request(
+            host: host, port: port, command: "status", clusterID: clusterID, credentials: credentials, expectedNodeID: expectedNodeID, serials: serials))
     }
 
-    public static func health(host: String, port: Int, clusterID: String, credentials: MeshCredentials) async throws -> NodeHealth {
-        try AdminJSON.decode(NodeHealth.self, try await request(host: host, port: port, command: "health", clusterID: clusterID, credentials: credentials))
+    public static func health(
+        host: String, port: Int, clusterID: String, credentials: MeshCredentials, expectedNodeID: String, serials: [String] = []
+    ) async throws -> NodeHealth {
+        try AdminJSON.decode(NodeHealth.self, try await request(
+            host: host, port: port, command: "health", clusterID: clusterID, credentials: credentials, expectedNodeID: expectedNodeID, serials: serials))
     }
 }

@@ -46,6 +46,8 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         public var durability: String = "full"
         /// A node with no database yet first fetches a snapshot from a peer (then the change stream).
         public var snapshotWhenNew: Bool = true
+        /// The largest snapshot this node accepts from a peer, or serves to one (bytes).
+        public var maxSnapshotBytes: Int64 = 8 << 30
 
         public init() {}
 
@@ -54,7 +56,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
             case reconnectInitialMillis = "reconnect_initial_ms", reconnectMaxMillis = "reconnect_max_ms"
             case maxInFlightBatches = "max_in_flight_batches", batchChanges = "batch_changes"
             case maxClockOffsetMillis = "max_clock_offset_ms", durability
-            case snapshotWhenNew = "snapshot_when_new"
+            case snapshotWhenNew = "snapshot_when_new", maxSnapshotBytes = "max_snapshot_bytes"
         }
 
         public init(from decoder: any Decoder) throws {
@@ -70,6 +72,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
             maxClockOffsetMillis = try c.decodeIfPresent(Int64.self, forKey: .maxClockOffsetMillis) ?? d.maxClockOffsetMillis
             durability = try c.decodeIfPresent(String.self, forKey: .durability) ?? d.durability
             snapshotWhenNew = try c.decodeIfPresent(Bool.self, forKey: .snapshotWhenNew) ?? d.snapshotWhenNew
+            maxSnapshotBytes = try c.decodeIfPresent(Int64.self, forKey: .maxSnapshotBytes) ?? d.maxSnapshotBytes
         }
     }
 
@@ -200,7 +203,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         }
         guard tuning.maxInFlightBatches >= 1, tuning.batchChanges >= 1, tuning.heartbeatMillis >= 10,
               tuning.antiEntropyMillis >= 10, tuning.reconnectInitialMillis >= 1, tuning.reconnectMaxMillis >= tuning.reconnectInitialMillis,
-              tuning.peerTimeoutMillis > tuning.heartbeatMillis, tuning.maxClockOffsetMillis > 0 else {
+              tuning.peerTimeoutMillis > tuning.heartbeatMillis, tuning.maxClockOffsetMillis > 0, tuning.maxSnapshotBytes > 0 else {
             throw fail("tuning 中有不合理的取值（见 Cluster/CONFIG.md）。", "tuning holds a value out of range (see Cluster/CONFIG.md).")
         }
     }
@@ -209,9 +212,19 @@ public struct NodeConfig: Codable, Sendable, Hashable {
 /// The admin tool's config: where its certificate is and which nodes to ask.
 public struct AdminConfig: Codable, Sendable, Hashable {
     public struct Node: Codable, Sendable, Hashable {
-        public var id: String?
+        /// The node id its certificate must name (checked in the TLS handshake).
+        public var id: String
         public var host: String
         public var port: Int
+        /// Accepted certificate serials; empty or absent accepts any serial for `id`.
+        public var serials: [String]?
+
+        public init(id: String, host: String, port: Int, serials: [String]? = nil) {
+            self.id = id
+            self.host = host
+            self.port = port
+            self.serials = serials
+        }
     }
 
     public var clusterID: String

@@ -58,7 +58,7 @@ extension MeshNode {
             do {
                 try await client.withSession(host: address.host, port: address.port, expectedNodeID: peerID) { session in
                     attempt = 0
-                    let channelID = self.register(session.channel)
+                    let channelID = self.register(session.channel, as: .link)
                     defer { self.unregister(channelID) }
                     if let first = carried {
                         try await session.send(.raft(first))

@@ -63,7 +63,7 @@ extension MeshNode {
             do {
                 try await client.withSession(host: address.host, port: address.port, expectedNodeID: peerID) { session in
                     attempt = 0
-                    let channelID = self.register(session.channel)
+                    let channelID = self.register(session.channel, as: .link)
                     self.runtime.withLock {
                         $0.peers[peerID]?.outboundUp = true
                         $0.peers[peerID]?.lastError = nil
@@ -240,7 +240,7 @@ extension MeshNode {
     /// node's version vector, answer probes and heartbeats.
     func serveInbound(_ session: MeshSession) async throws {
         let peerID = session.peer.nodeID
-        let channelID = register(session.channel)
+        let channelID = register(session.channel, as: .inbound)
         runtime.withLock { $0.peers[peerID]?.inboundSessions += 1 }
         defer {
             unregister(channelID)
@@ -295,9 +295,17 @@ extension MeshNode {
         let path = (config.dataDir as NSString).appendingPathComponent("snapshot-\(UUID().uuidString).sqlite")
         defer { try? FileManager.default.removeItem(atPath: path) }
         try await offload { try self.replica.writeSnapshot(to: path) }
+        let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value ?? 0
+        let cap = config.tuning.maxSnapshotBytes
+        if size > UInt64(cap) {
+            // Say so before sending anything: the requester starts empty instead of fetching in vain.
+            let error = MeshNode.snapshotTooLarge(size: size, cap: cap, peer: config.nodeID)
+            logger.warning("快照超过上限，拒绝发送 / snapshot over the cap, not sent", metadata: ["node.snapshot.bytes": "\(size)", "node.snapshot.cap": "\(cap)"])
+            try await session.send(.error(MeshErrorMessage(code: .snapshotTooLarge, message: "\(error.zh) / \(error.en)")))
+            return
+        }
         let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
         defer { try? handle.close() }
-        let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value ?? 0
         var offset = min(request.resumeOffset, size)
         try handle.seek(toOffset: offset)
         let chunk = MeshNode.snapshotChunkBytes
@@ -315,6 +323,16 @@ extension MeshNode {
 
 extension MeshNode {
     static let snapshotChunkBytes = 1 << 20
+
+    /// Why a snapshot of `size` bytes (or more, if not known yet) from `peer` is refused.
+    static func snapshotTooLarge(size: UInt64?, cap: Int64, peer: String) -> NodeError {
+        let sizeZh = size.map { "\($0) 字节" } ?? "超过 \(cap) 字节"
+        let sizeEn = size.map { "\($0) bytes" } ?? "more than \(cap) bytes"
+        return NodeError(
+            .snapshot,
+            zh: "节点 \(peer) 的快照（\(sizeZh)）超过上限 tuning.max_snapshot_bytes = \(cap) 字节，已拒绝；如需按快照追赶，请在双方配置中调大该值，否则新节点以空库启动并通过变更流追赶。",
+            en: "the snapshot of node \(peer) (\(sizeEn)) exceeds tuning.max_snapshot_bytes = \(cap) bytes and was refused; raise it on both nodes to catch up by snapshot, otherwise the new node starts empty and catches up through the change stream.")
+    }
 
     /// A new node (no database yet) asks its peers, in config order, for a snapshot; the first one
     /// that arrives whole and checks out becomes its database. Returns the peer it came from, or
@@ -338,6 +356,10 @@ extension MeshNode {
                         case .snapshotChunk(let chunk) where chunk.snapshotID == snapshotID:
                             guard chunk.offset == offset else {
                                 throw NodeError(.snapshot, zh: "快照分块偏移不连续。", en: "snapshot chunk offsets are not contiguous.")
+                            }
+                            // Checked before writing: an over-size snapshot never fills the disk.
+                            guard offset + UInt64(chunk.bytes.count) <= UInt64(config.tuning.maxSnapshotBytes) else {
+                                throw MeshNode.snapshotTooLarge(size: nil, cap: config.tuning.maxSnapshotBytes, peer: peer.id)
                             }
                             try handle.write(contentsOf: chunk.bytes)
                             offset += UInt64(chunk.bytes.count)

@@ -115,19 +115,19 @@ public final class LocalCluster: @unchecked Sendable {
     // MARK: Admin API
 
     public func status(_ id: String) async throws -> NodeStatus {
-        try await AdminClient.status(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin)
+        try await AdminClient.status(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin, expectedNodeID: id)
     }
 
     public func book(_ id: String, _ command: BookCommand) async throws -> BookAnswer {
-        try await AdminClient.book(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin, command)
+        try await AdminClient.book(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin, expectedNodeID: id, command)
     }
 
     public func defineBlocks(_ id: String, _ blocks: [BlockDefinition]) async throws {
-        try await AdminClient.defineBlocks(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin, blocks)
+        try await AdminClient.defineBlocks(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin, expectedNodeID: id, blocks)
     }
 
     public func bookings(_ id: String) async throws -> BookingsView {
-        try await AdminClient.bookings(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin)
+        try await AdminClient.bookings(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin, expectedNodeID: id)
     }
 
     /// The last lines of a node's log (for failure reports).

@@ -177,6 +177,8 @@ public struct MeshErrorMessage: Sendable, Hashable {
         public static let frameTooLarge = Code(rawValue: 5)
         public static let shuttingDown = Code(rawValue: 6)
         public static let overloaded = Code(rawValue: 7)
+        /// A snapshot larger than the serving node's `max_snapshot_bytes`.
+        public static let snapshotTooLarge = Code(rawValue: 8)
 
         public var description: String {
             switch self {
@@ -187,6 +189,7 @@ public struct MeshErrorMessage: Sendable, Hashable {
             case .frameTooLarge: return "frameTooLarge"
             case .shuttingDown: return "shuttingDown"
             case .overloaded: return "overloaded"
+            case .snapshotTooLarge: return "snapshotTooLarge"
             default: return "code\(self.rawValue)"
             }
         }

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import PKI
+import Synchronization
 
 /// How this node speaks on the mesh.
 public struct MeshConfiguration: Sendable {
@@ -81,9 +82,29 @@ public struct MeshSession: Sendable {
 }
 
 /// A connection that finished TCP setup; TLS and Hello are still under way.
-struct PendingConnection: Sendable {
+///
+/// A class for its `deinit`: when the listener closes while a connection is being accepted, NIO
+/// drops the accepted connection without handing it out, and releasing an async channel that was
+/// never run through `executeThenClose` traps (swift-nio issue 2813). One dropped unserved is
+/// closed through `executeThenClose` here, which also keeps it alive until its writer is finished.
+final class PendingConnection: Sendable {
     let channel: NIOAsyncChannel<MeshMessage, MeshMessage>
     let peer: EventLoopFuture<MeshPeer>
+    private let served = Mutex(false)
+
+    init(channel: NIOAsyncChannel<MeshMessage, MeshMessage>, peer: EventLoopFuture<MeshPeer>) {
+        self.channel = channel
+        self.peer = peer
+    }
+
+    /// `MeshPipeline.run` takes it over (and always closes it through `executeThenClose`).
+    func markServed() { served.withLock { $0 = true } }
+
+    deinit {
+        guard !served.withLock({ $0 }) else { return }
+        let channel = self.channel
+        Task { try? await channel.executeThenClose { _, _ in } }
+    }
 }
 
 enum MeshPipeline {
@@ -125,6 +146,7 @@ enum MeshPipeline {
         logger: Logger,
         _ body: (MeshSession) async throws -> Result
     ) async throws -> Result {
+        pending.markServed()
         let peer: MeshPeer
         do {
             peer = try await pending.peer.get()

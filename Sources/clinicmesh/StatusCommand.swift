@@ -10,8 +10,11 @@ struct StatusCommand: AsyncParsableCommand {
         commandName: "status",
         abstract: "查看节点状态（需管理员证书）/ Show node status (needs an admin certificate)",
         discussion: """
-            --config ADMIN.json 询问其中列出的每个节点；或用 --node host:port --admin-cert DIR 询问一个节点。
-            --config ADMIN.json asks every node it lists; or ask one node with --node host:port --admin-cert DIR.
+            --config ADMIN.json 询问其中列出的每个节点；或用 --node host:port --node-id ID --admin-cert DIR 询问一个节点。
+            节点必须出示本集群 CA 签发、名为该节点 ID 的节点证书（给出序列号时还须是其中之一），否则不发送请求。
+            --config ADMIN.json asks every node it lists; or ask one node with --node host:port --node-id ID --admin-cert DIR.
+            The node must present a node certificate of the cluster CA for that node id (and, if serials are given, one of
+            them); otherwise no request is sent.
             """
     )
 
@@ -20,6 +23,12 @@ struct StatusCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "节点管理地址 host:port / A node's admin address host:port")
     var node: String?
+
+    @Option(name: .long, help: "该节点的 ID（与 --node 一起用，必填）/ That node's id (with --node, required)")
+    var nodeId: String?
+
+    @Option(name: .long, help: "可接受的节点证书序列号，可重复（与 --node 一起用）/ Accepted node certificate serial, repeatable (with --node)")
+    var serial: [String] = []
 
     @Option(name: .long, help: "管理员证书文件夹（admin.crt、admin.key、ca.crt）/ Admin certificate folder")
     var adminCert: String?
@@ -34,19 +43,19 @@ struct StatusCommand: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        if config == nil && (node == nil || adminCert == nil) {
-            throw ValidationError("需要 --config，或同时给出 --node 与 --admin-cert。\nGive --config, or both --node and --admin-cert.")
+        if config == nil && (node == nil || nodeId == nil || adminCert == nil) {
+            throw ValidationError("需要 --config，或同时给出 --node、--node-id 与 --admin-cert。\nGive --config, or all of --node, --node-id and --admin-cert.")
         }
     }
 
     func run() async throws {
-        var targets: [(host: String, port: Int)] = []
+        var targets: [(host: String, port: Int, id: String, serials: [String])] = []
         let certDir: String
         let cluster: String
         do {
             if let config {
                 let admin = try AdminConfig.load(path: config)
-                targets = admin.nodes.map { ($0.host, $0.port) }
+                targets = admin.nodes.map { ($0.host, $0.port, $0.id, $0.serials ?? []) }
                 certDir = admin.adminCertDir
                 cluster = admin.clusterID
             } else {
@@ -54,7 +63,7 @@ struct StatusCommand: AsyncParsableCommand {
                 guard parts.count == 2, let port = Int(parts[1]) else {
                     throw NodeError(.admin, zh: "--node 应为 host:port。", en: "--node must be host:port.")
                 }
-                targets = [(String(parts[0]), port)]
+                targets = [(String(parts[0]), port, nodeId!, serial)]
                 certDir = adminCert!
                 cluster = clusterId
             }
@@ -74,7 +83,8 @@ struct StatusCommand: AsyncParsableCommand {
         for target in targets {
             do {
                 let bytes = try await AdminClient.request(
-                    host: target.host, port: target.port, command: health ? "health" : "status", clusterID: cluster, credentials: credentials)
+                    host: target.host, port: target.port, command: health ? "health" : "status", clusterID: cluster, credentials: credentials,
+                    expectedNodeID: target.id, serials: target.serials)
                 if json {
                     outputs.append(String(decoding: bytes, as: UTF8.self))
                 } else if health {
@@ -85,7 +95,7 @@ struct StatusCommand: AsyncParsableCommand {
                 }
             } catch {
                 failed = true
-                outputs.append("\(target.host):\(target.port): 无法获取 / unavailable: \(error)")
+                outputs.append("\(target.id) \(target.host):\(target.port): 无法获取 / unavailable: \(error)")
             }
         }
         if json && targets.count > 1 {
