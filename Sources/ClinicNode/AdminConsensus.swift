@@ -211,8 +211,19 @@ extension MeshNode {
     /// Day 0 of `QuotaTag.visitDay`.
     static var dayZero: CivilDate { try! CivilDate(year: 1970, month: 1, day: 1) }
 
+    /// Proposes the definitions now, and again every second until they are committed (there may
+    /// be no leader yet, or it may change on the way).
     public func defineBlocks(_ blocks: [BlockDefinition]) {
+        runtime.withLock { $0.pendingBlocks += blocks }
         for b in blocks { consensus.propose(.defineBlock(b.block, home: NodeID(b.home), slots: b.slots)) }
+    }
+
+    func reproposeBlocks() {
+        let pending = runtime.withLock { $0.pendingBlocks }
+        guard !pending.isEmpty else { return }
+        let missing = consensus.inspect { c in pending.filter { c.cluster.blocks[$0.block] == nil } }
+        runtime.withLock { $0.pendingBlocks = missing }
+        for b in missing { consensus.propose(.defineBlock(b.block, home: NodeID(b.home), slots: b.slots)) }
     }
 
     public func bookingsView() -> BookingsView {

@@ -79,6 +79,8 @@ public final class MeshNode: Sendable {
         /// Kinds whose channels have been closed for shutdown: one registered later is closed at once.
         var closedKinds: Set<ChannelKind> = []
         var guardReason: StoreError?
+        /// Block definitions proposed here and not yet seen committed.
+        var pendingBlocks: [BlockDefinition] = []
         var benchCommits: [String: Int64] = [:]
         var benchSeen: [String: Int64] = [:]
     }

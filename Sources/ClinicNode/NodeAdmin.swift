@@ -102,11 +102,17 @@ extension MeshNode {
                     defineBlocks(blocks)
                     body = try AdminJSON.encode(["proposed": blocks.count])
                 case "bookings": body = try AdminJSON.encode(bookingsView())
+                case "seed-demo":
+                    let request = try JSONDecoder().decode(DemoSeedRequest.self, from: argument)
+                    body = try AdminJSON.encode(try seedDemo(request))
                 default:
                     body = try AdminJSON.encode(["error": "未知命令 \(command) / unknown command \(command)"])
                 }
             } catch let error as DecodingError {
                 body = try AdminJSON.encode(["error": "命令 \(command) 的参数无效：\(error) / the argument of \(command) is not valid: \(error)"])
+            } catch {
+                // A refused command is an answer, not the end of the admin's session.
+                body = try AdminJSON.encode(["error": "\(error)"])
             }
             try await session.send(.forward(Forward(requestID: request.requestID, bytes: body)))
         }

@@ -81,7 +81,8 @@ extension MeshNode {
     }
 
     /// Keeps this node's entry (address, department, certificate serial) in the replicated
-    /// membership; the leader takes such a proposal only from the node it describes.
+    /// membership (the leader takes such a proposal only from the node it describes), and block
+    /// definitions proposed here until they are committed.
     func keepRegistered() async {
         let me = MemberInfo(node: NodeID(config.nodeID), address: "\(config.mesh.host):\(meshPort)",
                             department: config.department, certificateSerial: ownSerial)
@@ -89,6 +90,7 @@ extension MeshNode {
             if consensus.inspect({ $0.cluster.members[me.node] }) != me {
                 consensus.propose(.upsertMember(me))
             }
+            reproposeBlocks()
             try? await Task.sleep(for: .seconds(1))
         }
     }

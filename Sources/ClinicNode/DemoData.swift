@@ -1,0 +1,146 @@
+import Crypto
+import Domain
+import Foundation
+import ReplicatedStore
+
+/// Demo data for the three example departments (内科, 外科, 儿科): doctors of every title, a week
+/// of sessions with their slots, and (on 内科) patients. Each node seeds its own department, so
+/// every row is written where it belongs and reaches the others by replication; every session
+/// becomes a lease block held by its department's node.
+public enum DemoData {
+    struct Doctor { let slug: String; let name: String; let title: PractitionerTitle }
+    struct DepartmentSpec { let nameZh: String; let nameEn: String; let doctors: [Doctor] }
+
+    static let departments: [String: DepartmentSpec] = [
+        "neike": DepartmentSpec(nameZh: "内科", nameEn: "Internal Medicine", doctors: [
+            Doctor(slug: "neike-wang-jianguo", name: "王建国", title: .chiefPhysician),
+            Doctor(slug: "neike-li-shufen", name: "李淑芬", title: .associateChiefPhysician),
+            Doctor(slug: "neike-zhang-wei", name: "张伟", title: .attendingPhysician),
+            Doctor(slug: "neike-liu-yang", name: "刘洋", title: .residentPhysician),
+        ]),
+        "waike": DepartmentSpec(nameZh: "外科", nameEn: "Surgery", doctors: [
+            Doctor(slug: "waike-chen-zhiqiang", name: "陈志强", title: .chiefPhysician),
+            Doctor(slug: "waike-zhao-min", name: "赵敏", title: .associateChiefPhysician),
+            Doctor(slug: "waike-sun-lei", name: "孙磊", title: .attendingPhysician),
+            Doctor(slug: "waike-zhou-jing", name: "周静", title: .residentPhysician),
+        ]),
+        "erke": DepartmentSpec(nameZh: "儿科", nameEn: "Pediatrics", doctors: [
+            Doctor(slug: "erke-wu-xiulan", name: "吴秀兰", title: .chiefPhysician),
+            Doctor(slug: "erke-zheng-hong", name: "郑红", title: .associateChiefPhysician),
+            Doctor(slug: "erke-ma-li", name: "马丽", title: .attendingPhysician),
+            Doctor(slug: "erke-huang-tao", name: "黄涛", title: .residentPhysician),
+        ]),
+    ]
+
+    static let patientNames = ["赵一鸣", "钱晓红", "孙志远", "李梦瑶", "周国庆", "吴佳怡", "郑海涛", "王雪梅", "冯子轩", "陈思琪",
+                               "褚明辉", "卫晓燕", "蒋文博", "沈丽娟", "韩宇航", "杨静怡", "朱建华", "秦雨桐", "尤振华", "许若曦"]
+
+    public struct Summary: Codable, Sendable, Hashable {
+        public var department: String
+        public var practitioners: Int
+        public var schedules: Int
+        public var slots: Int
+        public var patients: Int
+        public var blocks: [BlockDefinition]
+    }
+
+    /// Sessions per doctor: chief physicians every weekday morning, others mornings and
+    /// afternoons on alternate days; weekends only the resident physician (outpatient never stops).
+    static func sessions(_ doctor: Doctor, index: Int, date: CivilDate) -> [HalfDay] {
+        let weekend = date.weekday == .saturday || date.weekday == .sunday
+        switch doctor.title {
+        case .chiefPhysician: return weekend ? [] : [.morning]
+        case .residentPhysician: return [.morning, .afternoon]
+        default: return weekend ? [] : ((date.days(since: DemoData.epoch) + index) % 2 == 0 ? [.morning, .afternoon] : [.afternoon])
+        }
+    }
+
+    static var epoch: CivilDate { (try? CivilDate(year: 1970, month: 1, day: 1))! }
+
+    /// Writes the department's demo rows into `node`'s replica and returns its sessions as blocks.
+    public static func seed(node: MeshNode, start: CivilDate, days: Int, dataKey: SymmetricKey) throws -> Summary {
+        guard let spec = departments[node.config.nodeID] else {
+            throw NodeError(.admin, zh: "演示数据只适用于节点 neike、waike、erke（本节点是 \(node.config.nodeID)）。",
+                            en: "demo data exists only for the nodes neike, waike and erke (this is \(node.config.nodeID)).")
+        }
+        let departmentID = try DepartmentID(node.config.nodeID)
+        var summary = Summary(department: node.config.nodeID, practitioners: 0, schedules: 0, slots: 0, patients: 0, blocks: [])
+        try node.write { w in
+            if try node.replica.liveRow("department", key: departmentID.rawValue) == nil {
+                try w.insert("department", key: departmentID.rawValue, values: ["name": .text(spec.nameZh), "code": .text(spec.nameEn)])
+            }
+            for (index, doctor) in spec.doctors.enumerated() {
+                let practitioner = try Practitioner(id: PractitionerID(doctor.slug), name: doctor.name, title: doctor.title, departmentID: departmentID)
+                if try node.replica.liveRow("practitioner", key: practitioner.id.rawValue) == nil {
+                    try w.insert("practitioner", key: practitioner.id.rawValue, values: [
+                        "name": .text(practitioner.name), "department": .text(departmentID.rawValue), "title": .text(doctor.title.rawValue)])
+                    summary.practitioners += 1
+                }
+                for day in 0..<days {
+                    let date = try start.adding(days: day)
+                    for half in sessions(doctor, index: index, date: date) {
+                        let capacity = doctor.title == .chiefPhysician ? 12 : 24
+                        let schedule = try Schedule(practitioner: practitioner, date: date, halfDay: half, capacity: capacity)
+                        let key = schedule.key.rawValue
+                        summary.blocks.append(BlockDefinition(block: key, home: node.config.nodeID, slots: capacity))
+                        guard try node.replica.liveRow("schedule", key: key) == nil else { continue }
+                        try w.insert("schedule", key: key, values: [
+                            "practitioner": .text(practitioner.id.rawValue), "department": .text(departmentID.rawValue),
+                            "date": .text(date.description), "half_day": .text(half.rawValue), "capacity": .integer(Int64(capacity)),
+                            "status": .text("active")])
+                        summary.schedules += 1
+                        for slot in schedule.slots() {
+                            try w.insert("slot", key: try SlotKey(scheduleKey: schedule.key, sequence: slot.sequence).rawValue, values: [
+                                "schedule": .text(key), "sequence": .integer(Int64(slot.sequence)), "status": .text(slot.status.rawValue)])
+                            summary.slots += 1
+                        }
+                    }
+                }
+            }
+            // Patients live on 内科's node in the demo; any node could have registered them.
+            guard node.config.nodeID == "neike" else { return }
+            let secret = patientKeySecret(dataKey: dataKey)
+            for (i, name) in patientNames.enumerated() {
+                let birth = try CivilDate(year: 1950 + (i * 3) % 60, month: 1 + i % 12, day: 1 + (i * 7) % 28)
+                let id = try ResidentID.make(regionCode: "130102", birthDate: birth, sequence: 100 + i)
+                let mobile = try MobileNumber("1390311\(String(format: "%04d", 1000 + i))")
+                let patient = try Patient(name: name, sex: id.sex, birthDate: birth, residentID: id, mobile: mobile)
+                let key = try PatientKey(residentID: id, clusterSecret: secret).hex
+                guard try node.replica.liveRow("patient", key: key) == nil else { continue }
+                try w.insert("patient", key: key, values: [
+                    "name": .text(patient.name), "resident_id": .text(id.value), "mobile": .text(mobile.digits),
+                    "sex": .text(patient.sex.rawValue), "birth_date": .text(birth.description)])
+                summary.patients += 1
+            }
+        }
+        return summary
+    }
+
+    /// The secret behind patient keys, derived from the data key (one secret to keep, two uses apart).
+    public static func patientKeySecret(dataKey: SymmetricKey) -> SymmetricKey {
+        SymmetricKey(data: HMAC<SHA256>.authenticationCode(for: Data("clinicmesh patient key v1".utf8), using: dataKey))
+    }
+}
+
+/// `seed-demo {"start_date": "yyyy-mm-dd", "days": 7}` on the admin API.
+public struct DemoSeedRequest: Codable, Sendable, Hashable {
+    public var startDate: String
+    public var days: Int
+    public init(startDate: String, days: Int) { self.startDate = startDate; self.days = days }
+    enum CodingKeys: String, CodingKey { case startDate = "start_date", days }
+}
+
+extension MeshNode {
+    func seedDemo(_ request: DemoSeedRequest) throws -> DemoData.Summary {
+        guard (1...31).contains(request.days) else {
+            throw NodeError(.admin, zh: "days 须在 1 到 31 之间。", en: "days must be between 1 and 31.")
+        }
+        let start = try CivilDate(parsing: request.startDate, field: "start_date")
+        let dataKey = try DataKeyFile.load(from: config.dataKeyFile)
+        let summary = try DemoData.seed(node: self, start: start, days: request.days, dataKey: dataKey)
+        defineBlocks(summary.blocks)
+        logger.notice("已写入演示数据 / demo data written", metadata: [
+            "demo.schedules": "\(summary.schedules)", "demo.slots": "\(summary.slots)", "demo.patients": "\(summary.patients)"])
+        return summary
+    }
+}

@@ -1,0 +1,37 @@
+@testable import ClinicNode
+import Foundation
+import ReplicatedStore
+import Testing
+
+@Suite("Demo data", .serialized, .timeLimit(.minutes(5)))
+struct DemoDataTests {
+    @Test("each department node writes its own doctors, sessions and slots; they reach the others and become lease blocks")
+    func seedsEveryDepartment() async throws {
+        let files = try TestClusterFiles(ids: ["neike", "waike", "erke"])
+        defer { files.remove() }
+        let nodes = try await startCluster(files)
+        do {
+            var sessions = 0
+            for id in ["neike", "waike", "erke"] {
+                let summary = try nodes[id]!.node.seedDemo(DemoSeedRequest(startDate: "2026-11-30", days: 7))
+                #expect(summary.practitioners == 4)
+                #expect(summary.schedules > 0 && summary.slots > summary.schedules)
+                #expect(summary.patients == (id == "neike" ? 20 : 0))
+                sessions += summary.schedules
+                // Seeding again writes nothing new.
+                #expect(try nodes[id]!.node.seedDemo(DemoSeedRequest(startDate: "2026-11-30", days: 7)).schedules == 0)
+            }
+            let erke = nodes["erke"]!.node
+            #expect(await eventually { try erke.replica.liveRows("schedule").count == sessions })
+            #expect(await eventually {
+                erke.bookingsView().blocks.filter { !$0.block.hasPrefix("quota/") && $0.valid }.count == sessions
+            }, "every session leased once a leader has committed the definitions")
+            #expect(await eventually { try erke.replica.liveRows("patient").count == 20 })
+            #expect(throws: (any Error).self) { try erke.seedDemo(DemoSeedRequest(startDate: "2026-13-01", days: 7)) }
+        } catch {
+            for node in nodes.values { try? await node.stop() }
+            throw error
+        }
+        for node in nodes.values { try await node.stop() }
+    }
+}
