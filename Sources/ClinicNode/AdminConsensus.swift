@@ -97,6 +97,9 @@ public struct BookAnswer: Codable, Sendable, Hashable {
             return ("lease.no_such_slot", "该时段没有这个号。", "this block has no such slot.")
         case .notBooked:
             return ("lease.not_booked", "要取消的预约不存在或已取消。", "the booking to cancel does not exist or was already cancelled.")
+        case .notYetOpen:
+            return ("booking.not_open", "该时段尚未放号（按持有节点的时钟，就诊日前 7 天 15:00 放号）。",
+                    "this session is not open for booking yet (by the holding node's clock, sessions open at 15:00 seven days before the visit).")
         case .released:
             return ("lease.released", "该预约已取消。", "this booking has been cancelled.")
         case .quotaExceeded:
@@ -117,8 +120,19 @@ public struct BlockDefinition: Codable, Sendable, Hashable {
     /// The node that normally holds the block (the doctor's department node).
     public var home: String
     public var slots: Int
+    /// Bookable from this wall time (ms since 1970, by the holder's clock); nil: at once.
+    public var opensAtMs: Int64?
 
-    public init(block: String, home: String, slots: Int) { self.block = block; self.home = home; self.slots = slots }
+    public init(block: String, home: String, slots: Int, opensAtMs: Int64? = nil) {
+        self.block = block; self.home = home; self.slots = slots; self.opensAtMs = opensAtMs
+    }
+
+    enum CodingKeys: String, CodingKey { case block, home, slots, opensAtMs = "opens_at_ms" }
+
+    var command: ClusterCommand {
+        if let opensAtMs { return .defineSession(block, home: NodeID(home), slots: slots, opensAtMs: opensAtMs) }
+        return .defineBlock(block, home: NodeID(home), slots: slots)
+    }
 }
 
 public struct BlockView: Codable, Sendable, Hashable {
@@ -128,6 +142,10 @@ public struct BlockView: Codable, Sendable, Hashable {
     public var epoch: UInt64
     public var valid: Bool
     public var collected: Int
+    /// Bookable from this wall time (ms since 1970); 0: always.
+    public var opensAtMs: Int64
+
+    enum CodingKeys: String, CodingKey { case block, home, holder, epoch, valid, collected, opensAtMs = "opens_at_ms" }
 }
 
 /// `bookings`: everything this node knows of bookings and leases, with derived statuses.
@@ -215,7 +233,7 @@ extension MeshNode {
     /// be no leader yet, or it may change on the way).
     public func defineBlocks(_ blocks: [BlockDefinition]) {
         runtime.withLock { $0.pendingBlocks += blocks }
-        for b in blocks { consensus.propose(.defineBlock(b.block, home: NodeID(b.home), slots: b.slots)) }
+        for b in blocks { consensus.propose(b.command) }
     }
 
     func reproposeBlocks() {
@@ -223,7 +241,7 @@ extension MeshNode {
         guard !pending.isEmpty else { return }
         let missing = consensus.inspect { c in pending.filter { c.cluster.blocks[$0.block] == nil } }
         runtime.withLock { $0.pendingBlocks = missing }
-        for b in missing { consensus.propose(.defineBlock(b.block, home: NodeID(b.home), slots: b.slots)) }
+        for b in missing { consensus.propose(b.command) }
     }
 
     public func bookingsView() -> BookingsView {
@@ -249,7 +267,7 @@ extension MeshNode {
             }
             let blocks = c.cluster.blocks.values.sorted { $0.block < $1.block }.map {
                 BlockView(block: $0.block, home: $0.home.rawValue, holder: $0.holder?.rawValue, epoch: $0.epoch,
-                          valid: c.cluster.leaseValid($0.block), collected: $0.collected.count)
+                          valid: c.cluster.leaseValid($0.block), collected: $0.collected.count, opensAtMs: $0.opensAtMs)
             }
             return BookingsView(node: config.nodeID, appliedIndex: c.cluster.appliedIndex, blocks: blocks, bookings: bookings)
         }

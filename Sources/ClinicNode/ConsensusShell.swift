@@ -93,7 +93,8 @@ final class ConsensusShell: Sendable {
                 usleep(10_000)
                 if stopped.load(ordering: .relaxed) { break }
                 let now = nowMs()
-                step { $0.tick(nowMs: now) }
+                let wall = clock.wallMillis()
+                step { $0.tick(nowMs: now, wallMs: wall) }
             }
         }
         ticker.name = "consensus-tick"

@@ -57,6 +57,13 @@ public enum DemoData {
 
     static var epoch: CivilDate { (try? CivilDate(year: 1970, month: 1, day: 1))! }
 
+    /// Slots are released at 15:00 Asia/Shanghai seven days before the visit.
+    public static func releaseTime(of visit: CivilDate) throws -> Int64 {
+        let day = try visit.adding(days: -7)
+        let instant = ShanghaiTime.instant(date: day, time: try LocalTime(hour: 15, minute: 0))
+        return Int64((instant.timeIntervalSince1970 * 1000).rounded())
+    }
+
     /// Writes the department's demo rows into `node`'s replica and returns its sessions as blocks.
     public static func seed(node: MeshNode, start: CivilDate, days: Int, dataKey: SymmetricKey) throws -> Summary {
         guard let spec = departments[node.config.nodeID] else {
@@ -82,7 +89,8 @@ public enum DemoData {
                         let capacity = doctor.title == .chiefPhysician ? 12 : 24
                         let schedule = try Schedule(practitioner: practitioner, date: date, halfDay: half, capacity: capacity)
                         let key = schedule.key.rawValue
-                        summary.blocks.append(BlockDefinition(block: key, home: node.config.nodeID, slots: capacity))
+                        summary.blocks.append(BlockDefinition(block: key, home: node.config.nodeID, slots: capacity,
+                                                              opensAtMs: try releaseTime(of: date)))
                         guard try node.replica.liveRow("schedule", key: key) == nil else { continue }
                         try w.insert("schedule", key: key, values: [
                             "practitioner": .text(practitioner.id.rawValue), "department": .text(departmentID.rawValue),

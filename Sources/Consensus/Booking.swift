@@ -60,6 +60,8 @@ public enum RefuseReason: String, Sendable, Equatable, CaseIterable {
     case notBooked
     /// A retry of a booking that has since been released (cancelled).
     case released
+    /// The session is not open for booking yet (by the holder's clock).
+    case notYetOpen
     /// The patient's quota (per visit date, per department, ...) is used up.
     case quotaExceeded
     /// The patient's quota bucket cannot be reached now: refused rather than booked unchecked.
@@ -189,7 +191,9 @@ public struct BookingNode: Sendable {
 
     // MARK: Holder
 
-    public mutating func request(_ q: BookingRequest, state: ClusterState) -> [BookingAction] {
+    /// `wallMs`: the holder's wall clock (release windows, re-offer delays: policy, never safety).
+    /// `reofferDelayMs`: how long a slot this request releases stays off offer.
+    public mutating func request(_ q: BookingRequest, state: ClusterState, wallMs: Int64 = 0, reofferDelayMs: Int64 = 0) -> [BookingAction] {
         guard let r = state.blocks[q.block] else { return [.refused(requestID: q.id, reason: .noHolder)] }
         // A retry of a request a takeover already carried forward: its first outcome, from anywhere.
         if r.collectedIDs.contains(q.id), let b = r.collected.first(where: { $0.id == q.id }) {
@@ -227,6 +231,9 @@ public struct BookingNode: Sendable {
                 break // never acknowledged: book it afresh under this epoch
             }
         }
+        if q.releases == nil, r.opensAtMs > 0, wallMs < r.opensAtMs {
+            return [.refused(requestID: q.id, reason: .notYetOpen)]
+        }
         if q.block.hasPrefix(quotaBucketPrefix), q.releases == nil {
             guard let tag = QuotaTag(encoded: q.tag) else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }
             if options.quotaPolicy.broken(by: tag, held: heldReservations(of: q.patient, in: q.block, state: state)) != nil {
@@ -247,8 +254,9 @@ public struct BookingNode: Sendable {
             if tried[q.block]!.slots[SlotGeneration(slot: slot, generation: next)] != nil { continue }
             if let target = q.releases {
                 guard let held = holdingBooking(current), held.id == target, held.patient == q.patient else { continue }
-            } else if current != nil, holdingBooking(current) != nil || current!.count > 1 || pending[current![0].id] != nil {
-                // Held, or released by a release not yet quorum-durable: not free yet.
+            } else if current != nil, holdingBooking(current) != nil || current!.count > 1 || pending[current![0].id] != nil
+                        || current![0].reofferAtMs > wallMs {
+                // Held; released by a release not yet quorum-durable; or not back on offer yet.
                 #if CLINICMESH_BUG_SWITCHES
                 if !options.bugBookOverBooking { continue }
                 #else
@@ -262,7 +270,8 @@ public struct BookingNode: Sendable {
             return [.refused(requestID: q.id, reason: q.releases == nil ? .slotTaken : .notBooked)]
         }
         tried[q.block]!.slots[SlotGeneration(slot: slot, generation: generation)] = q.id
-        let b = Booking(id: q.id, block: q.block, slot: slot, patient: q.patient, epoch: r.epoch, generation: generation, releases: q.releases, tag: q.tag)
+        let b = Booking(id: q.id, block: q.block, slot: slot, patient: q.patient, epoch: r.epoch, generation: generation, releases: q.releases,
+                        tag: q.tag, reofferAtMs: q.releases == nil ? 0 : wallMs + reofferDelayMs)
         persist(records: [b])
         pending[b.id] = Pending(booking: b, voters: r.voters)
         for v in r.voters { out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(b)))) }

@@ -36,16 +36,20 @@ public struct Booking: Hashable, Sendable, Codable {
     public var generation: UInt32
     /// Set on a release record: the id of the booking it releases.
     public var releases: String?
+    /// On a release: the slot goes back on offer only from this wall time (the holder's clock),
+    /// a random delay after the cancellation, so a cancel-and-rebook hand-off cannot be timed.
+    public var reofferAtMs: Int64
     /// What the booking is for, where a rule needs it (a quota reservation: `QuotaTag.encoded`).
     public var tag: String
-    public init(id: String, block: BlockID, slot: Int, patient: String, epoch: Epoch, generation: UInt32 = 0, releases: String? = nil, tag: String = "") {
+    public init(id: String, block: BlockID, slot: Int, patient: String, epoch: Epoch, generation: UInt32 = 0, releases: String? = nil,
+                tag: String = "", reofferAtMs: Int64 = 0) {
         self.id = id; self.block = block; self.slot = slot; self.patient = patient; self.epoch = epoch
-        self.generation = generation; self.releases = releases; self.tag = tag
+        self.generation = generation; self.releases = releases; self.tag = tag; self.reofferAtMs = reofferAtMs
     }
 
     public var isRelease: Bool { releases != nil }
 
-    enum CodingKeys: String, CodingKey { case id, block, slot, patient, epoch, generation, releases, tag }
+    enum CodingKeys: String, CodingKey { case id, block, slot, patient, epoch, generation, releases, tag, reofferAtMs }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -57,6 +61,7 @@ public struct Booking: Hashable, Sendable, Codable {
         generation = try c.decodeIfPresent(UInt32.self, forKey: .generation) ?? 0
         releases = try c.decodeIfPresent(String.self, forKey: .releases)
         tag = try c.decodeIfPresent(String.self, forKey: .tag) ?? ""
+        reofferAtMs = try c.decodeIfPresent(Int64.self, forKey: .reofferAtMs) ?? 0
     }
 }
 
@@ -86,6 +91,9 @@ public enum ClusterCommand: Hashable, Sendable, Codable {
     case expireLiveness(node: NodeID, epoch: UInt64)
     /// A doctor's session (block of slots) and the department node that normally holds it.
     case defineBlock(BlockID, home: NodeID, slots: Int)
+    /// A doctor's session that opens for booking at `opensAtMs` (wall time, judged by the
+    /// holder's clock; e.g. 15:00 Asia/Shanghai seven days before the visit).
+    case defineSession(BlockID, home: NodeID, slots: Int, opensAtMs: Int64)
     case lease(LeaseChange)
 }
 
@@ -93,6 +101,8 @@ public struct LeaseRecord: Hashable, Sendable, Codable {
     public var block: BlockID
     public var home: NodeID
     public var slots: Int
+    /// Bookable from this wall time on (0: always).
+    public var opensAtMs: Int64 = 0
     public var epoch: Epoch = 0
     public var holder: NodeID?
     public var holderLiveness: UInt64 = 0
@@ -172,6 +182,9 @@ public struct ClusterState: Hashable, Sendable, Codable {
         case .defineBlock(let b, let home, let slots):
             guard blocks[b] == nil else { return false }
             blocks[b] = LeaseRecord(block: b, home: home, slots: slots)
+        case .defineSession(let b, let home, let slots, let opensAt):
+            guard blocks[b] == nil else { return false }
+            blocks[b] = LeaseRecord(block: b, home: home, slots: slots, opensAtMs: opensAt)
         case .lease(let c):
             guard var r = blocks[c.block], c.fromEpoch == r.epoch, c.toEpoch > r.epoch else { return false }
             guard let l = liveness[c.holder], l.live, l.epoch == c.holderLiveness else { return false }

@@ -56,6 +56,8 @@ public struct ConsensusCoreOptions: Sendable {
     public var gossipEveryTicks: UInt64 = 30
     /// Booking records per repair-sweep message.
     public var gossipSlice = 64
+    /// How long a cancelled slot stays off offer (uniformly random in this range), in ms.
+    public var reofferDelayMs: ClosedRange<Int64> = 300_000...1_800_000
     /// Per-person quota buckets (blocks `quota/N`), defined by the leader; 0 turns quotas off.
     public var quotaBuckets = 16
     /// Compact the Raft log into a snapshot of the cluster state every this many applied entries.
@@ -81,6 +83,8 @@ public struct ConsensusCore: Sendable {
     private var replyTo: [String: NodeID] = [:]
     /// The monotonic time of the last input, for the leader hook that runs inside `handle`.
     private var lastNowMs: UInt64 = 0
+    /// The wall clock (ms since 1970) at the last tick: release windows and re-offer delays only.
+    private var lastWallMs: Int64 = 0
     /// Bookings this node acknowledged since the last gossip round: pushed to every member.
     private var freshAcked: [Booking] = []
     /// Where the repair sweep through this node's records goes on next round.
@@ -122,9 +126,10 @@ public struct ConsensusCore: Sendable {
     // MARK: Inputs
 
     /// `nowMs`: this node's monotonic clock. Only the leader's lease manager reads it, for durations.
-    public mutating func tick(nowMs: UInt64) -> [CoreEffect] {
+    public mutating func tick(nowMs: UInt64, wallMs: Int64 = 0) -> [CoreEffect] {
         ticks += 1
         lastNowMs = nowMs
+        lastWallMs = wallMs
         handle(raft.tick())
         handle(booking.tick(state: cluster))
         if raft.role == .leader {
@@ -161,7 +166,7 @@ public struct ConsensusCore: Sendable {
         case .proposal(let c):
             switch c {
             case .upsertMember(let m) where m.node == from: _ = submit(c)
-            case .defineBlock: _ = submit(c)
+            case .defineBlock, .defineSession: _ = submit(c)
             default: break // everything else only the leader's own parts propose
             }
         }
@@ -202,7 +207,7 @@ public struct ConsensusCore: Sendable {
         handle(acts)
         if case .failure(.notLeader(let l?)) = r, l != id {
             switch c {
-            case .upsertMember, .defineBlock: out.append(.send(to: l, .proposal(c)))
+            case .upsertMember, .defineBlock, .defineSession: out.append(.send(to: l, .proposal(c)))
             default: break
             }
         }
@@ -222,7 +227,10 @@ public struct ConsensusCore: Sendable {
             finish(.refused(requestID: q.id, reason: .noHolder))
             return
         }
-        handle(booking.request(q, state: cluster))
+        // A released slot goes back on offer after a random 5 to 30 minutes (quota places at once).
+        let delay = q.releases == nil || q.block.hasPrefix(quotaBucketPrefix) ? 0
+            : options.reofferDelayMs.lowerBound + Int64(rng.below(UInt64(options.reofferDelayMs.upperBound - options.reofferDelayMs.lowerBound + 1)))
+        handle(booking.request(q, state: cluster, wallMs: lastWallMs, reofferDelayMs: delay))
     }
 
     /// Answers locally and back along the path the request came.

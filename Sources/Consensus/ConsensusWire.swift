@@ -216,7 +216,7 @@ public enum ConsensusWire {
 extension ByteWriter {
     mutating func booking(_ b: Booking) {
         str(b.id); str(b.block); u64(UInt64(bitPattern: Int64(b.slot))); str(b.patient); u64(b.epoch); u32(b.generation)
-        optionalStr(b.releases); str(b.tag)
+        optionalStr(b.releases); str(b.tag); u64(UInt64(bitPattern: b.reofferAtMs))
     }
     mutating func optionalStr(_ s: String?) { if let s { u8(1); str(s) } else { u8(0) } }
     mutating func bookings(_ bs: [Booking]) { u32(UInt32(bs.count)); for b in bs { booking(b) } }
@@ -225,9 +225,9 @@ extension ByteWriter {
 extension ByteReader {
     mutating func booking() -> Booking? {
         guard let id = str(), let block = str(), let slot = u64(), let patient = str(), let epoch = u64(), let generation = u32(),
-              let releases = optionalStr(), let tag = str() else { return nil }
+              let releases = optionalStr(), let tag = str(), let reoffer = u64() else { return nil }
         return Booking(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient, epoch: epoch,
-                       generation: generation, releases: releases, tag: tag)
+                       generation: generation, releases: releases, tag: tag, reofferAtMs: Int64(bitPattern: reoffer))
     }
     /// nil: malformed; .some(nil): absent.
     mutating func optionalStr() -> String?? {

@@ -231,6 +231,7 @@ public final class ClusterSimulation {
         co.raft = ro
         co.booking = bo
         co.quotaBuckets = 4
+        co.reofferDelayMs = 100...2_000 // short enough that released slots are booked again within a run
         coreOptions = co
         for (i, id) in ids.enumerated() {
             index[id] = i
@@ -366,7 +367,8 @@ public final class ClusterSimulation {
 
     func tick(_ n: SimNode) {
         if !setupDone, n.raft.role == .leader, n.raft.isReadyLeader { setup(n) }
-        handle(n, n.core.tick(nowMs: n.localMs(now)))
+        // Wall clock: the node's own (drifting) clock from a fixed date; policy only, never safety.
+        handle(n, n.core.tick(nowMs: n.localMs(now), wallMs: 1_795_000_000_000 + Int64(n.localMs(now))))
     }
 
     /// The admin's first act: members and the doctors' sessions, proposed once there is a leader.
