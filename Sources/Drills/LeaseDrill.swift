@@ -21,6 +21,22 @@ public struct LeaseDrill: Sendable {
     /// How long the paused node stays stopped (past the 2 s liveness timeout).
     public var pauseSeconds: Double = 5
     public var binary: String
+    /// The faults, in order (the order by default).
+    public var steps: [Step] = [.killHotHolder, .pause, .cleanStop]
+    public var name = "leases"
+
+    public enum Step: String, Sendable, CaseIterable {
+        case killHotHolder = "kill-holder", killLeader = "kill-leader", pause, cleanStop = "clean-stop"
+    }
+
+    /// The drills `clinicmesh drill run` and `chaos/run` know, by name.
+    public static let scenarios: [String: [Step]] = [
+        "leases": [.killHotHolder, .pause, .cleanStop],
+        "kill-leader": [.killLeader],
+        "kill-holder": [.killHotHolder],
+        "pause-holder": [.pause],
+        "clean-stop": [.cleanStop],
+    ]
 
     public init(binary: String) { self.binary = binary }
 
@@ -34,8 +50,12 @@ public struct LeaseDrill: Sendable {
     }
 
     public struct Report: Codable, Sendable {
-        public var scenario = "leases"
+        public var scenario: String
         public var passed: Bool
+        /// The longest of the faults' recovery times.
+        public var recoveryS: Double?
+        /// How faults are injected (signals to real processes).
+        public var injection = "signals to real node processes (SIGKILL, SIGSTOP/SIGCONT, SIGTERM)"
         public var nodes: [String]
         public var clients: Int
         public var requests: Int
@@ -54,7 +74,7 @@ public struct LeaseDrill: Sendable {
         public var problems: [String]
         public var folder: String?
         enum CodingKeys: String, CodingKey {
-            case scenario, passed, nodes, clients, requests, booked, refusedByReason = "refused_by_reason"
+            case scenario, passed, recoveryS = "recovery_s", injection, nodes, clients, requests, booked, refusedByReason = "refused_by_reason"
             case unknownOutcomes = "unknown_outcomes", retries, faults, doubleBookings = "double_bookings", lostAcks = "lost_acks"
             case converged, quotaBurstBooked = "quota_burst_booked", quotaFreedByCancel = "quota_freed_by_cancel", problems, folder
         }
@@ -121,35 +141,52 @@ public struct LeaseDrill: Sendable {
         try await Task.sleep(for: .seconds(settleSeconds))
 
         var faults: [Fault] = []
-        // 1. SIGKILL the holder of the hottest block; takeover; restart it.
-        let victim = try await cluster.bookings(ids[0]).blocks.first { $0.block == hot }?.holder ?? ids[1]
-        let observer = ids.first { $0 != victim }!
-        faults.append(try await fault("sigkill", on: victim, observer: observer, cluster: cluster, ledger: ledger,
-            inject: { cluster.killHard(victim) },
-            whileDown: { affected in
-                try await waitFor("blocks of \(victim) taken over") {
-                    try await cluster.bookings(observer).blocks.filter { affected.contains($0.block) }.allSatisfy { $0.valid && $0.holder != victim }
+        var last: String?
+        for step in steps {
+            let f: Fault
+            switch step {
+            case .killHotHolder, .killLeader:
+                let victim: String
+                if step == .killLeader {
+                    victim = try await leader(cluster, ids: ids)
+                } else {
+                    victim = try await cluster.bookings(ids[0]).blocks.first { $0.block == hot }?.holder ?? ids[1]
                 }
-            },
-            heal: { try cluster.start(victim) }))
-
-        // 2. SIGSTOP another node past its lease; the rest take its blocks over; SIGCONT.
-        let paused = ids.first { $0 != victim && $0 != ids[0] } ?? ids[2]
-        let pausedAt = Date()
-        faults.append(try await fault("sigstop", on: paused, observer: ids[0], cluster: cluster, ledger: ledger,
-            inject: { cluster.signal(paused, SIGSTOP) },
-            whileDown: { _ in
-                let remaining = pauseSeconds - Date().timeIntervalSince(pausedAt)
-                if remaining > 0 { try await Task.sleep(for: .seconds(remaining)) }
-            },
-            heal: { cluster.signal(paused, SIGCONT) }))
-
-        // 3. A clean stop (SIGTERM) hands the node's blocks over at once, without a timeout.
-        let leaving = ids[0]
-        faults.append(try await fault("sigterm", on: leaving, observer: ids[1], cluster: cluster, ledger: ledger,
-            inject: { cluster.signal(leaving, SIGTERM) },
-            whileDown: { _ in cluster.waitForExit(leaving) },
-            heal: { try cluster.start(leaving) }))
+                let observer = ids.first { $0 != victim }!
+                f = try await fault(step == .killLeader ? "sigkill-leader" : "sigkill", on: victim, observer: observer, cluster: cluster, ledger: ledger,
+                    inject: { cluster.killHard(victim) },
+                    whileDown: { affected in
+                        try await waitFor("blocks of \(victim) taken over") {
+                            try await cluster.bookings(observer).blocks.filter { affected.contains($0.block) }.allSatisfy { $0.valid && $0.holder != victim }
+                        }
+                    },
+                    heal: { try cluster.start(victim) })
+                last = victim
+            case .pause:
+                // Past its lease: the rest take its blocks over; its stale writes must be fenced off.
+                let paused = ids.first { $0 != last && $0 != ids[0] } ?? ids[2]
+                let pausedAt = Date()
+                let observer = ids.first { $0 != paused }!
+                f = try await fault("sigstop", on: paused, observer: observer, cluster: cluster, ledger: ledger,
+                    inject: { cluster.signal(paused, SIGSTOP) },
+                    whileDown: { _ in
+                        let remaining = pauseSeconds - Date().timeIntervalSince(pausedAt)
+                        if remaining > 0 { try await Task.sleep(for: .seconds(remaining)) }
+                    },
+                    heal: { cluster.signal(paused, SIGCONT) })
+                last = paused
+            case .cleanStop:
+                // A clean stop (SIGTERM) hands the node's blocks over at once, without a timeout.
+                let leaving = ids.first { $0 != last } ?? ids[0]
+                let observer = ids.first { $0 != leaving }!
+                f = try await fault("sigterm", on: leaving, observer: observer, cluster: cluster, ledger: ledger,
+                    inject: { cluster.signal(leaving, SIGTERM) },
+                    whileDown: { _ in cluster.waitForExit(leaving) },
+                    heal: { try cluster.start(leaving) })
+                last = leaving
+            }
+            faults.append(f)
+        }
         try await Task.sleep(for: .seconds(settleSeconds))
         ledger.with { $0.running = false }
         await load.value
@@ -201,13 +238,23 @@ public struct LeaseDrill: Sendable {
             }
         }
         let report = ledger.with { l in
-            Report(passed: doubles == 0 && lost == 0 && converged && faults.allSatisfy { $0.recoveryS != nil } && quotaBurstBooked == 1 && quotaFreed,
-                   nodes: ids, clients: clients, requests: l.requests, booked: l.acked.count, refusedByReason: l.refused,
+            Report(scenario: name, passed: doubles == 0 && lost == 0 && converged && faults.allSatisfy { $0.recoveryS != nil } && quotaBurstBooked == 1 && quotaFreed,
+                   recoveryS: faults.compactMap(\.recoveryS).max(), nodes: ids, clients: clients, requests: l.requests, booked: l.acked.count, refusedByReason: l.refused,
                    unknownOutcomes: l.unknown, retries: l.retries, faults: faults, doubleBookings: doubles, lostAcks: lost,
                    converged: converged, quotaBurstBooked: quotaBurstBooked, quotaFreedByCancel: quotaFreed,
                    problems: Array(problems.prefix(20)), folder: keepFolder ? cluster.folder : nil)
         }
         return report
+    }
+
+    /// The node the Raft leader is, as the nodes report it.
+    func leader(_ cluster: LocalCluster, ids: [String]) async throws -> String {
+        var found: String?
+        try await waitFor("a Raft leader") {
+            for id in ids { if let l = try? await cluster.status(id).consensus?.leader { found = l; return true } }
+            return false
+        }
+        return found!
     }
 
     /// One fault on `node`: the clients stop using it, `inject` it, measure the time to the first

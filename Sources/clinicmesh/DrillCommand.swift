@@ -2,22 +2,18 @@ import ArgumentParser
 import Drills
 import Foundation
 
-/// `clinicmesh drill`: fault drills against real node processes on loopback.
+/// `clinicmesh drill`: fault drills against real node processes on loopback (`chaos/run` calls it).
 struct DrillCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drill",
         abstract: "故障演练（真实节点进程）/ Fault drills against real node processes",
-        subcommands: [Leases.self])
+        subcommands: [Run.self, Leases.self])
 
-    struct Leases: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "leases",
-            abstract: "租约演练：杀死持有者、暂停节点，检查无重复预约、无丢失 / Lease drill: SIGKILL a holder, SIGSTOP a node; no double booking, no lost acknowledgement")
-
+    struct Options: ParsableArguments {
         @Option(help: "并发客户端数 / Concurrent clients.")
         var clients = 24
 
-        @Option(help: "节点暂停秒数（须超过 2 秒的存活超时）/ Seconds the paused node stays stopped (past the 2 s liveness timeout).")
+        @Option(help: "节点暂停秒数（须超过 2 秒的存活超时）/ Seconds a paused node stays stopped (past the 2 s liveness timeout).")
         var pauseSeconds: Double = 5
 
         @Flag(help: "保留临时目录（日志、数据）/ Keep the temporary folder (logs, data).")
@@ -25,28 +21,66 @@ struct DrillCommand: AsyncParsableCommand {
 
         @Flag(help: "输出 JSON / Print one JSON object.")
         var json = false
+    }
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "运行一个演练场景，或 all / Run one drill scenario, or all",
+            discussion: "场景 / scenarios: \(LeaseDrill.scenarios.keys.sorted().joined(separator: ", ")), all")
+
+        @Argument(help: "场景名 / Scenario name") var scenario: String
+        @OptionGroup var options: Options
+
+        func validate() throws {
+            guard scenario == "all" || LeaseDrill.scenarios[scenario] != nil else {
+                throw ValidationError("未知场景 \(scenario)；可选 / unknown scenario \(scenario); one of: \(LeaseDrill.scenarios.keys.sorted().joined(separator: ", ")), all")
+            }
+        }
 
         func run() async throws {
-            let binary = ProcessInfo.processInfo.environment["CLINICMESH_BIN"] ?? Bundle.main.executablePath ?? CommandLine.arguments[0]
-            var drill = LeaseDrill(binary: binary)
-            drill.clients = clients
-            drill.pauseSeconds = pauseSeconds
-            let report = try await drill.run(keepFolder: keep)
-            if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                print(String(decoding: try encoder.encode(report), as: UTF8.self))
-            } else {
-                print("租约演练 / lease drill: \(report.passed ? "通过 / passed" : "失败 / FAILED")")
-                print("请求 / requests \(report.requests), 预约成功 / booked \(report.booked), 拒绝 / refused \(report.refusedByReason), 结果未知 / unknown \(report.unknownOutcomes)")
-                for f in report.faults {
-                    print("  \(f.kind) \(f.node): 受影响号源块 / affected blocks \(f.affectedBlocks.count), 恢复 / recovery \(f.recoveryS.map { "\($0) s" } ?? "未恢复 / none")")
-                }
-                print("限额突发 / quota burst: \(report.quotaBurstBooked) 成功（应为 1）/ booked (must be 1), 取消后可再约 / rebook after cancel: \(report.quotaFreedByCancel)")
-                print("重复预约 / double bookings \(report.doubleBookings), 丢失的已确认预约 / lost acks \(report.lostAcks), 收敛 / converged \(report.converged)")
-                for p in report.problems { print("  ! \(p)") }
+            let names = scenario == "all" ? LeaseDrill.scenarios.keys.sorted() : [scenario]
+            var failed = false
+            for name in names {
+                let report = try await DrillCommand.run(name, options)
+                failed = failed || !report.passed
             }
-            if !report.passed { throw ExitCode.failure }
+            if failed { throw ExitCode.failure }
         }
+    }
+
+    struct Leases: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "租约演练（= drill run leases）：杀死持有者、暂停节点、正常停止 / The lease drill (= drill run leases)")
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            if !(try await DrillCommand.run("leases", options)).passed { throw ExitCode.failure }
+        }
+    }
+
+    static func run(_ name: String, _ options: Options) async throws -> LeaseDrill.Report {
+        let binary = ProcessInfo.processInfo.environment["CLINICMESH_BIN"] ?? Bundle.main.executablePath ?? CommandLine.arguments[0]
+        var drill = LeaseDrill(binary: binary)
+        drill.name = name
+        drill.steps = LeaseDrill.scenarios[name] ?? []
+        drill.clients = options.clients
+        drill.pauseSeconds = options.pauseSeconds
+        let report = try await drill.run(keepFolder: options.keep)
+        if options.json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print("演练 / drill \(name): \(report.passed ? "通过 / passed" : "失败 / FAILED")   恢复 / recovery_s \(report.recoveryS.map { "\($0)" } ?? "-")")
+            print("  故障注入 / injection: \(report.injection)")
+            print("  请求 / requests \(report.requests), 预约成功 / booked \(report.booked), 拒绝 / refused \(report.refusedByReason), 结果未知 / unknown \(report.unknownOutcomes)")
+            for f in report.faults {
+                print("  \(f.kind) \(f.node): 受影响号源块 / affected blocks \(f.affectedBlocks.count), 恢复 / recovery \(f.recoveryS.map { "\($0) s" } ?? "未恢复 / none")")
+            }
+            print("  限额突发 / quota burst: \(report.quotaBurstBooked) 成功（应为 1）/ booked (must be 1), 取消后可再约 / rebook after cancel: \(report.quotaFreedByCancel)")
+            print("  重复预约 / double bookings \(report.doubleBookings), 丢失的已确认预约 / lost acks \(report.lostAcks), 收敛 / converged \(report.converged)")
+            for p in report.problems { print("  ! \(p)") }
+        }
+        return report
     }
 }
