@@ -66,6 +66,7 @@ public final class MeshNode: Sendable {
         var lastContactNanos: UInt64?
         var estimator = ClockOffsetEstimator()
         var acked: ReplicatedStore.VersionVector?
+        var lastVectorNanos: UInt64?
         var changesSent = 0
         var batchesReceived = 0
         var lastError: String?

@@ -19,6 +19,10 @@ public struct NodeStatus: Codable, Sendable, Hashable {
     public var snapshotFrom: String?
     /// Raft and leases as this node sees them (nil from nodes older than the consensus layer).
     public var consensus: ConsensusStatus?
+    /// The replicated schema version this node runs.
+    public var schemaVersion: Int?
+    /// Whatever needs a person, one sentence each, Chinese then English (empty: nothing).
+    public var attention: [String]?
 }
 
 public struct PeerStatus: Codable, Sendable, Hashable {
@@ -35,6 +39,8 @@ public struct PeerStatus: Codable, Sendable, Hashable {
     public var clockOffsetMs: Int64?
     public var rttMs: Double?
     public var lastContactMsAgo: Int64?
+    /// Since the peer last answered with its version vector (anti-entropy).
+    public var lastAntiEntropyMsAgo: Int64?
     public var changesSent: Int
     public var batchesReceived: Int
     public var lastError: String?

@@ -155,7 +155,11 @@ extension MeshNode {
                             sender.sent?.formMax(vector)
                             if sender.sent == nil { sender.sent = vector }
                         }
-                        runtime.withLock { $0.peers[peerID]?.acked = vector }
+                        let at = clock.monotonicNanos()
+                        runtime.withLock {
+                            $0.peers[peerID]?.acked = vector
+                            $0.peers[peerID]?.lastVectorNanos = at
+                        }
                         try await self.pump(&sender, session: session, peerID: peerID)
                     case .heartbeatAck(let ack):
                         let now = clock.monotonicNanos()

@@ -110,8 +110,9 @@ struct StatusCommand: AsyncParsableCommand {
         var lines: [String] = []
         lines.append("节点 / node: \(s.nodeID)   科室 / department: \(s.department)   集群 / cluster: \(s.clusterID)   网络 / mesh: \(s.meshAddress)")
         lines.append("写入 / writes: " + (s.writesRefused ? "已暂停 / REFUSED — \(s.writesRefusedReason ?? "")" : "正常 / accepted")
-            + "   暂存变更 / parked: \(s.parkedChanges)   运行 / uptime: \(Int(s.uptimeS)) s")
+            + "   暂存变更 / parked: \(s.parkedChanges)   运行 / uptime: \(Int(s.uptimeS)) s   数据版本 / schema: \(s.schemaVersion.map(String.init) ?? "-")")
         lines.append("版本向量 / version vector: " + s.versionVector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        for line in s.attention ?? [] { lines.append("⚠ 需要处理 / needs attention: " + line) }
         if let c = s.consensus {
             lines.append("Raft: 角色 / role \(c.role)   任期 / term \(c.term)   Leader \(c.leader ?? "-")   已提交 / commit \(c.commitIndex)   号源块 / blocks \(c.blocks)")
             if let failure = c.failure { lines.append("共识已停止（日志无法写入）/ consensus stopped (logs cannot be written): \(failure)") }
@@ -119,11 +120,12 @@ struct StatusCommand: AsyncParsableCommand {
                 "\(m.id)[\(m.role)\(m.live ? "" : ", 不在线 / not live")\(m.evicted ? ", 已驱逐 / evicted" : ""), 租约 / leases \(m.blocksHeld)]"
             }.joined(separator: "  "))
         }
-        let header = ["对端 peer", "地址 address", "可达 reachable", "滞后 lag", "时钟偏差 offset ms", "往返 rtt ms", "上次联系 last contact ms"]
+        let header = ["对端 peer", "地址 address", "可达 reachable", "滞后 lag", "时钟偏差 offset ms", "往返 rtt ms", "上次联系 last contact ms", "上次反熵 anti-entropy ms"]
         var rows = [header]
         for p in s.peers {
             rows.append([p.id, p.address, p.reachable ? "是 yes" : "否 no", p.lagChanges.map(String.init) ?? "-",
-                         p.clockOffsetMs.map(String.init) ?? "-", p.rttMs.map { String($0) } ?? "-", p.lastContactMsAgo.map(String.init) ?? "-"])
+                         p.clockOffsetMs.map(String.init) ?? "-", p.rttMs.map { String($0) } ?? "-", p.lastContactMsAgo.map(String.init) ?? "-",
+                         p.lastAntiEntropyMsAgo.map(String.init) ?? "-"])
         }
         func width(_ text: String) -> Int { text.unicodeScalars.reduce(0) { $0 + ($1.value > 0x2E80 ? 2 : 1) } }
         let widths = (0..<header.count).map { i in rows.map { width($0[i]) }.max() ?? 0 }

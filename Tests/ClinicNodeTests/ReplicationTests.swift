@@ -81,6 +81,8 @@ struct ReplicationTests {
         #expect(status.writesRefusedReason?.contains("时钟") == true)
         #expect(status.writesRefusedReason?.contains("clock") == true)
         #expect(status.peers.allSatisfy { ($0.clockOffsetMs ?? 0) < -2_000 })
+        #expect(status.attention?.contains { $0.contains("本节点暂停写入") && $0.contains("refuses writes") } == true, "said in words for a person")
+        #expect(status.schemaVersion == NodeSchema.schema.version)
         #expect(throws: StoreError.self) { try erke.write { w in _ = try w.insert("department", key: "x", values: [:]) } }
         // The other two see one peer off, not a majority of theirs: they keep writing.
         #expect(try nodes["neike"]!.node.status().writesRefused == false)
