@@ -236,7 +236,21 @@ extension MeshNode {
         for b in blocks { consensus.propose(b.command) }
     }
 
+    /// Evicts `node` from the cluster (admin): committed through the leader, retried until it is.
+    /// From then on every node closes its connections and refuses its certificate, its leases
+    /// move, and it leaves the Raft configuration.
+    public func evict(_ node: String) {
+        runtime.withLock { _ = $0.pendingEvictions.insert(node) }
+        consensus.propose(.evict(NodeID(node)))
+    }
+
     func reproposeBlocks() {
+        let evictions = runtime.withLock { $0.pendingEvictions }
+        if !evictions.isEmpty {
+            let left = consensus.inspect { c in evictions.filter { c.cluster.members[NodeID($0)]?.evicted != true } }
+            runtime.withLock { $0.pendingEvictions = left }
+            for n in left { consensus.propose(.evict(NodeID(n))) }
+        }
         let pending = runtime.withLock { $0.pendingBlocks }
         guard !pending.isEmpty else { return }
         let missing = consensus.inspect { c in pending.filter { c.cluster.blocks[$0.block] == nil } }

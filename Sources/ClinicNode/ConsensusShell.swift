@@ -20,6 +20,9 @@ final class ConsensusShell: Sendable {
     private let diskError = Mutex<String?>(nil)
     let membership: LiveMembership
     private let stopped = Atomic<Bool>(false)
+    /// Committed evictions, for the node to close connections (consumed by one task).
+    let evictions: AsyncStream<String>
+    private let evictionSink: AsyncStream<String>.Continuation
 
     struct Waiters {
         var next = 0
@@ -58,6 +61,7 @@ final class ConsensusShell: Sendable {
             streams.append((NodeID(p), stream))
         }
         self.outboxes = Mutex(boxes)
+        (evictions, evictionSink) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .unbounded)
         self.outboundStreams = Mutex(Dictionary(uniqueKeysWithValues: streams))
         membership.update(core.cluster)
         logger.info("共识层已启动 / consensus started", metadata: ["raft.incarnation": "\(incarnation)", "raft.term": "\(core.raft.term)"])
@@ -105,6 +109,7 @@ final class ConsensusShell: Sendable {
         stopped.store(true, ordering: .relaxed)
         disk.stop()
         for c in outboxes.withLock({ Array($0.values) }) { c.finish() }
+        evictionSink.finish()
         let pending = waiters.withLock { w -> [CheckedContinuation<BookingOutcome?, Never>] in
             defer { w.byRequest = [:] }
             return w.byRequest.values.flatMap(\.values)
@@ -176,6 +181,10 @@ final class ConsensusShell: Sendable {
         case .roleChanged(let role, let term):
             logger.notice("Raft 角色变化 / raft role changed", metadata: ["raft.role": "\(role.rawValue)", "raft.term": "\(term)"])
         case .applied(let entry, let accepted):
+            if accepted, case .command(.evict(let n)) = entry.body {
+                logger.notice("驱逐已提交 / eviction committed", metadata: ["raft.evicted": "\(n)"])
+                evictionSink.yield(n.rawValue)
+            }
             if accepted, case .command(.lease(let c)) = entry.body {
                 logger.info("租约变更 / lease changed", metadata: [
                     "lease.block": "\(c.block)", "lease.epoch": "\(c.toEpoch)", "lease.holder": "\(c.holder)", "lease.collected": "\(c.collected.count)"])

@@ -76,12 +76,15 @@ public final class MeshNode: Sendable {
         var peers: [String: PeerRuntime] = [:]
         var writeSignals: [Int: AsyncStream<Void>.Continuation] = [:]
         var nextID = 0
-        var channels: [Int: (kind: ChannelKind, channel: any Channel)] = [:]
+        var channels: [Int: (kind: ChannelKind, channel: any Channel, peer: String?)] = [:]
+        /// Evicted nodes: their connections are closed at once and refused from then on.
+        var evictedPeers: Set<String> = []
         /// Kinds whose channels have been closed for shutdown: one registered later is closed at once.
         var closedKinds: Set<ChannelKind> = []
         var guardReason: StoreError?
-        /// Block definitions proposed here and not yet seen committed.
+        /// Block definitions and evictions proposed here and not yet seen committed.
         var pendingBlocks: [BlockDefinition] = []
+        var pendingEvictions: Set<String> = []
         var benchCommits: [String: Int64] = [:]
         var benchSeen: [String: Int64] = [:]
     }
@@ -223,11 +226,11 @@ public final class MeshNode: Sendable {
     /// Tracks an open connection so that shutdown can close it. A connection that arrives after
     /// its kind was closed (a handshake that finished after the listener stopped) is closed right
     /// here: check and insert share one lock with `closeChannels`, so none can slip between.
-    func register(_ channel: any Channel, as kind: ChannelKind) -> Int? {
+    func register(_ channel: any Channel, as kind: ChannelKind, peer: String? = nil) -> Int? {
         let id = runtime.withLock { r -> Int? in
-            guard !r.closedKinds.contains(kind) else { return nil }
+            guard !r.closedKinds.contains(kind), !(peer.map(r.evictedPeers.contains) ?? false) else { return nil }
             r.nextID += 1
-            r.channels[r.nextID] = (kind, channel)
+            r.channels[r.nextID] = (kind, channel, peer)
             return r.nextID
         }
         if id == nil { channel.close(promise: nil) }
@@ -246,6 +249,19 @@ public final class MeshNode: Sendable {
             return r.channels.values.filter { $0.kind == kind }.map(\.channel)
         }
         for channel in channels { channel.close(promise: nil) }
+    }
+
+    /// An eviction committed: close every connection to and from `peer`, now and from now on
+    /// (new handshakes are refused by the membership check as well).
+    func closeChannels(ofEvicted peer: String) {
+        let channels = runtime.withLock { r in
+            r.evictedPeers.insert(peer)
+            return r.channels.values.filter { $0.peer == peer }.map(\.channel)
+        }
+        for channel in channels { channel.close(promise: nil) }
+        if !channels.isEmpty {
+            logger.notice("已驱逐节点，关闭其连接 / node evicted, its connections closed", metadata: ["mesh.peer": "\(peer)", "mesh.closed": "\(channels.count)"])
+        }
     }
 
     func touch(_ peer: String) {

@@ -81,8 +81,12 @@ extension MeshNode {
             out.append("共识日志无法写入，本节点已停止参与共识（检查磁盘后重启）：\(failure) / the consensus logs cannot be written; this node stopped taking part (check the disk, then restart): \(failure)")
         }
         if consensus.leader == nil { out.append("当前没有 Raft Leader（多数节点不可达？）/ no Raft leader right now (is a majority unreachable?)") }
-        if let me = consensus.members.first(where: { $0.id == config.nodeID }), !me.live, !me.evicted {
-            out.append("本节点在集群中不在线，不持有租约 / this node is not live in the cluster and holds no leases")
+        if let me = consensus.members.first(where: { $0.id == config.nodeID }) {
+            if me.evicted {
+                out.append("本节点已被驱逐出集群：其他节点拒绝它的连接；请停机，用新的节点 ID 重建 / this node was evicted: the others refuse it; stop it and rebuild it under a new node id")
+            } else if !me.live {
+                out.append("本节点在集群中不在线，不持有租约 / this node is not live in the cluster and holds no leases")
+            }
         }
         for p in peers where !p.reachable {
             out.append("对端 \(p.id)（\(p.address)）不可达 / peer \(p.id) (\(p.address)) is unreachable\(p.lastError.map { ": \($0)" } ?? "")")
@@ -133,6 +137,14 @@ extension MeshNode {
                     defineBlocks(blocks)
                     body = try AdminJSON.encode(["proposed": blocks.count])
                 case "bookings": body = try AdminJSON.encode(bookingsView())
+                case "evict":
+                    let request = try JSONDecoder().decode([String: String].self, from: argument)
+                    guard let target = request["node"], !target.isEmpty, target != config.nodeID else {
+                        body = try AdminJSON.encode(["error": "evict 需要 {\"node\": \"<另一个节点 ID>\"} / evict needs {\"node\": \"<another node's id>\"}"])
+                        break
+                    }
+                    evict(target)
+                    body = try AdminJSON.encode(["proposed": target])
                 case "seed-demo":
                     let request = try JSONDecoder().decode(DemoSeedRequest.self, from: argument)
                     body = try AdminJSON.encode(try seedDemo(request))

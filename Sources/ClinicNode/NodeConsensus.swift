@@ -18,6 +18,7 @@ extension MeshNode {
                 group.addTask { await self.runConsensusLink(peer) }
             }
             group.addTask { await cancelWhenGracefulShutdown { await self.keepRegistered() } }
+            group.addTask { for await evicted in self.consensus.evictions { self.closeChannels(ofEvicted: evicted) } }
             group.addTask {
                 do {
                     try await gracefulShutdown()
@@ -58,7 +59,7 @@ extension MeshNode {
             do {
                 try await client.withSession(host: address.host, port: address.port, expectedNodeID: peerID) { session in
                     attempt = 0
-                    let channelID = self.register(session.channel, as: .link)
+                    let channelID = self.register(session.channel, as: .link, peer: peerID)
                     defer { self.unregister(channelID) }
                     if let first = carried {
                         try await session.send(.raft(first))

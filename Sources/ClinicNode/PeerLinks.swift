@@ -63,7 +63,7 @@ extension MeshNode {
             do {
                 try await client.withSession(host: address.host, port: address.port, expectedNodeID: peerID) { session in
                     attempt = 0
-                    let channelID = self.register(session.channel, as: .link)
+                    let channelID = self.register(session.channel, as: .link, peer: peerID)
                     self.runtime.withLock {
                         $0.peers[peerID]?.outboundUp = true
                         $0.peers[peerID]?.lastError = nil
@@ -244,7 +244,7 @@ extension MeshNode {
     /// node's version vector, answer probes and heartbeats.
     func serveInbound(_ session: MeshSession) async throws {
         let peerID = session.peer.nodeID
-        let channelID = register(session.channel, as: .inbound)
+        let channelID = register(session.channel, as: .inbound, peer: peerID)
         runtime.withLock { $0.peers[peerID]?.inboundSessions += 1 }
         defer {
             unregister(channelID)

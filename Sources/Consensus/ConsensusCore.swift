@@ -139,7 +139,13 @@ public struct ConsensusCore: Sendable {
             sendLease(to: l, .renew(incarnation: incarnation))
         }
         if ticks % options.gossipEveryTicks == 0 { gossip() }
-        if raft.role == .leader, raft.isReadyLeader { defineBuckets() }
+        if raft.role == .leader, raft.isReadyLeader {
+            defineBuckets()
+            // An evicted node leaves the Raft configuration too (one change at a time).
+            if let gone = cluster.raftConfig.members.first(where: { cluster.members[$0]?.evicted == true }) {
+                handle(raft.proposeConfigChange(ConfigChange(.remove, gone)).1)
+            }
+        }
         if ticks % 100 == 0 { for q in pendingReleases.values.sorted(by: { $0.id < $1.id }) { take(q) } }
         return drain()
     }
@@ -166,7 +172,7 @@ public struct ConsensusCore: Sendable {
         case .proposal(let c):
             switch c {
             case .upsertMember(let m) where m.node == from: _ = submit(c)
-            case .defineBlock, .defineSession: _ = submit(c)
+            case .defineBlock, .defineSession, .evict: _ = submit(c) // .evict: an admin's, passed on by a node
             default: break // everything else only the leader's own parts propose
             }
         }
@@ -207,7 +213,7 @@ public struct ConsensusCore: Sendable {
         handle(acts)
         if case .failure(.notLeader(let l?)) = r, l != id {
             switch c {
-            case .upsertMember, .defineBlock, .defineSession: out.append(.send(to: l, .proposal(c)))
+            case .upsertMember, .defineBlock, .defineSession, .evict: out.append(.send(to: l, .proposal(c)))
             default: break
             }
         }

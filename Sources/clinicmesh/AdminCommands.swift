@@ -132,3 +132,43 @@ struct DemoCommand: AsyncParsableCommand {
         }
     }
 }
+
+/// `clinicmesh cluster`: membership commands, run from the admin's machine.
+struct ClusterAdminCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster",
+        abstract: "集群成员管理（需管理员证书）/ Cluster membership (admin certificate)",
+        subcommands: [EvictNode.self])
+
+    struct EvictNode: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "evict-node",
+            abstract: "驱逐节点：提交后各节点立即关闭其连接并拒绝其证书，其租约转移 / Evict a node: once committed every node closes its connections and refuses its certificate; its leases move")
+
+        @Option(help: "管理配置 / Admin config (JSON)") var config: String
+        @Option(help: "经由哪个节点 / Through which node (id)") var via: String
+        @Option(help: "要驱逐的节点 / The node to evict") var node: String
+
+        func run() async throws {
+            let target = try AdminTarget(path: config)
+            let body = String(decoding: try JSONEncoder().encode(["node": node]), as: UTF8.self)
+            let answer = String(decoding: try await target.call(via, "evict " + body), as: UTF8.self)
+            guard answer.contains("proposed") else {
+                print(answer)
+                throw ExitCode.failure
+            }
+            print("已提交驱逐 \(node)，等待生效… / eviction of \(node) proposed, waiting for it to commit…")
+            for _ in 0..<60 {
+                let bytes = try await target.call(via, "status")
+                if let s = try? JSONDecoder().decode(NodeStatus.self, from: Data(bytes)),
+                   s.consensus?.members.first(where: { $0.id == node })?.evicted == true {
+                    print("已驱逐 / evicted: \(node)")
+                    return
+                }
+                try await Task.sleep(for: .seconds(1))
+            }
+            print("60 秒内未见驱逐生效（是否有 Leader？）/ the eviction did not commit within 60 s (is there a leader?)")
+            throw ExitCode.failure
+        }
+    }
+}
