@@ -7,10 +7,7 @@ import Testing
 struct DemoDataTests {
     @Test("each department node writes its own doctors, sessions and slots; they reach the others and become lease blocks")
     func seedsEveryDepartment() async throws {
-        let files = try TestClusterFiles(ids: ["neike", "waike", "erke"])
-        defer { files.remove() }
-        let nodes = try await startCluster(files)
-        do {
+        try await withRunningCluster(["neike", "waike", "erke"]) { nodes in
             var sessions = 0
             for id in ["neike", "waike", "erke"] {
                 let summary = try nodes[id]!.node.seedDemo(DemoSeedRequest(startDate: "2026-11-30", days: 7))
@@ -28,10 +25,6 @@ struct DemoDataTests {
             }, "every session leased once a leader has committed the definitions")
             #expect(await eventually { try erke.replica.liveRows("patient").count == 20 })
             #expect(throws: (any Error).self) { try erke.seedDemo(DemoSeedRequest(startDate: "2026-13-01", days: 7)) }
-        } catch {
-            for node in nodes.values { try? await node.stop() }
-            throw error
         }
-        for node in nodes.values { try await node.stop() }
     }
 }

@@ -7,10 +7,7 @@ import Testing
 struct EvictionTests {
     @Test("once an eviction commits, every node closes the evicted node's connections and refuses it; it leaves the Raft configuration")
     func evictedNodeIsCutOff() async throws {
-        let files = try TestClusterFiles(ids: ["neike", "waike", "erke"])
-        defer { files.remove() }
-        let nodes = try await startCluster(files)
-        do {
+        try await withRunningCluster(["neike", "waike", "erke"]) { nodes in
             let neike = nodes["neike"]!.node
             #expect(await eventually {
                 let c = neike.consensusStatus()
@@ -35,10 +32,6 @@ struct EvictionTests {
                 let s = try erke.status()
                 return s.peers.allSatisfy { !$0.reachable } && (s.attention ?? []).contains { $0.contains("unreachable") }
             })
-        } catch {
-            for node in nodes.values { try? await node.stop() }
-            throw error
         }
-        for node in nodes.values { try await node.stop() }
     }
 }

@@ -106,3 +106,18 @@ func eventually(timeout: Duration = .seconds(60), _ condition: () async throws -
     }
     return (try? await condition()) == true
 }
+
+/// Starts a cluster of `ids`, runs `body` with its running nodes, and stops every node whether
+/// `body` throws or not (the files are removed afterwards).
+func withRunningCluster(_ ids: [String], _ body: ([String: RunningNode]) async throws -> Void) async throws {
+    let files = try TestClusterFiles(ids: ids)
+    defer { files.remove() }
+    let nodes = try await startCluster(files)
+    do {
+        try await body(nodes)
+    } catch {
+        for node in nodes.values { try? await node.stop() }
+        throw error
+    }
+    for node in nodes.values { try await node.stop() }
+}
