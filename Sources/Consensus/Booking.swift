@@ -93,14 +93,31 @@ public struct BookingWrite: Sendable, Equatable {
 
 /// What survives a crash of the booking store (only writes the shell made durable).
 public struct BookingDurableState: Sendable, Equatable {
-    public var promised: [BlockID: Epoch] = [:]
-    public var records: [String: Booking] = [:]
+    public private(set) var promised: [BlockID: Epoch] = [:]
+    public private(set) var records: [String: Booking] = [:]
+    /// Indexes over `records`, so a request looks at its block (or the patient's records, or the
+    /// releases of one booking), never at every record the node holds.
+    private var idsByBlock: [BlockID: Set<String>] = [:]
+    private var idsByPatient: [String: Set<String>] = [:]
+    private var releasesOf: [String: Set<String>] = [:]
+
     public init() {}
+
     public mutating func apply(_ w: BookingWrite) {
         if let p = w.promise { promised[p.block] = max(promised[p.block] ?? 0, p.epoch) }
         // One record per request: the latest epoch it was made under (an older one is inactive).
-        for r in w.records where (records[r.id]?.epoch ?? 0) <= r.epoch { records[r.id] = r }
+        for r in w.records where (records[r.id]?.epoch ?? 0) <= r.epoch {
+            records[r.id] = r
+            idsByBlock[r.block, default: []].insert(r.id)
+            idsByPatient[r.patient, default: []].insert(r.id)
+            if let target = r.releases { releasesOf[target, default: []].insert(r.id) }
+        }
     }
+
+    public func records(in block: BlockID) -> [Booking] { (idsByBlock[block] ?? []).compactMap { records[$0] } }
+    public func records(of patient: String) -> [Booking] { (idsByPatient[patient] ?? []).compactMap { records[$0] } }
+    /// The release records that name `bookingID`.
+    public func releases(of bookingID: String) -> [Booking] { (releasesOf[bookingID] ?? []).compactMap { records[$0] } }
 }
 
 public enum BookingAction: Sendable, Equatable {
@@ -210,7 +227,7 @@ public struct BookingNode: Sendable {
         }
         if let b = store.records[q.id] {
             guard b.matches(q) else { return [.refused(requestID: q.id, reason: .requestMismatch)] }
-            let releasedSince = !b.isRelease && (store.records.values.contains { $0.releases == b.id && bookingStatus($0, in: state) == .active }
+            let releasedSince = !b.isRelease && (store.releases(of: b.id).contains { bookingStatus($0, in: state) == .active }
                 || r.collected.contains { $0.releases == b.id })
             switch bookingStatus(b, in: state) {
             case .active where releasedSince:
@@ -242,7 +259,7 @@ public struct BookingNode: Sendable {
         }
         if tried[q.block]?.epoch != r.epoch { tried[q.block] = (r.epoch, [:]) }
         let candidates = Set(q.candidates)
-        let mine = store.records.values.filter { $0.block == q.block && candidates.contains($0.slot) }
+        let mine = store.records(in: q.block).filter { candidates.contains($0.slot) }
         let view = slotViews(block: q.block, bookings: Array(mine), state: state)
         if view.unknown { return [.refused(requestID: q.id, reason: .slotTaken)] }
         // The next generation of the first candidate slot that is free here (for a release: the
@@ -282,7 +299,7 @@ public struct BookingNode: Sendable {
     /// count too (they may still be acknowledged), so the check errs on the side of refusing.
     func heldReservations(of patient: String, in block: BlockID, state: ClusterState) -> [QuotaTag] {
         var records: [String: Booking] = [:]
-        for b in store.records.values where b.block == block && b.patient == patient { records["\(b.id)@\(b.epoch)"] = b }
+        for b in store.records(of: patient) where b.block == block { records["\(b.id)@\(b.epoch)"] = b }
         for b in state.blocks[block]?.collected ?? [] where b.patient == patient { records["\(b.id)@\(b.epoch)"] = b }
         var valid = records.values.filter { bookingStatus($0, in: state) == .active }
         #if CLINICMESH_BUG_SWITCHES
@@ -346,7 +363,7 @@ public struct BookingNode: Sendable {
                 out.append(.send(LeaseEnvelope(from: id, to: e.from, body: .promise(block: block, epoch: promised, ok: false, bookings: []))))
                 break
             }
-            let bookings = store.records.values.filter { $0.block == block }.sorted { $0.id < $1.id }
+            let bookings = store.records(in: block).sorted { $0.id < $1.id }
             let reply = LeaseEnvelope(from: id, to: e.from, body: .promise(block: block, epoch: epoch, ok: true, bookings: bookings))
             #if CLINICMESH_BUG_SWITCHES
             if options.bugPromiseWithoutRecording { out.append(.send(reply)); break }
