@@ -117,3 +117,56 @@ final class ReadRecorder: ChannelInboundHandler, Sendable {
         box.add(unwrapInboundIn(data).readableBytes)
     }
 }
+
+@Suite("Booking over the admin API", .serialized, .timeLimit(.minutes(5)))
+struct AdminBookingTests {
+    @Test("bad input gets a clear answer and the session goes on; the primitive books, retries and cancels through any node")
+    func bookThroughTheAdminAPI() async throws {
+        let files = try TestClusterFiles(ids: ["neike", "waike", "erke"])
+        defer { files.remove() }
+        let nodes = try await startCluster(files)
+        try await stoppingAfterwards(nodes) {
+            let admin = try files.credentials("admin", kind: .admin)
+            func call(_ id: String, _ command: String) async throws -> String {
+                String(decoding: try await AdminClient.request(host: "127.0.0.1", port: nodes[id]!.node.adminPort, command: command,
+                                                               clusterID: files.clusterID, credentials: admin, expectedNodeID: id), as: UTF8.self)
+            }
+            func book(_ id: String, _ c: BookCommand) async throws -> BookAnswer {
+                try await AdminClient.book(host: "127.0.0.1", port: nodes[id]!.node.adminPort, clusterID: files.clusterID, credentials: admin,
+                                           expectedNodeID: id, c)
+            }
+            // Bad input: an answer saying what was wrong, in Chinese and English; nothing crashes.
+            #expect(try await call("neike", "book {not json").contains("参数无效"))
+            #expect(try await call("neike", "book {not json").contains("not valid"))
+            #expect(try await call("neike", "no-such-command").contains("unknown command"))
+            #expect(try await call("neike", "evict {}").contains("evict"))
+            let reserved = try await book("neike", BookCommand(requestID: "quota:x", block: "b", slot: 0, patient: "p"))
+            #expect(reserved.outcome == "refused" && reserved.code == "request.invalid")
+            let badDate = try await book("neike", BookCommand(requestID: "r0", block: "b", slot: 0, patient: "p", quota: .init(visitDate: "2026-02-30", department: "neike")))
+            #expect(badDate.code == "request.invalid" && badDate.messageEn?.contains("visit_date") == true)
+
+            // A session held by waike, booked through erke (forwarded), retried through neike.
+            nodes["neike"]!.node.defineBlocks([BlockDefinition(block: "waike-s1", home: "waike", slots: 10)])
+            var first: BookAnswer?
+            #expect(await eventually {
+                first = try await book("erke", BookCommand(requestID: "r1", block: "waike-s1", slot: 3, patient: "p1", timeoutMs: 2_000))
+                return first?.outcome == "booked"
+            })
+            let retry = try await book("neike", BookCommand(requestID: "r1", block: "waike-s1", slot: 3, patient: "p1"))
+            #expect(retry.outcome == "booked" && retry.booking == first?.booking, "a retry through another node returns the first outcome")
+            let taken = try await book("neike", BookCommand(requestID: "r2", block: "waike-s1", slot: 3, patient: "p2"))
+            #expect(taken.code == "lease.slot_taken" && taken.messageZh?.isEmpty == false)
+            let cancel = try await book("erke", BookCommand(requestID: "c1", block: "waike-s1", slot: 3, patient: "p1", releases: "r1"))
+            #expect(cancel.outcome == "booked")
+            let stale = try await book("erke", BookCommand(requestID: "r1", block: "waike-s1", slot: 3, patient: "p1"))
+            #expect(stale.code == "lease.released", "a retry after the cancellation says so")
+            // Every node sees the same history.
+            #expect(await eventually {
+                ["neike", "waike", "erke"].allSatisfy { id in
+                    let statuses = nodes[id]!.node.bookingsView().bookings.filter { $0.block == "waike-s1" }.map { "\($0.requestID):\($0.status ?? "")" }
+                    return Set(statuses) == ["r1:released", "c1:release"]
+                }
+            })
+        }
+    }
+}

@@ -113,8 +113,13 @@ func withRunningCluster(_ ids: [String], _ body: ([String: RunningNode]) async t
     let files = try TestClusterFiles(ids: ids)
     defer { files.remove() }
     let nodes = try await startCluster(files)
+    try await stoppingAfterwards(nodes) { try await body(nodes) }
+}
+
+/// Runs `body`, then stops every node, whether `body` threw or not.
+func stoppingAfterwards(_ nodes: [String: RunningNode], _ body: () async throws -> Void) async throws {
     do {
-        try await body(nodes)
+        try await body()
     } catch {
         for node in nodes.values { try? await node.stop() }
         throw error
