@@ -212,15 +212,18 @@ public struct BookingNode: Sendable {
     /// `reofferDelayMs`: how long a slot this request releases stays off offer.
     public mutating func request(_ q: BookingRequest, state: ClusterState, wallMs: Int64 = 0, reofferDelayMs: Int64 = 0) -> [BookingAction] {
         guard let r = state.blocks[q.block] else { return [.refused(requestID: q.id, reason: .noHolder)] }
-        // A retry of a request a takeover already carried forward: its first outcome, from anywhere.
-        if r.collectedIDs.contains(q.id), let b = r.collected.first(where: { $0.id == q.id }) {
-            guard b.matches(q) else { return [.refused(requestID: q.id, reason: .requestMismatch)] }
-            if r.collected.contains(where: { $0.releases == b.id }) { return [.refused(requestID: q.id, reason: .released)] }
-            return [.acknowledged(b)]
-        }
+        // Only the holder answers, retries included: only it knows this epoch's records (a
+        // cancellation made since a takeover is not in the takeover's list).
         guard holds(q.block, in: state) else {
             if let h = r.holder, h != id, state.leaseValid(q.block) { return [.forward(q, to: h)] }
             return [.refused(requestID: q.id, reason: .noHolder)]
+        }
+        // A retry of a request a takeover carried forward: its first outcome, unless released since.
+        if r.collectedIDs.contains(q.id), let b = r.collected.first(where: { $0.id == q.id }) {
+            guard b.matches(q) else { return [.refused(requestID: q.id, reason: .requestMismatch)] }
+            let releasedSince = r.collected.contains { $0.releases == b.id }
+                || store.releases(of: b.id).contains { bookingStatus($0, in: state) == .active }
+            return [releasedSince ? .refused(requestID: q.id, reason: .released) : .acknowledged(b)]
         }
         guard q.candidates.allSatisfy({ $0 >= 0 && $0 < r.slots }), q.alternatives.count <= 64 else {
             return [.refused(requestID: q.id, reason: .noSuchSlot)]
@@ -261,7 +264,8 @@ public struct BookingNode: Sendable {
         let candidates = Set(q.candidates)
         let mine = store.records(in: q.block).filter { candidates.contains($0.slot) }
         let view = slotViews(block: q.block, bookings: Array(mine), state: state)
-        if view.unknown { return [.refused(requestID: q.id, reason: .slotTaken)] }
+        // Records newer than our history: we cannot say; a retryable answer, never a final one.
+        if view.unknown { return [.refused(requestID: q.id, reason: .noHolder)] }
         // The next generation of the first candidate slot that is free here (for a release: the
         // slot whose current record is the booking to release, for the same patient).
         var chosen: (slot: Int, generation: UInt32)?

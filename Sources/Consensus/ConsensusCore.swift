@@ -260,14 +260,11 @@ public struct ConsensusCore: Sendable {
             return
         }
         if let flow = quotaFlows.removeValue(forKey: o.requestID) {
+            // A refused booking keeps its reservation: the same request may still be booked
+            // through another node (a client's retry racing a stale holder's refusal; simulator
+            // seed 225), and giving the quota back then would let the patient exceed it. The
+            // quota errs on the side of refusing; see PROTOCOL.md, "Not covered yet".
             reservationOf[flow.reservationID] = nil
-            // A final refusal gives the reservation back; a retryable one keeps it for the retry.
-            if case .refused(_, let reason) = o, reason != .noHolder, let slot = flow.reservedSlot {
-                let release = BookingRequest(id: "release:" + flow.reservationID, block: flow.bucket, slot: slot,
-                                             patient: flow.request.patient, releases: flow.reservationID)
-                pendingReleases[release.id] = release
-                take(release)
-            }
         }
         out.append(.outcome(o))
     }

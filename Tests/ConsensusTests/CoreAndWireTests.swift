@@ -26,12 +26,25 @@ import Testing
         #expect(n1.request(BookingRequest(id: "r1", block: "b", slot: 2, patient: "other"), state: s) == [.refused(requestID: "r1", reason: .requestMismatch)])
     }
 
-    @Test func aRetryAfterATakeoverAnswersFromTheCollectedList() {
+    @Test func aRetryAfterATakeoverAnswersFromTheCollectedListAtTheHolder() {
         let booked = Booking(id: "r9", block: "b", slot: 1, patient: "p", epoch: 1)
         let s = leasedState(epoch: 2, collected: [booked])
-        // Any node, holder or not, answers a retry from the committed takeover entry.
+        // The new holder answers a retry from the committed takeover entry, without a new booking.
+        var n1 = BookingNode(id: "n1", incarnation: 1)
+        #expect(n1.request(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), state: s) == [.acknowledged(booked)])
+        // Another node passes it on: only the holder knows whether it was cancelled since.
         var n3 = BookingNode(id: "n3", incarnation: 1)
-        #expect(n3.request(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), state: s) == [.acknowledged(booked)])
+        #expect(n3.request(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), state: s) == [.forward(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), to: "n1")])
+    }
+
+    @Test func aRetryOfACollectedBookingCancelledSinceSaysReleased() {
+        let booked = Booking(id: "r9", block: "b", slot: 1, patient: "p", epoch: 1)
+        let s = leasedState(epoch: 2, collected: [booked])
+        var n1 = BookingNode(id: "n1", incarnation: 1)
+        var acts = n1.request(BookingRequest(id: "x9", block: "b", slot: 1, patient: "p", releases: "r9"), state: s)
+        acts += n1.persisted(upTo: lastPersistSeq(acts)!)
+        #expect(sends(acts).contains { if case .accept(let b) = $0.body { return b.releases == "r9" && b.generation == 1 }; return false })
+        #expect(n1.request(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), state: s) == [.refused(requestID: "r9", reason: .released)])
     }
 
     @Test func anUnacknowledgedRequestIsBookedAfreshUnderTheNewEpoch() {
