@@ -221,13 +221,10 @@ extension MeshNode {
                                   messageZh: "quota.visit_date 须为 yyyy-mm-dd 的日期，quota.department 不能为空。",
                                   messageEn: "quota.visit_date must be a yyyy-mm-dd date and quota.department must not be empty.", node: config.nodeID)
             }
-            quota = QuotaTag(visitDay: date.days(since: Self.dayZero), department: given.department)
+            quota = QuotaTag(visitDay: dayNumber(date), department: given.department)
         }
         return BookAnswer.from(await consensus.book(q, quota: quota, timeout: timeout), node: config.nodeID)
     }
-
-    /// Day 0 of `QuotaTag.visitDay`.
-    static var dayZero: CivilDate { try! CivilDate(year: 1970, month: 1, day: 1) }
 
     /// Proposes the definitions now, and again every second until they are committed (there may
     /// be no leader yet, or it may change on the way).
@@ -286,6 +283,12 @@ extension MeshNode {
             return BookingsView(node: config.nodeID, appliedIndex: c.cluster.appliedIndex, blocks: blocks, bookings: bookings)
         }
     }
+}
+
+/// Days since 1970-01-01: the day numbers `QuotaTag.visitDay` counts in.
+func dayNumber(_ date: CivilDate) -> Int {
+    guard let zero = try? CivilDate(year: 1970, month: 1, day: 1) else { return 0 }
+    return date.days(since: zero)
 }
 
 extension AdminClient {

@@ -51,11 +51,9 @@ public enum DemoData {
         switch doctor.title {
         case .chiefPhysician: return weekend ? [] : [.morning]
         case .residentPhysician: return [.morning, .afternoon]
-        default: return weekend ? [] : ((date.days(since: DemoData.epoch) + index) % 2 == 0 ? [.morning, .afternoon] : [.afternoon])
+        default: return weekend ? [] : ((dayNumber(date) + index) % 2 == 0 ? [.morning, .afternoon] : [.afternoon])
         }
     }
-
-    static var epoch: CivilDate { (try? CivilDate(year: 1970, month: 1, day: 1))! }
 
     /// Slots are released at 15:00 Asia/Shanghai seven days before the visit.
     public static func releaseTime(of visit: CivilDate) throws -> Int64 {

@@ -89,10 +89,9 @@ public struct ConsensusCore: Sendable {
     private var freshAcked: [Booking] = []
     /// Where the repair sweep through this node's records goes on next round.
     private var sweepAfter: String = ""
-    /// Bookings under a per-person quota, between their reservation and their outcome.
-    private var quotaFlows: [String: QuotaFlow] = [:]
-    /// Reservation id -> the booking request it is for.
-    private var reservationOf: [String: String] = [:]
+    /// Bookings under a per-person quota taken in here, by request id, between their reservation
+    /// (`quota:<request id>`) and their outcome.
+    private var quotaFlows: [String: BookingRequest] = [:]
     /// Releases of reservations still to be confirmed (retried on ticks).
     private var pendingReleases: [String: BookingRequest] = [:]
     /// A booking's release -> the release of its reservation, sent once the first is acknowledged.
@@ -244,8 +243,9 @@ public struct ConsensusCore: Sendable {
         if let back = replyTo.removeValue(forKey: o.requestID), back != id {
             out.append(.send(to: back, .outcome(o)))
         }
-        if let r = reservationOf[o.requestID] {
-            reserved(o, for: r)
+        if o.requestID.hasPrefix(Self.reservationPrefix),
+           let flow = quotaFlows[String(o.requestID.dropFirst(Self.reservationPrefix.count))] {
+            reserved(o, for: flow)
             return
         }
         if case .booked = o, let release = releaseAfter.removeValue(forKey: o.requestID) {
@@ -259,24 +259,17 @@ public struct ConsensusCore: Sendable {
             }
             return
         }
-        if let flow = quotaFlows.removeValue(forKey: o.requestID) {
-            // A refused booking keeps its reservation: the same request may still be booked
-            // through another node (a client's retry racing a stale holder's refusal; simulator
-            // seed 225), and giving the quota back then would let the patient exceed it. The
-            // quota errs on the side of refusing; see PROTOCOL.md, "Not covered yet".
-            reservationOf[flow.reservationID] = nil
-        }
+        // The booking's outcome ends its flow. A refused booking keeps its reservation: the same
+        // request may still be booked through another node (a client's retry racing a stale
+        // holder's refusal; simulator seed 225), and giving the quota back then would let the
+        // patient exceed it. The quota errs on the side of refusing (PROTOCOL.md, "Not covered yet").
+        quotaFlows[o.requestID] = nil
         out.append(.outcome(o))
     }
 
     // MARK: Per-person quotas
 
-    struct QuotaFlow: Sendable {
-        var request: BookingRequest
-        var reservationID: String
-        var bucket: BlockID
-        var reservedSlot: Int?
-    }
+    static let reservationPrefix = "quota:"
 
     /// The patient's quota bucket, and the slot a reservation takes in it (unique per request).
     public static func quotaBucket(patient: String, buckets: Int) -> BlockID {
@@ -293,38 +286,34 @@ public struct ConsensusCore: Sendable {
 
     /// A booking under the per-person quotas: a reservation from the holder of the patient's
     /// bucket first (checked against `QuotaPolicy`, quorum-durable like a booking), then the
-    /// booking; a final refusal of the booking releases the reservation. A retry with the same
-    /// request id reuses both (each step is idempotent by its id). A release (`q.releases` set)
-    /// gives the reservation back once the booking's release is acknowledged.
+    /// booking. A retry with the same request id reuses both (each step is idempotent by its id).
+    /// A release (`q.releases` set) gives the reservation back once the booking's release is
+    /// acknowledged; a refused booking keeps it (see `finish`).
     public mutating func request(_ q: BookingRequest, quota: QuotaTag) -> [CoreEffect] {
         guard options.quotaBuckets > 0 else { take(q); return drain() }
         let bucket = Self.quotaBucket(patient: q.patient, buckets: options.quotaBuckets)
         if let booking = q.releases {
-            let reservation = "quota:" + booking
+            let reservation = Self.reservationPrefix + booking
             releaseAfter[q.id] = BookingRequest(id: "release:" + reservation, block: bucket, slot: Self.reservationSlot(reservation),
                                                 patient: q.patient, releases: reservation)
             take(q)
             return drain()
         }
-        let id = "quota:" + q.id
+        let id = Self.reservationPrefix + q.id
         let reservation = BookingRequest(id: id, block: bucket, slot: Self.reservationSlot(id), patient: q.patient, tag: quota.encoded)
-        quotaFlows[q.id] = QuotaFlow(request: q, reservationID: id, bucket: bucket)
-        reservationOf[id] = q.id
+        quotaFlows[q.id] = q
         take(reservation)
         return drain()
     }
 
-    private mutating func reserved(_ o: BookingOutcome, for requestID: String) {
-        guard var flow = quotaFlows[requestID] else { reservationOf[o.requestID] = nil; return }
+    /// The reservation's outcome: book, or refuse the booking for the quota's reason.
+    private mutating func reserved(_ o: BookingOutcome, for request: BookingRequest) {
         switch o {
-        case .booked(let r):
-            flow.reservedSlot = r.slot
-            quotaFlows[requestID] = flow
-            take(flow.request)
+        case .booked:
+            take(request)
         case .refused(_, let reason):
-            quotaFlows[requestID] = nil
-            reservationOf[o.requestID] = nil
-            finish(.refused(requestID: requestID, reason: reason == .quotaExceeded ? .quotaExceeded : .quotaUnavailable))
+            quotaFlows[request.id] = nil
+            finish(.refused(requestID: request.id, reason: reason == .quotaExceeded ? .quotaExceeded : .quotaUnavailable))
         }
     }
 

@@ -17,13 +17,20 @@ public final class LocalCluster: @unchecked Sendable {
     public let clusterID = "drill"
     public let binary: String
     let admin: MeshCredentials
+    /// The nodes' log level (their logs go to `logPath(id)`).
+    public let logLevel: String
     var ports: [String: (mesh: Int, admin: Int)] = [:]
     private let lock = NSLock()
     private var processes: [String: Process] = [:]
 
-    /// - Parameter departments: node id to its department (Chinese name).
-    public init(departments: [(id: String, department: String)], binary: String, tuning: NodeConfig.Tuning = LocalCluster.drillTuning) throws {
-        folder = NSTemporaryDirectory() + "clinicmesh-drill-" + UUID().uuidString
+    /// - Parameters:
+    ///   - departments: node id to its department (Chinese name).
+    ///   - configure: last changes to each node's config, given the cluster's folder.
+    public init(departments: [(id: String, department: String)], binary: String, tuning: NodeConfig.Tuning = LocalCluster.drillTuning,
+                logLevel: String = "info", folderPrefix: String = "clinicmesh-drill-",
+                configure: (String, inout NodeConfig) -> Void = { _, _ in }) throws {
+        folder = NSTemporaryDirectory() + folderPrefix + UUID().uuidString
+        self.logLevel = logLevel
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         ids = departments.map(\.id)
         self.binary = binary
@@ -39,12 +46,13 @@ public final class LocalCluster: @unchecked Sendable {
         admin = try MeshCredentials.load(directory: folder + "/certs/admin", kind: .admin)
         for id in ids { ports[id] = (try Self.freePort(), try Self.freePort()) }
         for (id, department) in departments {
-            let config = NodeConfig(
+            var config = NodeConfig(
                 nodeID: id, department: department, clusterID: clusterID,
                 mesh: .init(host: "127.0.0.1", port: ports[id]!.mesh), admin: .init(host: "127.0.0.1", port: ports[id]!.admin),
                 dataDir: folder + "/data/" + id, certDir: folder + "/certs/" + id, dataKeyFile: folder + "/data.key",
                 peers: ids.filter { $0 != id }.map { .init(id: $0, host: "127.0.0.1", port: ports[$0]!.mesh, serials: [serials[$0]!]) },
                 tuning: tuning)
+            configure(folder, &config)
             try JSONEncoder().encode(config).write(to: URL(fileURLWithPath: configPath(id)))
         }
     }
@@ -68,7 +76,7 @@ public final class LocalCluster: @unchecked Sendable {
     public func start(_ id: String) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["node", "run", "--config", configPath(id), "--log-level", "info"]
+        process.arguments = ["node", "run", "--config", configPath(id), "--log-level", logLevel]
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         if !FileManager.default.fileExists(atPath: logPath(id)) { _ = FileManager.default.createFile(atPath: logPath(id), contents: nil) }
         let log = FileHandle(forWritingAtPath: logPath(id))

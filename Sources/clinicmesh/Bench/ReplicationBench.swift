@@ -2,12 +2,6 @@ import ArgumentParser
 import ClinicNode
 import Drills
 import Foundation
-import PKI
-import ReplicatedStore
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// `clinicmesh bench replication`: real node processes on loopback with mutual TLS, a steady write
 /// load on every node, and the lag from a row's local commit to its arrival on every other node.
@@ -57,61 +51,32 @@ struct ReplicationBench: AsyncParsableCommand {
 
     func run() async throws {
         let environment = BenchEnvironment.current()
-        let folder = NSTemporaryDirectory() + "clinicmesh-repl-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        defer { if ProcessInfo.processInfo.environment["CLINICMESH_BENCH_KEEP"] == nil { try? FileManager.default.removeItem(atPath: folder) } }
-
         let ids = (1...nodes).map { "bench-\($0)" }
-        let ca = try ClusterCA.create(commonName: "Bench CA")
-        _ = try DataKeyFile.create(at: folder + "/data.key")
-        var serials: [String: String] = [:]
-        for id in ids {
-            let issued = try ca.issueNode(.init(nodeID: id, department: "内科", hosts: ["127.0.0.1"], validity: 86_400))
-            try PKIFiles.writeIssued(issued, ca: ca, to: folder + "/certs/" + id, force: true)
-            serials[id] = issued.serial
-        }
-        var ports: [String: (mesh: Int, admin: Int)] = [:]
-        for id in ids { ports[id] = (try LocalCluster.freePort(), try LocalCluster.freePort()) }
         let rowsPerNode = changesPerS / 4 / Double(nodes)
         var tuning = NodeConfig.Tuning()
         tuning.durability = durability
         tuning.reconnectInitialMillis = 50
         tuning.reconnectMaxMillis = 500
         tuning.snapshotWhenNew = false
-        for id in ids {
-            var config = NodeConfig(
-                nodeID: id, department: "内科", clusterID: "bench",
-                mesh: .init(host: "127.0.0.1", port: ports[id]!.mesh), admin: .init(host: "127.0.0.1", port: ports[id]!.admin),
-                dataDir: folder + "/data/" + id, certDir: folder + "/certs/" + id, dataKeyFile: folder + "/data.key",
-                peers: ids.filter { $0 != id }.map { .init(id: $0, host: "127.0.0.1", port: ports[$0]!.mesh, serials: [serials[$0]!]) },
-                tuning: tuning)
-            config.bench = .init(rowsPerS: rowsPerNode, seconds: seconds, report: folder + "/\(id).report.json")
-            try JSONEncoder().encode(config).write(to: URL(fileURLWithPath: folder + "/\(id).json"))
-        }
-
         let binary = ProcessInfo.processInfo.environment["CLINICMESH_BIN"] ?? Bundle.main.executablePath ?? CommandLine.arguments[0]
-        var processes: [Process] = []
-        for id in ids {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = ["node", "run", "--config", folder + "/\(id).json", "--log-level", "warning"]
-            process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-            let log = folder + "/\(id).log"
-            _ = FileManager.default.createFile(atPath: log, contents: nil)
-            process.standardError = FileHandle(forWritingAtPath: log)
-            try process.run()
-            processes.append(process)
+        let cluster = try LocalCluster(
+            departments: ids.map { (id: $0, department: "内科") }, binary: binary, tuning: tuning, logLevel: "warning",
+            folderPrefix: "clinicmesh-repl-"
+        ) { folder, config in
+            config.bench = .init(rowsPerS: rowsPerNode, seconds: seconds, report: folder + "/\(config.nodeID).report.json")
         }
-        // Load (after every link is up) plus time to drain, then an ordered stop (SIGTERM).
+        let folder = cluster.folder
+        defer { if ProcessInfo.processInfo.environment["CLINICMESH_BENCH_KEEP"] == nil { cluster.remove() } }
+        try cluster.startAll()
+        // Load (after every link is up) plus time to drain, then an ordered stop (SIGTERM); a
+        // node that has not written its report within the grace period is reported below.
         try await Task.sleep(for: .seconds(seconds + 5))
-        for process in processes where process.isRunning { kill(process.processIdentifier, SIGTERM) }
-        for process in processes { process.waitUntilExit() }
+        cluster.stopAll(graceSeconds: 60)
 
         var reports: [BenchNodeReport] = []
         for id in ids {
             guard let data = FileManager.default.contents(atPath: folder + "/\(id).report.json") else {
-                let log = (try? String(contentsOfFile: folder + "/\(id).log", encoding: .utf8)) ?? ""
-                FileHandle.standardError.write(Data("节点 \(id) 没有写出报告 / node \(id) wrote no report\n\(log.suffix(2000))\n".utf8))
+                FileHandle.standardError.write(Data("节点 \(id) 没有写出报告 / node \(id) wrote no report\n\(cluster.logTail(id, bytes: 2000))\n".utf8))
                 throw ExitCode.failure
             }
             reports.append(try JSONDecoder().decode(BenchNodeReport.self, from: data))
