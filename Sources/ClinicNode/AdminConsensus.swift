@@ -107,6 +107,12 @@ public struct BookAnswer: Codable, Sendable, Hashable {
         case .quotaUnavailable:
             return ("quota.unavailable", "暂时无法核对预约限额（限额服务不可达），为防止超额已拒绝；请稍后用同一请求号重试。",
                     "the booking quota cannot be checked right now (its holder is unreachable), so the booking was refused; retry shortly with the same request id.")
+        case .holdExpired:
+            return ("booking.hold_expired", "锁号已超时或已释放，号源已放回；请重新选择号源。",
+                    "the hold ran out or was released and the slot went back on offer; please choose a slot again.")
+        case .banned:
+            return ("booking.banned", "因多次爽约或临近就诊退号，您的预约资格暂停中，期满后自动恢复。",
+                    "booking is suspended for you after repeated no-shows or late cancellations; it resumes by itself when the ban ends.")
         case .requestMismatch:
             return ("lease.request_mismatch", "该请求号已用于另一笔预约；新的预约请使用新的请求号。",
                     "this request id was already used for another booking; use a new request id for a new booking.")
@@ -203,12 +209,12 @@ extension MeshNode {
     /// The booking primitive: acknowledged only once quorum-durable under the current epoch.
     public func book(_ command: BookCommand) async -> BookAnswer {
         // Reservations and their releases are the nodes' own: clients may not name or free them.
-        let reserved = ["quota:", "release:"]
+        let reserved = ["quota:", "release:", "strike:", holdExpiryPrefix]
         if reserved.contains(where: { command.requestID.hasPrefix($0) || (command.releases?.hasPrefix($0) ?? false) })
             || command.requestID.isEmpty || command.requestID.utf8.count > 128 || (command.alternatives?.count ?? 0) > 64 {
             return BookAnswer(outcome: "refused", code: "request.invalid",
-                              messageZh: "请求号须为 1 到 128 字节且不以 quota: 或 release: 开头，候选号不超过 64 个。",
-                              messageEn: "request ids must be 1 to 128 bytes and not start with quota: or release:; at most 64 alternative slots.",
+                              messageZh: "请求号须为 1 到 128 字节且不以 quota:、release:、strike: 或 expire: 开头，候选号不超过 64 个。",
+                              messageEn: "request ids must be 1 to 128 bytes and not start with quota:, release:, strike: or expire:; at most 64 alternative slots.",
                               node: config.nodeID)
         }
         let timeout = Duration.milliseconds(min(max(command.timeoutMs ?? 5_000, 100), 60_000))

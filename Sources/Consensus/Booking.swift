@@ -35,15 +35,27 @@ public struct BookingRequest: Sendable, Equatable {
     /// (any slot of a session; a free place in a quota bucket).
     public var alternatives: [Int]
     /// Set to release this booking (by its request id) instead of booking: the slot becomes free.
+    /// Naming a hold releases it whether or not it was confirmed since.
     public var releases: String?
-    /// Carried into the record (a quota reservation: `QuotaTag.encoded`).
+    /// Set to confirm this hold (by its request id): the slot stays the patient's for good.
+    public var confirms: String?
+    /// For a hold: how long it stays unconfirmed before the holder releases it (ms; 0: not a hold).
+    public var holdMs: Int64
+    /// Carried into the record (a quota reservation: `QuotaTag.encoded`; a strike: `Strike.encoded`).
     public var tag: String
     /// How many nodes passed it on towards the holder.
     public var hops: UInt8
-    public init(id: String, block: BlockID, slot: Int, patient: String, alternatives: [Int] = [], releases: String? = nil, tag: String = "", hops: UInt8 = 0) {
+    public init(id: String, block: BlockID, slot: Int, patient: String, alternatives: [Int] = [], releases: String? = nil,
+                confirms: String? = nil, holdMs: Int64 = 0, tag: String = "", hops: UInt8 = 0) {
         self.id = id; self.block = block; self.slot = slot; self.patient = patient
-        self.alternatives = alternatives; self.releases = releases; self.tag = tag; self.hops = hops
+        self.alternatives = alternatives; self.releases = releases; self.confirms = confirms; self.holdMs = holdMs
+        self.tag = tag; self.hops = hops
     }
+
+    /// Names an existing booking (a release or a confirmation) rather than taking a free slot.
+    var targets: String? { releases ?? confirms }
+    /// The holder's own release of a hold that ran out (`ConsensusCore` makes these).
+    var isExpiry: Bool { releases != nil && id.hasPrefix(holdExpiryPrefix) }
 
     public var candidates: [Int] { [slot] + alternatives }
 }
@@ -66,17 +78,23 @@ public enum RefuseReason: String, Sendable, Equatable, CaseIterable {
     case quotaExceeded
     /// The patient's quota bucket cannot be reached now: refused rather than booked unchecked.
     case quotaUnavailable
+    /// A confirmation came after its hold ran out (by the holder's clock), or the hold was released.
+    case holdExpired
+    /// The patient is banned from booking for now (no-shows or late cancellations: `BanRule`).
+    case banned
 }
 
 extension Booking {
     /// The same booking a request asks for (a retry), not another one under a reused id.
     func matches(_ q: BookingRequest) -> Bool {
-        block == q.block && patient == q.patient && releases == q.releases && q.candidates.contains(slot)
+        block == q.block && patient == q.patient && releases == q.releases && confirms == q.confirms && q.candidates.contains(slot)
     }
 }
 
 /// Blocks whose records are quota reservations (`ConsensusCore` defines and uses them).
 public let quotaBucketPrefix = "quota/"
+/// Request ids of the holder's own releases of holds that ran out: `expire:<hold id>`.
+public let holdExpiryPrefix = "expire:"
 
 /// A write to the node's booking store: the promised epoch of a block and/or booking records.
 public struct BookingWrite: Sendable, Equatable {
@@ -221,19 +239,15 @@ public struct BookingNode: Sendable {
         // A retry of a request a takeover carried forward: its first outcome, unless released since.
         if r.collectedIDs.contains(q.id), let b = r.collected.first(where: { $0.id == q.id }) {
             guard b.matches(q) else { return [.refused(requestID: q.id, reason: .requestMismatch)] }
-            let releasedSince = r.collected.contains { $0.releases == b.id }
-                || store.releases(of: b.id).contains { bookingStatus($0, in: state) == .active }
-            return [releasedSince ? .refused(requestID: q.id, reason: .released) : .acknowledged(b)]
+            return [releasedSince(b, r, state: state) ? .refused(requestID: q.id, reason: .released) : .acknowledged(b)]
         }
         guard q.candidates.allSatisfy({ $0 >= 0 && $0 < r.slots }), q.alternatives.count <= 64 else {
             return [.refused(requestID: q.id, reason: .noSuchSlot)]
         }
         if let b = store.records[q.id] {
             guard b.matches(q) else { return [.refused(requestID: q.id, reason: .requestMismatch)] }
-            let releasedSince = !b.isRelease && (store.releases(of: b.id).contains { bookingStatus($0, in: state) == .active }
-                || r.collected.contains { $0.releases == b.id })
             switch bookingStatus(b, in: state) {
-            case .active where releasedSince:
+            case .active where releasedSince(b, r, state: state):
                 return [.refused(requestID: q.id, reason: .released)]
             case .active where b.epoch == r.epoch:
                 // Made by this process under the epoch it holds: answered, or its answer is coming.
@@ -251,11 +265,16 @@ public struct BookingNode: Sendable {
                 break // never acknowledged: book it afresh under this epoch
             }
         }
-        if q.releases == nil, r.opensAtMs > 0, wallMs < r.opensAtMs {
+        if q.targets == nil, r.opensAtMs > 0, wallMs < r.opensAtMs {
             return [.refused(requestID: q.id, reason: .notYetOpen)]
         }
-        if q.block.hasPrefix(quotaBucketPrefix), q.releases == nil {
+        // A strike (no-show, late cancellation) is only recorded; a reservation is checked.
+        if q.block.hasPrefix(quotaBucketPrefix), q.targets == nil, Strike(encoded: q.tag) == nil {
             guard let tag = QuotaTag(encoded: q.tag) else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }
+            let today = Int(floorDiv(wallMs + shanghaiOffsetMs, 86_400_000))
+            if options.quotaPolicy.ban(strikes: strikes(of: q.patient, in: q.block, state: state), today: today) != nil {
+                return [.refused(requestID: q.id, reason: .banned)]
+            }
             if options.quotaPolicy.broken(by: tag, held: heldReservations(of: q.patient, in: q.block, state: state)) != nil {
                 return [.refused(requestID: q.id, reason: .quotaExceeded)]
             }
@@ -273,8 +292,16 @@ public struct BookingNode: Sendable {
             let current = view.views[slot]
             let next = (current?.map(\.generation).max()).map { $0 + 1 } ?? 0
             if tried[q.block]!.slots[SlotGeneration(slot: slot, generation: next)] != nil { continue }
-            if let target = q.releases {
-                guard let held = holdingBooking(current), held.id == target, held.patient == q.patient else { continue }
+            if let target = q.targets {
+                guard let held = holdingBooking(current), held.patient == q.patient else { continue }
+                if q.confirms != nil || q.isExpiry {
+                    // Only an unconfirmed hold is confirmed or expired; a confirmation comes in time.
+                    guard held.id == target, held.isHold else { continue }
+                    if q.confirms != nil, wallMs >= held.holdUntilMs { return [.refused(requestID: q.id, reason: .holdExpired)] }
+                    if q.isExpiry, wallMs < held.holdUntilMs { continue }
+                } else {
+                    guard held.id == target || held.confirms == target else { continue }
+                }
             } else if current != nil, holdingBooking(current) != nil || current!.count > 1 || pending[current![0].id] != nil
                         || current![0].reofferAtMs > wallMs {
                 // Held; released by a release not yet quorum-durable; or not back on offer yet.
@@ -288,29 +315,53 @@ public struct BookingNode: Sendable {
             break
         }
         guard let (slot, generation) = chosen else {
-            return [.refused(requestID: q.id, reason: q.releases == nil ? .slotTaken : .notBooked)]
+            if let hold = q.confirms {
+                let gone = store.releases(of: hold).contains { bookingStatus($0, in: state) == .active } || r.collected.contains { $0.releases == hold }
+                return [.refused(requestID: q.id, reason: gone ? .holdExpired : .notBooked)]
+            }
+            return [.refused(requestID: q.id, reason: q.targets == nil ? .slotTaken : .notBooked)]
         }
         tried[q.block]!.slots[SlotGeneration(slot: slot, generation: generation)] = q.id
         let b = Booking(id: q.id, block: q.block, slot: slot, patient: q.patient, epoch: r.epoch, generation: generation, releases: q.releases,
-                        tag: q.tag, reofferAtMs: q.releases == nil ? 0 : wallMs + reofferDelayMs)
+                        tag: q.tag, reofferAtMs: q.releases == nil ? 0 : wallMs + reofferDelayMs, confirms: q.confirms,
+                        holdUntilMs: q.holdMs > 0 && q.targets == nil ? wallMs + q.holdMs : 0)
         persist(records: [b])
         pending[b.id] = Pending(booking: b, voters: r.voters)
         for v in r.voters { out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(b)))) }
         return drain()
     }
 
-    /// The patient's reservations that count in a quota bucket: valid, not released. Pending ones
-    /// count too (they may still be acknowledged), so the check errs on the side of refusing.
-    func heldReservations(of patient: String, in block: BlockID, state: ClusterState) -> [QuotaTag] {
+    /// Whether a valid release ended `b` (naming it, or the hold it confirms) since it was made.
+    func releasedSince(_ b: Booking, _ r: LeaseRecord, state: ClusterState) -> Bool {
+        guard !b.isRelease else { return false }
+        return [b.id, b.confirms].compactMap { $0 }.contains { target in
+            r.collected.contains { $0.releases == target } || store.releases(of: target).contains { bookingStatus($0, in: state) == .active }
+        }
+    }
+
+    /// The patient's strikes recorded in a quota bucket (valid, not withdrawn).
+    func strikes(of patient: String, in block: BlockID, state: ClusterState) -> [Strike] {
+        activeRecords(of: patient, in: block, state: state).compactMap { Strike(encoded: $0.tag) }
+    }
+
+    /// The patient's valid records in `block` that no valid release ended.
+    private func activeRecords(of patient: String, in block: BlockID, state: ClusterState) -> [Booking] {
         var records: [String: Booking] = [:]
         for b in store.records(of: patient) where b.block == block { records["\(b.id)@\(b.epoch)"] = b }
         for b in state.blocks[block]?.collected ?? [] where b.patient == patient { records["\(b.id)@\(b.epoch)"] = b }
-        var valid = records.values.filter { bookingStatus($0, in: state) == .active }
-        #if CLINICMESH_BUG_SWITCHES
-        if options.bugQuotaIgnoresPending { valid = valid.filter { pending[$0.id] == nil } }
-        #endif
+        let valid = records.values.filter { bookingStatus($0, in: state) == .active }
         let released = Set(valid.compactMap(\.releases))
-        return valid.filter { !$0.isRelease && !released.contains($0.id) }.compactMap { QuotaTag(encoded: $0.tag) }
+        return valid.filter { !$0.isRelease && !released.contains($0.id) }
+    }
+
+    /// The patient's reservations that count in a quota bucket: valid, not released. Pending ones
+    /// count too (they may still be acknowledged), so the check errs on the side of refusing.
+    func heldReservations(of patient: String, in block: BlockID, state: ClusterState) -> [QuotaTag] {
+        var held = activeRecords(of: patient, in: block, state: state)
+        #if CLINICMESH_BUG_SWITCHES
+        if options.bugQuotaIgnoresPending { held = held.filter { pending[$0.id] == nil } }
+        #endif
+        return held.compactMap { QuotaTag(encoded: $0.tag) }
     }
 
     public mutating func tick(state: ClusterState) -> [BookingAction] {

@@ -41,15 +41,22 @@ public struct Booking: Hashable, Sendable, Codable {
     public var reofferAtMs: Int64
     /// What the booking is for, where a rule needs it (a quota reservation: `QuotaTag.encoded`).
     public var tag: String
+    /// Set on a confirmation: the id of the hold it confirms. It keeps the slot for the same patient.
+    public var confirms: String?
+    /// On a hold: unless confirmed by then (the holder's wall clock), the holder releases it. 0: not a hold.
+    public var holdUntilMs: Int64
     public init(id: String, block: BlockID, slot: Int, patient: String, epoch: Epoch, generation: UInt32 = 0, releases: String? = nil,
-                tag: String = "", reofferAtMs: Int64 = 0) {
+                tag: String = "", reofferAtMs: Int64 = 0, confirms: String? = nil, holdUntilMs: Int64 = 0) {
         self.id = id; self.block = block; self.slot = slot; self.patient = patient; self.epoch = epoch
         self.generation = generation; self.releases = releases; self.tag = tag; self.reofferAtMs = reofferAtMs
+        self.confirms = confirms; self.holdUntilMs = holdUntilMs
     }
 
     public var isRelease: Bool { releases != nil }
+    /// A hold not confirmed in this record (a confirmation holds the slot for good).
+    public var isHold: Bool { holdUntilMs > 0 }
 
-    enum CodingKeys: String, CodingKey { case id, block, slot, patient, epoch, generation, releases, tag, reofferAtMs }
+    enum CodingKeys: String, CodingKey { case id, block, slot, patient, epoch, generation, releases, tag, reofferAtMs, confirms, holdUntilMs }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -62,6 +69,8 @@ public struct Booking: Hashable, Sendable, Codable {
         releases = try c.decodeIfPresent(String.self, forKey: .releases)
         tag = try c.decodeIfPresent(String.self, forKey: .tag) ?? ""
         reofferAtMs = try c.decodeIfPresent(Int64.self, forKey: .reofferAtMs) ?? 0
+        confirms = try c.decodeIfPresent(String.self, forKey: .confirms)
+        holdUntilMs = try c.decodeIfPresent(Int64.self, forKey: .holdUntilMs) ?? 0
     }
 }
 

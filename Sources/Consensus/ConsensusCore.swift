@@ -64,6 +64,8 @@ public struct ConsensusCoreOptions: Sendable {
     public var compactEvery: LogIndex = 64
     /// A request passed on more often than this is refused (two nodes disagreeing on the holder).
     public var maxHops: UInt8 = 3
+    /// Ticks between sweeps of this node's blocks for holds that ran out (released by their holder).
+    public var expireHoldsEveryTicks: UInt64 = 25
     /// Seeds the gossip peer choice (the simulator's seed, or anything in a real node).
     public var seed: UInt64 = 0
     public init() {}
@@ -146,6 +148,7 @@ public struct ConsensusCore: Sendable {
             }
         }
         if ticks % 100 == 0 { for q in pendingReleases.values.sorted(by: { $0.id < $1.id }) { take(q) } }
+        if ticks % options.expireHoldsEveryTicks == 0 { expireHolds() }
         return drain()
     }
 
@@ -290,20 +293,57 @@ public struct ConsensusCore: Sendable {
     /// A release (`q.releases` set) gives the reservation back once the booking's release is
     /// acknowledged; a refused booking keeps it (see `finish`).
     public mutating func request(_ q: BookingRequest, quota: QuotaTag) -> [CoreEffect] {
-        guard options.quotaBuckets > 0 else { take(q); return drain() }
-        let bucket = Self.quotaBucket(patient: q.patient, buckets: options.quotaBuckets)
-        if let booking = q.releases {
-            let reservation = Self.reservationPrefix + booking
-            releaseAfter[q.id] = BookingRequest(id: "release:" + reservation, block: bucket, slot: Self.reservationSlot(reservation),
-                                                patient: q.patient, releases: reservation)
-            take(q)
+        guard options.quotaBuckets > 0, q.confirms == nil else { take(q); return drain() }
+        if q.releases != nil {
+            releaseWithReservation(q)
             return drain()
         }
         let id = Self.reservationPrefix + q.id
+        let bucket = Self.quotaBucket(patient: q.patient, buckets: options.quotaBuckets)
         let reservation = BookingRequest(id: id, block: bucket, slot: Self.reservationSlot(id), patient: q.patient, tag: quota.encoded)
-        quotaFlows[q.id] = q
+        // The booking carries its quota tag, so whoever releases it later knows to give the place back.
+        var booking = q
+        booking.tag = quota.encoded
+        quotaFlows[q.id] = booking
         take(reservation)
         return drain()
+    }
+
+    /// Releases `q.releases`, then gives its quota reservation back once that is acknowledged.
+    private mutating func releaseWithReservation(_ q: BookingRequest) {
+        guard let booking = q.releases else { return }
+        let reservation = Self.reservationPrefix + booking
+        releaseAfter[q.id] = BookingRequest(id: "release:" + reservation, block: Self.quotaBucket(patient: q.patient, buckets: options.quotaBuckets),
+                                            slot: Self.reservationSlot(reservation), patient: q.patient, releases: reservation)
+        take(q)
+    }
+
+    static let strikePrefix = "strike:"
+
+    /// Records a strike (a no-show, a late cancellation) in the patient's quota bucket, where the
+    /// ban ladder counts it. Idempotent by `id`; the outcome comes as `strike:<id>`.
+    public mutating func strike(_ strike: Strike, patient: String, id: String) -> [CoreEffect] {
+        let rid = Self.strikePrefix + id
+        guard options.quotaBuckets > 0 else { return [.outcome(.refused(requestID: rid, reason: .quotaUnavailable))] }
+        take(BookingRequest(id: rid, block: Self.quotaBucket(patient: patient, buckets: options.quotaBuckets),
+                            slot: Self.reservationSlot(rid), patient: patient, tag: strike.encoded))
+        return drain()
+    }
+
+    /// The holder releases holds that ran out unconfirmed (by its wall clock), and gives their
+    /// quota places back. A retry of the same expiry is idempotent by its id.
+    private mutating func expireHolds() {
+        guard lastWallMs > 0 else { return }
+        for r in cluster.blocks.values where r.holder == id && !r.block.hasPrefix(quotaBucketPrefix) {
+            guard booking.holds(r.block, in: cluster) else { continue }
+            let view = slotViews(block: r.block, bookings: booking.store.records(in: r.block), state: cluster)
+            guard !view.unknown else { continue }
+            for slot in view.views.keys.sorted() {
+                guard let hold = holdingBooking(view.views[slot]), hold.isHold, hold.holdUntilMs <= lastWallMs else { continue }
+                let q = BookingRequest(id: holdExpiryPrefix + hold.id, block: r.block, slot: hold.slot, patient: hold.patient, releases: hold.id)
+                if options.quotaBuckets > 0, QuotaTag(encoded: hold.tag) != nil { releaseWithReservation(q) } else { take(q) }
+            }
+        }
     }
 
     /// The reservation's outcome: book, or refuse the booking for the quota's reason.
@@ -313,7 +353,7 @@ public struct ConsensusCore: Sendable {
             take(request)
         case .refused(_, let reason):
             quotaFlows[request.id] = nil
-            finish(.refused(requestID: request.id, reason: reason == .quotaExceeded ? .quotaExceeded : .quotaUnavailable))
+            finish(.refused(requestID: request.id, reason: reason == .quotaExceeded || reason == .banned ? reason : .quotaUnavailable))
         }
     }
 

@@ -11,7 +11,7 @@ public struct ConsensusWireError: Error, Sendable, CustomStringConvertible {
 
 public enum ConsensusWire {
     /// Bumped on any incompatible change of the layout below.
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     static let maxItems: UInt32 = 100_000
 
     public static func encode(_ m: ConsensusMessage) -> [UInt8] {
@@ -55,7 +55,7 @@ public enum ConsensusWire {
         case .request(let q):
             w.u8(2); w.str(q.id); w.str(q.block); w.u64(UInt64(bitPattern: Int64(q.slot))); w.str(q.patient); w.u8(q.hops)
             w.u32(UInt32(q.alternatives.count)); for a in q.alternatives { w.u64(UInt64(bitPattern: Int64(a))) }
-            w.optionalStr(q.releases); w.str(q.tag)
+            w.optionalStr(q.releases); w.str(q.tag); w.optionalStr(q.confirms); w.u64(UInt64(bitPattern: q.holdMs))
         case .outcome(.booked(let b)):
             w.u8(3); w.u8(0); w.booking(b)
         case .outcome(.refused(let id, let reason)):
@@ -148,9 +148,12 @@ public enum ConsensusWire {
                 guard let a = r.u64() else { throw bad("truncated request") }
                 alternatives.append(Int(truncatingIfNeeded: Int64(bitPattern: a)))
             }
-            guard let releases = r.optionalStr(), let tag = r.str() else { throw bad("truncated request") }
+            guard let releases = r.optionalStr(), let tag = r.str(), let confirms = r.optionalStr(), let holdMs = r.u64() else {
+                throw bad("truncated request")
+            }
             m = .request(BookingRequest(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient,
-                                        alternatives: alternatives, releases: releases, tag: tag, hops: hops))
+                                        alternatives: alternatives, releases: releases, confirms: confirms,
+                                        holdMs: Int64(bitPattern: holdMs), tag: tag, hops: hops))
         case 3:
             guard let k = r.u8() else { throw bad("truncated outcome") }
             if k == 0 {
@@ -217,17 +220,25 @@ extension ByteWriter {
     mutating func booking(_ b: Booking) {
         str(b.id); str(b.block); u64(UInt64(bitPattern: Int64(b.slot))); str(b.patient); u64(b.epoch); u32(b.generation)
         optionalStr(b.releases); str(b.tag); u64(UInt64(bitPattern: b.reofferAtMs))
+        optionalStr(b.confirms); u64(UInt64(bitPattern: b.holdUntilMs))
     }
     mutating func optionalStr(_ s: String?) { if let s { u8(1); str(s) } else { u8(0) } }
     mutating func bookings(_ bs: [Booking]) { u32(UInt32(bs.count)); for b in bs { booking(b) } }
 }
 
 extension ByteReader {
-    mutating func booking() -> Booking? {
+    /// `legacy`: the layout before holds (booking logs written by version 1 keep it).
+    mutating func booking(legacy: Bool = false) -> Booking? {
         guard let id = str(), let block = str(), let slot = u64(), let patient = str(), let epoch = u64(), let generation = u32(),
               let releases = optionalStr(), let tag = str(), let reoffer = u64() else { return nil }
-        return Booking(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient, epoch: epoch,
-                       generation: generation, releases: releases, tag: tag, reofferAtMs: Int64(bitPattern: reoffer))
+        var b = Booking(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient, epoch: epoch,
+                        generation: generation, releases: releases, tag: tag, reofferAtMs: Int64(bitPattern: reoffer))
+        if !legacy {
+            guard let confirms = optionalStr(), let holdUntil = u64() else { return nil }
+            b.confirms = confirms
+            b.holdUntilMs = Int64(bitPattern: holdUntil)
+        }
+        return b
     }
     /// nil: malformed; .some(nil): absent.
     mutating func optionalStr() -> String?? {
@@ -236,10 +247,10 @@ extension ByteReader {
         guard has == 1, let s = str() else { return nil }
         return .some(s)
     }
-    mutating func bookings() -> [Booking]? {
+    mutating func bookings(legacy: Bool = false) -> [Booking]? {
         guard let n = u32(), n <= ConsensusWire.maxItems else { return nil }
         var out: [Booking] = []
-        for _ in 0..<n { guard let b = booking() else { return nil }; out.append(b) }
+        for _ in 0..<n { guard let b = booking(legacy: legacy) else { return nil }; out.append(b) }
         return out
     }
 }

@@ -57,21 +57,23 @@ public final class FileBookingLog {
 }
 
 extension ByteWriter {
+    /// The first byte: 2 without a promise, 3 with one (0 and 1: the same before holds, read as legacy).
     mutating func bookingWrite(_ w: BookingWrite) {
-        if let p = w.promise { u8(1); str(p.block); u64(p.epoch) } else { u8(0) }
+        if let p = w.promise { u8(3); str(p.block); u64(p.epoch) } else { u8(2) }
         bookings(w.records)
     }
 }
 
 extension ByteReader {
     mutating func bookingWrite() -> BookingWrite? {
-        guard let has = u8() else { return nil }
+        guard let flag = u8(), flag <= 3 else { return nil }
+        let legacy = flag < 2
         var promise: (block: BlockID, epoch: Epoch)?
-        if has == 1 {
+        if flag % 2 == 1 {
             guard let b = str(), let e = u64() else { return nil }
             promise = (b, e)
-        } else if has != 0 { return nil }
-        guard let rs = bookings() else { return nil }
+        }
+        guard let rs = bookings(legacy: legacy) else { return nil }
         return BookingWrite(seq: 0, promise: promise, records: rs)
     }
 }

@@ -40,10 +40,85 @@ public struct QuotaRule: Sendable, Hashable, Codable {
     enum CodingKeys: String, CodingKey { case windowDays = "window_days", limit, perDepartment = "per_department" }
 }
 
+/// A mark against a patient, recorded in their quota bucket: a no-show, or a cancellation close
+/// to the visit. Bans are counted from these (`BanRule`).
+public struct Strike: Sendable, Hashable {
+    public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
+        case noShow = "noshow"
+        /// Cancelled within `BanRule.lateCancelHours` of the visit.
+        case lateCancel = "late_cancel"
+    }
+    public var kind: Kind
+    /// The day it happened (days since 1970-01-01, Asia/Shanghai): the visit date of a no-show,
+    /// the date of a late cancellation.
+    public var day: Int
+
+    public init(kind: Kind, day: Int) { self.kind = kind; self.day = day }
+
+    /// The form carried in `Booking.tag`: `strike|<kind>|<day>`.
+    public var encoded: String { "strike|\(kind.rawValue)|\(day)" }
+
+    public init?(encoded: String) {
+        let parts = encoded.split(separator: "|", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "strike", let kind = Kind(rawValue: String(parts[1])), let day = Int(parts[2]) else { return nil }
+        self.kind = kind; self.day = day
+    }
+}
+
+/// One rung of the ban ladder: `count` strikes of `kind` within `windowDays` ban booking for
+/// `banDays` from the day of the last of them.
+public struct BanRule: Sendable, Hashable, Codable {
+    public var kind: Strike.Kind
+    public var count: Int
+    public var windowDays: Int
+    public var banDays: Int
+
+    public init(kind: Strike.Kind, count: Int, windowDays: Int, banDays: Int) {
+        self.kind = kind; self.count = count; self.windowDays = windowDays; self.banDays = banDays
+    }
+
+    enum CodingKeys: String, CodingKey { case kind, count, windowDays = "window_days", banDays = "ban_days" }
+}
+
 public struct QuotaPolicy: Sendable, Hashable, Codable {
     public var rules: [QuotaRule]
+    public var bans: [BanRule]
+    /// A cancellation this close to the visit start is a strike (`Strike.Kind.lateCancel`).
+    public var lateCancelHours: Int
 
-    public init(rules: [QuotaRule]) { self.rules = rules }
+    public init(rules: [QuotaRule], bans: [BanRule] = QuotaPolicy.standardBans, lateCancelHours: Int = 24) {
+        self.rules = rules; self.bans = bans; self.lateCancelHours = lateCancelHours
+    }
+
+    /// 3 no-shows within 12 months ban booking for 90 days; 3 late cancellations within 30 days, for 30.
+    public static let standardBans = [
+        BanRule(kind: .noShow, count: 3, windowDays: 365, banDays: 90),
+        BanRule(kind: .lateCancel, count: 3, windowDays: 30, banDays: 30),
+    ]
+
+    enum CodingKeys: String, CodingKey { case rules, bans, lateCancelHours = "late_cancel_hours" }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        rules = try c.decodeIfPresent([QuotaRule].self, forKey: .rules) ?? QuotaPolicy.standard.rules
+        bans = try c.decodeIfPresent([BanRule].self, forKey: .bans) ?? Self.standardBans
+        lateCancelHours = try c.decodeIfPresent(Int.self, forKey: .lateCancelHours) ?? 24
+    }
+
+    /// The ban in force on `today`, if any: the rule and the first day the patient may book again.
+    public func ban(strikes: [Strike], today: Int) -> (rule: BanRule, until: Int)? {
+        var worst: (rule: BanRule, until: Int)?
+        for rule in bans where rule.count > 0 {
+            let days = strikes.filter { $0.kind == rule.kind }.map(\.day).sorted()
+            // Each strike that completes `count` within the window starts a ban from its day.
+            for (i, d) in days.enumerated() where i + 1 >= rule.count && d - days[i + 1 - rule.count] < rule.windowDays {
+                let until = d + rule.banDays
+                let inForce = (d..<until).contains(today)
+                if inForce, until > (worst?.until ?? Int.min) { worst = (rule, until) }
+            }
+        }
+        return worst
+    }
 
     /// The defaults: one per department per visit date, 2 per visit date, 3 in any 7 consecutive
     /// visit dates, 5 in any 90.
@@ -79,3 +154,9 @@ public struct QuotaPolicy: Sendable, Hashable, Codable {
         return true
     }
 }
+
+/// Asia/Shanghai is UTC+8 all year (no daylight saving time).
+public let shanghaiOffsetMs: Int64 = 8 * 3_600_000
+
+/// Division rounding towards minus infinity (days before 1970 stay on the right day).
+func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
