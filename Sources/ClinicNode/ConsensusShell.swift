@@ -31,7 +31,7 @@ final class ConsensusShell: Sendable {
 
     /// Opens the Raft log and the booking log in `directory`, bumps the durable incarnation.
     init(id: String, directory: String, bootstrap: ClusterConfig, peers: [String], membership: LiveMembership,
-         clock: NodeClock, logger: Logger) throws {
+         clock: NodeClock, logger: Logger, policy: QuotaPolicy = .standard) throws {
         self.id = NodeID(id)
         self.logger = logger
         self.clock = clock
@@ -43,6 +43,7 @@ final class ConsensusShell: Sendable {
         options.seed = UInt64.random(in: .min ... .max)
         options.raft.seed = UInt64.random(in: .min ... .max)
         options.renewPhase = UInt64.random(in: 0..<options.renewEveryTicks)
+        options.booking.quotaPolicy = policy
         let restored: DurableRaftState<ClusterCommand, ClusterState>
         do {
             restored = try ConsensusWire.typed(raftLog.state)
@@ -212,12 +213,25 @@ final class ConsensusShell: Sendable {
     /// Books through the core and waits for the outcome; nil if none came within `timeout`
     /// (the client retries with the same request id; a retry never books twice).
     func book(_ q: BookingRequest, quota: QuotaTag? = nil, timeout: Duration) async -> BookingOutcome? {
+        await outcome(of: q.id, timeout: timeout) { core in
+            if let quota { return core.request(q, quota: quota) }
+            return core.request(q)
+        }
+    }
+
+    /// Records a strike against a patient in their quota bucket; nil if no outcome came in time.
+    func strike(_ strike: Strike, patient: String, id: String, timeout: Duration) async -> BookingOutcome? {
+        await outcome(of: ConsensusCore.strikeRequestID(id), timeout: timeout) { $0.strike(strike, patient: patient, id: id) }
+    }
+
+    /// Starts a request with `start` and waits for the outcome of request `id`.
+    private func outcome(of id: String, timeout: Duration, start: @escaping (inout ConsensusCore) -> [CoreEffect]) async -> BookingOutcome? {
         let token = waiters.withLock { w in w.next += 1; return w.next }
         let timer = Task {
             try? await Task.sleep(for: timeout)
             let c = waiters.withLock { w -> CheckedContinuation<BookingOutcome?, Never>? in
-                let c = w.byRequest[q.id]?.removeValue(forKey: token)
-                if w.byRequest[q.id]?.isEmpty == true { w.byRequest[q.id] = nil }
+                let c = w.byRequest[id]?.removeValue(forKey: token)
+                if w.byRequest[id]?.isEmpty == true { w.byRequest[id] = nil }
                 return c
             }
             c?.resume(returning: nil)
@@ -226,12 +240,8 @@ final class ConsensusShell: Sendable {
         return await withCheckedContinuation { (c: CheckedContinuation<BookingOutcome?, Never>) in
             let stopped = self.stopped.load(ordering: .relaxed)
             if stopped { c.resume(returning: nil); return }
-            waiters.withLock { $0.byRequest[q.id, default: [:]][token] = c }
-            if let quota {
-                step { $0.request(q, quota: quota) }
-            } else {
-                step { $0.request(q) }
-            }
+            waiters.withLock { $0.byRequest[id, default: [:]][token] = c }
+            step(start)
         }
     }
 

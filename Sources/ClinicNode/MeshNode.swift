@@ -58,6 +58,8 @@ public final class MeshNode: Sendable {
     let consensus: ConsensusShell
     /// This node's own certificate serial, as it registers itself in the replicated membership.
     let ownSerial: String
+    /// The patient API's state (sign-in codes, rate limits, SMS outbox), if the config enables it.
+    let patients: PatientDesk?
 
     struct PeerRuntime {
         var address: NodeConfig.Endpoint
@@ -135,7 +137,8 @@ public final class MeshNode: Sendable {
             consensus = try ConsensusShell(
                 id: config.nodeID, directory: (config.dataDir as NSString).appendingPathComponent("consensus"),
                 bootstrap: ClusterConfig(voters: voters.map { Consensus.NodeID($0) }, learners: learners.map { Consensus.NodeID($0) }),
-                peers: config.peers.map(\.id), membership: membership, clock: clock, logger: logger)
+                peers: config.peers.map(\.id), membership: membership, clock: clock, logger: logger,
+                policy: config.patients?.policy ?? .standard)
         } catch {
             try? replica.close()
             throw error
@@ -158,12 +161,25 @@ public final class MeshNode: Sendable {
             try? replica.close()
             throw NodeError(.startup, zh: "无法监听管理端口 \(config.admin.host):\(config.admin.port)：\(error)", en: "cannot listen for the admin API on \(config.admin.host):\(config.admin.port): \(error)")
         }
+        let patients: PatientDesk?
+        do {
+            patients = try config.patients.map { try PatientDesk(config: $0, dataDir: config.dataDir, dataKey: dataKey) }
+        } catch {
+            await meshServer.close()
+            try? await meshServer.run { _ in }
+            await adminServer.close()
+            try? await adminServer.run { _ in }
+            try? replica.close()
+            throw NodeError(.startup, zh: "无法打开短信发件箱（\(config.dataDir)/outbox.sqlite）：\(error)",
+                            en: "cannot open the SMS outbox (\(config.dataDir)/outbox.sqlite): \(error)")
+        }
         return MeshNode(config: config, replica: replica, clock: clock, logger: logger, meshServer: meshServer, adminServer: adminServer,
-                        client: client, snapshotFrom: snapshotFrom, consensus: consensus, ownSerial: ownSerial)
+                        client: client, snapshotFrom: snapshotFrom, consensus: consensus, ownSerial: ownSerial, patients: patients)
     }
 
     init(config: NodeConfig, replica: Replica, clock: NodeClock, logger: Logger, meshServer: MeshServer, adminServer: MeshServer, client: MeshClient,
-         snapshotFrom: String?, consensus: ConsensusShell, ownSerial: String) {
+         snapshotFrom: String?, consensus: ConsensusShell, ownSerial: String, patients: PatientDesk? = nil) {
+        self.patients = patients
         self.snapshotFrom = snapshotFrom
         self.consensus = consensus
         self.ownSerial = ownSerial
@@ -183,6 +199,8 @@ public final class MeshNode: Sendable {
     /// The port the mesh listener actually bound (useful with port 0).
     public var meshPort: Int { meshServer.localAddress?.port ?? config.mesh.port }
     public var adminPort: Int { adminServer.localAddress?.port ?? config.admin.port }
+    /// The port the patient API bound, once it listens (nil without a patient API).
+    public var patientPort: Int? { patients?.boundPort.withLock { $0 } }
 
     /// Changes where a peer is reached (tests bind port 0 first, then tell each node the others' ports).
     public func setPeerAddress(_ id: String, host: String, port: Int) {
@@ -284,6 +302,10 @@ public final class MeshNode: Sendable {
         ]
         if let load = config.bench {
             services.append(NodeService(name: "bench") { await self.runBenchLoad(load) })
+        }
+        if let desk = patients {
+            services.append(NodeService(name: "patients") { try await self.runPatientAPI(desk) })
+            services.append(NodeService(name: "sms") { await cancelWhenGracefulShutdown { await self.runPatientMessages(desk) } })
         }
         return ServiceGroup(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
     }

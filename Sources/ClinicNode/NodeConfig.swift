@@ -91,6 +91,8 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     public var tuning: Tuning
     /// Only for `clinicmesh bench replication`: a steady write load and a lag report.
     public var bench: BenchLoad?
+    /// The patient HTTPS API and its booking rules; nil: no patient API on this node.
+    public var patients: PatientConfig?
 
     public struct BenchLoad: Codable, Sendable, Hashable {
         /// Rows written per second by this node (one transaction per 10 ms tick).
@@ -124,7 +126,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey {
         case nodeID = "node_id", department, clusterID = "cluster_id", mesh, admin
-        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, voters, tuning, bench
+        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, voters, tuning, bench, patients
     }
 
     public init(from decoder: any Decoder) throws {
@@ -141,6 +143,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         voters = try c.decodeIfPresent([String].self, forKey: .voters)
         tuning = try c.decodeIfPresent(Tuning.self, forKey: .tuning) ?? Tuning()
         bench = try c.decodeIfPresent(BenchLoad.self, forKey: .bench)
+        patients = try c.decodeIfPresent(PatientConfig.self, forKey: .patients)
     }
 
     /// Reads and checks a config file; relative paths in it are taken from the file's folder.
@@ -192,6 +195,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
                 throw fail("节点 \(peer.id) 没有登记证书序列号（serials）。", "peer \(peer.id) has no certificate serial (serials).")
             }
         }
+        try patients?.validate()
         if let voters {
             let known = Set(peers.map(\.id) + [nodeID])
             guard !voters.isEmpty, voters.count % 2 == 1, Set(voters).count == voters.count, voters.allSatisfy(known.contains) else {

@@ -28,7 +28,15 @@ public enum NodeSchema {
         .init("schedule", .text), .init("sequence", .integer), .init("status", .text),
     ], indexes: [["schedule"]])
 
+    /// Key: the hold's request id (`AppointmentRef.holdID`). What staff and payment add to an
+    /// appointment whose booking state lives in the lease records: the payment method, and the
+    /// steps after booking (arrived, fulfilled, noshow, entered-in-error).
+    public static let appointment = ReplicatedTable("appointment", columns: [
+        .init("patient", .text), .init("payment", .text), .init("status", .text), .init("updated_by", .text),
+    ], indexes: [["patient"]])
+
     public static let schema = ReplicaSchema(versions: [
         [.createTable(department), .createTable(practitioner), .createTable(patient), .createTable(schedule), .createTable(slot)],
+        [.createTable(appointment)],
     ])
 }

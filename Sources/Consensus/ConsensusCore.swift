@@ -319,11 +319,13 @@ public struct ConsensusCore: Sendable {
     }
 
     static let strikePrefix = "strike:"
+    /// The request id under which a strike's outcome comes.
+    public static func strikeRequestID(_ id: String) -> String { strikePrefix + id }
 
     /// Records a strike (a no-show, a late cancellation) in the patient's quota bucket, where the
     /// ban ladder counts it. Idempotent by `id`; the outcome comes as `strike:<id>`.
     public mutating func strike(_ strike: Strike, patient: String, id: String) -> [CoreEffect] {
-        let rid = Self.strikePrefix + id
+        let rid = Self.strikeRequestID(id)
         guard options.quotaBuckets > 0 else { return [.outcome(.refused(requestID: rid, reason: .quotaUnavailable))] }
         take(BookingRequest(id: rid, block: Self.quotaBucket(patient: patient, buckets: options.quotaBuckets),
                             slot: Self.reservationSlot(rid), patient: patient, tag: strike.encoded))

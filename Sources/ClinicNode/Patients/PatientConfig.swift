@@ -1,0 +1,88 @@
+import Consensus
+import Foundation
+
+/// The patient API and its anti-scalping rules (`patients` in the node config; every field has a
+/// default, documented in `Cluster/CONFIG.md`). The booking policy (quotas, bans) must be the same
+/// on every node: the holder of a patient's quota bucket applies its own.
+public struct PatientConfig: Codable, Sendable, Hashable {
+    /// HTTPS listener for patients (the node certificate serves it; clients trust the cluster CA).
+    public var host: String = "127.0.0.1"
+    public var port: Int = 0
+    /// How long a hold waits for payment before its holder releases it.
+    public var holdMinutes: Int = 15
+    /// One-time codes: digits, lifetime, wrong tries allowed.
+    public var otpTTLSeconds: Int = 300
+    public var otpMaxTries: Int = 5
+    /// Codes per mobile: at most `otpPerMobileBurst` at once, then one per `otpPerMobileEverySeconds`.
+    public var otpPerMobileBurst: Int = 3
+    public var otpPerMobileEverySeconds: Int = 60
+    /// Requests per client address: a burst, then this many per second.
+    public var perAddressBurst: Int = 40
+    public var perAddressPerSecond: Double = 20
+    /// A session token's lifetime.
+    public var sessionHours: Int = 12
+    /// Quotas and the ban ladder (`QuotaPolicy`), applied by every quota bucket holder.
+    public var policy: QuotaPolicy = .standard
+    /// Where SMS go: "file" (JSON lines in `sms_file`) or "webhook" (HTTP POST to `sms_webhook_url`).
+    public var smsSender: String = "file"
+    public var smsFile: String = "sms-sent.jsonl"
+    public var smsWebhookURL: String?
+    /// Reminders for tomorrow's visits go out from this hour (Asia/Shanghai).
+    public var reminderHour: Int = 18
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case host, port, holdMinutes = "hold_minutes", otpTTLSeconds = "otp_ttl_s", otpMaxTries = "otp_max_tries"
+        case otpPerMobileBurst = "otp_per_mobile_burst", otpPerMobileEverySeconds = "otp_per_mobile_every_s"
+        case perAddressBurst = "per_address_burst", perAddressPerSecond = "per_address_per_s", sessionHours = "session_hours"
+        case policy, smsSender = "sms_sender", smsFile = "sms_file", smsWebhookURL = "sms_webhook_url", reminderHour = "reminder_hour"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = PatientConfig()
+        host = try c.decodeIfPresent(String.self, forKey: .host) ?? d.host
+        port = try c.decodeIfPresent(Int.self, forKey: .port) ?? d.port
+        holdMinutes = try c.decodeIfPresent(Int.self, forKey: .holdMinutes) ?? d.holdMinutes
+        otpTTLSeconds = try c.decodeIfPresent(Int.self, forKey: .otpTTLSeconds) ?? d.otpTTLSeconds
+        otpMaxTries = try c.decodeIfPresent(Int.self, forKey: .otpMaxTries) ?? d.otpMaxTries
+        otpPerMobileBurst = try c.decodeIfPresent(Int.self, forKey: .otpPerMobileBurst) ?? d.otpPerMobileBurst
+        otpPerMobileEverySeconds = try c.decodeIfPresent(Int.self, forKey: .otpPerMobileEverySeconds) ?? d.otpPerMobileEverySeconds
+        perAddressBurst = try c.decodeIfPresent(Int.self, forKey: .perAddressBurst) ?? d.perAddressBurst
+        perAddressPerSecond = try c.decodeIfPresent(Double.self, forKey: .perAddressPerSecond) ?? d.perAddressPerSecond
+        sessionHours = try c.decodeIfPresent(Int.self, forKey: .sessionHours) ?? d.sessionHours
+        policy = try c.decodeIfPresent(QuotaPolicy.self, forKey: .policy) ?? d.policy
+        smsSender = try c.decodeIfPresent(String.self, forKey: .smsSender) ?? d.smsSender
+        smsFile = try c.decodeIfPresent(String.self, forKey: .smsFile) ?? d.smsFile
+        smsWebhookURL = try c.decodeIfPresent(String.self, forKey: .smsWebhookURL)
+        reminderHour = try c.decodeIfPresent(Int.self, forKey: .reminderHour) ?? d.reminderHour
+    }
+
+    func validate() throws {
+        func fail(_ zh: String, _ en: String) -> NodeError { NodeError(.config, zh: "patients 配置：" + zh, en: "patients config: " + en) }
+        guard (0...65535).contains(port) else { throw fail("port 必须在 0 到 65535 之间。", "port must be between 0 and 65535.") }
+        guard (1...240).contains(holdMinutes) else { throw fail("hold_minutes 须在 1 到 240 之间。", "hold_minutes must be between 1 and 240.") }
+        guard otpTTLSeconds >= 30, otpMaxTries >= 1, otpPerMobileBurst >= 1, otpPerMobileEverySeconds >= 1 else {
+            throw fail("验证码设置须为正数（otp_ttl_s 至少 30）。", "one-time code settings must be positive (otp_ttl_s at least 30).")
+        }
+        guard perAddressBurst >= 1, perAddressPerSecond > 0, sessionHours >= 1 else {
+            throw fail("限流与会话设置须为正数。", "rate-limit and session settings must be positive.")
+        }
+        guard ["file", "webhook"].contains(smsSender) else {
+            throw fail("sms_sender 只能是 file 或 webhook。", "sms_sender must be file or webhook.")
+        }
+        if smsSender == "webhook" {
+            guard let u = smsWebhookURL.flatMap(URL.init(string:)), ["http", "https"].contains(u.scheme ?? "") else {
+                throw fail("sms_sender 为 webhook 时须给出 http(s) 地址 sms_webhook_url。", "with sms_sender webhook, give an http(s) sms_webhook_url.")
+            }
+        }
+        guard (0...23).contains(reminderHour) else { throw fail("reminder_hour 须在 0 到 23 之间。", "reminder_hour must be between 0 and 23.") }
+        for r in policy.rules where r.windowDays < 1 || r.limit < 0 {
+            throw fail("policy.rules 中的 window_days 至少为 1，limit 不能为负。", "policy.rules need window_days of at least 1 and a limit that is not negative.")
+        }
+        for b in policy.bans where b.count < 1 || b.windowDays < 1 || b.banDays < 0 {
+            throw fail("policy.bans 中 count、window_days 至少为 1，ban_days 不能为负。", "policy.bans need count and window_days of at least 1 and ban_days not negative.")
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import Consensus
+import Domain
+import Foundation
+import ServiceLifecycle
+
+// Which SMS a booking's holder owes its patient, and their delivery. Only the holder of a block
+// writes messages about its bookings (confirmation, cancellation, the day-before reminder), from
+// the acknowledged records it holds; after a takeover the new holder owes the same messages under
+// the same ids, so nothing is lost, and a gateway deduplicates the rare second copy.
+
+extension MeshNode {
+    /// Queues what the holder owes every few seconds and delivers the outbox, until shutdown.
+    func runPatientMessages(_ desk: PatientDesk) async {
+        var rng = SystemRandomNumberGenerator()
+        var lastScan: UInt64 = 0
+        while !Task.isCancelled {
+            let now = clock.monotonicNanos()
+            if now &- lastScan >= 2_000_000_000 {
+                lastScan = now
+                queueOwedMessages(desk)
+            }
+            await deliverDue(desk, rng: &rng)
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// The messages this node owes as holder, for bookings of the last two days and tomorrow's visits.
+    func queueOwedMessages(_ desk: PatientDesk) {
+        let now = nowMs
+        let recent = now - 2 * 86_400_000
+        let owed: [(id: String, kind: String, patient: String, block: String, slot: Int)] = consensus.inspect { c in
+            var out: [(String, String, String, String, Int)] = []
+            for r in c.cluster.blocks.values where !r.block.hasPrefix(quotaBucketPrefix) && c.booking.holds(r.block, in: c.cluster) {
+                let records = c.booking.store.records(in: r.block) + r.collected
+                let active = records.filter { bookingStatus($0, in: c.cluster) == .active && !c.booking.isPending($0.id) }
+                let confirmed = Set(active.compactMap(\.confirms))
+                let released = Set(active.compactMap(\.releases))
+                for b in active {
+                    if let hold = b.confirms, b.generation > 0 {
+                        if !released.contains(hold), active.first(where: { $0.id == hold })?.holdUntilMs ?? now >= recent {
+                            out.append(("confirm:" + hold, "confirmation", b.patient, r.block, b.slot))
+                        }
+                        if !released.contains(hold) { out.append(("remind:" + hold, "reminder", b.patient, r.block, b.slot)) }
+                    } else if let hold = b.releases, !b.id.hasPrefix(holdExpiryPrefix), confirmed.contains(hold), b.reofferAtMs >= recent {
+                        out.append(("cancel:" + hold, "cancellation", b.patient, r.block, b.slot))
+                    }
+                }
+            }
+            return out
+        }
+        guard !owed.isEmpty, let sessions = try? desk.directory.sessions(replica: replica, nowNanos: clock.monotonicNanos()) else { return }
+        let shanghai = (try? ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(now) / 1000)))
+        for m in owed {
+            guard let info = sessions[m.block], (try? desk.outbox.known(m.id)) == false else { continue }
+            if m.kind == "reminder" {
+                // The day before the visit, from the reminder hour on.
+                guard let shanghai, let tomorrow = try? shanghai.date.adding(days: 1), info.date == tomorrow,
+                      shanghai.time.hour >= desk.config.reminderHour else { continue }
+            }
+            guard let mobile = (try? replica.liveRow("patient", key: m.patient))??["mobile"]?.text else { continue }
+            let t = info.times(of: m.slot)
+            let when = "\(info.date) \(t.start)"
+            let whoZh = "\(info.departmentName) \(info.practitionerName) 第\(m.slot + 1)号", whoEn = "\(info.department) \(info.practitioner) no. \(m.slot + 1)"
+            let text: String
+            switch m.kind {
+            case "confirmation": text = "【ClinicMesh】预约成功：\(when) \(whoZh)。Booked: \(when) \(whoEn)."
+            case "cancellation": text = "【ClinicMesh】已退号：\(when) \(whoZh)。Cancelled: \(when) \(whoEn)."
+            default: text = "【ClinicMesh】就诊提醒：明天 \(when) \(whoZh)，请按时报到。Reminder: tomorrow \(when) \(whoEn); please check in on time."
+            }
+            _ = try? desk.outbox.enqueue(SMSMessage(id: m.id, kind: m.kind, mobile: mobile, text: text), nowMs: now)
+        }
+    }
+
+    /// Sends what is due; a failure is retried with exponential backoff (1 s up to 5 minutes).
+    func deliverDue(_ desk: PatientDesk, rng: inout SystemRandomNumberGenerator) async {
+        guard let due = try? desk.outbox.due(nowMs: nowMs) else { return }
+        for (message, attempts) in due {
+            do {
+                try await desk.sender.send(message)
+                try? desk.outbox.sent(message.id, nowMs: nowMs)
+            } catch {
+                let delay = min(300_000, 1_000 << min(attempts, 9)) + Int.random(in: 0...500, using: &rng)
+                try? desk.outbox.failed(message.id, attempts: attempts + 1, nextMs: nowMs + Int64(delay), error: "\(error)")
+                logger.warning("短信发送失败，稍后重试 / SMS delivery failed, will retry",
+                               metadata: ["sms.id_kind": "\(message.kind)", "sms.attempts": "\(attempts + 1)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import Crypto
+import Domain
+import Foundation
+import Synchronization
+
+// Real-name sign-in: a patient gives name, resident ID and mobile, gets a 6-digit code by SMS, and
+// trades it for a session token. Codes live on the node that sent them (5 minutes, 5 tries); the
+// token is signed with a key derived from the cluster data key, so every node accepts it.
+
+/// A signed-in patient: the patient key (an HMAC of the resident ID, never the ID itself).
+struct PatientSession: Sendable, Hashable {
+    var patient: String
+    var expiresAtMs: Int64
+}
+
+final class SessionTokens: Sendable {
+    private let key: SymmetricKey
+
+    init(dataKey: SymmetricKey) {
+        key = SymmetricKey(data: HMAC<SHA256>.authenticationCode(for: Data("clinicmesh patient session v1".utf8), using: dataKey))
+    }
+
+    func issue(patient: String, expiresAtMs: Int64) -> String {
+        "cm1.\(patient).\(expiresAtMs).\(mac(patient, expiresAtMs))"
+    }
+
+    /// The session a token stands for, if its signature is right and it has not expired.
+    func verify(_ token: String, nowMs: Int64) -> PatientSession? {
+        let parts = token.split(separator: ".").map(String.init)
+        guard parts.count == 4, parts[0] == "cm1", parts[1].count == 64, let expires = Int64(parts[2]), expires > nowMs else { return nil }
+        let expected = Array(mac(parts[1], expires).utf8), given = Array(parts[3].utf8)
+        guard expected.count == given.count, zip(expected, given).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0 else { return nil }
+        return PatientSession(patient: parts[1], expiresAtMs: expires)
+    }
+
+    private func mac(_ patient: String, _ expires: Int64) -> String {
+        HMAC<SHA256>.authenticationCode(for: Data("cm1|\(patient)|\(expires)".utf8), using: key).map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// Codes sent and not yet used, on this node.
+final class OneTimeCodes: Sendable {
+    struct Entry: Sendable {
+        var code: String
+        var expiresAtMs: Int64
+        var triesLeft: Int
+        var name: String
+        var residentID: ResidentID
+        var mobile: MobileNumber
+    }
+
+    enum Check: Equatable { case ok, wrong(triesLeft: Int), expired, unknown, exhausted }
+
+    private let entries = Mutex<[String: Entry]>([:])
+    private let maxEntries = 200_000
+
+    /// A new code for this resident ID and mobile (replacing any earlier one).
+    func issue(name: String, residentID: ResidentID, mobile: MobileNumber, nowMs: Int64, ttlMs: Int64, tries: Int) -> String {
+        var rng = SystemRandomNumberGenerator()
+        let code = String(format: "%06d", Int.random(in: 0..<1_000_000, using: &rng))
+        entries.withLock { e in
+            if e.count >= maxEntries { e = e.filter { $0.value.expiresAtMs > nowMs } }
+            e[Self.key(residentID, mobile)] = Entry(code: code, expiresAtMs: nowMs + ttlMs, triesLeft: tries, name: name, residentID: residentID, mobile: mobile)
+        }
+        return code
+    }
+
+    /// Checks a code; a right one is used up, a wrong one costs a try.
+    func check(residentID: ResidentID, mobile: MobileNumber, code: String, nowMs: Int64) -> (Check, Entry?) {
+        entries.withLock { e in
+            let k = Self.key(residentID, mobile)
+            guard var entry = e[k] else { return (.unknown, nil) }
+            if entry.expiresAtMs <= nowMs { e[k] = nil; return (.expired, nil) }
+            if entry.triesLeft <= 0 { e[k] = nil; return (.exhausted, nil) }
+            if Array(entry.code.utf8) == Array(code.utf8) { e[k] = nil; return (.ok, entry) }
+            entry.triesLeft -= 1
+            if entry.triesLeft == 0 { e[k] = nil; return (.exhausted, nil) }
+            e[k] = entry
+            return (.wrong(triesLeft: entry.triesLeft), nil)
+        }
+    }
+
+    private static func key(_ id: ResidentID, _ mobile: MobileNumber) -> String { id.value + "|" + mobile.digits }
+}
+
+/// Token buckets by key (a client address, a mobile number): `burst` at once, then `perSecond`.
+final class RateLimiter: Sendable {
+    private struct Bucket { var tokens: Double; var atNanos: UInt64 }
+    private let buckets = Mutex<[String: Bucket]>([:])
+    private let burst: Double
+    private let perSecond: Double
+    private let maxKeys = 200_000
+
+    init(burst: Int, perSecond: Double) {
+        self.burst = Double(burst)
+        self.perSecond = perSecond
+    }
+
+    /// Takes one token for `key`; false (and nothing taken) if there is none.
+    func allow(_ key: String, nowNanos: UInt64) -> Bool {
+        buckets.withLock { b in
+            if b.count >= maxKeys {
+                // Forget the keys that have refilled anyway (they would start full again).
+                b = b.filter { Double(nowNanos &- $0.value.atNanos) / 1e9 * perSecond + $0.value.tokens < burst }
+            }
+            var bucket = b[key] ?? Bucket(tokens: burst, atNanos: nowNanos)
+            bucket.tokens = min(burst, bucket.tokens + Double(nowNanos &- bucket.atNanos) / 1e9 * perSecond)
+            bucket.atNanos = nowNanos
+            guard bucket.tokens >= 1 else { b[key] = bucket; return false }
+            bucket.tokens -= 1
+            b[key] = bucket
+            return true
+        }
+    }
+}
