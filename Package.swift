@@ -113,7 +113,13 @@ let package = Package(
         // Drills and benches against real node processes on loopback (used by the CLI and tests).
         .target(
             name: "Drills",
-            dependencies: ["ClinicNode", "Mesh", "PKI", "ReplicatedStore"],
+            dependencies: [
+                "ClinicNode", "Mesh", "PKI", "ReplicatedStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: strict
         ),
 
@@ -163,8 +169,9 @@ let package = Package(
         .testTarget(
             name: "ClinicNodeTests",
             dependencies: [
-                "ClinicNode", "Consensus", "ReplicatedStore", "Mesh", "PKI", "Domain",
+                "ClinicNode", "Consensus", "ReplicatedStore", "Mesh", "PKI", "Domain", "Drills",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -145,6 +145,8 @@ extension MeshNode {
                     }
                     evict(target)
                     body = try AdminJSON.encode(["proposed": target])
+                case "appointment-status":
+                    body = try AdminJSON.encode(try await stepAppointment(try JSONDecoder().decode(AppointmentStepCommand.self, from: argument)))
                 case "seed-demo":
                     let request = try JSONDecoder().decode(DemoSeedRequest.self, from: argument)
                     body = try AdminJSON.encode(try seedDemo(request))

@@ -87,7 +87,8 @@ public enum RefuseReason: String, Sendable, Equatable, CaseIterable {
 extension Booking {
     /// The same booking a request asks for (a retry), not another one under a reused id.
     func matches(_ q: BookingRequest) -> Bool {
-        block == q.block && patient == q.patient && releases == q.releases && confirms == q.confirms && q.candidates.contains(slot)
+        if isRefusal { return block == q.block && patient == q.patient && q.targets == nil }
+        return block == q.block && patient == q.patient && releases == q.releases && confirms == q.confirms && q.candidates.contains(slot)
     }
 }
 
@@ -268,7 +269,7 @@ public struct BookingNode: Sendable {
             }
         }
         if q.targets == nil, r.opensAtMs > 0, wallMs < r.opensAtMs {
-            return [.refused(requestID: q.id, reason: .notYetOpen)]
+            return refuse(q, .notYetOpen, r)
         }
         // A strike (no-show, late cancellation) is only recorded; a reservation is checked.
         if q.block.hasPrefix(quotaBucketPrefix), q.targets == nil, Strike(encoded: q.tag) == nil {
@@ -321,12 +322,25 @@ public struct BookingNode: Sendable {
                 let gone = store.releases(of: hold).contains { bookingStatus($0, in: state) == .active } || r.collected.contains { $0.releases == hold }
                 return [.refused(requestID: q.id, reason: gone ? .holdExpired : .notBooked)]
             }
-            return [.refused(requestID: q.id, reason: q.targets == nil ? .slotTaken : .notBooked)]
+            return q.targets == nil ? refuse(q, .slotTaken, r) : [.refused(requestID: q.id, reason: .notBooked)]
         }
         tried[q.block]!.slots[SlotGeneration(slot: slot, generation: generation)] = q.id
         let b = Booking(id: q.id, block: q.block, slot: slot, patient: q.patient, epoch: r.epoch, generation: generation, releases: q.releases,
                         tag: q.tag, reofferAtMs: q.releases == nil ? 0 : wallMs + reofferDelayMs, confirms: q.confirms,
                         holdUntilMs: q.holdMs > 0 && q.targets == nil ? wallMs + q.holdMs : 0)
+        persist(records: [b])
+        pending[b.id] = Pending(booking: b, voters: r.voters)
+        for v in r.voters { out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(b)))) }
+        return drain()
+    }
+
+    /// Refuses a booking. One under a quota (its tag is the reservation's) is refused for good: a
+    /// refusal record, quorum-durable like a booking, before anyone is told. A later retry of the
+    /// request at any holder finds the record (a takeover collects it), so the request can never be
+    /// booked after all, and its entry node may give the quota place back.
+    private mutating func refuse(_ q: BookingRequest, _ reason: RefuseReason, _ r: LeaseRecord) -> [BookingAction] {
+        guard !q.block.hasPrefix(quotaBucketPrefix), QuotaTag(encoded: q.tag) != nil else { return [.refused(requestID: q.id, reason: reason)] }
+        let b = Booking(id: q.id, block: q.block, slot: -1, patient: q.patient, epoch: r.epoch, tag: q.tag, refusal: reason.rawValue)
         persist(records: [b])
         pending[b.id] = Pending(booking: b, voters: r.voters)
         for v in r.voters { out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(b)))) }

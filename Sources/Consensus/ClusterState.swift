@@ -45,18 +45,23 @@ public struct Booking: Hashable, Sendable, Codable {
     public var confirms: String?
     /// On a hold: unless confirmed by then (the holder's wall clock), the holder releases it. 0: not a hold.
     public var holdUntilMs: Int64
+    /// Set on a refusal record (a `RefuseReason` raw value): the request was refused for good, so a
+    /// later retry is refused too and its quota place can be given back. It takes no slot.
+    public var refusal: String?
     public init(id: String, block: BlockID, slot: Int, patient: String, epoch: Epoch, generation: UInt32 = 0, releases: String? = nil,
-                tag: String = "", reofferAtMs: Int64 = 0, confirms: String? = nil, holdUntilMs: Int64 = 0) {
+                tag: String = "", reofferAtMs: Int64 = 0, confirms: String? = nil, holdUntilMs: Int64 = 0, refusal: String? = nil) {
         self.id = id; self.block = block; self.slot = slot; self.patient = patient; self.epoch = epoch
         self.generation = generation; self.releases = releases; self.tag = tag; self.reofferAtMs = reofferAtMs
-        self.confirms = confirms; self.holdUntilMs = holdUntilMs
+        self.confirms = confirms; self.holdUntilMs = holdUntilMs; self.refusal = refusal
     }
+
+    public var isRefusal: Bool { refusal != nil }
 
     public var isRelease: Bool { releases != nil }
     /// A hold not confirmed in this record (a confirmation holds the slot for good).
     public var isHold: Bool { holdUntilMs > 0 }
 
-    enum CodingKeys: String, CodingKey { case id, block, slot, patient, epoch, generation, releases, tag, reofferAtMs, confirms, holdUntilMs }
+    enum CodingKeys: String, CodingKey { case id, block, slot, patient, epoch, generation, releases, tag, reofferAtMs, confirms, holdUntilMs, refusal }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -71,6 +76,7 @@ public struct Booking: Hashable, Sendable, Codable {
         reofferAtMs = try c.decodeIfPresent(Int64.self, forKey: .reofferAtMs) ?? 0
         confirms = try c.decodeIfPresent(String.self, forKey: .confirms)
         holdUntilMs = try c.decodeIfPresent(Int64.self, forKey: .holdUntilMs) ?? 0
+        refusal = try c.decodeIfPresent(String.self, forKey: .refusal)
     }
 }
 
@@ -238,10 +244,10 @@ public func slotViews(block: BlockID, bookings: [Booking], state: ClusterState) 
         if b.generation > top.generation { current[b.slot] = [b] }
         else if b.generation == top.generation, !current[b.slot]!.contains(where: { $0.id == b.id && $0.epoch == b.epoch }) { current[b.slot]!.append(b) }
     }
-    for b in r.collected { add(b) }
+    for b in r.collected where !b.isRefusal { add(b) }
     for b in bookings where b.block == block {
         if b.epoch > r.epoch { return ([:], true) }
-        if b.epoch == r.epoch, !r.collectedIDs.contains(b.id) { add(b) }
+        if b.epoch == r.epoch, !r.collectedIDs.contains(b.id), !b.isRefusal { add(b) }
     }
     return (current, false)
 }

@@ -262,17 +262,26 @@ public struct ConsensusCore: Sendable {
             }
             return
         }
-        // The booking's outcome ends its flow. A refused booking keeps its reservation: the same
-        // request may still be booked through another node (a client's retry racing a stale
-        // holder's refusal; simulator seed 225), and giving the quota back then would let the
-        // patient exceed it. The quota errs on the side of refusing (PROTOCOL.md, "Not covered yet").
-        quotaFlows[o.requestID] = nil
+        // The booking's outcome ends its flow. A refusal for good (`finalRefusals`: made durable by
+        // the holder, so no retry can book the request after all) gives the reservation back. Any
+        // other refusal keeps it: the same request may still be booked through another node (a
+        // client's retry racing a stale holder's answer; simulator seed 225), and the quota errs on
+        // the side of refusing.
+        if let flow = quotaFlows.removeValue(forKey: o.requestID), case .refused(_, let reason) = o, Self.finalRefusals.contains(reason) {
+            let reservation = Self.reservationPrefix + flow.id
+            let release = BookingRequest(id: "release:" + reservation, block: Self.quotaBucket(patient: flow.patient, buckets: options.quotaBuckets),
+                                         slot: Self.reservationSlot(reservation), patient: flow.patient, releases: reservation)
+            pendingReleases[release.id] = release
+            take(release)
+        }
         out.append(.outcome(o))
     }
 
     // MARK: Per-person quotas
 
     static let reservationPrefix = "quota:"
+    /// Refusals a holder makes durable for bookings under a quota (`BookingNode.refuse`).
+    static let finalRefusals: Set<RefuseReason> = [.slotTaken, .notYetOpen]
 
     /// The patient's quota bucket, and the slot a reservation takes in it (unique per request).
     public static func quotaBucket(patient: String, buckets: Int) -> BlockID {
@@ -432,7 +441,11 @@ public struct ConsensusCore: Sendable {
             case .persist(let w): out.append(.persistBooking(w))
             case .acknowledged(let b):
                 if freshAcked.count < 4096 { freshAcked.append(b) }
-                finish(.booked(b))
+                if let reason = b.refusal.flatMap(RefuseReason.init(rawValue:)) {
+                    finish(.refused(requestID: b.id, reason: reason))
+                } else {
+                    finish(.booked(b))
+                }
             case .refused(let rid, let reason): finish(.refused(requestID: rid, reason: reason))
             case .forward(var q, let to):
                 q.hops += 1

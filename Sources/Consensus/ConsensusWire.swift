@@ -220,7 +220,7 @@ extension ByteWriter {
     mutating func booking(_ b: Booking) {
         str(b.id); str(b.block); u64(UInt64(bitPattern: Int64(b.slot))); str(b.patient); u64(b.epoch); u32(b.generation)
         optionalStr(b.releases); str(b.tag); u64(UInt64(bitPattern: b.reofferAtMs))
-        optionalStr(b.confirms); u64(UInt64(bitPattern: b.holdUntilMs))
+        optionalStr(b.confirms); u64(UInt64(bitPattern: b.holdUntilMs)); optionalStr(b.refusal)
     }
     mutating func optionalStr(_ s: String?) { if let s { u8(1); str(s) } else { u8(0) } }
     mutating func bookings(_ bs: [Booking]) { u32(UInt32(bs.count)); for b in bs { booking(b) } }
@@ -234,9 +234,10 @@ extension ByteReader {
         var b = Booking(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient, epoch: epoch,
                         generation: generation, releases: releases, tag: tag, reofferAtMs: Int64(bitPattern: reoffer))
         if !legacy {
-            guard let confirms = optionalStr(), let holdUntil = u64() else { return nil }
+            guard let confirms = optionalStr(), let holdUntil = u64(), let refusal = optionalStr() else { return nil }
             b.confirms = confirms
             b.holdUntilMs = Int64(bitPattern: holdUntil)
+            b.refusal = refusal
         }
         return b
     }

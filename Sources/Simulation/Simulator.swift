@@ -189,6 +189,8 @@ public final class ClusterSimulation {
     var setupDone = false
     var requestCounter = 0
     var acked: [String: Booking] = [:]
+    /// Requests under a quota refused for good (their quota place given back): never booked later.
+    var refusedForGood: Set<String> = []
     /// Recent client requests, re-sent now and then through another node (retries).
     var recentRequests: [BookingRequest] = []
     /// Requests made under the quotas: request id -> (patient, what the booking is for).
@@ -624,13 +626,23 @@ public final class ClusterSimulation {
                 queueWrite(n, .booking(w))
             case .outcome(.booked(let b)):
                 hashEvent(10, n.idx, b.slot, b.epoch)
+                if refusedForGood.contains(b.id) {
+                    fail("a request refused for good is never booked", "request \(b.id) was refused (its quota place given back) and later booked as \(b)")
+                }
                 if let first = acked.updateValue(b, forKey: b.id) {
                     if first != b { fail("a retried request returns its first outcome", "request \(b.id) acknowledged as \(first) and later as \(b)") }
                 } else {
                     stats.bookingsAcked += 1
                 }
-            case .outcome(.refused):
+            case .outcome(.refused(let id, let reason)):
                 stats.bookingsRefused += 1
+                // Under a quota these are made durable before they are sent, and give the place back.
+                if quotaRequests[id] != nil, reason == .slotTaken || reason == .notYetOpen {
+                    if let b = acked[id], !b.isRelease {
+                        fail("a request refused for good is never booked", "request \(id) was booked as \(b) and later refused (\(reason))")
+                    }
+                    refusedForGood.insert(id)
+                }
             case .applied(let entry, let accepted):
                 applied(n, entry, accepted: accepted)
             case .snapshotRestored:

@@ -1,0 +1,123 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// A patient's HTTPS connection to a node's patient API (tests, drills and `bench booking`): one
+/// keep-alive TLS connection, optionally from a chosen loopback source address (127.0.0.x), that
+/// trusts the cluster CA and checks the node's IP address against its certificate. Requests may
+/// overlap: they are pipelined and answered in order.
+public final class PatientClient: Sendable {
+    public struct Answer: Sendable {
+        public var status: Int
+        public var body: [UInt8]
+        public var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] }
+        public var text: String { String(decoding: body, as: UTF8.self) }
+    }
+
+    public struct Closed: Error, CustomStringConvertible {
+        public var description: String { "连接已关闭 / the connection is closed" }
+    }
+
+    let channel: any Channel
+    let host: String
+
+    init(channel: any Channel, host: String) {
+        self.channel = channel
+        self.host = host
+    }
+
+    /// Connects to `host:port` over TLS, trusting the CA in `caPEM`, from `localAddress` if given.
+    public static func connect(host: String, port: Int, caPEM: String, localAddress: String? = nil,
+                               group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> PatientClient {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8)))
+        let context = try NIOSSLContext(configuration: tls)
+        var bootstrap = ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(PipelinedResponses())
+                }
+            }
+        if let localAddress { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: localAddress, port: 0)) }
+        let channel = try await bootstrap.connect(host: host, port: port).get()
+        return PatientClient(channel: channel, host: host)
+    }
+
+    /// Sends one request (JSON body if given, `Authorization: Bearer` if a token is given).
+    public func send(_ method: HTTPMethod, _ path: String, json: (any Encodable & Sendable)? = nil, token: String? = nil) async throws -> Answer {
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
+        head.headers.add(name: "Host", value: host)
+        var body: ByteBuffer?
+        if let json {
+            let data = try JSONEncoder().encode(json)
+            body = ByteBuffer(bytes: data)
+            head.headers.add(name: "Content-Type", value: "application/json")
+        }
+        head.headers.add(name: "Content-Length", value: "\(body?.readableBytes ?? 0)")
+        if let token { head.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        let promise = channel.eventLoop.makePromise(of: Answer.self)
+        let request = Outgoing(head: head, body: body, answer: promise)
+        let channel = self.channel
+        // On the channel's loop, so a request is either queued in the handler or failed here, once.
+        channel.eventLoop.execute {
+            if channel.isActive { channel.writeAndFlush(request, promise: nil) } else { promise.fail(Closed()) }
+        }
+        return try await promise.futureResult.get()
+    }
+
+    public func close() async {
+        try? await channel.close()
+    }
+}
+
+struct Outgoing: Sendable {
+    var head: HTTPRequestHead
+    var body: ByteBuffer?
+    var answer: EventLoopPromise<PatientClient.Answer>
+}
+
+/// Writes requests and hands each response to the oldest request still waiting.
+final class PipelinedResponses: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = Outgoing
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private var waiting = CircularBuffer<EventLoopPromise<PatientClient.Answer>>()
+    private var status = 0
+    private var body: [UInt8] = []
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let request = unwrapOutboundIn(data)
+        waiting.append(request.answer)
+        context.write(wrapOutboundOut(.head(request.head)), promise: nil)
+        if let b = request.body { context.write(wrapOutboundOut(.body(.byteBuffer(b))), promise: nil) }
+        context.write(wrapOutboundOut(.end(nil)), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            status = Int(head.status.code)
+            body = []
+        case .body(let buffer):
+            body += buffer.readableBytesView
+        case .end:
+            if let next = waiting.popFirst() { next.succeed(PatientClient.Answer(status: status, body: body)) }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        while let next = waiting.popFirst() { next.fail(PatientClient.Closed()) }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        while let next = waiting.popFirst() { next.fail(error) }
+        context.close(promise: nil)
+    }
+}
