@@ -142,7 +142,9 @@ final class ConsensusShell: Sendable {
     }
 
     private func runLocked(_ body: (inout ConsensusCore) -> [CoreEffect]) -> [CoreEffect] {
-        core.withLock { c in
+        let wall = clock.wallMillis()
+        return core.withLock { c in
+            c.observeWall(wall)
             let effects = body(&c)
             var rest: [CoreEffect] = []
             var wrote = false

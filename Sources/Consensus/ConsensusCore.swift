@@ -192,6 +192,10 @@ public struct ConsensusCore: Sendable {
         return drain()
     }
 
+    /// The wall clock read just now (a real node's shell, before each step): release windows and
+    /// hold expiries are judged at the instant a request arrives, not at the last tick.
+    public mutating func observeWall(_ wallMs: Int64) { lastWallMs = wallMs }
+
     /// A booking from a client of this node.
     public mutating func request(_ q: BookingRequest) -> [CoreEffect] {
         take(q)

@@ -145,9 +145,21 @@ struct TestFailure: Error, CustomStringConvertible {
 }
 
 extension PatientClient {
-    /// Holds any free slot of `schedule`; the answer.
+    /// Holds any free slot of `schedule`; the answer. Like a real client, it retries a 503 (no
+    /// outcome in time, a failover) with the same request id, which never books twice.
     func hold(_ schedule: String, request: String, token: String) async throws -> Answer {
-        try await send(.POST, "/api/v1/appointments", json: ["request_id": request, "schedule_id": schedule], token: token)
+        try await call(.POST, "/api/v1/appointments", json: ["request_id": request, "schedule_id": schedule], token: token)
+    }
+
+    /// Sends, and like a real client repeats a 503 (no outcome in time, a failover) unchanged:
+    /// bookings, confirmations and cancellations are idempotent by their ids.
+    func call(_ method: HTTPMethod, _ path: String, json: [String: String]? = nil, token: String? = nil) async throws -> Answer {
+        var answer = try await send(method, path, json: json, token: token)
+        for _ in 0..<10 where answer.status == 503 {
+            try await Task.sleep(for: .milliseconds(200))
+            answer = try await send(method, path, json: json, token: token)
+        }
+        return answer
     }
 }
 
