@@ -63,13 +63,17 @@ public enum DemoData {
     }
 
     /// Writes the department's demo rows into `node`'s replica and returns its sessions as blocks.
-    public static func seed(node: MeshNode, start: CivilDate, days: Int, dataKey: SymmetricKey) throws -> Summary {
-        guard let spec = departments[node.config.nodeID] else {
-            throw NodeError(.admin, zh: "演示数据只适用于节点 neike、waike、erke（本节点是 \(node.config.nodeID)）。",
-                            en: "demo data exists only for the nodes neike, waike and erke (this is \(node.config.nodeID)).")
+    /// `department`: whose doctors (neike, waike or erke; default the node's own id); `capacity`:
+    /// slots per session instead of the usual 12 (chief physicians) and 24 (the others).
+    public static func seed(node: MeshNode, start: CivilDate, days: Int, dataKey: SymmetricKey, department: String? = nil,
+                            capacity: Int? = nil) throws -> Summary {
+        let slug = department ?? node.config.nodeID
+        guard let spec = departments[slug] else {
+            throw NodeError(.admin, zh: "演示数据只有科室 neike、waike、erke（请求的是 \(slug)）。",
+                            en: "demo data exists only for the departments neike, waike and erke (asked for \(slug)).")
         }
-        let departmentID = try DepartmentID(node.config.nodeID)
-        var summary = Summary(department: node.config.nodeID, practitioners: 0, schedules: 0, slots: 0, patients: 0, blocks: [])
+        let departmentID = try DepartmentID(slug)
+        var summary = Summary(department: slug, practitioners: 0, schedules: 0, slots: 0, patients: 0, blocks: [])
         try node.write { w in
             if try node.replica.liveRow("department", key: departmentID.rawValue) == nil {
                 try w.insert("department", key: departmentID.rawValue, values: ["name": .text(spec.nameZh), "code": .text(spec.nameEn)])
@@ -84,7 +88,7 @@ public enum DemoData {
                 for day in 0..<days {
                     let date = try start.adding(days: day)
                     for half in sessions(doctor, index: index, date: date) {
-                        let capacity = doctor.title == .chiefPhysician ? 12 : 24
+                        let capacity = capacity ?? (doctor.title == .chiefPhysician ? 12 : 24)
                         let schedule = try Schedule(practitioner: practitioner, date: date, halfDay: half, capacity: capacity)
                         let key = schedule.key.rawValue
                         summary.blocks.append(BlockDefinition(block: key, home: node.config.nodeID, slots: capacity,
@@ -104,7 +108,7 @@ public enum DemoData {
                 }
             }
             // Patients live on 内科's node in the demo; any node could have registered them.
-            guard node.config.nodeID == "neike" else { return }
+            guard slug == "neike" else { return }
             let secret = patientKeySecret(dataKey: dataKey)
             for (i, name) in patientNames.enumerated() {
                 let birth = try CivilDate(year: 1950 + (i * 3) % 60, month: 1 + i % 12, day: 1 + (i * 7) % 28)
@@ -128,12 +132,17 @@ public enum DemoData {
     }
 }
 
-/// `seed-demo {"start_date": "yyyy-mm-dd", "days": 7}` on the admin API.
+/// `seed-demo {"start_date": "yyyy-mm-dd", "days": 7}` on the admin API; optional `departments`
+/// (whose doctors this node gets, default its own id) and `capacity` (slots per session).
 public struct DemoSeedRequest: Codable, Sendable, Hashable {
     public var startDate: String
     public var days: Int
-    public init(startDate: String, days: Int) { self.startDate = startDate; self.days = days }
-    enum CodingKeys: String, CodingKey { case startDate = "start_date", days }
+    public var departments: [String]?
+    public var capacity: Int?
+    public init(startDate: String, days: Int, departments: [String]? = nil, capacity: Int? = nil) {
+        self.startDate = startDate; self.days = days; self.departments = departments; self.capacity = capacity
+    }
+    enum CodingKeys: String, CodingKey { case startDate = "start_date", days, departments, capacity }
 }
 
 extension MeshNode {
@@ -141,9 +150,18 @@ extension MeshNode {
         guard (1...31).contains(request.days) else {
             throw NodeError(.admin, zh: "days 须在 1 到 31 之间。", en: "days must be between 1 and 31.")
         }
+        if let c = request.capacity, !(1...64).contains(c) {
+            throw NodeError(.admin, zh: "capacity 须在 1 到 64 之间。", en: "capacity must be between 1 and 64.")
+        }
         let start = try CivilDate(parsing: request.startDate, field: "start_date")
         let dataKey = try DataKeyFile.load(from: config.dataKeyFile)
-        let summary = try DemoData.seed(node: self, start: start, days: request.days, dataKey: dataKey)
+        var summary = DemoData.Summary(department: "", practitioners: 0, schedules: 0, slots: 0, patients: 0, blocks: [])
+        for department in request.departments ?? [config.nodeID] {
+            let one = try DemoData.seed(node: self, start: start, days: request.days, dataKey: dataKey, department: department, capacity: request.capacity)
+            summary.department += (summary.department.isEmpty ? "" : ",") + one.department
+            summary.practitioners += one.practitioners; summary.schedules += one.schedules
+            summary.slots += one.slots; summary.patients += one.patients; summary.blocks += one.blocks
+        }
         defineBlocks(summary.blocks)
         logger.notice("已写入演示数据 / demo data written", metadata: [
             "demo.schedules": "\(summary.schedules)", "demo.slots": "\(summary.slots)", "demo.patients": "\(summary.patients)"])

@@ -374,6 +374,8 @@ public final class MeshNode: Sendable {
                     for peer in peers {
                         group.addTask { await self.runLink(peer) }
                     }
+                    // A node alone (a one-node cluster) has no links, but the service lives on.
+                    if peers.isEmpty { group.addTask { try? await gracefulShutdown() } }
                 }
             }
         } onGracefulShutdown: {

@@ -134,6 +134,12 @@ public final class LocalCluster: @unchecked Sendable {
         try await AdminClient.defineBlocks(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin, expectedNodeID: id, blocks)
     }
 
+    /// Any admin command (`seed-demo {...}`, ...); the answer's bytes.
+    public func call(_ id: String, _ command: String) async throws -> [UInt8] {
+        try await AdminClient.request(host: "127.0.0.1", port: ports[id]!.admin, command: command, clusterID: clusterID, credentials: admin,
+                                      expectedNodeID: id)
+    }
+
     public func bookings(_ id: String) async throws -> BookingsView {
         try await AdminClient.bookings(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin, expectedNodeID: id)
     }

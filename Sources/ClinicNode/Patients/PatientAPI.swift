@@ -11,7 +11,7 @@ import NIOSSL
 // `{"code", "message_zh", "message_en"}` with a fitting HTTP status. Routes:
 //   POST /api/v1/codes                    {name, resident_id, mobile}      -> code sent by SMS
 //   POST /api/v1/sessions                 {resident_id, mobile, code}      -> {token}
-//   GET  /api/v1/slots?department=&date=&half_day=&practitioner=&title=&all=1
+//   GET  /api/v1/slots?department=&date=&half_day=&practitioner=&title=&all=1&limit=
 //   POST /api/v1/appointments             {request_id, slot_id | schedule_id}  (Bearer token) -> pending
 //   POST /api/v1/appointments/{id}/confirm {payment}                        -> booked
 //   POST /api/v1/appointments/{id}/cancel                                   -> cancelled
@@ -69,7 +69,8 @@ extension MeshNode {
             await self.answer(200) {
                 let p = request.uri.queryParameters
                 let q = SearchQuery(department: p.get("department"), date: p.get("date"), halfDay: p.get("half_day"),
-                                    practitioner: p.get("practitioner"), title: p.get("title"), onlyFree: p.get("all") != "1")
+                                    practitioner: p.get("practitioner"), title: p.get("title"), onlyFree: p.get("all") != "1",
+                                    limit: min(500, max(1, p.get("limit").flatMap(Int.init) ?? 200)))
                 return SlotsAnswer(slots: try self.searchSlots(q, desk: desk))
             }
         }

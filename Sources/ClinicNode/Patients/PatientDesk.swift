@@ -164,6 +164,8 @@ struct SearchQuery: Sendable {
     var title: String?
     /// Only free slots (default), or every slot with its status.
     var onlyFree = true
+    /// At most this many slots in the answer (1...500, default 200).
+    var limit = 200
 }
 
 // MARK: - The operations
@@ -280,6 +282,7 @@ extension MeshNode {
                         status = .free
                     }
                     if q.onlyFree, status != .free { continue }
+                    if out.count >= q.limit { return out }
                     let t = s.times(of: index)
                     out.append(SlotResource(
                         id: "\(s.schedule)/\(index + 1)", schedule: s.schedule, department: s.department, departmentName: s.departmentName,

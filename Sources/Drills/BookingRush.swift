@@ -1,0 +1,386 @@
+import ClinicNode
+import Domain
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// The 15:00 release rush against real node processes (`clinicmesh bench booking`): distinct
+/// patients, each with its own resident ID and its own loopback source address, sign in by SMS
+/// code, then search → hold → confirm (sometimes cancel) on an open-loop schedule; about one in
+/// ten is a scalper who keeps holding and never pays. Afterwards every node's bookings are read
+/// back: no slot may have two holders, and every acknowledged confirmation must be there.
+public struct BookingRush: Sendable {
+    public struct Options: Sendable {
+        public var nodes = 3
+        public var clients = 2000
+        /// Mean think time between one client's requests (Poisson); 0: back to back.
+        public var thinkMs = 1000.0
+        public var seconds = 15.0
+        public var binary: String
+        /// Slots per session (the demo's sessions, seven days, of 内科, 外科 and 儿科).
+        public var capacity = 60
+        public var scalperShare = 0.1
+        public var seed: UInt64 = 1
+        public init(binary: String) { self.binary = binary }
+    }
+
+    public struct Report: Codable, Sendable {
+        public var nodes: Int
+        public var clients: Int
+        public var thinkMs: Double
+        public var seconds: Double
+        public var requests: Int
+        public var requestsPerS: Double
+        public var bookings: Int
+        public var bookingsPerS: Double
+        public var p50Ms: Double
+        public var p99Ms: Double
+        public var p999Ms: Double
+        public var maxMs: Double
+        public var byKind: [String: Int]
+        public var refusedByReason: [String: Int]
+        public var errors: Int
+        public var doubleBookings: Int
+        public var lostAcks: Int
+        public var generatorLateP99Ms: Double
+        public var generatorLateMaxMs: Double
+        public var slotsOffered: Int
+
+        enum CodingKeys: String, CodingKey {
+            case nodes, clients, thinkMs = "think_ms", seconds, requests, requestsPerS = "requests_per_s", bookings, bookingsPerS = "bookings_per_s"
+            case p50Ms = "p50_ms", p99Ms = "p99_ms", p999Ms = "p999_ms", maxMs = "max_ms", byKind = "by_kind"
+            case refusedByReason = "refused_by_reason", errors, doubleBookings = "double_bookings", lostAcks = "lost_acks"
+            case generatorLateP99Ms = "generator_late_p99_ms", generatorLateMaxMs = "generator_late_max_ms", slotsOffered = "slots_offered"
+        }
+    }
+
+    let options: Options
+    let say: @Sendable (String) -> Void
+    public init(_ options: Options, say: @escaping @Sendable (String) -> Void) { self.options = options; self.say = say }
+
+    static let departments = [("neike", "内科"), ("waike", "外科"), ("erke", "儿科")]
+
+    public func run() async throws -> Report {
+        let ids = Array(Self.departments.prefix(options.nodes).map(\.0))
+        var tuning = LocalCluster.drillTuning
+        tuning.durability = "full"
+        let cluster = try LocalCluster(departments: Array(Self.departments.prefix(options.nodes)).map { (id: $0.0, department: $0.1) },
+                                       binary: options.binary, tuning: tuning, logLevel: "warning", folderPrefix: "clinicmesh-rush-") { _, config in
+            var p = PatientConfig()
+            p.port = (try? LocalCluster.freePort()) ?? 0
+            // Clients here are distinct addresses at about 1 request/s each; back to back they
+            // go faster, so the per-address limit is raised for the bench (reported).
+            p.perAddressBurst = 400
+            p.perAddressPerSecond = 200
+            config.patients = p
+        }
+        defer {
+            cluster.stopAll()
+            if ProcessInfo.processInfo.environment["CLINICMESH_BENCH_KEEP"] == nil { cluster.remove() }
+        }
+        try cluster.startAll()
+        let ports = try ids.reduce(into: [String: Int]()) { out, id in
+            let data = try Data(contentsOf: URL(fileURLWithPath: cluster.folder + "/\(id).json"))
+            out[id] = try JSONDecoder().decode(NodeConfig.self, from: data).patients?.port
+        }
+        // Sessions of all three departments, on their own nodes (all on one node when alone).
+        let start = Self.firstVisitDate()
+        say("准备：播种 7 天出诊，每时段 \(options.capacity) 个号 / seeding 7 days of sessions, \(options.capacity) slots each")
+        var slots = 0
+        for (i, id) in ids.enumerated() {
+            let mine = options.nodes == 1 ? Self.departments.map(\.0) : [Self.departments[i].0]
+            let body = String(decoding: try JSONEncoder().encode(DemoSeedRequest(startDate: start.description, days: 7, departments: mine, capacity: options.capacity)), as: UTF8.self)
+            var summary: DemoData.Summary?
+            try await waitFor("seed \(id)", seconds: 60) {
+                let answer = try await cluster.call(id, "seed-demo " + body)
+                guard let s = try? JSONDecoder().decode(DemoData.Summary.self, from: Data(answer)) else {
+                    throw DrillError("seed-demo on \(id): \(String(decoding: answer, as: UTF8.self))")
+                }
+                summary = s
+                return true
+            }
+            slots += summary?.slots ?? 0
+        }
+        try await waitFor("every session and quota bucket leased", seconds: 120) {
+            let view = try await cluster.bookings(ids[0])
+            return view.blocks.count > 16 && view.blocks.allSatisfy(\.valid)
+        }
+        let ca = try String(contentsOfFile: cluster.folder + "/certs/admin/ca.crt", encoding: .utf8)
+        // The generator's connections share one event loop thread: the nodes get the rest.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { group.shutdownGracefully { _ in } }
+
+        say("准备：\(options.clients) 位患者各自从自己的地址登录（短信验证码）/ \(options.clients) patients sign in from their own addresses (SMS codes)")
+        let patients = try await signIn(cluster: cluster, ids: ids, ports: ports, ca: ca, group: group)
+
+        say("运行：\(options.seconds) 秒，平均思考 \(options.thinkMs) ms / running \(options.seconds) s, mean think time \(options.thinkMs) ms")
+        let stats = Stats()
+        let schedules = try await sessionList(patients[0])
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int(options.seconds * 1000)))
+        let started = ContinuousClock.now
+        await withDiscardingTaskGroup { group in
+            for p in patients {
+                group.addTask { await self.drive(p, schedules: schedules, until: deadline, stats: stats) }
+            }
+        }
+        let elapsed = (ContinuousClock.now - started).seconds
+        for p in patients { await p.client.close() }
+
+        say("检查：从每个节点读回预约 / checking: reading every node's bookings back")
+        try await Task.sleep(for: .seconds(2))
+        let (double, lost) = try await verify(cluster: cluster, ids: ids, patients: patients)
+        return stats.report(options: options, elapsed: elapsed, doubleBookings: double, lostAcks: lost, slots: slots)
+    }
+
+    /// The first visit date: tomorrow, or today before 15:00 (so all seven days are open now).
+    static func firstVisitDate() -> CivilDate {
+        let now = (try? ShanghaiTime.civil(of: Date())) ?? (date: try! CivilDate(year: 2026, month: 1, day: 1), time: try! LocalTime(hour: 0, minute: 0))
+        return (now.time.hour >= 15 ? (try? now.date.adding(days: 1)) : now.date) ?? now.date
+    }
+
+    // MARK: Patients
+
+    final class Patient: Sendable {
+        let index: Int
+        let scalper: Bool
+        let client: PatientClient
+        let token: String
+        let state = Mutex(State(rng: 1))
+        struct State {
+            var rng: UInt64
+            var held: [String] = []
+            var confirmed: Set<String> = []
+            var cancelled: Set<String> = []
+            var nextRequest = 0
+        }
+        init(index: Int, scalper: Bool, client: PatientClient, token: String, seed: UInt64) {
+            self.index = index; self.scalper = scalper; self.client = client; self.token = token
+            state.withLock { $0 = State(rng: seed | 1) }
+        }
+        /// xorshift: each patient's own reproducible choices.
+        func random() -> Double {
+            state.withLock { s in
+                s.rng ^= s.rng << 13; s.rng ^= s.rng >> 7; s.rng ^= s.rng << 17
+                return Double(s.rng >> 11) / Double(1 << 53)
+            }
+        }
+    }
+
+    static func person(_ n: Int) -> (name: String, residentID: String, mobile: String) {
+        let birth = (try? CivilDate(year: 1950 + n % 60, month: 1 + (n / 60) % 12, day: 1 + (n / 720) % 28)) ?? (try! CivilDate(year: 1980, month: 1, day: 1))
+        let id = (try? ResidentID.make(regionCode: "130102", birthDate: birth, sequence: (n / 20_160) % 1000))?.value ?? ""
+        let names = ["王芳", "李伟", "张敏", "刘洋", "陈静", "杨帆", "赵磊", "黄丽", "周杰", "吴娟"]
+        return (names[n % names.count], id, "139" + String(format: "%08d", n))
+    }
+
+    /// 127.0.x.y for client n (never 127.0.0.1, the nodes' own address).
+    static func address(_ n: Int) -> String { "127.0.\((n + 2) / 250).\((n + 2) % 250 + 2)" }
+
+    func signIn(cluster: LocalCluster, ids: [String], ports: [String: Int], ca: String, group: any EventLoopGroup) async throws -> [Patient] {
+        var clients: [Int: PatientClient] = [:]
+        for batch in stride(from: 0, to: options.clients, by: 100) {
+            let range = batch..<min(options.clients, batch + 100)
+            try await withThrowingTaskGroup(of: (Int, PatientClient).self) { tasks in
+                for n in range {
+                    let node = ids[n % ids.count], person = Self.person(n)
+                    tasks.addTask {
+                        let c = try await PatientClient.connect(host: "127.0.0.1", port: ports[node]!, caPEM: ca, localAddress: Self.address(n), group: group)
+                        let a = try await c.send(.POST, "/api/v1/codes", json: ["name": person.name, "resident_id": person.residentID, "mobile": person.mobile])
+                        guard a.status == 201 else { throw DrillError("code for patient \(n): \(a.status) \(a.text)") }
+                        return (n, c)
+                    }
+                }
+                for try await (n, c) in tasks { clients[n] = c }
+            }
+        }
+        // The codes, from each node's SMS file (its file sender).
+        var codes: [String: String] = [:]
+        try await waitFor("every sign-in code in the SMS files", seconds: 120) {
+            for id in ids {
+                let text = (try? String(contentsOfFile: cluster.folder + "/data/\(id)/sms-sent.jsonl", encoding: .utf8)) ?? ""
+                for line in text.split(separator: "\n") {
+                    guard let m = try? JSONDecoder().decode(SMSMessage.self, from: Data(line.utf8)), m.kind == "code",
+                          let code = m.text.split(whereSeparator: { !$0.isASCII || !$0.isNumber }).first(where: { $0.count == 6 }) else { continue }
+                    codes[m.mobile] = String(code)
+                }
+            }
+            return codes.count >= options.clients
+        }
+        var patients: [Patient] = []
+        for batch in stride(from: 0, to: options.clients, by: 100) {
+            let range = batch..<min(options.clients, batch + 100)
+            let signed = try await withThrowingTaskGroup(of: Patient.self) { tasks in
+                for n in range {
+                    let person = Self.person(n), client = clients[n]!, code = codes[person.mobile]!
+                    let scalper = Double(n % 100) < options.scalperShare * 100
+                    let seed = options.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(n)
+                    tasks.addTask {
+                        let a = try await client.send(.POST, "/api/v1/sessions", json: ["resident_id": person.residentID, "mobile": person.mobile, "code": code])
+                        guard a.status == 201, let token = a.json?["token"] as? String else { throw DrillError("sign-in of patient \(n): \(a.status) \(a.text)") }
+                        return Patient(index: n, scalper: scalper, client: client, token: token, seed: seed)
+                    }
+                }
+                return try await tasks.reduce(into: [Patient]()) { $0.append($1) }
+            }
+            patients += signed
+        }
+        return patients.sorted { $0.index < $1.index }
+    }
+
+    struct Session: Sendable { var schedule: String; var department: String; var date: String; var popular: Bool }
+
+    /// Every open session (from one search per department): the popular ones are the chief physicians'.
+    func sessionList(_ p: Patient) async throws -> [Session] {
+        var out: [String: Session] = [:]
+        for (dept, _) in Self.departments {
+            let a = try await p.client.send(.GET, "/api/v1/slots?department=\(dept)&all=1&limit=500")
+            for s in (a.json?["slots"] as? [[String: Any]]) ?? [] {
+                guard let schedule = s["schedule"] as? String, let date = s["date"] as? String else { continue }
+                out[schedule] = Session(schedule: schedule, department: dept, date: date, popular: s["title"] as? String == "chiefPhysician")
+            }
+        }
+        return out.values.sorted { $0.schedule < $1.schedule }
+    }
+
+    // MARK: The open-loop schedule
+
+    /// One patient: the next request is due at its own Poisson time whether or not the last one
+    /// finished; latency counts from the due time. Back to back (think 0), one request at a time.
+    func drive(_ p: Patient, schedules: [Session], until deadline: ContinuousClock.Instant, stats: Stats) async {
+        let clock = ContinuousClock()
+        var due = clock.now.advanced(by: .milliseconds(Int(p.random() * max(options.thinkMs, 1))))
+        await withDiscardingTaskGroup { group in
+            while due < deadline {
+                if options.thinkMs > 0 {
+                    try? await clock.sleep(until: due)
+                    let start = clock.now
+                    let thisDue = due
+                    group.addTask { await self.step(p, schedules: schedules, due: thisDue, lateMs: (start - thisDue).ms, stats: stats) }
+                    due = due.advanced(by: .microseconds(Int(-log(1 - p.random()) * options.thinkMs * 1000)))
+                } else {
+                    let now = clock.now
+                    await step(p, schedules: schedules, due: now, lateMs: 0, stats: stats)
+                    due = clock.now
+                }
+            }
+        }
+    }
+
+    /// The patient's next move, by what it has: pay for a hold; once booked, look at the booking
+    /// (and rarely cancel it, once); else look for a slot and hold one. Scalpers hold and never pay.
+    func step(_ p: Patient, schedules: [Session], due: ContinuousClock.Instant, lateMs: Double, stats: Stats) async {
+        let (held, confirmed, cancelledBefore, requestNo) = p.state.withLock { s -> (String?, [String], Bool, Int) in
+            s.nextRequest += 1
+            return (s.held.popLast(), Array(s.confirmed.subtracting(s.cancelled)).sorted(), !s.cancelled.isEmpty, s.nextRequest)
+        }
+        let kind: String
+        let answer: PatientClient.Answer?
+        do {
+            if let held, !p.scalper {
+                kind = "confirm"
+                answer = try await p.client.send(.POST, "/api/v1/appointments/\(held)/confirm", json: ["payment": p.random() < 0.6 ? "insurance" : "card"], token: p.token)
+                if answer?.status == 200 { p.state.withLock { _ = $0.confirmed.insert(held) } }
+            } else if let mine = confirmed.first, !cancelledBefore, p.random() < 0.03 {
+                kind = "cancel"
+                answer = try await p.client.send(.POST, "/api/v1/appointments/\(mine)/cancel", token: p.token)
+                if answer?.status == 200 { p.state.withLock { _ = $0.cancelled.insert(mine) } }
+            } else if !confirmed.isEmpty, !p.scalper, p.random() < 0.5 {
+                kind = "list"
+                answer = try await p.client.send(.GET, "/api/v1/appointments", token: p.token)
+            } else if !confirmed.isEmpty || p.random() < 0.5 {
+                kind = "search"
+                let s = pick(schedules, p)
+                answer = try await p.client.send(.GET, "/api/v1/slots?department=\(s.department)&date=\(s.date)&limit=20")
+            } else {
+                // Most demand goes to the few popular (chief) physicians.
+                kind = "hold"
+                let s = pick(schedules, p)
+                answer = try await p.client.send(.POST, "/api/v1/appointments", json: ["request_id": "r\(requestNo)", "schedule_id": s.schedule], token: p.token)
+                if answer?.status == 201, let id = answer?.json?["id"] as? String { p.state.withLock { $0.held.append(id) } }
+            }
+        } catch {
+            stats.record(kind: "error", ms: (ContinuousClock.now - due).ms, lateMs: lateMs, answer: nil)
+            return
+        }
+        stats.record(kind: kind, ms: (ContinuousClock.now - due).ms, lateMs: lateMs, answer: answer)
+    }
+
+    func pick(_ schedules: [Session], _ p: Patient) -> Session {
+        let popular = schedules.filter(\.popular)
+        let pool = !popular.isEmpty && p.random() < 0.6 ? popular : schedules
+        return pool[min(pool.count - 1, Int(p.random() * Double(pool.count)))]
+    }
+
+    // MARK: Checking
+
+    /// Double bookings on any node (two records holding one slot), and acknowledged confirmations
+    /// (not cancelled since) missing on any node.
+    func verify(cluster: LocalCluster, ids: [String], patients: [Patient]) async throws -> (Int, Int) {
+        var double = 0, lost = 0
+        var expected: Set<String> = []
+        for p in patients {
+            p.state.withLock { s in for id in s.confirmed.subtracting(s.cancelled) { expected.insert("c:" + String(id.prefix(25))) } }
+        }
+        for id in ids {
+            var view: BookingsView?
+            try await waitFor("bookings of \(id)", seconds: 60) { view = try await cluster.bookings(id); return true }
+            guard let view else { continue }
+            var holders: [String: Int] = [:]
+            for b in view.bookings where b.status == "active" && !b.block.hasPrefix("quota/") && b.slot >= 0 {
+                holders["\(b.block)#\(b.slot)", default: 0] += 1
+            }
+            double += holders.values.filter { $0 > 1 }.count
+            let active = Set(view.bookings.filter { $0.status == "active" }.map(\.requestID))
+            lost += expected.subtracting(active).count
+        }
+        return (double, lost)
+    }
+
+    final class Stats: Sendable {
+        struct State {
+            var latencies: [Double] = []
+            var late: [Double] = []
+            var byKind: [String: Int] = [:]
+            var refused: [String: Int] = [:]
+            var errors = 0
+            var bookings = 0
+        }
+        let state = Mutex(State())
+
+        func record(kind: String, ms: Double, lateMs: Double, answer: PatientClient.Answer?) {
+            let code = answer.flatMap { $0.status >= 400 ? ($0.json?["code"] as? String ?? "http.\($0.status)") : nil }
+            state.withLock { s in
+                s.latencies.append(ms)
+                s.late.append(lateMs)
+                s.byKind[kind, default: 0] += 1
+                if answer == nil { s.errors += 1 }
+                if let code { s.refused[code, default: 0] += 1 }
+                if kind == "confirm", answer?.status == 200 { s.bookings += 1 }
+            }
+        }
+
+        func report(options: Options, elapsed: Double, doubleBookings: Int, lostAcks: Int, slots: Int) -> Report {
+            state.withLock { s in
+                let sorted = s.latencies.sorted(), late = s.late.sorted()
+                func pct(_ a: [Double], _ p: Double) -> Double {
+                    guard !a.isEmpty else { return 0 }
+                    return (a[min(a.count - 1, max(0, Int((p * Double(a.count)).rounded(.up)) - 1))] * 100).rounded() / 100
+                }
+                return Report(
+                    nodes: options.nodes, clients: options.clients, thinkMs: options.thinkMs, seconds: (elapsed * 10).rounded() / 10,
+                    requests: sorted.count, requestsPerS: (Double(sorted.count) / elapsed).rounded(), bookings: s.bookings,
+                    bookingsPerS: (Double(s.bookings) / elapsed * 10).rounded() / 10, p50Ms: pct(sorted, 0.5), p99Ms: pct(sorted, 0.99),
+                    p999Ms: pct(sorted, 0.999), maxMs: pct(sorted, 1), byKind: s.byKind, refusedByReason: s.refused, errors: s.errors,
+                    doubleBookings: doubleBookings, lostAcks: lostAcks, generatorLateP99Ms: pct(late, 0.99), generatorLateMaxMs: pct(late, 1),
+                    slotsOffered: slots)
+            }
+        }
+    }
+}
+
+extension Duration {
+    var ms: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
