@@ -65,7 +65,7 @@ public struct ConsensusCoreOptions: Sendable {
     /// A request passed on more often than this is refused (two nodes disagreeing on the holder).
     public var maxHops: UInt8 = 3
     /// Ticks between sweeps of this node's blocks for holds that ran out (released by their holder).
-    public var expireHoldsEveryTicks: UInt64 = 25
+    public var expireHoldsEveryTicks: UInt64 = 100
     /// Seeds the gossip peer choice (the simulator's seed, or anything in a real node).
     public var seed: UInt64 = 0
     public init() {}

@@ -40,6 +40,8 @@ public struct BookingRush: Sendable {
         public var p999Ms: Double
         public var maxMs: Double
         public var byKind: [String: Int]
+        /// p50 and p99 (ms) of each kind of request.
+        public var latencyByKind: [String: [Double]]
         public var refusedByReason: [String: Int]
         public var errors: Int
         public var doubleBookings: Int
@@ -50,7 +52,7 @@ public struct BookingRush: Sendable {
 
         enum CodingKeys: String, CodingKey {
             case nodes, clients, thinkMs = "think_ms", seconds, requests, requestsPerS = "requests_per_s", bookings, bookingsPerS = "bookings_per_s"
-            case p50Ms = "p50_ms", p99Ms = "p99_ms", p999Ms = "p999_ms", maxMs = "max_ms", byKind = "by_kind"
+            case p50Ms = "p50_ms", p99Ms = "p99_ms", p999Ms = "p999_ms", maxMs = "max_ms", byKind = "by_kind", latencyByKind = "latency_by_kind_p50_p99_ms"
             case refusedByReason = "refused_by_reason", errors, doubleBookings = "double_bookings", lostAcks = "lost_acks"
             case generatorLateP99Ms = "generator_late_p99_ms", generatorLateMaxMs = "generator_late_max_ms", slotsOffered = "slots_offered"
         }
@@ -341,6 +343,7 @@ public struct BookingRush: Sendable {
     final class Stats: Sendable {
         struct State {
             var latencies: [Double] = []
+            var kindLatencies: [String: [Double]] = [:]
             var late: [Double] = []
             var byKind: [String: Int] = [:]
             var refused: [String: Int] = [:]
@@ -353,6 +356,7 @@ public struct BookingRush: Sendable {
             let code = answer.flatMap { $0.status >= 400 ? ($0.json?["code"] as? String ?? "http.\($0.status)") : nil }
             state.withLock { s in
                 s.latencies.append(ms)
+                s.kindLatencies[kind, default: []].append(ms)
                 s.late.append(lateMs)
                 s.byKind[kind, default: 0] += 1
                 if answer == nil { s.errors += 1 }
@@ -372,7 +376,8 @@ public struct BookingRush: Sendable {
                     nodes: options.nodes, clients: options.clients, thinkMs: options.thinkMs, seconds: (elapsed * 10).rounded() / 10,
                     requests: sorted.count, requestsPerS: (Double(sorted.count) / elapsed).rounded(), bookings: s.bookings,
                     bookingsPerS: (Double(s.bookings) / elapsed * 10).rounded() / 10, p50Ms: pct(sorted, 0.5), p99Ms: pct(sorted, 0.99),
-                    p999Ms: pct(sorted, 0.999), maxMs: pct(sorted, 1), byKind: s.byKind, refusedByReason: s.refused, errors: s.errors,
+                    p999Ms: pct(sorted, 0.999), maxMs: pct(sorted, 1), byKind: s.byKind,
+                    latencyByKind: s.kindLatencies.mapValues { let k = $0.sorted(); return [pct(k, 0.5), pct(k, 0.99)] }, refusedByReason: s.refused, errors: s.errors,
                     doubleBookings: doubleBookings, lostAcks: lostAcks, generatorLateP99Ms: pct(late, 0.99), generatorLateMaxMs: pct(late, 1),
                     slotsOffered: slots)
             }

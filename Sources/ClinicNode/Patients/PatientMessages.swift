@@ -35,9 +35,10 @@ extension MeshNode {
                 let active = records.filter { bookingStatus($0, in: c.cluster) == .active && !c.booking.isPending($0.id) }
                 let confirmed = Set(active.compactMap(\.confirms))
                 let released = Set(active.compactMap(\.releases))
+                let holdUntil = Dictionary(active.map { ($0.id, $0.holdUntilMs) }, uniquingKeysWith: max)
                 for b in active {
                     if let hold = b.confirms, b.generation > 0 {
-                        if !released.contains(hold), active.first(where: { $0.id == hold })?.holdUntilMs ?? now >= recent {
+                        if !released.contains(hold), holdUntil[hold] ?? now >= recent {
                             out.append(("confirm:" + hold, "confirmation", b.patient, r.block, b.slot))
                         }
                         if !released.contains(hold) { out.append(("remind:" + hold, "reminder", b.patient, r.block, b.slot)) }
