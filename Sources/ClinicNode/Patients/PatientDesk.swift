@@ -190,7 +190,7 @@ extension MeshNode {
                                     ttlMs: Int64(desk.config.otpTTLSeconds) * 1000, tries: desk.config.otpMaxTries)
         let minutes = max(1, desk.config.otpTTLSeconds / 60)
         let message = SMSMessage(
-            id: "code:\(mobile.digits):\(nowMs)", kind: "code", mobile: mobile.digits,
+            id: "code:" + UUID().uuidString.lowercased(), kind: "code", mobile: mobile.digits,
             text: "【ClinicMesh】验证码 \(code)，\(minutes) 分钟内有效，请勿告诉他人。Your ClinicMesh code is \(code), valid for \(minutes) minutes; never share it.")
         do { try desk.outbox.enqueue(message, nowMs: nowMs) } catch {
             throw PatientError(503, "sms.unavailable", zh: "短信暂时无法发送，请稍后再试。", en: "SMS cannot be sent right now; please try again shortly.")
