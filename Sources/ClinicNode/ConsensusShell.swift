@@ -20,6 +20,9 @@ final class ConsensusShell: Sendable {
     private let diskError = Mutex<String?>(nil)
     let membership: LiveMembership
     private let stopped = Atomic<Bool>(false)
+    /// Set while the consensus logs cannot be written (a full disk): the core neither ticks nor
+    /// takes messages, as if the process were stopped, until the disk thread's retry succeeds.
+    private let paused = Atomic<Bool>(false)
     /// Committed evictions, for the node to close connections (consumed by one task).
     let evictions: AsyncStream<String>
     private let evictionSink: AsyncStream<String>.Continuation
@@ -52,7 +55,7 @@ final class ConsensusShell: Sendable {
         let core = ConsensusCore(id: NodeID(id), incarnation: incarnation, bootstrap: bootstrap, options: options,
                                  restoringRaft: restored, restoringBooking: bookingLog.state)
         self.core = Mutex(core)
-        self.disk = DurableQueue(raftLog: raftLog, bookingLog: bookingLog)
+        self.disk = DurableQueue(raftLog: raftLog, bookingLog: bookingLog, directory: directory)
         var boxes: [NodeID: AsyncStream<[UInt8]>.Continuation] = [:]
         var streams: [(NodeID, AsyncStream<[UInt8]>)] = []
         for p in peers {
@@ -87,10 +90,17 @@ final class ConsensusShell: Sendable {
         disk.start { [self] raftSeq, bookingSeq in
             step { $0.persisted(raftUpTo: raftSeq, bookingUpTo: bookingSeq) }
         } failed: { [self] error in
-            // Without durable writes this node must not acknowledge anything: it stops taking part.
-            logger.critical("共识存储写入失败，本节点停止参与共识 / consensus storage failed, this node stops taking part", metadata: ["raft.error": "\(error)"])
-            diskError.withLock { $0 = "\(error)" }
-            stopped.store(true, ordering: .relaxed)
+            // Without durable writes this node must not acknowledge anything: it pauses (like a
+            // stopped process: its leases move) while the disk thread retries the same writes.
+            let first = diskError.withLock { e in defer { e = "\(error)" }; return e == nil }
+            paused.store(true, ordering: .relaxed)
+            if first {
+                logger.critical("共识存储写入失败，暂停参与共识，重试中 / consensus storage failed, pausing and retrying", metadata: ["raft.error": "\(error)"])
+            }
+        } recovered: { [self] in
+            diskError.withLock { $0 = nil }
+            paused.store(false, ordering: .relaxed)
+            logger.notice("共识存储恢复，继续参与共识 / consensus storage writable again, taking part again")
         }
         let ticker = Thread { [self] in
             while !stopped.load(ordering: .relaxed) {
@@ -124,7 +134,7 @@ final class ConsensusShell: Sendable {
     /// One step of the core. Writes are queued in order while the core is locked; everything
     /// else (sends, answers, logs) happens after. Messages to self are fed back in a loop.
     func step(_ body: (inout ConsensusCore) -> [CoreEffect]) {
-        guard !stopped.load(ordering: .relaxed) else { return }
+        guard !stopped.load(ordering: .relaxed), !paused.load(ordering: .relaxed) else { return }
         var effects = runLocked(body)
         while !effects.isEmpty {
             var again: [ConsensusMessage] = []
@@ -273,9 +283,11 @@ final class DurableQueue: Sendable {
     private let state = Mutex(State())
     private let wake = DispatchSemaphore(value: 0)
     private let logs: Mutex<(FileRaftLog, FileBookingLog)>
+    private let directory: String
 
-    init(raftLog: sending FileRaftLog, bookingLog: sending FileBookingLog) {
+    init(raftLog: sending FileRaftLog, bookingLog: sending FileBookingLog, directory: String) {
         logs = Mutex((raftLog, bookingLog))
+        self.directory = directory
     }
 
     func enqueue(raft p: BytePersist) { state.withLock { $0.raft.append(p) } }
@@ -286,30 +298,54 @@ final class DurableQueue: Sendable {
         wake.signal()
     }
 
-    func start(done: @escaping @Sendable (UInt64, UInt64) -> Void, failed: @escaping @Sendable (any Error) -> Void) {
+    /// A failed write (a full disk) is retried every second until it succeeds or the node stops:
+    /// `failed` on each failure, `recovered` before `done` once it went through. Each retry reopens
+    /// the log that failed, which cuts the torn record the failure may have left; a log that was
+    /// written already is not written twice.
+    func start(done: @escaping @Sendable (UInt64, UInt64) -> Void, failed: @escaping @Sendable (any Error) -> Void,
+               recovered: @escaping @Sendable () -> Void) {
         let thread = Thread { [self] in
             while true {
                 wake.wait()
-                let (raft, bookings, stop) = state.withLock { s in
+                var (raft, bookings, stop) = state.withLock { s in
                     defer { s.raft = []; s.bookings = [] }
                     return (s.raft, s.bookings, s.stop)
                 }
                 if stop { return }
                 if raft.isEmpty && bookings.isEmpty { continue }
-                do {
-                    try logs.withLock { l in
-                        try l.0.write(raft)
-                        try l.1.write(bookings)
+                let raftSeq = raft.last?.seq ?? 0, bookingSeq = bookings.last?.seq ?? 0
+                var failures = 0
+                while true {
+                    do {
+                        if failures > 0 { try reopen(raft: !raft.isEmpty) }
+                        try logs.withLock { l in
+                            try l.0.write(raft)
+                            raft = []
+                            try l.1.write(bookings)
+                            bookings = []
+                        }
+                        break
+                    } catch {
+                        failures += 1
+                        failed(error)
+                        for _ in 0..<10 where !state.withLock({ $0.stop }) { usleep(100_000) }
+                        if state.withLock({ $0.stop }) { return }
                     }
-                } catch {
-                    failed(error)
-                    return
                 }
-                done(raft.last?.seq ?? 0, bookings.last?.seq ?? 0)
+                if failures > 0 { recovered() }
+                done(raftSeq, bookingSeq)
             }
         }
         thread.name = "consensus-disk"
         thread.start()
+    }
+
+    /// Reopens the log still to be written (opening cuts a torn last record).
+    private func reopen(raft: Bool) throws {
+        let directory = self.directory
+        try logs.withLock { l in
+            if raft { l.0 = try FileRaftLog(directory: directory) } else { l.1 = try FileBookingLog(directory: directory) }
+        }
     }
 }
 
