@@ -405,14 +405,18 @@ public struct ChaosDrill: Sendable {
         checks.append(Check(zh: "磁盘满的节点拒绝写入并用中英文说明原因", en: "the node with the full disk refuses writes and says why, in Chinese and English",
                             passed: (answer?.messageZh ?? "").contains("磁盘") && (answer?.messageEn ?? "").contains("disk") && status.writesRefused,
                             detail: "filled \(filled >> 10) KiB: \(answer?.messageEn ?? "-")"))
-        // Bookings in its blocks go on: through it, or (once its consensus log cannot be written
-        // and it pauses) through the nodes that take its blocks over.
+        // Its consensus logs cannot be written either: it pauses (as if stopped), and the others
+        // take its blocks over; recovery is from the pause to their first booking there.
+        var failure: String?
+        try await waitFor("\(victim) pauses its consensus (its logs cannot be written)", seconds: 30) {
+            failure = try await cluster.status(victim).consensus?.failure
+            return failure != nil
+        }
         var f = LeaseDrill.Fault(kind: "disk-full", node: victim, affectedBlocks: epochs.keys.sorted())
-        f.recoveryS = try await firstBooking(ledger, blocks: Set(epochs.keys), since: fillAt)
+        f.recoveryS = try await lease.recovery(ledger, epochs: epochs, since: Date())
         try await Task.sleep(for: .seconds(faultSeconds))
-        let paused = (try? await cluster.status(victim).consensus?.failure) ?? nil
-        checks.append(Check(zh: "磁盘满期间节点进程未崩溃", en: "the node's process did not crash while its disk was full",
-                            passed: cluster.isRunning(victim), detail: paused.map { "consensus paused: \($0.prefix(160))" } ?? "consensus not paused"))
+        checks.append(Check(zh: "磁盘满期间节点进程未崩溃，共识暂停并说明原因", en: "the node's process did not crash while its disk was full; its consensus paused and says why",
+                            passed: cluster.isRunning(victim), detail: "disk filled \(round(Date().timeIntervalSince(fillAt))) s ago; consensus paused: \(failure?.prefix(160) ?? "")"))
         try FileManager.default.removeItem(atPath: filler)
         let freedAt = Date()
         var resume = LeaseDrill.Fault(kind: "disk-freed", node: victim, affectedBlocks: [])
@@ -435,18 +439,6 @@ public struct ChaosDrill: Sendable {
     func heldEpochs(_ cluster: LocalCluster, node: String, observer: String) async throws -> [String: UInt64] {
         let before = try await cluster.bookings(observer)
         return Dictionary(uniqueKeysWithValues: before.blocks.filter { $0.holder == node }.map { ($0.block, $0.epoch) })
-    }
-
-    /// From `since` to the first booking acknowledged in `blocks`, under any epoch.
-    func firstBooking(_ ledger: LeaseDrill.Ledger, blocks: Set<String>, since: Date) async throws -> Double? {
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            if let first = ledger.with({ l in l.ackTimes.filter { $0.at > since && blocks.contains($0.block) }.map(\.at).min() }) {
-                return (first.timeIntervalSince(since) * 1000).rounded() / 1000
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return nil
     }
 
     /// From `since` to the first registration `node` acknowledges (asked every 100 ms).
