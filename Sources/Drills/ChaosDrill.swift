@@ -151,6 +151,15 @@ public struct ChaosDrill: Sendable {
             return v.blocks.filter { names.contains($0.block) }.count == blocks.count && v.blocks.allSatisfy { $0.valid && $0.holder == $0.home }
         }
 
+        // Bad input is refused in both languages, and writes nothing.
+        var bad = patientCommand(n: 0, writer: 0)
+        bad.residentID = String(bad.residentID.dropLast()) + (bad.residentID.last == "1" ? "2" : "1")
+        let badAnswer = try await cluster.registerPatient(ids[0], bad)
+        let badInput = Check(zh: "校验码错误的身份证号被拒绝，并用中英文说明", en: "a resident ID with a wrong check character is refused, in Chinese and English",
+                             passed: badAnswer.outcome == "refused" && badAnswer.code == "request.invalid" && badAnswer.key == nil
+                                 && !(badAnswer.messageZh ?? "").isEmpty && !(badAnswer.messageEn ?? "").isEmpty,
+                             detail: "\(badAnswer.messageZh ?? "-") / \(badAnswer.messageEn ?? "-")")
+
         let hot = blocks.first { $0.home == ids[1] }!.block
         let ledger = LeaseDrill.Ledger()
         let records = Records(targets: ids)
@@ -205,7 +214,7 @@ public struct ChaosDrill: Sendable {
                 if recordsLost <= 5 { problems.append("acknowledged record \(key.prefix(16))… missing on \(missing)") }
             }
         }
-        var checks = outcome.checks
+        var checks = [badInput] + outcome.checks
         // Invariant 7, once more at the very end: nothing the evicted node wrote got in.
         if let late = outcome.lateEvicted {
             let seen = late.intersection(Set(included.flatMap { views[$0]?.keys ?? [] }))
@@ -264,13 +273,19 @@ public struct ChaosDrill: Sendable {
         let effective = Date()
         try await Task.sleep(for: .seconds(faultSeconds))
         let healAt = Date()
-        // While cut off, the lone node can acknowledge no booking (no quorum); the majority books on.
-        let (viaVictim, viaOthers) = ledger.with { l in
-            (l.ackVia.filter { $0.node == victim && $0.at > cutAt.addingTimeInterval(1.5) && $0.at < healAt }.count,
-             l.ackVia.filter { $0.node != victim && $0.at > effective && $0.at < healAt }.count)
+        // A new request (first attempt) that reaches the lone node after the cut cannot be
+        // acknowledged: no quorum. What it acknowledges meanwhile was asked before the cut (a
+        // quorum may have accepted it then), or is a retry answered with the outcome decided
+        // earlier; those must be active everywhere at the end like any other (invariant 2).
+        // The majority books on.
+        let (newViaVictim, olderViaVictim, viaOthers) = ledger.with { l in
+            let during = l.ackVia.filter { $0.node == victim && $0.at > cutAt && $0.at < healAt }
+            let fresh = during.filter { $0.firstAttempt && $0.sentAt > cutAt.addingTimeInterval(0.2) }
+            return (fresh.count, during.count - fresh.count, l.ackVia.filter { $0.node != victim && $0.at > effective && $0.at < healAt }.count)
         }
-        checks.append(Check(zh: "隔离期间被隔离节点未确认任何预约（无法达到多数派）", en: "the cut-off node acknowledged no booking while cut off (it has no quorum)",
-                            passed: viaVictim == 0, detail: "\(viaVictim) acknowledged through \(victim)"))
+        checks.append(Check(zh: "隔离期间被隔离节点未确认任何新预约（无法达到多数派）", en: "the cut-off node acknowledged no new booking while cut off (it has no quorum)",
+                            passed: newViaVictim == 0,
+                            detail: "\(newViaVictim) new bookings acknowledged through \(victim); \(olderViaVictim) asked before the cut or retried"))
         checks.append(Check(zh: "隔离期间多数派继续接受预约", en: "the majority kept booking while the node was cut off",
                             passed: viaOthers > 0, detail: "\(viaOthers) acknowledged through \(others.joined(separator: ", "))"))
         let localRecords = records.with { r in r.acked.values.filter { $0.via == victim && $0.at > cutAt.addingTimeInterval(1) && $0.at < healAt }.count }
@@ -431,6 +446,18 @@ public struct ChaosDrill: Sendable {
         } catch { back = false }
         checks.append(Check(zh: "释放空间后节点恢复写入与共识，重新持有自己的号源块", en: "after space was freed the node writes again, takes part in consensus and holds its own blocks",
                             passed: back && cluster.isRunning(victim)))
+        // The logs it wrote across the full disk (torn records cut, writes retried) must open again.
+        cluster.signal(victim, SIGTERM)
+        cluster.waitForExit(victim)
+        try cluster.start(victim)
+        var restarted = true
+        do {
+            try await waitFor("\(victim) restarted from its logs, holding its own blocks", seconds: 90) {
+                try await cluster.bookings(victim).blocks.filter { $0.home == victim }.allSatisfy { $0.valid && $0.holder == victim }
+            }
+        } catch { restarted = false }
+        checks.append(Check(zh: "节点重启后能读回磁盘满期间写过的共识日志", en: "the node restarts from the consensus logs it wrote across the full disk",
+                            passed: restarted))
         return Outcome(faults: [f, resume], checks: checks, included: ids)
     }
 

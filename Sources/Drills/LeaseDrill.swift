@@ -85,8 +85,9 @@ public struct LeaseDrill: Sendable {
         let lock = NSLock()
         var acked: [String: BookingRecord] = [:]
         var ackTimes: [(block: String, epoch: UInt64, at: Date)] = []
-        /// Which node each acknowledgement came through, and when.
-        var ackVia: [(node: String, at: Date)] = []
+        /// Which node each acknowledgement came through, when, when that attempt was sent, and
+        /// whether it was the request's first (a retry may be answered with an earlier outcome).
+        var ackVia: [(node: String, at: Date, sentAt: Date, firstAttempt: Bool)] = []
         var requests = 0
         var refused: [String: Int] = [:]
         var unknown = 0
@@ -277,7 +278,7 @@ public struct LeaseDrill: Sendable {
                inject: () -> Void, whileDown: ([String]) async throws -> Void, heal: () throws -> Void) async throws -> Fault {
         let before = try await cluster.bookings(observer)
         let epochs = Dictionary(uniqueKeysWithValues: before.blocks.filter { $0.holder == node }.map { ($0.block, $0.epoch) })
-        ledger.with { $0.down.insert(node) }
+        _ = ledger.with { $0.down.insert(node) }
         let at = Date()
         inject()
         var f = Fault(kind: kind, node: node, affectedBlocks: epochs.keys.sorted())
@@ -357,6 +358,7 @@ func client(_ c: Int, cluster: LocalCluster, ids: [String], blocks: [BlockDefini
             guard let via = up.randomElement(using: &rng) else { break }
             ledger.with { $0.requests += 1; if attempts > 1 { $0.retries += 1 } }
             let answer: BookAnswer
+            let sentAt = Date()
             do { answer = try await cluster.book(via, command) } catch {
                 try? await Task.sleep(for: .milliseconds(50))
                 continue
@@ -368,7 +370,7 @@ func client(_ c: Int, cluster: LocalCluster, ids: [String], blocks: [BlockDefini
                     }
                     l.acked[b.requestID] = b
                     l.ackTimes.append((b.block, b.epoch, Date()))
-                    l.ackVia.append((via, Date()))
+                    l.ackVia.append((via, Date(), sentAt, attempts == 1))
                 }
                 break
             }

@@ -31,25 +31,25 @@ extension LeaseDrillTests {
     func partitionMinority() async throws {
         let report = try await chaos(.partitionMinority)
         #expect(report.injection.contains("proxy"))
-        #expect(report.checks.count == 3)
+        #expect(report.checks.count == 4)
     }
 
     @Test("Partition: the leader cut off from the majority; a new leader, its blocks taken over, the old leader steps down, all converge")
     func partitionMajority() async throws {
         let report = try await chaos(.partitionMajority)
-        #expect(report.checks.count == 4)
+        #expect(report.checks.count == 5)
     }
 
     @Test("Evict a node under load: its leases move, its handshakes are refused, nothing it writes afterwards reaches the others (invariant 7)")
     func evictUnderLoad() async throws {
         let report = try await chaos(.evictUnderLoad)
-        #expect(report.checks.count == 5)
+        #expect(report.checks.count == 6)
     }
 
     @Test("Clock skew past the bound: the skewed node refuses writes and says why, the others go on, it resumes once fixed")
     func clockSkew() async throws {
         let report = try await chaos(.clockSkew)
-        #expect(report.checks.count == 2)
+        #expect(report.checks.count == 3)
     }
 
     @Test("Full disk (tmpfs): the node refuses writes and says why, never crashes or loses an acknowledgement, resumes once space is freed",
@@ -57,5 +57,6 @@ extension LeaseDrillTests {
     func diskFull() async throws {
         let report = try await chaos(.diskFull)
         #expect(report.faults.map(\.kind) == ["disk-full", "disk-freed"])
+        #expect(report.checks.count == 5)
     }
 }
