@@ -13,17 +13,28 @@ import Glibc
 public final class FaultProxy: @unchecked Sendable {
     struct Direction: Hashable { let from: String, to: String }
 
-    /// One proxied connection: both sockets, closed once by whichever pump ends last.
+    /// One proxied connection: both sockets, closed once by whichever pump ends last. Shutdown
+    /// and close share a lock, so a late `shutdownBoth` never hits a reused descriptor number.
     final class Connection: @unchecked Sendable {
         let client: Int32
         let server: Int32?
         private let lock = NSLock()
-        private var open = 2
-        init(client: Int32, server: Int32?) { self.client = client; self.server = server; if server == nil { open = 1 } }
-        func shutdownBoth() { Glibc.shutdown(client, Int32(SHUT_RDWR)); if let server { Glibc.shutdown(server, Int32(SHUT_RDWR)) } }
+        private var pumps: Int
+        init(client: Int32, server: Int32?) { self.client = client; self.server = server; pumps = server == nil ? 1 : 2 }
+        func shutdownBoth() {
+            lock.withLock {
+                guard pumps > 0 else { return }
+                Glibc.shutdown(client, Int32(SHUT_RDWR))
+                if let server { Glibc.shutdown(server, Int32(SHUT_RDWR)) }
+            }
+        }
         func pumpEnded() {
-            let last = lock.withLock { open -= 1; return open == 0 }
-            if last { Glibc.close(client); if let server { Glibc.close(server) } }
+            lock.withLock {
+                pumps -= 1
+                guard pumps == 0 else { return }
+                Glibc.close(client)
+                if let server { Glibc.close(server) }
+            }
         }
     }
 
