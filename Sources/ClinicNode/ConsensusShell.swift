@@ -299,9 +299,11 @@ final class DurableQueue: Sendable {
     }
 
     /// A failed write (a full disk) is retried every second until it succeeds or the node stops:
-    /// `failed` on each failure, `recovered` before `done` once it went through. Each retry reopens
-    /// the log that failed, which cuts the torn record the failure may have left; a log that was
-    /// written already is not written twice.
+    /// `failed` on each failure, `recovered` before `done` once it went through. Before a retry
+    /// the failed log is put back exactly as it was before the batch (whatever part of the batch
+    /// reached it, even whole records whose fsync failed, is cut off) and reopened, so nothing is
+    /// ever appended twice (a Raft persist applied twice would duplicate entries). A log that a
+    /// completed rewrite replaced already holds the batch; a log written already is not written again.
     func start(done: @escaping @Sendable (UInt64, UInt64) -> Void, failed: @escaping @Sendable (any Error) -> Void,
                recovered: @escaping @Sendable () -> Void) {
         let thread = Thread { [self] in
@@ -314,10 +316,21 @@ final class DurableQueue: Sendable {
                 if stop { return }
                 if raft.isEmpty && bookings.isEmpty { continue }
                 let raftSeq = raft.last?.seq ?? 0, bookingSeq = bookings.last?.seq ?? 0
+                let raftPath = directory + "/raft.log", bookingsPath = directory + "/bookings.log"
+                let before = (raft: Self.fileID(raftPath), bookings: Self.fileID(bookingsPath))
                 var failures = 0
                 while true {
                     do {
-                        if failures > 0 { try reopen(raft: !raft.isEmpty) }
+                        if failures > 0 {
+                            if !raft.isEmpty {
+                                if try Self.restore(raftPath, to: before.raft) { raft = [] }
+                                try reopen(raft: true)
+                            }
+                            if !bookings.isEmpty {
+                                if try Self.restore(bookingsPath, to: before.bookings) { bookings = [] }
+                                try reopen(raft: false)
+                            }
+                        }
                         try logs.withLock { l in
                             try l.0.write(raft)
                             raft = []
@@ -340,7 +353,30 @@ final class DurableQueue: Sendable {
         thread.start()
     }
 
-    /// Reopens the log still to be written (opening cuts a torn last record).
+    /// A file's inode and size, if it exists.
+    static func fileID(_ path: String) -> (inode: UInt64, size: Int64)? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return (UInt64(st.st_ino), Int64(st.st_size))
+    }
+
+    /// Cuts `path` back to its size before the batch; true if a rewrite replaced the file
+    /// meanwhile (a new inode: it already holds the whole state, the batch included).
+    static func restore(_ path: String, to before: (inode: UInt64, size: Int64)?) throws -> Bool {
+        guard let now = fileID(path) else { return false }
+        if let before, now.inode != before.inode { return true }
+        let size = before?.size ?? 0
+        guard now.size > size else { return false }
+        let fd = open(path, O_WRONLY)
+        guard fd >= 0 else { throw NodeError(.storage, zh: "无法打开 \(path) 以截回：\(String(cString: strerror(errno)))", en: "cannot open \(path) to cut it back: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(size)) == 0, fsync(fd) == 0 else {
+            throw NodeError(.storage, zh: "无法把 \(path) 截回 \(size) 字节：\(String(cString: strerror(errno)))", en: "cannot cut \(path) back to \(size) bytes: \(String(cString: strerror(errno)))")
+        }
+        return false
+    }
+
+    /// Reopens a log (after `restore`; opening also cuts a torn last record).
     private func reopen(raft: Bool) throws {
         let directory = self.directory
         try logs.withLock { l in
