@@ -20,6 +20,9 @@ final class ConsensusShell: Sendable {
     private let diskError = Mutex<String?>(nil)
     let membership: LiveMembership
     private let stopped = Atomic<Bool>(false)
+    /// Set while the consensus logs cannot be written (a full disk): the core neither ticks nor
+    /// takes messages, as if the process were stopped, until the disk thread's retry succeeds.
+    private let paused = Atomic<Bool>(false)
     /// Committed evictions, for the node to close connections (consumed by one task).
     let evictions: AsyncStream<String>
     private let evictionSink: AsyncStream<String>.Continuation
@@ -53,7 +56,7 @@ final class ConsensusShell: Sendable {
         let core = ConsensusCore(id: NodeID(id), incarnation: incarnation, bootstrap: bootstrap, options: options,
                                  restoringRaft: restored, restoringBooking: bookingLog.state)
         self.core = Mutex(core)
-        self.disk = DurableQueue(raftLog: raftLog, bookingLog: bookingLog)
+        self.disk = DurableQueue(raftLog: raftLog, bookingLog: bookingLog, directory: directory)
         var boxes: [NodeID: AsyncStream<[UInt8]>.Continuation] = [:]
         var streams: [(NodeID, AsyncStream<[UInt8]>)] = []
         for p in peers {
@@ -88,10 +91,17 @@ final class ConsensusShell: Sendable {
         disk.start { [self] raftSeq, bookingSeq in
             step { $0.persisted(raftUpTo: raftSeq, bookingUpTo: bookingSeq) }
         } failed: { [self] error in
-            // Without durable writes this node must not acknowledge anything: it stops taking part.
-            logger.critical("共识存储写入失败，本节点停止参与共识 / consensus storage failed, this node stops taking part", metadata: ["raft.error": "\(error)"])
-            diskError.withLock { $0 = "\(error)" }
-            stopped.store(true, ordering: .relaxed)
+            // Without durable writes this node must not acknowledge anything: it pauses (like a
+            // stopped process: its leases move) while the disk thread retries the same writes.
+            let first = diskError.withLock { e in defer { e = "\(error)" }; return e == nil }
+            paused.store(true, ordering: .relaxed)
+            if first {
+                logger.critical("共识存储写入失败，暂停参与共识，重试中 / consensus storage failed, pausing and retrying", metadata: ["raft.error": "\(error)"])
+            }
+        } recovered: { [self] in
+            diskError.withLock { $0 = nil }
+            paused.store(false, ordering: .relaxed)
+            logger.notice("共识存储恢复，继续参与共识 / consensus storage writable again, taking part again")
         }
         let ticker = Thread { [self] in
             while !stopped.load(ordering: .relaxed) {
@@ -125,7 +135,7 @@ final class ConsensusShell: Sendable {
     /// One step of the core. Writes are queued in order while the core is locked; everything
     /// else (sends, answers, logs) happens after. Messages to self are fed back in a loop.
     func step(_ body: (inout ConsensusCore) -> [CoreEffect]) {
-        guard !stopped.load(ordering: .relaxed) else { return }
+        guard !stopped.load(ordering: .relaxed), !paused.load(ordering: .relaxed) else { return }
         var effects = runLocked(body)
         while !effects.isEmpty {
             var again: [ConsensusMessage] = []
@@ -285,9 +295,11 @@ final class DurableQueue: Sendable {
     private let state = Mutex(State())
     private let wake = DispatchSemaphore(value: 0)
     private let logs: Mutex<(FileRaftLog, FileBookingLog)>
+    private let directory: String
 
-    init(raftLog: sending FileRaftLog, bookingLog: sending FileBookingLog) {
+    init(raftLog: sending FileRaftLog, bookingLog: sending FileBookingLog, directory: String) {
         logs = Mutex((raftLog, bookingLog))
+        self.directory = directory
     }
 
     func enqueue(raft p: BytePersist) { state.withLock { $0.raft.append(p) } }
@@ -298,30 +310,90 @@ final class DurableQueue: Sendable {
         wake.signal()
     }
 
-    func start(done: @escaping @Sendable (UInt64, UInt64) -> Void, failed: @escaping @Sendable (any Error) -> Void) {
+    /// A failed write (a full disk) is retried every second until it succeeds or the node stops:
+    /// `failed` on each failure, `recovered` before `done` once it went through. Before a retry
+    /// the failed log is put back exactly as it was before the batch (whatever part of the batch
+    /// reached it, even whole records whose fsync failed, is cut off) and reopened, so nothing is
+    /// ever appended twice (a Raft persist applied twice would duplicate entries). A log that a
+    /// completed rewrite replaced already holds the batch; a log written already is not written again.
+    func start(done: @escaping @Sendable (UInt64, UInt64) -> Void, failed: @escaping @Sendable (any Error) -> Void,
+               recovered: @escaping @Sendable () -> Void) {
         let thread = Thread { [self] in
             while true {
                 wake.wait()
-                let (raft, bookings, stop) = state.withLock { s in
+                var (raft, bookings, stop) = state.withLock { s in
                     defer { s.raft = []; s.bookings = [] }
                     return (s.raft, s.bookings, s.stop)
                 }
                 if stop { return }
                 if raft.isEmpty && bookings.isEmpty { continue }
-                do {
-                    try logs.withLock { l in
-                        try l.0.write(raft)
-                        try l.1.write(bookings)
+                let raftSeq = raft.last?.seq ?? 0, bookingSeq = bookings.last?.seq ?? 0
+                let raftPath = directory + "/raft.log", bookingsPath = directory + "/bookings.log"
+                let before = (raft: Self.fileID(raftPath), bookings: Self.fileID(bookingsPath))
+                var failures = 0
+                while true {
+                    do {
+                        if failures > 0 {
+                            if !raft.isEmpty {
+                                if try Self.restore(raftPath, to: before.raft) { raft = [] }
+                                try reopen(raft: true)
+                            }
+                            if !bookings.isEmpty {
+                                if try Self.restore(bookingsPath, to: before.bookings) { bookings = [] }
+                                try reopen(raft: false)
+                            }
+                        }
+                        try logs.withLock { l in
+                            try l.0.write(raft)
+                            raft = []
+                            try l.1.write(bookings)
+                            bookings = []
+                        }
+                        break
+                    } catch {
+                        failures += 1
+                        failed(error)
+                        for _ in 0..<10 where !state.withLock({ $0.stop }) { usleep(100_000) }
+                        if state.withLock({ $0.stop }) { return }
                     }
-                } catch {
-                    failed(error)
-                    return
                 }
-                done(raft.last?.seq ?? 0, bookings.last?.seq ?? 0)
+                if failures > 0 { recovered() }
+                done(raftSeq, bookingSeq)
             }
         }
         thread.name = "consensus-disk"
         thread.start()
+    }
+
+    /// A file's inode and size, if it exists.
+    static func fileID(_ path: String) -> (inode: UInt64, size: Int64)? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return (UInt64(st.st_ino), Int64(st.st_size))
+    }
+
+    /// Cuts `path` back to its size before the batch; true if a rewrite replaced the file
+    /// meanwhile (a new inode: it already holds the whole state, the batch included).
+    static func restore(_ path: String, to before: (inode: UInt64, size: Int64)?) throws -> Bool {
+        guard let now = fileID(path) else { return false }
+        if let before, now.inode != before.inode { return true }
+        let size = before?.size ?? 0
+        guard now.size > size else { return false }
+        let fd = open(path, O_WRONLY)
+        guard fd >= 0 else { throw NodeError(.storage, zh: "无法打开 \(path) 以截回：\(String(cString: strerror(errno)))", en: "cannot open \(path) to cut it back: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(size)) == 0, fsync(fd) == 0 else {
+            throw NodeError(.storage, zh: "无法把 \(path) 截回 \(size) 字节：\(String(cString: strerror(errno)))", en: "cannot cut \(path) back to \(size) bytes: \(String(cString: strerror(errno)))")
+        }
+        return false
+    }
+
+    /// Reopens a log (after `restore`; opening also cuts a torn last record).
+    private func reopen(raft: Bool) throws {
+        let directory = self.directory
+        try logs.withLock { l in
+            if raft { l.0 = try FileRaftLog(directory: directory) } else { l.1 = try FileBookingLog(directory: directory) }
+        }
     }
 }
 

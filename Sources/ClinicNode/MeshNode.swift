@@ -84,6 +84,8 @@ public final class MeshNode: Sendable {
         /// Kinds whose channels have been closed for shutdown: one registered later is closed at once.
         var closedKinds: Set<ChannelKind> = []
         var guardReason: StoreError?
+        /// Set while local writes are refused because the data disk is full (AdminRecords.swift).
+        var diskReason: StoreError?
         /// Block definitions and evictions proposed here and not yet seen committed.
         var pendingBlocks: [BlockDefinition] = []
         var pendingEvictions: Set<String> = []
@@ -354,6 +356,7 @@ public final class MeshNode: Sendable {
                 try? await Task.sleep(for: .milliseconds(min(500, self.config.tuning.heartbeatMillis)))
                 if Task.isCancelled { break }
                 self.evaluateClockGuard()
+                self.evaluateDiskGuard()
                 do {
                     if try self.replica.parkedCount() > 0 {
                         let report = try await offload { try self.replica.retryParked() }

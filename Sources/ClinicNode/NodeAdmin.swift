@@ -78,7 +78,7 @@ extension MeshNode {
         var out: [String] = []
         if let refused { out.append("本节点暂停写入：\(refused.zh) / this node refuses writes: \(refused.en)") }
         if let failure = consensus.failure {
-            out.append("共识日志无法写入，本节点已停止参与共识（检查磁盘后重启）：\(failure) / the consensus logs cannot be written; this node stopped taking part (check the disk, then restart): \(failure)")
+            out.append("共识日志无法写入，本节点暂停参与共识（磁盘可写后自动恢复）：\(failure) / the consensus logs cannot be written; this node paused taking part (it resumes by itself once the disk can be written again): \(failure)")
         }
         if consensus.leader == nil { out.append("当前没有 Raft Leader（多数节点不可达？）/ no Raft leader right now (is a majority unreachable?)") }
         if let me = consensus.members.first(where: { $0.id == config.nodeID }) {
@@ -147,6 +147,15 @@ extension MeshNode {
                     body = try AdminJSON.encode(["proposed": target])
                 case "appointment-status":
                     body = try AdminJSON.encode(try await stepAppointment(try JSONDecoder().decode(AppointmentStepCommand.self, from: argument)))
+                case "register-patient":
+                    body = try AdminJSON.encode(registerPatient(try JSONDecoder().decode(RegisterPatientCommand.self, from: argument)))
+                case "records":
+                    let request = try JSONDecoder().decode([String: String].self, from: argument)
+                    body = try AdminJSON.encode(try recordsView(table: request["table"] ?? "patient"))
+                #if CLINICMESH_BUG_SWITCHES
+                case "clock-offset":
+                    body = try AdminJSON.encode(try setClockOffset(try JSONDecoder().decode([String: Int64].self, from: argument)))
+                #endif
                 case "seed-demo":
                     let request = try JSONDecoder().decode(DemoSeedRequest.self, from: argument)
                     body = try AdminJSON.encode(try seedDemo(request))

@@ -267,6 +267,7 @@ public struct NodeError: Error, CustomStringConvertible, Sendable {
         case startup = "node.startup"
         case admin = "node.admin"
         case snapshot = "node.snapshot"
+        case storage = "node.storage"
     }
 
     public let code: Code

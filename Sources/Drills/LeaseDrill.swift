@@ -85,6 +85,9 @@ public struct LeaseDrill: Sendable {
         let lock = NSLock()
         var acked: [String: BookingRecord] = [:]
         var ackTimes: [(block: String, epoch: UInt64, at: Date)] = []
+        /// Which node each acknowledgement came through, when, when that attempt was sent, and
+        /// whether it was the request's first (a retry may be answered with an earlier outcome).
+        var ackVia: [(node: String, at: Date, sentAt: Date, firstAttempt: Bool)] = []
         var requests = 0
         var refused: [String: Int] = [:]
         var unknown = 0
@@ -193,10 +196,28 @@ public struct LeaseDrill: Sendable {
 
         // Read everything back from every node, once they have caught up.
         let acked = ledger.with { $0.acked }
+        let check = await Self.readBack(cluster, ids: ids, acked: acked)
+        let problems = ledger.with { $0.problems } + check.problems
+        let (doubles, lost, converged) = (check.doubles, check.lost, check.converged)
+        let report = ledger.with { l in
+            Report(scenario: name, passed: doubles == 0 && lost == 0 && converged && faults.allSatisfy { $0.recoveryS != nil } && quotaBurstBooked == 1 && quotaFreed,
+                   recoveryS: faults.compactMap(\.recoveryS).max(), nodes: ids, clients: clients, requests: l.requests, booked: l.acked.count, refusedByReason: l.refused,
+                   unknownOutcomes: l.unknown, retries: l.retries, faults: faults, doubleBookings: doubles, lostAcks: lost,
+                   converged: converged, quotaBurstBooked: quotaBurstBooked, quotaFreedByCancel: quotaFreed,
+                   problems: Array(problems.prefix(20)), folder: keepFolder ? cluster.folder : nil)
+        }
+        return report
+    }
+
+    /// Reads every booking back from every node in `ids`, once they have caught up: double
+    /// bookings on each node and across them (invariant 1), acknowledged bookings not active
+    /// everywhere (invariant 2), and whether they all got there (invariant 3).
+    static func readBack(_ cluster: LocalCluster, ids: [String], acked: [String: BookingRecord], seconds: Double = 60) async
+        -> (doubles: Int, lost: Int, converged: Bool, problems: [String]) {
         var views: [String: BookingsView] = [:]
         var converged = true
         do {
-            try await waitFor("every node shows every acknowledged booking active", seconds: 60) {
+            try await waitFor("every node shows every acknowledged booking active", seconds: seconds) {
                 for id in ids { views[id] = try await cluster.bookings(id) }
                 return ids.allSatisfy { id in
                     let active = Set(views[id]!.bookings.filter { $0.status == "active" }.map { "\($0.requestID)@\($0.epoch)" })
@@ -207,7 +228,7 @@ public struct LeaseDrill: Sendable {
             converged = false
         }
         for id in ids where views[id] == nil { views[id] = try? await cluster.bookings(id) }
-        var problems = ledger.with { $0.problems }
+        var problems: [String] = []
         var doubles = 0
         var merged: [String: Set<String>] = [:]
         for id in ids {
@@ -237,14 +258,7 @@ public struct LeaseDrill: Sendable {
                 }
             }
         }
-        let report = ledger.with { l in
-            Report(scenario: name, passed: doubles == 0 && lost == 0 && converged && faults.allSatisfy { $0.recoveryS != nil } && quotaBurstBooked == 1 && quotaFreed,
-                   recoveryS: faults.compactMap(\.recoveryS).max(), nodes: ids, clients: clients, requests: l.requests, booked: l.acked.count, refusedByReason: l.refused,
-                   unknownOutcomes: l.unknown, retries: l.retries, faults: faults, doubleBookings: doubles, lostAcks: lost,
-                   converged: converged, quotaBurstBooked: quotaBurstBooked, quotaFreedByCancel: quotaFreed,
-                   problems: Array(problems.prefix(20)), folder: keepFolder ? cluster.folder : nil)
-        }
-        return report
+        return (doubles, lost, converged, problems)
     }
 
     /// The node the Raft leader is, as the nodes report it.
@@ -264,7 +278,7 @@ public struct LeaseDrill: Sendable {
                inject: () -> Void, whileDown: ([String]) async throws -> Void, heal: () throws -> Void) async throws -> Fault {
         let before = try await cluster.bookings(observer)
         let epochs = Dictionary(uniqueKeysWithValues: before.blocks.filter { $0.holder == node }.map { ($0.block, $0.epoch) })
-        ledger.with { $0.down.insert(node) }
+        _ = ledger.with { $0.down.insert(node) }
         let at = Date()
         inject()
         var f = Fault(kind: kind, node: node, affectedBlocks: epochs.keys.sorted())
@@ -344,6 +358,7 @@ func client(_ c: Int, cluster: LocalCluster, ids: [String], blocks: [BlockDefini
             guard let via = up.randomElement(using: &rng) else { break }
             ledger.with { $0.requests += 1; if attempts > 1 { $0.retries += 1 } }
             let answer: BookAnswer
+            let sentAt = Date()
             do { answer = try await cluster.book(via, command) } catch {
                 try? await Task.sleep(for: .milliseconds(50))
                 continue
@@ -355,6 +370,7 @@ func client(_ c: Int, cluster: LocalCluster, ids: [String], blocks: [BlockDefini
                     }
                     l.acked[b.requestID] = b
                     l.ackTimes.append((b.block, b.epoch, Date()))
+                    l.ackVia.append((via, Date(), sentAt, attempts == 1))
                 }
                 break
             }

@@ -22,12 +22,15 @@ public final class LocalCluster: @unchecked Sendable {
     var ports: [String: (mesh: Int, admin: Int)] = [:]
     private let lock = NSLock()
     private var processes: [String: Process] = [:]
+    /// With `proxied: true`, every node reaches its peers' mesh ports through this proxy.
+    public let proxy: FaultProxy?
+    private var mounts: [String] = []
 
     /// - Parameters:
     ///   - departments: node id to its department (Chinese name).
     ///   - configure: last changes to each node's config, given the cluster's folder.
     public init(departments: [(id: String, department: String)], binary: String, tuning: NodeConfig.Tuning = LocalCluster.drillTuning,
-                logLevel: String = "info", folderPrefix: String = "clinicmesh-drill-",
+                logLevel: String = "info", folderPrefix: String = "clinicmesh-drill-", proxied: Bool = false,
                 configure: (String, inout NodeConfig) -> Void = { _, _ in }) throws {
         folder = NSTemporaryDirectory() + folderPrefix + UUID().uuidString
         self.logLevel = logLevel
@@ -45,12 +48,19 @@ public final class LocalCluster: @unchecked Sendable {
         try PKIFiles.writeIssued(try ca.issueAdmin(name: "drill.admin"), ca: ca, to: folder + "/certs/admin", force: true)
         admin = try MeshCredentials.load(directory: folder + "/certs/admin", kind: .admin)
         for id in ids { ports[id] = (try Self.freePort(), try Self.freePort()) }
+        // Proxied: peers[] of `from` name the proxy's port for each `to`, not `to`'s own port.
+        var peerPorts: [String: [String: Int]] = [:]
+        let proxy = proxied ? FaultProxy() : nil
+        self.proxy = proxy
+        for from in ids { for to in ids where to != from {
+            peerPorts[from, default: [:]][to] = try proxy?.add(from: from, to: to, targetPort: ports[to]!.mesh) ?? ports[to]!.mesh
+        } }
         for (id, department) in departments {
             var config = NodeConfig(
                 nodeID: id, department: department, clusterID: clusterID,
                 mesh: .init(host: "127.0.0.1", port: ports[id]!.mesh), admin: .init(host: "127.0.0.1", port: ports[id]!.admin),
                 dataDir: folder + "/data/" + id, certDir: folder + "/certs/" + id, dataKeyFile: folder + "/data.key",
-                peers: ids.filter { $0 != id }.map { .init(id: $0, host: "127.0.0.1", port: ports[$0]!.mesh, serials: [serials[$0]!]) },
+                peers: ids.filter { $0 != id }.map { .init(id: $0, host: "127.0.0.1", port: peerPorts[id]![$0]!, serials: [serials[$0]!]) },
                 tuning: tuning)
             configure(folder, &config)
             try JSONEncoder().encode(config).write(to: URL(fileURLWithPath: configPath(id)))
@@ -118,7 +128,43 @@ public final class LocalCluster: @unchecked Sendable {
         }
     }
 
-    public func remove() { try? FileManager.default.removeItem(atPath: folder) }
+    /// Stops the proxy and unmounts what `mountTmpfs` mounted (after `stopAll`).
+    public func release() {
+        proxy?.stop()
+        for path in lock.withLock({ mounts }) { _ = umount2(path, Int32(MNT_DETACH)) }
+        lock.withLock { mounts = [] }
+    }
+
+    /// `release`, then deletes the folder.
+    public func remove() {
+        release()
+        try? FileManager.default.removeItem(atPath: folder)
+    }
+
+    public func isRunning(_ id: String) -> Bool { lock.withLock { processes[id]?.isRunning ?? false } }
+
+    public func dataDir(_ id: String) -> String { folder + "/data/" + id }
+
+    /// Puts the node's data folder on a tmpfs of `bytes` (before it starts): a real disk that
+    /// fills. Needs root (CAP_SYS_ADMIN).
+    public func mountTmpfs(_ id: String, bytes: Int) throws {
+        let path = dataDir(id)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        guard mount("tmpfs", path, "tmpfs", 0, "size=\(bytes),mode=0700") == 0 else {
+            throw DrillError("无法挂载 tmpfs 到 \(path)（需要 root 权限）：\(String(cString: strerror(errno))) / cannot mount a tmpfs on \(path) (needs root): \(String(cString: strerror(errno)))")
+        }
+        lock.withLock { mounts.append(path) }
+    }
+
+    /// Whether this process may mount a tmpfs (tries a tiny one).
+    public static func canMountTmpfs() -> Bool {
+        let path = NSTemporaryDirectory() + "clinicmesh-mount-probe-" + UUID().uuidString
+        guard (try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)) != nil else { return false }
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        guard mount("tmpfs", path, "tmpfs", 0, "size=65536") == 0 else { return false }
+        _ = umount2(path, Int32(MNT_DETACH))
+        return true
+    }
 
     // MARK: Admin API
 
@@ -142,6 +188,31 @@ public final class LocalCluster: @unchecked Sendable {
 
     public func bookings(_ id: String) async throws -> BookingsView {
         try await AdminClient.bookings(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin, expectedNodeID: id)
+    }
+
+    public func registerPatient(_ id: String, _ command: RegisterPatientCommand) async throws -> RegisterPatientAnswer {
+        try JSONDecoder().decode(RegisterPatientAnswer.self, from: Data(try await call(id, "register-patient", command)))
+    }
+
+    public func records(_ id: String, table: String = "patient") async throws -> RecordsView {
+        try JSONDecoder().decode(RecordsView.self, from: Data(try await call(id, "records", ["table": table])))
+    }
+
+    /// Proposes evicting `node` through `id`; answers what the node said.
+    public func evict(_ id: String, node: String) async throws -> String {
+        String(decoding: try await call(id, "evict", ["node": node]), as: UTF8.self)
+    }
+
+    /// Test-only (nodes built with -DCLINICMESH_BUG_SWITCHES): shifts the node's wall clock.
+    public func setClockOffset(_ id: String, ms: Int64) async throws -> String {
+        String(decoding: try await call(id, "clock-offset", ["offset_ms": ms]), as: UTF8.self)
+    }
+
+    /// One admin command with a JSON argument.
+    public func call(_ id: String, _ command: String, _ argument: some Encodable) async throws -> [UInt8] {
+        let text = command + " " + String(decoding: try JSONEncoder().encode(argument), as: UTF8.self)
+        return try await AdminClient.request(host: "127.0.0.1", port: ports[id]!.admin, command: text, clusterID: clusterID,
+                                             credentials: admin, expectedNodeID: id)
     }
 
     /// The last lines of a node's log (for failure reports).

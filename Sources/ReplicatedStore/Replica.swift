@@ -147,15 +147,19 @@ public final class Replica: Sendable {
     /// has committed it (GRDB runs the commit hook on the writer queue, before the next write).
     func transaction<T>(_ body: (Merger) throws -> T) throws -> T {
         try writer.write { db in
-            let merger = Merger(db: db, replica: self, state: state.withLock { $0 }, wallMillis: options.wallClock())
+            let start = state.withLock { $0 }
+            let merger = Merger(db: db, replica: self, state: start, wallMillis: options.wallClock())
             let result = try body(merger)
             try merger.persistClock()
             let committed = merger.state
             db.afterNextTransaction(onCommit: { [self] _ in
                 state.withLock { current in
-                    // A refusal set while this transaction ran stays in force.
+                    // A refusal this transaction made wins; otherwise whatever `refuseWrites` or
+                    // `allowWrites` did while it ran stays (a lifted refusal must stay lifted).
                     var published = committed
-                    published.writesRefusedBecause = current.writesRefusedBecause ?? committed.writesRefusedBecause
+                    if committed.writesRefusedBecause == start.writesRefusedBecause {
+                        published.writesRefusedBecause = current.writesRefusedBecause
+                    }
                     current = published
                 }
             })

@@ -26,23 +26,23 @@ struct DrillCommand: AsyncParsableCommand {
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "运行一个演练场景，或 all / Run one drill scenario, or all",
-            discussion: "场景 / scenarios: \(LeaseDrill.scenarios.keys.sorted().joined(separator: ", ")), all")
+            discussion: "场景 / scenarios: \(DrillCommand.names.joined(separator: ", ")), all")
 
         @Argument(help: "场景名 / Scenario name") var scenario: String
         @OptionGroup var options: Options
 
         func validate() throws {
-            guard scenario == "all" || LeaseDrill.scenarios[scenario] != nil else {
-                throw ValidationError("未知场景 \(scenario)；可选 / unknown scenario \(scenario); one of: \(LeaseDrill.scenarios.keys.sorted().joined(separator: ", ")), all")
+            guard scenario == "all" || DrillCommand.names.contains(scenario) else {
+                throw ValidationError("未知场景 \(scenario)；可选 / unknown scenario \(scenario); one of: \(DrillCommand.names.joined(separator: ", ")), all")
             }
         }
 
         func run() async throws {
-            let names = scenario == "all" ? LeaseDrill.scenarios.keys.sorted() : [scenario]
+            let names = scenario == "all" ? DrillCommand.names : [scenario]
             var failed = false
             for name in names {
-                let report = try await DrillCommand.run(name, options)
-                failed = failed || !report.passed
+                let passed = ChaosDrill.Kind(rawValue: name) != nil ? try await DrillCommand.chaos(name, options) : try await DrillCommand.run(name, options).passed
+                failed = failed || !passed
             }
             if failed { throw ExitCode.failure }
         }
@@ -58,8 +58,38 @@ struct DrillCommand: AsyncParsableCommand {
         }
     }
 
+    /// Every scenario: the lease drills, then the operations drills.
+    static var names: [String] { LeaseDrill.scenarios.keys.sorted() + ChaosDrill.names }
+
+    static var binary: String {
+        ProcessInfo.processInfo.environment["CLINICMESH_BIN"] ?? Bundle.main.executablePath ?? CommandLine.arguments[0]
+    }
+
+    /// Runs one operations drill (partition, eviction, clock skew, full disk); returns whether it passed.
+    static func chaos(_ name: String, _ options: Options) async throws -> Bool {
+        var drill = ChaosDrill(kind: ChaosDrill.Kind(rawValue: name)!, binary: binary)
+        drill.clients = min(options.clients, 16)
+        if drill.kind == .diskFull, !LocalCluster.canMountTmpfs() {
+            throw ValidationError("disk-full 需要挂载 tmpfs 的权限（以 root 运行）/ disk-full needs to mount a tmpfs (run as root)")
+        }
+        let report = try await drill.run(keepFolder: options.keep)
+        if options.json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print("演练 / drill \(name): \(report.passed ? "通过 / passed" : "失败 / FAILED")   恢复 / recovery_s \(report.recoveryS.map { "\($0)" } ?? "-")")
+            print("  故障注入 / injection: \(report.injection)")
+            print("  \(report.summaryZh)")
+            print("  \(report.summaryEn)")
+            print("  预约请求 / booking requests \(report.requests), 拒绝 / refused \(report.refusedByReason), 结果未知 / unknown \(report.unknownOutcomes); 登记被拒 / registrations refused \(report.recordsRefusedByReason), 未知 / unknown \(report.recordsUnknown)")
+            for c in report.checks where c.detail != nil { print("  \(c.passed ? "✓" : "✗") \(c.en): \(c.detail!)") }
+            for p in report.problems { print("  ! \(p)") }
+        }
+        return report.passed
+    }
+
     static func run(_ name: String, _ options: Options) async throws -> LeaseDrill.Report {
-        let binary = ProcessInfo.processInfo.environment["CLINICMESH_BIN"] ?? Bundle.main.executablePath ?? CommandLine.arguments[0]
         var drill = LeaseDrill(binary: binary)
         drill.name = name
         drill.steps = LeaseDrill.scenarios[name] ?? []

@@ -34,6 +34,21 @@ import Testing
         #expect(try a.liveRow("record", key: "p1")?["a"] == "外科")
     }
 
+    /// The clock guard lifted a refusal while a merge transaction ran; publishing that
+    /// transaction's state put the refusal back, and writes stayed refused for good (seen in the
+    /// clock-skew drill).
+    @Test func aRefusalLiftedDuringATransactionStaysLifted() throws {
+        let a = try memoryReplica("a")
+        let reason = StoreError(.writesRefused, zh: "时钟偏差过大", en: "clock is off")
+        a.refuseWrites(reason)
+        try a.transaction { _ in a.allowWrites() }
+        #expect(a.writesRefusedBecause == nil)
+        try a.transaction { _ in a.refuseWrites(reason) }
+        #expect(a.writesRefusedBecause == reason)
+        a.allowWrites()
+        try a.write { try $0.insert("record", key: "p1", values: ["a": "内科"]) }
+    }
+
     @Test func deleteThenReinsertOnAnotherNodeWinsByClock() throws {
         let a = try memoryReplica("a"), b = try memoryReplica("b")
         try a.write { try $0.insert("record", key: "p", values: ["a": "1", "b": 1]) }
