@@ -60,9 +60,15 @@ extension ClusterSimulation {
             guard !b.isRelease else { continue }
             let view = slotViews(block: b.block, bookings: byBlock[b.block] ?? [], state: latest.cluster)
             if view.unknown { continue }
-            let releasedValidly = (byBlock[b.block] ?? []).contains { $0.releases == b.id && bookingStatus($0, in: latest.cluster) == .active }
-                || latest.cluster.blocks[b.block]?.collected.contains { $0.releases == b.id } == true
-            if holdingBooking(view.views[b.slot])?.id != b.id, !releasedValidly {
+            // A release names the booking, the hold a confirmation confirms, or a hold's confirmation.
+            let confirmations = (byBlock[b.block] ?? []).filter { $0.confirms == b.id }.map(\.id)
+                + (latest.cluster.blocks[b.block]?.collected ?? []).filter { $0.confirms == b.id }.map(\.id)
+            let names = [b.id, b.confirms].compactMap { $0 } + confirmations
+            let releasedValidly = (byBlock[b.block] ?? []).contains { $0.releases.map(names.contains) == true && bookingStatus($0, in: latest.cluster) == .active }
+                || latest.cluster.blocks[b.block]?.collected.contains { $0.releases.map(names.contains) == true } == true
+            // A hold leaves its slot to its own confirmation, too.
+            let holder = holdingBooking(view.views[b.slot])
+            if holder?.id != b.id, holder?.confirms != b.id || holder?.patient != b.patient, !releasedValidly {
                 let now = view.views[b.slot].map { $0.map { "\($0.id)@e\($0.epoch)g\($0.generation)" } } ?? []
                 fail("no acknowledged booking lost", "booking \(b.id) (\(b.block) slot \(b.slot)) no longer holds its slot (now \(now)) and was never released")
                 return

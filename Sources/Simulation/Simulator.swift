@@ -440,6 +440,15 @@ public final class ClusterSimulation {
             if let tag = quotaRequests[b.id]?.tag { quotaRequests[q.id] = (b.patient, tag) }
             recentRequests.append(q)
             if recentRequests.count > 64 { recentRequests.removeFirst() }
+        } else if !acked.isEmpty, rng.chance(0.06) {
+            // A patient pays for a hold: its confirmation races the holder's expiry of it.
+            let holds = acked.values.filter(\.isHold).map(\.id).sorted()
+            guard !holds.isEmpty else { return }
+            let h = acked[holds[Int(rng.below(UInt64(holds.count)))]]!
+            requestCounter += 1
+            q = BookingRequest(id: "k\(requestCounter)", block: h.block, slot: h.slot, patient: h.patient, confirms: h.id)
+            recentRequests.append(q)
+            if recentRequests.count > 64 { recentRequests.removeFirst() }
         } else if !recentRequests.isEmpty, rng.chance(0.2) {
             // A client that got no answer (or doubts it) retries the same request elsewhere.
             q = recentRequests[Int(rng.below(UInt64(recentRequests.count)))]
@@ -452,8 +461,10 @@ public final class ClusterSimulation {
             let quota = rng.chance(0.35)
             let patient = quota ? "q\(rng.below(12))" : "p\(rng.below(1000))"
             let block = Int(rng.below(UInt64(opt.blocks)))
+            // A quarter are holds of 1.5 to 4.5 s, which their holder expires unless confirmed.
+            let holdMs = rng.chance(0.25) ? Int64(1_500 + rng.below(3_000)) : 0
             q = BookingRequest(id: "r\(requestCounter)", block: "b\(block)",
-                               slot: Int(rng.below(UInt64(opt.slotsPerBlock))), patient: patient, alternatives: alternatives)
+                               slot: Int(rng.below(UInt64(opt.slotsPerBlock))), patient: patient, alternatives: alternatives, holdMs: holdMs)
             if quota { quotaRequests[q.id] = (patient, QuotaTag(visitDay: Int(rng.below(12)), department: "d\(block % 3)")) }
             recentRequests.append(q)
             if recentRequests.count > 64 { recentRequests.removeFirst() }
