@@ -58,6 +58,8 @@ public final class MeshNode: Sendable {
     let consensus: ConsensusShell
     /// This node's own certificate serial, as it registers itself in the replicated membership.
     let ownSerial: String
+    /// This node's metrics (a registry of its own; `GET /metrics` when the config has `metrics`).
+    public let metrics: NodeMetrics
 
     struct PeerRuntime {
         var address: NodeConfig.Endpoint
@@ -178,6 +180,9 @@ public final class MeshNode: Sendable {
         for peer in config.peers { runtime.peers[peer.id] = PeerRuntime(address: .init(host: peer.host, port: peer.port)) }
         self.runtime = Mutex(runtime)
         self.startedNanos = clock.monotonicNanos()
+        self.metrics = NodeMetrics(nodeID: config.nodeID, department: config.department, clusterID: config.clusterID,
+                                   schemaVersion: NodeSchema.schema.version)
+        consensus.report(to: metrics)
     }
 
     /// The port the mesh listener actually bound (useful with port 0).
@@ -285,6 +290,9 @@ public final class MeshNode: Sendable {
         if let load = config.bench {
             services.append(NodeService(name: "bench") { await self.runBenchLoad(load) })
         }
+        if let endpoint = config.metrics {
+            services.insert(NodeService(name: "metrics") { try await self.runMetricsEndpoint(endpoint) }, at: 2)
+        }
         return ServiceGroup(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
     }
 
@@ -351,6 +359,11 @@ public final class MeshNode: Sendable {
                 await withDiscardingTaskGroup { group in
                     for peer in peers {
                         group.addTask { await self.runLink(peer) }
+                    }
+                    // Members that join later (cluster add-node) get a link as soon as they are recorded.
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(1))
+                        for peer in self.adoptNewMembers() { group.addTask { await self.runLink(peer) } }
                     }
                 }
             }
