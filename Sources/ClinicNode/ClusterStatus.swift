@@ -201,7 +201,9 @@ public struct ClusterReport: Codable, Sendable, Hashable {
 
         var alerts: [StatusAlert] = []
         for (id, why) in unanswered.sorted(by: { $0.key < $1.key }) {
-            alerts.append(StatusAlert("admin.unanswered", node: id, zh: "节点 \(id) 的管理接口没有应答：\(why)", en: "node \(id) did not answer on its admin API: \(why)"))
+            // The error is already in both languages: say it once.
+            alerts.append(StatusAlert("admin.unanswered", node: id, zh: "节点 \(id) 的管理接口没有应答：\(why)",
+                                      en: "node \(id) did not answer on its admin API (the reason is given just before)"))
         }
         // Merge the nodes' own alerts: one per code and member; unreachability once, with who sees it.
         var seen = Set<String>()

@@ -112,29 +112,29 @@ struct StatusCommand: AsyncParsableCommand {
         }
 
         // Every node at once: one that hangs must not hold the others' answers back.
-        let results = await withTaskGroup(of: (String, Result<NodeStatus, any Error>).self) { group in
+        // Plain values out of the child tasks: one answer or one error text per node.
+        struct Answer: Sendable { let id: String; let status: NodeStatus?; let error: String? }
+        let results = await withTaskGroup(of: Answer.self) { group in
             for target in targets {
                 group.addTask {
                     do {
-                        return (target.id, .success(try await AdminClient.status(
+                        let status = try await AdminClient.status(
                             host: target.host, port: target.port, clusterID: cluster, credentials: credentials,
-                            expectedNodeID: target.id, serials: target.serials)))
+                            expectedNodeID: target.id, serials: target.serials)
+                        return Answer(id: target.id, status: status, error: nil)
                     } catch {
-                        return (target.id, .failure(error))
+                        return Answer(id: target.id, status: nil, error: "\(error)")
                     }
                 }
             }
-            var all: [(String, Result<NodeStatus, any Error>)] = []
-            for await result in group { all.append(result) }
+            var all: [Answer] = []
+            for await answer in group { all.append(answer) }
             return all
         }
         var answers: [String: NodeStatus] = [:]
         var unanswered: [String: String] = [:]
-        for (id, result) in results {
-            switch result {
-            case .success(let status): answers[id] = status
-            case .failure(let error): unanswered[id] = "\(error)"
-            }
+        for answer in results {
+            if let status = answer.status { answers[answer.id] = status } else { unanswered[answer.id] = answer.error ?? "?" }
         }
         let report = ClusterReport.build(clusterID: cluster, answers: answers, unanswered: unanswered)
         if json {
