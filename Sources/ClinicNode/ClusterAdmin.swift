@@ -156,6 +156,31 @@ public struct ClusterAdmin: Sendable {
                         en: "\(rotation.node) did not restart with the new certificate in time; both stay accepted, and the rotation completes when it restarts.")
     }
 
+    /// Evicts a lost node (rebuilding it under a new id): it must belong to `department`. Returns
+    /// once the eviction has committed; from then on every node refuses it and its leases move.
+    public func evictLost(_ node: String, department: String, timeout: Duration) async throws {
+        let view = try await leaderView()
+        guard let member = view.members.first(where: { $0.id == node }) else {
+            throw NodeError(.admin, zh: "集群中没有要替换的节点 \(node)。", en: "the cluster has no node \(node) to replace.")
+        }
+        if member.evicted { report("\(node) 已被驱逐 / \(node) is already evicted"); return }
+        guard member.department == department else {
+            throw NodeError(.admin, zh: "\(node) 属于 \(member.department)，不是 \(department)；重建请用原科室。",
+                            en: "\(node) belongs to \(member.department), not \(department); rebuild it in its own department.")
+        }
+        report("驱逐丢失的节点 \(node)… / evicting the lost node \(node)…")
+        _ = try await call(view.node, try command("evict", ["node": node]))
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if try await leaderView().members.first(where: { $0.id == node })?.evicted == true {
+                report("已驱逐 \(node) / \(node) evicted")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        throw NodeError(.admin, zh: "时限内未见驱逐 \(node) 生效（是否有 Leader？）。", en: "the eviction of \(node) did not commit in time (is there a leader?).")
+    }
+
     /// What the membership looks like now, and its warnings, in words.
     public func summary() async throws -> [String] {
         let view = try await leaderView()

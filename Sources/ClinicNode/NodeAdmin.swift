@@ -17,7 +17,7 @@ extension MeshNode {
         let offsets = runtime.withLock { r in
             r.peers.compactMapValues { $0.estimator.estimate(nowMonotonicNanos: now, maxAgeNanos: maxAge)?.offsetMillis }
         }
-        let verdict = ClockGuard(boundMillis: config.tuning.maxClockOffsetMillis, peerCount: config.peers.count).evaluate(offsets: offsets)
+        let verdict = ClockGuard(boundMillis: config.tuning.maxClockOffsetMillis, peerCount: runtime.withLock { $0.peers.count }).evaluate(offsets: offsets)
         switch verdict {
         case .refuse(let off):
             guard runtime.withLock({ $0.guardReason }) == nil else { return }

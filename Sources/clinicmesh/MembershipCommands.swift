@@ -65,7 +65,7 @@ struct AddNode: AsyncParsableCommand {
         var cluster = ClusterAdmin(clusterID: target.config.clusterID, credentials: target.credentials, nodes: target.config.nodes, report: say)
         do {
             if let replaces {
-                try await evict(replaces, cluster: cluster)
+                try await cluster.evictLost(replaces, department: department, timeout: .seconds(60))
             }
             let view = try await cluster.leaderView()
             if replaces == nil, let lost = view.members.first(where: { $0.department == department && !$0.evicted && !$0.live && $0.role != "none" }) {
@@ -100,29 +100,6 @@ struct AddNode: AsyncParsableCommand {
             FileHandle.standardError.write(Data("\(error)\n".utf8))
             throw ExitCode.failure
         }
-    }
-
-    func evict(_ node: String, cluster: ClusterAdmin) async throws {
-        let view = try await cluster.leaderView()
-        guard let member = view.members.first(where: { $0.id == node }) else {
-            throw NodeError(.admin, zh: "集群中没有要替换的节点 \(node)。", en: "the cluster has no node \(node) to replace.")
-        }
-        if member.evicted { say("\(node) 已被驱逐 / \(node) is already evicted"); return }
-        guard member.department == department else {
-            throw NodeError(.admin, zh: "\(node) 属于 \(member.department)，不是 \(department)；重建请用原科室。",
-                            en: "\(node) belongs to \(member.department), not \(department); rebuild it in its own department.")
-        }
-        say("驱逐丢失的节点 \(node)… / evicting the lost node \(node)…")
-        _ = try await cluster.call(view.node, "evict " + String(decoding: try JSONEncoder().encode(["node": node]), as: UTF8.self))
-        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
-        while ContinuousClock.now < deadline {
-            if try await cluster.leaderView().members.first(where: { $0.id == node })?.evicted == true {
-                say("已驱逐 \(node) / \(node) evicted")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(500))
-        }
-        throw NodeError(.admin, zh: "60 秒内未见驱逐 \(node) 生效。", en: "the eviction of \(node) did not commit within 60 s.")
     }
 }
 

@@ -166,4 +166,60 @@ struct AddNodeTests {
         }
         for node in nodes.values { try await node.stop() }
     }
+
+    @Test("rebuilding a lost department node: evict it (its department checked), add a new id in the same department, which catches up and restores three voters")
+    func rebuildLostNode() async throws {
+        var files = try TestClusterFiles(ids: ["neike", "waike", "erke"])
+        defer { files.remove() }
+        files.configs["waike"]!.department = "外科"
+        files.configs["erke"]!.department = "儿科"
+        var nodes = try await startCluster(files)
+        do {
+            let admin = try files.credentials("admin", kind: .admin)
+            let cluster = ClusterAdmin(clusterID: files.clusterID, credentials: admin, nodes: ["neike", "waike"].map {
+                AdminConfig.Node(id: $0, host: "127.0.0.1", port: nodes[$0]!.node.adminPort)
+            }, report: { _ in })
+            #expect(await eventually { try await cluster.leaderView().members.allSatisfy { !$0.address.isEmpty } })
+            try nodes["erke"]!.node.write { w in _ = try w.insert("department", key: "erke", values: ["name": .text("儿科")]) }
+            #expect(await eventually { try nodes["neike"]!.node.replica.liveRow("department", key: "erke") != nil })
+            // erke is lost.
+            try await nodes["erke"]!.stop()
+            nodes["erke"] = nil
+            await #expect(throws: NodeError.self) { try await cluster.evictLost("erke", department: "内科", timeout: .seconds(10)) }
+            try await cluster.evictLost("erke", department: "儿科", timeout: .seconds(60))
+            // The leader takes erke out of the Raft configuration: two voters left.
+            #expect(await eventually {
+                let view = try await cluster.leaderView()
+                return view.members.filter { $0.role == "voter" && !$0.evicted }.map(\.id).sorted() == ["neike", "waike"]
+            })
+            #expect(try await cluster.summary().contains { $0.contains("⚠") }, "two voters: it warns")
+
+            // The new 儿科 node, under a new id; the old id cannot come back.
+            let view = try await cluster.leaderView()
+            #expect(throws: NodeError.self) {
+                _ = try NewNodeFiles.make(nodeID: "erke", department: "儿科", clusterID: files.clusterID, mesh: .init(host: "127.0.0.1", port: 1),
+                                          admin: .init(host: "127.0.0.1", port: 2), metrics: nil, membership: view, ca: files.ca, hosts: ["h"], out: files.root + "/x")
+            }
+            let out = files.root + "/erke-2"
+            let mesh = try freePort(), adminPort = try freePort()
+            let plan = try NewNodeFiles.make(nodeID: "erke-2", department: "儿科", clusterID: files.clusterID, mesh: .init(host: "127.0.0.1", port: mesh),
+                                             admin: .init(host: "127.0.0.1", port: adminPort), metrics: nil, membership: view, ca: files.ca,
+                                             hosts: ["127.0.0.1"], out: out)
+            #expect(plan.config.peers.map(\.id) == ["neike", "waike"], "the evicted node is no peer")
+            try FileManager.default.copyItem(atPath: files.root + "/data.key", toPath: out + "/data.key")
+            try await cluster.register(MemberAddRequest(node: "erke-2", address: "127.0.0.1:\(mesh)", department: "儿科", serial: plan.serial), timeout: .seconds(60))
+            var config = try NodeConfig.load(path: out + "/erke-2.json")
+            config.tuning = files.configs["neike"]!.tuning
+            nodes["erke-2"] = RunningNode(try await MeshNode.open(config: config, logger: quietLogger("erke-2")))
+            #expect(try nodes["erke-2"]!.node.replica.liveRow("department", key: "erke") != nil, "the lost node's writes came back by snapshot")
+            let newNode = AdminConfig.Node(id: "erke-2", host: "127.0.0.1", port: adminPort, serials: [plan.serial])
+            try await cluster.waitForCatchUp(newNode, maxLagChanges: 0, timeout: .seconds(120))
+            #expect(try await cluster.promoteAsNeeded(prefer: "erke-2", timeout: .seconds(120)) == ["erke-2"])
+            #expect(try await cluster.leaderView().members.filter { $0.role == "voter" }.map(\.id).sorted() == ["erke-2", "neike", "waike"])
+        } catch {
+            for node in nodes.values { try? await node.stop() }
+            throw error
+        }
+        for node in nodes.values { try await node.stop() }
+    }
 }
