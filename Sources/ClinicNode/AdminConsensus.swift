@@ -207,7 +207,8 @@ extension MeshNode {
     }
 
     /// The booking primitive: acknowledged only once quorum-durable under the current epoch.
-    public func book(_ command: BookCommand) async -> BookAnswer {
+    /// (`book`, in MetricsEndpoint.swift, calls this and counts the answer.)
+    func bookUnmeasured(_ command: BookCommand) async -> BookAnswer {
         // Reservations and their releases are the nodes' own: clients may not name or free them.
         let reserved = ["quota:", "release:", "strike:", holdExpiryPrefix]
         if reserved.contains(where: { command.requestID.hasPrefix($0) || (command.releases?.hasPrefix($0) ?? false) })

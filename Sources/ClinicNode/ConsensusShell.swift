@@ -72,6 +72,11 @@ final class ConsensusShell: Sendable {
     }
 
     private let outboundStreams: Mutex<[NodeID: AsyncStream<[UInt8]>]>
+    /// Where events are counted (set once by the node, right after it is made).
+    private let metricsSink = Mutex<NodeMetrics?>(nil)
+
+    func report(to metrics: NodeMetrics) { metricsSink.withLock { $0 = metrics } }
+    private var metrics: NodeMetrics? { metricsSink.withLock { $0 } }
 
     /// The stream of encoded messages for `peer`'s link (taken once, by the link's task).
     func outbound(for peer: String) -> AsyncStream<[UInt8]>? {
@@ -179,7 +184,28 @@ final class ConsensusShell: Sendable {
             }
             if wrote { disk.kick() }
             if membershipChanged { membership.update(c.cluster) }
+            countEvents(rest, in: c)
             return rest
+        }
+    }
+
+    /// Counts what metrics need from this step, under the core's lock: the previous holder of a
+    /// block is only known from the lease history right here.
+    private func countEvents(_ effects: [CoreEffect], in c: ConsensusCore) {
+        guard let metrics else { return }
+        metrics.observeLeader(c.raft.leader?.rawValue, term: c.raft.term)
+        for e in effects {
+            switch e {
+            case .applied(let entry, accepted: true):
+                if case .command(.lease(let change)) = entry.body {
+                    let previous = change.fromEpoch == 0 ? nil : c.cluster.blocks[change.block]?.history[change.fromEpoch]
+                    metrics.leaseChanged(block: change.block, holder: change.holder.rawValue, previous: previous?.rawValue)
+                }
+                if case .command(.evict) = entry.body { metrics.evictionApplied() }
+            case .roleChanged(let role, let term): metrics.roleChanged(role, term: term)
+            case .takeoverStarted: metrics.takeoverStarted()
+            default: break
+            }
         }
     }
 
@@ -260,6 +286,45 @@ final class ConsensusShell: Sendable {
     /// Proposes (or passes on to the leader) a definition command.
     func propose(_ command: ClusterCommand) {
         step { $0.propose(command).1 }
+    }
+
+    /// Proposes a command on this node, which must lead (the admin's membership entries).
+    func proposeHere(_ command: ClusterCommand) -> Result<LogIndex, ProposeError> {
+        var result: Result<LogIndex, ProposeError> = .failure(.notLeader(leader: nil))
+        step { core in
+            guard core.isLeader else {
+                result = .failure(.notLeader(leader: core.raft.leader))
+                return []
+            }
+            let (r, effects) = core.propose(command)
+            result = r
+            return effects
+        }
+        return result
+    }
+
+    /// A single-server change of the Raft configuration (add a learner, promote it); leader only.
+    func proposeConfigChange(_ change: ConfigChange) -> Result<LogIndex, ProposeError> {
+        var result: Result<LogIndex, ProposeError> = .failure(.notLeader(leader: nil))
+        step { core in
+            let (r, effects) = core.proposeConfigChange(change)
+            result = r
+            return effects
+        }
+        return result
+    }
+
+    /// A consensus link for a member that joined after this node started; false if it has one.
+    func addPeer(_ peer: String) -> Bool {
+        let id = NodeID(peer)
+        guard !isStopped, id != self.id else { return false }
+        return outboxes.withLock { boxes in
+            guard boxes[id] == nil else { return false }
+            let (stream, continuation) = AsyncStream.makeStream(of: [UInt8].self, bufferingPolicy: .bufferingNewest(2048))
+            boxes[id] = continuation
+            outboundStreams.withLock { $0[id] = stream }
+            return true
+        }
     }
 }
 
@@ -413,7 +478,9 @@ final class LiveMembership: MembershipView, Sendable {
     func admits(nodeID: String, serial: String) -> Bool {
         guard let m = members.withLock({ $0[nodeID] }) else { return configured.admits(nodeID: nodeID, serial: serial) }
         if m.evicted { return false }
-        if let a = SerialFormat.normalise(m.certificateSerial), a == SerialFormat.normalise(serial) { return true }
+        // "NEW,OLD" while a certificate rotation is under way (`MemberSerials`): both are accepted.
+        if let presented = SerialFormat.normalise(serial),
+           MemberSerials.list(m.certificateSerial).contains(where: { SerialFormat.normalise($0) == presented }) { return true }
         // During a rotation the config may list the next serial before membership records it.
         return configured.admits(nodeID: nodeID, serial: serial)
     }

@@ -60,6 +60,8 @@ public final class MeshNode: Sendable {
     let ownSerial: String
     /// The patient API's state (sign-in codes, rate limits, SMS outbox), if the config enables it.
     let patients: PatientDesk?
+    /// This node's metrics (a registry of its own; `GET /metrics` when the config has `metrics`).
+    public let metrics: NodeMetrics
 
     struct PeerRuntime {
         var address: NodeConfig.Endpoint
@@ -196,6 +198,9 @@ public final class MeshNode: Sendable {
         for peer in config.peers { runtime.peers[peer.id] = PeerRuntime(address: .init(host: peer.host, port: peer.port)) }
         self.runtime = Mutex(runtime)
         self.startedNanos = clock.monotonicNanos()
+        self.metrics = NodeMetrics(nodeID: config.nodeID, department: config.department, clusterID: config.clusterID,
+                                   schemaVersion: NodeSchema.schema.version)
+        consensus.report(to: metrics)
     }
 
     /// The port the mesh listener actually bound (useful with port 0).
@@ -309,6 +314,9 @@ public final class MeshNode: Sendable {
             services.append(NodeService(name: "patients") { try await self.runPatientAPI(desk) })
             services.append(NodeService(name: "sms") { await cancelWhenGracefulShutdown { await self.runPatientMessages(desk) } })
         }
+        if let endpoint = config.metrics {
+            services.insert(NodeService(name: "metrics") { try await self.runMetricsEndpoint(endpoint) }, at: 2)
+        }
         return ServiceGroup(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
     }
 
@@ -377,8 +385,11 @@ public final class MeshNode: Sendable {
                     for peer in peers {
                         group.addTask { await self.runLink(peer) }
                     }
-                    // A node alone (a one-node cluster) has no links, but the service lives on.
-                    if peers.isEmpty { group.addTask { try? await gracefulShutdown() } }
+                    // Members that join later (cluster add-node) get a link as soon as they are recorded.
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(1))
+                        for peer in self.adoptNewMembers() { group.addTask { await self.runLink(peer) } }
+                    }
                 }
             }
         } onGracefulShutdown: {

@@ -17,7 +17,7 @@ extension MeshNode {
         let offsets = runtime.withLock { r in
             r.peers.compactMapValues { $0.estimator.estimate(nowMonotonicNanos: now, maxAgeNanos: maxAge)?.offsetMillis }
         }
-        let verdict = ClockGuard(boundMillis: config.tuning.maxClockOffsetMillis, peerCount: config.peers.count).evaluate(offsets: offsets)
+        let verdict = ClockGuard(boundMillis: config.tuning.maxClockOffsetMillis, peerCount: runtime.withLock { $0.peers.count }).evaluate(offsets: offsets)
         switch verdict {
         case .refuse(let off):
             guard runtime.withLock({ $0.guardReason }) == nil else { return }
@@ -47,14 +47,13 @@ extension MeshNode {
         let now = clock.monotonicNanos()
         let maxAge = UInt64(max(5_000, 5 * config.tuning.heartbeatMillis)) * 1_000_000
         let peers = runtime.withLock { r in
-            config.peers.map { peer -> PeerStatus in
-                let p = r.peers[peer.id] ?? PeerRuntime(address: .init(host: peer.host, port: peer.port))
+            r.peers.sorted { $0.key < $1.key }.map { id, p -> PeerStatus in
                 let estimate = p.estimator.estimate(nowMonotonicNanos: now, maxAgeNanos: maxAge)
                 let lag = p.acked.map { acked in
                     vector.entries.reduce(UInt64(0)) { sum, entry in sum + (entry.value > acked[entry.key] ? entry.value - acked[entry.key] : 0) }
                 }
                 return PeerStatus(
-                    id: peer.id, address: "\(p.address.host):\(p.address.port)", reachable: p.outboundUp, inboundSessions: p.inboundSessions,
+                    id: id, address: "\(p.address.host):\(p.address.port)", reachable: p.outboundUp, inboundSessions: p.inboundSessions,
                     lagChanges: lag, clockOffsetMs: estimate?.offsetMillis, rttMs: estimate.map { ($0.rttMillis * 100).rounded() / 100 },
                     lastContactMsAgo: p.lastContactNanos.map { Int64((now &- $0) / 1_000_000) },
                     lastAntiEntropyMsAgo: p.lastVectorNanos.map { Int64((now &- $0) / 1_000_000) },
@@ -63,46 +62,15 @@ extension MeshNode {
         }
         let refused = replica.writesRefusedBecause
         let consensus = consensusStatus()
-        return NodeStatus(
+        let status = NodeStatus(
             nodeID: config.nodeID, department: config.department, clusterID: config.clusterID,
             meshAddress: "\(config.mesh.host):\(meshPort)", incarnation: replica.origin.incarnation,
             writesRefused: refused != nil, writesRefusedReason: refused.map { "\($0.zh) / \($0.en)" },
             versionVector: Dictionary(uniqueKeysWithValues: vector.entries.map { ("\($0.key)", $0.value) }),
             parkedChanges: (try? replica.parkedCount()) ?? 0, peers: peers,
             uptimeS: Double((now &- startedNanos) / 1_000_000) / 1000, snapshotFrom: snapshotFrom, consensus: consensus,
-            schemaVersion: NodeSchema.schema.version, attention: attention(refused: refused, peers: peers, consensus: consensus))
-    }
-
-    /// Everything in the status that needs a person, in words.
-    func attention(refused: StoreError?, peers: [PeerStatus], consensus: ConsensusStatus) -> [String] {
-        var out: [String] = []
-        if let refused { out.append("本节点暂停写入：\(refused.zh) / this node refuses writes: \(refused.en)") }
-        if let failure = consensus.failure {
-            out.append("共识日志无法写入，本节点暂停参与共识（磁盘可写后自动恢复）：\(failure) / the consensus logs cannot be written; this node paused taking part (it resumes by itself once the disk can be written again): \(failure)")
-        }
-        if consensus.leader == nil { out.append("当前没有 Raft Leader（多数节点不可达？）/ no Raft leader right now (is a majority unreachable?)") }
-        if let me = consensus.members.first(where: { $0.id == config.nodeID }) {
-            if me.evicted {
-                out.append("本节点已被驱逐出集群：其他节点拒绝它的连接；请停机，用新的节点 ID 重建 / this node was evicted: the others refuse it; stop it and rebuild it under a new node id")
-            } else if !me.live {
-                out.append("本节点在集群中不在线，不持有租约 / this node is not live in the cluster and holds no leases")
-            }
-        }
-        for p in peers where !p.reachable {
-            out.append("对端 \(p.id)（\(p.address)）不可达 / peer \(p.id) (\(p.address)) is unreachable\(p.lastError.map { ": \($0)" } ?? "")")
-        }
-        if let waiting = try? replica.reviewItems().count, waiting > 0 {
-            out.append("有 \(waiting) 条记录冲突等待人工核对 / \(waiting) record conflicts wait for a person to review")
-        }
-        if let parked = try? replica.parkedCount(), parked > 0 {
-            out.append("有 \(parked) 个变更暂存待合并（时钟超前或来自更新的版本）/ \(parked) changes are parked (stamped ahead, or from a newer schema)")
-        }
-        if let attributes = try? FileManager.default.attributesOfFileSystem(forPath: config.dataDir),
-           let free = (attributes[.systemFreeSize] as? NSNumber)?.int64Value, let size = (attributes[.systemSize] as? NSNumber)?.int64Value,
-           size > 0, free < size / 10 || free < 1 << 30 {
-            out.append("数据盘将满：剩余 \(free >> 20) MiB / the data disk is nearly full: \(free >> 20) MiB free")
-        }
-        return out
+            schemaVersion: NodeSchema.schema.version)
+        return withAlerts(status)
     }
 
     public func health() -> NodeHealth {
@@ -160,6 +128,7 @@ extension MeshNode {
                     let request = try JSONDecoder().decode(DemoSeedRequest.self, from: argument)
                     body = try AdminJSON.encode(try seedDemo(request))
                 default:
+                    if let answer = try membershipCommand(command, argument) { body = answer; break }
                     body = try AdminJSON.encode(["error": "未知命令 \(command) / unknown command \(command)"])
                 }
             } catch let error as DecodingError {
@@ -168,6 +137,7 @@ extension MeshNode {
                 // A refused command is an answer, not the end of the admin's session.
                 body = try AdminJSON.encode(["error": "\(error)"])
             }
+            metrics.adminCommand(command, failed: body.starts(with: Array("{\"error\"".utf8)))
             try await session.send(.forward(Forward(requestID: request.requestID, bytes: body)))
         }
     }

@@ -81,6 +81,8 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     public var clusterID: String
     public var mesh: Endpoint
     public var admin: Endpoint
+    /// Where `GET /metrics` (Prometheus text, plain HTTP) listens; nil: no metrics endpoint.
+    public var metrics: Endpoint?
     public var dataDir: String
     public var certDir: String
     public var dataKeyFile: String
@@ -125,6 +127,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
+        case metrics
         case nodeID = "node_id", department, clusterID = "cluster_id", mesh, admin
         case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, voters, tuning, bench, patients
     }
@@ -140,6 +143,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         certDir = try c.decode(String.self, forKey: .certDir)
         dataKeyFile = try c.decode(String.self, forKey: .dataKeyFile)
         peers = try c.decodeIfPresent([Peer].self, forKey: .peers) ?? []
+        metrics = try c.decodeIfPresent(Endpoint.self, forKey: .metrics)
         voters = try c.decodeIfPresent([String].self, forKey: .voters)
         tuning = try c.decodeIfPresent(Tuning.self, forKey: .tuning) ?? Tuning()
         bench = try c.decodeIfPresent(BenchLoad.self, forKey: .bench)
@@ -184,7 +188,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         func fail(_ zh: String, _ en: String) -> NodeError { NodeError(.config, zh: zh, en: en) }
         guard !nodeID.isEmpty, nodeID.utf8.count <= 64 else { throw fail("node_id 不能为空且不超过 64 字节。", "node_id must be non-empty and at most 64 bytes.") }
         guard !clusterID.isEmpty else { throw fail("cluster_id 不能为空。", "cluster_id must not be empty.") }
-        for (name, port) in [("mesh.port", mesh.port), ("admin.port", admin.port)] + peers.map({ ("peers[\($0.id)].port", $0.port) }) {
+        for (name, port) in [("mesh.port", mesh.port), ("admin.port", admin.port)] + (metrics.map { [("metrics.port", $0.port)] } ?? []) + peers.map({ ("peers[\($0.id)].port", $0.port) }) {
             guard (0...65535).contains(port) else { throw fail("\(name) 必须在 0 到 65535 之间。", "\(name) must be between 0 and 65535.") }
         }
         var seen = Set<String>()
@@ -198,8 +202,9 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         try patients?.validate()
         if let voters {
             let known = Set(peers.map(\.id) + [nodeID])
-            guard !voters.isEmpty, voters.count % 2 == 1, Set(voters).count == voters.count, voters.allSatisfy(known.contains) else {
-                throw fail("voters 必须是奇数个、不重复、且都在本节点或 peers 中。", "voters must be an odd number of distinct nodes, each this node or one of peers.")
+            // A node joining as a learner (cluster add-node) lists the voters as they are, odd or not.
+            guard !voters.isEmpty, voters.count % 2 == 1 || !voters.contains(nodeID), Set(voters).count == voters.count, voters.allSatisfy(known.contains) else {
+                throw fail("voters 必须是奇数个（以学习者加入的节点除外）、不重复、且都在本节点或 peers 中。", "voters must be an odd number (unless this node joins as a learner) of distinct nodes, each this node or one of peers.")
             }
         }
         guard ["full", "normal"].contains(tuning.durability) else {

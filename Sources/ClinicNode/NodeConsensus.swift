@@ -28,6 +28,14 @@ extension MeshNode {
                 }
                 self.consensus.stop()
             }
+            // A consensus link for each member that joins later (its replication link adopts it).
+            while !self.consensus.isStopped, !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                let peers = self.runtime.withLock { Array($0.peers.keys) }
+                for peer in peers where self.consensus.addPeer(peer) {
+                    group.addTask { await self.runConsensusLink(peer) }
+                }
+            }
         }
     }
 
@@ -88,7 +96,10 @@ extension MeshNode {
         let me = MemberInfo(node: NodeID(config.nodeID), address: "\(config.mesh.host):\(meshPort)",
                             department: config.department, certificateSerial: ownSerial)
         while !Task.isCancelled {
-            if consensus.inspect({ $0.cluster.members[me.node] }) != me {
+            if let recorded = consensus.inspect({ $0.cluster.members[me.node] }), recorded != me,
+               !MemberSerials.shouldRegister(own: me, recorded: recorded) {
+                // A rotation recorded a newer certificate: this process keeps the old one until it restarts.
+            } else if consensus.inspect({ $0.cluster.members[me.node] }) != me {
                 consensus.propose(.upsertMember(me))
             }
             reproposeBlocks()

@@ -23,6 +23,32 @@ public struct NodeStatus: Codable, Sendable, Hashable {
     public var schemaVersion: Int?
     /// Whatever needs a person, one sentence each, Chinese then English (empty: nothing).
     public var attention: [String]?
+    /// The same items with a stable code each (`clock.off`, `disk.nearly_full`, ...), for scripts
+    /// and for `clinicmesh status` to merge the nodes' items into one cluster list.
+    public var alerts: [StatusAlert]?
+    /// Free and total bytes of the file system holding the data folder.
+    public var disk: DiskSpace?
+    /// Record conflicts waiting for a person to review.
+    public var reviewItems: Int?
+    /// The clock-guard bound this node applies (`tuning.max_clock_offset_ms`).
+    public var maxClockOffsetMs: Int64?
+    /// Where `GET /metrics` listens, if the node serves metrics.
+    public var metricsAddress: String?
+}
+
+/// One thing in a status that needs a person: a stable code and a sentence in both languages.
+public struct StatusAlert: Codable, Sendable, Hashable {
+    public var code: String
+    /// The member it is about (nil: the node reporting it, or the whole cluster).
+    public var node: String?
+    public var zh: String
+    public var en: String
+
+    public init(_ code: String, node: String? = nil, zh: String, en: String) {
+        self.code = code; self.node = node; self.zh = zh; self.en = en
+    }
+
+    public var text: String { "\(zh) / \(en)" }
 }
 
 public struct PeerStatus: Codable, Sendable, Hashable {

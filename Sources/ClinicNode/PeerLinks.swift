@@ -237,6 +237,7 @@ extension MeshNode {
             sender.sent = base
             let count = batch.changes.count
             runtime.withLock { $0.peers[peerID]?.changesSent += count }
+            metrics.changesSent(to: peerID, count: count)
         }
     }
 
@@ -274,6 +275,7 @@ extension MeshNode {
                     logger.warning("拒绝了畸形变更 / rejected malformed changes", metadata: ["store.rejected": "\(report.rejected)"])
                 }
                 runtime.withLock { $0.peers[peerID]?.batchesReceived += 1 }
+                metrics.batchReceived(from: peerID, changes: batch.changes.count)
                 try await sendOwnVector(session)
             case .error(let error):
                 logger.notice("对端报告错误 / peer reported an error", metadata: ["mesh.code": "\(error.code)", "mesh.message": "\(error.message)"])

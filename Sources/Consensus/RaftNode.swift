@@ -80,6 +80,8 @@ public struct RaftNode<Command: Sendable & Equatable, SnapshotData: Sendable>: S
     /// A leader whose state machine has caught up with an entry of its own term: its applied
     /// state is the latest committed one, so it may act on it.
     public var isReadyLeader: Bool { role == .leader && appliedIndex == commitIndex && termAt(commitIndex) == term }
+    /// On the leader: the highest log index known to be on `node` (a learner's catch-up progress).
+    public func matchIndex(of node: NodeID) -> LogIndex? { role == .leader ? progress[node]?.match : nil }
 
     /// Term of the entry at `i`, or nil if unknown (compacted away or past the end).
     public func termAt(_ i: LogIndex) -> Term? {

@@ -138,7 +138,7 @@ struct ClusterAdminCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
         abstract: "集群成员管理（需管理员证书）/ Cluster membership (admin certificate)",
-        subcommands: [EvictNode.self])
+        subcommands: [AddNode.self, PromoteNode.self, RotateCert.self, EvictNode.self])
 
     struct EvictNode: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -2,6 +2,7 @@ import ArgumentParser
 import ClinicNode
 import Foundation
 import Logging
+import Metrics
 import ServiceLifecycle
 
 /// `clinicmesh node run --config FILE`: runs one node until SIGTERM or SIGINT.
@@ -26,21 +27,33 @@ struct NodeCommand: AsyncParsableCommand {
         var logLevel: String = "info"
 
         func run() async throws {
-            let level = Logger.Level(rawValue: logLevel) ?? .info
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
+            guard let level = Logger.Level(rawValue: logLevel) else {
+                throw ValidationError("--log-level 只能是 trace、debug、info、notice、warning、error、critical 之一。\n--log-level must be one of trace, debug, info, notice, warning, error, critical.")
+            }
+            let nodeConfig: NodeConfig
+            do {
+                nodeConfig = try NodeConfig.load(path: config)
+            } catch {
+                FileHandle.standardError.write(Data("节点启动失败 / node failed to start: \(error)\n".utf8))
+                throw ExitCode.failure
+            }
+            // Every log line of the process, libraries' included, names the node.
+            let nodeID = nodeConfig.nodeID
+            LoggingSystem.bootstrap({ label, provider in
+                var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
                 handler.logLevel = level
                 return handler
-            }
+            }, metadataProvider: Logger.MetadataProvider { ["node.id": "\(nodeID)"] })
             let logger = Logger(label: "clinicmesh.node")
             let node: MeshNode
             do {
-                let nodeConfig = try NodeConfig.load(path: config)
                 node = try await MeshNode.open(config: nodeConfig, logger: logger)
             } catch {
                 FileHandle.standardError.write(Data("节点启动失败 / node failed to start: \(error)\n".utf8))
                 throw ExitCode.failure
             }
+            // One node per process here: the process-wide metrics system is this node's registry.
+            MetricsSystem.bootstrap(node.metrics.factory)
             logger.info("节点已启动 / node started", metadata: [
                 "node.mesh.port": "\(node.meshPort)", "node.admin.port": "\(node.adminPort)"])
             let group = node.makeServiceGroup(gracefulShutdownSignals: [.sigterm, .sigint])

@@ -10,6 +10,12 @@ struct StatusCommand: AsyncParsableCommand {
         commandName: "status",
         abstract: "查看节点状态（需管理员证书）/ Show node status (needs an admin certificate)",
         discussion: """
+            输出整个集群一张表：Leader 与任期；每个成员的角色、科室、可达性、复制滞后、时钟偏差、持有的租约块、上次反熵、数据版本；
+            以及需要人处理的事项（时钟偏差、磁盘将满、待核对记录、两节点集群无法容忍故障等）。有节点未应答时退出码为 1。
+            One table for the whole cluster: leader and term; each member's role, department, reachability, replication lag,
+            clock offset, lease blocks held, last anti-entropy and schema version; and what needs a person (clock off, disk
+            nearly full, review items waiting, a 2-node cluster that survives no failure, ...). Exits 1 if a node did not answer.
+
             --config ADMIN.json 询问其中列出的每个节点；或用 --node host:port --node-id ID --admin-cert DIR 询问一个节点。
             节点必须出示本集群 CA 签发、名为该节点 ID 的节点证书（给出序列号时还须是其中之一），否则不发送请求。
             --config ADMIN.json asks every node it lists; or ask one node with --node host:port --node-id ID --admin-cert DIR.
@@ -39,8 +45,11 @@ struct StatusCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "只问健康状况 / Ask for health only")
     var health = false
 
-    @Flag(name: .long, help: "输出 JSON / Print JSON")
+    @Flag(name: .long, help: "输出 JSON（整个集群的报告，含各节点原始状态）/ Print JSON (the cluster report, each node's own status included)")
     var json = false
+
+    @Flag(name: .long, help: "另外列出每个节点自己的详细状态 / Also print each node's own detailed status")
+    var detail = false
 
     func validate() throws {
         if config == nil && (node == nil || nodeId == nil || adminCert == nil) {
@@ -78,32 +87,67 @@ struct StatusCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("无法读取管理员证书 / cannot load the admin certificate: \(error)\n".utf8))
             throw ExitCode.failure
         }
-        var failed = false
-        var outputs: [String] = []
-        for target in targets {
-            do {
-                let bytes = try await AdminClient.request(
-                    host: target.host, port: target.port, command: health ? "health" : "status", clusterID: cluster, credentials: credentials,
-                    expectedNodeID: target.id, serials: target.serials)
-                if json {
-                    outputs.append(String(decoding: bytes, as: UTF8.self))
-                } else if health {
-                    let h = try JSONDecoder().decode(NodeHealth.self, from: Data(bytes))
-                    outputs.append("\(h.nodeID): \(h.ok ? "正常 / ok" : "暂停写入 / writes refused")，对端 / peers \(h.reachablePeers)/\(h.peers)")
-                } else {
-                    outputs.append(Self.table(try JSONDecoder().decode(NodeStatus.self, from: Data(bytes))))
+        if health {
+            var failed = false
+            var outputs: [String] = []
+            for target in targets {
+                do {
+                    let bytes = try await AdminClient.request(
+                        host: target.host, port: target.port, command: "health", clusterID: cluster, credentials: credentials,
+                        expectedNodeID: target.id, serials: target.serials)
+                    if json {
+                        outputs.append(String(decoding: bytes, as: UTF8.self))
+                    } else {
+                        let h = try JSONDecoder().decode(NodeHealth.self, from: Data(bytes))
+                        outputs.append("\(h.nodeID): \(h.ok ? "正常 / ok" : "暂停写入 / writes refused")，对端 / peers \(h.reachablePeers)/\(h.peers)")
+                    }
+                } catch {
+                    failed = true
+                    outputs.append("\(target.id) \(target.host):\(target.port): 无法获取 / unavailable: \(error)")
                 }
-            } catch {
-                failed = true
-                outputs.append("\(target.id) \(target.host):\(target.port): 无法获取 / unavailable: \(error)")
+            }
+            print(json && targets.count > 1 ? "[" + outputs.joined(separator: ",\n") + "]" : outputs.joined(separator: "\n"))
+            if failed { throw ExitCode.failure }
+            return
+        }
+
+        // Every node at once: one that hangs must not hold the others' answers back.
+        // Plain values out of the child tasks: one answer or one error text per node.
+        struct Answer: Sendable { let id: String; let status: NodeStatus?; let error: String? }
+        let results = await withTaskGroup(of: Answer.self) { group in
+            for target in targets {
+                group.addTask {
+                    do {
+                        let status = try await AdminClient.status(
+                            host: target.host, port: target.port, clusterID: cluster, credentials: credentials,
+                            expectedNodeID: target.id, serials: target.serials)
+                        return Answer(id: target.id, status: status, error: nil)
+                    } catch {
+                        return Answer(id: target.id, status: nil, error: "\(error)")
+                    }
+                }
+            }
+            var all: [Answer] = []
+            for await answer in group { all.append(answer) }
+            return all
+        }
+        var answers: [String: NodeStatus] = [:]
+        var unanswered: [String: String] = [:]
+        for answer in results {
+            if let status = answer.status { answers[answer.id] = status } else { unanswered[answer.id] = answer.error ?? "?" }
+        }
+        let report = ClusterReport.build(clusterID: cluster, answers: answers, unanswered: unanswered)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(report.table())
+            if detail {
+                for id in answers.keys.sorted() { print("\n" + Self.table(answers[id]!)) }
             }
         }
-        if json && targets.count > 1 {
-            print("[" + outputs.joined(separator: ",\n") + "]")
-        } else {
-            print(outputs.joined(separator: "\n\n"))
-        }
-        if failed { throw ExitCode.failure }
+        if !unanswered.isEmpty { throw ExitCode.failure }
     }
 
     static func table(_ s: NodeStatus) -> String {

@@ -1,0 +1,187 @@
+@testable import ClinicNode
+import Domain
+import Foundation
+import InMemoryLogging
+import Logging
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A plain HTTP/1.1 GET on loopback (blocking socket, off the cooperative pool): what Prometheus does.
+func httpGet(port: Int, path: String) async throws -> (status: Int, headers: String, body: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(with: Result { try blockingGet(port: port, path: path) })
+        }
+    }
+}
+
+struct HTTPTestError: Error, CustomStringConvertible {
+    let description: String
+}
+
+private func blockingGet(port: Int, path: String) throws -> (status: Int, headers: String, body: String) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw HTTPTestError(description: "socket failed") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw HTTPTestError(description: "connect to port \(port) failed") }
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+    guard request.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == request.count else {
+        throw HTTPTestError(description: "write failed")
+    }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        response += buffer[0..<n]
+    }
+    let text = String(decoding: response, as: UTF8.self)
+    guard let split = text.range(of: "\r\n\r\n") else { throw HTTPTestError(description: "no HTTP response: \(text.prefix(200))") }
+    let head = String(text[..<split.lowerBound])
+    let status = Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
+    return (status, head, String(text[split.upperBound...]))
+}
+
+/// The value of one sample line (`name{labels} value`) in a Prometheus text exposition, or nil.
+func sample(_ exposition: String, _ series: String) -> Double? {
+    for line in exposition.split(separator: "\n") where !line.hasPrefix("#") {
+        guard let space = line.lastIndex(of: " ") else { continue }
+        if line[..<space] == series { return Double(line[line.index(after: space)...]) }
+    }
+    return nil
+}
+
+@Suite("Metrics endpoint and logs", .serialized, .timeLimit(.minutes(5)))
+struct MetricsTests {
+    @Test("GET /metrics on a running node: raft, leases, bookings with latency and refusals, peers; each node counts only its own")
+    func scrapeChangesAfterBooking() async throws {
+        var files = try TestClusterFiles(ids: ["neike", "waike", "erke"])
+        defer { files.remove() }
+        for id in files.ids { files.configs[id]!.metrics = .init(host: "127.0.0.1", port: 0) }
+        let nodes = try await startCluster(files)
+        try await stoppingAfterwards(nodes) {
+            let neike = nodes["neike"]!.node
+            #expect(await eventually { neike.metrics.boundPort != nil && nodes["waike"]!.node.metrics.boundPort != nil })
+            let port = try #require(neike.metrics.boundPort)
+            func scrape(_ node: MeshNode? = nil) async throws -> String {
+                let r = try await httpGet(port: (node ?? neike).metrics.boundPort!, path: "/metrics")
+                #expect(r.status == 200)
+                #expect(r.headers.lowercased().contains("content-type: text/plain; version=0.0.4"))
+                return r.body
+            }
+
+            // A leader is known and the term counted; every peer has its gauges.
+            var text = ""
+            #expect(await eventually {
+                text = try await scrape()
+                return sample(text, "clinicmesh_raft_has_leader") == 1 && (sample(text, "clinicmesh_raft_term") ?? 0) >= 1
+                    && sample(text, #"clinicmesh_peer_reachable{peer="waike"}"#) == 1
+                    && sample(text, #"clinicmesh_replication_lag_changes{peer="erke"}"#) != nil
+            }, "scrape: \(text.prefix(3000))")
+            #expect(text.contains(#"clinicmesh_node_info{node="neike""#))
+            #expect(sample(text, #"clinicmesh_bookings_total{kind="book",outcome="booked"}"#) == nil, "nothing booked yet")
+
+            // A block at home on neike: granted, then booked through neike, then a refusal.
+            neike.defineBlocks([BlockDefinition(block: "neike-s1", home: "neike", slots: 4)])
+            var booked: BookAnswer?
+            #expect(await eventually {
+                booked = await neike.book(BookCommand(requestID: "m1", block: "neike-s1", slot: 1, patient: "pk-1", timeoutMs: 2_000))
+                return booked?.outcome == "booked"
+            })
+            let taken = await neike.book(BookCommand(requestID: "m2", block: "neike-s1", slot: 1, patient: "pk-2"))
+            #expect(taken.code == "lease.slot_taken")
+
+            text = try await scrape()
+            #expect(sample(text, #"clinicmesh_bookings_total{kind="book",outcome="booked"}"#) == 1, "\(text)")
+            #expect(sample(text, #"clinicmesh_booking_duration_seconds_count{kind="book",outcome="booked"}"#) == 1)
+            #expect((sample(text, #"clinicmesh_booking_duration_seconds_sum{kind="book",outcome="booked"}"#) ?? 0) > 0)
+            #expect(sample(text, #"clinicmesh_requests_refused_total{reason="lease.slot_taken",source="booking"}"#) == 1)
+            #expect((sample(text, #"clinicmesh_lease_changes_total{kind="grant",scope="slots"}"#) ?? 0) >= 1)
+            // Held while neike's liveness holds (a renewal race at start can move it and bring it back).
+            #expect(await eventually { (sample(try await scrape(), "clinicmesh_lease_blocks_held") ?? 0) >= 1 })
+            #expect((sample(text, "clinicmesh_raft_commit_index") ?? 0) >= 1)
+
+            // The booking replicates; neike's lag towards each peer comes back to 0.
+            #expect(await eventually {
+                let t = try await scrape()
+                return sample(t, #"clinicmesh_replication_lag_changes{peer="waike"}"#) == 0
+                    && sample(t, #"clinicmesh_replication_lag_changes{peer="erke"}"#) == 0
+            })
+
+            // Each node has a registry of its own: waike booked nothing.
+            let waike = try await scrape(nodes["waike"]!.node)
+            #expect(waike.contains(#"clinicmesh_node_info{node="waike""#))
+            #expect(sample(waike, #"clinicmesh_bookings_total{kind="book",outcome="booked"}"#) == nil)
+
+            // Only /metrics is served.
+            let missing = try await httpGet(port: port, path: "/patients")
+            #expect(missing.status == 404)
+        }
+    }
+
+    @Test("metrics.port out of range is refused with a clear message")
+    func badMetricsPort() throws {
+        var files = try TestClusterFiles(ids: ["neike"])
+        defer { files.remove() }
+        files.configs["neike"]!.metrics = .init(host: "127.0.0.1", port: 70_000)
+        #expect {
+            try files.configs["neike"]!.validate()
+        } throws: { error in
+            "\(error)".contains("metrics.port")
+        }
+    }
+
+    @Test("every log line names the node; none carries a patient's name, resident id or mobile in clear")
+    func logsCarryNodeIDAndNoPersonalData() async throws {
+        let files = try TestClusterFiles(ids: ["neike", "waike", "erke"])
+        defer { files.remove() }
+        let handler = InMemoryLogHandler()
+        var logger = Logger(label: "neike") { _ in handler }
+        logger.logLevel = .trace
+        var nodes: [String: MeshNode] = [:]
+        nodes["neike"] = try await MeshNode.open(config: files.configs["neike"]!, logger: logger)
+        for id in ["waike", "erke"] { nodes[id] = try await MeshNode.open(config: files.configs[id]!, logger: quietLogger(id)) }
+        for (id, node) in nodes {
+            for (other, otherNode) in nodes where other != id { node.setPeerAddress(other, host: "127.0.0.1", port: otherNode.meshPort) }
+        }
+        let running = nodes.mapValues { RunningNode($0) }
+        try await stoppingAfterwards(running) {
+            let admin = try files.credentials("admin", kind: .admin)
+            let neike = nodes["neike"]!
+            // Demo data writes patients (names, resident ids, mobiles) on neike; then a booking.
+            let seeded = String(decoding: try await AdminClient.request(
+                host: "127.0.0.1", port: neike.adminPort, command: #"seed-demo {"start_date":"2026-12-01","days":1}"#,
+                clusterID: files.clusterID, credentials: admin, expectedNodeID: "neike"), as: UTF8.self)
+            #expect(seeded.contains("\"patients\""), "\(seeded)")
+            neike.defineBlocks([BlockDefinition(block: "neike-log", home: "neike", slots: 2)])
+            #expect(await eventually {
+                await neike.book(BookCommand(requestID: "l1", block: "neike-log", slot: 0, patient: "pk-log", timeoutMs: 2_000)).outcome == "booked"
+            })
+            #expect(await eventually { try neike.status().peers.allSatisfy { $0.lagChanges == 0 } })
+        }
+        let entries = handler.entries
+        #expect(entries.count > 10, "the node logged at trace level")
+        for entry in entries {
+            #expect(entry.metadata["node.id"] == "neike", "no node id: \(entry.message)")
+        }
+        let text = entries.map { "\($0.message) \($0.metadata)" }.joined(separator: "\n")
+        // The demo's own patients, made the way DemoData makes them.
+        for (i, name) in DemoData.patientNames.enumerated() {
+            let birth = try CivilDate(year: 1950 + (i * 3) % 60, month: 1 + i % 12, day: 1 + (i * 7) % 28)
+            let residentID = try ResidentID.make(regionCode: "130102", birthDate: birth, sequence: 100 + i).value
+            let mobile = "1390311\(1000 + i)"
+            #expect(!text.contains(name), "patient \(i)'s name is in the log")
+            #expect(!text.contains(residentID), "patient \(i)'s resident id is in the log")
+            #expect(!text.contains(mobile), "patient \(i)'s mobile is in the log")
+        }
+    }
+}

@@ -1,0 +1,104 @@
+import ClinicNode
+import Drills
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the clinicmesh binary; returns its exit status and standard output.
+private func run(_ binary: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: binary)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// GET /metrics on loopback with a plain socket, as Prometheus would.
+private func scrape(port: Int) throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw DrillError("no metrics endpoint on port \(port)") }
+    let request = Array("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        response += buffer[0..<n]
+    }
+    return String(decoding: response, as: UTF8.self)
+}
+
+@Suite("Operations on real node processes", .serialized, .timeLimit(.minutes(5)))
+struct OperationsTests {
+    @Test("clinicmesh status (table and --json) over three node processes; each process serves /metrics and counts a booking")
+    func statusAndMetrics() async throws {
+        let binary = try #require(ProcessInfo.processInfo.environment["CLINICMESH_BIN"], "set CLINICMESH_BIN to the built clinicmesh (Cluster/test does)")
+        var adminPorts: [String: Int] = [:]
+        var metricsPorts: [String: Int] = [:]
+        let cluster = try LocalCluster(departments: [("neike", "内科"), ("waike", "外科"), ("erke", "儿科")], binary: binary,
+                                       folderPrefix: "clinicmesh-ops-") { _, config in
+            config.metrics = .init(host: "127.0.0.1", port: (try? LocalCluster.freePort()) ?? 0)
+            adminPorts[config.nodeID] = config.admin.port
+            metricsPorts[config.nodeID] = config.metrics?.port
+        }
+        defer { cluster.remove() }
+        try cluster.startAll()
+        do {
+            let admin = AdminConfig(clusterID: cluster.clusterID, adminCertDir: cluster.folder + "/certs/admin",
+                                    nodes: cluster.ids.map { .init(id: $0, host: "127.0.0.1", port: adminPorts[$0]!) })
+            let adminPath = cluster.folder + "/admin.json"
+            try JSONEncoder().encode(admin).write(to: URL(fileURLWithPath: adminPath))
+
+            var report: ClusterReport?
+            try await waitFor("a leader in clinicmesh status --json") {
+                let r = try run(binary, ["status", "--config", adminPath, "--json"])
+                report = try? JSONDecoder().decode(ClusterReport.self, from: Data(r.output.utf8))
+                return r.status == 0 && report?.leader != nil
+            }
+            let r = try #require(report)
+            #expect(r.members.map(\.id) == ["erke", "neike", "waike"])
+            #expect(r.members.allSatisfy { $0.answered && $0.role == "voter" && $0.schemaVersion != nil })
+            #expect(r.members.filter(\.leader).count == 1)
+            let table = try run(binary, ["status", "--config", adminPath])
+            #expect(table.status == 0 && table.output.contains("成员 member") && table.output.contains("★leader"), "\(table.output)")
+
+            // A booking through neike shows in neike's metrics (its process bootstrapped swift-metrics once).
+            try await cluster.defineBlocks("neike", [BlockDefinition(block: "ops-s1", home: "neike", slots: 2)])
+            try await waitFor("a booking") {
+                try await cluster.book("neike", BookCommand(requestID: "ops-1", block: "ops-s1", slot: 0, patient: "pk-ops", timeoutMs: 2_000)).outcome == "booked"
+            }
+            let text = try scrape(port: metricsPorts["neike"]!)
+            #expect(text.contains("200 OK") && text.contains(#"clinicmesh_bookings_total{kind="book",outcome="booked"} 1"#), "\(text.prefix(2000))")
+            #expect(text.contains(#"clinicmesh_node_info{node="neike""#))
+
+            // A node down: status says so, and exits 1.
+            cluster.signal("erke", SIGTERM)
+            cluster.waitForExit("erke")
+            var down = (status: Int32(0), output: "")
+            try await waitFor("status to say erke is down") {
+                down = try run(binary, ["status", "--config", adminPath])
+                return down.status != 0 && down.output.contains("管理 admin ✗") && down.output.contains("unreachable")
+            }
+        } catch {
+            cluster.stopAll()
+            throw error
+        }
+        cluster.stopAll()
+    }
+}
