@@ -265,7 +265,7 @@ extension MeshNode {
             (q.department == nil || s.department == q.department) && (q.date == nil || s.date.description == q.date)
                 && (q.halfDay == nil || s.halfDay.rawValue == q.halfDay) && (q.practitioner == nil || s.practitioner == q.practitioner)
                 && (q.title == nil || s.title?.rawValue == q.title)
-        }.sorted { ($0.date, $0.halfDay.rawValue, $0.schedule) < ($1.date, $1.halfDay.rawValue, $1.schedule) }.prefix(200)
+        }.sorted { ($0.date, $0.halfDay == .morning ? 0 : 1, $0.schedule) < ($1.date, $1.halfDay == .morning ? 0 : 1, $1.schedule) }.prefix(200)
         let now = nowMs
         return consensus.inspect { c in
             var out: [SlotResource] = []
