@@ -116,20 +116,7 @@ public struct LeaseDrill: Sendable {
     }
 
     func scenario(_ cluster: LocalCluster, ids: [String], keepFolder: Bool) async throws -> Report {
-        try cluster.startAll()
-        try await waitFor("a leader and every node registered and live") {
-            let s = try await cluster.status(ids[0])
-            guard let c = s.consensus, c.leader != nil else { return false }
-            return ids.allSatisfy { id in c.members.contains { $0.id == id && $0.live } }
-        }
-        var blocks: [BlockDefinition] = []
-        for id in ids { for i in 0..<blocksPerNode { blocks.append(BlockDefinition(block: "\(id)-dr\(i)", home: id, slots: slotsPerBlock)) } }
-        try await cluster.defineBlocks(ids[0], blocks)
-        try await waitFor("every block leased to its home node") {
-            let v = try await cluster.bookings(ids[0])
-            let names = Set(blocks.map(\.block))
-            return v.blocks.filter { names.contains($0.block) }.count == blocks.count && v.blocks.allSatisfy { $0.valid && $0.holder == $0.home }
-        }
+        let blocks = try await cluster.startWithBlocks(perNode: blocksPerNode, slots: slotsPerBlock)
 
         let (quotaBurstBooked, quotaFreed) = try await quotaBurst(cluster, ids: ids, blocks: blocks)
 

@@ -98,6 +98,26 @@ public final class LocalCluster: @unchecked Sendable {
 
     public func startAll() throws { for id in ids { try start(id) } }
 
+    /// Starts every node, waits for a leader with every node live, then defines `perNode` blocks
+    /// of `slots` slots homed on each node (`<node>-dr<i>`) and waits until each is leased at home.
+    public func startWithBlocks(perNode: Int, slots: Int) async throws -> [BlockDefinition] {
+        try startAll()
+        try await waitFor("a leader and every node registered and live") {
+            let s = try await self.status(self.ids[0])
+            guard let c = s.consensus, c.leader != nil else { return false }
+            return self.ids.allSatisfy { id in c.members.contains { $0.id == id && $0.live } }
+        }
+        var blocks: [BlockDefinition] = []
+        for id in ids { for i in 0..<perNode { blocks.append(BlockDefinition(block: "\(id)-dr\(i)", home: id, slots: slots)) } }
+        try await defineBlocks(ids[0], blocks)
+        try await waitFor("every block leased to its home node") {
+            let v = try await self.bookings(self.ids[0])
+            let names = Set(blocks.map(\.block))
+            return v.blocks.filter { names.contains($0.block) }.count == blocks.count && v.blocks.allSatisfy { $0.valid && $0.holder == $0.home }
+        }
+        return blocks
+    }
+
     public func pid(_ id: String) -> Int32? { lock.withLock { processes[id].map(\.processIdentifier) } }
 
     public func signal(_ id: String, _ sig: Int32) {
