@@ -274,7 +274,7 @@ public struct BookingNode: Sendable {
         // A strike (no-show, late cancellation) is only recorded; a reservation is checked.
         if q.block.hasPrefix(quotaBucketPrefix), q.targets == nil, Strike(encoded: q.tag) == nil {
             guard let tag = QuotaTag(encoded: q.tag) else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }
-            let today = Int(floorDiv(wallMs + shanghaiOffsetMs, 86_400_000))
+            let today = shanghaiDay(wallMs: wallMs)
             if options.quotaPolicy.ban(strikes: strikes(of: q.patient, in: q.block, state: state), today: today) != nil {
                 return [.refused(requestID: q.id, reason: .banned)]
             }

@@ -158,5 +158,9 @@ public struct QuotaPolicy: Sendable, Hashable, Codable {
 /// Asia/Shanghai is UTC+8 all year (no daylight saving time).
 public let shanghaiOffsetMs: Int64 = 8 * 3_600_000
 
-/// Division rounding towards minus infinity (days before 1970 stay on the right day).
-func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
+/// The Asia/Shanghai date of a wall time, in days since 1970-01-01 (the days quotas and strikes
+/// count in); rounds towards minus infinity, so times before 1970 stay on the right day.
+public func shanghaiDay(wallMs: Int64) -> Int {
+    let ms = wallMs + shanghaiOffsetMs
+    return Int(ms >= 0 ? ms / 86_400_000 : -((-ms + 86_400_000 - 1) / 86_400_000))
+}

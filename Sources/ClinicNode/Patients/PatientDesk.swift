@@ -365,7 +365,7 @@ extension MeshNode {
         switch outcome {
         case .booked?:
             if let info, info.startMs(of: ref.slot) - nowMs < Int64(desk.config.policy.lateCancelHours) * 3_600_000 {
-                let today = Int(floorDivision(nowMs + shanghaiOffsetMs, 86_400_000))
+                let today = shanghaiDay(wallMs: nowMs)
                 // Best effort with a generous wait: the cancellation stands either way.
                 _ = await consensus.strike(Strike(kind: .lateCancel, day: today), patient: session.patient, id: "late:" + ref.holdID, timeout: .seconds(5))
             }
@@ -421,4 +421,3 @@ extension MeshNode {
     }
 }
 
-func floorDivision(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
