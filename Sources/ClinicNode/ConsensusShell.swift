@@ -47,6 +47,10 @@ final class ConsensusShell: Sendable {
         options.raft.seed = UInt64.random(in: .min ... .max)
         options.renewPhase = UInt64.random(in: 0..<options.renewEveryTicks)
         options.booking.quotaPolicy = policy
+        // Real processes share two cores with everything else; at a release rush a heartbeat can
+        // wait a few hundred ms behind requests. Elections after 0.5 to 1 s of silence, not 150 to
+        // 300 ms (the simulator's), so load alone does not unseat a leader.
+        options.raft.electionTimeoutTicks = 50...100
         let restored: DurableRaftState<ClusterCommand, ClusterState>
         do {
             restored = try ConsensusWire.typed(raftLog.state)

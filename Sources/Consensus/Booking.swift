@@ -117,10 +117,18 @@ public struct BookingDurableState: Sendable, Equatable {
     /// Indexes over `records`, so a request looks at its block (or the patient's records, or the
     /// releases of one booking), never at every record the node holds.
     private var idsByBlock: [BlockID: Set<String>] = [:]
+    private var idsBySlot: [SlotKey: Set<String>] = [:]
     private var idsByPatient: [String: Set<String>] = [:]
     private var releasesOf: [String: Set<String>] = [:]
+    /// Grows whenever a record of the block is written: views derived from a block's records
+    /// (slot search, the message scan) are kept until it moves.
+    public private(set) var versions: [BlockID: UInt64] = [:]
+    struct SlotKey: Hashable { var block: BlockID; var slot: Int }
 
     public init() {}
+
+    /// The same promises and records (indexes and versions follow from them).
+    public static func == (a: Self, b: Self) -> Bool { a.promised == b.promised && a.records == b.records }
 
     public mutating func apply(_ w: BookingWrite) {
         if let p = w.promise { promised[p.block] = max(promised[p.block] ?? 0, p.epoch) }
@@ -128,12 +136,18 @@ public struct BookingDurableState: Sendable, Equatable {
         for r in w.records where (records[r.id]?.epoch ?? 0) <= r.epoch {
             records[r.id] = r
             idsByBlock[r.block, default: []].insert(r.id)
+            idsBySlot[SlotKey(block: r.block, slot: r.slot), default: []].insert(r.id)
+            versions[r.block, default: 0] += 1
             idsByPatient[r.patient, default: []].insert(r.id)
             if let target = r.releases { releasesOf[target, default: []].insert(r.id) }
         }
     }
 
     public func records(in block: BlockID) -> [Booking] { (idsByBlock[block] ?? []).compactMap { records[$0] } }
+    /// The records of one slot of a block (a release and a confirmation are on their hold's slot).
+    public func records(in block: BlockID, slot: Int) -> [Booking] {
+        (idsBySlot[SlotKey(block: block, slot: slot)] ?? []).compactMap { records[$0] }
+    }
     public func records(of patient: String) -> [Booking] { (idsByPatient[patient] ?? []).compactMap { records[$0] } }
     /// The release records that name `bookingID`.
     public func releases(of bookingID: String) -> [Booking] { (releasesOf[bookingID] ?? []).compactMap { records[$0] } }
@@ -283,9 +297,8 @@ public struct BookingNode: Sendable {
             }
         }
         if tried[q.block]?.epoch != r.epoch { tried[q.block] = (r.epoch, [:]) }
-        let candidates = Set(q.candidates)
-        let mine = store.records(in: q.block).filter { candidates.contains($0.slot) }
-        let view = slotViews(block: q.block, bookings: Array(mine), state: state)
+        let mine = Set(q.candidates).flatMap { store.records(in: q.block, slot: $0) }
+        let view = slotViews(block: q.block, bookings: mine, state: state)
         // Records newer than our history: we cannot say; a retryable answer, never a final one.
         if view.unknown { return [.refused(requestID: q.id, reason: .noHolder)] }
         // The next generation of the first candidate slot that is free here (for a release: the

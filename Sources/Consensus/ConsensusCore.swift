@@ -89,8 +89,10 @@ public struct ConsensusCore: Sendable {
     private var lastWallMs: Int64 = 0
     /// Bookings this node acknowledged since the last gossip round: pushed to every member.
     private var freshAcked: [Booking] = []
-    /// Where the repair sweep through this node's records goes on next round.
-    private var sweepAfter: String = ""
+    /// The repair sweep's order (the record ids when it began, sorted) and where it goes on next
+    /// round: sorted once per sweep, not every round. Records made since wait for the next sweep.
+    private var sweepOrder: [String] = []
+    private var sweepNext = 0
     /// Bookings under a per-person quota taken in here, by request id, between their reservation
     /// (`quota:<request id>`) and their outcome.
     private var quotaFlows: [String: BookingRequest] = [:]
@@ -349,7 +351,8 @@ public struct ConsensusCore: Sendable {
     /// quota places back. A retry of the same expiry is idempotent by its id.
     private mutating func expireHolds() {
         guard lastWallMs > 0 else { return }
-        for r in cluster.blocks.values where r.holder == id && !r.block.hasPrefix(quotaBucketPrefix) {
+        // In block order, not the dictionary's (which differs between runs): a replay must send the same.
+        for r in cluster.blocks.values.filter({ $0.holder == id && !$0.block.hasPrefix(quotaBucketPrefix) }).sorted(by: { $0.block < $1.block }) {
             guard booking.holds(r.block, in: cluster) else { continue }
             let view = slotViews(block: r.block, bookings: booking.store.records(in: r.block), state: cluster)
             guard !view.unknown else { continue }
@@ -402,9 +405,9 @@ public struct ConsensusCore: Sendable {
         }
         let records = booking.store.records
         guard !records.isEmpty else { return }
-        var slice = records.keys.filter { $0 > sweepAfter }.sorted().prefix(options.gossipSlice)
-        if slice.isEmpty { sweepAfter = ""; slice = records.keys.sorted().prefix(options.gossipSlice) }
-        sweepAfter = slice.last ?? ""
+        if sweepNext >= sweepOrder.count { sweepOrder = records.keys.sorted(); sweepNext = 0 }
+        let slice = sweepOrder[sweepNext..<min(sweepOrder.count, sweepNext + options.gossipSlice)]
+        sweepNext += slice.count
         let peer = peers[Int(rng.below(UInt64(peers.count)))]
         sendLease(to: peer, .gossip(slice.compactMap { records[$0] }))
     }

@@ -128,15 +128,19 @@ public struct PatientKey: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { hex }
 
-    private static func hexString(_ bytes: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".unicodeScalars)
-        var text = String.UnicodeScalarView()
-        for byte in bytes {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0F)])
-        }
-        return String(text)
+    private static func hexString(_ bytes: some Sequence<UInt8>) -> String { lowercaseHex(bytes) }
+}
+
+/// Bytes as lowercase hex digits (keys, tokens, digests: on request paths, so no `String(format:)`).
+public func lowercaseHex(_ bytes: some Sequence<UInt8>) -> String {
+    let digits: [UInt8] = Array("0123456789abcdef".utf8)
+    var text: [UInt8] = []
+    text.reserveCapacity(bytes.underestimatedCount * 2)
+    for byte in bytes {
+        text.append(digits[Int(byte >> 4)])
+        text.append(digits[Int(byte & 0x0F)])
     }
+    return String(decoding: text, as: UTF8.self)
 }
 
 /// The schedule key for a practitioner's session on a date and half-day.

@@ -20,7 +20,7 @@ struct AppointmentRef: Hashable, Sendable {
     /// The hold's request id: per patient, so one patient's request id can never clash with another's.
     static func holdID(patient: String, requestID: String) -> String {
         let digest = SHA256.hash(data: Array("\(patient)|\(requestID)".utf8))
-        return "h" + digest.prefix(12).map { String(format: "%02x", $0) }.joined()
+        return "h" + lowercaseHex(digest.prefix(12))
     }
 
     var encoded: String { "\(holdID).\(slot).\(Data(block.utf8).base64URL)" }
@@ -69,17 +69,51 @@ struct SessionInfo: Sendable, Hashable {
 /// The sessions and doctors, read from the replica and kept for a moment: searches at the 15:00
 /// rush must not read every schedule row from SQLite each time.
 final class SessionDirectory: Sendable {
-    private let cache = Mutex<(loadedAtNanos: UInt64, byKey: [String: SessionInfo])?>(nil)
+    private struct Cache {
+        var loadedAtNanos: UInt64 = 0
+        var byKey: [String: SessionInfo]?
+        /// One request reloads; the others go on with the previous copy meanwhile.
+        var reloading = false
+    }
+    private let cache = Mutex(Cache())
     private let maxAgeNanos: UInt64 = 2_000_000_000
+    /// Each session's slots as a search lists them, but for status (built once per session).
+    private let templates = Mutex<[String: (info: SessionInfo, slots: [SlotResource])]>([:])
 
     func sessions(replica: Replica, nowNanos: UInt64) throws -> [String: SessionInfo] {
-        if let c = cache.withLock({ $0 }), nowNanos &- c.loadedAtNanos < maxAgeNanos { return c.byKey }
-        let fresh = try Self.load(replica)
-        cache.withLock { $0 = (nowNanos, fresh) }
-        return fresh
+        let (stale, reload) = cache.withLock { c -> ([String: SessionInfo]?, Bool) in
+            if let byKey = c.byKey, nowNanos &- c.loadedAtNanos < maxAgeNanos { return (byKey, false) }
+            if let byKey = c.byKey, c.reloading { return (byKey, false) }
+            c.reloading = true
+            return (c.byKey, true)
+        }
+        guard reload else { return stale! }
+        do {
+            let fresh = try Self.load(replica)
+            cache.withLock { $0 = Cache(loadedAtNanos: nowNanos, byKey: fresh) }
+            return fresh
+        } catch {
+            cache.withLock { $0.reloading = false }
+            throw error
+        }
     }
 
-    func forget() { cache.withLock { $0 = nil } }
+    func forget() { cache.withLock { $0 = Cache() } }
+
+    /// The session's slots with everything but their status and opening time.
+    func slotTemplates(of s: SessionInfo) -> [SlotResource] {
+        if let t = templates.withLock({ $0[s.schedule] }), t.info == s { return t.slots }
+        let slots = (0..<s.capacity).map { index in
+            let t = s.times(of: index)
+            return SlotResource(
+                id: "\(s.schedule)/\(index + 1)", schedule: s.schedule, department: s.department, departmentName: s.departmentName,
+                practitioner: s.practitioner, practitionerName: s.practitionerName, title: s.title?.rawValue, titleZh: s.title?.zh,
+                date: s.date.description, halfDay: s.halfDay.rawValue, start: t.start.description, end: t.end.description,
+                status: SlotStatus.free.rawValue, opensAtMs: nil)
+        }
+        templates.withLock { $0[s.schedule] = (s, slots) }
+        return slots
+    }
 
     private static func load(_ replica: Replica) throws -> [String: SessionInfo] {
         let departments = try replica.liveRows("department")
@@ -116,7 +150,7 @@ struct AppointmentRecords: Sendable {
     static func find(_ ref: AppointmentRef, in core: ConsensusCore) -> AppointmentRecords {
         var found = AppointmentRecords()
         let collected = core.cluster.blocks[ref.block]?.collected ?? []
-        for b in core.booking.store.records(in: ref.block) + collected where b.slot == ref.slot && bookingStatus(b, in: core.cluster) == .active {
+        for b in core.booking.store.records(in: ref.block, slot: ref.slot) + collected where b.slot == ref.slot && bookingStatus(b, in: core.cluster) == .active {
             if b.id == ref.holdID { found.hold = b }
             if b.confirms == ref.holdID { found.confirmation = b }
             if b.releases == ref.holdID { found.release = b }
@@ -134,5 +168,46 @@ extension Data {
         var s = base64URL.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while s.count % 4 != 0 { s += "=" }
         self.init(base64Encoded: s)
+    }
+}
+
+/// Which slots of a block are taken, derived from its booking records (`slotViews`).
+struct BlockAvailability: Sendable {
+    enum Taken: Sendable { case booked, held, releasedUntil(Int64) }
+    var unknown: Bool
+    var taken: [Int: Taken]
+
+    func status(of slot: Int, nowMs: Int64) -> SlotStatus {
+        if unknown { return .busyUnavailable }
+        switch taken[slot] {
+        case nil: return .free
+        case .booked: return .busy
+        case .held: return .busyTentative
+        case .releasedUntil(let t): return t > nowMs ? .busy : .free // released, back on offer at t
+        }
+    }
+}
+
+/// Each block's availability, kept while its records and lease epoch stay the same: a search at
+/// the rush reads this, not every booking record of every session it lists.
+final class AvailabilityCache: Sendable {
+    private let entries = Mutex<[BlockID: (version: UInt64, epoch: Epoch, value: BlockAvailability)]>([:])
+
+    /// Call under the consensus core's lock (`ConsensusShell.inspect`).
+    func availability(of block: BlockID, in c: ConsensusCore) -> BlockAvailability {
+        let version = c.booking.store.versions[block] ?? 0, epoch = c.cluster.blocks[block]?.epoch ?? 0
+        if let e = entries.withLock({ $0[block] }), e.version == version, e.epoch == epoch { return e.value }
+        let view = slotViews(block: block, bookings: c.booking.store.records(in: block), state: c.cluster)
+        var taken: [Int: BlockAvailability.Taken] = [:]
+        for (slot, records) in view.views {
+            if let held = holdingBooking(records) {
+                taken[slot] = held.isHold ? .held : .booked
+            } else if let top = records.first, top.reofferAtMs > 0 {
+                taken[slot] = .releasedUntil(top.reofferAtMs)
+            }
+        }
+        let value = BlockAvailability(unknown: view.unknown, taken: taken)
+        entries.withLock { $0[block] = (version, epoch, value) }
+        return value
     }
 }

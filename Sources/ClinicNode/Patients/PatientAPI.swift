@@ -142,11 +142,16 @@ extension MeshNode {
     }
 
     static func json<T: Encodable>(_ status: Int, _ value: T) -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        let bytes: [UInt8]
+        if let fast = value as? any JSONWritable {
+            bytes = JSONText.encode(fast)
+        } else {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            bytes = Array((try? encoder.encode(value)) ?? Data("{}".utf8))
+        }
         return Response(status: HTTPResponse.Status(code: status), headers: [.contentType: "application/json; charset=utf-8"],
-                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }
 

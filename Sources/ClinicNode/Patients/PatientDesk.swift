@@ -50,6 +50,7 @@ final class PatientDesk: Sendable {
     let perAddress: RateLimiter
     let perMobile: RateLimiter
     let directory = SessionDirectory()
+    let availability = AvailabilityCache()
     let outbox: SMSOutbox
     let sender: any SMSSender
     let patientKeySecret: SymmetricKey
@@ -267,28 +268,20 @@ extension MeshNode {
                 && (q.title == nil || s.title?.rawValue == q.title)
         }.sorted { ($0.date, $0.halfDay == .morning ? 0 : 1, $0.schedule) < ($1.date, $1.halfDay == .morning ? 0 : 1, $1.schedule) }.prefix(200)
         let now = nowMs
+        let templates = matching.map { desk.directory.slotTemplates(of: $0) }
         return consensus.inspect { c in
             var out: [SlotResource] = []
-            for s in matching {
+            for (s, slots) in zip(matching, templates) {
                 guard let block = c.cluster.blocks[s.schedule] else { continue }
-                let view = slotViews(block: s.schedule, bookings: c.booking.store.records(in: s.schedule), state: c.cluster)
+                let availability = desk.availability.availability(of: s.schedule, in: c)
                 for index in 0..<min(s.capacity, block.slots) {
-                    let status: SlotStatus
-                    if view.unknown { status = .busyUnavailable } else if let held = holdingBooking(view.views[index]) {
-                        status = held.isHold ? .busyTentative : .busy
-                    } else if let top = view.views[index]?.first, top.reofferAtMs > now {
-                        status = .busy // released, not back on offer yet
-                    } else {
-                        status = .free
-                    }
+                    let status = availability.status(of: index, nowMs: now)
                     if q.onlyFree, status != .free { continue }
                     if out.count >= q.limit { return out }
-                    let t = s.times(of: index)
-                    out.append(SlotResource(
-                        id: "\(s.schedule)/\(index + 1)", schedule: s.schedule, department: s.department, departmentName: s.departmentName,
-                        practitioner: s.practitioner, practitionerName: s.practitionerName, title: s.title?.rawValue, titleZh: s.title?.zh,
-                        date: s.date.description, halfDay: s.halfDay.rawValue, start: t.start.description, end: t.end.description,
-                        status: status.rawValue, opensAtMs: block.opensAtMs > now ? block.opensAtMs : nil))
+                    var slot = slots[index]
+                    slot.status = status.rawValue
+                    slot.opensAtMs = block.opensAtMs > now ? block.opensAtMs : nil
+                    out.append(slot)
                 }
             }
             return out

@@ -52,7 +52,7 @@ extension MeshNode {
         guard !owed.isEmpty, let sessions = try? desk.directory.sessions(replica: replica, nowNanos: clock.monotonicNanos()) else { return }
         let shanghai = (try? ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(now) / 1000)))
         for m in owed {
-            guard let info = sessions[m.block], (try? desk.outbox.known(m.id)) == false else { continue }
+            guard let info = sessions[m.block], !desk.outbox.known(m.id) else { continue }
             if m.kind == "reminder" {
                 // The day before the visit, from the reminder hour on.
                 guard let shanghai, let tomorrow = try? shanghai.date.adding(days: 1), info.date == tomorrow,

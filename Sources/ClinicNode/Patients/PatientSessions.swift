@@ -34,7 +34,7 @@ final class SessionTokens: Sendable {
     }
 
     private func mac(_ patient: String, _ expires: Int64) -> String {
-        HMAC<SHA256>.authenticationCode(for: Data("cm1|\(patient)|\(expires)".utf8), using: key).map { String(format: "%02x", $0) }.joined()
+        HMAC<SHA256>.authenticationCode(for: Data("cm1|\(patient)|\(expires)".utf8), using: key).withUnsafeBytes { lowercaseHex($0) }
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -69,6 +70,9 @@ public struct WebhookSMSSender: SMSSender {
 
 final class SMSOutbox: Sendable {
     private let db: DatabaseQueue
+    /// Every message id in the outbox (only this node writes it): the holder's scan every few
+    /// seconds asks about every booking it owes a message for, and must not query SQLite for each.
+    private let ids: Mutex<Set<String>>
 
     init(path: String) throws {
         db = try DatabaseQueue(path: path)
@@ -81,21 +85,23 @@ final class SMSOutbox: Sendable {
                 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_ms) WHERE sent_ms IS NULL;
                 """)
         }
+        ids = Mutex(Set(try db.read { db in try String.fetchAll(db, sql: "SELECT message_id FROM outbox") }))
     }
 
     /// Queues a message once: false if this id was queued before (sent or not).
     @discardableResult
     func enqueue(_ m: SMSMessage, nowMs: Int64) throws -> Bool {
-        try db.write { db in
+        if known(m.id) { return false }
+        let inserted = try db.write { db in
             try db.execute(sql: "INSERT OR IGNORE INTO outbox (message_id, kind, mobile, body, created_ms, next_attempt_ms) VALUES (?, ?, ?, ?, ?, ?)",
                            arguments: [m.id, m.kind, m.mobile, m.text, nowMs, nowMs])
             return db.changesCount > 0
         }
+        ids.withLock { _ = $0.insert(m.id) }
+        return inserted
     }
 
-    func known(_ id: String) throws -> Bool {
-        try db.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM outbox WHERE message_id = ?", arguments: [id]) ?? false }
-    }
+    func known(_ id: String) -> Bool { ids.withLock { $0.contains(id) } }
 
     func due(nowMs: Int64, limit: Int = 100) throws -> [(SMSMessage, attempts: Int)] {
         try db.read { db in

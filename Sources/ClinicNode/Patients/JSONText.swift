@@ -1,0 +1,156 @@
+// The patient API's hot answers (slot lists, appointments) written straight to bytes. Foundation's
+// JSONEncoder was a quarter of a node's CPU in the release-rush profile (`clinicmesh bench booking`
+// under `perf`): it boxes every value and sorts every object's keys. Key names still come from each
+// type's `CodingKeys`, so the Codable decoding that tests and clients use reads the same names.
+
+/// A value that writes itself as JSON.
+protocol JSONWritable {
+    func write(to json: inout JSONText)
+}
+
+/// A JSON text under construction. One flag is enough for commas: an opener sets it, a finished
+/// value clears it, and a key or array element after a finished value is preceded by a comma.
+struct JSONText {
+    private(set) var bytes: [UInt8] = []
+    private var first = true
+
+    init(capacity: Int = 512) { bytes.reserveCapacity(capacity) }
+
+    static func encode(_ value: some JSONWritable) -> [UInt8] {
+        var json = JSONText()
+        value.write(to: &json)
+        return json.bytes
+    }
+
+    mutating func object(_ body: (inout JSONText) -> Void) {
+        bytes.append(UInt8(ascii: "{"))
+        first = true
+        body(&self)
+        bytes.append(UInt8(ascii: "}"))
+        first = false
+    }
+
+    /// A key's array of values.
+    mutating func array<K: CodingKey, S: Sequence>(_ key: K, _ values: S) where S.Element: JSONWritable {
+        self.key(key)
+        bytes.append(UInt8(ascii: "["))
+        first = true
+        for v in values {
+            if !first { bytes.append(UInt8(ascii: ",")) }
+            v.write(to: &self)
+            first = false
+        }
+        bytes.append(UInt8(ascii: "]"))
+        first = false
+    }
+
+    mutating func field<K: CodingKey>(_ key: K, _ value: String?) {
+        guard let value else { return } // as JSONEncoder: an absent optional is left out
+        self.key(key)
+        string(value)
+        first = false
+    }
+
+    mutating func field<K: CodingKey>(_ key: K, _ value: Int64?) {
+        guard let value else { return }
+        self.key(key)
+        bytes.append(contentsOf: String(value).utf8)
+        first = false
+    }
+
+    private mutating func key<K: CodingKey>(_ key: K) {
+        if !first { bytes.append(UInt8(ascii: ",")) }
+        string(key.stringValue)
+        bytes.append(UInt8(ascii: ":"))
+    }
+
+    /// A quoted string: quote, backslash and control characters escaped; other UTF-8 as it is.
+    private mutating func string(_ s: String) {
+        bytes.append(UInt8(ascii: "\""))
+        // Almost every string needs no escape: copy it whole.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            bytes.append(contentsOf: s.utf8)
+            bytes.append(UInt8(ascii: "\""))
+            return
+        }
+        for b in s.utf8 {
+            switch b {
+            case UInt8(ascii: "\""): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            case UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case UInt8(ascii: "\n"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case UInt8(ascii: "\r"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case UInt8(ascii: "\t"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            case 0..<0x20:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                bytes.append(contentsOf: Array("\\u00".utf8))
+                bytes.append(hex[Int(b >> 4)])
+                bytes.append(hex[Int(b & 0x0F)])
+            default: bytes.append(b)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+}
+
+extension PatientError: JSONWritable {
+    func write(to json: inout JSONText) {
+        json.object { j in
+            j.field(CodingKeys.status, Int64(status))
+            j.field(CodingKeys.code, code)
+            j.field(CodingKeys.zh, zh)
+            j.field(CodingKeys.en, en)
+        }
+    }
+}
+
+extension SlotResource: JSONWritable {
+    func write(to json: inout JSONText) {
+        json.object { j in
+            j.field(CodingKeys.resourceType, resourceType)
+            j.field(CodingKeys.id, id)
+            j.field(CodingKeys.schedule, schedule)
+            j.field(CodingKeys.department, department)
+            j.field(CodingKeys.departmentName, departmentName)
+            j.field(CodingKeys.practitioner, practitioner)
+            j.field(CodingKeys.practitionerName, practitionerName)
+            j.field(CodingKeys.title, title)
+            j.field(CodingKeys.titleZh, titleZh)
+            j.field(CodingKeys.date, date)
+            j.field(CodingKeys.halfDay, halfDay)
+            j.field(CodingKeys.start, start)
+            j.field(CodingKeys.end, end)
+            j.field(CodingKeys.status, status)
+            j.field(CodingKeys.opensAtMs, opensAtMs)
+        }
+    }
+}
+
+extension AppointmentResource: JSONWritable {
+    func write(to json: inout JSONText) {
+        json.object { j in
+            j.field(CodingKeys.resourceType, resourceType)
+            j.field(CodingKeys.id, id)
+            j.field(CodingKeys.status, status)
+            j.field(CodingKeys.statusZh, statusZh)
+            j.field(CodingKeys.slot, slot)
+            j.field(CodingKeys.department, department)
+            j.field(CodingKeys.practitioner, practitioner)
+            j.field(CodingKeys.practitionerName, practitionerName)
+            j.field(CodingKeys.date, date)
+            j.field(CodingKeys.start, start)
+            j.field(CodingKeys.end, end)
+            j.field(CodingKeys.holdUntilMs, holdUntilMs)
+            j.field(CodingKeys.node, node)
+        }
+    }
+}
+
+extension SlotsAnswer: JSONWritable {
+    private enum Key: String, CodingKey { case slots }
+    func write(to json: inout JSONText) { json.object { $0.array(Key.slots, slots) } }
+}
+
+extension AppointmentsAnswer: JSONWritable {
+    private enum Key: String, CodingKey { case appointments }
+    func write(to json: inout JSONText) { json.object { $0.array(Key.appointments, appointments) } }
+}
