@@ -340,8 +340,10 @@ extension MeshNode {
         let q = BookingRequest(id: ref.confirmationID, block: ref.block, slot: ref.slot, patient: session.patient, confirms: ref.holdID)
         switch await consensus.book(q, timeout: .seconds(5)) {
         case .booked?:
-            try? write { w in
-                try w.upsert("appointment", key: ref.holdID, values: ["patient": .text(session.patient), "payment": .text(r.payment ?? "card")])
+            // A replica commit (an fsync): off the cooperative threads, which serve every request.
+            let patient = session.patient, payment = r.payment ?? "card"
+            _ = try? await offload {
+                try self.write { w in try w.upsert("appointment", key: ref.holdID, values: ["patient": .text(patient), "payment": .text(payment)]) }
             }
             return try appointmentNow(ref, desk: desk, fallback: .booked)
         case .refused(_, let reason)?: throw PatientError.refused(reason)

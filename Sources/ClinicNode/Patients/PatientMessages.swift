@@ -10,6 +10,8 @@ import ServiceLifecycle
 
 extension MeshNode {
     /// Queues what the holder owes every few seconds and delivers the outbox, until shutdown.
+    /// The outbox's SQLite writes and the file sender's fsyncs run on `offload` threads: on the
+    /// two cooperative threads they stalled every patient request behind them at the rush.
     func runPatientMessages(_ desk: PatientDesk) async {
         var rng = SystemRandomNumberGenerator()
         var lastScan: UInt64 = 0
@@ -17,7 +19,7 @@ extension MeshNode {
             let now = clock.monotonicNanos()
             if now &- lastScan >= 2_000_000_000 {
                 lastScan = now
-                queueOwedMessages(desk)
+                _ = try? await offload { self.queueOwedMessages(desk) }
             }
             await deliverDue(desk, rng: &rng)
             try? await Task.sleep(for: .milliseconds(200))
@@ -74,14 +76,17 @@ extension MeshNode {
 
     /// Sends what is due; a failure is retried with exponential backoff (1 s up to 5 minutes).
     func deliverDue(_ desk: PatientDesk, rng: inout SystemRandomNumberGenerator) async {
-        guard let due = try? desk.outbox.due(nowMs: nowMs) else { return }
+        let now = nowMs
+        guard let due = try? await offload({ try desk.outbox.due(nowMs: now) }) else { return }
         for (message, attempts) in due {
             do {
                 try await desk.sender.send(message)
-                try? desk.outbox.sent(message.id, nowMs: nowMs)
+                let sentAt = nowMs
+                _ = try? await offload { try desk.outbox.sent(message.id, nowMs: sentAt) }
             } catch {
                 let delay = min(300_000, 1_000 << min(attempts, 9)) + Int.random(in: 0...500, using: &rng)
-                try? desk.outbox.failed(message.id, attempts: attempts + 1, nextMs: nowMs + Int64(delay), error: "\(error)")
+                let next = nowMs + Int64(delay), text = "\(error)"
+                _ = try? await offload { try desk.outbox.failed(message.id, attempts: attempts + 1, nextMs: next, error: text) }
                 logger.warning("短信发送失败，稍后重试 / SMS delivery failed, will retry",
                                metadata: ["sms.id_kind": "\(message.kind)", "sms.attempts": "\(attempts + 1)"])
             }

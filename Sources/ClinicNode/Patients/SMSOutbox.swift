@@ -37,6 +37,11 @@ public struct FileSMSSender: SMSSender {
     public init(path: String) { self.path = path }
 
     public func send(_ message: SMSMessage) async throws {
+        let path = self.path
+        try await offload { try Self.append(message, to: path) } // a write and an fsync: off the cooperative threads
+    }
+
+    private static func append(_ message: SMSMessage, to path: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var line = try encoder.encode(message)
