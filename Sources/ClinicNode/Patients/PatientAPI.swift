@@ -155,7 +155,8 @@ extension MeshNode {
     }
 }
 
-/// Rate limits per client address before anything else runs; every refusal in both languages.
+/// Rate limits per client address and the node's in-flight limit before anything else runs;
+/// every refusal in both languages.
 struct PatientGate: RouterMiddleware {
     typealias Context = PatientRequestContext
     let node: MeshNode
@@ -165,6 +166,12 @@ struct PatientGate: RouterMiddleware {
         guard desk.perAddress.allow(context.clientAddress, nowNanos: node.clock.monotonicNanos()) else {
             return MeshNode.json(429, PatientError.rateLimited)
         }
+        guard desk.inFlight.enter() else {
+            var busy = MeshNode.json(503, PatientError.busy)
+            busy.headers[.retryAfter] = "1"
+            return busy
+        }
+        defer { desk.inFlight.leave() }
         do {
             return try await next(request, context)
         } catch let error as HTTPError where error.status == .notFound {

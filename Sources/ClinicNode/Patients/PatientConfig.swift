@@ -19,6 +19,10 @@ public struct PatientConfig: Codable, Sendable, Hashable {
     /// Requests per client address: a burst, then this many per second.
     public var perAddressBurst: Int = 40
     public var perAddressPerSecond: Double = 20
+    /// Requests this node works on at once; beyond it a request is refused at once (503
+    /// `server.busy`, `Retry-After: 1`) instead of queueing: at the rush a fast "busy, retry" beats
+    /// an answer after many seconds, and the requests taken in stay fast.
+    public var maxInFlight: Int = 64
     /// A session token's lifetime.
     public var sessionHours: Int = 12
     /// Quotas and the ban ladder (`QuotaPolicy`), applied by every quota bucket holder.
@@ -36,6 +40,7 @@ public struct PatientConfig: Codable, Sendable, Hashable {
         case host, port, holdMinutes = "hold_minutes", otpTTLSeconds = "otp_ttl_s", otpMaxTries = "otp_max_tries"
         case otpPerMobileBurst = "otp_per_mobile_burst", otpPerMobileEverySeconds = "otp_per_mobile_every_s"
         case perAddressBurst = "per_address_burst", perAddressPerSecond = "per_address_per_s", sessionHours = "session_hours"
+        case maxInFlight = "max_in_flight"
         case policy, smsSender = "sms_sender", smsFile = "sms_file", smsWebhookURL = "sms_webhook_url", reminderHour = "reminder_hour"
     }
 
@@ -52,6 +57,7 @@ public struct PatientConfig: Codable, Sendable, Hashable {
         perAddressBurst = try c.decodeIfPresent(Int.self, forKey: .perAddressBurst) ?? d.perAddressBurst
         perAddressPerSecond = try c.decodeIfPresent(Double.self, forKey: .perAddressPerSecond) ?? d.perAddressPerSecond
         sessionHours = try c.decodeIfPresent(Int.self, forKey: .sessionHours) ?? d.sessionHours
+        maxInFlight = try c.decodeIfPresent(Int.self, forKey: .maxInFlight) ?? d.maxInFlight
         policy = try c.decodeIfPresent(QuotaPolicy.self, forKey: .policy) ?? d.policy
         smsSender = try c.decodeIfPresent(String.self, forKey: .smsSender) ?? d.smsSender
         smsFile = try c.decodeIfPresent(String.self, forKey: .smsFile) ?? d.smsFile
@@ -66,7 +72,7 @@ public struct PatientConfig: Codable, Sendable, Hashable {
         guard otpTTLSeconds >= 30, otpMaxTries >= 1, otpPerMobileBurst >= 1, otpPerMobileEverySeconds >= 1 else {
             throw fail("验证码设置须为正数（otp_ttl_s 至少 30）。", "one-time code settings must be positive (otp_ttl_s at least 30).")
         }
-        guard perAddressBurst >= 1, perAddressPerSecond > 0, sessionHours >= 1 else {
+        guard perAddressBurst >= 1, perAddressPerSecond > 0, sessionHours >= 1, maxInFlight >= 1 else {
             throw fail("限流与会话设置须为正数。", "rate-limit and session settings must be positive.")
         }
         guard ["file", "webhook"].contains(smsSender) else {

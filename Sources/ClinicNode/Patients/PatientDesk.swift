@@ -21,6 +21,8 @@ public struct PatientError: Error, Codable, Sendable, Hashable {
     static let unauthorized = PatientError(401, "auth.required", zh: "请先用身份证号和手机验证码登录。",
                                            en: "sign in first with your resident ID and the code sent to your mobile.")
     static let rateLimited = PatientError(429, "rate.limited", zh: "请求过于频繁，请稍后再试。", en: "too many requests; please try again shortly.")
+    static let busy = PatientError(503, "server.busy", zh: "本节点正忙，请一秒后重试（同一请求号不会重复预约）。",
+                                   en: "this node is busy; retry in a second (the same request id never books twice).")
     static let notFound = PatientError(404, "appointment.not_found", zh: "找不到该预约（如刚刚预约，请稍后再查）。",
                                        en: "no such appointment (if you just booked it, look again in a moment).")
     static let timeout = PatientError(503, "lease.timeout", zh: "集群未在时限内给出结果；请用同一请求号重试，不会重复预约。",
@@ -49,6 +51,7 @@ final class PatientDesk: Sendable {
     let codes = OneTimeCodes()
     let perAddress: RateLimiter
     let perMobile: RateLimiter
+    let inFlight: InFlightLimit
     let directory = SessionDirectory()
     let availability = AvailabilityCache()
     let outbox: SMSOutbox
@@ -61,6 +64,7 @@ final class PatientDesk: Sendable {
         self.config = config
         tokens = SessionTokens(dataKey: dataKey)
         perAddress = RateLimiter(burst: config.perAddressBurst, perSecond: config.perAddressPerSecond)
+        inFlight = InFlightLimit(limit: config.maxInFlight)
         perMobile = RateLimiter(burst: config.otpPerMobileBurst, perSecond: 1 / Double(config.otpPerMobileEverySeconds))
         outbox = try SMSOutbox(path: (dataDir as NSString).appendingPathComponent("outbox.sqlite"))
         if config.smsSender == "webhook", let url = config.smsWebhookURL.flatMap(URL.init(string:)) {

@@ -83,6 +83,25 @@ final class OneTimeCodes: Sendable {
     private static func key(_ id: ResidentID, _ mobile: MobileNumber) -> String { id.value + "|" + mobile.digits }
 }
 
+/// How many requests are being worked on; `enter` refuses beyond `limit` (load shedding).
+final class InFlightLimit: Sendable {
+    let limit: Int
+    private let count = Atomic<Int>(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    /// True if the request may go on; it must then call `leave` once it is answered.
+    func enter() -> Bool {
+        if count.add(1, ordering: .relaxed).newValue <= limit { return true }
+        count.subtract(1, ordering: .relaxed)
+        return false
+    }
+
+    func leave() { count.subtract(1, ordering: .relaxed) }
+
+    var current: Int { count.load(ordering: .relaxed) }
+}
+
 /// Token buckets by key (a client address, a mobile number): `burst` at once, then `perSecond`.
 final class RateLimiter: Sendable {
     private struct Bucket { var tokens: Double; var atNanos: UInt64 }
