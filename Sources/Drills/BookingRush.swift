@@ -33,6 +33,8 @@ public struct BookingRush: Sendable {
         public var seconds: Double
         public var requests: Int
         public var requestsPerS: Double
+        /// Requests a node took in and answered: all of them but those shed as `server.busy`.
+        public var servedPerS: Double
         public var bookings: Int
         public var bookingsPerS: Double
         public var p50Ms: Double
@@ -51,7 +53,7 @@ public struct BookingRush: Sendable {
         public var slotsOffered: Int
 
         enum CodingKeys: String, CodingKey {
-            case nodes, clients, thinkMs = "think_ms", seconds, requests, requestsPerS = "requests_per_s", bookings, bookingsPerS = "bookings_per_s"
+            case nodes, clients, thinkMs = "think_ms", seconds, requests, requestsPerS = "requests_per_s", servedPerS = "served_requests_per_s", bookings, bookingsPerS = "bookings_per_s"
             case p50Ms = "p50_ms", p99Ms = "p99_ms", p999Ms = "p999_ms", maxMs = "max_ms", byKind = "by_kind", latencyByKind = "latency_by_kind_p50_p99_ms"
             case refusedByReason = "refused_by_reason", errors, doubleBookings = "double_bookings", lostAcks = "lost_acks"
             case generatorLateP99Ms = "generator_late_p99_ms", generatorLateMaxMs = "generator_late_max_ms", slotsOffered = "slots_offered"
@@ -383,7 +385,8 @@ public struct BookingRush: Sendable {
                 }
                 return Report(
                     nodes: options.nodes, clients: options.clients, thinkMs: options.thinkMs, seconds: (elapsed * 10).rounded() / 10,
-                    requests: sorted.count, requestsPerS: (Double(sorted.count) / elapsed).rounded(), bookings: s.bookings,
+                    requests: sorted.count, requestsPerS: (Double(sorted.count) / elapsed).rounded(),
+                    servedPerS: (Double(sorted.count - (s.refused["server.busy"] ?? 0)) / elapsed).rounded(), bookings: s.bookings,
                     bookingsPerS: (Double(s.bookings) / elapsed * 10).rounded() / 10, p50Ms: pct(sorted, 0.5), p99Ms: pct(sorted, 0.99),
                     p999Ms: pct(sorted, 0.999), maxMs: pct(sorted, 1), byKind: s.byKind,
                     latencyByKind: s.kindLatencies.mapValues { let k = $0.sorted(); return [pct(k, 0.5), pct(k, 0.99)] }, refusedByReason: s.refused, errors: s.errors,

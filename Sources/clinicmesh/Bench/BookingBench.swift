@@ -67,7 +67,7 @@ struct BookingBench: AsyncParsableCommand {
             c.seconds = ceilingSeconds
             ceiling = try await BookingRush(c, say: say).run()
         }
-        let output = Output(environment: environment, run: main, ceilingRequestsPerS: ceiling?.requestsPerS, ceiling: ceiling)
+        let output = Output(environment: environment, run: main, ceilingRequestsPerS: ceiling?.servedPerS, ceiling: ceiling)
         if json {
             try printJSON(output)
         } else {
@@ -75,12 +75,12 @@ struct BookingBench: AsyncParsableCommand {
                 命令 / command: \(environment.command)
                 机器 / machine: \(environment.cpu), \(environment.cores) 核 / cores, \(environment.build)
                 \(nodes) 个节点 / nodes, \(clients) 位患者 / patients, 思考 / think \(thinkMs) ms, \(main.seconds) s
-                请求/秒 / requests_per_s: \(main.requestsPerS)   预约/秒 / bookings_per_s: \(main.bookingsPerS)
+                请求/秒 / requests_per_s: \(main.requestsPerS)（受理 / served \(main.servedPerS)，其余为 server.busy / the rest shed as server.busy）   预约/秒 / bookings_per_s: \(main.bookingsPerS)
                 延迟 / latency p50 \(main.p50Ms) ms, p99 \(main.p99Ms) ms, p99.9 \(main.p999Ms) ms (从预定发送时刻算起 / from the due time)
                 发生器迟到 / generator late p99 \(main.generatorLateP99Ms) ms, max \(main.generatorLateMaxMs) ms
                 拒绝 / refused: \(main.refusedByReason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
                 重复预约 / double_bookings: \(main.doubleBookings)   丢失的确认 / lost_acks: \(main.lostAcks)   错误 / errors: \(main.errors)
-                单节点上限 / ceiling_requests_per_s: \(ceiling.map { "\($0.requestsPerS)" } ?? "-")
+                单节点上限（受理）/ ceiling_requests_per_s (served): \(ceiling.map { "\($0.servedPerS)" } ?? "-")
                 """)
         }
         if main.doubleBookings > 0 || main.lostAcks > 0 || (ceiling.map { $0.doubleBookings + $0.lostAcks } ?? 0) > 0 { throw ExitCode.failure }
