@@ -121,7 +121,7 @@ public struct BookingDurableState: Sendable, Equatable {
     private var idsByPatient: [String: Set<String>] = [:]
     private var releasesOf: [String: Set<String>] = [:]
     /// Grows whenever a record of the block is written: views derived from a block's records
-    /// (slot search, the message scan) are kept until it moves.
+    /// (the slot search's availability) are kept until it moves.
     public private(set) var versions: [BlockID: UInt64] = [:]
     struct SlotKey: Hashable { var block: BlockID; var slot: Int }
 
