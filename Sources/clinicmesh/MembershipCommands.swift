@@ -13,6 +13,14 @@ func endpoint(_ text: String, option: String) throws -> NodeConfig.Endpoint {
 
 func say(_ line: String) { print(line) }
 
+/// The cluster CA from `folder`; a failure is said on stderr (in both languages) and exits 1.
+func loadAuthority(_ folder: String) throws -> ClusterCA {
+    do { return try PKIFiles.loadCA(from: folder) } catch {
+        FileHandle.standardError.write(Data("\(error)\n".utf8))
+        throw ExitCode.failure
+    }
+}
+
 /// `clinicmesh cluster add-node`: a new node, or the rebuild of a lost one, from the admin's machine.
 struct AddNode: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -56,11 +64,7 @@ struct AddNode: AsyncParsableCommand {
 
     func run() async throws {
         let target = try AdminTarget(path: config)
-        let authority: ClusterCA
-        do { authority = try PKIFiles.loadCA(from: ca) } catch {
-            FileHandle.standardError.write(Data("\(error)\n".utf8))
-            throw ExitCode.failure
-        }
+        let authority = try loadAuthority(ca)
         let meshEndpoint = try endpoint(mesh, option: "--mesh"), adminEndpoint = try endpoint(admin, option: "--admin")
         var cluster = ClusterAdmin(clusterID: target.config.clusterID, credentials: target.credentials, nodes: target.config.nodes, report: say)
         do {
@@ -182,11 +186,7 @@ struct RotateCert: AsyncParsableCommand {
 
     func run() async throws {
         let target = try AdminTarget(path: config)
-        let authority: ClusterCA
-        do { authority = try PKIFiles.loadCA(from: ca) } catch {
-            FileHandle.standardError.write(Data("\(error)\n".utf8))
-            throw ExitCode.failure
-        }
+        let authority = try loadAuthority(ca)
         let cluster = ClusterAdmin(clusterID: target.config.clusterID, credentials: target.credentials, nodes: target.config.nodes, report: say)
         do {
             let view = try await cluster.leaderView()

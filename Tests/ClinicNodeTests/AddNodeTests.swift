@@ -1,4 +1,5 @@
 @testable import ClinicNode
+import Drills
 import Foundation
 import Mesh
 import PKI
@@ -7,22 +8,6 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// A loopback port nobody listens on right now (the new node's config needs its ports up front).
-func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let ok = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard ok else { throw HTTPTestError(description: "no free port") }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
 
 final class Lines: Sendable {
     private let lines = NIOLockedCount()
@@ -61,7 +46,7 @@ struct AddNodeTests {
 
             // The new node's files, made where the CA key is; its ports chosen up front.
             let out = files.root + "/new-erke"
-            let mesh = try freePort(), adminPort = try freePort()
+            let mesh = try LocalCluster.freePort(), adminPort = try LocalCluster.freePort()
             let plan = try NewNodeFiles.make(
                 nodeID: "erke", department: "儿科", clusterID: files.clusterID, mesh: .init(host: "127.0.0.1", port: mesh),
                 admin: .init(host: "127.0.0.1", port: adminPort), metrics: nil, membership: view, ca: files.ca, hosts: ["127.0.0.1"], out: out)
@@ -205,7 +190,7 @@ struct AddNodeTests {
                                           admin: .init(host: "127.0.0.1", port: 2), metrics: nil, membership: view, ca: files.ca, hosts: ["h"], out: files.root + "/x")
             }
             let out = files.root + "/erke-2"
-            let mesh = try freePort(), adminPort = try freePort()
+            let mesh = try LocalCluster.freePort(), adminPort = try LocalCluster.freePort()
             let plan = try NewNodeFiles.make(nodeID: "erke-2", department: "儿科", clusterID: files.clusterID, mesh: .init(host: "127.0.0.1", port: mesh),
                                              admin: .init(host: "127.0.0.1", port: adminPort), metrics: nil, membership: view, ca: files.ca,
                                              hosts: ["127.0.0.1"], out: out)

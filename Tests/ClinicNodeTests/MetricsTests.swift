@@ -1,5 +1,6 @@
 @testable import ClinicNode
 import Domain
+import Drills
 import Foundation
 import InMemoryLogging
 import Logging
@@ -7,49 +8,6 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// A plain HTTP/1.1 GET on loopback (blocking socket, off the cooperative pool): what Prometheus does.
-func httpGet(port: Int, path: String) async throws -> (status: Int, headers: String, body: String) {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(with: Result { try blockingGet(port: port, path: path) })
-        }
-    }
-}
-
-struct HTTPTestError: Error, CustomStringConvertible {
-    let description: String
-}
-
-private func blockingGet(port: Int, path: String) throws -> (status: Int, headers: String, body: String) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw HTTPTestError(description: "socket failed") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { throw HTTPTestError(description: "connect to port \(port) failed") }
-    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-    guard request.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == request.count else {
-        throw HTTPTestError(description: "write failed")
-    }
-    var response: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n <= 0 { break }
-        response += buffer[0..<n]
-    }
-    let text = String(decoding: response, as: UTF8.self)
-    guard let split = text.range(of: "\r\n\r\n") else { throw HTTPTestError(description: "no HTTP response: \(text.prefix(200))") }
-    let head = String(text[..<split.lowerBound])
-    let status = Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
-    return (status, head, String(text[split.upperBound...]))
-}
 
 /// The value of one sample line (`name{labels} value`) in a Prometheus text exposition, or nil.
 func sample(_ exposition: String, _ series: String) -> Double? {
@@ -73,7 +31,7 @@ struct MetricsTests {
             #expect(await eventually { neike.metrics.boundPort != nil && nodes["waike"]!.node.metrics.boundPort != nil })
             let port = try #require(neike.metrics.boundPort)
             func scrape(_ node: MeshNode? = nil) async throws -> String {
-                let r = try await httpGet(port: (node ?? neike).metrics.boundPort!, path: "/metrics")
+                let r = try await PlainHTTP.get(port: (node ?? neike).metrics.boundPort!, path: "/metrics")
                 #expect(r.status == 200)
                 #expect(r.headers.lowercased().contains("content-type: text/plain; version=0.0.4"))
                 return r.body
@@ -123,7 +81,7 @@ struct MetricsTests {
             #expect(sample(waike, #"clinicmesh_bookings_total{kind="book",outcome="booked"}"#) == nil)
 
             // Only /metrics is served.
-            let missing = try await httpGet(port: port, path: "/patients")
+            let missing = try await PlainHTTP.get(port: port, path: "/patients")
             #expect(missing.status == 404)
         }
     }

@@ -20,30 +20,6 @@ private func run(_ binary: String, _ arguments: [String]) throws -> (status: Int
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
-/// GET /metrics on loopback with a plain socket, as Prometheus would.
-private func scrape(port: Int) throws -> String {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { throw DrillError("no metrics endpoint on port \(port)") }
-    let request = Array("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-    _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    var response: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n <= 0 { break }
-        response += buffer[0..<n]
-    }
-    return String(decoding: response, as: UTF8.self)
-}
-
 @Suite("Operations on real node processes", .serialized, .timeLimit(.minutes(5)))
 struct OperationsTests {
     @Test("clinicmesh status (table and --json) over three node processes; each process serves /metrics and counts a booking")
@@ -83,8 +59,9 @@ struct OperationsTests {
             try await waitFor("a booking") {
                 try await cluster.book("neike", BookCommand(requestID: "ops-1", block: "ops-s1", slot: 0, patient: "pk-ops", timeoutMs: 2_000)).outcome == "booked"
             }
-            let text = try scrape(port: metricsPorts["neike"]!)
-            #expect(text.contains("200 OK") && text.contains(#"clinicmesh_bookings_total{kind="book",outcome="booked"} 1"#), "\(text.prefix(2000))")
+            let scraped = try await PlainHTTP.get(port: metricsPorts["neike"]!, path: "/metrics")
+            let text = scraped.body
+            #expect(scraped.status == 200 && text.contains(#"clinicmesh_bookings_total{kind="book",outcome="booked"} 1"#), "\(text.prefix(2000))")
             #expect(text.contains(#"clinicmesh_node_info{node="neike""#))
 
             // A node down: status says so, and exits 1.
