@@ -1,4 +1,5 @@
 import ClinicNode
+import Consensus
 import Foundation
 import Mesh
 import PKI
@@ -110,10 +111,15 @@ public final class LocalCluster: @unchecked Sendable {
         var blocks: [BlockDefinition] = []
         for id in ids { for i in 0..<perNode { blocks.append(BlockDefinition(block: "\(id)-dr\(i)", home: id, slots: slots)) } }
         try await defineBlocks(ids[0], blocks)
-        try await waitFor("every block leased to its home node") {
+        // The leader defines the per-person quota buckets on its own, about a second after every
+        // node registered; a booking under a quota before they are leased is refused as unavailable.
+        let buckets = ConsensusCoreOptions().quotaBuckets
+        try await waitFor("every block and quota bucket leased to its home node") {
             let v = try await self.bookings(self.ids[0])
             let names = Set(blocks.map(\.block))
-            return v.blocks.filter { names.contains($0.block) }.count == blocks.count && v.blocks.allSatisfy { $0.valid && $0.holder == $0.home }
+            return v.blocks.filter { names.contains($0.block) }.count == blocks.count
+                && v.blocks.filter { $0.block.hasPrefix(quotaBucketPrefix) }.count == buckets
+                && v.blocks.allSatisfy { $0.valid && $0.holder == $0.home }
         }
         return blocks
     }
