@@ -15,7 +15,7 @@ final class ConsensusShell: Sendable {
     let clock: NodeClock
     private let core: Mutex<ConsensusCore>
     private let disk: DurableQueue
-    private let outboxes: Mutex<[NodeID: AsyncStream<[UInt8]>.Continuation]>
+    private let outboxes: Mutex<[NodeID: LinkMailbox]>
     private let waiters = Mutex<Waiters>(Waiters())
     private let diskError = Mutex<String?>(nil)
     let membership: LiveMembership
@@ -61,30 +61,27 @@ final class ConsensusShell: Sendable {
                                  restoringRaft: restored, restoringBooking: bookingLog.state)
         self.core = Mutex(core)
         self.disk = DurableQueue(raftLog: raftLog, bookingLog: bookingLog, directory: directory)
-        var boxes: [NodeID: AsyncStream<[UInt8]>.Continuation] = [:]
-        var streams: [(NodeID, AsyncStream<[UInt8]>)] = []
-        for p in peers {
-            let (stream, continuation) = AsyncStream.makeStream(of: [UInt8].self, bufferingPolicy: .bufferingNewest(2048))
-            boxes[NodeID(p)] = continuation
-            streams.append((NodeID(p), stream))
-        }
+        let boxes = Dictionary(uniqueKeysWithValues: peers.map { (NodeID($0), LinkMailbox(capacity: Self.linkCapacity)) })
         self.outboxes = Mutex(boxes)
         (evictions, evictionSink) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .unbounded)
-        self.outboundStreams = Mutex(Dictionary(uniqueKeysWithValues: streams))
+        self.untaken = Mutex(boxes)
         membership.update(core.cluster)
         logger.info("共识层已启动 / consensus started", metadata: ["raft.incarnation": "\(incarnation)", "raft.term": "\(core.raft.term)"])
     }
 
-    private let outboundStreams: Mutex<[NodeID: AsyncStream<[UInt8]>]>
+    /// Messages a link may wait for while its peer is unreachable.
+    static let linkCapacity = 2048
+    /// The mailboxes no link task has taken yet.
+    private let untaken: Mutex<[NodeID: LinkMailbox]>
     /// Where events are counted (set once by the node, right after it is made).
     private let metricsSink = Mutex<NodeMetrics?>(nil)
 
     func report(to metrics: NodeMetrics) { metricsSink.withLock { $0 = metrics } }
     private var metrics: NodeMetrics? { metricsSink.withLock { $0 } }
 
-    /// The stream of encoded messages for `peer`'s link (taken once, by the link's task).
-    func outbound(for peer: String) -> AsyncStream<[UInt8]>? {
-        outboundStreams.withLock { $0.removeValue(forKey: NodeID(peer)) }
+    /// The encoded messages for `peer`'s link (taken once, by the link's task).
+    func outbound(for peer: String) -> LinkMailbox? {
+        untaken.withLock { $0.removeValue(forKey: NodeID(peer)) }
     }
 
     /// Reads the core under its lock (status, the booking view); keep `body` short.
@@ -128,7 +125,7 @@ final class ConsensusShell: Sendable {
     func stop() {
         stopped.store(true, ordering: .relaxed)
         disk.stop()
-        for c in outboxes.withLock({ Array($0.values) }) { c.finish() }
+        for box in outboxes.withLock({ Array($0.values) }) { box.finish() }
         evictionSink.finish()
         let pending = waiters.withLock { w -> [CheckedContinuation<BookingOutcome?, Never>] in
             defer { w.byRequest = [:] }
@@ -217,7 +214,7 @@ final class ConsensusShell: Sendable {
         switch e {
         case .send(let to, let m):
             let bytes = ConsensusWire.encode(m)
-            _ = outboxes.withLock { $0[to] }?.yield(bytes)
+            outboxes.withLock { $0[to] }?.post(bytes)
         case .outcome(let o):
             let ws = waiters.withLock { $0.byRequest.removeValue(forKey: o.requestID) }
             for c in ws?.values ?? [:].values { c.resume(returning: o) }
@@ -324,9 +321,9 @@ final class ConsensusShell: Sendable {
         guard !isStopped, id != self.id else { return false }
         return outboxes.withLock { boxes in
             guard boxes[id] == nil else { return false }
-            let (stream, continuation) = AsyncStream.makeStream(of: [UInt8].self, bufferingPolicy: .bufferingNewest(2048))
-            boxes[id] = continuation
-            outboundStreams.withLock { $0[id] = stream }
+            let box = LinkMailbox(capacity: Self.linkCapacity)
+            boxes[id] = box
+            untaken.withLock { $0[id] = box }
             return true
         }
     }

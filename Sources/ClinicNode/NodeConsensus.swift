@@ -52,16 +52,15 @@ extension MeshNode {
         }
     }
 
-    /// One outbound consensus link to `peer`: messages are sent as they come; when the link is
-    /// down they wait in a bounded buffer (the oldest are dropped: Raft and the lease protocol
-    /// retransmit what matters).
+    /// One outbound consensus link to `peer`: whatever is queued goes out in one write; when the
+    /// link is down messages wait in a bounded mailbox (the oldest are dropped: Raft and the lease
+    /// protocol retransmit what matters).
     func runConsensusLink(_ peerID: String) async {
-        guard let outbound = consensus.outbound(for: peerID) else { return }
-        var iterator = outbound.makeAsyncIterator()
+        guard let mailbox = consensus.outbound(for: peerID) else { return }
         var rng = SystemRandomNumberGenerator()
         let backoff = Backoff(initialMillis: config.tuning.reconnectInitialMillis, capMillis: config.tuning.reconnectMaxMillis)
         var attempt = 0
-        var carried: [UInt8]?
+        var carried: [[UInt8]]?
         while !Task.isCancelled, !consensus.isStopped {
             guard let address = runtime.withLock({ $0.peers[peerID]?.address }) else { return }
             do {
@@ -70,12 +69,12 @@ extension MeshNode {
                     let channelID = self.register(session.channel, as: .link, peer: peerID)
                     defer { self.unregister(channelID) }
                     if let first = carried {
-                        try await session.send(.raft(first))
+                        try await session.send(contentsOf: first.map { .raft($0) })
                         carried = nil
                     }
-                    while let bytes = await iterator.next() {
-                        carried = bytes
-                        try await session.send(.raft(bytes))
+                    while let batch = await mailbox.takeAll() {
+                        carried = batch
+                        try await session.send(contentsOf: batch.map { .raft($0) })
                         carried = nil
                     }
                 }

@@ -132,8 +132,7 @@ public struct BookingDurableState: Sendable, Equatable {
 
     public mutating func apply(_ w: BookingWrite) {
         if let p = w.promise { promised[p.block] = max(promised[p.block] ?? 0, p.epoch) }
-        // One record per request: the latest epoch it was made under (an older one is inactive).
-        for r in w.records where (records[r.id]?.epoch ?? 0) <= r.epoch {
+        for r in w.records where Self.supersedes(r, records[r.id]) {
             records[r.id] = r
             idsByBlock[r.block, default: []].insert(r.id)
             idsBySlot[SlotKey(block: r.block, slot: r.slot), default: []].insert(r.id)
@@ -142,6 +141,9 @@ public struct BookingDurableState: Sendable, Equatable {
             if let target = r.releases { releasesOf[target, default: []].insert(r.id) }
         }
     }
+
+    /// One record per request: the latest epoch it was made under (an older one is inactive).
+    static func supersedes(_ new: Booking, _ old: Booking?) -> Bool { (old?.epoch ?? 0) <= new.epoch }
 
     public func records(in block: BlockID) -> [Booking] { (idsByBlock[block] ?? []).compactMap { records[$0] } }
     /// The records of one slot of a block (a release and a confirmation are on their hold's slot).

@@ -5,7 +5,10 @@ import Foundation
 /// `write` returns after `fsync`; only then may the core be told `persisted`.
 public final class FileBookingLog {
     public let path: String
-    public private(set) var state = BookingDurableState()
+    /// What the file holds: the records and promises, without `BookingDurableState`'s read
+    /// indexes (the core keeps those; only a restart reads this copy, through `state`).
+    private var records: [String: Booking] = [:]
+    private var promised: [BlockID: Epoch] = [:]
     private let file: RecordFile
     public var recoveredTornBytes: Int { file.recoveredTornBytes }
     /// Rewrite the file as records of the whole state once it has grown this much past it.
@@ -15,17 +18,17 @@ public final class FileBookingLog {
     public init(directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         path = directory + "/bookings.log"
-        var restored = BookingDurableState()
+        var restored: [BookingWrite] = []
         let path = self.path
         file = try RecordFile(path: path, mode: 0o600) { payload, offset in
             var r = ByteReader(payload)
             guard let w = r.bookingWrite(), r.o == payload.count else {
                 throw StorageError(code: .corrupt, message: "undecodable record at offset \(offset)", path: path)
             }
-            restored.apply(w)
+            restored.append(w)
         }
-        state = restored
         sizeAfterRewrite = file.size
+        for w in restored { keep(w) }
     }
 
     /// Appends the writes in order and fsyncs once (group commit).
@@ -36,7 +39,7 @@ public final class FileBookingLog {
             b.bookingWrite(w)
             return b.bytes
         })
-        for w in writes { state.apply(w) }
+        for w in writes { keep(w) }
         if file.size > sizeAfterRewrite + rewriteThreshold { try rewrite() }
     }
 
@@ -44,15 +47,30 @@ public final class FileBookingLog {
     public func rewrite() throws {
         var records: [[UInt8]] = []
         var b = ByteWriter()
-        b.bookingWrite(BookingWrite(seq: 0, promise: nil, records: state.records.values.sorted { $0.id < $1.id }))
+        b.bookingWrite(BookingWrite(seq: 0, promise: nil, records: self.records.values.sorted { $0.id < $1.id }))
         records.append(b.bytes)
-        for (block, epoch) in state.promised.sorted(by: { $0.key < $1.key }) {
+        for (block, epoch) in promised.sorted(by: { $0.key < $1.key }) {
             var p = ByteWriter()
             p.bookingWrite(BookingWrite(seq: 0, promise: (block: block, epoch: epoch), records: []))
             records.append(p.bytes)
         }
         try file.replace(with: records)
         sizeAfterRewrite = file.size
+    }
+
+    /// The durable state the file holds, indexed for the core.
+    public var state: BookingDurableState {
+        var s = BookingDurableState()
+        s.apply(BookingWrite(seq: 0, promise: nil, records: Array(records.values)))
+        for (block, epoch) in promised { s.apply(BookingWrite(seq: 0, promise: (block: block, epoch: epoch), records: [])) }
+        return s
+    }
+
+    /// The same rules as `BookingDurableState.apply`: the highest promise, and per request the
+    /// record of the latest epoch.
+    private func keep(_ w: BookingWrite) {
+        if let p = w.promise { promised[p.block] = max(promised[p.block] ?? 0, p.epoch) }
+        for r in w.records where BookingDurableState.supersedes(r, records[r.id]) { records[r.id] = r }
     }
 }
 

@@ -48,6 +48,8 @@ final class Merger {
     let replica: Replica
     var state: Replica.State
     let wallMillis: Int64
+    /// The rows this transaction wrote (their stamps move once it commits).
+    var written: Set<RowRef> = []
 
     init(db: Database, replica: Replica, state: Replica.State, wallMillis: Int64) {
         self.db = db
@@ -97,6 +99,7 @@ final class Merger {
         arguments.append(row.key.databaseValue)
         try statement.execute(arguments: StatementArguments(arguments))
         row.existsInDatabase = true
+        written.insert(RowRef(table: info.table.name, key: row.key))
     }
 
     /// Last-writer-wins per column, the existence register included. Returns the operations

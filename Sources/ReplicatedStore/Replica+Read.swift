@@ -14,11 +14,13 @@ extension Replica {
     /// Every live row of a table, by key, with personal data opened.
     public func liveRows(_ table: String) throws -> [String: [String: ColumnValue]] {
         guard let info = tables[table] else { throw StoreError.unknownTable(table) }
-        let keys = try read { db in
-            try String.fetchAll(db, sql: "SELECT \(info.table.keyColumn.quotedDatabaseIdentifier) FROM \(table.quotedDatabaseIdentifier) WHERE crdt_alive > 0")
+        // One read transaction for the whole table, not one per row.
+        let states = try read { db in
+            let keys = try String.fetchAll(db, sql: "SELECT \(info.table.keyColumn.quotedDatabaseIdentifier) FROM \(table.quotedDatabaseIdentifier) WHERE crdt_alive > 0")
+            return try keys.map { try RowState.load(db, info, key: $0) }
         }
         var rows: [String: [String: ColumnValue]] = [:]
-        for key in keys { rows[key] = try liveRow(table, key: key) }
+        for row in states where row.alive != RowState.deleted { rows[row.key] = try opened(row, info) }
         return rows
     }
 

@@ -38,6 +38,8 @@ public final class Replica: Sendable {
     let state: Mutex<State>
     /// Held for the replica's life: two writers on one file would reuse sequence numbers.
     let lock: FileLock?
+    /// Moves for every row a commit writes: in-memory copies of rows check it (`RowStamps`).
+    public let rowStamps = RowStamps()
 
     /// What the replica knows in memory; always equal to what its database says after a commit.
     struct State: Sendable {
@@ -152,7 +154,9 @@ public final class Replica: Sendable {
             let result = try body(merger)
             try merger.persistClock()
             let committed = merger.state
+            let written = merger.written
             db.afterNextTransaction(onCommit: { [self] _ in
+                rowStamps.bump(written)
                 state.withLock { current in
                     // A refusal this transaction made wins; otherwise whatever `refuseWrites` or
                     // `allowWrites` did while it ran stays (a lifted refusal must stay lifted).

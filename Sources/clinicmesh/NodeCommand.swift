@@ -40,9 +40,7 @@ struct NodeCommand: AsyncParsableCommand {
             // Every log line of the process, libraries' included, names the node.
             let nodeID = nodeConfig.nodeID
             LoggingSystem.bootstrap({ label, provider in
-                var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
-                handler.logLevel = level
-                return handler
+                LazyMetadataLogHandler(label: label, level: level, provider: provider)
             }, metadataProvider: Logger.MetadataProvider { ["node.id": "\(nodeID)"] })
             let logger = Logger(label: "clinicmesh.node")
             let node: MeshNode

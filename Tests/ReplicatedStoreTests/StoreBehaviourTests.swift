@@ -34,6 +34,27 @@ import Testing
         #expect(try a.liveRow("record", key: "p1")?["a"] == "外科")
     }
 
+    /// A row's change stamp moves once a local write or a merged change to it commits, and not for
+    /// a transaction that failed: in-memory copies of rows rely on it.
+    @Test func rowStampsMoveWithCommittedWritesAndMerges() throws {
+        let a = try memoryReplica("a"), b = try memoryReplica("b")
+        let start = a.rowStamps.stamp(table: "record", key: "p1")
+        try a.write { try $0.insert("record", key: "p1", values: ["a": "内科"]) }
+        let written = a.rowStamps.stamp(table: "record", key: "p1")
+        #expect(written != start)
+        #expect(throws: StoreError.self) {
+            try a.write { w in
+                try w.update("record", key: "p1", values: ["a": "外科"])
+                try w.update("record", key: "p1", values: ["nope": "x"])
+            }
+        }
+        #expect(a.rowStamps.stamp(table: "record", key: "p1") == written)
+        let before = b.rowStamps.stamp(table: "record", key: "p1")
+        try b.apply(a.changes(since: b.versionVector()))
+        #expect(b.rowStamps.stamp(table: "record", key: "p1") != before)
+        #expect(try b.liveRow("record", key: "p1")?["a"] == "内科")
+    }
+
     /// The clock guard lifted a refusal while a merge transaction ran; publishing that
     /// transaction's state put the refusal back, and writes stayed refused for good (seen in the
     /// clock-skew drill).

@@ -67,12 +67,13 @@ struct SessionInfo: Sendable, Hashable {
 }
 
 /// The sessions and doctors, read from the replica and kept for a moment: searches at the 15:00
-/// rush must not read every schedule row from SQLite each time.
+/// rush must not read every schedule row from SQLite each time. A stale copy is refreshed in the
+/// background (on the blocking threads), so no request waits for a reload but the very first.
 final class SessionDirectory: Sendable {
     private struct Cache {
         var loadedAtNanos: UInt64 = 0
         var byKey: [String: SessionInfo]?
-        /// One request reloads; the others go on with the previous copy meanwhile.
+        /// A background reload is under way; requests go on with the copy they have.
         var reloading = false
     }
     private let cache = Mutex(Cache())
@@ -81,24 +82,27 @@ final class SessionDirectory: Sendable {
     private let templates = Mutex<[String: (info: SessionInfo, slots: [SlotResource])]>([:])
 
     func sessions(replica: Replica, nowNanos: UInt64) throws -> [String: SessionInfo] {
-        let (stale, reload) = cache.withLock { c -> ([String: SessionInfo]?, Bool) in
-            if let byKey = c.byKey, nowNanos &- c.loadedAtNanos < maxAgeNanos { return (byKey, false) }
-            if let byKey = c.byKey, c.reloading { return (byKey, false) }
+        let (current, refresh) = cache.withLock { c -> ([String: SessionInfo]?, Bool) in
+            guard let byKey = c.byKey else { return (nil, false) }
+            guard nowNanos &- c.loadedAtNanos >= maxAgeNanos, !c.reloading else { return (byKey, false) }
             c.reloading = true
-            return (c.byKey, true)
+            return (byKey, true)
         }
-        guard reload else { return stale! }
-        do {
-            let fresh = try Self.load(replica)
-            cache.withLock { $0 = Cache(loadedAtNanos: nowNanos, byKey: fresh) }
-            return fresh
-        } catch {
-            cache.withLock { $0.reloading = false }
-            throw error
+        if let current {
+            if refresh { Task { await self.reload(replica, startedAtNanos: nowNanos) } }
+            return current
         }
+        let fresh = try Self.load(replica)
+        cache.withLock { $0 = Cache(loadedAtNanos: nowNanos, byKey: fresh) }
+        return fresh
     }
 
-    func forget() { cache.withLock { $0 = Cache() } }
+    private func reload(_ replica: Replica, startedAtNanos: UInt64) async {
+        let fresh = try? await offload { try Self.load(replica) }
+        cache.withLock { c in
+            if let fresh { c = Cache(loadedAtNanos: startedAtNanos, byKey: fresh) } else { c.reloading = false }
+        }
+    }
 
     /// The session's slots with everything but their status and opening time.
     func slotTemplates(of s: SessionInfo) -> [SlotResource] {
@@ -160,14 +164,52 @@ struct AppointmentRecords: Sendable {
 }
 
 extension Data {
+    /// Base64 with the URL alphabet, unpadded: a byte map (Foundation's string search costs more
+    /// than the encoding, and every appointment id carries one).
     var base64URL: String {
-        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let bytes = base64EncodedData().compactMap { b -> UInt8? in
+            switch b {
+            case UInt8(ascii: "+"): UInt8(ascii: "-")
+            case UInt8(ascii: "/"): UInt8(ascii: "_")
+            case UInt8(ascii: "="): nil
+            default: b
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     init?(base64URL: String) {
-        var s = base64URL.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while s.count % 4 != 0 { s += "=" }
-        self.init(base64Encoded: s)
+        var bytes = base64URL.utf8.map { b -> UInt8 in
+            switch b {
+            case UInt8(ascii: "-"): UInt8(ascii: "+")
+            case UInt8(ascii: "_"): UInt8(ascii: "/")
+            default: b
+            }
+        }
+        while bytes.count % 4 != 0 { bytes.append(UInt8(ascii: "=")) }
+        self.init(base64Encoded: Data(bytes))
+    }
+}
+
+/// The statuses staff set on appointments (arrived, fulfilled, no-show: the replicated
+/// `appointment` row), kept while the row's change stamp stands: a patient's list would otherwise
+/// read SQLite once for every confirmed appointment in it.
+final class StaffStatusCache: Sendable {
+    private struct Entry { var stamp: UInt64; var status: String? }
+    private let entries = Mutex<[String: Entry]>([:])
+    private let limit = 100_000
+
+    /// The staff status of `holdID`'s appointment, nil if staff set none; throws if the row
+    /// cannot be read (nothing is kept then).
+    func status(of holdID: String, in replica: Replica) throws -> String? {
+        let stamp = replica.rowStamps.stamp(table: "appointment", key: holdID)
+        if let e = entries.withLock({ $0[holdID] }), e.stamp == stamp { return e.status }
+        let status = try replica.liveRow("appointment", key: holdID)?["status"]?.text
+        entries.withLock { e in
+            if e.count >= limit { e.removeAll(keepingCapacity: true) }
+            e[holdID] = Entry(stamp: stamp, status: status)
+        }
+        return status
     }
 }
 

@@ -54,6 +54,7 @@ final class PatientDesk: Sendable {
     let inFlight: InFlightLimit
     let directory = SessionDirectory()
     let availability = AvailabilityCache()
+    let staffStatuses = StaffStatusCache()
     let outbox: SMSOutbox
     let sender: any SMSSender
     let patientKeySecret: SymmetricKey
@@ -402,7 +403,7 @@ extension MeshNode {
     func appointmentNow(_ ref: AppointmentRef, desk: PatientDesk, fallback: AppointmentStatus?) throws(PatientError) -> AppointmentResource {
         let records = consensus.inspect { AppointmentRecords.find(ref, in: $0) }
         var status = records.status ?? fallback
-        if status == .booked, let staff = (try? replica.liveRow("appointment", key: ref.holdID))??["status"]?.text,
+        if status == .booked, let staff = (try? desk.staffStatuses.status(of: ref.holdID, in: replica)) ?? nil,
            let s = AppointmentStatus(rawValue: staff) {
             status = s
         }
