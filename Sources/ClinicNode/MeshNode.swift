@@ -324,6 +324,9 @@ public final class MeshNode: Sendable {
         if let desk = patients {
             services.append(NodeService(name: "patients") { try await self.runPatientAPI(desk) })
             services.append(NodeService(name: "sms") { await cancelWhenGracefulShutdown { await self.runPatientMessages(desk) } })
+            services.append(NodeService(name: "session-directory") {
+                await cancelWhenGracefulShutdown { await desk.directory.keepFresh(replica: self.replica, clock: self.clock) }
+            })
         }
         if let endpoint = config.metrics {
             services.insert(NodeService(name: "metrics") { try await self.runMetricsEndpoint(endpoint) }, at: 2)

@@ -48,6 +48,9 @@ public struct BookingRush: Sendable {
         public var errors: Int
         public var doubleBookings: Int
         public var lostAcks: Int
+        /// p99 (ms) of the answers that came in each second of the run: the first seconds, when
+        /// every patient still holds and pays, are the heaviest.
+        public var p99BySecondMs: [Double]
         public var generatorLateP99Ms: Double
         public var generatorLateMaxMs: Double
         public var slotsOffered: Int
@@ -56,7 +59,7 @@ public struct BookingRush: Sendable {
             case nodes, clients, thinkMs = "think_ms", seconds, requests, requestsPerS = "requests_per_s", servedPerS = "served_requests_per_s", bookings, bookingsPerS = "bookings_per_s"
             case p50Ms = "p50_ms", p99Ms = "p99_ms", p999Ms = "p999_ms", maxMs = "max_ms", byKind = "by_kind", latencyByKind = "latency_by_kind_p50_p99_ms"
             case refusedByReason = "refused_by_reason", errors, doubleBookings = "double_bookings", lostAcks = "lost_acks"
-            case generatorLateP99Ms = "generator_late_p99_ms", generatorLateMaxMs = "generator_late_max_ms", slotsOffered = "slots_offered"
+            case p99BySecondMs = "p99_by_second_ms", generatorLateP99Ms = "generator_late_p99_ms", generatorLateMaxMs = "generator_late_max_ms", slotsOffered = "slots_offered"
         }
     }
 
@@ -118,12 +121,21 @@ public struct BookingRush: Sendable {
 
         say("准备：\(options.clients) 位患者各自从自己的地址登录（短信验证码）/ \(options.clients) patients sign in from their own addresses (SMS codes)")
         let patients = try await signIn(cluster: cluster, ids: ids, ports: ports, ca: ca, group: group)
+        // Patients sign in before 15:00: their records reach every replica before the rush, not
+        // during its first seconds.
+        say("准备：等待登录数据复制到每个节点 / waiting for the sign-ins to reach every replica")
+        try await waitFor("every sign-in on every replica", seconds: 120) {
+            var vectors: [[String: UInt64]] = []
+            for id in ids { vectors.append(try await cluster.status(id).versionVector) }
+            let newest = vectors.reduce(into: [String: UInt64]()) { $0.merge($1) { max($0, $1) } }
+            return vectors.allSatisfy { $0 == newest }
+        }
 
         say("运行：\(options.seconds) 秒，平均思考 \(options.thinkMs) ms / running \(options.seconds) s, mean think time \(options.thinkMs) ms")
-        let stats = Stats()
         let schedules = try await sessionList(patients[0])
         let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int(options.seconds * 1000)))
         let started = ContinuousClock.now
+        let stats = Stats(started: started)
         await withDiscardingTaskGroup { group in
             for p in patients {
                 group.addTask { await self.drive(p, schedules: schedules, until: deadline, stats: stats) }
@@ -356,19 +368,27 @@ public struct BookingRush: Sendable {
             var latencies: [Double] = []
             var kindLatencies: [String: [Double]] = [:]
             var late: [Double] = []
+            /// Latencies by the second of the run in which the answer came.
+            var bySecond: [[Double]] = []
             var byKind: [String: Int] = [:]
             var refused: [String: Int] = [:]
             var errors = 0
             var bookings = 0
         }
         let state = Mutex(State())
+        let started: ContinuousClock.Instant
+
+        init(started: ContinuousClock.Instant) { self.started = started }
 
         func record(kind: String, ms: Double, lateMs: Double, answer: PatientClient.Answer?) {
+            let second = max(0, Int((ContinuousClock.now - started).seconds))
             let code = answer.flatMap { $0.status >= 400 ? ($0.json?["code"] as? String ?? "http.\($0.status)") : nil }
             state.withLock { s in
                 s.latencies.append(ms)
                 s.kindLatencies[kind, default: []].append(ms)
                 s.late.append(lateMs)
+                while s.bySecond.count <= second { s.bySecond.append([]) }
+                s.bySecond[second].append(ms)
                 s.byKind[kind, default: 0] += 1
                 if answer == nil { s.errors += 1 }
                 if let code { s.refused[code, default: 0] += 1 }
@@ -390,7 +410,7 @@ public struct BookingRush: Sendable {
                     bookingsPerS: (Double(s.bookings) / elapsed * 10).rounded() / 10, p50Ms: pct(sorted, 0.5), p99Ms: pct(sorted, 0.99),
                     p999Ms: pct(sorted, 0.999), maxMs: pct(sorted, 1), byKind: s.byKind,
                     latencyByKind: s.kindLatencies.mapValues { let k = $0.sorted(); return [pct(k, 0.5), pct(k, 0.99)] }, refusedByReason: s.refused, errors: s.errors,
-                    doubleBookings: doubleBookings, lostAcks: lostAcks, generatorLateP99Ms: pct(late, 0.99), generatorLateMaxMs: pct(late, 1),
+                    doubleBookings: doubleBookings, lostAcks: lostAcks, p99BySecondMs: s.bySecond.map { pct($0.sorted(), 0.99) }, generatorLateP99Ms: pct(late, 0.99), generatorLateMaxMs: pct(late, 1),
                     slotsOffered: slots)
             }
         }

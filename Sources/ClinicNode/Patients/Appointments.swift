@@ -66,41 +66,41 @@ struct SessionInfo: Sendable, Hashable {
     var quotaTag: QuotaTag { QuotaTag(visitDay: dayNumber(date), department: department) }
 }
 
-/// The sessions and doctors, read from the replica and kept for a moment: searches at the 15:00
-/// rush must not read every schedule row from SQLite each time. A stale copy is refreshed in the
-/// background (on the blocking threads), so no request waits for a reload but the very first.
+/// The sessions and doctors, read from the replica and kept in memory: searches at the 15:00 rush
+/// must not read every schedule row from SQLite. `keepFresh` reloads the copy every second on the
+/// blocking threads, so requests never wait for SQLite; only without a recent copy (the node just
+/// started, or reloads keep failing) does a request load one itself.
 final class SessionDirectory: Sendable {
     private struct Cache {
         var loadedAtNanos: UInt64 = 0
         var byKey: [String: SessionInfo]?
-        /// A background reload is under way; requests go on with the copy they have.
-        var reloading = false
     }
     private let cache = Mutex(Cache())
-    private let maxAgeNanos: UInt64 = 2_000_000_000
+    /// A copy older than this is not used (`keepFresh` replaces it every second).
+    private let maxAgeNanos: UInt64 = 5_000_000_000
     /// Each session's slots as a search lists them, but for status (built once per session).
     private let templates = Mutex<[String: (info: SessionInfo, slots: [SlotResource])]>([:])
 
     func sessions(replica: Replica, nowNanos: UInt64) throws -> [String: SessionInfo] {
-        let (current, refresh) = cache.withLock { c -> ([String: SessionInfo]?, Bool) in
-            guard let byKey = c.byKey else { return (nil, false) }
-            guard nowNanos &- c.loadedAtNanos >= maxAgeNanos, !c.reloading else { return (byKey, false) }
-            c.reloading = true
-            return (byKey, true)
-        }
-        if let current {
-            if refresh { Task { await self.reload(replica, startedAtNanos: nowNanos) } }
-            return current
-        }
+        if let byKey = cache.withLock({ c in nowNanos &- c.loadedAtNanos < maxAgeNanos ? c.byKey : nil }) { return byKey }
         let fresh = try Self.load(replica)
-        cache.withLock { $0 = Cache(loadedAtNanos: nowNanos, byKey: fresh) }
+        install(fresh, loadedAtNanos: nowNanos)
         return fresh
     }
 
-    private func reload(_ replica: Replica, startedAtNanos: UInt64) async {
-        let fresh = try? await offload { try Self.load(replica) }
+    /// Reloads the directory every second until cancelled.
+    func keepFresh(replica: Replica, clock: NodeClock) async {
+        while !Task.isCancelled {
+            let started = clock.monotonicNanos()
+            if let fresh = try? await offload({ try Self.load(replica) }) { install(fresh, loadedAtNanos: started) }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// Keeps the copy whose load started last.
+    private func install(_ fresh: [String: SessionInfo], loadedAtNanos: UInt64) {
         cache.withLock { c in
-            if let fresh { c = Cache(loadedAtNanos: startedAtNanos, byKey: fresh) } else { c.reloading = false }
+            if c.byKey == nil || loadedAtNanos >= c.loadedAtNanos { c = Cache(loadedAtNanos: loadedAtNanos, byKey: fresh) }
         }
     }
 

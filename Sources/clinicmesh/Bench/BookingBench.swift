@@ -77,6 +77,7 @@ struct BookingBench: AsyncParsableCommand {
                 \(nodes) 个节点 / nodes, \(clients) 位患者 / patients, 思考 / think \(thinkMs) ms, \(main.seconds) s
                 请求/秒 / requests_per_s: \(main.requestsPerS)（受理 / served \(main.servedPerS)，其余为 server.busy / the rest shed as server.busy）   预约/秒 / bookings_per_s: \(main.bookingsPerS)
                 延迟 / latency p50 \(main.p50Ms) ms, p99 \(main.p99Ms) ms, p99.9 \(main.p999Ms) ms (从预定发送时刻算起 / from the due time)
+                每秒 p99 / p99 by second (ms): \(main.p99BySecondMs.map { "\(Int($0))" }.joined(separator: " "))
                 发生器迟到 / generator late p99 \(main.generatorLateP99Ms) ms, max \(main.generatorLateMaxMs) ms
                 拒绝 / refused: \(main.refusedByReason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
                 重复预约 / double_bookings: \(main.doubleBookings)   丢失的确认 / lost_acks: \(main.lostAcks)   错误 / errors: \(main.errors)
