@@ -16,6 +16,9 @@ import Synchronization
 /// This node's clocks. The wall clock may carry an injected offset (tests of the clock guard).
 public final class NodeClock: Sendable {
     private let offset: Mutex<Int64>
+    /// Tests only: the wall clock stands still at this instant (an edge such as 14:59:59 is then
+    /// judged there however long the request takes).
+    private let frozen = Mutex<Int64?>(nil)
 
     public init(offsetMillis: Int64 = 0) { self.offset = Mutex(offsetMillis) }
 
@@ -24,8 +27,14 @@ public final class NodeClock: Sendable {
         set { offset.withLock { $0 = newValue } }
     }
 
+    public var frozenAtMillis: Int64? {
+        get { frozen.withLock { $0 } }
+        set { frozen.withLock { $0 = newValue } }
+    }
+
     public func wallMillis() -> Int64 {
-        Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) &+ offsetMillis
+        if let at = frozenAtMillis { return at }
+        return Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) &+ offsetMillis
     }
 
     public func monotonicNanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
@@ -324,9 +333,6 @@ public final class MeshNode: Sendable {
         if let desk = patients {
             services.append(NodeService(name: "patients") { try await self.runPatientAPI(desk) })
             services.append(NodeService(name: "sms") { await cancelWhenGracefulShutdown { await self.runPatientMessages(desk) } })
-            services.append(NodeService(name: "session-directory") {
-                await cancelWhenGracefulShutdown { await desk.directory.keepFresh(replica: self.replica, clock: self.clock) }
-            })
         }
         if let endpoint = config.metrics {
             services.insert(NodeService(name: "metrics") { try await self.runMetricsEndpoint(endpoint) }, at: 2)

@@ -44,6 +44,9 @@ struct PatientAPITests {
             // The same request again (any node) is the same appointment, never a second one.
             let again = try await waike.call(.POST, "/api/v1/appointments", json: ["request_id": "r1", "slot_id": slotID], token: token)
             #expect(again.status == 201 && again.id == id)
+            // Also through the node that sees the slot held (by this very hold): not refused as taken.
+            let againHere = try await neike.call(.POST, "/api/v1/appointments", json: ["request_id": "r1", "slot_id": slotID], token: token)
+            #expect(againHere.status == 201 && againHere.id == id)
             // Every node shows it held (busy-tentative) once the record reaches it.
             #expect(await eventually {
                 let v = try await waike.send(.GET, "/api/v1/slots?department=neike&date=\(date)&half_day=morning&title=residentPhysician&all=1")
@@ -115,10 +118,11 @@ struct PatientAPITests {
             #expect(await eventually { c.node("neike").bookingsView().blocks.contains { $0.block == schedule && $0.valid } })
             try c.setClock(c.day(3), 14, 59, 30)
             let token = try await c.signIn(PatientCluster.person(4), via: "neike", client: neike)
-            try c.setClock(c.day(3), 14, 59, 59)
+            // Frozen at each edge: the holder judges the request there, however long it takes.
+            c.freezeClock(c.day(3), 14, 59, 59)
             let early = try await neike.hold(schedule, request: "w1", token: token)
             #expect(early.status == 403 && early.code == "booking.not_open", "\(early.status) \(early.text)")
-            try c.setClock(c.day(3), 15, 0, 0)
+            c.freezeClock(c.day(3), 15, 0, 0)
             let onTime = try await neike.hold(schedule, request: "w2", token: token)
             #expect(onTime.status == 201 && onTime.status_ == "pending", "\(onTime.status) \(onTime.text)")
         }

@@ -68,11 +68,18 @@ struct PatientCluster {
 
     /// Sets the shared wall clock to `date` at `hour:minute:second` Asia/Shanghai (plus `ms`).
     func setClock(_ date: CivilDate, _ hour: Int, _ minute: Int, _ second: Int = 0, ms: Int64 = 0) throws {
+        clock.frozenAtMillis = nil
         clock.offsetMillis = Self.shanghaiMs(date, hour, minute, second) + ms - Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+    }
+
+    /// Stops the shared wall clock at this instant (an edge judged there, however long a request takes).
+    func freezeClock(_ date: CivilDate, _ hour: Int, _ minute: Int, _ second: Int = 0) {
+        clock.frozenAtMillis = Self.shanghaiMs(date, hour, minute, second)
     }
 
     /// Sets the shared wall clock to `ms` since 1970.
     func setClock(ms: Int64) {
+        clock.frozenAtMillis = nil
         clock.offsetMillis = ms - Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
     }
 
@@ -132,7 +139,7 @@ struct PatientCluster {
 
     /// The first session of department `dept` on day `n` (`half`: morning or afternoon).
     func schedule(_ dept: String, day n: Int, _ half: String = "morning", title: String = "residentPhysician") throws -> String {
-        let sessions = try SessionDirectory().sessions(replica: node(dept).replica, nowNanos: 0)
+        let sessions = try SessionDirectory().sessions(replica: node(dept).replica)
         guard let s = sessions.values.filter({ $0.department == dept && $0.date == day(n) && $0.halfDay.rawValue == half && $0.title?.rawValue == title })
             .map(\.schedule).sorted().first else { throw TestFailure("no \(title) session of \(dept) on day \(n) \(half)") }
         return s

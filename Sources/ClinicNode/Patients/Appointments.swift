@@ -66,41 +66,37 @@ struct SessionInfo: Sendable, Hashable {
     var quotaTag: QuotaTag { QuotaTag(visitDay: dayNumber(date), department: department) }
 }
 
-/// The sessions and doctors, read from the replica and kept in memory: searches at the 15:00 rush
-/// must not read every schedule row from SQLite. `keepFresh` reloads the copy every second on the
-/// blocking threads, so requests never wait for SQLite; only without a recent copy (the node just
-/// started, or reloads keep failing) does a request load one itself.
+/// The sessions and doctors, read from the replica and kept in memory while the replica's
+/// `department`, `practitioner` and `schedule` tables stay unchanged (their change stamps): searches
+/// at the 15:00 rush never read SQLite for them, and a new session is visible at once. After a
+/// change one request reloads; the others go on with the copy they have meanwhile.
 final class SessionDirectory: Sendable {
     private struct Cache {
-        var loadedAtNanos: UInt64 = 0
+        var stamps: [UInt64] = []
         var byKey: [String: SessionInfo]?
+        var reloading = false
     }
     private let cache = Mutex(Cache())
-    /// A copy older than this is not used (`keepFresh` replaces it every second).
-    private let maxAgeNanos: UInt64 = 5_000_000_000
+    private static let tables = ["department", "practitioner", "schedule"]
     /// Each session's slots as a search lists them, but for status (built once per session).
     private let templates = Mutex<[String: (info: SessionInfo, slots: [SlotResource])]>([:])
 
-    func sessions(replica: Replica, nowNanos: UInt64) throws -> [String: SessionInfo] {
-        if let byKey = cache.withLock({ c in nowNanos &- c.loadedAtNanos < maxAgeNanos ? c.byKey : nil }) { return byKey }
-        let fresh = try Self.load(replica)
-        install(fresh, loadedAtNanos: nowNanos)
-        return fresh
-    }
-
-    /// Reloads the directory every second until cancelled.
-    func keepFresh(replica: Replica, clock: NodeClock) async {
-        while !Task.isCancelled {
-            let started = clock.monotonicNanos()
-            if let fresh = try? await offload({ try Self.load(replica) }) { install(fresh, loadedAtNanos: started) }
-            try? await Task.sleep(for: .seconds(1))
+    func sessions(replica: Replica) throws -> [String: SessionInfo] {
+        let stamps = Self.tables.map { replica.rowStamps.stamp(table: $0) }
+        let (current, reload) = cache.withLock { c -> ([String: SessionInfo]?, Bool) in
+            if let byKey = c.byKey, c.stamps == stamps || c.reloading { return (byKey, false) }
+            c.reloading = true
+            return (nil, true)
         }
-    }
-
-    /// Keeps the copy whose load started last.
-    private func install(_ fresh: [String: SessionInfo], loadedAtNanos: UInt64) {
-        cache.withLock { c in
-            if c.byKey == nil || loadedAtNanos >= c.loadedAtNanos { c = Cache(loadedAtNanos: loadedAtNanos, byKey: fresh) }
+        if let current { return current }
+        do {
+            // Stamps taken before the read: a change committed meanwhile makes the next request reload.
+            let fresh = try Self.load(replica)
+            cache.withLock { $0 = Cache(stamps: stamps, byKey: fresh) }
+            return fresh
+        } catch {
+            cache.withLock { $0.reloading = false }
+            throw error
         }
     }
 

@@ -258,7 +258,7 @@ extension MeshNode {
     /// Free (or all) slots of the sessions matching `q`, with live availability from the lease records.
     func searchSlots(_ q: SearchQuery, desk: PatientDesk) throws(PatientError) -> [SlotResource] {
         let sessions: [String: SessionInfo]
-        do { sessions = try desk.directory.sessions(replica: replica, nowNanos: clock.monotonicNanos()) } catch {
+        do { sessions = try desk.directory.sessions(replica: replica) } catch {
             throw PatientError(503, "store.unavailable", zh: "号源目录暂时无法读取。", en: "the session directory cannot be read right now.")
         }
         if let h = q.halfDay, HalfDay(rawValue: h) == nil {
@@ -314,7 +314,7 @@ extension MeshNode {
         }
         let info: SessionInfo
         do {
-            guard let found = try desk.directory.sessions(replica: replica, nowNanos: clock.monotonicNanos())[schedule] else {
+            guard let found = try desk.directory.sessions(replica: replica)[schedule] else {
                 throw PatientError(404, "slot.unknown", zh: "没有这个出诊时段。", en: "there is no such session.")
             }
             info = found
@@ -326,6 +326,18 @@ extension MeshNode {
             throw PatientError(404, "slot.unknown", zh: "该时段没有这个号。", en: "this session has no such slot.")
         }
         let holdID = AppointmentRef.holdID(patient: session.patient, requestID: r.requestID)
+        // A session this node sees full is refused here, before the quota round and the holder: a
+        // released slot goes back on offer only minutes later, and by then its records have
+        // reached every node. Refusing never risks a double booking; the holder decides every
+        // booking, and every retry of a hold this node knows of (it answers with that hold).
+        let now = nowMs
+        let anyFree = consensus.inspect { c -> Bool in
+            guard let block = c.cluster.blocks[schedule], c.booking.store.records[holdID] == nil,
+                  !block.collectedIDs.contains(holdID) else { return true }
+            let a = desk.availability.availability(of: schedule, in: c)
+            return a.unknown || candidates.contains { a.status(of: $0, nowMs: now) == .free }
+        }
+        guard anyFree else { throw PatientError.refused(.slotTaken) }
         let q = BookingRequest(id: holdID, block: schedule, slot: first, patient: session.patient, alternatives: Array(candidates.dropFirst()),
                                holdMs: Int64(desk.config.holdMinutes) * 60_000)
         switch await consensus.book(q, quota: info.quotaTag, timeout: .seconds(5)) {
@@ -359,7 +371,7 @@ extension MeshNode {
     /// Cancels an appointment, held or confirmed; within `late_cancel_hours` of the visit it is a strike.
     func cancel(_ id: String, session: PatientSession, desk: PatientDesk) async throws(PatientError) -> AppointmentResource {
         let ref = try ownRef(id, session)
-        let info = try? desk.directory.sessions(replica: replica, nowNanos: clock.monotonicNanos())[ref.block]
+        let info = try? desk.directory.sessions(replica: replica)[ref.block]
         let q = BookingRequest(id: ref.cancellationID, block: ref.block, slot: ref.slot, patient: session.patient, releases: ref.holdID)
         let outcome = await consensus.book(q, quota: info?.quotaTag, timeout: .seconds(5))
         switch outcome {
@@ -408,7 +420,7 @@ extension MeshNode {
             status = s
         }
         guard let status else { throw PatientError.notFound }
-        let info = try? desk.directory.sessions(replica: replica, nowNanos: clock.monotonicNanos())[ref.block]
+        let info = try? desk.directory.sessions(replica: replica)[ref.block]
         return appointment(ref, status: status, hold: records.hold, info: info)
     }
 

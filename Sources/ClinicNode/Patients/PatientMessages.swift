@@ -51,7 +51,7 @@ extension MeshNode {
             }
             return out
         }
-        guard !owed.isEmpty, let sessions = try? desk.directory.sessions(replica: replica, nowNanos: clock.monotonicNanos()) else { return }
+        guard !owed.isEmpty, let sessions = try? desk.directory.sessions(replica: replica) else { return }
         let shanghai = (try? ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(now) / 1000)))
         for m in owed {
             guard let info = sessions[m.block], !desk.outbox.known(m.id) else { continue }
