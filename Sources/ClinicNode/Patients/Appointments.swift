@@ -71,9 +71,14 @@ struct SessionInfo: Sendable, Hashable {
 /// at the 15:00 rush never read SQLite for them, and a new session is visible at once. After a
 /// change one request reloads; the others go on with the copy they have meanwhile.
 final class SessionDirectory: Sendable {
+    /// One load: the sessions by key, and in the order searches list them.
+    struct Loaded: Sendable {
+        var byKey: [String: SessionInfo]
+        var ordered: [SessionInfo]
+    }
     private struct Cache {
         var stamps: [UInt64] = []
-        var byKey: [String: SessionInfo]?
+        var loaded: Loaded?
         var reloading = false
     }
     private let cache = Mutex(Cache())
@@ -81,18 +86,27 @@ final class SessionDirectory: Sendable {
     /// Each session's slots as a search lists them, but for status (built once per session).
     private let templates = Mutex<[String: (info: SessionInfo, slots: [SlotResource])]>([:])
 
-    func sessions(replica: Replica) throws -> [String: SessionInfo] {
+    func sessions(replica: Replica) throws -> [String: SessionInfo] { try current(replica).byKey }
+
+    /// Every session by date, morning first, then schedule id.
+    func ordered(replica: Replica) throws -> [SessionInfo] { try current(replica).ordered }
+
+    private func current(_ replica: Replica) throws -> Loaded {
         let stamps = Self.tables.map { replica.rowStamps.stamp(table: $0) }
-        let (current, reload) = cache.withLock { c -> ([String: SessionInfo]?, Bool) in
-            if let byKey = c.byKey, c.stamps == stamps || c.reloading { return (byKey, false) }
+        let (current, reload) = cache.withLock { c -> (Loaded?, Bool) in
+            if let loaded = c.loaded, c.stamps == stamps || c.reloading { return (loaded, false) }
             c.reloading = true
             return (nil, true)
         }
         if let current { return current }
         do {
             // Stamps taken before the read: a change committed meanwhile makes the next request reload.
-            let fresh = try Self.load(replica)
-            cache.withLock { $0 = Cache(stamps: stamps, byKey: fresh) }
+            let byKey = try Self.load(replica)
+            let ordered = byKey.values.sorted {
+                ($0.date, $0.halfDay == .morning ? 0 : 1, $0.schedule) < ($1.date, $1.halfDay == .morning ? 0 : 1, $1.schedule)
+            }
+            let fresh = Loaded(byKey: byKey, ordered: ordered)
+            cache.withLock { $0 = Cache(stamps: stamps, loaded: fresh) }
             return fresh
         } catch {
             cache.withLock { $0.reloading = false }

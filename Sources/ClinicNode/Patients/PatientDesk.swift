@@ -257,21 +257,28 @@ extension MeshNode {
 
     /// Free (or all) slots of the sessions matching `q`, with live availability from the lease records.
     func searchSlots(_ q: SearchQuery, desk: PatientDesk) throws(PatientError) -> [SlotResource] {
-        let sessions: [String: SessionInfo]
-        do { sessions = try desk.directory.sessions(replica: replica) } catch {
+        let sessions: [SessionInfo]
+        do { sessions = try desk.directory.ordered(replica: replica) } catch {
             throw PatientError(503, "store.unavailable", zh: "号源目录暂时无法读取。", en: "the session directory cannot be read right now.")
         }
         if let h = q.halfDay, HalfDay(rawValue: h) == nil {
             throw PatientError(400, "search.half_day", zh: "half_day 只能是 morning 或 afternoon。", en: "half_day must be morning or afternoon.")
         }
-        if let d = q.date, (try? CivilDate(parsing: d)) == nil {
-            throw PatientError(400, "search.date", zh: "date 须为 yyyy-mm-dd。", en: "date must be yyyy-mm-dd.")
+        let date: CivilDate?
+        if let d = q.date {
+            guard let parsed = try? CivilDate(parsing: d) else {
+                throw PatientError(400, "search.date", zh: "date 须为 yyyy-mm-dd。", en: "date must be yyyy-mm-dd.")
+            }
+            date = parsed
+        } else {
+            date = nil
         }
-        let matching = sessions.values.filter { s in
-            (q.department == nil || s.department == q.department) && (q.date == nil || s.date.description == q.date)
+        // The directory keeps its sessions in search order: a filter, no sort per search.
+        let matching = Array(sessions.lazy.filter { s in
+            (q.department == nil || s.department == q.department) && (date == nil || s.date == date)
                 && (q.halfDay == nil || s.halfDay.rawValue == q.halfDay) && (q.practitioner == nil || s.practitioner == q.practitioner)
                 && (q.title == nil || s.title?.rawValue == q.title)
-        }.sorted { ($0.date, $0.halfDay == .morning ? 0 : 1, $0.schedule) < ($1.date, $1.halfDay == .morning ? 0 : 1, $1.schedule) }.prefix(200)
+        }.prefix(200))
         let now = nowMs
         let templates = matching.map { desk.directory.slotTemplates(of: $0) }
         return consensus.inspect { c in
