@@ -60,7 +60,6 @@ extension MeshNode {
         var rng = SystemRandomNumberGenerator()
         let backoff = Backoff(initialMillis: config.tuning.reconnectInitialMillis, capMillis: config.tuning.reconnectMaxMillis)
         var attempt = 0
-        var carried: [[UInt8]]?
         while !Task.isCancelled, !consensus.isStopped {
             guard let address = runtime.withLock({ $0.peers[peerID]?.address }) else { return }
             do {
@@ -68,19 +67,13 @@ extension MeshNode {
                     attempt = 0
                     let channelID = self.register(session.channel, as: .link, peer: peerID)
                     defer { self.unregister(channelID) }
-                    if let first = carried {
-                        try await session.send(contentsOf: first.map { .raft($0) })
-                        carried = nil
-                    }
                     while let batch = await mailbox.takeAll() {
-                        carried = batch
                         try await session.send(contentsOf: batch.map { .raft($0) })
-                        carried = nil
                     }
                 }
-                return // the shell stopped: the stream finished
+                return // the shell stopped: the mailbox finished
             } catch {
-                carried = nil
+                // The batch being written when the link failed is lost with it (retransmitted).
             }
             if Task.isCancelled || consensus.isStopped { return }
             attempt += 1

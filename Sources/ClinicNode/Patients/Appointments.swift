@@ -209,12 +209,13 @@ final class StaffStatusCache: Sendable {
     private let entries = Mutex<[String: Entry]>([:])
     private let limit = 100_000
 
-    /// The staff status of `holdID`'s appointment, nil if staff set none; throws if the row
-    /// cannot be read (nothing is kept then).
-    func status(of holdID: String, in replica: Replica) throws -> String? {
+    /// The staff status of `holdID`'s appointment; nil if staff set none, or if the row cannot
+    /// be read now (nothing is kept then).
+    func status(of holdID: String, in replica: Replica) -> String? {
         let stamp = replica.rowStamps.stamp(table: "appointment", key: holdID)
         if let e = entries.withLock({ $0[holdID] }), e.stamp == stamp { return e.status }
-        let status = try replica.liveRow("appointment", key: holdID)?["status"]?.text
+        let status: String?
+        do { status = try replica.liveRow("appointment", key: holdID)?["status"]?.text } catch { return nil }
         entries.withLock { e in
             if e.count >= limit { e.removeAll(keepingCapacity: true) }
             e[holdID] = Entry(stamp: stamp, status: status)

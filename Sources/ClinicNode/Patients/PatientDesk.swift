@@ -422,7 +422,7 @@ extension MeshNode {
     func appointmentNow(_ ref: AppointmentRef, desk: PatientDesk, fallback: AppointmentStatus?) throws(PatientError) -> AppointmentResource {
         let records = consensus.inspect { AppointmentRecords.find(ref, in: $0) }
         var status = records.status ?? fallback
-        if status == .booked, let staff = (try? desk.staffStatuses.status(of: ref.holdID, in: replica)) ?? nil,
+        if status == .booked, let staff = desk.staffStatuses.status(of: ref.holdID, in: replica),
            let s = AppointmentStatus(rawValue: staff) {
             status = s
         }
