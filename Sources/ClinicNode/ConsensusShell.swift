@@ -29,7 +29,47 @@ final class ConsensusShell: Sendable {
 
     struct Waiters {
         var next = 0
-        var byRequest: [String: [Int: CheckedContinuation<BookingOutcome?, Never>]] = [:]
+        var byRequest: [String: [Int: Waiter]] = [:]
+        /// The earliest deadline of any waiter (monotonic ms), so most ticks skip the sweep.
+        var earliestDeadlineMs = UInt64.max
+        /// Set by `stop()`, which answers every waiter: no new ones after it.
+        var closed = false
+
+        /// Adds a waiter for request `id`; false once closed (the caller answers it nil itself).
+        mutating func add(_ c: CheckedContinuation<BookingOutcome?, Never>, for id: String, deadlineMs: UInt64) -> Bool {
+            guard !closed else { return false }
+            next += 1
+            byRequest[id, default: [:]][next] = Waiter(continuation: c, deadlineMs: deadlineMs)
+            earliestDeadlineMs = min(earliestDeadlineMs, deadlineMs)
+            return true
+        }
+
+        /// Takes out every waiter, and takes no more.
+        mutating func close() -> [CheckedContinuation<BookingOutcome?, Never>] {
+            defer { byRequest = [:]; closed = true }
+            return byRequest.values.flatMap(\.values).map(\.continuation)
+        }
+
+        /// Takes out every waiter whose deadline passed.
+        mutating func expired(nowMs: UInt64) -> [CheckedContinuation<BookingOutcome?, Never>] {
+            guard nowMs >= earliestDeadlineMs else { return [] }
+            var out: [CheckedContinuation<BookingOutcome?, Never>] = []
+            var earliest = UInt64.max
+            for (id, ws) in byRequest {
+                var left = ws
+                for (token, w) in ws {
+                    if w.deadlineMs <= nowMs { out.append(w.continuation); left[token] = nil } else { earliest = min(earliest, w.deadlineMs) }
+                }
+                byRequest[id] = left.isEmpty ? nil : left
+            }
+            earliestDeadlineMs = earliest
+            return out
+        }
+    }
+
+    struct Waiter {
+        var continuation: CheckedContinuation<BookingOutcome?, Never>
+        var deadlineMs: UInt64
     }
 
     /// Opens the Raft log and the booking log in `directory`, bumps the durable incarnation.
@@ -116,6 +156,7 @@ final class ConsensusShell: Sendable {
                 let now = nowMs()
                 let wall = clock.wallMillis()
                 step { $0.tick(nowMs: now, wallMs: wall) }
+                for c in waiters.withLock({ $0.expired(nowMs: now) }) { c.resume(returning: nil) }
             }
         }
         ticker.name = "consensus-tick"
@@ -127,11 +168,7 @@ final class ConsensusShell: Sendable {
         disk.stop()
         for box in outboxes.withLock({ Array($0.values) }) { box.finish() }
         evictionSink.finish()
-        let pending = waiters.withLock { w -> [CheckedContinuation<BookingOutcome?, Never>] in
-            defer { w.byRequest = [:] }
-            return w.byRequest.values.flatMap(\.values)
-        }
-        for c in pending { c.resume(returning: nil) }
+        for c in waiters.withLock({ $0.close() }) { c.resume(returning: nil) }
     }
 
     func nowMs() -> UInt64 { clock.monotonicNanos() / 1_000_000 }
@@ -217,7 +254,7 @@ final class ConsensusShell: Sendable {
             outboxes.withLock { $0[to] }?.post(bytes)
         case .outcome(let o):
             let ws = waiters.withLock { $0.byRequest.removeValue(forKey: o.requestID) }
-            for c in ws?.values ?? [:].values { c.resume(returning: o) }
+            for w in ws?.values ?? [:].values { w.continuation.resume(returning: o) }
         case .roleChanged(let role, let term):
             logger.notice("Raft 角色变化 / raft role changed", metadata: ["raft.role": "\(role.rawValue)", "raft.term": "\(term)"])
         case .applied(let entry, let accepted):
@@ -263,23 +300,12 @@ final class ConsensusShell: Sendable {
         await outcome(of: ConsensusCore.strikeRequestID(id), timeout: timeout) { $0.strike(strike, patient: patient, id: id) }
     }
 
-    /// Starts a request with `start` and waits for the outcome of request `id`.
+    /// Starts a request with `start` and waits for the outcome of request `id`. The tick thread
+    /// answers nil once `timeout` passed: no timer task per request.
     private func outcome(of id: String, timeout: Duration, start: @escaping (inout ConsensusCore) -> [CoreEffect]) async -> BookingOutcome? {
-        let token = waiters.withLock { w in w.next += 1; return w.next }
-        let timer = Task {
-            try? await Task.sleep(for: timeout)
-            let c = waiters.withLock { w -> CheckedContinuation<BookingOutcome?, Never>? in
-                let c = w.byRequest[id]?.removeValue(forKey: token)
-                if w.byRequest[id]?.isEmpty == true { w.byRequest[id] = nil }
-                return c
-            }
-            c?.resume(returning: nil)
-        }
-        defer { timer.cancel() }
+        let deadline = nowMs() + UInt64(max(0, timeout.components.seconds)) * 1000 + UInt64(max(0, timeout.components.attoseconds / 1_000_000_000_000_000))
         return await withCheckedContinuation { (c: CheckedContinuation<BookingOutcome?, Never>) in
-            let stopped = self.stopped.load(ordering: .relaxed)
-            if stopped { c.resume(returning: nil); return }
-            waiters.withLock { $0.byRequest[id, default: [:]][token] = c }
+            guard waiters.withLock({ $0.add(c, for: id, deadlineMs: deadline) }) else { c.resume(returning: nil); return }
             step(start)
         }
     }

@@ -35,6 +35,9 @@ public struct LeaseManager: Sendable {
     private var attempts: [BlockID: Attempt] = [:]
     private var epochFloor: [BlockID: Epoch] = [:]
     private var proposedAt: [ClusterCommand: UInt64] = [:]
+    /// The blocks in id order, sorted again only when one is added (blocks are never removed):
+    /// the tick walks them a hundred times a second.
+    private var blockOrder: [BlockID] = []
     private var out: [LeaseManagerAction] = []
 
     public init(id: NodeID, options: LeaseManagerOptions = .init()) { self.id = id; self.options = options }
@@ -46,6 +49,7 @@ public struct LeaseManager: Sendable {
         lastNow = now
         attempts = [:]
         proposedAt = [:]
+        blockOrder = []
     }
     public mutating func steppedDown() { active = false; attempts = [:] }
 
@@ -120,7 +124,8 @@ public struct LeaseManager: Sendable {
         }
 
         let voters = state.raftConfig.voters
-        for b in state.blocks.keys.sorted() {
+        if blockOrder.count != state.blocks.count { blockOrder = state.blocks.keys.sorted() }
+        for b in blockOrder {
             guard let r = state.blocks[b] else { continue }
             let valid = state.leaseValid(b)
             let homeLive = state.isLive(r.home)

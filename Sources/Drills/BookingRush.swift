@@ -133,15 +133,11 @@ public struct BookingRush: Sendable {
 
         say("运行：\(options.seconds) 秒，平均思考 \(options.thinkMs) ms / running \(options.seconds) s, mean think time \(options.thinkMs) ms")
         let schedules = try await sessionList(patients[0])
-        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int(options.seconds * 1000)))
-        let started = ContinuousClock.now
+        let started = NIODeadline.now()
         let stats = Stats(started: started)
-        await withDiscardingTaskGroup { group in
-            for p in patients {
-                group.addTask { await self.drive(p, schedules: schedules, until: deadline, stats: stats) }
-            }
-        }
-        let elapsed = (ContinuousClock.now - started).seconds
+        try await Generator(rush: self, loop: group.next(), schedules: schedules, stats: stats)
+            .run(patients, until: started + .milliseconds(Int64(options.seconds * 1000))).get()
+        let elapsed = Double((NIODeadline.now() - started).nanoseconds) / 1e9
         for p in patients { await p.client.close() }
 
         say("检查：从每个节点读回预约 / checking: reading every node's bookings back")
@@ -264,66 +260,114 @@ public struct BookingRush: Sendable {
 
     // MARK: The open-loop schedule
 
-    /// One patient: the next request is due at its own Poisson time whether or not the last one
-    /// finished; latency counts from the due time. Back to back (think 0), one request at a time.
-    func drive(_ p: Patient, schedules: [Session], until deadline: ContinuousClock.Instant, stats: Stats) async {
-        let clock = ContinuousClock()
-        var due = clock.now.advanced(by: .milliseconds(Int(p.random() * max(options.thinkMs, 1))))
-        await withDiscardingTaskGroup { group in
-            while due < deadline {
-                if options.thinkMs > 0 {
-                    try? await clock.sleep(until: due)
-                    let start = clock.now
-                    let thisDue = due
-                    group.addTask { await self.step(p, schedules: schedules, due: thisDue, lateMs: (start - thisDue).ms, stats: stats) }
-                    due = due.advanced(by: .microseconds(Int(-log(1 - p.random()) * options.thinkMs * 1000)))
-                } else {
-                    let now = clock.now
-                    await step(p, schedules: schedules, due: now, lateMs: 0, stats: stats)
-                    due = clock.now
+    /// Runs every patient's schedule on the generator's one event loop, the one their connections
+    /// live on: timers, requests and answers all on that thread, so the generator (which shares
+    /// the machine's two cores with the nodes) wakes no other thread per request.
+    final class Generator: Sendable {
+        let rush: BookingRush
+        let loop: any EventLoop
+        let schedules: [Session]
+        let stats: Stats
+        let done: EventLoopPromise<Void>
+        /// Patients whose schedule still runs, plus requests not yet answered; done at zero.
+        let open = Mutex(0)
+
+        init(rush: BookingRush, loop: any EventLoop, schedules: [Session], stats: Stats) {
+            self.rush = rush; self.loop = loop; self.schedules = schedules; self.stats = stats
+            done = loop.makePromise()
+        }
+
+        func run(_ patients: [Patient], until deadline: NIODeadline) -> EventLoopFuture<Void> {
+            loop.execute { [self] in
+                open.withLock { $0 = patients.count }
+                for p in patients {
+                    if rush.options.thinkMs > 0 {
+                        schedule(p, due: NIODeadline.now() + think(p, mean: max(rush.options.thinkMs, 1), uniform: true), until: deadline)
+                    } else {
+                        backToBack(p, until: deadline)
+                    }
                 }
+                if patients.isEmpty { done.succeed() }
             }
+            return done.futureResult
+        }
+
+        /// The patient's next request is due at its own Poisson time, whether or not the last one
+        /// was answered; latency counts from the due time.
+        private func schedule(_ p: Patient, due: NIODeadline, until deadline: NIODeadline) {
+            guard due < deadline else { finished(); return }
+            loop.scheduleTask(deadline: due) { [self] in
+                open.withLock { $0 += 1 }
+                let late = NIODeadline.now() - due
+                rush.step(p, schedules: schedules, due: due, lateMs: Double(late.nanoseconds) / 1e6, stats: stats).whenComplete { _ in self.finished() }
+                schedule(p, due: due + think(p, mean: rush.options.thinkMs, uniform: false), until: deadline)
+            }
+        }
+
+        /// Back to back: one request at a time, the next as soon as the last is answered.
+        private func backToBack(_ p: Patient, until deadline: NIODeadline) {
+            let now = NIODeadline.now()
+            guard now < deadline else { finished(); return }
+            // Through the loop's queue: a connection that fails every request at once must not recurse.
+            rush.step(p, schedules: schedules, due: now, lateMs: 0, stats: stats).whenComplete { _ in
+                self.loop.execute { self.backToBack(p, until: deadline) }
+            }
+        }
+
+        private func think(_ p: Patient, mean: Double, uniform: Bool) -> TimeAmount {
+            .microseconds(Int64((uniform ? p.random() : -log(1 - p.random())) * mean * 1000))
+        }
+
+        private func finished() {
+            if open.withLock({ n -> Bool in n -= 1; return n == 0 }) { done.succeed() }
         }
     }
 
     /// The patient's next move, by what it has: pay for a hold; once booked, look at the booking
     /// (and rarely cancel it, once); else look for a slot and hold one. Scalpers hold and never pay.
-    func step(_ p: Patient, schedules: [Session], due: ContinuousClock.Instant, lateMs: Double, stats: Stats) async {
+    /// Sent from, and answered on, the patient's connection's event loop.
+    func step(_ p: Patient, schedules: [Session], due: NIODeadline, lateMs: Double, stats: Stats) -> EventLoopFuture<Void> {
         let (held, confirmed, cancelledBefore, requestNo) = p.state.withLock { s -> (String?, [String], Bool, Int) in
             s.nextRequest += 1
             return (s.held.popLast(), Array(s.confirmed.subtracting(s.cancelled)).sorted(), !s.cancelled.isEmpty, s.nextRequest)
         }
         let kind: String
-        let answer: PatientClient.Answer?
-        do {
-            if let held, !p.scalper {
-                kind = "confirm"
-                answer = try await p.client.send(.POST, "/api/v1/appointments/\(held)/confirm", json: ["payment": p.random() < 0.6 ? "insurance" : "card"], token: p.token)
-                if answer?.status == 200 { p.state.withLock { _ = $0.confirmed.insert(held) } }
-            } else if let mine = confirmed.first, !cancelledBefore, p.random() < 0.03 {
-                kind = "cancel"
-                p.state.withLock { _ = $0.cancelTried.insert(mine) }
-                answer = try await p.client.send(.POST, "/api/v1/appointments/\(mine)/cancel", token: p.token)
-                if answer?.status == 200 { p.state.withLock { _ = $0.cancelled.insert(mine) } }
-            } else if !confirmed.isEmpty, !p.scalper, p.random() < 0.5 {
-                kind = "list"
-                answer = try await p.client.send(.GET, "/api/v1/appointments", token: p.token)
-            } else if !confirmed.isEmpty || p.random() < 0.5 {
-                kind = "search"
-                let s = pick(schedules, p)
-                answer = try await p.client.send(.GET, "/api/v1/slots?department=\(s.department)&date=\(s.date)&limit=20")
-            } else {
-                // Most demand goes to the few popular (chief) physicians.
-                kind = "hold"
-                let s = pick(schedules, p)
-                answer = try await p.client.send(.POST, "/api/v1/appointments", json: ["request_id": "r\(requestNo)", "schedule_id": s.schedule], token: p.token)
-                if answer?.status == 201, let id = answer?.json?["id"] as? String { p.state.withLock { $0.held.append(id) } }
+        let sent: EventLoopFuture<PatientClient.Answer>
+        if let held, !p.scalper {
+            kind = "confirm"
+            sent = p.client.request(.POST, "/api/v1/appointments/\(held)/confirm", json: ["payment": p.random() < 0.6 ? "insurance" : "card"], token: p.token)
+                .map { a in
+                    if a.status == 200 { p.state.withLock { _ = $0.confirmed.insert(held) } }
+                    return a
+                }
+        } else if let mine = confirmed.first, !cancelledBefore, p.random() < 0.03 {
+            kind = "cancel"
+            p.state.withLock { _ = $0.cancelTried.insert(mine) }
+            sent = p.client.request(.POST, "/api/v1/appointments/\(mine)/cancel", token: p.token).map { a in
+                if a.status == 200 { p.state.withLock { _ = $0.cancelled.insert(mine) } }
+                return a
             }
-        } catch {
-            stats.record(kind: "error", ms: (ContinuousClock.now - due).ms, lateMs: lateMs, answer: nil)
-            return
+        } else if !confirmed.isEmpty, !p.scalper, p.random() < 0.5 {
+            kind = "list"
+            sent = p.client.request(.GET, "/api/v1/appointments", token: p.token)
+        } else if !confirmed.isEmpty || p.random() < 0.5 {
+            kind = "search"
+            let s = pick(schedules, p)
+            sent = p.client.request(.GET, "/api/v1/slots?department=\(s.department)&date=\(s.date)&limit=20")
+        } else {
+            // Most demand goes to the few popular (chief) physicians.
+            kind = "hold"
+            let s = pick(schedules, p)
+            sent = p.client.request(.POST, "/api/v1/appointments", json: ["request_id": "r\(requestNo)", "schedule_id": s.schedule], token: p.token).map { a in
+                if a.status == 201, let id = a.json?["id"] as? String { p.state.withLock { $0.held.append(id) } }
+                return a
+            }
         }
-        stats.record(kind: kind, ms: (ContinuousClock.now - due).ms, lateMs: lateMs, answer: answer)
+        return sent.map { answer in
+            stats.record(kind: kind, ms: Double((NIODeadline.now() - due).nanoseconds) / 1e6, lateMs: lateMs, answer: answer)
+        }.recover { _ in
+            stats.record(kind: "error", ms: Double((NIODeadline.now() - due).nanoseconds) / 1e6, lateMs: lateMs, answer: nil)
+        }
     }
 
     func pick(_ schedules: [Session], _ p: Patient) -> Session {
@@ -376,12 +420,12 @@ public struct BookingRush: Sendable {
             var bookings = 0
         }
         let state = Mutex(State())
-        let started: ContinuousClock.Instant
+        let started: NIODeadline
 
-        init(started: ContinuousClock.Instant) { self.started = started }
+        init(started: NIODeadline) { self.started = started }
 
         func record(kind: String, ms: Double, lateMs: Double, answer: PatientClient.Answer?) {
-            let second = max(0, Int((ContinuousClock.now - started).seconds))
+            let second = max(0, Int((NIODeadline.now() - started).nanoseconds / 1_000_000_000))
             let code = answer.flatMap { $0.status >= 400 ? ($0.json?["code"] as? String ?? "http.\($0.status)") : nil }
             state.withLock { s in
                 s.latencies.append(ms)
@@ -415,9 +459,4 @@ public struct BookingRush: Sendable {
             }
         }
     }
-}
-
-extension Duration {
-    var ms: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
