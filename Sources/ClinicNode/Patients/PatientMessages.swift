@@ -53,6 +53,7 @@ extension MeshNode {
         }
         guard !owed.isEmpty, let sessions = try? desk.directory.sessions(replica: replica) else { return }
         let shanghai = (try? ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(now) / 1000)))
+        var queued: [SMSMessage] = []
         for m in owed {
             guard let info = sessions[m.block], !desk.outbox.known(m.id) else { continue }
             if m.kind == "reminder" {
@@ -70,26 +71,28 @@ extension MeshNode {
             case "cancellation": text = "【ClinicMesh】已退号：\(when) \(whoZh)。Cancelled: \(when) \(whoEn)."
             default: text = "【ClinicMesh】就诊提醒：明天 \(when) \(whoZh)，请按时报到。Reminder: tomorrow \(when) \(whoEn); please check in on time."
             }
-            _ = try? desk.outbox.enqueue(SMSMessage(id: m.id, kind: m.kind, mobile: mobile, text: text), nowMs: now)
+            queued.append(SMSMessage(id: m.id, kind: m.kind, mobile: mobile, text: text))
         }
+        // One transaction for the lot (a confirmation storm at the rush is hundreds).
+        _ = try? desk.outbox.enqueue(queued, nowMs: now)
     }
 
-    /// Sends what is due; a failure is retried with exponential backoff (1 s up to 5 minutes).
+    /// Sends what is due, as one batch to the sender; what is delivered is marked in one
+    /// transaction, and a failure is retried with exponential backoff (1 s up to 5 minutes).
     func deliverDue(_ desk: PatientDesk, rng: inout SystemRandomNumberGenerator) async {
         let now = nowMs
-        guard let due = try? await offload({ try desk.outbox.due(nowMs: now) }) else { return }
-        for (message, attempts) in due {
-            do {
-                try await desk.sender.send(message)
-                let sentAt = nowMs
-                _ = try? await offload { try desk.outbox.sent(message.id, nowMs: sentAt) }
-            } catch {
-                let delay = min(300_000, 1_000 << min(attempts, 9)) + Int.random(in: 0...500, using: &rng)
-                let next = nowMs + Int64(delay), text = "\(error)"
-                _ = try? await offload { try desk.outbox.failed(message.id, attempts: attempts + 1, nextMs: next, error: text) }
-                logger.warning("短信发送失败，稍后重试 / SMS delivery failed, will retry",
-                               metadata: ["sms.id_kind": "\(message.kind)", "sms.attempts": "\(attempts + 1)"])
-            }
+        guard let due = try? await offload({ try desk.outbox.due(nowMs: now) }), !due.isEmpty else { return }
+        let attempts = Dictionary(due.map { ($0.0.id, $0.attempts) }, uniquingKeysWith: max)
+        let results = await desk.sender.sendAll(due.map(\.0))
+        let delivered = results.filter { $0.1 == nil }.map(\.0.id), sentAt = nowMs
+        _ = try? await offload { try desk.outbox.sent(delivered, nowMs: sentAt) }
+        for case let (message, error?) in results {
+            let tries = attempts[message.id] ?? 0
+            let delay = min(300_000, 1_000 << min(tries, 9)) + Int.random(in: 0...500, using: &rng)
+            let next = nowMs + Int64(delay), text = "\(error)"
+            _ = try? await offload { try desk.outbox.failed(message.id, attempts: tries + 1, nextMs: next, error: text) }
+            logger.warning("短信发送失败，稍后重试 / SMS delivery failed, will retry",
+                           metadata: ["sms.id_kind": "\(message.kind)", "sms.attempts": "\(tries + 1)"])
         }
     }
 }

@@ -28,6 +28,19 @@ public struct SMSMessage: Codable, Sendable, Hashable {
 
 public protocol SMSSender: Sendable {
     func send(_ message: SMSMessage) async throws
+    /// Delivers several; each message with the error that kept it back, nil if delivered.
+    func sendAll(_ messages: [SMSMessage]) async -> [(SMSMessage, (any Error)?)]
+}
+
+extension SMSSender {
+    /// One at a time: a failure keeps back only its own message.
+    public func sendAll(_ messages: [SMSMessage]) async -> [(SMSMessage, (any Error)?)] {
+        var out: [(SMSMessage, (any Error)?)] = []
+        for m in messages {
+            do { try await send(m); out.append((m, nil)) } catch { out.append((m, error)) }
+        }
+        return out
+    }
 }
 
 /// Appends each message as one JSON line to a file and fsyncs it (development and drills; an
@@ -37,20 +50,38 @@ public struct FileSMSSender: SMSSender {
     public init(path: String) { self.path = path }
 
     public func send(_ message: SMSMessage) async throws {
-        let path = self.path
-        try await offload { try Self.append(message, to: path) } // a write and an fsync: off the cooperative threads
+        try await append([message])
     }
 
-    private static func append(_ message: SMSMessage, to path: String) throws {
+    /// All in one write and one fsync: a confirmation storm at the rush costs one fsync per round.
+    public func sendAll(_ messages: [SMSMessage]) async -> [(SMSMessage, (any Error)?)] {
+        do {
+            try await append(messages)
+            return messages.map { ($0, nil) }
+        } catch {
+            return messages.map { ($0, error) }
+        }
+    }
+
+    private func append(_ messages: [SMSMessage]) async throws {
+        let path = self.path
+        try await offload { try Self.append(messages, to: path) } // a write and an fsync: off the cooperative threads
+    }
+
+    private static func append(_ messages: [SMSMessage], to path: String) throws {
+        guard !messages.isEmpty else { return }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        var line = try encoder.encode(message)
-        line.append(0x0A)
+        var lines = Data()
+        for m in messages {
+            lines.append(try encoder.encode(m))
+            lines.append(0x0A)
+        }
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o600)
         guard fd >= 0 else { throw NodeError(.admin, zh: "无法打开短信文件 \(path)。", en: "cannot open the SMS file \(path).") }
         defer { close(fd) }
-        let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == line.count, fsync(fd) == 0 else { throw NodeError(.admin, zh: "写短信文件 \(path) 失败。", en: "writing the SMS file \(path) failed.") }
+        let written = lines.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == lines.count, fsync(fd) == 0 else { throw NodeError(.admin, zh: "写短信文件 \(path) 失败。", en: "writing the SMS file \(path) failed.") }
     }
 }
 
@@ -79,8 +110,15 @@ final class SMSOutbox: Sendable {
     /// seconds asks about every booking it owes a message for, and must not query SQLite for each.
     private let ids: Mutex<Set<String>>
 
+    /// WAL with synchronous=NORMAL: a commit is one WAL append, no journal file made, synced and
+    /// deleted. A power cut may lose the last commits, which costs nothing here: the holder queues
+    /// every booking message again from the acknowledged records on its next scan, a lost "sent"
+    /// mark means a second copy the gateway deduplicates by id, and a lost code is asked again.
     init(path: String) throws {
-        db = try DatabaseQueue(path: path)
+        var config = Configuration()
+        config.journalMode = .wal
+        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        db = try DatabaseQueue(path: path, configuration: config)
         try db.write { db in
             try db.execute(sql: """
                 CREATE TABLE IF NOT EXISTS outbox (
@@ -96,13 +134,24 @@ final class SMSOutbox: Sendable {
     /// Queues a message once: false if this id was queued before (sent or not).
     @discardableResult
     func enqueue(_ m: SMSMessage, nowMs: Int64) throws -> Bool {
-        if known(m.id) { return false }
+        try enqueue([m], nowMs: nowMs) == 1
+    }
+
+    /// Queues several in one transaction, each once; answers how many were new.
+    @discardableResult
+    func enqueue(_ messages: [SMSMessage], nowMs: Int64) throws -> Int {
+        let fresh = messages.filter { !known($0.id) }
+        guard !fresh.isEmpty else { return 0 }
         let inserted = try db.write { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO outbox (message_id, kind, mobile, body, created_ms, next_attempt_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [m.id, m.kind, m.mobile, m.text, nowMs, nowMs])
-            return db.changesCount > 0
+            var n = 0
+            for m in fresh {
+                try db.execute(sql: "INSERT OR IGNORE INTO outbox (message_id, kind, mobile, body, created_ms, next_attempt_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                               arguments: [m.id, m.kind, m.mobile, m.text, nowMs, nowMs])
+                n += db.changesCount
+            }
+            return n
         }
-        ids.withLock { _ = $0.insert(m.id) }
+        ids.withLock { for m in fresh { $0.insert(m.id) } }
         return inserted
     }
 
@@ -117,10 +166,13 @@ final class SMSOutbox: Sendable {
         }
     }
 
-    /// Delivered: the personal data goes, the id stays (so it is never queued again).
-    func sent(_ id: String, nowMs: Int64) throws {
+    /// Delivered: the personal data goes, the ids stay (so they are never queued again).
+    func sent(_ ids: [String], nowMs: Int64) throws {
+        guard !ids.isEmpty else { return }
         try db.write { db in
-            try db.execute(sql: "UPDATE outbox SET sent_ms = ?, mobile = '', body = '', last_error = NULL WHERE message_id = ?", arguments: [nowMs, id])
+            for id in ids {
+                try db.execute(sql: "UPDATE outbox SET sent_ms = ?, mobile = '', body = '', last_error = NULL WHERE message_id = ?", arguments: [nowMs, id])
+            }
         }
     }
 
