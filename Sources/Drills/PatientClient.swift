@@ -22,6 +22,8 @@ public final class PatientClient: Sendable {
 
     let channel: any Channel
     let host: String
+    /// The connection's event loop: `request` made on it writes at once, and answers complete on it.
+    public var eventLoop: any EventLoop { channel.eventLoop }
 
     init(channel: any Channel, host: String) {
         self.channel = channel
