@@ -303,7 +303,7 @@ final class ConsensusShell: Sendable {
     /// Starts a request with `start` and waits for the outcome of request `id`. The tick thread
     /// answers nil once `timeout` passed: no timer task per request.
     private func outcome(of id: String, timeout: Duration, start: @escaping (inout ConsensusCore) -> [CoreEffect]) async -> BookingOutcome? {
-        let deadline = nowMs() + UInt64(max(0, timeout.components.seconds)) * 1000 + UInt64(max(0, timeout.components.attoseconds / 1_000_000_000_000_000))
+        let deadline = nowMs() + UInt64(max(0, NodeMetrics.nanoseconds(timeout))) / 1_000_000
         return await withCheckedContinuation { (c: CheckedContinuation<BookingOutcome?, Never>) in
             guard waiters.withLock({ $0.add(c, for: id, deadlineMs: deadline) }) else { c.resume(returning: nil); return }
             step(start)

@@ -15,26 +15,31 @@ import Synchronization
 
 /// This node's clocks. The wall clock may carry an injected offset (tests of the clock guard).
 public final class NodeClock: Sendable {
-    private let offset: Mutex<Int64>
-    /// Tests only: the wall clock stands still at this instant (an edge such as 14:59:59 is then
-    /// judged there however long the request takes).
-    private let frozen = Mutex<Int64?>(nil)
+    private struct Setting {
+        var offsetMillis: Int64
+        /// Tests only: the wall clock stands still at this instant (an edge such as 14:59:59 is
+        /// then judged there however long the request takes).
+        var frozenAtMillis: Int64?
+    }
+    /// One lock for both: every request and tick reads the wall clock.
+    private let setting: Mutex<Setting>
 
-    public init(offsetMillis: Int64 = 0) { self.offset = Mutex(offsetMillis) }
+    public init(offsetMillis: Int64 = 0) { setting = Mutex(Setting(offsetMillis: offsetMillis)) }
 
     public var offsetMillis: Int64 {
-        get { offset.withLock { $0 } }
-        set { offset.withLock { $0 = newValue } }
+        get { setting.withLock { $0.offsetMillis } }
+        set { setting.withLock { $0.offsetMillis = newValue } }
     }
 
     public var frozenAtMillis: Int64? {
-        get { frozen.withLock { $0 } }
-        set { frozen.withLock { $0 = newValue } }
+        get { setting.withLock { $0.frozenAtMillis } }
+        set { setting.withLock { $0.frozenAtMillis = newValue } }
     }
 
     public func wallMillis() -> Int64 {
-        if let at = frozenAtMillis { return at }
-        return Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) &+ offsetMillis
+        let s = setting.withLock { $0 }
+        if let at = s.frozenAtMillis { return at }
+        return Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) &+ s.offsetMillis
     }
 
     public func monotonicNanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }

@@ -85,7 +85,7 @@ extension MeshNode {
         let attempts = Dictionary(due.map { ($0.0.id, $0.attempts) }, uniquingKeysWith: max)
         let results = await desk.sender.sendAll(due.map(\.0))
         let delivered = results.filter { $0.1 == nil }.map(\.0.id), sentAt = nowMs
-        _ = try? await offload { try desk.outbox.sent(delivered, nowMs: sentAt) }
+        if !delivered.isEmpty { _ = try? await offload { try desk.outbox.sent(delivered, nowMs: sentAt) } }
         for case let (message, error?) in results {
             let tries = attempts[message.id] ?? 0
             let delay = min(300_000, 1_000 << min(tries, 9)) + Int.random(in: 0...500, using: &rng)
