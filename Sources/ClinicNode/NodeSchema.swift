@@ -28,9 +28,10 @@ public enum NodeSchema {
         .init("schedule", .text), .init("sequence", .integer), .init("status", .text),
     ], indexes: [["schedule"]])
 
-    /// Key: the hold's request id (`AppointmentRef.holdID`). What staff and payment add to an
-    /// appointment whose booking state lives in the lease records: the payment method, and the
-    /// steps after booking (arrived, fulfilled, noshow, entered-in-error).
+    /// Key: the hold's request id (`AppointmentRef.holdID`). What staff add to an appointment whose
+    /// booking state lives in the lease records: the steps after booking (arrived, fulfilled,
+    /// noshow, entered-in-error). `payment` is no longer written (the payment method is in the
+    /// confirmation record, `PaymentTag`); it stays because the schema only grows.
     public static let appointment = ReplicatedTable("appointment", columns: [
         .init("patient", .text), .init("payment", .text), .init("status", .text), .init("updated_by", .text),
     ], indexes: [["patient"]])

@@ -154,12 +154,21 @@ struct AppointmentResource: Codable, Sendable, Hashable {
     var end: String?
     /// A pending hold is released at this time (ms since 1970) unless confirmed.
     var holdUntilMs: Int64?
+    /// How the patient paid at confirmation: insurance (医保) or card.
+    var payment: String?
     var node: String
 
     enum CodingKeys: String, CodingKey {
         case resourceType, id, status, statusZh = "status_zh", slot, department, practitioner, practitionerName = "practitioner_name"
-        case date, start, end, holdUntilMs = "hold_until_ms", node
+        case date, start, end, holdUntilMs = "hold_until_ms", payment, node
     }
+}
+
+/// The payment method as a confirmation record's tag (`payment:insurance`, `payment:card`).
+enum PaymentTag {
+    static let prefix = "payment:"
+    static func encode(_ method: String) -> String { prefix + method }
+    static func decode(_ tag: String) -> String? { tag.hasPrefix(prefix) ? String(tag.dropFirst(prefix.count)) : nil }
 }
 
 struct SearchQuery: Sendable {
@@ -361,14 +370,12 @@ extension MeshNode {
         if let p = r.payment, !["insurance", "card"].contains(p) {
             throw PatientError(400, "payment.method", zh: "payment 只能是 insurance（医保）或 card（银行卡）。", en: "payment must be insurance or card.")
         }
-        let q = BookingRequest(id: ref.confirmationID, block: ref.block, slot: ref.slot, patient: session.patient, confirms: ref.holdID)
+        // The payment method rides in the confirmation record: quorum-durable with it, on every
+        // node with it, and no replica write (a commit, then a merge on every peer) per payment.
+        let q = BookingRequest(id: ref.confirmationID, block: ref.block, slot: ref.slot, patient: session.patient, confirms: ref.holdID,
+                               tag: PaymentTag.encode(r.payment ?? "card"))
         switch await consensus.book(q, timeout: .seconds(5)) {
         case .booked?:
-            // A replica commit (an fsync): off the cooperative threads, which serve every request.
-            let patient = session.patient, payment = r.payment ?? "card"
-            _ = try? await offload {
-                try self.write { w in try w.upsert("appointment", key: ref.holdID, values: ["patient": .text(patient), "payment": .text(payment)]) }
-            }
             return try appointmentNow(ref, desk: desk, fallback: .booked)
         case .refused(_, let reason)?: throw PatientError.refused(reason)
         case nil: throw PatientError.timeout
@@ -428,15 +435,16 @@ extension MeshNode {
         }
         guard let status else { throw PatientError.notFound }
         let info = try? desk.directory.sessions(replica: replica)[ref.block]
-        return appointment(ref, status: status, hold: records.hold, info: info)
+        return appointment(ref, status: status, hold: records.hold, info: info, payment: records.confirmation.flatMap { PaymentTag.decode($0.tag) })
     }
 
-    private func appointment(_ ref: AppointmentRef, status: AppointmentStatus, hold: Booking?, info: SessionInfo?) -> AppointmentResource {
+    private func appointment(_ ref: AppointmentRef, status: AppointmentStatus, hold: Booking?, info: SessionInfo?, payment: String? = nil) -> AppointmentResource {
         let t = info?.times(of: ref.slot)
         return AppointmentResource(
             id: ref.encoded, status: status.rawValue, statusZh: status.zh, slot: "\(ref.block)/\(ref.slot + 1)", department: info?.department,
             practitioner: info?.practitioner, practitionerName: info?.practitionerName, date: info?.date.description,
-            start: t?.start.description, end: t?.end.description, holdUntilMs: status == .pending ? hold?.holdUntilMs : nil, node: config.nodeID)
+            start: t?.start.description, end: t?.end.description, holdUntilMs: status == .pending ? hold?.holdUntilMs : nil, payment: payment,
+            node: config.nodeID)
     }
 }
 
