@@ -2,6 +2,7 @@ import Consensus
 import Foundation
 import Logging
 import Mesh
+import NIOConcurrencyHelpers
 import PKI
 import Synchronization
 
@@ -13,7 +14,11 @@ final class ConsensusShell: Sendable {
     let id: NodeID
     let logger: Logger
     let clock: NodeClock
-    private let core: Mutex<ConsensusCore>
+    /// A pthread mutex, not `Synchronization.Mutex`: on Linux the latter is a priority-inheritance
+    /// futex that hands the lock to the next waiter. At the rush every request, message and tick
+    /// takes this lock; with more threads than the two cores, the lock then sat with a waiter not
+    /// yet running while others spun and queued behind it.
+    private let core: NIOLockedValueBox<ConsensusCore>
     private let disk: DurableQueue
     private let outboxes: Mutex<[NodeID: LinkMailbox]>
     private let waiters = Mutex<Waiters>(Waiters())
@@ -99,7 +104,7 @@ final class ConsensusShell: Sendable {
         }
         let core = ConsensusCore(id: NodeID(id), incarnation: incarnation, bootstrap: bootstrap, options: options,
                                  restoringRaft: restored, restoringBooking: bookingLog.state)
-        self.core = Mutex(core)
+        self.core = NIOLockedValueBox(core)
         self.disk = DurableQueue(raftLog: raftLog, bookingLog: bookingLog, directory: directory)
         let boxes = Dictionary(uniqueKeysWithValues: peers.map { (NodeID($0), LinkMailbox(capacity: Self.linkCapacity)) })
         self.outboxes = Mutex(boxes)
@@ -125,7 +130,7 @@ final class ConsensusShell: Sendable {
     }
 
     /// Reads the core under its lock (status, the booking view); keep `body` short.
-    func inspect<T>(_ body: (ConsensusCore) -> T) -> T { core.withLock { body($0) } }
+    func inspect<T>(_ body: (ConsensusCore) -> T) -> T { core.withLockedValue { body($0) } }
 
     /// Why this node stopped taking part in consensus, if it did.
     var failure: String? { diskError.withLock { $0 } }
@@ -196,7 +201,7 @@ final class ConsensusShell: Sendable {
 
     private func runLocked(_ body: (inout ConsensusCore) -> [CoreEffect]) -> [CoreEffect] {
         let wall = clock.wallMillis()
-        return core.withLock { c in
+        return core.withLockedValue { c in
             c.observeWall(wall)
             let effects = body(&c)
             var rest: [CoreEffect] = []

@@ -289,23 +289,30 @@ extension MeshNode {
                 && (q.title == nil || s.title?.rawValue == q.title)
         }.prefix(200))
         let now = nowMs
-        let templates = matching.map { desk.directory.slotTemplates(of: $0) }
-        return consensus.inspect { c in
-            var out: [SlotResource] = []
-            for (s, slots) in zip(matching, templates) {
+        // Under the core's lock only which slots to list and their status (every booking waits
+        // for that lock); the resources, strings and all, are made after it.
+        let picked = consensus.inspect { c in
+            var out: [(session: Int, slot: Int, status: SlotStatus, opensAtMs: Int64?)] = []
+            for (i, s) in matching.enumerated() {
                 guard let block = c.cluster.blocks[s.schedule] else { continue }
                 let availability = desk.availability.availability(of: s.schedule, in: c)
+                let opensAtMs = block.opensAtMs > now ? block.opensAtMs : nil
                 for index in 0..<min(s.capacity, block.slots) {
                     let status = availability.status(of: index, nowMs: now)
                     if q.onlyFree, status != .free { continue }
                     if out.count >= q.limit { return out }
-                    var slot = slots[index]
-                    slot.status = status.rawValue
-                    slot.opensAtMs = block.opensAtMs > now ? block.opensAtMs : nil
-                    out.append(slot)
+                    out.append((i, index, status, opensAtMs))
                 }
             }
             return out
+        }
+        var templates: [Int: [SlotResource]] = [:]
+        return picked.map { p in
+            if templates[p.session] == nil { templates[p.session] = desk.directory.slotTemplates(of: matching[p.session]) }
+            var slot = templates[p.session]![p.slot]
+            slot.status = p.status.rawValue
+            slot.opensAtMs = p.opensAtMs
+            return slot
         }
     }
 
