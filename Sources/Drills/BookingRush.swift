@@ -359,7 +359,7 @@ public struct BookingRush: Sendable {
             kind = "hold"
             let s = pick(schedules, p)
             sent = p.client.request(.POST, "/api/v1/appointments", json: ["request_id": "r\(requestNo)", "schedule_id": s.schedule], token: p.token).map { a in
-                if a.status == 201, let id = a.json?["id"] as? String { p.state.withLock { $0.held.append(id) } }
+                if a.status == 201, let id = a.string("id") { p.state.withLock { $0.held.append(id) } }
                 return a
             }
         }
@@ -426,7 +426,7 @@ public struct BookingRush: Sendable {
 
         func record(kind: String, ms: Double, lateMs: Double, answer: PatientClient.Answer?) {
             let second = max(0, Int((NIODeadline.now() - started).nanoseconds / 1_000_000_000))
-            let code = answer.flatMap { $0.status >= 400 ? ($0.json?["code"] as? String ?? "http.\($0.status)") : nil }
+            let code = answer.flatMap { $0.status >= 400 ? ($0.string("code") ?? "http.\($0.status)") : nil }
             state.withLock { s in
                 s.latencies.append(ms)
                 s.kindLatencies[kind, default: []].append(ms)

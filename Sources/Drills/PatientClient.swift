@@ -13,6 +13,24 @@ public final class PatientClient: Sendable {
         public var status: Int
         public var body: [UInt8]
         public var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] }
+        /// A string field of a flat JSON object (`"key":"value"`, the nodes' compact encoding),
+        /// found without parsing the whole answer: the bench reads one field of thousands of
+        /// answers a second on the machine it measures. Anything unusual goes to `json`.
+        public func string(_ key: String) -> String? {
+            let needle = Array("\"\(key)\":\"".utf8)
+            guard body.count > needle.count else { return nil }
+            var i = 0
+            while i + needle.count <= body.count {
+                if body[i] == needle[0], body[i..<(i + needle.count)].elementsEqual(needle) {
+                    let start = i + needle.count
+                    guard let end = body[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+                    if body[start..<end].contains(UInt8(ascii: "\\")) { return json?[key] as? String }
+                    return String(decoding: body[start..<end], as: UTF8.self)
+                }
+                i += 1
+            }
+            return json?[key] as? String
+        }
         public var text: String { String(decoding: body, as: UTF8.self) }
     }
 

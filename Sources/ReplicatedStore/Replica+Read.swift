@@ -11,6 +11,16 @@ extension Replica {
         return try opened(row, info)
     }
 
+    /// The live rows of `keys` in one read transaction (a batch costs one pool checkout, not one
+    /// per row); keys without a live row are left out.
+    public func liveRows(_ table: String, keys: some Sequence<String>) throws -> [String: [String: ColumnValue]] {
+        guard let info = tables[table] else { throw StoreError.unknownTable(table) }
+        let states = try read { db in try keys.map { try RowState.load(db, info, key: $0) } }
+        var rows: [String: [String: ColumnValue]] = [:]
+        for row in states where row.alive != RowState.deleted { rows[row.key] = try opened(row, info) }
+        return rows
+    }
+
     /// Every live row of a table, by key, with personal data opened.
     public func liveRows(_ table: String) throws -> [String: [String: ColumnValue]] {
         guard let info = tables[table] else { throw StoreError.unknownTable(table) }

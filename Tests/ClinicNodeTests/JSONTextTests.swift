@@ -13,7 +13,7 @@ import Testing
         #expect(try JSONDecoder().decode(SlotsAnswer.self, from: Data(JSONText.encode(slots))).slots == slots.slots)
         let appointment = AppointmentResource(
             id: "h1.2.YQ", status: "pending", statusZh: "待确认", slot: "s/3", department: nil, practitioner: "p",
-            practitionerName: nil, date: nil, start: nil, end: nil, holdUntilMs: 5, node: "neike")
+            practitionerName: nil, date: nil, start: nil, end: nil, holdUntilMs: 5, payment: "insurance", node: "neike")
         let list = AppointmentsAnswer(appointments: [appointment])
         #expect(try JSONDecoder().decode(AppointmentsAnswer.self, from: Data(JSONText.encode(list))).appointments == [appointment])
         #expect(try JSONDecoder().decode(AppointmentsAnswer.self, from: Data(JSONText.encode(AppointmentsAnswer(appointments: [])))).appointments.isEmpty)

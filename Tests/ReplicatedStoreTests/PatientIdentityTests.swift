@@ -36,6 +36,9 @@ import Testing
 
         #expect(try neike.liveRows("patient").count == 1)
         #expect(try neike.liveRow("patient", key: key)?["mobile"] == "13900139000")
+        // A batch read by keys: opened like `liveRow`, unknown keys left out.
+        let batch = try neike.liveRows("patient", keys: [key, "no-such-patient"])
+        #expect(batch.count == 1 && batch[key]?["mobile"] == "13900139000")
         #expect(try neike.digest() == waike.digest())
         let items = try neike.reviewItems()
         #expect(items.map(\.column) == ["mobile"])  // same name, ID, sex and birth date: nothing to review there

@@ -143,6 +143,7 @@ extension AppointmentResource: JSONWritable {
             j.field(CodingKeys.start, start)
             j.field(CodingKeys.end, end)
             j.field(CodingKeys.holdUntilMs, holdUntilMs)
+            j.field(CodingKeys.payment, payment)
             j.field(CodingKeys.node, node)
         }
     }

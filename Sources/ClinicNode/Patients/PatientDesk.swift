@@ -282,12 +282,16 @@ extension MeshNode {
         } else {
             date = nil
         }
-        // The directory keeps its sessions in search order: a filter, no sort per search.
-        let matching = Array(sessions.lazy.filter { s in
-            (q.department == nil || s.department == q.department) && (date == nil || s.date == date)
-                && (q.halfDay == nil || s.halfDay.rawValue == q.halfDay) && (q.practitioner == nil || s.practitioner == q.practitioner)
-                && (q.title == nil || s.title?.rawValue == q.title)
-        }.prefix(200))
+        // The directory keeps its sessions in search order: a filter, no sort per search. By index,
+        // so only the matches are copied (a session is five strings: retains and releases).
+        var matching: [SessionInfo] = []
+        for i in sessions.indices where matching.count < 200 {
+            guard (q.department == nil || sessions[i].department == q.department) && (date == nil || sessions[i].date == date)
+                && (q.halfDay == nil || sessions[i].halfDay.rawValue == q.halfDay)
+                && (q.practitioner == nil || sessions[i].practitioner == q.practitioner)
+                && (q.title == nil || sessions[i].title?.rawValue == q.title) else { continue }
+            matching.append(sessions[i])
+        }
         let now = nowMs
         // Under the core's lock only which slots to list and their status (every booking waits
         // for that lock); the resources, strings and all, are made after it.
@@ -382,8 +386,11 @@ extension MeshNode {
         let q = BookingRequest(id: ref.confirmationID, block: ref.block, slot: ref.slot, patient: session.patient, confirms: ref.holdID,
                                tag: PaymentTag.encode(r.payment ?? "card"))
         switch await consensus.book(q, timeout: .seconds(5)) {
-        case .booked?:
-            return try appointmentNow(ref, desk: desk, fallback: .booked)
+        case .booked(let confirmation)?:
+            // Through another node than the holder, this node may not have the record yet.
+            var answer = try appointmentNow(ref, desk: desk, fallback: .booked)
+            answer.payment = answer.payment ?? PaymentTag.decode(confirmation.tag)
+            return answer
         case .refused(_, let reason)?: throw PatientError.refused(reason)
         case nil: throw PatientError.timeout
         }
