@@ -115,8 +115,11 @@ public struct BookingDurableState: Sendable, Equatable {
     public private(set) var promised: [BlockID: Epoch] = [:]
     public private(set) var records: [String: Booking] = [:]
     /// Indexes over `records`, so a request looks at its block (or the patient's records, or the
-    /// releases of one booking), never at every record the node holds.
-    private var idsByBlock: [BlockID: Set<String>] = [:]
+    /// releases of one booking), never at every record the node holds. A block's index holds the
+    /// records themselves, not their ids: the slot search's availability reads a hot block's whole
+    /// list again whenever it moves, hundreds of times a second at the rush.
+    private var byBlock: [BlockID: [Booking]] = [:]
+    private var positionInBlock: [String: Int] = [:]
     private var idsBySlot: [SlotKey: Set<String>] = [:]
     private var idsByPatient: [String: Set<String>] = [:]
     private var releasesOf: [String: Set<String>] = [:]
@@ -133,8 +136,21 @@ public struct BookingDurableState: Sendable, Equatable {
     public mutating func apply(_ w: BookingWrite) {
         if let p = w.promise { promised[p.block] = max(promised[p.block] ?? 0, p.epoch) }
         for r in w.records where Self.supersedes(r, records[r.id]) {
+            if let old = records[r.id], let i = positionInBlock[r.id] {
+                if old.block == r.block {
+                    byBlock[r.block]![i] = r
+                } else {
+                    // Never made by this code (a request id names one block); kept exact anyway.
+                    byBlock[old.block]!.remove(at: i)
+                    for (j, moved) in byBlock[old.block]!.enumerated().dropFirst(i) { positionInBlock[moved.id] = j }
+                    positionInBlock[r.id] = byBlock[r.block, default: []].count
+                    byBlock[r.block, default: []].append(r)
+                }
+            } else {
+                positionInBlock[r.id] = byBlock[r.block, default: []].count
+                byBlock[r.block, default: []].append(r)
+            }
             records[r.id] = r
-            idsByBlock[r.block, default: []].insert(r.id)
             idsBySlot[SlotKey(block: r.block, slot: r.slot), default: []].insert(r.id)
             versions[r.block, default: 0] += 1
             idsByPatient[r.patient, default: []].insert(r.id)
@@ -145,7 +161,7 @@ public struct BookingDurableState: Sendable, Equatable {
     /// One record per request: the latest epoch it was made under (an older one is inactive).
     static func supersedes(_ new: Booking, _ old: Booking?) -> Bool { (old?.epoch ?? 0) <= new.epoch }
 
-    public func records(in block: BlockID) -> [Booking] { (idsByBlock[block] ?? []).compactMap { records[$0] } }
+    public func records(in block: BlockID) -> [Booking] { byBlock[block] ?? [] }
     /// The records of one slot of a block (a release and a confirmation are on their hold's slot).
     public func records(in block: BlockID, slot: Int) -> [Booking] {
         (idsBySlot[SlotKey(block: block, slot: slot)] ?? []).compactMap { records[$0] }

@@ -4,6 +4,7 @@ import Foundation
 import Mesh
 import PKI
 import ReplicatedStore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -246,20 +247,39 @@ public final class LocalCluster: @unchecked Sendable {
         String(((try? String(contentsOfFile: logPath(id), encoding: .utf8)) ?? "").suffix(bytes))
     }
 
-    /// A loopback port that was free a moment ago (bound to port 0, then released).
+    /// A loopback port for a node to listen on, free a moment ago and never handed out before by
+    /// this process. Taken below the kernel's ephemeral range: a port from that range (what binding
+    /// port 0 gives) can become some outgoing connection's source port before the node binds it,
+    /// and the node then fails to start (`Address already in use`; seen in a drill).
     public static func freePort() throws -> Int {
+        let low = ephemeralRangeStart()
+        let range = low > 11_000 ? 10_000..<low : 1_024..<low
+        for _ in 0..<500 {
+            let port = Int.random(in: range)
+            guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
+            if canBind(port) { return port }
+        }
+        throw DrillError("no free loopback port in \(range)")
+    }
+
+    private static let handedOut = Mutex<Set<Int>>([])
+
+    /// The first port of the kernel's ephemeral range (Linux default 32768).
+    private static func ephemeralRangeStart() -> Int {
+        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        return text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } ?? 32_768
+    }
+
+    private static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw DrillError("socket() failed") }
+        guard fd >= 0 else { return false }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        guard bound == 0 else { throw DrillError("bind() failed") }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
+        address.sin_port = UInt16(port).bigEndian
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } } == 0
     }
 }
 

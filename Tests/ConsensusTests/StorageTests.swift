@@ -186,6 +186,11 @@ func clinicmeshBinary() -> String? {
         #expect(Set(s.records(in: "b1", slot: 3).map(\.id)) == ["a", "x"])
         #expect(s.versions["b1"] ?? 0 > before.0)
         #expect(s.versions["b2"] ?? 0 == before.1)
+        // A block's records: every record of it, each request once, at its latest epoch.
+        s.apply(BookingWrite(seq: 3, promise: nil, records: [Booking(id: "a", block: "b1", slot: 3, patient: "p", epoch: 2)]))
+        s.apply(BookingWrite(seq: 4, promise: nil, records: [Booking(id: "b", block: "b1", slot: 4, patient: "q", epoch: 0)]))
+        #expect(s.records(in: "b1").sorted { $0.id < $1.id }.map { "\($0.id)@\($0.epoch)" } == ["a@2", "b@1", "x@1"])
+        #expect(s.records(in: "b2").map(\.id) == ["c"] && s.records(in: "b3").isEmpty)
         // Equality is by promises and records, however the writes were batched.
         var t = BookingDurableState()
         for r in s.records.values.sorted(by: { $0.id < $1.id }) { t.apply(BookingWrite(seq: 1, promise: nil, records: [r])) }
