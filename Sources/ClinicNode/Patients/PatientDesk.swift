@@ -285,7 +285,8 @@ extension MeshNode {
         // The directory keeps its sessions in search order: a filter, no sort per search. By index,
         // so only the matches are copied (a session is five strings: retains and releases).
         var matching: [SessionInfo] = []
-        for i in sessions.indices where matching.count < 200 {
+        for i in sessions.indices {
+            if matching.count == 200 { break }
             guard (q.department == nil || sessions[i].department == q.department) && (date == nil || sessions[i].date == date)
                 && (q.halfDay == nil || sessions[i].halfDay.rawValue == q.halfDay)
                 && (q.practitioner == nil || sessions[i].practitioner == q.practitioner)
