@@ -287,10 +287,7 @@ public struct BookingNode: Sendable {
             case .active where b.epoch == r.epoch:
                 // Made by this process under the epoch it holds: answered, or its answer is coming.
                 if acked.contains(b.id) { return [.acknowledged(b)] }
-                if pending[b.id] == nil {
-                    pending[b.id] = Pending(booking: b, voters: r.voters)
-                    for v in r.voters { out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(b)))) }
-                }
+                if pending[b.id] == nil { propose(b, voters: r.voters, state: state) }
                 return drain()
             case .active:
                 return [.acknowledged(b)]
@@ -301,7 +298,7 @@ public struct BookingNode: Sendable {
             }
         }
         if q.targets == nil, r.opensAtMs > 0, wallMs < r.opensAtMs {
-            return refuse(q, .notYetOpen, r)
+            return refuse(q, .notYetOpen, r, state: state)
         }
         // A strike (no-show, late cancellation) is only recorded; a reservation is checked.
         if q.block.hasPrefix(quotaBucketPrefix), q.targets == nil, Strike(encoded: q.tag) == nil {
@@ -353,28 +350,46 @@ public struct BookingNode: Sendable {
                 let gone = store.releases(of: hold).contains { bookingStatus($0, in: state) == .active } || r.collected.contains { $0.releases == hold }
                 return [.refused(requestID: q.id, reason: gone ? .holdExpired : .notBooked)]
             }
-            return q.targets == nil ? refuse(q, .slotTaken, r) : [.refused(requestID: q.id, reason: .notBooked)]
+            return q.targets == nil ? refuse(q, .slotTaken, r, state: state) : [.refused(requestID: q.id, reason: .notBooked)]
         }
         tried[q.block]!.slots[SlotGeneration(slot: slot, generation: generation)] = q.id
         let b = Booking(id: q.id, block: q.block, slot: slot, patient: q.patient, epoch: r.epoch, generation: generation, releases: q.releases,
                         tag: q.tag, reofferAtMs: q.releases == nil ? 0 : wallMs + reofferDelayMs, confirms: q.confirms,
                         holdUntilMs: q.holdMs > 0 && q.targets == nil ? wallMs + q.holdMs : 0)
         persist(records: [b])
-        pending[b.id] = Pending(booking: b, voters: r.voters)
-        for v in r.voters { out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(b)))) }
+        propose(b, voters: r.voters, state: state)
         return drain()
+    }
+
+    /// Asks a quorum of the epoch's voters to accept `b`: this node (if it votes) and the live
+    /// voters after it in the ring, not every voter. Under load that is a third fewer messages and
+    /// durable writes per round with three voters. The others learn of `b` by gossip once it is
+    /// acknowledged, or by the retry on `tick` (every voter not yet heard from) if the quorum is slow.
+    private mutating func propose(_ b: Booking, voters: [NodeID], state: ClusterState) {
+        pending[b.id] = Pending(booking: b, voters: voters)
+        for v in Self.firstQuorum(of: voters, from: id, state: state) {
+            out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(b))))
+        }
+    }
+
+    /// `me` first if it votes, then live voters in ring order after `me`, then the others, cut to a quorum.
+    static func firstQuorum(of voters: [NodeID], from me: NodeID, state: ClusterState) -> [NodeID] {
+        let ring = voters.sorted()
+        let start = ring.firstIndex { $0 > me } ?? 0
+        let after = Array(ring[start...] + ring[..<start]).filter { $0 != me }
+        let ordered = (voters.contains(me) ? [me] : []) + after.filter { state.isLive($0) } + after.filter { !state.isLive($0) }
+        return Array(ordered.prefix(quorum(of: voters.count)))
     }
 
     /// Refuses a booking. One under a quota (its tag is the reservation's) is refused for good: a
     /// refusal record, quorum-durable like a booking, before anyone is told. A later retry of the
     /// request at any holder finds the record (a takeover collects it), so the request can never be
     /// booked after all, and its entry node may give the quota place back.
-    private mutating func refuse(_ q: BookingRequest, _ reason: RefuseReason, _ r: LeaseRecord) -> [BookingAction] {
+    private mutating func refuse(_ q: BookingRequest, _ reason: RefuseReason, _ r: LeaseRecord, state: ClusterState) -> [BookingAction] {
         guard !q.block.hasPrefix(quotaBucketPrefix), QuotaTag(encoded: q.tag) != nil else { return [.refused(requestID: q.id, reason: reason)] }
         let b = Booking(id: q.id, block: q.block, slot: -1, patient: q.patient, epoch: r.epoch, tag: q.tag, refusal: reason.rawValue)
         persist(records: [b])
-        pending[b.id] = Pending(booking: b, voters: r.voters)
-        for v in r.voters { out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(b)))) }
+        propose(b, voters: r.voters, state: state)
         return drain()
     }
 

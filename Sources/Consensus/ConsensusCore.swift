@@ -54,6 +54,9 @@ public struct ConsensusCoreOptions: Sendable {
     public var renewPhase: UInt64 = 0
     /// Ticks between booking-record gossip rounds (repair; bookings also travel in the store).
     public var gossipEveryTicks: UInt64 = 30
+    /// Bookings acknowledged here are pushed to every member this often: the voters a round did
+    /// not ask (`BookingNode.firstQuorum`) learn of them this way.
+    public var pushAckedEveryTicks: UInt64 = 5
     /// Booking records per repair-sweep message.
     public var gossipSlice = 64
     /// How long a cancelled slot stays off offer (uniformly random in this range), in ms.
@@ -141,6 +144,7 @@ public struct ConsensusCore: Sendable {
         if !resigned, ticks % options.renewEveryTicks == options.renewPhase % options.renewEveryTicks, let l = raft.leader {
             sendLease(to: l, .renew(incarnation: incarnation))
         }
+        if ticks % options.pushAckedEveryTicks == 0 { pushAcked() }
         if ticks % options.gossipEveryTicks == 0 { gossip() }
         if raft.role == .leader, raft.isReadyLeader {
             defineBuckets()
@@ -396,13 +400,17 @@ public struct ConsensusCore: Sendable {
     /// Booking records travel to every replica: what this node acknowledged goes to every
     /// member at once; a sweep through all its records, a slice per round to a random member,
     /// repairs whatever a node missed while it was down or cut off.
+    private var gossipPeers: [NodeID] { Set(cluster.raftConfig.members).union(cluster.members.keys).filter { $0 != id }.sorted() }
+
+    private mutating func pushAcked() {
+        guard !freshAcked.isEmpty else { return }
+        for p in gossipPeers { sendLease(to: p, .gossip(freshAcked)) }
+        freshAcked = []
+    }
+
     private mutating func gossip() {
-        let peers = Set(cluster.raftConfig.members).union(cluster.members.keys).filter { $0 != id }.sorted()
-        guard !peers.isEmpty else { freshAcked = []; return }
-        if !freshAcked.isEmpty {
-            for p in peers { sendLease(to: p, .gossip(freshAcked)) }
-            freshAcked = []
-        }
+        let peers = gossipPeers
+        guard !peers.isEmpty else { return }
         let records = booking.store.records
         guard !records.isEmpty else { return }
         if sweepNext >= sweepOrder.count { sweepOrder = records.keys.sorted(); sweepNext = 0 }

@@ -41,7 +41,7 @@ func lastPersistSeq(_ acts: [BookingAction]) -> UInt64? {
         var h = BookingNode(id: "n1", incarnation: 1)
         let acts = h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s)
         let accepts = sends(acts)
-        #expect(accepts.map(\.to) == ["n1", "n2", "n3"])
+        #expect(accepts.map(\.to) == ["n1", "n2"], "a quorum is asked first: the holder and the next voter")
         let reply = { (from: NodeID) in LeaseEnvelope(from: from, to: "n1", body: .acceptReply(bookingID: "r1", block: "b", epoch: 1, ok: true)) }
         let first = h.receive(reply("n2"), state: s)
         #expect(!first.contains { if case .acknowledged = $0 { return true }; return false })
@@ -50,6 +50,19 @@ func lastPersistSeq(_ acts: [BookingAction]) -> UInt64? {
         // The slot is spent for this epoch, whatever happens to r1.
         let again = h.request(BookingRequest(id: "r2", block: "b", slot: 0, patient: "q"), state: s)
         #expect(again == [.refused(requestID: "r2", reason: .slotTaken)])
+    }
+
+    /// A round asks a quorum of live voters first; a voter known dead is skipped, and a round
+    /// not acknowledged within `retryTicks` asks every voter not heard from.
+    @Test func aRoundAsksLiveVotersFirstAndEveryVoterOnRetry() {
+        var s = leasedState()
+        s.apply(.expireLiveness(node: "n2", epoch: 1))
+        var h = BookingNode(id: "n1", incarnation: 1)
+        let acts = h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s)
+        #expect(sends(acts).map(\.to) == ["n1", "n3"])
+        var retried: [NodeID] = []
+        for _ in 0..<h.options.retryTicks { retried += sends(h.tick(state: s)).map(\.to) }
+        #expect(retried.sorted() == ["n1", "n2", "n3"])
     }
 
     @Test func voterRecordsPromiseBeforeAnsweringAndThenRefusesOlderEpochs() {

@@ -16,11 +16,11 @@ import Testing
         return s
     }
 
-    /// Books through n1 and lets n2 and n3 accept; returns the acknowledged booking, if any.
+    /// Books through n1 and lets every voter it asked accept; returns the acknowledged booking, if any.
     func book(_ n1: inout BookingNode, _ q: BookingRequest, _ s: ClusterState, wallMs: Int64, delay: Int64 = 0) -> (Booking?, [BookingAction]) {
         var acts = n1.request(q, state: s, wallMs: wallMs, reofferDelayMs: delay)
         if let seq = lastPersistSeq(acts) { acts += n1.persisted(upTo: seq) }
-        for e in sends(acts) where e.to != "n1" {
+        for e in sends(acts) { // the voters asked, n1 itself among them
             if case .accept(let b) = e.body {
                 acts += n1.receive(LeaseEnvelope(from: e.to, to: "n1", body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: true)), state: s)
             }
