@@ -398,8 +398,9 @@ public struct ConsensusCore: Sendable {
     }
 
     /// Booking records travel to every replica: what this node acknowledged goes to every
-    /// member at once; a sweep through all its records, a slice per round to a random member,
-    /// repairs whatever a node missed while it was down or cut off.
+    /// member within `pushAckedEveryTicks` (`pushAcked`); a sweep through all its records, a
+    /// slice per round to a random member, repairs whatever a node missed while it was down or
+    /// cut off (`gossip`).
     private var gossipPeers: [NodeID] { Set(cluster.raftConfig.members).union(cluster.members.keys).filter { $0 != id }.sorted() }
 
     private mutating func pushAcked() {
