@@ -109,15 +109,14 @@ public final class LocalCluster: @unchecked Sendable {
             guard let c = s.consensus, c.leader != nil else { return false }
             return self.ids.allSatisfy { id in c.members.contains { $0.id == id && $0.live } }
         }
-        var blocks: [BlockDefinition] = []
-        for id in ids { for i in 0..<perNode { blocks.append(BlockDefinition(block: "\(id)-dr\(i)", home: id, slots: slots)) } }
+        let blocks = ids.flatMap { id in (0..<perNode).map { BlockDefinition(block: "\(id)-dr\($0)", home: id, slots: slots) } }
         try await defineBlocks(ids[0], blocks)
         // The leader defines the per-person quota buckets on its own, about a second after every
         // node registered; a booking under a quota before they are leased is refused as unavailable.
         let buckets = ConsensusCoreOptions().quotaBuckets
+        let names = Set(blocks.map(\.block))
         try await waitFor("every block and quota bucket leased to its home node") {
             let v = try await self.bookings(self.ids[0])
-            let names = Set(blocks.map(\.block))
             return v.blocks.filter { names.contains($0.block) }.count == blocks.count
                 && v.blocks.filter { $0.block.hasPrefix(quotaBucketPrefix) }.count == buckets
                 && v.blocks.allSatisfy { $0.valid && $0.holder == $0.home }
