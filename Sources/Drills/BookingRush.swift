@@ -161,7 +161,7 @@ public struct BookingRush: Sendable {
         let scalper: Bool
         let client: PatientClient
         let token: String
-        let state = Mutex(State(rng: SplitMix64(seed: 1)))
+        let state: Mutex<State>
         struct State {
             var rng: SplitMix64
             var held: [String] = []
@@ -173,7 +173,7 @@ public struct BookingRush: Sendable {
         }
         init(index: Int, scalper: Bool, client: PatientClient, token: String, seed: UInt64) {
             self.index = index; self.scalper = scalper; self.client = client; self.token = token
-            state.withLock { $0 = State(rng: SplitMix64(seed: seed)) }
+            state = Mutex(State(rng: SplitMix64(seed: seed)))
         }
         /// Each patient's own reproducible choices. SplitMix64 mixes its output, so patients whose
         /// seeds differ by one draw unrelated values. (A bare xorshift of such seeds drew the same

@@ -53,18 +53,19 @@ extension MeshNode {
         }
         guard !owed.isEmpty, let sessions = try? desk.directory.sessions(replica: replica) else { return }
         let shanghai = (try? ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(now) / 1000)))
-        let due = owed.filter { m in
-            guard let info = sessions[m.block], !desk.outbox.known(m.id) else { return false }
-            guard m.kind == "reminder" else { return true }
+        let due = owed.compactMap { m -> (message: (id: String, kind: String, patient: String, block: String, slot: Int), info: SessionInfo)? in
+            guard let info = sessions[m.block], !desk.outbox.known(m.id) else { return nil }
+            guard m.kind == "reminder" else { return (m, info) }
             // The day before the visit, from the reminder hour on.
-            guard let shanghai, let tomorrow = try? shanghai.date.adding(days: 1) else { return false }
-            return info.date == tomorrow && shanghai.time.hour >= desk.config.reminderHour
+            guard let shanghai, let tomorrow = try? shanghai.date.adding(days: 1),
+                  info.date == tomorrow, shanghai.time.hour >= desk.config.reminderHour else { return nil }
+            return (m, info)
         }
         // The patients' rows in one read (at the rush a scan owes hundreds of confirmations).
-        guard !due.isEmpty, let patients = try? replica.liveRows("patient", keys: Set(due.map(\.patient))) else { return }
+        guard !due.isEmpty, let patients = try? replica.liveRows("patient", keys: Set(due.map(\.message.patient))) else { return }
         var queued: [SMSMessage] = []
-        for m in due {
-            guard let info = sessions[m.block], let mobile = patients[m.patient]?["mobile"]?.text else { continue }
+        for (m, info) in due {
+            guard let mobile = patients[m.patient]?["mobile"]?.text else { continue }
             let t = info.times(of: m.slot)
             let when = "\(info.date) \(t.start)"
             let whoZh = "\(info.departmentName) \(info.practitionerName) 第\(m.slot + 1)号", whoEn = "\(info.department) \(info.practitioner) no. \(m.slot + 1)"

@@ -144,9 +144,9 @@ final class SMSOutbox: Sendable {
         guard !fresh.isEmpty else { return 0 }
         let inserted = try db.write { db in
             var n = 0
+            let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO outbox (message_id, kind, mobile, body, created_ms, next_attempt_ms) VALUES (?, ?, ?, ?, ?, ?)")
             for m in fresh {
-                try db.execute(sql: "INSERT OR IGNORE INTO outbox (message_id, kind, mobile, body, created_ms, next_attempt_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                               arguments: [m.id, m.kind, m.mobile, m.text, nowMs, nowMs])
+                try insert.execute(arguments: [m.id, m.kind, m.mobile, m.text, nowMs, nowMs])
                 n += db.changesCount
             }
             return n
@@ -170,9 +170,8 @@ final class SMSOutbox: Sendable {
     func sent(_ ids: [String], nowMs: Int64) throws {
         guard !ids.isEmpty else { return }
         try db.write { db in
-            for id in ids {
-                try db.execute(sql: "UPDATE outbox SET sent_ms = ?, mobile = '', body = '', last_error = NULL WHERE message_id = ?", arguments: [nowMs, id])
-            }
+            let update = try db.cachedStatement(sql: "UPDATE outbox SET sent_ms = ?, mobile = '', body = '', last_error = NULL WHERE message_id = ?")
+            for id in ids { try update.execute(arguments: [nowMs, id]) }
         }
     }
 
