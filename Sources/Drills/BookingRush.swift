@@ -134,7 +134,11 @@ public struct BookingRush: Sendable {
         }
 
         say("运行：\(options.seconds) 秒，平均思考 \(options.thinkMs) ms / running \(options.seconds) s, mean think time \(options.thinkMs) ms")
-        let schedules = try await sessionList(patients[0])
+        let (schedules, listed) = try await sessionList(patients[0], from: start)
+        // Demand spreads over the whole seeded week, so bookings do not run out during the run.
+        guard listed == slots else {
+            throw DrillError("生成器只找到 \(slots) 个号中的 \(listed) 个，号源会在运行中途耗尽 / the generator found \(listed) of the \(slots) slots seeded; the rush would run out of slots early")
+        }
         let started = NIODeadline.now()
         let stats = Stats(started: started)
         try await Generator(rush: self, group: group, schedules: schedules, stats: stats)
@@ -246,17 +250,23 @@ public struct BookingRush: Sendable {
 
     struct Session: Sendable { var schedule: String; var department: String; var date: String; var popular: Bool }
 
-    /// Every open session (from one search per department): the popular ones are the chief physicians'.
-    func sessionList(_ p: Patient) async throws -> [Session] {
+    /// Every open session of the seeded week (one search per department and date: an answer
+    /// lists at most 500 slots, a few sessions' worth): the popular ones are the chief physicians'.
+    func sessionList(_ p: Patient, from start: CivilDate) async throws -> (sessions: [Session], slots: Int) {
         var out: [String: Session] = [:]
+        var slots = 0
         for (dept, _) in Self.departments {
-            let a = try await p.client.send(.GET, "/api/v1/slots?department=\(dept)&all=1&limit=500")
-            for s in (a.json?["slots"] as? [[String: Any]]) ?? [] {
-                guard let schedule = s["schedule"] as? String, let date = s["date"] as? String else { continue }
-                out[schedule] = Session(schedule: schedule, department: dept, date: date, popular: s["title"] as? String == "chiefPhysician")
+            for day in 0..<7 {
+                let date = try start.adding(days: day)
+                let a = try await p.client.send(.GET, "/api/v1/slots?department=\(dept)&date=\(date)&all=1&limit=500")
+                for s in (a.json?["slots"] as? [[String: Any]]) ?? [] {
+                    guard let schedule = s["schedule"] as? String, let date = s["date"] as? String else { continue }
+                    out[schedule] = Session(schedule: schedule, department: dept, date: date, popular: s["title"] as? String == "chiefPhysician")
+                    slots += 1
+                }
             }
         }
-        return out.values.sorted { $0.schedule < $1.schedule }
+        return (out.values.sorted { $0.schedule < $1.schedule }, slots)
     }
 
     // MARK: The open-loop schedule
