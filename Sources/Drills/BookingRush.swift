@@ -69,6 +69,8 @@ public struct BookingRush: Sendable {
     public init(_ options: Options, say: @escaping @Sendable (String) -> Void) { self.options = options; self.say = say }
 
     static let departments = [("neike", "内科"), ("waike", "外科"), ("erke", "儿科")]
+    /// Days of sessions seeded from the first visit date (the release window is a week).
+    static let seededDays = 7
 
     public func run() async throws -> Report {
         let ids = Array(Self.departments.prefix(options.nodes).map(\.0))
@@ -95,11 +97,11 @@ public struct BookingRush: Sendable {
         }
         // Sessions of all three departments, on their own nodes (all on one node when alone).
         let start = Self.firstVisitDate()
-        say("准备：播种 7 天出诊，每时段 \(options.capacity) 个号 / seeding 7 days of sessions, \(options.capacity) slots each")
+        say("准备：播种 \(Self.seededDays) 天出诊，每时段 \(options.capacity) 个号 / seeding \(Self.seededDays) days of sessions, \(options.capacity) slots each")
         var slots = 0
         for (i, id) in ids.enumerated() {
             let mine = options.nodes == 1 ? Self.departments.map(\.0) : [Self.departments[i].0]
-            let body = String(decoding: try JSONEncoder().encode(DemoSeedRequest(startDate: start.description, days: 7, departments: mine, capacity: options.capacity)), as: UTF8.self)
+            let body = String(decoding: try JSONEncoder().encode(DemoSeedRequest(startDate: start.description, days: Self.seededDays, departments: mine, capacity: options.capacity)), as: UTF8.self)
             var summary: DemoData.Summary?
             try await waitFor("seed \(id)", seconds: 60) {
                 let answer = try await cluster.call(id, "seed-demo " + body)
@@ -256,7 +258,7 @@ public struct BookingRush: Sendable {
         var out: [String: Session] = [:]
         var slots = 0
         for (dept, _) in Self.departments {
-            for day in 0..<7 {
+            for day in 0..<Self.seededDays {
                 let date = try start.adding(days: day)
                 let a = try await p.client.send(.GET, "/api/v1/slots?department=\(dept)&date=\(date)&all=1&limit=500")
                 for s in (a.json?["slots"] as? [[String: Any]]) ?? [] {
