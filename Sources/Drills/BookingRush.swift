@@ -55,12 +55,19 @@ public struct BookingRush: Sendable {
         public var generatorLateP99Ms: Double
         public var generatorLateMaxMs: Double
         public var slotsOffered: Int
+        /// CPU the node processes used during the run, per request (ms), and the generator's own:
+        /// steadier than tail latency on a shared machine, so the figure to compare builds by.
+        public var nodeCPUMsPerRequest: Double?
+        public var generatorCPUMsPerRequest: Double?
+        /// Cores the nodes and the generator used together, on average over the run.
+        public var cpuCores: Double?
 
         enum CodingKeys: String, CodingKey {
             case nodes, clients, thinkMs = "think_ms", seconds, requests, requestsPerS = "requests_per_s", servedPerS = "served_requests_per_s", bookings, bookingsPerS = "bookings_per_s"
             case p50Ms = "p50_ms", p99Ms = "p99_ms", p999Ms = "p999_ms", maxMs = "max_ms", byKind = "by_kind", latencyByKind = "latency_by_kind_p50_p99_ms"
             case refusedByReason = "refused_by_reason", errors, doubleBookings = "double_bookings", lostAcks = "lost_acks"
             case p99BySecondMs = "p99_by_second_ms", generatorLateP99Ms = "generator_late_p99_ms", generatorLateMaxMs = "generator_late_max_ms", slotsOffered = "slots_offered"
+            case nodeCPUMsPerRequest = "node_cpu_ms_per_request", generatorCPUMsPerRequest = "generator_cpu_ms_per_request", cpuCores = "cpu_cores"
         }
     }
 
@@ -69,6 +76,8 @@ public struct BookingRush: Sendable {
     public init(_ options: Options, say: @escaping @Sendable (String) -> Void) { self.options = options; self.say = say }
 
     static let departments = [("neike", "内科"), ("waike", "外科"), ("erke", "儿科")]
+    /// The bench's own process in the CPU accounting (node ids are department ids).
+    static let generatorName = "generator"
     /// Days of sessions seeded from the first visit date (the release window is a week).
     static let seededDays = 7
 
@@ -141,17 +150,34 @@ public struct BookingRush: Sendable {
         guard listed == slots else {
             throw DrillError("生成器只找到 \(slots) 个号中的 \(listed) 个，号源会在运行中途耗尽 / the generator found \(listed) of the \(slots) slots seeded; the rush would run out of slots early")
         }
+        var pids = ids.reduce(into: [String: Int32]()) { $0[$1] = cluster.pid($1) }
+        pids[Self.generatorName] = getpid()
+        let cpuBefore = ProcessCPU.snapshot(pids)
         let started = NIODeadline.now()
         let stats = Stats(started: started)
         try await Generator(rush: self, group: group, schedules: schedules, stats: stats)
             .run(patients, until: started + .milliseconds(Int64(options.seconds * 1000))).get()
         let elapsed = Double((NIODeadline.now() - started).nanoseconds) / 1e9
+        let cpuAfter = ProcessCPU.snapshot(pids)
+        let cpuUsed = cpuAfter.reduce(into: [String: Double]()) { out, e in
+            if let before = cpuBefore[e.key] { out[e.key] = e.value - before }
+        }
         for p in patients { await p.client.close() }
 
         say("检查：从每个节点读回预约 / checking: reading every node's bookings back")
         try await Task.sleep(for: .seconds(2))
         let (double, lost) = try await verify(cluster: cluster, ids: ids, patients: patients)
-        return stats.report(options: options, elapsed: elapsed, doubleBookings: double, lostAcks: lost, slots: slots)
+        var report = stats.report(options: options, elapsed: elapsed, doubleBookings: double, lostAcks: lost, slots: slots)
+        // Only when every process could be read: a partial sum would pass for a lower figure.
+        if cpuUsed.count == ids.count + 1, report.requests > 0 {
+            let nodes = cpuUsed.filter { $0.key != Self.generatorName }.values.reduce(0, +)
+            let generator = cpuUsed[Self.generatorName] ?? 0
+            func rounded(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }
+            report.nodeCPUMsPerRequest = rounded(nodes * 1000 / Double(report.requests))
+            report.generatorCPUMsPerRequest = rounded(generator * 1000 / Double(report.requests))
+            report.cpuCores = ((nodes + generator) / elapsed * 100).rounded() / 100
+        }
+        return report
     }
 
     /// The first visit date: tomorrow, or today before 15:00 (so all seven days are open now).

@@ -79,6 +79,7 @@ struct BookingBench: AsyncParsableCommand {
                 延迟 / latency p50 \(main.p50Ms) ms, p99 \(main.p99Ms) ms, p99.9 \(main.p999Ms) ms (从预定发送时刻算起 / from the due time)
                 每秒 p99 / p99 by second (ms): \(main.p99BySecondMs.map { "\(Int($0))" }.joined(separator: " "))
                 发生器迟到 / generator late p99 \(main.generatorLateP99Ms) ms, max \(main.generatorLateMaxMs) ms
+                每请求 CPU / CPU per request: 节点 / nodes \(main.nodeCPUMsPerRequest.map { "\($0)" } ?? "-") ms, 发生器 / generator \(main.generatorCPUMsPerRequest.map { "\($0)" } ?? "-") ms; 共用 / cores used \(main.cpuCores.map { "\($0)" } ?? "-")
                 拒绝 / refused: \(main.refusedByReason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
                 重复预约 / double_bookings: \(main.doubleBookings)   丢失的确认 / lost_acks: \(main.lostAcks)   错误 / errors: \(main.errors)
                 单节点上限（受理）/ ceiling_requests_per_s (served): \(ceiling.map { "\($0.servedPerS)" } ?? "-")
