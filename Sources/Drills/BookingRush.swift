@@ -152,24 +152,20 @@ public struct BookingRush: Sendable {
         }
         var pids = ids.reduce(into: [String: Int32]()) { $0[$1] = cluster.pid($1) }
         pids[Self.generatorName] = getpid()
-        let cpuBefore = ProcessCPU.snapshot(pids)
+        let cpu = ProcessCPU.Meter(pids)
         let started = NIODeadline.now()
         let stats = Stats(started: started)
         try await Generator(rush: self, group: group, schedules: schedules, stats: stats)
             .run(patients, until: started + .milliseconds(Int64(options.seconds * 1000))).get()
         let elapsed = Double((NIODeadline.now() - started).nanoseconds) / 1e9
-        let cpuAfter = ProcessCPU.snapshot(pids)
-        let cpuUsed = cpuAfter.reduce(into: [String: Double]()) { out, e in
-            if let before = cpuBefore[e.key] { out[e.key] = e.value - before }
-        }
+        let cpuUsed = cpu.used()
         for p in patients { await p.client.close() }
 
         say("检查：从每个节点读回预约 / checking: reading every node's bookings back")
         try await Task.sleep(for: .seconds(2))
         let (double, lost) = try await verify(cluster: cluster, ids: ids, patients: patients)
         var report = stats.report(options: options, elapsed: elapsed, doubleBookings: double, lostAcks: lost, slots: slots)
-        // Only when every process could be read: a partial sum would pass for a lower figure.
-        if cpuUsed.count == ids.count + 1, report.requests > 0 {
+        if let cpuUsed, cpuUsed.count == ids.count + 1, report.requests > 0 {
             let nodes = cpuUsed.filter { $0.key != Self.generatorName }.values.reduce(0, +)
             let generator = cpuUsed[Self.generatorName] ?? 0
             func rounded(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }

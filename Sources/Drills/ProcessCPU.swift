@@ -14,8 +14,22 @@ enum ProcessCPU {
         return ticks > 0 ? (user + system) / ticks : nil
     }
 
-    /// CPU seconds of each process, by name.
-    static func snapshot(_ pids: [String: Int32]) -> [String: Double] {
-        pids.compactMapValues { seconds(pid: $0) }
+    /// CPU used by a set of processes (by name) from its start to `used()`.
+    struct Meter {
+        let pids: [String: Int32]
+        let start: [String: Double]
+
+        init(_ pids: [String: Int32]) {
+            self.pids = pids
+            start = pids.compactMapValues { ProcessCPU.seconds(pid: $0) }
+        }
+
+        /// Seconds of CPU each process used since `init`; nil unless every process could be read
+        /// both times (a partial sum would pass for a lower figure).
+        func used() -> [String: Double]? {
+            let now = pids.compactMapValues { ProcessCPU.seconds(pid: $0) }
+            guard start.count == pids.count, now.count == pids.count else { return nil }
+            return now.reduce(into: [:]) { out, e in out[e.key] = e.value - start[e.key]! }
+        }
     }
 }

@@ -5,10 +5,7 @@ import GRDB
 extension Replica {
     /// A live row with personal data opened, or nil if there is none with that key.
     public func liveRow(_ table: String, key: String) throws -> [String: ColumnValue]? {
-        guard let info = tables[table] else { throw StoreError.unknownTable(table) }
-        let row = try read { db in try RowState.load(db, info, key: key) }
-        guard row.alive != RowState.deleted else { return nil }
-        return try opened(row, info)
+        try liveRows(table, keys: CollectionOfOne(key))[key]
     }
 
     /// The live rows of `keys` in one read transaction (a batch costs one pool checkout, not one

@@ -8,6 +8,15 @@ import ServiceLifecycle
 // the acknowledged records it holds; after a takeover the new holder owes the same messages under
 // the same ids, so nothing is lost, and a gateway deduplicates the rare second copy.
 
+/// An SMS the holder owes a patient about one of its bookings (`queueOwedMessages`).
+struct OwedMessage {
+    var id: String
+    var kind: String
+    var patient: String
+    var block: String
+    var slot: Int
+}
+
 extension MeshNode {
     /// Queues what the holder owes every few seconds and delivers the outbox, until shutdown.
     /// The outbox's SQLite writes and the file sender's fsyncs run on `offload` threads: on the
@@ -30,8 +39,8 @@ extension MeshNode {
     func queueOwedMessages(_ desk: PatientDesk) {
         let now = nowMs
         let recent = now - 2 * 86_400_000
-        let owed: [(id: String, kind: String, patient: String, block: String, slot: Int)] = consensus.inspect { c in
-            var out: [(String, String, String, String, Int)] = []
+        let owed: [OwedMessage] = consensus.inspect { c in
+            var out: [OwedMessage] = []
             for r in c.cluster.blocks.values where !r.block.hasPrefix(quotaBucketPrefix) && c.booking.holds(r.block, in: c.cluster) {
                 let records = c.booking.store.records(in: r.block) + r.collected
                 let active = records.filter { bookingStatus($0, in: c.cluster) == .active && !c.booking.isPending($0.id) }
@@ -41,11 +50,11 @@ extension MeshNode {
                 for b in active {
                     if let hold = b.confirms, b.generation > 0 {
                         if !released.contains(hold), holdUntil[hold] ?? now >= recent {
-                            out.append(("confirm:" + hold, "confirmation", b.patient, r.block, b.slot))
+                            out.append(OwedMessage(id: "confirm:" + hold, kind: "confirmation", patient: b.patient, block: r.block, slot: b.slot))
                         }
-                        if !released.contains(hold) { out.append(("remind:" + hold, "reminder", b.patient, r.block, b.slot)) }
+                        if !released.contains(hold) { out.append(OwedMessage(id: "remind:" + hold, kind: "reminder", patient: b.patient, block: r.block, slot: b.slot)) }
                     } else if let hold = b.releases, !b.id.hasPrefix(holdExpiryPrefix), confirmed.contains(hold), b.reofferAtMs >= recent {
-                        out.append(("cancel:" + hold, "cancellation", b.patient, r.block, b.slot))
+                        out.append(OwedMessage(id: "cancel:" + hold, kind: "cancellation", patient: b.patient, block: r.block, slot: b.slot))
                     }
                 }
             }
@@ -53,7 +62,7 @@ extension MeshNode {
         }
         guard !owed.isEmpty, let sessions = try? desk.directory.sessions(replica: replica) else { return }
         let shanghai = (try? ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(now) / 1000)))
-        let due = owed.compactMap { m -> (message: (id: String, kind: String, patient: String, block: String, slot: Int), info: SessionInfo)? in
+        let due = owed.compactMap { m -> (message: OwedMessage, info: SessionInfo)? in
             guard let info = sessions[m.block], !desk.outbox.known(m.id) else { return nil }
             guard m.kind == "reminder" else { return (m, info) }
             // The day before the visit, from the reminder hour on.
