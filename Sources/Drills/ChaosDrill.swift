@@ -161,7 +161,8 @@ public struct ChaosDrill: Sendable {
         let outcome: Outcome
         do {
             switch kind {
-            case .partitionMinority, .partitionMajority: outcome = try await partition(cluster, lease: lease, ledger: ledger, records: records)
+            case .partitionMinority, .partitionMajority:
+                outcome = try await partition(cluster, lease: lease, ledger: ledger, records: records, blocks: defined, hot: hot)
             case .evictUnderLoad: outcome = try await evict(cluster, lease: lease, ledger: ledger, records: records)
             case .clockSkew: outcome = try await skew(cluster, lease: lease, ledger: ledger, records: records)
             case .diskFull: outcome = try await diskFull(cluster, lease: lease, ledger: ledger, records: records)
@@ -228,7 +229,8 @@ public struct ChaosDrill: Sendable {
     /// Cuts one node off from the other two (the minority: a follower holding blocks; the
     /// majority case: the leader, so the majority loses its leader), keeps it cut off while the
     /// load runs, heals.
-    func partition(_ cluster: LocalCluster, lease: LeaseDrill, ledger: LeaseDrill.Ledger, records: Records) async throws -> Outcome {
+    func partition(_ cluster: LocalCluster, lease: LeaseDrill, ledger: LeaseDrill.Ledger, records: Records,
+                   blocks: [BlockDefinition], hot: String) async throws -> Outcome {
         let ids = cluster.ids
         let leader = try await lease.leader(cluster, ids: ids)
         let victim = kind == .partitionMajority ? leader : ([ids[1], ids[2], ids[0]].first { $0 != leader })!
@@ -258,8 +260,14 @@ public struct ChaosDrill: Sendable {
                                 passed: stepped))
         }
         let effective = Date()
+        // One more client books through the majority alone while the fault is on. The shared
+        // clients pick a node at random, so each soon waits out its request's timeout on the lone
+        // node; in a short fault they may ask the majority nothing (CI, stop 15: 0 in 3 s).
+        let majorityClient = Task { [clients] in await client(clients, cluster: cluster, ids: others, blocks: blocks, hot: hot, ledger: ledger) }
         try await Task.sleep(for: .seconds(faultSeconds))
         let healAt = Date()
+        majorityClient.cancel()
+        await majorityClient.value
         // A new request (first attempt) that reaches the lone node after the cut cannot be
         // acknowledged: no quorum. What it acknowledges meanwhile was asked before the cut (a
         // quorum may have accepted it then), or is a retry answered with the outcome decided

@@ -330,16 +330,17 @@ public struct LeaseDrill: Sendable {
 
 /// One client: books again and again, mostly in the hot block, through any node it believes up;
 /// an unknown outcome or a failed connection is retried with the same request id elsewhere.
+/// Runs until the ledger stops the load, or its task is cancelled.
 func client(_ c: Int, cluster: LocalCluster, ids: [String], blocks: [BlockDefinition], hot: String, ledger: LeaseDrill.Ledger) async {
     var rng = SystemRandomNumberGenerator()
     var k = 0
-    while ledger.with({ $0.running }) {
+    while ledger.with({ $0.running }), !Task.isCancelled {
         k += 1
         let block = Int.random(in: 0..<10, using: &rng) < 7 ? hot : blocks.randomElement(using: &rng)!.block
         let slots = blocks.first { $0.block == block }!.slots
         let command = BookCommand(requestID: "c\(c)-\(k)", block: block, slot: Int.random(in: 0..<slots, using: &rng), patient: "patient-\(c)", timeoutMs: 3000)
         var attempts = 0
-        while attempts < 6, ledger.with({ $0.running }) {
+        while attempts < 6, ledger.with({ $0.running }), !Task.isCancelled {
             attempts += 1
             let up = ids.filter { id in ledger.with { !$0.down.contains(id) } }
             guard let via = up.randomElement(using: &rng) else { break }

@@ -15,6 +15,7 @@ extension LeaseDrillTests {
         drill.faultSeconds = 3
         let report = try await drill.run()
         print("\(kind.rawValue): \(report.summaryZh)\n\(report.summaryEn)")
+        for c in report.checks { if let d = c.detail { print("  \(c.passed ? "✓" : "✗") \(c.en): \(d)") } }
         #expect(report.scenario == kind.rawValue)
         #expect(report.booked > 0 && report.recordsAcked > 0)
         #expect(report.doubleBookings == 0, "\(report.problems)")
