@@ -155,11 +155,15 @@ final class ConsensusShell: Sendable {
             logger.notice("共识存储恢复，继续参与共识 / consensus storage writable again, taking part again")
         }
         let ticker = Thread { [self] in
+            var ticks: UInt64 = 0
+            var unreachable: Set<NodeID> = []
             while !stopped.load(ordering: .relaxed) {
                 usleep(10_000)
                 if stopped.load(ordering: .relaxed) { break }
                 let now = nowMs()
                 let wall = clock.wallMillis()
+                ticks += 1
+                if ticks % 10 == 0 { refreshUnreachable(&unreachable, nowMs: now) }
                 step { $0.tick(nowMs: now, wallMs: wall) }
                 for c in waiters.withLock({ $0.expired(nowMs: now) }) { c.resume(returning: nil) }
             }
@@ -177,6 +181,22 @@ final class ConsensusShell: Sendable {
     }
 
     func nowMs() -> UInt64 { clock.monotonicNanos() / 1_000_000 }
+
+    /// A peer whose consensus link has been down this long is unreachable to the core, which
+    /// then refuses at once what it could only send into the void (`ConsensusCore.setUnreachable`).
+    /// Long enough to ride over a reconnect.
+    static let unreachableAfterMs: UInt64 = 1_000
+
+    /// Tells the core which peers are unreachable now, when that changed since `known`.
+    private func refreshUnreachable(_ known: inout Set<NodeID>, nowMs: UInt64) {
+        let now = outboxes.withLock { boxes in
+            Set(boxes.filter { _, box in box.downSinceMs.map { nowMs >= $0 + Self.unreachableAfterMs } ?? false }.keys)
+        }
+        guard now != known else { return }
+        known = now
+        logger.notice("无法连接的对端 / unreachable peers", metadata: ["raft.unreachable": "\(now.map(\.rawValue).sorted())"])
+        core.withLockedValue { $0.setUnreachable(now) }
+    }
 
     var isStopped: Bool { stopped.load(ordering: .relaxed) }
 

@@ -9,6 +9,7 @@ final class LinkMailbox: Sendable {
         var queue: [[UInt8]] = []
         var waiter: CheckedContinuation<[[UInt8]]?, Never>?
         var finished = false
+        var downSinceMs: UInt64?
     }
     private let state = Mutex(State())
     let capacity: Int
@@ -51,6 +52,12 @@ final class LinkMailbox: Sendable {
             waiter?.resume(returning: nil)
         }
     }
+
+    /// The link is connecting or reconnecting (from `nowMs`, unless it was down already).
+    func linkDown(nowMs: UInt64) { state.withLock { if $0.downSinceMs == nil { $0.downSinceMs = nowMs } } }
+    func linkUp() { state.withLock { $0.downSinceMs = nil } }
+    /// Since when the link has been down (monotonic ms); nil while it is up.
+    var downSinceMs: UInt64? { state.withLock { $0.downSinceMs } }
 
     /// No more messages: a waiting link gets nil, later posts are dropped.
     func finish() {

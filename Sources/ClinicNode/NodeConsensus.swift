@@ -62,9 +62,11 @@ extension MeshNode {
         var attempt = 0
         while !Task.isCancelled, !consensus.isStopped {
             guard let address = runtime.withLock({ $0.peers[peerID]?.address }) else { return }
+            mailbox.linkDown(nowMs: consensus.nowMs())
             do {
                 try await client.withSession(host: address.host, port: address.port, expectedNodeID: peerID) { session in
                     attempt = 0
+                    mailbox.linkUp()
                     let channelID = self.register(session.channel, as: .link, peer: peerID)
                     defer { self.unregister(channelID) }
                     while let batch = await mailbox.takeAll() {

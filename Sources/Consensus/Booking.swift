@@ -150,6 +150,10 @@ public struct BookingDurableState: Sendable, Equatable {
                 positionInBlock[r.id] = byBlock[r.block, default: []].count
                 byBlock[r.block, default: []].append(r)
             }
+            // A request remade under a later epoch may take another slot: it leaves the old one's index.
+            if let old = records[r.id], old.block != r.block || old.slot != r.slot {
+                idsBySlot[SlotKey(block: old.block, slot: old.slot)]?.remove(r.id)
+            }
             records[r.id] = r
             idsBySlot[SlotKey(block: r.block, slot: r.slot), default: []].insert(r.id)
             versions[r.block, default: 0] += 1
@@ -221,6 +225,9 @@ public struct BookingNode: Sendable {
     private var durableSeq: UInt64 = 0
     private var held: [(UInt64, LeaseEnvelope)] = []
     private var out: [BookingAction] = []
+    /// Peers the shell cannot reach now (`ConsensusCore.setUnreachable`): not asked first in a
+    /// round, not passed requests, and not counted towards a quorum a new round could reach.
+    public var unreachable: Set<NodeID> = []
 
     public init(id: NodeID, incarnation: UInt64, options: BookingOptions = .init(), restoring: BookingDurableState = .init()) {
         self.id = id; self.incarnation = incarnation; self.options = options; self.store = restoring
@@ -268,7 +275,7 @@ public struct BookingNode: Sendable {
         // Only the holder answers, retries included: only it knows this epoch's records (a
         // cancellation made since a takeover is not in the takeover's list).
         guard holds(q.block, in: state) else {
-            if let h = r.holder, h != id, state.leaseValid(q.block) { return [.forward(q, to: h)] }
+            if let h = r.holder, h != id, state.leaseValid(q.block), !unreachable.contains(h) { return [.forward(q, to: h)] }
             return [.refused(requestID: q.id, reason: .noHolder)]
         }
         // A retry of a request a takeover carried forward: its first outcome, unless released since.
@@ -352,6 +359,7 @@ public struct BookingNode: Sendable {
             }
             return q.targets == nil ? refuse(q, .slotTaken, r, state: state) : [.refused(requestID: q.id, reason: .notBooked)]
         }
+        guard quorumReachable(r) else { return [.refused(requestID: q.id, reason: .noHolder)] }
         tried[q.block]!.slots[SlotGeneration(slot: slot, generation: generation)] = q.id
         let b = Booking(id: q.id, block: q.block, slot: slot, patient: q.patient, epoch: r.epoch, generation: generation, releases: q.releases,
                         tag: q.tag, reofferAtMs: q.releases == nil ? 0 : wallMs + reofferDelayMs, confirms: q.confirms,
@@ -361,23 +369,32 @@ public struct BookingNode: Sendable {
         return drain()
     }
 
-    /// Asks a quorum of the epoch's voters to accept `b`: this node (if it votes) and the live
-    /// voters after it in the ring, not every voter. Under load that is a third fewer messages and
-    /// durable writes per round with three voters. The others learn of `b` by gossip once it is
-    /// acknowledged, or by the retry on `tick` (every voter not yet heard from) if the quorum is slow.
+    /// Asks a quorum of the epoch's voters to accept `b`: this node (if it votes) and the live,
+    /// reachable voters after it in the ring, not every voter. Under load that is a third fewer
+    /// messages and durable writes per round with three voters. The others learn of `b` by gossip
+    /// once it is acknowledged, or by the retry on `tick` (every voter not yet heard from) if the
+    /// quorum is slow.
     private mutating func propose(_ b: Booking, voters: [NodeID], state: ClusterState) {
         pending[b.id] = Pending(booking: b, voters: voters)
-        for v in Self.firstQuorum(of: voters, from: id, state: state) {
+        for v in Self.firstQuorum(of: voters, from: id, state: state, unreachable: unreachable) {
             out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(b))))
         }
     }
 
-    /// `me` first if it votes, then live voters in ring order after `me`, then the others, cut to a quorum.
-    static func firstQuorum(of voters: [NodeID], from me: NodeID, state: ClusterState) -> [NodeID] {
+    /// Whether a new round in `r`'s block can reach a quorum of its voters (this node, and those
+    /// the shell can reach). One that cannot would only run into the client's timeout.
+    private func quorumReachable(_ r: LeaseRecord) -> Bool {
+        r.voters.count { $0 == id || !unreachable.contains($0) } >= quorum(of: r.voters.count)
+    }
+
+    /// `me` first if it votes, then live and reachable voters in ring order after `me`, then the
+    /// others, cut to a quorum.
+    static func firstQuorum(of voters: [NodeID], from me: NodeID, state: ClusterState, unreachable: Set<NodeID>) -> [NodeID] {
         let ring = voters.sorted()
         let start = ring.firstIndex { $0 > me } ?? 0
         let after = Array(ring[start...] + ring[..<start]).filter { $0 != me }
-        let ordered = (voters.contains(me) ? [me] : []) + after.filter { state.isLive($0) } + after.filter { !state.isLive($0) }
+        let good = { (v: NodeID) in state.isLive(v) && !unreachable.contains(v) }
+        let ordered = (voters.contains(me) ? [me] : []) + after.filter(good) + after.filter { !good($0) }
         return Array(ordered.prefix(quorum(of: voters.count)))
     }
 
@@ -387,6 +404,7 @@ public struct BookingNode: Sendable {
     /// booked after all, and its entry node may give the quota place back.
     private mutating func refuse(_ q: BookingRequest, _ reason: RefuseReason, _ r: LeaseRecord, state: ClusterState) -> [BookingAction] {
         guard !q.block.hasPrefix(quotaBucketPrefix), QuotaTag(encoded: q.tag) != nil else { return [.refused(requestID: q.id, reason: reason)] }
+        guard quorumReachable(r) else { return [.refused(requestID: q.id, reason: .noHolder)] }
         let b = Booking(id: q.id, block: q.block, slot: -1, patient: q.patient, epoch: r.epoch, tag: q.tag, refusal: reason.rawValue)
         persist(records: [b])
         propose(b, voters: r.voters, state: state)

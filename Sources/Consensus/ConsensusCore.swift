@@ -187,6 +187,15 @@ public struct ConsensusCore: Sendable {
         return drain()
     }
 
+    /// The peers the shell cannot reach now (their link down for a while). A request is not
+    /// passed on to such a holder, and a holder that cannot reach a quorum of a block's voters
+    /// starts no new round there: both are refused at once as `noHolder`, retryable, with nothing
+    /// sent or written, rather than left to run into the client's timeout. A stale set is safe:
+    /// it costs a retry, or the timeout as before.
+    public mutating func setUnreachable(_ peers: Set<NodeID>) {
+        booking.unreachable = peers
+    }
+
     /// A clean shutdown: asks the leader to end this node's liveness so its blocks move at once
     /// (call again until `cluster.isLive(id)` is false), and hands leadership on if it leads.
     public mutating func resign() -> [CoreEffect] {

@@ -148,7 +148,7 @@ public struct QuotaPolicy: Sendable, Hashable, Codable {
             let groups = rule.perDepartment ? Dictionary(grouping: tags, by: \.department).map(\.value) : [tags]
             for group in groups {
                 let days = group.map(\.visitDay).sorted()
-                for (i, d) in days.enumerated() where days[i...].prefix { $0 < d + rule.windowDays }.count > rule.limit { return false }
+                for (i, d) in days.enumerated() where days[i...].prefix(while: { $0 < d + rule.windowDays }).count > rule.limit { return false }
             }
         }
         return true

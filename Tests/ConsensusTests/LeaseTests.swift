@@ -65,6 +65,27 @@ func lastPersistSeq(_ acts: [BookingAction]) -> UInt64? {
         #expect(retried.sorted() == ["n1", "n2", "n3"])
     }
 
+    /// What the shell cannot reach: a holder without a reachable quorum refuses a new request at
+    /// once, writing and sending nothing (a retry may book it later); with one voter cut off, the
+    /// round asks the reachable one first; a node that cannot reach the holder does not pass the
+    /// request on.
+    @Test func unreachablePeersAreNotAskedAndNotWaitedFor() {
+        let s = leasedState()
+        var h = BookingNode(id: "n1", incarnation: 1)
+        h.unreachable = ["n2", "n3"]
+        #expect(h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s) == [.refused(requestID: "r1", reason: .noHolder)])
+        #expect(!h.isPending("r1") && h.store.records["r1"] == nil)
+        h.unreachable = ["n2"]
+        let acts = h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s)
+        #expect(sends(acts).map(\.to) == ["n1", "n3"])
+        #expect(h.isPending("r1"))
+
+        var other = BookingNode(id: "n3", incarnation: 1)
+        #expect(other.request(BookingRequest(id: "r2", block: "b", slot: 1, patient: "q"), state: s) == [.forward(BookingRequest(id: "r2", block: "b", slot: 1, patient: "q"), to: "n1")])
+        other.unreachable = ["n1"]
+        #expect(other.request(BookingRequest(id: "r2", block: "b", slot: 1, patient: "q"), state: s) == [.refused(requestID: "r2", reason: .noHolder)])
+    }
+
     @Test func voterRecordsPromiseBeforeAnsweringAndThenRefusesOlderEpochs() {
         let s = leasedState()
         var v = BookingNode(id: "n2", incarnation: 1)

@@ -191,6 +191,10 @@ func clinicmeshBinary() -> String? {
         s.apply(BookingWrite(seq: 4, promise: nil, records: [Booking(id: "b", block: "b1", slot: 4, patient: "q", epoch: 0)]))
         #expect(s.records(in: "b1").sorted { $0.id < $1.id }.map { "\($0.id)@\($0.epoch)" } == ["a@2", "b@1", "x@1"])
         #expect(s.records(in: "b2").map(\.id) == ["c"] && s.records(in: "b3").isEmpty)
+        // A request remade under a later epoch on another slot is found on that slot only.
+        s.apply(BookingWrite(seq: 5, promise: nil, records: [Booking(id: "b", block: "b1", slot: 6, patient: "q", epoch: 2)]))
+        #expect(s.records(in: "b1", slot: 4).isEmpty)
+        #expect(s.records(in: "b1", slot: 6).map(\.id) == ["b"])
         // Equality is by promises and records, however the writes were batched.
         var t = BookingDurableState()
         for r in s.records.values.sorted(by: { $0.id < $1.id }) { t.apply(BookingWrite(seq: 1, promise: nil, records: [r])) }
