@@ -27,7 +27,11 @@ extension ClusterSimulation {
 
     func checkSafety(full: Bool) {
         let live = nodes.filter(\.up)
-        guard let latest = nodes.max(by: { $0.cluster.appliedIndex < $1.cluster.appliedIndex }) else { return }
+        if let ahead = nodes.max(by: { $0.cluster.appliedIndex < $1.cluster.appliedIndex }),
+           ahead.cluster.appliedIndex >= newestApplied?.state.appliedIndex ?? 0 {
+            newestApplied = (ahead.cluster, ahead.idx)
+        }
+        guard let (latest, latestNode) = newestApplied else { return }
         // Per replica: what this replica would show right now.
         for n in live {
             if let bad = doubleBooked(records: Array(n.booking.store.records.values), state: n.cluster) {
@@ -42,7 +46,7 @@ extension ClusterSimulation {
             for v in n.diskBooking.records.values { all["\(v.id)@\(v.epoch)"] = v }
             if n.up { for v in n.booking.store.records.values { all["\(v.id)@\(v.epoch)"] = v } }
         }
-        if let bad = doubleBooked(records: Array(all.values), state: latest.cluster) {
+        if let bad = doubleBooked(records: Array(all.values), state: latest) {
             fail("never two active bookings for one slot", "after merging all replicas: \(bad)")
             return
         }
@@ -51,21 +55,21 @@ extension ClusterSimulation {
         var holdingUnderQuota: [String: [String]] = [:] // patient -> request ids
         for id in acked.keys.sorted() {
             let b = acked[id]!
-            let s = bookingStatus(b, in: latest.cluster)
+            let s = bookingStatus(b, in: latest)
             if s != .active {
-                fail("no acknowledged booking lost", "booking \(b.id) (\(b.block) slot \(b.slot), epoch \(b.epoch)) is \(s) under epoch \(latest.cluster.blocks[b.block]?.epoch ?? 0) on n\(latest.idx + 1)")
+                fail("no acknowledged booking lost", "booking \(b.id) (\(b.block) slot \(b.slot), epoch \(b.epoch)) is \(s) under epoch \(latest.blocks[b.block]?.epoch ?? 0) on n\(latestNode + 1)")
                 return
             }
             // A booking leaves its slot only by a valid release of it (a patient's cancellation).
             guard !b.isRelease else { continue }
-            let view = slotViews(block: b.block, bookings: byBlock[b.block] ?? [], state: latest.cluster)
+            let view = slotViews(block: b.block, bookings: byBlock[b.block] ?? [], state: latest)
             if view.unknown { continue }
             // A release names the booking, the hold a confirmation confirms, or a hold's confirmation.
             let confirmations = (byBlock[b.block] ?? []).filter { $0.confirms == b.id }.map(\.id)
-                + (latest.cluster.blocks[b.block]?.collected ?? []).filter { $0.confirms == b.id }.map(\.id)
+                + (latest.blocks[b.block]?.collected ?? []).filter { $0.confirms == b.id }.map(\.id)
             let names = [b.id, b.confirms].compactMap { $0 } + confirmations
-            let releasedValidly = (byBlock[b.block] ?? []).contains { $0.releases.map(names.contains) == true && bookingStatus($0, in: latest.cluster) == .active }
-                || latest.cluster.blocks[b.block]?.collected.contains { $0.releases.map(names.contains) == true } == true
+            let releasedValidly = (byBlock[b.block] ?? []).contains { $0.releases.map(names.contains) == true && bookingStatus($0, in: latest) == .active }
+                || latest.blocks[b.block]?.collected.contains { $0.releases.map(names.contains) == true } == true
             // A hold leaves its slot to its own confirmation, too.
             let holder = holdingBooking(view.views[b.slot])
             if holder?.id != b.id, holder?.confirms != b.id || holder?.patient != b.patient, !releasedValidly {

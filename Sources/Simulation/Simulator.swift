@@ -203,6 +203,11 @@ public final class ClusterSimulation {
     var takeoverSeen: Set<String> = []
     var failoverStartUs: UInt64?
     var lastCheckpointLogMatch: UInt64 = 0
+    /// The newest cluster state any node has applied so far, and whose it was: the history the
+    /// safety checks judge by. Committed history never shrinks, but just after restarts every
+    /// node may be behind it for a while (three nodes: two restarted, one down), which loses
+    /// nothing; `checkConvergence` fails a run whose nodes never catch up again.
+    var newestApplied: (state: ClusterState, node: Int)?
     var committedAtLiveness: LogIndex = 0
     var commitTerm: [LogIndex: Term] = [:]
     let coreOptions: ConsensusCoreOptions
@@ -369,6 +374,8 @@ public final class ClusterSimulation {
 
     func tick(_ n: SimNode) {
         if !setupDone, n.raft.role == .leader, n.raft.isReadyLeader { setup(n) }
+        // The shell learns of cut links late (about half a second on average), as a real one does.
+        if rng.chance(0.02) { n.core.setUnreachable(Set(nodes.filter { blockedLink[n.idx][$0.idx] }.map(\.id))) }
         // Wall clock: the node's own (drifting) clock from a fixed date; policy only, never safety.
         handle(n, n.core.tick(nowMs: n.localMs(now), wallMs: 1_795_000_000_000 + Int64(n.localMs(now))))
     }
