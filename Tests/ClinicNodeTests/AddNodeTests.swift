@@ -62,7 +62,7 @@ struct AddNodeTests {
                                        timeout: .seconds(60))
             view = try await cluster.leaderView()
             #expect(view.members.first { $0.id == "erke" }?.role == "learner")
-            let bad = await neike.addNode(MemberAddRequest(node: "x y", address: "nowhere", department: "", serial: "zz"))
+            let bad = neike.addNode(MemberAddRequest(node: "x y", address: "nowhere", department: "", serial: "zz"))
             #expect(bad.state == "refused" && bad.messageZh?.isEmpty == false && bad.messageEn?.isEmpty == false)
 
             // It starts from the config add-node wrote: snapshot, then the change stream and the log.

@@ -93,10 +93,10 @@ final class SessionDirectory: Sendable {
 
     private func current(_ replica: Replica) throws -> Loaded {
         let stamps = Self.tables.map { replica.rowStamps.stamp(table: $0) }
-        let (current, reload) = cache.withLock { c -> (Loaded?, Bool) in
-            if let loaded = c.loaded, c.stamps == stamps || c.reloading { return (loaded, false) }
+        let current = cache.withLock { c -> Loaded? in
+            if let loaded = c.loaded, c.stamps == stamps || c.reloading { return loaded }
             c.reloading = true
-            return (nil, true)
+            return nil
         }
         if let current { return current }
         do {
