@@ -175,6 +175,18 @@ extension ClusterSimulation {
     }
 
     /// Seconds after the liveness check, every node has every entry committed by then.
+    /// The fault model's own check: no node ticked faster than its clock (one tick chain per
+    /// process; a pause once started a second one, and each pause sped the node up).
+    func checkTickRates() {
+        for n in nodes {
+            let most = UInt64(Double(now) * n.drift / Double(opt.tickMs * 1000)) + 2
+            if n.ticked > most {
+                fail("simulator clock", "n\(n.idx + 1) ticked \(n.ticked) times in \(now / 1000) ms; its clock allows \(most)")
+                return
+            }
+        }
+    }
+
     func checkConvergence() {
         for n in nodes where n.cluster.appliedIndex < committedAtLiveness {
             fail("no committed entry lost", "n\(n.idx + 1) applied only up to \(n.cluster.appliedIndex) of \(committedAtLiveness) committed entries long after faults stopped")

@@ -57,6 +57,25 @@ import Testing
         #expect(s.crashes > 100 && s.pauses > 100 && s.partitions > 100 && s.takeovers > s.seeds && s.voter_changes > 0)
     }
 
+    /// The shape a hospital runs: three nodes, one per department. Here two nodes restarting
+    /// while the third is down leaves no node with any history applied for a while, which the
+    /// five-node run rarely sees.
+    @Test func threeHundredSeedsOfThreeNodes() async throws {
+        var o = SimOptions()
+        o.nodes = 3
+        let options = o
+        let s = try await onOwnThread {
+            runSeeds(first: 100_001, minSeeds: 300, maxSeeds: 300, budgetSeconds: nil,
+                     threads: ProcessInfo.processInfo.activeProcessorCount, options: options) { r in
+                print("simulation seed \(r.seed) failed: \(r.failure!) (replay: clinicmesh simulate --seed \(r.seed) --nodes 3)")
+            }
+        }
+        print("simulation, 3 nodes: \(summaryJSON(s))")
+        #expect(s.seeds >= 300)
+        #expect(s.failures == 0, "failing seeds: \(s.failing_seeds.map { "\($0.seed) \($0.rule): \($0.detail)" })")
+        #expect(s.crashes > 50 && s.pauses > 50 && s.partitions > 50 && s.takeovers > s.seeds)
+    }
+
     #if CLINICMESH_BUG_SWITCHES
     @Test(arguments: BugSwitch.allCases)
     func checkersCatchEachBugSwitch(_ bug: BugSwitch) async throws {
