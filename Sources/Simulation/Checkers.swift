@@ -174,7 +174,6 @@ extension ClusterSimulation {
         }
     }
 
-    /// Seconds after the liveness check, every node has every entry committed by then.
     /// The fault model's own check: no node ticked faster than its clock (one tick chain per
     /// process; a pause once started a second one, and each pause sped the node up).
     func checkTickRates() {
@@ -187,6 +186,7 @@ extension ClusterSimulation {
         }
     }
 
+    /// Seconds after the liveness check, every node has every entry committed by then.
     func checkConvergence() {
         for n in nodes where n.cluster.appliedIndex < committedAtLiveness {
             fail("no committed entry lost", "n\(n.idx + 1) applied only up to \(n.cluster.appliedIndex) of \(committedAtLiveness) committed entries long after faults stopped")
