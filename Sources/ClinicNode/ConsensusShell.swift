@@ -189,13 +189,13 @@ final class ConsensusShell: Sendable {
 
     /// Tells the core which peers are unreachable now, when that changed since `known`.
     private func refreshUnreachable(_ known: inout Set<NodeID>, nowMs: UInt64) {
-        let now = outboxes.withLock { boxes in
+        let cut = outboxes.withLock { boxes in
             Set(boxes.filter { _, box in box.downSinceMs.map { nowMs >= $0 + Self.unreachableAfterMs } ?? false }.keys)
         }
-        guard now != known else { return }
-        known = now
-        logger.notice("无法连接的对端 / unreachable peers", metadata: ["raft.unreachable": "\(now.map(\.rawValue).sorted())"])
-        core.withLockedValue { $0.setUnreachable(now) }
+        guard cut != known else { return }
+        known = cut
+        logger.notice("无法连接的对端 / unreachable peers", metadata: ["raft.unreachable": "\(cut.map(\.rawValue).sorted())"])
+        core.withLockedValue { $0.setUnreachable(cut) }
     }
 
     var isStopped: Bool { stopped.load(ordering: .relaxed) }

@@ -3,7 +3,8 @@ import Synchronization
 /// The encoded consensus messages waiting for one peer's link. The link takes everything queued
 /// at once and writes it with one flush, so under load a batch of accepts and replies costs one
 /// socket write rather than one each. Bounded: past `capacity` the oldest are dropped (Raft and
-/// the lease protocol retransmit what matters), as when the link is down.
+/// the lease protocol retransmit what matters), as when the link is down. It also keeps since
+/// when its link has been down, for the shell's set of unreachable peers.
 final class LinkMailbox: Sendable {
     private struct State {
         var queue: [[UInt8]] = []
