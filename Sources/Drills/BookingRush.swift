@@ -20,7 +20,7 @@ public struct BookingRush: Sendable {
         public var thinkMs = 1000.0
         /// Every patient's first request falls uniformly within the first think time, not at its
         /// Poisson time: about 1.4 times the load in the first second (a harsher start than the
-        /// issue's Poisson schedule; to see the burst).
+        /// Poisson schedule, to see how the nodes take a burst).
         public var burstStart = false
         public var seconds = 15.0
         public var binary: String
