@@ -50,6 +50,7 @@ public struct ChaosDrill: Sendable {
         public var recoveryS: Double?
         public var injection: String
         public var nodes: [String]
+        /// Booking clients, a scenario's own (the partitions' majority client) included.
         public var clients: Int
         public var requests: Int
         public var booked: Int
@@ -100,6 +101,8 @@ public struct ChaosDrill: Sendable {
         var included: [String]
         /// Keys of records the evicted node wrote after its eviction.
         var lateEvicted: Set<String>? = nil
+        /// Booking clients the scenario ran besides the shared ones (the partitions' majority client).
+        var extraClients = 0
     }
 
     public func run(keepFolder: Bool = false) async throws -> Report {
@@ -217,7 +220,7 @@ public struct ChaosDrill: Sendable {
                                lost: check.lost, records: ackedRecords.count, recordsLost: recordsLost, converged: converged)
         return ledger.with { l in records.with { r in
             Report(scenario: kind.rawValue, passed: passed, recoveryS: faults.compactMap(\.recoveryS).max(), injection: injection, nodes: ids,
-                   clients: clients, requests: l.requests, booked: l.acked.count, refusedByReason: l.refused, unknownOutcomes: l.unknown,
+                   clients: clients + outcome.extraClients, requests: l.requests, booked: l.acked.count, refusedByReason: l.refused, unknownOutcomes: l.unknown,
                    faults: faults, doubleBookings: check.doubles, lostAcks: check.lost, converged: converged,
                    recordsAcked: r.acked.count, recordsRefusedByReason: r.refused, recordsUnknown: r.unknown, recordsLost: recordsLost,
                    checks: checks, summaryZh: zh, summaryEn: en, problems: Array(problems.prefix(20)), folder: keepFolder ? cluster.folder : nil)
@@ -290,7 +293,7 @@ public struct ChaosDrill: Sendable {
         try await waitFor("\(victim) back, holding its own blocks again", seconds: 90) {
             try await cluster.bookings(victim).blocks.filter { $0.home == victim }.allSatisfy { $0.valid && $0.holder == victim }
         }
-        return Outcome(faults: [f], checks: checks, included: ids)
+        return Outcome(faults: [f], checks: checks, included: ids, extraClients: 1)
     }
 
     /// Evicts a follower while bookings run (the clients stop using it first, as an operator
