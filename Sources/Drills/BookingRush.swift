@@ -281,8 +281,8 @@ public struct BookingRush: Sendable {
     }
 
     /// Sends as a patient's app would: a `server.busy` answer (shed before anything ran) is
-    /// retried after the second it asks for. Sign-ins come a hundred at a time, faster than a
-    /// node that writes each new patient durably takes them.
+    /// retried after the second it asks for. Sign-ins go a hundred at a time, more than a node's
+    /// in-flight limit (64): a slow node may shed some.
     static func sendRetryingBusy(_ c: PatientClient, _ method: HTTPMethod, _ path: String, json: [String: String]) async throws -> PatientClient.Answer {
         for _ in 0..<30 {
             let a = try await c.send(method, path, json: json)
