@@ -62,6 +62,10 @@ public struct BookingRush: Sendable {
         public var requestsBySecond: [Int]
         public var generatorLateP99Ms: Double
         public var generatorLateMaxMs: Double
+        /// Raft terms begun and lease epochs moved during the run (as the first node saw them):
+        /// a latency spike with neither was not a failover.
+        public var raftTermsDuringRun: Int?
+        public var leaseMovesDuringRun: Int?
         public var slotsOffered: Int
         /// CPU the node processes used during the run, per request (ms), and the generator's own:
         /// steadier than tail latency on a shared machine, so the figure to compare builds by.
@@ -75,6 +79,7 @@ public struct BookingRush: Sendable {
             case p50Ms = "p50_ms", p99Ms = "p99_ms", p999Ms = "p999_ms", maxMs = "max_ms", byKind = "by_kind", latencyByKind = "latency_by_kind_p50_p99_ms"
             case refusedByReason = "refused_by_reason", errors, doubleBookings = "double_bookings", lostAcks = "lost_acks"
             case p99BySecondMs = "p99_by_second_ms", requestsBySecond = "requests_by_second", generatorLateP99Ms = "generator_late_p99_ms", generatorLateMaxMs = "generator_late_max_ms", slotsOffered = "slots_offered"
+            case raftTermsDuringRun = "raft_terms_during_run", leaseMovesDuringRun = "lease_moves_during_run"
             case nodeCPUMsPerRequest = "node_cpu_ms_per_request", generatorCPUMsPerRequest = "generator_cpu_ms_per_request", cpuCores = "cpu_cores"
         }
     }
@@ -160,6 +165,7 @@ public struct BookingRush: Sendable {
         }
         var pids = ids.reduce(into: [String: Int32]()) { $0[$1] = cluster.pid($1) }
         pids[Self.generatorName] = getpid()
+        let before = try? await Self.consensusMarks(cluster, ids[0])
         let cpu = ProcessCPU.Meter(pids)
         let started = NIODeadline.now()
         let stats = Stats(started: started)
@@ -168,11 +174,16 @@ public struct BookingRush: Sendable {
         let elapsed = Double((NIODeadline.now() - started).nanoseconds) / 1e9
         let cpuUsed = cpu.used()
         for p in patients { await p.client.close() }
+        let after = try? await Self.consensusMarks(cluster, ids[0])
 
         say("检查：从每个节点读回预约 / checking: reading every node's bookings back")
         try await Task.sleep(for: .seconds(2))
         let (double, lost) = try await verify(cluster: cluster, ids: ids, patients: patients)
         var report = stats.report(options: options, elapsed: elapsed, doubleBookings: double, lostAcks: lost, slots: slots)
+        if let before, let after {
+            report.raftTermsDuringRun = Int(after.term) - Int(before.term)
+            report.leaseMovesDuringRun = after.epochs.reduce(0) { $0 + Int($1.value) - Int(before.epochs[$1.key] ?? 0) }
+        }
         if let cpuUsed, report.requests > 0 {
             let nodes = cpuUsed.filter { $0.key != Self.generatorName }.values.reduce(0, +)
             let generator = cpuUsed[Self.generatorName] ?? 0
@@ -182,6 +193,13 @@ public struct BookingRush: Sendable {
             report.cpuCores = ((nodes + generator) / elapsed * 100).rounded() / 100
         }
         return report
+    }
+
+    /// A node's Raft term and its view of every block's lease epoch.
+    static func consensusMarks(_ cluster: LocalCluster, _ id: String) async throws -> (term: UInt64, epochs: [String: UInt64]) {
+        let term = try await cluster.status(id).consensus?.term ?? 0
+        let blocks = try await cluster.bookings(id).blocks
+        return (term, Dictionary(blocks.map { ($0.block, $0.epoch) }, uniquingKeysWith: max))
     }
 
     /// The first visit date: tomorrow, or today before 15:00 (so all seven days are open now).

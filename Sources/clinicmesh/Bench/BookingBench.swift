@@ -83,6 +83,7 @@ struct BookingBench: AsyncParsableCommand {
                 延迟 / latency p50 \(main.p50Ms) ms, p99 \(main.p99Ms) ms, p99.9 \(main.p999Ms) ms (从预定发送时刻算起 / from the due time)
                 开场 / start: \(main.start)；每秒请求 / requests by second: \(main.requestsBySecond.map(String.init).joined(separator: " "))
                 每秒 p99 / p99 by second (ms): \(main.p99BySecondMs.map { "\(Int($0))" }.joined(separator: " "))
+                运行中 Raft 新任期 / raft terms begun: \(main.raftTermsDuringRun.map(String.init) ?? "-")，租约迁移 / lease moves: \(main.leaseMovesDuringRun.map(String.init) ?? "-")
                 发生器迟到 / generator late p99 \(main.generatorLateP99Ms) ms, max \(main.generatorLateMaxMs) ms
                 每请求 CPU / CPU per request: 节点 / nodes \(main.nodeCPUMsPerRequest.map { "\($0)" } ?? "-") ms, 发生器 / generator \(main.generatorCPUMsPerRequest.map { "\($0)" } ?? "-") ms; 共用 / cores used \(main.cpuCores.map { "\($0)" } ?? "-")
                 拒绝 / refused: \(main.refusedByReason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
