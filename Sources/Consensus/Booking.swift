@@ -185,7 +185,12 @@ public enum BookingAction: Sendable, Equatable {
 }
 
 public struct BookingOptions: Sendable {
+    /// Ticks after which every voter that has not accepted a round is asked (again).
     public var retryTicks = 20
+    /// Ticks after which a round still short of its quorum also asks the voters its first quorum
+    /// left out: one voter whose disk stalls (a VM's fsync can take 200 ms) then costs this long,
+    /// not `retryTicks`. Later than a round under load usually takes, so it rarely adds a message.
+    public var hedgeTicks = 5
     /// The rules a quota bucket's holder checks reservations against.
     public var quotaPolicy = QuotaPolicy.standard
     #if CLINICMESH_BUG_SWITCHES
@@ -206,6 +211,8 @@ public struct BookingNode: Sendable {
         var booking: Booking
         var voters: [NodeID]
         var acks: Set<NodeID> = []
+        /// Voters sent this round's accept (the first quorum, then everyone).
+        var asked: Set<NodeID> = []
         var sinceSend = 0
     }
 
@@ -375,8 +382,9 @@ public struct BookingNode: Sendable {
     /// once it is acknowledged, or by the retry on `tick` (every voter not yet heard from) if the
     /// quorum is slow.
     private mutating func propose(_ b: Booking, voters: [NodeID], state: ClusterState) {
-        pending[b.id] = Pending(booking: b, voters: voters)
-        for v in Self.firstQuorum(of: voters, from: id, state: state, unreachable: unreachable) {
+        let first = Self.firstQuorum(of: voters, from: id, state: state, unreachable: unreachable)
+        pending[b.id] = Pending(booking: b, voters: voters, asked: Set(first))
+        for v in first {
             out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(b))))
         }
     }
@@ -458,6 +466,12 @@ public struct BookingNode: Sendable {
                 for v in p.voters where !p.acks.contains(v) {
                     out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(p.booking))))
                 }
+                p.asked = Set(p.voters)
+            } else if p.sinceSend == options.hedgeTicks {
+                for v in p.voters where !p.asked.contains(v) {
+                    out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(p.booking))))
+                }
+                p.asked = Set(p.voters)
             }
             pending[key] = p
         }

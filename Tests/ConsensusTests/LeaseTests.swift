@@ -52,17 +52,36 @@ func lastPersistSeq(_ acts: [BookingAction]) -> UInt64? {
         #expect(again == [.refused(requestID: "r2", reason: .slotTaken)])
     }
 
-    /// A round asks a quorum of live voters first; a voter known dead is skipped, and a round
-    /// not acknowledged within `retryTicks` asks every voter not heard from.
-    @Test func aRoundAsksLiveVotersFirstAndEveryVoterOnRetry() {
+    /// A round asks a quorum of live voters first; a voter known dead is skipped. A round short
+    /// of its quorum after `hedgeTicks` asks the voters left out, and after `retryTicks` every
+    /// voter not heard from.
+    @Test func aRoundAsksLiveVotersFirstThenTheRestThenEveryVoterOnRetry() {
         var s = leasedState()
         s.apply(.expireLiveness(node: "n2", epoch: 1))
         var h = BookingNode(id: "n1", incarnation: 1)
         let acts = h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s)
         #expect(sends(acts).map(\.to) == ["n1", "n3"])
+        var hedged: [NodeID] = []
+        for _ in 0..<h.options.hedgeTicks { hedged += sends(h.tick(state: s)).map(\.to) }
+        #expect(hedged == ["n2"])
         var retried: [NodeID] = []
-        for _ in 0..<h.options.retryTicks { retried += sends(h.tick(state: s)).map(\.to) }
+        for _ in h.options.hedgeTicks..<h.options.retryTicks { retried += sends(h.tick(state: s)).map(\.to) }
         #expect(retried.sorted() == ["n1", "n2", "n3"])
+    }
+
+    /// One voter of the first quorum stalls (its disk, say): the voter asked at `hedgeTicks`
+    /// completes the quorum, long before `retryTicks`.
+    @Test func aStalledVoterCostsHedgeTicksNotRetryTicks() {
+        let s = leasedState()
+        var h = BookingNode(id: "n1", incarnation: 1)
+        #expect(sends(h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s)).map(\.to) == ["n1", "n2"])
+        let reply = { (from: NodeID) in LeaseEnvelope(from: from, to: "n1", body: .acceptReply(bookingID: "r1", block: "b", epoch: 1, ok: true)) }
+        _ = h.receive(reply("n1"), state: s)
+        var asked: [NodeID] = []
+        for _ in 0..<h.options.hedgeTicks { asked += sends(h.tick(state: s)).map(\.to) }
+        #expect(asked == ["n3"], "n2 is silent: n3 is asked")
+        #expect(h.receive(reply("n3"), state: s).contains { if case .acknowledged(let b) = $0 { return b.id == "r1" }; return false })
+        #expect(h.options.hedgeTicks < h.options.retryTicks)
     }
 
     /// What the shell cannot reach: a holder without a reachable quorum refuses a new request at
