@@ -115,11 +115,17 @@ public final class LocalCluster: @unchecked Sendable {
         // node registered; a booking under a quota before they are leased is refused as unavailable.
         let buckets = ConsensusCoreOptions().quotaBuckets
         let names = Set(blocks.map(\.block))
-        try await waitFor("every block and quota bucket leased to its home node") {
-            let v = try await self.bookings(self.ids[0])
-            return v.blocks.filter { names.contains($0.block) }.count == blocks.count
-                && v.blocks.filter { $0.block.hasPrefix(quotaBucketPrefix) }.count == buckets
-                && v.blocks.allSatisfy { $0.valid && $0.holder == $0.home }
+        var unmet: [String] = []
+        do {
+            try await waitFor("every block and quota bucket leased to its home node") {
+                let v = try await self.bookings(self.ids[0])
+                unmet = v.blocks.filter { !($0.valid && $0.holder == $0.home) }.map { "\($0.block) held by \($0.holder ?? "-") (home \($0.home), valid \($0.valid))" }
+                let defined = v.blocks.filter { names.contains($0.block) }.count, bucketCount = v.blocks.filter { $0.block.hasPrefix(quotaBucketPrefix) }.count
+                if defined != blocks.count || bucketCount != buckets { unmet.append("\(defined) of \(blocks.count) blocks, \(bucketCount) of \(buckets) buckets") }
+                return unmet.isEmpty
+            }
+        } catch {
+            throw DrillError("\(error); \(unmet.joined(separator: "; "))")
         }
         return blocks
     }
