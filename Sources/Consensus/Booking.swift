@@ -379,8 +379,8 @@ public struct BookingNode: Sendable {
     /// Asks a quorum of the epoch's voters to accept `b`: this node (if it votes) and the live,
     /// reachable voters after it in the ring, not every voter. Under load that is a third fewer
     /// messages and durable writes per round with three voters. The others learn of `b` by gossip
-    /// once it is acknowledged, or by the retry on `tick` (every voter not yet heard from) if the
-    /// quorum is slow.
+    /// once it is acknowledged, or from `tick` if the quorum is slow: after `hedgeTicks` the voters
+    /// left out are asked, and on each retry every voter not yet heard from.
     private mutating func propose(_ b: Booking, voters: [NodeID], state: ClusterState) {
         let first = Self.firstQuorum(of: voters, from: id, state: state, unreachable: unreachable)
         pending[b.id] = Pending(booking: b, voters: voters, asked: Set(first))
