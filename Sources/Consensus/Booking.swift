@@ -461,16 +461,18 @@ public struct BookingNode: Sendable {
                 continue
             }
             p.sinceSend += 1
+            // A retry asks every voter not heard from; the hedge, those not asked yet.
+            let ask: [NodeID]
             if p.sinceSend >= options.retryTicks {
                 p.sinceSend = 0
-                for v in p.voters where !p.acks.contains(v) {
-                    out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(p.booking))))
-                }
-                p.asked = Set(p.voters)
+                ask = p.voters.filter { !p.acks.contains($0) }
             } else if p.sinceSend == options.hedgeTicks {
-                for v in p.voters where !p.asked.contains(v) {
-                    out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(p.booking))))
-                }
+                ask = p.voters.filter { !p.asked.contains($0) }
+            } else {
+                ask = []
+            }
+            if !ask.isEmpty {
+                for v in ask { out.append(.send(LeaseEnvelope(from: id, to: v, body: .accept(p.booking)))) }
                 p.asked = Set(p.voters)
             }
             pending[key] = p

@@ -302,12 +302,13 @@ public struct BookingRush: Sendable {
     /// retried after the second it asks for. Sign-ins go a hundred at a time, more than a node's
     /// in-flight limit (64): a slow node may shed some.
     static func sendRetryingBusy(_ c: PatientClient, _ method: HTTPMethod, _ path: String, json: [String: String]) async throws -> PatientClient.Answer {
-        for _ in 0..<30 {
+        var tries = 0
+        while true {
             let a = try await c.send(method, path, json: json)
-            guard a.status == 503, a.string("code") == "server.busy" else { return a }
+            tries += 1
+            guard a.status == 503, a.string("code") == "server.busy", tries <= 30 else { return a }
             try await Task.sleep(for: .seconds(1))
         }
-        return try await c.send(method, path, json: json)
     }
 
     struct Session: Sendable { var schedule: String; var department: String; var date: String; var popular: Bool }
