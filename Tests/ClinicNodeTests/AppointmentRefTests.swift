@@ -1,4 +1,6 @@
 @testable import ClinicNode
+import Consensus
+import Domain
 import Foundation
 import Testing
 
@@ -18,5 +20,22 @@ import Testing
         }
         #expect(AppointmentRef(encoded: hold + ".1.!!!") == nil)
         #expect(Data(base64URL: "_-8") == Data([0xFF, 0xEF]))
+    }
+
+    /// A node outside the quorum that accepted a confirmation or cancellation may not have its
+    /// record yet; the answer to that request still says what was accepted, never less.
+    @Test func anAcknowledgedStepIsNeverAnsweredWithAnEarlierStatus() {
+        let hold = Booking(id: "h", block: "b", slot: 0, patient: "p", epoch: 1, holdUntilMs: 1)
+        let confirmation = Booking(id: "c", block: "b", slot: 0, patient: "p", epoch: 1, confirms: "h")
+        let release = Booking(id: "r", block: "b", slot: 0, patient: "p", epoch: 1, releases: "h")
+        let lagging = AppointmentRecords(hold: hold)
+        #expect(lagging.status(after: nil) == .pending)
+        #expect(lagging.status(after: .booked) == .booked)
+        #expect(lagging.status(after: .cancelled) == .cancelled)
+        #expect(AppointmentRecords().status(after: .booked) == .booked)
+        #expect(AppointmentRecords().status(after: nil) == nil)
+        // Records further on than the acknowledged step win: cancelled since the confirmation.
+        #expect(AppointmentRecords(hold: hold, confirmation: confirmation, release: release).status(after: .booked) == .cancelled)
+        #expect(AppointmentRecords(hold: hold, confirmation: confirmation).status(after: .booked) == .booked)
     }
 }

@@ -206,10 +206,12 @@ struct PatientAPITests {
             let p = try await c.signIn(PatientCluster.person(30), via: "waike", client: waike)
             for day in [0, 1, 2] {
                 let h = try await waike.hold(try c.schedule("waike", day: day), request: "n\(day)", token: p)
-                #expect(try await waike.call(.POST, "/api/v1/appointments/\(h.id!)/confirm", token: p).status_ == "booked")
+                let id = try #require(h.id, "hold: \(h.status) \(h.text)")
+                let confirmed = try await waike.call(.POST, "/api/v1/appointments/\(id)/confirm", token: p)
+                #expect(confirmed.status_ == "booked", "confirm: \(confirmed.status) \(confirmed.text)")
                 // The command is idempotent: staff repeat it until the strike is recorded.
                 #expect(await eventually {
-                    try await c.node("erke").stepAppointment(AppointmentStepCommand(id: h.id!, status: "noshow", staff: "前台")).strikeRecorded == true
+                    try await c.node("erke").stepAppointment(AppointmentStepCommand(id: id, status: "noshow", staff: "前台")).strikeRecorded == true
                 })
             }
             let banned = try await waike.hold(try c.schedule("erke", day: 8), request: "n9", token: p)
@@ -225,7 +227,8 @@ struct PatientAPITests {
                     held = try await waike.hold(try c.schedule("neike", day: 3), request: "l\(round)", token: q)
                     return held?.status == 201
                 })
-                #expect(try await waike.call(.POST, "/api/v1/appointments/\(held!.id!)/cancel", token: q).status_ == "cancelled")
+                let cancelled = try await waike.call(.POST, "/api/v1/appointments/\(try #require(held?.id))/cancel", token: q)
+                #expect(cancelled.status_ == "cancelled", "cancel: \(cancelled.status) \(cancelled.text)")
             }
             var last: PatientClient.Answer?
             #expect(await eventually {

@@ -158,11 +158,13 @@ extension PatientClient {
         try await call(.POST, "/api/v1/appointments", json: ["request_id": request, "schedule_id": schedule], token: token)
     }
 
-    /// Sends, and like a real client repeats a 503 (no outcome in time, a failover) unchanged:
-    /// bookings, confirmations and cancellations are idempotent by their ids.
+    /// Sends, and like a real client repeats a 503 (no outcome in time, a failover) unchanged, for
+    /// up to 30 s: bookings, confirmations and cancellations are idempotent by their ids. A lease
+    /// that moves on a loaded machine (a node's liveness expired) can take seconds to settle.
     func call(_ method: HTTPMethod, _ path: String, json: [String: String]? = nil, token: String? = nil) async throws -> Answer {
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
         var answer = try await send(method, path, json: json, token: token)
-        for _ in 0..<10 where answer.status == 503 {
+        while answer.status == 503, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(200))
             answer = try await send(method, path, json: json, token: token)
         }

@@ -160,6 +160,16 @@ struct AppointmentRecords: Sendable {
         return nil
     }
 
+    /// The status once `acknowledged` is known to have happened, when these records may lag it:
+    /// a confirmation makes a pending hold booked; a cancellation ends every status.
+    func status(after acknowledged: AppointmentStatus?) -> AppointmentStatus? {
+        switch acknowledged {
+        case .booked? where status == nil || status == .pending: .booked
+        case .cancelled?: .cancelled
+        default: status
+        }
+    }
+
     /// The records of `ref` this node knows (its own store and the takeovers' lists), valid only.
     static func find(_ ref: AppointmentRef, in core: ConsensusCore) -> AppointmentRecords {
         var found = AppointmentRecords()

@@ -389,7 +389,7 @@ extension MeshNode {
         switch await consensus.book(q, timeout: .seconds(5)) {
         case .booked(let confirmation)?:
             // Through another node than the holder, this node may not have the record yet.
-            var answer = try appointmentNow(ref, desk: desk, fallback: .booked)
+            var answer = try appointmentNow(ref, desk: desk, acknowledged: .booked)
             answer.payment = answer.payment ?? PaymentTag.decode(confirmation.tag)
             return answer
         case .refused(_, let reason)?: throw PatientError.refused(reason)
@@ -410,7 +410,7 @@ extension MeshNode {
                 // Best effort with a generous wait: the cancellation stands either way.
                 _ = await consensus.strike(Strike(kind: .lateCancel, day: today), patient: session.patient, id: "late:" + ref.holdID, timeout: .seconds(5))
             }
-            return try appointmentNow(ref, desk: desk, fallback: .cancelled)
+            return try appointmentNow(ref, desk: desk, acknowledged: .cancelled)
         case .refused(_, let reason)?: throw PatientError.refused(reason)
         case nil: throw PatientError.timeout
         }
@@ -419,7 +419,7 @@ extension MeshNode {
     /// One of the patient's appointments, as this node knows it now.
     func appointment(_ id: String, session: PatientSession, desk: PatientDesk) throws(PatientError) -> AppointmentResource {
         let ref = try ownRef(id, session)
-        return try appointmentNow(ref, desk: desk, fallback: nil)
+        return try appointmentNow(ref, desk: desk, acknowledged: nil)
     }
 
     /// Every appointment of the patient this node knows.
@@ -428,7 +428,7 @@ extension MeshNode {
             c.booking.store.records(of: session.patient).filter { $0.isHold && !$0.block.hasPrefix(quotaBucketPrefix) }
         }
         return holds.sorted { $0.id < $1.id }.compactMap {
-            try? appointmentNow(AppointmentRef(holdID: $0.id, block: $0.block, slot: $0.slot), desk: desk, fallback: nil)
+            try? appointmentNow(AppointmentRef(holdID: $0.id, block: $0.block, slot: $0.slot), desk: desk, acknowledged: nil)
         }
     }
 
@@ -441,9 +441,11 @@ extension MeshNode {
         return ref
     }
 
-    func appointmentNow(_ ref: AppointmentRef, desk: PatientDesk, fallback: AppointmentStatus?) throws(PatientError) -> AppointmentResource {
+    /// `acknowledged`: the step a quorum just accepted for this request. This node's records may
+    /// not show it yet (it was not in that quorum), so they never answer with less.
+    func appointmentNow(_ ref: AppointmentRef, desk: PatientDesk, acknowledged: AppointmentStatus?) throws(PatientError) -> AppointmentResource {
         let records = consensus.inspect { AppointmentRecords.find(ref, in: $0) }
-        var status = records.status ?? fallback
+        var status = records.status(after: acknowledged)
         if status == .booked, let staff = desk.staffStatuses.status(of: ref.holdID, in: replica),
            let s = AppointmentStatus(rawValue: staff) {
             status = s
