@@ -80,7 +80,10 @@ struct PatientAPITests {
             // A second booking, cancelled: the cancellation SMS comes from the holder too.
             let h2 = try await neike.hold(try c.schedule("waike", day: 4), request: "r2", token: token)
             let id2 = try #require(h2.id)
-            _ = try await neike.call(.POST, "/api/v1/appointments/\(id2)/confirm", json: ["payment": "card"], token: token)
+            // Neike is outside the first quorum of waike's blocks (waike, erke) and may not have the
+            // confirmation yet when its answer comes: the answer still says booked.
+            let confirmed2 = try await neike.call(.POST, "/api/v1/appointments/\(id2)/confirm", json: ["payment": "card"], token: token)
+            #expect(confirmed2.status_ == "booked", "\(confirmed2.status) \(confirmed2.text)")
             let cancelled = try await erkeCancel(c, id2, token)
             #expect(cancelled.status == 200 && cancelled.status_ == "cancelled")
             #expect(await eventually { c.sms("waike").contains { $0.id == "cancel:" + String(id2.prefix(25)) } })
