@@ -153,6 +153,8 @@ final class ConsensusShell: Sendable {
             diskError.withLock { $0 = nil }
             paused.store(false, ordering: .relaxed)
             logger.notice("共识存储恢复，继续参与共识 / consensus storage writable again, taking part again")
+        } timed: { [self] log, took in
+            metrics?.consensusDiskWrite(log: log, took: took)
         }
         let ticker = Thread { [self] in
             var ticks: UInt64 = 0
@@ -433,9 +435,11 @@ final class DurableQueue: Sendable {
     /// reached it, even whole records whose fsync failed, is cut off) and reopened, so nothing is
     /// ever appended twice (a Raft persist applied twice would duplicate entries). A log that a
     /// completed rewrite replaced already holds the batch; a log written already is not written again.
+    /// `timed` gets how long each log's successful group commit (its writes and one fsync) took.
     func start(done: @escaping @Sendable (UInt64, UInt64) -> Void, failed: @escaping @Sendable (any Error) -> Void,
-               recovered: @escaping @Sendable () -> Void) {
+               recovered: @escaping @Sendable () -> Void, timed: @escaping @Sendable (_ log: String, _ took: Duration) -> Void) {
         let thread = Thread { [self] in
+            let clock = ContinuousClock()
             while true {
                 wake.wait()
                 var (raft, bookings, stop) = state.withLock { s in
@@ -448,6 +452,7 @@ final class DurableQueue: Sendable {
                 let raftPath = directory + "/raft.log", bookingsPath = directory + "/bookings.log"
                 let before = (raft: Self.fileID(raftPath), bookings: Self.fileID(bookingsPath))
                 var failures = 0
+                var took: (raft: Duration?, bookings: Duration?)
                 while true {
                     do {
                         if failures > 0 {
@@ -461,10 +466,18 @@ final class DurableQueue: Sendable {
                             }
                         }
                         try logs.withLock { l in
-                            try l.0.write(raft)
-                            raft = []
-                            try l.1.write(bookings)
-                            bookings = []
+                            if !raft.isEmpty {
+                                let start = clock.now
+                                try l.0.write(raft)
+                                took.raft = start.duration(to: clock.now)
+                                raft = []
+                            }
+                            if !bookings.isEmpty {
+                                let start = clock.now
+                                try l.1.write(bookings)
+                                took.bookings = start.duration(to: clock.now)
+                                bookings = []
+                            }
                         }
                         break
                     } catch {
@@ -475,6 +488,8 @@ final class DurableQueue: Sendable {
                     }
                 }
                 if failures > 0 { recovered() }
+                if let t = took.raft { timed("raft", t) }
+                if let t = took.bookings { timed("bookings", t) }
                 done(raftSeq, bookingSeq)
             }
         }

@@ -66,6 +66,8 @@ public struct BookingRush: Sendable {
         /// a latency spike with neither was not a failover.
         public var raftTermsDuringRun: Int?
         public var leaseMovesDuringRun: Int?
+        /// Each node's consensus disk during the run: a tail with slow commits was the disk.
+        public var diskWritesDuringRun: [String: DiskWrites]?
         public var slotsOffered: Int
         /// CPU the node processes used during the run, per request (ms), and the generator's own:
         /// steadier than tail latency on a shared machine, so the figure to compare builds by.
@@ -79,7 +81,7 @@ public struct BookingRush: Sendable {
             case p50Ms = "p50_ms", p99Ms = "p99_ms", p999Ms = "p999_ms", maxMs = "max_ms", byKind = "by_kind", latencyByKind = "latency_by_kind_p50_p99_ms"
             case refusedByReason = "refused_by_reason", errors, doubleBookings = "double_bookings", lostAcks = "lost_acks"
             case p99BySecondMs = "p99_by_second_ms", requestsBySecond = "requests_by_second", generatorLateP99Ms = "generator_late_p99_ms", generatorLateMaxMs = "generator_late_max_ms", slotsOffered = "slots_offered"
-            case raftTermsDuringRun = "raft_terms_during_run", leaseMovesDuringRun = "lease_moves_during_run"
+            case raftTermsDuringRun = "raft_terms_during_run", leaseMovesDuringRun = "lease_moves_during_run", diskWritesDuringRun = "disk_writes_during_run"
             case nodeCPUMsPerRequest = "node_cpu_ms_per_request", generatorCPUMsPerRequest = "generator_cpu_ms_per_request", cpuCores = "cpu_cores"
         }
     }
@@ -107,16 +109,19 @@ public struct BookingRush: Sendable {
             p.perAddressBurst = 400
             p.perAddressPerSecond = 200
             config.patients = p
+            config.metrics = .init(host: "127.0.0.1", port: (try? LocalCluster.freePort()) ?? 0)
         }
         defer {
             cluster.stopAll()
             if ProcessInfo.processInfo.environment["CLINICMESH_BENCH_KEEP"] == nil { cluster.remove() }
         }
         try cluster.startAll()
-        let ports = try ids.reduce(into: [String: Int]()) { out, id in
+        let configs = try ids.reduce(into: [String: NodeConfig]()) { out, id in
             let data = try Data(contentsOf: URL(fileURLWithPath: cluster.folder + "/\(id).json"))
-            out[id] = try JSONDecoder().decode(NodeConfig.self, from: data).patients?.port
+            out[id] = try JSONDecoder().decode(NodeConfig.self, from: data)
         }
+        let ports = configs.compactMapValues { $0.patients?.port }
+        let metricsPorts = configs.compactMapValues { $0.metrics?.port }
         // Sessions of all three departments, on their own nodes (all on one node when alone).
         let start = Self.firstVisitDate()
         say("准备：播种 \(Self.seededDays) 天出诊，每时段 \(options.capacity) 个号 / seeding \(Self.seededDays) days of sessions, \(options.capacity) slots each")
@@ -166,6 +171,7 @@ public struct BookingRush: Sendable {
         var pids = ids.reduce(into: [String: Int32]()) { $0[$1] = cluster.pid($1) }
         pids[Self.generatorName] = getpid()
         let before = try? await Self.consensusMarks(cluster, ids[0])
+        let disksBefore = await Self.diskBuckets(metricsPorts)
         let cpu = ProcessCPU.Meter(pids)
         let started = NIODeadline.now()
         let stats = Stats(started: started)
@@ -175,6 +181,7 @@ public struct BookingRush: Sendable {
         let cpuUsed = cpu.used()
         for p in patients { await p.client.close() }
         let after = try? await Self.consensusMarks(cluster, ids[0])
+        let disksAfter = await Self.diskBuckets(metricsPorts)
 
         say("检查：从每个节点读回预约 / checking: reading every node's bookings back")
         try await Task.sleep(for: .seconds(2))
@@ -184,6 +191,10 @@ public struct BookingRush: Sendable {
             report.raftTermsDuringRun = Int(after.term) - Int(before.term)
             report.leaseMovesDuringRun = after.epochs.reduce(0) { $0 + Int($1.value) - Int(before.epochs[$1.key] ?? 0) }
         }
+        let disks = disksAfter.compactMapValues { a in a }.reduce(into: [String: DiskWrites]()) { out, node in
+            if let b = disksBefore[node.key] ?? nil { out[node.key] = DiskWrites.between(b, node.value) }
+        }
+        if !disks.isEmpty { report.diskWritesDuringRun = disks }
         if let cpuUsed, report.requests > 0 {
             let nodes = cpuUsed.filter { $0.key != Self.generatorName }.values.reduce(0, +)
             let generator = cpuUsed[Self.generatorName] ?? 0
@@ -200,6 +211,15 @@ public struct BookingRush: Sendable {
         let term = try await cluster.status(id).consensus?.term ?? 0
         let blocks = try await cluster.bookings(id).blocks
         return (term, Dictionary(blocks.map { ($0.block, $0.epoch) }, uniquingKeysWith: max))
+    }
+
+    /// Each node's consensus disk-write histogram now (nil for a node that did not answer).
+    static func diskBuckets(_ metricsPorts: [String: Int]) async -> [String: DiskWrites.Buckets?] {
+        var out: [String: DiskWrites.Buckets?] = [:]
+        for (id, port) in metricsPorts {
+            out[id] = (try? await PlainHTTP.get(port: port, path: "/metrics")).map { DiskWrites.buckets(inExposition: $0.body) }
+        }
+        return out
     }
 
     /// The first visit date: tomorrow, or today before 15:00 (so all seven days are open now).

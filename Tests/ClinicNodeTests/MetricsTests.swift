@@ -1,6 +1,6 @@
 @testable import ClinicNode
 import Domain
-import Drills
+@testable import Drills
 import Foundation
 import InMemoryLogging
 import Logging
@@ -64,6 +64,19 @@ struct MetricsTests {
             #expect((sample(text, #"clinicmesh_booking_duration_seconds_sum{kind="book",outcome="booked"}"#) ?? 0) > 0)
             #expect(sample(text, #"clinicmesh_requests_refused_total{reason="lease.slot_taken",source="booking"}"#) == 1)
             #expect((sample(text, #"clinicmesh_lease_changes_total{kind="grant",scope="slots"}"#) ?? 0) >= 1)
+            // The holder's booking log and its Raft log were written, each commit timed (eventually:
+            // two other voters may acknowledge before the holder's own disk is done).
+            #expect(await eventually {
+                let t = try await scrape()
+                return (sample(t, #"clinicmesh_consensus_disk_write_seconds_count{log="bookings"}"#) ?? 0) >= 1
+                    && (sample(t, #"clinicmesh_consensus_disk_write_seconds_sum{log="bookings"}"#) ?? 0) > 0
+                    && (sample(t, #"clinicmesh_consensus_disk_write_seconds_count{log="raft"}"#) ?? 0) >= 1
+            })
+            // The booking bench reads this histogram: its parse of the real exposition agrees.
+            let exposition = try await scrape()
+            let commits = ["raft", "bookings"].compactMap { sample(exposition, #"clinicmesh_consensus_disk_write_seconds_count{log="\#($0)"}"#) }.reduce(0, +)
+            let disk = DiskWrites.between([:], DiskWrites.buckets(inExposition: exposition))
+            #expect(disk.commits == Int(commits) && disk.over50Ms <= disk.commits, "\(disk)")
             // Held while neike's liveness holds (a renewal race at start can move it and bring it back).
             #expect(await eventually { (sample(try await scrape(), "clinicmesh_lease_blocks_held") ?? 0) >= 1 })
             #expect((sample(text, "clinicmesh_raft_commit_index") ?? 0) >= 1)

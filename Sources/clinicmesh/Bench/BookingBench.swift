@@ -84,6 +84,7 @@ struct BookingBench: AsyncParsableCommand {
                 开场 / start: \(main.start)；每秒请求 / requests by second: \(main.requestsBySecond.map(String.init).joined(separator: " "))
                 每秒 p99 / p99 by second (ms): \(main.p99BySecondMs.map { "\(Int($0))" }.joined(separator: " "))
                 运行中 Raft 新任期 / raft terms begun: \(main.raftTermsDuringRun.map(String.init) ?? "-")，租约迁移 / lease moves: \(main.leaseMovesDuringRun.map(String.init) ?? "-")
+                共识落盘（提交数，超 50 ms 的，最慢不超过）/ consensus disk (commits, over 50 ms, slowest at most): \(Self.disks(main.diskWritesDuringRun))
                 发生器迟到 / generator late p99 \(main.generatorLateP99Ms) ms, max \(main.generatorLateMaxMs) ms
                 每请求 CPU / CPU per request: 节点 / nodes \(main.nodeCPUMsPerRequest.map { "\($0)" } ?? "-") ms, 发生器 / generator \(main.generatorCPUMsPerRequest.map { "\($0)" } ?? "-") ms; 共用 / cores used \(main.cpuCores.map { "\($0)" } ?? "-")
                 拒绝 / refused: \(main.refusedByReason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
@@ -92,5 +93,13 @@ struct BookingBench: AsyncParsableCommand {
                 """)
         }
         if main.doubleBookings > 0 || main.lostAcks > 0 || (ceiling.map { $0.doubleBookings + $0.lostAcks } ?? 0) > 0 { throw ExitCode.failure }
+    }
+
+    /// `neike 1204/3/≤250 ms, ...`: each node's commits, those over 50 ms, and the slowest's bound.
+    static func disks(_ d: [String: DiskWrites]?) -> String {
+        guard let d else { return "-" }
+        return d.sorted { $0.key < $1.key }.map { id, w in
+            "\(id) \(w.commits)/\(w.over50Ms)/" + (w.slowestAtMostMs.map { "≤\($0 == $0.rounded() ? "\(Int($0))" : "\($0)") ms" } ?? "-")
+        }.joined(separator: ", ")
     }
 }
