@@ -191,8 +191,8 @@ public struct BookingRush: Sendable {
             report.raftTermsDuringRun = Int(after.term) - Int(before.term)
             report.leaseMovesDuringRun = after.epochs.reduce(0) { $0 + Int($1.value) - Int(before.epochs[$1.key] ?? 0) }
         }
-        let disks = disksAfter.compactMapValues { a in a }.reduce(into: [String: DiskWrites]()) { out, node in
-            if let b = disksBefore[node.key] ?? nil { out[node.key] = DiskWrites.between(b, node.value) }
+        let disks = disksAfter.reduce(into: [String: DiskWrites]()) { out, node in
+            if let before = disksBefore[node.key] { out[node.key] = DiskWrites.between(before, node.value) }
         }
         if !disks.isEmpty { report.diskWritesDuringRun = disks }
         if let cpuUsed, report.requests > 0 {
@@ -213,11 +213,11 @@ public struct BookingRush: Sendable {
         return (term, Dictionary(blocks.map { ($0.block, $0.epoch) }, uniquingKeysWith: max))
     }
 
-    /// Each node's consensus disk-write histogram now (nil for a node that did not answer).
-    static func diskBuckets(_ metricsPorts: [String: Int]) async -> [String: DiskWrites.Buckets?] {
-        var out: [String: DiskWrites.Buckets?] = [:]
+    /// Each node's consensus disk-write histogram now (a node that did not answer is left out).
+    static func diskBuckets(_ metricsPorts: [String: Int]) async -> [String: DiskWrites.Buckets] {
+        var out: [String: DiskWrites.Buckets] = [:]
         for (id, port) in metricsPorts {
-            out[id] = (try? await PlainHTTP.get(port: port, path: "/metrics")).map { DiskWrites.buckets(inExposition: $0.body) }
+            if let scrape = try? await PlainHTTP.get(port: port, path: "/metrics") { out[id] = DiskWrites.buckets(inExposition: scrape.body) }
         }
         return out
     }
