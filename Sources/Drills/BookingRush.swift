@@ -170,8 +170,7 @@ public struct BookingRush: Sendable {
         }
         var pids = ids.reduce(into: [String: Int32]()) { $0[$1] = cluster.pid($1) }
         pids[Self.generatorName] = getpid()
-        let before = try? await Self.consensusMarks(cluster, ids[0])
-        let disksBefore = await Self.diskBuckets(metricsPorts)
+        let before = await Marks.read(cluster, ids[0], metricsPorts: metricsPorts)
         let cpu = ProcessCPU.Meter(pids)
         let started = NIODeadline.now()
         let stats = Stats(started: started)
@@ -180,21 +179,13 @@ public struct BookingRush: Sendable {
         let elapsed = Double((NIODeadline.now() - started).nanoseconds) / 1e9
         let cpuUsed = cpu.used()
         for p in patients { await p.client.close() }
-        let after = try? await Self.consensusMarks(cluster, ids[0])
-        let disksAfter = await Self.diskBuckets(metricsPorts)
+        let after = await Marks.read(cluster, ids[0], metricsPorts: metricsPorts)
 
         say("检查：从每个节点读回预约 / checking: reading every node's bookings back")
         try await Task.sleep(for: .seconds(2))
         let (double, lost) = try await verify(cluster: cluster, ids: ids, patients: patients)
         var report = stats.report(options: options, elapsed: elapsed, doubleBookings: double, lostAcks: lost, slots: slots)
-        if let before, let after {
-            report.raftTermsDuringRun = Int(after.term) - Int(before.term)
-            report.leaseMovesDuringRun = after.epochs.reduce(0) { $0 + Int($1.value) - Int(before.epochs[$1.key] ?? 0) }
-        }
-        let disks = disksAfter.reduce(into: [String: DiskWrites]()) { out, node in
-            if let before = disksBefore[node.key] { out[node.key] = DiskWrites.between(before, node.value) }
-        }
-        if !disks.isEmpty { report.diskWritesDuringRun = disks }
+        after.fill(&report, since: before)
         if let cpuUsed, report.requests > 0 {
             let nodes = cpuUsed.filter { $0.key != Self.generatorName }.values.reduce(0, +)
             let generator = cpuUsed[Self.generatorName] ?? 0
@@ -206,20 +197,37 @@ public struct BookingRush: Sendable {
         return report
     }
 
-    /// A node's Raft term and its view of every block's lease epoch.
-    static func consensusMarks(_ cluster: LocalCluster, _ id: String) async throws -> (term: UInt64, epochs: [String: UInt64]) {
-        let term = try await cluster.status(id).consensus?.term ?? 0
-        let blocks = try await cluster.bookings(id).blocks
-        return (term, Dictionary(blocks.map { ($0.block, $0.epoch) }, uniquingKeysWith: max))
-    }
+    /// What the cluster had counted at one moment; two of them, before and after the run, say
+    /// whether a failover or a stalling disk came during it.
+    struct Marks {
+        /// One node's Raft term and its view of every block's lease epoch (nil: it did not answer).
+        var consensus: (term: UInt64, epochs: [String: UInt64])?
+        /// Each node's consensus disk-write histogram (a node that did not answer is left out).
+        var disks: [String: DiskWrites.Buckets]
 
-    /// Each node's consensus disk-write histogram now (a node that did not answer is left out).
-    static func diskBuckets(_ metricsPorts: [String: Int]) async -> [String: DiskWrites.Buckets] {
-        var out: [String: DiskWrites.Buckets] = [:]
-        for (id, port) in metricsPorts {
-            if let scrape = try? await PlainHTTP.get(port: port, path: "/metrics") { out[id] = DiskWrites.buckets(inExposition: scrape.body) }
+        static func read(_ cluster: LocalCluster, _ id: String, metricsPorts: [String: Int]) async -> Marks {
+            var consensus: (term: UInt64, epochs: [String: UInt64])?
+            if let status = try? await cluster.status(id), let blocks = try? await cluster.bookings(id).blocks {
+                consensus = (status.consensus?.term ?? 0, Dictionary(blocks.map { ($0.block, $0.epoch) }, uniquingKeysWith: max))
+            }
+            var disks: [String: DiskWrites.Buckets] = [:]
+            for (node, port) in metricsPorts {
+                if let scrape = try? await PlainHTTP.get(port: port, path: "/metrics") { disks[node] = DiskWrites.buckets(inExposition: scrape.body) }
+            }
+            return Marks(consensus: consensus, disks: disks)
         }
-        return out
+
+        /// The report's counts of what happened between `before` and these marks.
+        func fill(_ report: inout Report, since before: Marks) {
+            if let now = consensus, let then = before.consensus {
+                report.raftTermsDuringRun = Int(now.term) - Int(then.term)
+                report.leaseMovesDuringRun = now.epochs.reduce(0) { $0 + Int($1.value) - Int(then.epochs[$1.key] ?? 0) }
+            }
+            let moved = disks.reduce(into: [String: DiskWrites]()) { out, node in
+                if let then = before.disks[node.key] { out[node.key] = DiskWrites.between(then, node.value) }
+            }
+            if !moved.isEmpty { report.diskWritesDuringRun = moved }
+        }
     }
 
     /// The first visit date: tomorrow, or today before 15:00 (so all seven days are open now).
