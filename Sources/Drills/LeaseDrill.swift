@@ -1,4 +1,5 @@
 import ClinicNode
+import Domain
 import Foundation
 
 #if canImport(Glibc)
@@ -118,7 +119,7 @@ public struct LeaseDrill: Sendable {
     func scenario(_ cluster: LocalCluster, ids: [String], keepFolder: Bool) async throws -> Report {
         let blocks = try await cluster.startWithBlocks(perNode: blocksPerNode, slots: slotsPerBlock)
 
-        let (quotaBurstBooked, quotaFreed) = try await quotaBurst(cluster, ids: ids, blocks: blocks)
+        let (quotaBurstBooked, quotaFreed, quotaAnswers) = try await quotaBurst(cluster, ids: ids, blocks: blocks)
 
         // The hottest block is waike's first: most clients aim there.
         let hot = blocks.first { $0.home == ids[1] }!.block
@@ -184,7 +185,8 @@ public struct LeaseDrill: Sendable {
         // Read everything back from every node, once they have caught up.
         let acked = ledger.with { $0.acked }
         let check = await Self.readBack(cluster, ids: ids, acked: acked)
-        let problems = ledger.with { $0.problems } + check.problems
+        let burstProblems = quotaBurstBooked == 1 && quotaFreed ? [] : ["quota burst: \(quotaBurstBooked) of 6 booked, freed by cancel \(quotaFreed); answers \(quotaAnswers)"]
+        let problems = burstProblems + ledger.with { $0.problems } + check.problems
         let (doubles, lost, converged) = (check.doubles, check.lost, check.converged)
         let report = ledger.with { l in
             Report(scenario: name, passed: doubles == 0 && lost == 0 && converged && faults.allSatisfy { $0.recoveryS != nil } && quotaBurstBooked == 1 && quotaFreed,
@@ -282,9 +284,11 @@ public struct LeaseDrill: Sendable {
 
     /// One patient books six slots of one department's sessions for one visit date at once,
     /// through every node: the quota (one per department per visit date) lets exactly one through.
-    /// Cancelling it gives the quota back.
-    func quotaBurst(_ cluster: LocalCluster, ids: [String], blocks: [BlockDefinition]) async throws -> (Int, Bool) {
-        let quota = BookCommand.Quota(visitDate: "2026-12-01", department: "外科")
+    /// Cancelling it gives the quota back. Also answers what each of the six got (for a failure).
+    func quotaBurst(_ cluster: LocalCluster, ids: [String], blocks: [BlockDefinition]) async throws -> (Int, Bool, [String]) {
+        // A visit date from the clock (a few days ahead, as a patient books), never a fixed one.
+        let visit = (try? BookingRush.firstVisitDate().adding(days: 3)) ?? BookingRush.firstVisitDate()
+        let quota = BookCommand.Quota(visitDate: visit.description, department: "外科")
         let sessions = blocks.filter { $0.home == ids[1] }
         let answers = await withTaskGroup(of: BookAnswer?.self) { group in
             for i in 0..<6 {
@@ -297,10 +301,11 @@ public struct LeaseDrill: Sendable {
             return all
         }
         let booked = answers.compactMap { $0 }.filter { $0.outcome == "booked" }
-        guard booked.count == 1, let first = booked.first?.booking else { return (booked.count, false) }
+        let seen = answers.map { a in a.map { $0.outcome == "booked" ? "booked" : $0.code ?? $0.outcome } ?? "no answer" }.sorted()
+        guard booked.count == 1, let first = booked.first?.booking else { return (booked.count, false, seen) }
         let cancel = BookCommand(requestID: "burst-cancel", block: first.block, slot: first.slot, patient: "patient-burst",
                                  releases: first.requestID, quota: quota)
-        guard try await cluster.book(ids[1], cancel).outcome == "booked" else { return (1, false) }
+        guard try await cluster.book(ids[1], cancel).outcome == "booked" else { return (1, false, seen) }
         // The reservation is given back just after the cancellation is acknowledged.
         var again = false
         for attempt in 0..<20 where !again {
@@ -310,7 +315,7 @@ public struct LeaseDrill: Sendable {
             again = answer.outcome == "booked"
             if !again { try await Task.sleep(for: .milliseconds(200)) }
         }
-        return (1, again)
+        return (1, again, seen)
     }
 
     /// Waits for the first booking acknowledged in an affected block under a later epoch than the
