@@ -32,6 +32,14 @@ public struct Patient: Hashable, Sendable {
     }
 }
 
+extension Patient {
+    /// A name as `init` keeps it (trimmed, composed, the ID card's middle dot): two spellings of
+    /// one name compare equal once both went through this.
+    public static func normalizedName(_ name: String) throws(ValidationError) -> String {
+        try InputText.personName(name, field: "name")
+    }
+}
+
 extension Patient: Codable {
     private enum CodingKeys: String, CodingKey { case name, sex, birthDate, residentID, mobile }
 
