@@ -21,6 +21,30 @@ struct DrillCommand: AsyncParsableCommand {
 
         @Flag(help: "输出 JSON / Print one JSON object.")
         var json = false
+
+        @Option(help: "连续运行次数（--json 时每次一行 JSON，最后一行为汇总）/ Run this many times (with --json: one JSON line per run, then a summary line).")
+        var runs = 1
+    }
+
+    /// The storm drill's own options (`storm` only).
+    struct StormOptions: ParsableArguments {
+        @Option(help: "storm：患者人数 / storm: patients signed in.")
+        var patients = 60
+
+        @Option(help: "storm：负载秒数（默认 70；--short 为 \(Int(StormDrill.shortSeconds))）/ storm: seconds of load (default 70; --short \(Int(StormDrill.shortSeconds))).")
+        var seconds: Double?
+
+        @Flag(help: "storm：CI 用的短版本 / storm: the short version for CI.")
+        var short = false
+
+        @Option(help: "storm：随机种子（默认随机，报告中给出）/ storm: random seed (default random; the report gives it).")
+        var seed: UInt64?
+
+        @Option(help: "storm：被 SIGKILL 的节点（默认随种子）/ storm: the node to SIGKILL (default: from the seed).")
+        var killNode: String?
+
+        @Option(help: "storm：被 SIGSTOP 的节点（默认随种子，与前者不同）/ storm: the node to SIGSTOP (default: from the seed, another one).")
+        var pauseNode: String?
     }
 
     struct Run: AsyncParsableCommand {
@@ -30,21 +54,33 @@ struct DrillCommand: AsyncParsableCommand {
 
         @Argument(help: "场景名 / Scenario name") var scenario: String
         @OptionGroup var options: Options
+        @OptionGroup var storm: StormOptions
 
         func validate() throws {
             guard scenario == "all" || DrillCommand.names.contains(scenario) else {
                 throw ValidationError("未知场景 \(scenario)；可选 / unknown scenario \(scenario); one of: \(DrillCommand.names.joined(separator: ", ")), all")
             }
+            guard options.runs >= 1 else { throw ValidationError("--runs 至少为 1 / --runs must be at least 1") }
         }
 
         func run() async throws {
             let names = scenario == "all" ? DrillCommand.names : [scenario]
-            var failed = false
-            for name in names {
-                let passed = ChaosDrill.Kind(rawValue: name) != nil ? try await DrillCommand.chaos(name, options) : try await DrillCommand.run(name, options).passed
-                failed = failed || !passed
+            var outcomes: [(run: Int, scenario: String, passed: Bool)] = []
+            for run in 1...options.runs {
+                for name in names {
+                    let passed: Bool
+                    if name == "storm" {
+                        passed = try await DrillCommand.storm(options, storm)
+                    } else if ChaosDrill.Kind(rawValue: name) != nil {
+                        passed = try await DrillCommand.chaos(name, options)
+                    } else {
+                        passed = try await DrillCommand.run(name, options).passed
+                    }
+                    outcomes.append((run, name, passed))
+                }
             }
-            if failed { throw ExitCode.failure }
+            if options.runs > 1 { DrillCommand.printRuns(outcomes, json: options.json) }
+            if outcomes.contains(where: { !$0.passed }) { throw ExitCode.failure }
         }
     }
 
@@ -58,8 +94,64 @@ struct DrillCommand: AsyncParsableCommand {
         }
     }
 
-    /// Every scenario: the lease drills, then the operations drills.
-    static var names: [String] { LeaseDrill.scenarios.keys.sorted() + ChaosDrill.names }
+    /// Every scenario: the lease drills, the operations drills, then the storm.
+    static var names: [String] { LeaseDrill.scenarios.keys.sorted() + ChaosDrill.names + ["storm"] }
+
+    /// After `--runs N`: how many passed, and which failed (one JSON line with --json).
+    static func printRuns(_ outcomes: [(run: Int, scenario: String, passed: Bool)], json: Bool) {
+        let failed = outcomes.filter { !$0.passed }.map { "run \($0.run) \($0.scenario)" }
+        let passed = outcomes.count - failed.count
+        if json {
+            struct Runs: Encodable {
+                var runs: Int
+                var passedRuns: Int
+                var failed: [String]
+                var passed: Bool
+                var summaryZh: String
+                var summaryEn: String
+                enum CodingKeys: String, CodingKey { case runs, passedRuns = "passed_runs", failed, passed, summaryZh = "summary_zh", summaryEn = "summary_en" }
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let value = Runs(runs: outcomes.count, passedRuns: passed, failed: failed, passed: failed.isEmpty,
+                             summaryZh: "共 \(outcomes.count) 次，通过 \(passed) 次", summaryEn: "\(passed) of \(outcomes.count) runs passed")
+            print(String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self))
+        } else {
+            print("共 \(outcomes.count) 次，通过 \(passed) 次 / \(passed) of \(outcomes.count) runs passed\(failed.isEmpty ? "" : "；失败 / failed: " + failed.joined(separator: ", "))")
+        }
+    }
+
+    /// Runs the storm drill once; returns whether it passed.
+    static func storm(_ options: Options, _ storm: StormOptions) async throws -> Bool {
+        var drill = StormDrill(binary: binary)
+        drill.patients = storm.patients
+        drill.seconds = storm.seconds ?? (storm.short ? StormDrill.shortSeconds : 70)
+        if let seed = storm.seed { drill.seed = seed }
+        drill.killNode = storm.killNode
+        drill.pauseNode = storm.pauseNode
+        let report = try await drill.run(keepFolder: options.keep)
+        if options.json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print("演练 / drill storm: \(report.passed ? "通过 / passed" : "失败 / FAILED")   种子 / seed \(report.seed)")
+            print("  \(report.summaryZh)")
+            print("  \(report.summaryEn)")
+            print("  请求 / requests \(report.requests.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")); 始终无结果 / never answered \(report.unknownOutcomes)")
+            for f in report.faults {
+                print("  \(f.kind) \(f.node): 号源块 / blocks \(f.blocks), 恢复 / recovery \(f.blockRecoveryS.map { "\($0) s" } ?? "未全部恢复 / incomplete")"
+                      + (f.unrecovered.isEmpty ? "" : ", 未恢复 / never: \(f.unrecovered.map(\.block).joined(separator: ", "))"))
+            }
+            for c in report.checks {
+                print("  \(c.passed ? "✓" : "✗") \(c.zh) / \(c.en)\(c.passed ? "" : " — \(c.count)")")
+                for e in c.examples where !c.passed { print("      \(e)") }
+            }
+            for p in report.problems { print("  ! \(p)") }
+            if let folder = report.folder { print("  保留目录 / kept: \(folder)") }
+        }
+        return report.passed
+    }
 
     static var binary: String {
         ProcessInfo.processInfo.environment["CLINICMESH_BIN"] ?? Bundle.main.executablePath ?? CommandLine.arguments[0]
