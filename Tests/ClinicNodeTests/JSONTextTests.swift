@@ -17,7 +17,7 @@ import Testing
         let list = AppointmentsAnswer(appointments: [appointment])
         #expect(try JSONDecoder().decode(AppointmentsAnswer.self, from: Data(JSONText.encode(list))).appointments == [appointment])
         #expect(try JSONDecoder().decode(AppointmentsAnswer.self, from: Data(JSONText.encode(AppointmentsAnswer(appointments: [])))).appointments.isEmpty)
-        let error = PatientError.rateLimited
+        let error = PatientError.notOnRecord
         #expect(try JSONDecoder().decode(PatientError.self, from: Data(JSONText.encode(error))) == error)
     }
 }

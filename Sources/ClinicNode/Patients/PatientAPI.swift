@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import Mesh
@@ -43,8 +44,15 @@ extension MeshNode {
         var logger = logger
         logger[metadataKey: "node.listener"] = "patients"
         logger.logLevel = max(logger.logLevel, .notice)
+        // The parser's limits and the timeouts: what an idle or half-open connection may hold.
+        let firstRequest = TimeAmount.seconds(Int64(desk.config.firstRequestTimeoutSeconds))
+        let http = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [PatientConnectionGuard(firstRequestTimeout: firstRequest)],
+            idleTimeout: .seconds(Int64(desk.config.idleTimeoutSeconds)),
+            httpDecoderConfiguration: .init(maxHeaderFieldSize: PatientConnectionGuard.headLimitBytes,
+                                            maxHeaderListSize: PatientConnectionGuard.headLimitBytes))
         let app = Application(
-            router: router, server: try .tls(.http1(), tlsConfiguration: tls),
+            router: router, server: try .tls(.http1(configuration: http), tlsConfiguration: tls),
             configuration: .init(address: .hostname(desk.config.host, port: desk.config.port), serverName: nil, backlog: 1024),
             onServerRunning: { channel in
                 desk.boundPort.withLock { $0 = channel.localAddress?.port }
@@ -111,8 +119,12 @@ extension MeshNode {
 
     private static func decode<T: Decodable>(_ type: T.Type, _ request: Request, emptyIs empty: T? = nil) async throws(PatientError) -> T {
         let buffer: ByteBuffer
-        do { buffer = try await request.body.collect(upTo: 64 * 1024) } catch {
+        do { buffer = try await request.body.collect(upTo: 64 * 1024) } catch let e as PatientError {
+            throw e
+        } catch is NIOTooManyBytesError {
             throw PatientError(413, "request.too_large", zh: "请求体过大（上限 64 KiB）。", en: "the request body is too large (64 KiB at most).")
+        } catch {
+            throw PatientError(400, "request.body", zh: "请求体未能完整读取，请重新发送。", en: "the request body could not be read in full; send it again.")
         }
         if buffer.readableBytes == 0, let empty { return empty }
         do { return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView)) } catch {
@@ -135,7 +147,7 @@ extension MeshNode {
         do {
             return Self.json(status, try await body())
         } catch let error as PatientError {
-            return Self.json(error.status, error)
+            return Self.refusal(error)
         } catch {
             return Self.json(500, PatientError(500, "internal", zh: "内部错误：\(error)", en: "internal error: \(error)"))
         }
@@ -153,6 +165,13 @@ extension MeshNode {
         return Response(status: HTTPResponse.Status(code: status), headers: [.contentType: "application/json; charset=utf-8"],
                         body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
+
+    /// A refusal as its JSON, with `Retry-After` when it says when to come back.
+    static func refusal(_ error: PatientError) -> Response {
+        var response = json(error.status, error)
+        if let seconds = error.retryAfterS { response.headers[.retryAfter] = String(seconds) }
+        return response
+    }
 }
 
 /// Rate limits per client address and the node's in-flight limit before anything else runs;
@@ -163,19 +182,25 @@ struct PatientGate: RouterMiddleware {
     let desk: PatientDesk
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard desk.perAddress.allow(context.clientAddress, nowNanos: node.clock.monotonicNanos()) else {
-            return MeshNode.json(429, PatientError.rateLimited)
+        if let wait = desk.perAddress.take(context.clientAddress, nowNanos: node.clock.monotonicNanos()) {
+            return MeshNode.refusal(.rateLimited(retryAfterS: wait))
         }
-        guard desk.inFlight.enter() else {
-            var busy = MeshNode.json(503, PatientError.busy)
-            busy.headers[.retryAfter] = "1"
-            return busy
-        }
+        guard desk.inFlight.enter() else { return MeshNode.refusal(.busy) }
         defer { desk.inFlight.leave() }
+        // Every answer of this port is JSON in both languages, whatever a route or the router threw.
         do {
             return try await next(request, context)
+        } catch let error as PatientError {
+            return MeshNode.refusal(error)
         } catch let error as HTTPError where error.status == .notFound {
-            return MeshNode.json(404, PatientError(404, "route.unknown", zh: "没有这个接口。", en: "there is no such route."))
+            return MeshNode.refusal(PatientError(404, "route.unknown", zh: "没有这个接口。", en: "there is no such route."))
+        } catch let error as any HTTPResponseError {
+            let code = error.status.code
+            return MeshNode.refusal(PatientError(code, "request.refused", zh: "请求无法处理（HTTP \(code)），请检查后重试。",
+                                                 en: "the request cannot be handled (HTTP \(code)); check it and try again."))
+        } catch {
+            node.logger.error("患者接口内部错误 / patient API internal error", metadata: ["patients.error": "\(error)"])
+            return MeshNode.refusal(PatientError(500, "internal", zh: "内部错误，请稍后再试。", en: "internal error; please try again shortly."))
         }
     }
 }

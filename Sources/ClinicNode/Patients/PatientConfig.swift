@@ -25,6 +25,13 @@ public struct PatientConfig: Codable, Sendable, Hashable {
     public var maxInFlight: Int = 64
     /// A session token's lifetime.
     public var sessionHours: Int = 12
+    /// A connection whose first request head has not arrived this long after it opened (TLS
+    /// handshake included) is closed: a connection that never asks for anything only holds a socket.
+    public var firstRequestTimeoutSeconds: Int = 10
+    /// A connection with nothing read or answered for this long is closed (between keep-alive
+    /// requests, or a request whose head or body stalls). Long enough for an app's connection to
+    /// outlast a patient reading a slot list.
+    public var idleTimeoutSeconds: Int = 60
     /// Quotas and the ban ladder (`QuotaPolicy`), applied by every quota bucket holder.
     public var policy: QuotaPolicy = .standard
     /// Where SMS go: "file" (JSON lines in `sms_file`) or "webhook" (HTTP POST to `sms_webhook_url`).
@@ -40,7 +47,7 @@ public struct PatientConfig: Codable, Sendable, Hashable {
         case host, port, holdMinutes = "hold_minutes", otpTTLSeconds = "otp_ttl_s", otpMaxTries = "otp_max_tries"
         case otpPerMobileBurst = "otp_per_mobile_burst", otpPerMobileEverySeconds = "otp_per_mobile_every_s"
         case perAddressBurst = "per_address_burst", perAddressPerSecond = "per_address_per_s", sessionHours = "session_hours"
-        case maxInFlight = "max_in_flight"
+        case maxInFlight = "max_in_flight", firstRequestTimeoutSeconds = "first_request_timeout_s", idleTimeoutSeconds = "idle_timeout_s"
         case policy, smsSender = "sms_sender", smsFile = "sms_file", smsWebhookURL = "sms_webhook_url", reminderHour = "reminder_hour"
     }
 
@@ -58,6 +65,8 @@ public struct PatientConfig: Codable, Sendable, Hashable {
         perAddressPerSecond = try c.decodeIfPresent(Double.self, forKey: .perAddressPerSecond) ?? d.perAddressPerSecond
         sessionHours = try c.decodeIfPresent(Int.self, forKey: .sessionHours) ?? d.sessionHours
         maxInFlight = try c.decodeIfPresent(Int.self, forKey: .maxInFlight) ?? d.maxInFlight
+        firstRequestTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .firstRequestTimeoutSeconds) ?? d.firstRequestTimeoutSeconds
+        idleTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .idleTimeoutSeconds) ?? d.idleTimeoutSeconds
         policy = try c.decodeIfPresent(QuotaPolicy.self, forKey: .policy) ?? d.policy
         smsSender = try c.decodeIfPresent(String.self, forKey: .smsSender) ?? d.smsSender
         smsFile = try c.decodeIfPresent(String.self, forKey: .smsFile) ?? d.smsFile
@@ -74,6 +83,9 @@ public struct PatientConfig: Codable, Sendable, Hashable {
         }
         guard perAddressBurst >= 1, perAddressPerSecond > 0, sessionHours >= 1, maxInFlight >= 1 else {
             throw fail("限流与会话设置须为正数。", "rate-limit and session settings must be positive.")
+        }
+        guard (1...3600).contains(firstRequestTimeoutSeconds), (1...3600).contains(idleTimeoutSeconds) else {
+            throw fail("first_request_timeout_s 与 idle_timeout_s 须在 1 到 3600 秒之间。", "first_request_timeout_s and idle_timeout_s must be between 1 and 3600 seconds.")
         }
         guard ["file", "webhook"].contains(smsSender) else {
             throw fail("sms_sender 只能是 file 或 webhook。", "sms_sender must be file or webhook.")

@@ -11,8 +11,12 @@ public struct PatientError: Error, Codable, Sendable, Hashable {
     public var code: String
     public var zh: String
     public var en: String
+    /// Seconds a client should wait before asking again (the `Retry-After` header), if any.
+    public var retryAfterS: Int? = nil
 
-    init(_ status: Int, _ code: String, zh: String, en: String) { self.status = status; self.code = code; self.zh = zh; self.en = en }
+    init(_ status: Int, _ code: String, zh: String, en: String, retryAfterS: Int? = nil) {
+        self.status = status; self.code = code; self.zh = zh; self.en = en; self.retryAfterS = retryAfterS
+    }
 
     init(_ v: ValidationError) { self.init(400, v.code, zh: v.zh, en: v.en) }
 
@@ -20,9 +24,22 @@ public struct PatientError: Error, Codable, Sendable, Hashable {
 
     static let unauthorized = PatientError(401, "auth.required", zh: "请先用身份证号和手机验证码登录。",
                                            en: "sign in first with your resident ID and the code sent to your mobile.")
-    static let rateLimited = PatientError(429, "rate.limited", zh: "请求过于频繁，请稍后再试。", en: "too many requests; please try again shortly.")
+    static func rateLimited(retryAfterS: Int) -> PatientError {
+        PatientError(429, "rate.limited", zh: "请求过于频繁，请 \(retryAfterS) 秒后再试。", en: "too many requests; please try again in \(retryAfterS) s.",
+                     retryAfterS: retryAfterS)
+    }
+    static func otpRateLimited(retryAfterS: Int) -> PatientError {
+        PatientError(429, "otp.rate_limited", zh: "该手机号获取验证码过于频繁，请 \(retryAfterS) 秒后再试。",
+                     en: "codes were requested too often for this mobile; try again in \(retryAfterS) s.", retryAfterS: retryAfterS)
+    }
     static let busy = PatientError(503, "server.busy", zh: "本节点正忙，请一秒后重试（同一请求号不会重复预约）。",
-                                   en: "this node is busy; retry in a second (the same request id never books twice).")
+                                   en: "this node is busy; retry in a second (the same request id never books twice).", retryAfterS: 1)
+    /// One answer whether the name or the mobile differs, and nothing of the record shown: an ID
+    /// number alone must not tell a stranger the registered name or mobile.
+    static let notOnRecord = PatientError(
+        403, "identity.not_on_record",
+        zh: "姓名或手机号与该身份证号的登记信息不一致。验证码只发送到登记的手机号：请核对姓名和手机号后重试；如已更换手机号，请携带身份证到挂号窗口办理变更。",
+        en: "the name or mobile does not match what is registered for this resident ID. Codes go only to the registered mobile: check both and try again; if you have changed your mobile, bring your ID card to a registration desk to change it.")
     static let notFound = PatientError(404, "appointment.not_found", zh: "找不到该预约（如刚刚预约，请稍后再查）。",
                                        en: "no such appointment (if you just booked it, look again in a moment).")
     static let timeout = PatientError(503, "lease.timeout", zh: "集群未在时限内给出结果；请用同一请求号重试，不会重复预约。",
@@ -188,20 +205,25 @@ struct SearchQuery: Sendable {
 extension MeshNode {
     var nowMs: Int64 { clock.wallMillis() }
 
-    /// Sends a sign-in code by SMS (after the rate limits and the real-name checks).
+    /// Sends a sign-in code by SMS (after the rate limits and the real-name checks). A resident ID
+    /// already registered gets its code only at the mobile on record, and only with the name on
+    /// record: a name and an ID number are no secret, and the code is what signs in as that patient.
     func requestCode(_ r: CodeRequest, desk: PatientDesk) throws(PatientError) -> Int {
-        let id: ResidentID, mobile: MobileNumber
+        let id: ResidentID, mobile: MobileNumber, name: String
         do throws(ValidationError) {
             let today = try ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(nowMs) / 1000)).date
             id = try ResidentID(r.residentID, today: today, field: "resident_id")
             mobile = try MobileNumber(r.mobile, field: "mobile")
-            _ = try Patient(name: r.name, sex: id.sex, birthDate: id.birthDate, residentID: id, mobile: mobile)
+            name = try Patient(name: r.name, sex: id.sex, birthDate: id.birthDate, residentID: id, mobile: mobile).name
         } catch { throw PatientError(error) }
-        guard desk.perMobile.allow(mobile.digits, nowNanos: clock.monotonicNanos()) else {
-            throw PatientError(429, "otp.rate_limited", zh: "该手机号获取验证码过于频繁，请 \(desk.config.otpPerMobileEverySeconds) 秒后再试。",
-                               en: "codes were requested too often for this mobile; try again in \(desk.config.otpPerMobileEverySeconds) seconds.")
+        if let wait = desk.perMobile.take(mobile.digits, nowNanos: clock.monotonicNanos()) {
+            throw PatientError.otpRateLimited(retryAfterS: wait)
         }
-        let code = desk.codes.issue(name: r.name, residentID: id, mobile: mobile, nowMs: nowMs,
+        let key = try patientKey(id, desk: desk)
+        if let existing = try registeredPatient(key), !Self.sameName(existing, name) || existing["mobile"]?.text != mobile.digits {
+            throw PatientError.notOnRecord
+        }
+        let code = desk.codes.issue(name: name, residentID: id, mobile: mobile, nowMs: nowMs,
                                     ttlMs: Int64(desk.config.otpTTLSeconds) * 1000, tries: desk.config.otpMaxTries)
         let minutes = max(1, desk.config.otpTTLSeconds / 60)
         let message = SMSMessage(
@@ -213,7 +235,8 @@ extension MeshNode {
         return desk.config.otpTTLSeconds
     }
 
-    /// Trades a right code for a session token; registers the patient on first sign-in.
+    /// Trades a right code for a session token; registers the patient on first sign-in. Never
+    /// changes a registered patient's name or mobile.
     func signIn(_ r: SignInRequest, desk: PatientDesk) throws(PatientError) -> SignInAnswer {
         let id: ResidentID, mobile: MobileNumber
         do throws(ValidationError) {
@@ -235,33 +258,46 @@ extension MeshNode {
                                en: "no code is waiting for this resident ID and mobile; request one first (on the same node).")
         }
         guard let entry else { throw PatientError.unauthorized }
-        let key: String
-        do { key = try PatientKey(residentID: id, clusterSecret: desk.patientKeySecret).hex } catch { throw PatientError(error) }
-        do {
-            let existing = try replica.liveRow("patient", key: key)
-            if let existing, existing["name"]?.text != entry.name {
+        let key = try patientKey(id, desk: desk)
+        // The row may have arrived from a peer since the code was sent: the record decides.
+        if let existing = try registeredPatient(key) {
+            if !Self.sameName(existing, entry.name) {
                 throw PatientError(403, "identity.mismatch", zh: "姓名与该身份证号登记的姓名不一致，请核对后重试或到窗口办理。",
                                    en: "the name differs from the one registered for this resident ID; check it, or see the front desk.")
             }
-            if existing == nil || existing?["mobile"]?.text != mobile.digits {
+            if existing["mobile"]?.text != mobile.digits { throw PatientError.notOnRecord }
+        } else {
+            do {
                 try write { w in
-                    if existing == nil {
-                        try w.insert("patient", key: key, values: [
-                            "name": .text(entry.name), "resident_id": .text(id.value), "mobile": .text(mobile.digits),
-                            "sex": .text(id.sex.rawValue), "birth_date": .text(id.birthDate.description)])
-                    } else {
-                        try w.update("patient", key: key, values: ["mobile": .text(mobile.digits)])
-                    }
+                    try w.insert("patient", key: key, values: [
+                        "name": .text(entry.name), "resident_id": .text(id.value), "mobile": .text(mobile.digits),
+                        "sex": .text(id.sex.rawValue), "birth_date": .text(id.birthDate.description)])
                 }
+            } catch {
+                throw PatientError(503, "store.unavailable", zh: "本节点暂时不能登记患者（\(error)），请稍后再试或换一个节点。",
+                                   en: "this node cannot register patients right now (\(error)); try again shortly or use another node.")
             }
-        } catch let e as PatientError {
-            throw e
-        } catch {
-            throw PatientError(503, "store.unavailable", zh: "本节点暂时不能登记患者（\(error)），请稍后再试或换一个节点。",
-                               en: "this node cannot register patients right now (\(error)); try again shortly or use another node.")
         }
         let expires = nowMs + Int64(desk.config.sessionHours) * 3_600_000
         return SignInAnswer(token: desk.tokens.issue(patient: key, expiresAtMs: expires), patient: key, expiresAtMs: expires)
+    }
+
+    private func patientKey(_ id: ResidentID, desk: PatientDesk) throws(PatientError) -> String {
+        do { return try PatientKey(residentID: id, clusterSecret: desk.patientKeySecret).hex } catch { throw PatientError(error) }
+    }
+
+    /// Whether a registered row carries `name` (checked already), however the stored one was typed.
+    private static func sameName(_ row: [String: ColumnValue], _ name: String) -> Bool {
+        guard let stored = row["name"]?.text else { return false }
+        return ((try? Patient.normalizedName(stored)) ?? stored) == name
+    }
+
+    /// The patient's row as this replica has it, nil if the resident ID is not registered here.
+    private func registeredPatient(_ key: String) throws(PatientError) -> [String: ColumnValue]? {
+        do { return try replica.liveRow("patient", key: key) } catch {
+            throw PatientError(503, "store.unavailable", zh: "本节点暂时无法读取患者登记（\(error)），请稍后再试或换一个节点。",
+                               en: "this node cannot read patient registrations right now (\(error)); try again shortly or use another node.")
+        }
     }
 
     /// Free (or all) slots of the sessions matching `q`, with live availability from the lease records.
@@ -436,7 +472,12 @@ extension MeshNode {
         guard let ref = AppointmentRef(encoded: id) else {
             throw PatientError(400, "appointment.id", zh: "预约号格式不正确。", en: "the appointment id is malformed.")
         }
-        let owner = consensus.inspect { AppointmentRecords.find(ref, in: $0).hold?.patient }
+        // A block the committed cluster state does not define (yet, on a lagging replica) has no
+        // appointments here: the core would answer "no holder, retry", which no retry changes.
+        let (defined, owner) = consensus.inspect { c in
+            (c.cluster.blocks[ref.block] != nil, AppointmentRecords.find(ref, in: c).hold?.patient)
+        }
+        guard defined, !ref.block.hasPrefix(quotaBucketPrefix) else { throw PatientError.notFound }
         if let owner, owner != session.patient { throw PatientError.notFound }
         return ref
     }

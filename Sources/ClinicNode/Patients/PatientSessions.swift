@@ -130,8 +130,9 @@ final class RateLimiter: Sendable {
         self.perSecond = perSecond
     }
 
-    /// Takes one token for `key`; false (and nothing taken) if there is none.
-    func allow(_ key: String, nowNanos: UInt64) -> Bool {
+    /// Takes one token for `key`: nil if there was one; otherwise nothing is taken and the answer
+    /// is the whole seconds until the bucket has refilled one (a `Retry-After`), at least 1.
+    func take(_ key: String, nowNanos: UInt64) -> Int? {
         buckets.withLock { b in
             if b.count >= maxKeys {
                 // Forget the keys that have refilled anyway (they would start full again).
@@ -140,10 +141,13 @@ final class RateLimiter: Sendable {
             var bucket = b[key] ?? Bucket(tokens: burst, atNanos: nowNanos)
             bucket.tokens = min(burst, bucket.tokens + Double(nowNanos &- bucket.atNanos) / 1e9 * perSecond)
             bucket.atNanos = nowNanos
-            guard bucket.tokens >= 1 else { b[key] = bucket; return false }
+            guard bucket.tokens >= 1 else {
+                b[key] = bucket
+                return max(1, Int(((1 - bucket.tokens) / perSecond).rounded(.up)))
+            }
             bucket.tokens -= 1
             b[key] = bucket
-            return true
+            return nil
         }
     }
 }
