@@ -17,6 +17,10 @@ public enum LeaseMessage: Sendable, Equatable {
     case resign(incarnation: UInt64)
     /// Anti-entropy: booking records travel between replicas in any order, duplicated or late.
     case gossip([Booking])
+    /// Holder -> leader: voters refuse my accepts under `epoch`, the block's current one, because
+    /// they promised a newer epoch in a takeover that never committed. Only a new takeover (to the
+    /// same holder, above that promise) can make the block bookable again.
+    case epochRefused(block: BlockID, epoch: Epoch)
 }
 
 public struct LeaseEnvelope: Sendable, Equatable {
@@ -89,6 +93,15 @@ extension Booking {
     func matches(_ q: BookingRequest) -> Bool {
         if isRefusal { return block == q.block && patient == q.patient && q.targets == nil }
         return block == q.block && patient == q.patient && releases == q.releases && confirms == q.confirms && q.candidates.contains(slot)
+    }
+}
+
+/// The tag of a reservation's release made because its booking was refused for good.
+enum RefusalRelease {
+    private static let prefix = "refused|"
+    static func tag(_ reason: RefuseReason) -> String { prefix + reason.rawValue }
+    static func reason(tag: String) -> RefuseReason? {
+        tag.hasPrefix(prefix) ? RefuseReason(rawValue: String(tag.dropFirst(prefix.count))) : nil
     }
 }
 
@@ -182,6 +195,9 @@ public enum BookingAction: Sendable, Equatable {
     case acknowledged(Booking)
     case refused(requestID: String, reason: RefuseReason)
     case forward(BookingRequest, to: NodeID)
+    /// A voter refused an accept under the epoch this node holds `block` at (see
+    /// `LeaseMessage.epochRefused`): the leader must move the block to a new epoch.
+    case epochRefused(block: BlockID, epoch: Epoch)
 }
 
 public struct BookingOptions: Sendable {
@@ -202,6 +218,10 @@ public struct BookingOptions: Sendable {
     public var bugBookOverBooking = false
     /// Bug switch: a quota bucket's holder does not count pending (unacknowledged) reservations.
     public var bugQuotaIgnoresPending = false
+    /// Bug switch: a holder restarted after a crash goes on booking under its pre-crash lease.
+    public var bugBookAfterRestart = false
+    /// Bug switch: a voter replies to an accept before the booking is durable.
+    public var bugAcceptReplyBeforeDurable = false
     #endif
     public init() {}
 }
@@ -247,6 +267,9 @@ public struct BookingNode: Sendable {
     /// True if this process may book in `block` now, according to the history it has applied.
     public func holds(_ block: BlockID, in state: ClusterState) -> Bool {
         guard let r = state.blocks[block], r.holder == id, state.leaseValid(block) else { return false }
+        #if CLINICMESH_BUG_SWITCHES
+        if options.bugBookAfterRestart { return true }
+        #endif
         return state.liveness[id]?.incarnation == incarnation
     }
 
@@ -288,7 +311,7 @@ public struct BookingNode: Sendable {
         // A retry of a request a takeover carried forward: its first outcome, unless released since.
         if r.collectedIDs.contains(q.id), let b = r.collected.first(where: { $0.id == q.id }) {
             guard b.matches(q) else { return [.refused(requestID: q.id, reason: .requestMismatch)] }
-            return [releasedSince(b, r, state: state) ? .refused(requestID: q.id, reason: .released) : .acknowledged(b)]
+            return [releasedSince(b, r, state: state) ? .refused(requestID: q.id, reason: retryAfterRelease(of: b, r, state: state)) : .acknowledged(b)]
         }
         guard q.candidates.allSatisfy({ $0 >= 0 && $0 < r.slots }), q.alternatives.count <= 64 else {
             return [.refused(requestID: q.id, reason: .noSuchSlot)]
@@ -297,7 +320,7 @@ public struct BookingNode: Sendable {
             guard b.matches(q) else { return [.refused(requestID: q.id, reason: .requestMismatch)] }
             switch bookingStatus(b, in: state) {
             case .active where releasedSince(b, r, state: state):
-                return [.refused(requestID: q.id, reason: .released)]
+                return [.refused(requestID: q.id, reason: retryAfterRelease(of: b, r, state: state))]
             case .active where b.epoch == r.epoch:
                 // Made by this process under the epoch it holds: answered, or its answer is coming.
                 if acked.contains(b.id) { return [.acknowledged(b)] }
@@ -319,10 +342,10 @@ public struct BookingNode: Sendable {
             guard let tag = QuotaTag(encoded: q.tag) else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }
             let today = shanghaiDay(wallMs: wallMs)
             if options.quotaPolicy.ban(strikes: strikes(of: q.patient, in: q.block, state: state), today: today) != nil {
-                return [.refused(requestID: q.id, reason: .banned)]
+                return refuse(q, .banned, r, state: state)
             }
             if options.quotaPolicy.broken(by: tag, held: heldReservations(of: q.patient, in: q.block, state: state)) != nil {
-                return [.refused(requestID: q.id, reason: .quotaExceeded)]
+                return refuse(q, .quotaExceeded, r, state: state)
             }
         }
         if tried[q.block]?.epoch != r.epoch { tried[q.block] = (r.epoch, [:]) }
@@ -406,17 +429,28 @@ public struct BookingNode: Sendable {
         return Array(ordered.prefix(quorum(of: voters.count)))
     }
 
-    /// Refuses a booking. One under a quota (its tag is the reservation's) is refused for good: a
-    /// refusal record, quorum-durable like a booking, before anyone is told. A later retry of the
-    /// request at any holder finds the record (a takeover collects it), so the request can never be
-    /// booked after all, and its entry node may give the quota place back.
+    /// Refuses a booking. One under a quota (its tag is the reservation's), and a quota reservation
+    /// itself, are refused for good: a refusal record, quorum-durable like a booking, before anyone
+    /// is told. A later retry of the request at any holder finds the record (a takeover collects
+    /// it), so the request can never be booked after all: a booking refused so may give its quota
+    /// place back, and a reservation refused so is never granted to a late copy of the request
+    /// that a retry through another node already saw refused.
     private mutating func refuse(_ q: BookingRequest, _ reason: RefuseReason, _ r: LeaseRecord, state: ClusterState) -> [BookingAction] {
-        guard !q.block.hasPrefix(quotaBucketPrefix), QuotaTag(encoded: q.tag) != nil else { return [.refused(requestID: q.id, reason: reason)] }
+        guard QuotaTag(encoded: q.tag) != nil else { return [.refused(requestID: q.id, reason: reason)] }
         guard quorumReachable(r) else { return [.refused(requestID: q.id, reason: .noHolder)] }
         let b = Booking(id: q.id, block: q.block, slot: -1, patient: q.patient, epoch: r.epoch, tag: q.tag, refusal: reason.rawValue)
         persist(records: [b])
         propose(b, voters: r.voters, state: state)
         return drain()
+    }
+
+    /// The answer to a retry of `b`, which a valid release ended: `released`, unless that release
+    /// gave back the reservation of a booking refused for good (`RefusalRelease`); then the
+    /// booking's refusal, the request's first outcome.
+    func retryAfterRelease(of b: Booking, _ r: LeaseRecord, state: ClusterState) -> RefuseReason {
+        let release = r.collected.first { $0.releases == b.id }
+            ?? store.releases(of: b.id).sorted { $0.id < $1.id }.first { bookingStatus($0, in: state) == .active }
+        return release.flatMap { RefusalRelease.reason(tag: $0.tag) } ?? .released
     }
 
     /// Whether a valid release ended `b` (naming it, or the hold it confirms) since it was made.
@@ -439,7 +473,7 @@ public struct BookingNode: Sendable {
         for b in state.blocks[block]?.collected ?? [] where b.patient == patient { records["\(b.id)@\(b.epoch)"] = b }
         let valid = records.values.filter { bookingStatus($0, in: state) == .active }
         let released = Set(valid.compactMap(\.releases))
-        return valid.filter { !$0.isRelease && !released.contains($0.id) }
+        return valid.filter { !$0.isRelease && !$0.isRefusal && !released.contains($0.id) }
     }
 
     /// The patient's reservations that count in a quota bucket: valid, not released. Pending ones
@@ -492,10 +526,24 @@ public struct BookingNode: Sendable {
                 if store.records[b.id] != b || (store.promised[b.block] ?? 0) < b.epoch {
                     persist(promise: (b.block, b.epoch), records: [b])
                 }
+                #if CLINICMESH_BUG_SWITCHES
+                if options.bugAcceptReplyBeforeDurable {
+                    out.append(.send(LeaseEnvelope(from: id, to: e.from, body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: true))))
+                    break
+                }
+                #endif
                 sendDurable(LeaseEnvelope(from: id, to: e.from, body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: true)))
             }
-        case .acceptReply(let bid, _, let epoch, let ok):
-            guard ok, var p = pending[bid], p.booking.epoch == epoch, p.voters.contains(e.from) else { break }
+        case .acceptReply(let bid, let block, let epoch, let ok):
+            if !ok {
+                // Refused under the epoch we hold: a voter promised a newer one that never became a
+                // lease. Without a new epoch this block would refuse every booking for good.
+                if pending[bid]?.booking.epoch == epoch, state.blocks[block]?.epoch == epoch, holds(block, in: state) {
+                    out.append(.epochRefused(block: block, epoch: epoch))
+                }
+                break
+            }
+            guard var p = pending[bid], p.booking.epoch == epoch, p.voters.contains(e.from) else { break }
             p.acks.insert(e.from)
             #if CLINICMESH_BUG_SWITCHES
             let done = p.acks.count >= quorum(of: p.voters.count) || options.bugAckBeforeQuorum
@@ -525,7 +573,7 @@ public struct BookingNode: Sendable {
         case .gossip(let bs):
             let fresh = bs.filter { b in store.records[b.id].map { $0.epoch < b.epoch } ?? true }
             if !fresh.isEmpty { persist(records: fresh) }
-        case .promise, .renew, .resign:
+        case .promise, .renew, .resign, .epochRefused:
             break // for the leader's LeaseManager
         }
         return drain()

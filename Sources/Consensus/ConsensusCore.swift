@@ -57,8 +57,14 @@ public struct ConsensusCoreOptions: Sendable {
     /// Bookings acknowledged here are pushed to every member this often: the voters a round did
     /// not ask (`BookingNode.firstQuorum`) learn of them this way.
     public var pushAckedEveryTicks: UInt64 = 5
-    /// Booking records per repair-sweep message.
+    /// Booking records per repair-sweep message, at least; more when there are so many records
+    /// that a sweep would take longer than `gossipSweepRounds` rounds.
     public var gossipSlice = 64
+    /// The repair sweep reaches every record within about this many gossip rounds (30 rounds of
+    /// 300 ms: 9 s), so replicas that missed a record agree again soon after faults stop.
+    public var gossipSweepRounds = 30
+    /// The most records in one repair-sweep message.
+    public var gossipSliceLimit = 1_024
     /// How long a cancelled slot stays off offer (uniformly random in this range), in ms.
     public var reofferDelayMs: ClosedRange<Int64> = 300_000...1_800_000
     /// Per-person quota buckets (blocks `quota/N`), defined by the leader; 0 turns quotas off.
@@ -69,7 +75,7 @@ public struct ConsensusCoreOptions: Sendable {
     public var maxHops: UInt8 = 3
     /// Ticks between sweeps of this node's blocks for holds that ran out (released by their holder).
     public var expireHoldsEveryTicks: UInt64 = 100
-    /// Seeds the gossip peer choice (the simulator's seed, or anything in a real node).
+    /// Seeds the core's random choices: re-offer delays (the simulator's seed, or anything in a real node).
     public var seed: UInt64 = 0
     public init() {}
 }
@@ -104,6 +110,8 @@ public struct ConsensusCore: Sendable {
     /// A booking's release -> the release of its reservation, sent once the first is acknowledged.
     private var releaseAfter: [String: BookingRequest] = [:]
     private var bucketsProposedAt: UInt64 = 0
+    /// When this node last told the leader that voters refuse its accepts in a block (by tick).
+    private var epochRefusedSent: [BlockID: UInt64] = [:]
     /// Set by a clean shutdown: no more liveness renewals from this process.
     public private(set) var resigned = false
     private var out: [CoreEffect] = []
@@ -167,7 +175,7 @@ public struct ConsensusCore: Sendable {
         case .lease(let e):
             guard e.from == from, e.to == id else { break }
             switch e.body {
-            case .promise, .renew, .resign:
+            case .promise, .renew, .resign, .epochRefused:
                 if raft.role == .leader { handle(manager.receive(e, now: nowMs, state: cluster)) }
             default:
                 handle(booking.receive(e, state: cluster))
@@ -288,8 +296,10 @@ public struct ConsensusCore: Sendable {
         // the side of refusing.
         if let flow = quotaFlows.removeValue(forKey: o.requestID), case .refused(_, let reason) = o, Self.finalRefusals.contains(reason) {
             let reservation = Self.reservationPrefix + flow.id
+            // The release says why, so a retry of the request meets this refusal again, not `released`.
             let release = BookingRequest(id: "release:" + reservation, block: Self.quotaBucket(patient: flow.patient, buckets: options.quotaBuckets),
-                                         slot: Self.reservationSlot(reservation), patient: flow.patient, releases: reservation)
+                                         slot: Self.reservationSlot(reservation), patient: flow.patient, releases: reservation,
+                                         tag: RefusalRelease.tag(reason))
             pendingReleases[release.id] = release
             take(release)
         }
@@ -384,9 +394,15 @@ public struct ConsensusCore: Sendable {
             take(request)
         case .refused(_, let reason):
             quotaFlows[request.id] = nil
-            finish(.refused(requestID: request.id, reason: reason == .quotaExceeded || reason == .banned ? reason : .quotaUnavailable))
+            finish(.refused(requestID: request.id, reason: Self.reservationFinalRefusals.contains(reason) ? reason : .quotaUnavailable))
         }
     }
+
+    /// A reservation's refusals that are the booking's final answer too: the quota or a ban; a
+    /// retry of a request whose reservation was given back (`released` for a cancelled booking,
+    /// the booking's own refusal for one refused for good); the id reused for another patient.
+    /// Anything else (no holder, a timeout) says only that the bucket cannot decide now.
+    static let reservationFinalRefusals = finalRefusals.union([.quotaExceeded, .banned, .released, .requestMismatch])
 
     /// The leader defines the quota buckets once members are known, spread over the members.
     private mutating func defineBuckets() {
@@ -408,8 +424,9 @@ public struct ConsensusCore: Sendable {
 
     /// Booking records travel to every replica: what this node acknowledged goes to every
     /// member within `pushAckedEveryTicks` (`pushAcked`); a sweep through all its records, a
-    /// slice per round to a random member, repairs whatever a node missed while it was down or
-    /// cut off (`gossip`).
+    /// slice per round to every member, repairs whatever a node missed while it was down or cut
+    /// off, or never heard of because no quorum acknowledged it (`gossip`). Every member, not a
+    /// random one: a record then reaches each peer within one sweep, not after a random number.
     private var gossipPeers: [NodeID] { Set(cluster.raftConfig.members).union(cluster.members.keys).filter { $0 != id }.sorted() }
 
     private mutating func pushAcked() {
@@ -424,10 +441,11 @@ public struct ConsensusCore: Sendable {
         let records = booking.store.records
         guard !records.isEmpty else { return }
         if sweepNext >= sweepOrder.count { sweepOrder = records.keys.sorted(); sweepNext = 0 }
-        let slice = sweepOrder[sweepNext..<min(sweepOrder.count, sweepNext + options.gossipSlice)]
+        let size = min(options.gossipSliceLimit, max(options.gossipSlice, (sweepOrder.count + options.gossipSweepRounds - 1) / max(1, options.gossipSweepRounds)))
+        let slice = sweepOrder[sweepNext..<min(sweepOrder.count, sweepNext + size)]
         sweepNext += slice.count
-        let peer = peers[Int(rng.below(UInt64(peers.count)))]
-        sendLease(to: peer, .gossip(slice.compactMap { records[$0] }))
+        let batch = slice.compactMap { records[$0] }
+        for peer in peers { sendLease(to: peer, .gossip(batch)) }
     }
 
     // MARK: Actions of the parts
@@ -475,6 +493,13 @@ public struct ConsensusCore: Sendable {
             case .forward(var q, let to):
                 q.hops += 1
                 out.append(.send(to: to, .request(q)))
+            case .epochRefused(let block, let epoch):
+                // Once per round of retries is enough: every pending accept of the block says it.
+                if let at = epochRefusedSent[block], ticks < at + UInt64(options.booking.retryTicks) { continue }
+                epochRefusedSent[block] = ticks
+                guard let l = raft.leader else { continue }
+                let e = LeaseEnvelope(from: id, to: l, body: .epochRefused(block: block, epoch: epoch))
+                if l == id { handle(manager.receive(e, now: lastNowMs, state: cluster)) } else { out.append(.send(to: l, .lease(e))) }
             }
         }
     }

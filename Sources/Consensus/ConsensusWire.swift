@@ -51,6 +51,7 @@ public enum ConsensusWire {
             case .renew(let inc): w.u8(4); w.u64(inc)
             case .gossip(let bs): w.u8(5); w.bookings(bs)
             case .resign(let inc): w.u8(6); w.u64(inc)
+            case .epochRefused(let block, let epoch): w.u8(7); w.str(block); w.u64(epoch)
             }
         case .request(let q):
             w.u8(2); w.str(q.id); w.str(q.block); w.u64(UInt64(bitPattern: Int64(q.slot))); w.str(q.patient); w.u8(q.hops)
@@ -136,6 +137,9 @@ public enum ConsensusWire {
             case 6:
                 guard let inc = r.u64() else { throw bad("truncated resign") }
                 l = .resign(incarnation: inc)
+            case 7:
+                guard let block = r.str(), let epoch = r.u64() else { throw bad("truncated epoch refusal") }
+                l = .epochRefused(block: block, epoch: epoch)
             default:
                 throw bad("unknown lease body \(body)")
             }

@@ -34,6 +34,10 @@ public struct LeaseManager: Sendable {
     private var lastNow: UInt64?
     private var attempts: [BlockID: Attempt] = [:]
     private var epochFloor: [BlockID: Epoch] = [:]
+    /// Blocks whose current epoch voters may refuse, by that epoch: a takeover attempt above it
+    /// was abandoned after its prepares went out, or the holder said its accepts are refused.
+    /// Such a block gets a new epoch even though its lease looks right.
+    private var fencedAt: [BlockID: Epoch] = [:]
     private var proposedAt: [ClusterCommand: UInt64] = [:]
     /// The blocks in id order, sorted again only when one is added (blocks are never removed):
     /// the tick walks them a hundred times a second.
@@ -50,6 +54,7 @@ public struct LeaseManager: Sendable {
         attempts = [:]
         proposedAt = [:]
         blockOrder = []
+        fencedAt = [:]
     }
     public mutating func steppedDown() { active = false; attempts = [:] }
 
@@ -72,6 +77,11 @@ public struct LeaseManager: Sendable {
             if state.members[e.from] != nil, state.members[e.from]?.evicted != true,
                l == nil || l!.live == false || inc > l!.incarnation {
                 propose(.renewLiveness(node: e.from, incarnation: inc), now: now)
+            }
+        case .epochRefused(let block, let epoch):
+            if let r = state.blocks[block], r.epoch == epoch, r.holder == e.from {
+                fencedAt[block] = epoch
+                epochFloor[block] = max(epochFloor[block] ?? 0, epoch)
             }
         case .resign(let inc):
             if let l = state.liveness[e.from], l.live, l.incarnation == inc {
@@ -134,7 +144,10 @@ public struct LeaseManager: Sendable {
             else if valid { wantHolder = r.holder }
             else { wantHolder = pickLive(b, state: state) }
             guard let target = wantHolder else { continue }
-            if valid && r.holder == target && r.voters == voters { attempts[b] = nil; continue }
+            // An attempt overtaken by an earlier one's commit may have left voters promised above
+            // the epoch that won: they would refuse every booking under it.
+            if let a = attempts[b], a.fromEpoch < r.epoch, a.toEpoch > r.epoch { fencedAt[b] = r.epoch }
+            if valid && r.holder == target && r.voters == voters && fencedAt[b] != r.epoch { attempts[b] = nil; continue }
             if let a = attempts[b], a.fromEpoch == r.epoch, now < a.started + options.takeoverTimeoutMs { continue }
             guard let l = state.liveness[target], l.live else { continue }
             let to = max(r.epoch, epochFloor[b] ?? 0) + 1

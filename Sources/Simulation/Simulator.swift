@@ -434,6 +434,7 @@ public final class ClusterSimulation {
         case .renew(let i): return 5 << 40 | i
         case .gossip(let bs): return 6 << 40 | UInt64(bs.count)
         case .resign(let i): return 7 << 40 | i
+        case .epochRefused(_, let e): return 8 << 40 | e
         }
     }
 

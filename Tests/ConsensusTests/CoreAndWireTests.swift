@@ -108,6 +108,7 @@ import Testing
         let lease: [LeaseMessage] = [
             .accept(b), .acceptReply(bookingID: "r1", block: "b", epoch: 3, ok: true), .prepare(block: "b", epoch: 4),
             .promise(block: "b", epoch: 4, ok: true, bookings: [b, b]), .renew(incarnation: 77), .resign(incarnation: 77), .gossip([b]),
+            .epochRefused(block: "b", epoch: 9),
         ]
         all += lease.map { .lease(LeaseEnvelope(from: "n2", to: "n1", body: $0)) }
         all += [

@@ -133,7 +133,9 @@ import Testing
         for (i, ago) in [200, 100, 5].enumerated() {
             #expect(acked(book(BookingRequest(id: "strike:n\(i)", block: bucket, slot: 10 + i, patient: "p", tag: Strike(kind: .noShow, day: today - ago).encoded))))
         }
-        #expect(book(BookingRequest(id: "quota:r1", block: bucket, slot: 1, patient: "p", tag: visit)) == [.refused(requestID: "quota:r1", reason: .banned)])
+        // Refused for good: a refusal record, quorum-durable before the answer.
+        let banned = book(BookingRequest(id: "quota:r1", block: bucket, slot: 1, patient: "p", tag: visit))
+        #expect(banned.contains { if case .acknowledged(let b) = $0 { return b.refusal == RefuseReason.banned.rawValue }; return false })
         #expect(acked(book(BookingRequest(id: "quota:r2", block: bucket, slot: 2, patient: "q", tag: visit))), "another patient is not banned")
     }
 }
