@@ -93,7 +93,8 @@ struct StormRequest: Sendable {
     /// "hold p17 w2-p17 (hold h3fa…)".
     var name: String { "\(kind.rawValue) p\(patient) \(kind == .hold ? requestID : String(requestID.prefix(40)) + "…") (\(recordID))" }
 
-    var acknowledged: StormAttempt? { attempts.first { ($0.status ?? 0) / 100 == 2 } }
+    /// The first 2xx during the load (the quiet re-ask comes after the views the checks read).
+    var acknowledged: StormAttempt? { attempts.first { ($0.status ?? 0) / 100 == 2 && !$0.quiet } }
     var outcomes: [(StormAttempt, String)] { attempts.compactMap { a in a.outcome.map { (a, $0) } } }
     var history: String { attempts.map(\.text).joined(separator: "; ") }
 }

@@ -859,7 +859,11 @@ final class StormRun: @unchecked Sendable {
         var views: [String: BookingsView] = [:]
         var lists: [Int: [String: [String: String]]] = [:]
         var differences: [String] = ["not read"]
+        // What differed at the last reading begun within the bound: the check's examples if the
+        // nodes agree only later.
+        var atBound: [String] = []
         while Date().timeIntervalSince(loadEnd) < 90 {
+            let began = Date().timeIntervalSince(loadEnd)
             views = [:]
             for id in ids { views[id] = try? await within(15, { try await self.cluster.bookings(id) }) }
             lists = await readLists(patients)
@@ -868,8 +872,10 @@ final class StormRun: @unchecked Sendable {
             if differences.isEmpty {
                 let t = (Date().timeIntervalSince(loadEnd) * 10).rounded() / 10
                 note("the nodes agree, \(t) s after the load")
-                return (views, lists, t, [])
+                let late = t <= drill.convergeSeconds ? [] : ["agreed only \(t) s after the load; at \(Int(drill.convergeSeconds)) s they differed: \(atBound.count)"] + atBound
+                return (views, lists, t, late)
             }
+            if began <= drill.convergeSeconds { atBound = differences }
             try? await Task.sleep(for: .seconds(1))
         }
         note("the nodes still disagree 90 s after the load (\(differences.count) differences)")
@@ -938,7 +944,8 @@ final class StormRun: @unchecked Sendable {
                         guard let r = self.lock.withLock({ self.requests[key] }) else { continue }
                         if await self.perform(p, key, quiet: true, first: self.ids[i % self.ids.count]) != nil { continue }
                         let got = self.lock.withLock { self.requests[key]?.attempts.filter(\.quiet).map(\.text) ?? [] }
-                        out.append("\(r.name): first outcome \(StormChecks.canonical(r, truth)?.outcome ?? "-"); quiet re-ask got \(got.joined(separator: "; "))")
+                        let cancelled = truth.cancelled.contains(r.holdID) ? " (appointment cancelled)" : ""
+                        out.append("\(r.name)\(cancelled): first outcome \(StormChecks.canonical(r, truth)?.outcome ?? "-"); quiet re-ask got \(got.joined(separator: "; "))")
                     }
                     await gate.leave()
                     return out
