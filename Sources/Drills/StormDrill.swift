@@ -52,7 +52,8 @@ public struct StormDrill: Sendable {
     static let departments = [("neike", "内科"), ("waike", "外科"), ("erke", "儿科")]
 
     /// When things happen, in seconds after the load begins. At 70 s: SIGKILL at 14, restart at 19,
-    /// SIGSTOP at 35, SIGCONT at 41; waves at 3.5, 14.5 (node down), 35.5 (node stopped) and 42.5.
+    /// SIGSTOP at 35, SIGCONT at 41; waves at 3.5, 13.7 and 34.7 (rushing the node about to fail,
+    /// so its rounds are in flight when it does) and 42.5 (its blocks just handed back).
     struct Plan: Sendable {
         var kill, restart, stop, cont: Double
         var waves: [Double]
@@ -62,7 +63,7 @@ public struct StormDrill: Sendable {
             // The second fault waits out the first return's recovery window, so it cannot slow it.
             stop = max(restart + bound + 1, seconds * 0.5)
             cont = stop + pause
-            waves = [max(1, seconds * 0.05), kill + 0.5, stop + 0.5, cont + 1.5]
+            waves = [max(1, seconds * 0.05), kill - 0.3, stop - 0.3, cont + 1.5]
         }
         var minimumSeconds: Double { cont + 3.5 }
     }
