@@ -355,6 +355,9 @@ public struct RaftNode<Command: Sendable & Equatable, SnapshotData: Sendable>: S
         matches.sort(by: >)
         let n = matches[quorum(of: matches.count) - 1]
         // Only an entry of the current term commits by counting replicas (figure 8).
+        #if CLINICMESH_BUG_SWITCHES
+        if options.bugCommitEarlierTerm, n > commitIndex, termAt(n) != term { commitIndex = n }
+        #endif
         if n > commitIndex, termAt(n) == term {
             commitIndex = n
             if !config.isVoter(id), !pendingConfigChange {

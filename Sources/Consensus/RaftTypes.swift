@@ -162,6 +162,8 @@ public struct RaftConfig: Sendable {
     #if CLINICMESH_BUG_SWITCHES
     /// Bug switch: grant a second vote in a term already voted in.
     public var bugVoteTwice = false
+    /// Bug switch: the leader commits an entry of an earlier term by counting its replicas.
+    public var bugCommitEarlierTerm = false
     #endif
     public init() {}
 }
