@@ -132,6 +132,12 @@ public struct ConsensusCore: Sendable {
 
     public var isLeader: Bool { raft.role == .leader }
 
+    /// Whether a request taken in here still waits for its outcome (its quota round or its
+    /// holder's answer): a retry of it must wait for that outcome too, not be answered afresh.
+    public func isOpen(_ requestID: String) -> Bool {
+        quotaFlows[requestID] != nil || replyTo[requestID] != nil || booking.isPending(requestID)
+    }
+
     private mutating func drain() -> [CoreEffect] {
         defer { out.removeAll(keepingCapacity: true) }
         return out
@@ -309,6 +315,8 @@ public struct ConsensusCore: Sendable {
     // MARK: Per-person quotas
 
     static let reservationPrefix = "quota:"
+    /// The id of the quota reservation a booking request takes first (`request(_:quota:)`).
+    public static func reservationID(of requestID: String) -> String { reservationPrefix + requestID }
     /// Refusals a holder makes durable for bookings under a quota (`BookingNode.refuse`).
     static let finalRefusals: Set<RefuseReason> = [.slotTaken, .notYetOpen]
 

@@ -202,6 +202,38 @@ struct PatientAPITests {
         }
     }
 
+    @Test("a retry of a hold refused over its quota is refused so again through every node, even once its slot is taken")
+    func aQuotaRefusalIsTheRetrysAnswer() async throws {
+        try await PatientCluster.start(now: Self.afterRelease).run { c in
+            let neike = try await c.client("neike"), waike = try await c.client("waike")
+            let p = try await c.signIn(PatientCluster.person(9), via: "neike", client: neike)
+            let other = try await c.signIn(PatientCluster.person(10), via: "waike", client: waike)
+            #expect(try await neike.hold(try c.schedule("neike", day: 0), request: "first", token: p).status == 201)
+            let afternoon = try c.schedule("neike", day: 0, "afternoon")
+            let body = ["request_id": "over", "slot_id": afternoon + "/1"]
+            let refused = try await neike.call(.POST, "/api/v1/appointments", json: body, token: p)
+            #expect(refused.status == 409 && refused.code == "quota.exceeded", "one per department per date")
+            // The slot goes to someone else, and every node has seen both that and the refusal:
+            // each would now refuse a new request for the slot before asking anyone.
+            let theirs = try await waike.call(.POST, "/api/v1/appointments", json: ["request_id": "theirs", "slot_id": afternoon + "/1"], token: other)
+            #expect(theirs.status == 201)
+            let seen = await eventually {
+                c.ids.allSatisfy { id in
+                    c.node(id).consensus.inspect { core in
+                        let records = core.booking.store.records.values
+                        return records.contains { $0.refusal == RefuseReason.quotaExceeded.rawValue }
+                            && records.contains { $0.block == afternoon && $0.slot == 0 && $0.refusal == nil }
+                    }
+                }
+            }
+            #expect(seen, "the refusal and the other patient's hold reached every node")
+            for via in c.ids {
+                let retry = try await c.client(via).call(.POST, "/api/v1/appointments", json: body, token: p)
+                #expect(retry.status == 409 && retry.code == "quota.exceeded", "the first outcome again through \(via): \(retry.status) \(retry.code ?? "")")
+            }
+        }
+    }
+
     @Test("three no-shows within 12 months ban booking; so do three cancellations within 24 hours of the visit")
     func banLadder() async throws {
         try await PatientCluster.start(now: Self.afterRelease).run { c in

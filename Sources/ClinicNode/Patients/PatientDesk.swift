@@ -393,11 +393,15 @@ extension MeshNode {
         // A session this node sees full is refused here, before the quota round and the holder: a
         // released slot goes back on offer only minutes later, and by then its records have
         // reached every node. Refusing never risks a double booking; the holder decides every
-        // booking, and every retry of a hold this node knows of (it answers with that hold).
+        // booking, and every retry of a request this node knows a record of (its hold, or its
+        // reservation or the reservation's refusal in the patient's quota bucket) or still waits
+        // on: a retry is answered with its first outcome, not with what the session looks like now.
         let now = nowMs
+        let reservation = ConsensusCore.reservationID(of: holdID)
         let anyFree = consensus.inspect { c -> Bool in
-            guard let block = c.cluster.blocks[schedule], c.booking.store.records[holdID] == nil,
-                  !block.collectedIDs.contains(holdID) else { return true }
+            let bucket = c.cluster.blocks[ConsensusCore.quotaBucket(patient: session.patient, buckets: c.options.quotaBuckets)]
+            guard let block = c.cluster.blocks[schedule], !c.isOpen(holdID), c.booking.store.records[holdID] == nil, !block.collectedIDs.contains(holdID),
+                  c.booking.store.records[reservation] == nil, bucket?.collectedIDs.contains(reservation) != true else { return true }
             let a = desk.availability.availability(of: schedule, in: c)
             return a.unknown || candidates.contains { a.status(of: $0, nowMs: now) == .free }
         }
