@@ -34,24 +34,46 @@ extension ClusterSimulation {
         guard let (latest, latestNode) = newestApplied else { return }
         // Per replica: what this replica would show right now.
         for n in live {
-            if let bad = doubleBooked(records: Array(n.booking.store.records.values), state: n.cluster) {
+            if let bad = doubleBooked(state: n.cluster, records: { n.booking.store.records(in: $0) }) {
                 fail("never two active bookings for one slot", "on n\(n.idx + 1): \(bad)")
                 return
             }
         }
-        // After merging everything anywhere (memory or disk) under the newest history.
-        var all: [String: Booking] = [:]
-        for n in nodes {
-            // Keyed by (request, epoch): a retry re-booked under a later epoch is another record.
-            for v in n.diskBooking.records.values { all["\(v.id)@\(v.epoch)"] = v }
-            if n.up { for v in n.booking.store.records.values { all["\(v.id)@\(v.epoch)"] = v } }
+        // After merging everything anywhere (memory or disk) under the newest history. Copies of
+        // one record (same request and epoch) are not merged away: `slotViews` counts them once,
+        // and a retry re-booked under a later epoch is another record.
+        var byBlock: [BlockID: [Booking]] = [:]
+        for block in latest.blocks.keys {
+            var records: [Booking] = []
+            for n in nodes {
+                records += n.diskBooking.records(in: block)
+                if n.up { records += n.booking.store.records(in: block) }
+            }
+            byBlock[block] = records
         }
-        if let bad = doubleBooked(records: Array(all.values), state: latest) {
+        if let bad = doubleBooked(state: latest, records: { byBlock[$0] ?? [] }) {
             fail("never two active bookings for one slot", "after merging all replicas: \(bad)")
             return
         }
-        var byBlock: [BlockID: [Booking]] = [:]
-        for b in all.values { byBlock[b.block, default: []].append(b) }
+        // Per block, once: its slot views, the bookings valid releases name, and confirmations by hold.
+        var views: [BlockID: (views: [Int: [Booking]], unknown: Bool)] = [:]
+        var releasedNames: [BlockID: Set<String>] = [:]
+        var confirmationsOf: [BlockID: [String: [String]]] = [:]
+        func blockFacts(_ block: BlockID) {
+            guard views[block] == nil else { return }
+            let records = byBlock[block] ?? []
+            views[block] = slotViews(block: block, bookings: records, state: latest)
+            let collected = latest.blocks[block]?.collected ?? []
+            var released = Set(collected.compactMap(\.releases))
+            var confirmations: [String: [String]] = [:]
+            for r in records {
+                if let t = r.releases, bookingStatus(r, in: latest) == .active { released.insert(t) }
+                if let h = r.confirms { confirmations[h, default: []].append(r.id) }
+            }
+            for r in collected { if let h = r.confirms { confirmations[h, default: []].append(r.id) } }
+            releasedNames[block] = released
+            confirmationsOf[block] = confirmations
+        }
         var holdingUnderQuota: [String: [String]] = [:] // patient -> request ids
         for id in acked.keys.sorted() {
             let b = acked[id]!
@@ -62,14 +84,12 @@ extension ClusterSimulation {
             }
             // A booking leaves its slot only by a valid release of it (a patient's cancellation).
             guard !b.isRelease else { continue }
-            let view = slotViews(block: b.block, bookings: byBlock[b.block] ?? [], state: latest)
+            blockFacts(b.block)
+            let view = views[b.block]!
             if view.unknown { continue }
             // A release names the booking, the hold a confirmation confirms, or a hold's confirmation.
-            let confirmations = (byBlock[b.block] ?? []).filter { $0.confirms == b.id }.map(\.id)
-                + (latest.blocks[b.block]?.collected ?? []).filter { $0.confirms == b.id }.map(\.id)
-            let names = [b.id, b.confirms].compactMap { $0 } + confirmations
-            let releasedValidly = (byBlock[b.block] ?? []).contains { $0.releases.map(names.contains) == true && bookingStatus($0, in: latest) == .active }
-                || latest.blocks[b.block]?.collected.contains { $0.releases.map(names.contains) == true } == true
+            let names = [b.id, b.confirms].compactMap { $0 } + (confirmationsOf[b.block]![b.id] ?? [])
+            let releasedValidly = names.contains(where: releasedNames[b.block]!.contains)
             // A hold leaves its slot to its own confirmation, too.
             let holder = holdingBooking(view.views[b.slot])
             if holder?.id != b.id, holder?.confirms != b.id || holder?.patient != b.patient, !releasedValidly {
@@ -94,11 +114,10 @@ extension ClusterSimulation {
         }
     }
 
-    func doubleBooked(records: [Booking], state: ClusterState) -> String? {
-        var byBlock: [BlockID: [Booking]] = [:]
-        for b in records { byBlock[b.block, default: []].append(b) }
+    /// A slot with two valid records at its top generation, judged by `state` (`records`: a block's).
+    func doubleBooked(state: ClusterState, records: (BlockID) -> [Booking]) -> String? {
         for block in state.blocks.keys.sorted() {
-            let v = slotViews(block: block, bookings: byBlock[block] ?? [], state: state)
+            let v = slotViews(block: block, bookings: records(block), state: state)
             if v.unknown { continue }
             for slot in v.views.keys.sorted() where v.views[slot]!.count > 1 {
                 let ids = v.views[slot]!.map { "\($0.id)@e\($0.epoch)" }.sorted().joined(separator: ", ")
