@@ -113,6 +113,8 @@ public struct StormDrill: Sendable {
     public struct Fault: Codable, Sendable {
         public var kind: String
         public var node: String
+        /// The Raft leader just before the fault.
+        public var leaderBefore: String?
         public var atS: Double
         public var returnedAtS: Double?
         public var blocks: Int
@@ -122,7 +124,7 @@ public struct StormDrill: Sendable {
         public var slowest: [BlockRecovery]
         public var unrecovered: [BlockRecovery]
         enum CodingKeys: String, CodingKey {
-            case kind, node, atS = "at_s", returnedAtS = "returned_at_s", blocks, blockRecoveryS = "block_recovery_s", slowest, unrecovered
+            case kind, node, leaderBefore = "leader_before", atS = "at_s", returnedAtS = "returned_at_s", blocks, blockRecoveryS = "block_recovery_s", slowest, unrecovered
         }
     }
 
@@ -180,6 +182,9 @@ public struct StormDrill: Sendable {
         let plan = Plan(seconds: seconds, down: downSeconds, pause: pauseSeconds, bound: recoveryBoundSeconds)
         guard seconds >= plan.minimumSeconds else {
             throw DrillError("负载时间至少 \(plan.minimumSeconds) 秒（两次故障及其恢复窗口）/ the load needs at least \(plan.minimumSeconds) s (two faults and their recovery windows)")
+        }
+        guard patients > 10 else {
+            throw DrillError("抢号波次需要多于 10 位患者（每波 10 个号）/ the rush waves need more than 10 patients (10 slots a wave)")
         }
         let ids = Self.departments.map(\.0)
         for n in [killNode, pauseNode].compactMap({ $0 }) where !ids.contains(n) {
@@ -683,11 +688,11 @@ final class StormRun: @unchecked Sendable {
     func faults(kill: String, pause: String, sessions: [StormSession]) async -> [StormDrill.Fault] {
         var out: [StormDrill.Fault] = []
         await sleep(until: plan.kill)
-        let killBlocks = await heldBlocks(by: kill)
+        let (killBlocks, leaderAtKill) = await heldBlocks(by: kill)
         lock.withLock { _ = down.insert(kill) }
         cluster.killHard(kill)
         let killedAt = elapsed()
-        note("SIGKILL \(kill) (it held \(killBlocks.count) blocks)")
+        note("SIGKILL \(kill) (it held \(killBlocks.count) blocks; the leader was \(leaderAtKill ?? "unknown"))")
         await sleep(until: plan.restart)
         var returned: Double?
         do {
@@ -698,20 +703,20 @@ final class StormRun: @unchecked Sendable {
             problem("restart of \(kill) failed: \(error)")
         }
         lock.withLock { _ = down.remove(kill) }
-        let firstProbe = Task { await self.probe(kind: "sigkill", node: kill, at: killedAt, returnedAt: returned, blocks: killBlocks, sessions: sessions) }
+        let firstProbe = Task { await self.probe(kind: "sigkill", node: kill, leader: leaderAtKill, at: killedAt, returnedAt: returned, blocks: killBlocks, sessions: sessions) }
 
         await sleep(until: plan.stop)
-        let pauseBlocks = await heldBlocks(by: pause)
+        let (pauseBlocks, leaderAtStop) = await heldBlocks(by: pause)
         lock.withLock { _ = down.insert(pause) }
         cluster.signal(pause, SIGSTOP)
         let stoppedAt = elapsed()
-        note("SIGSTOP \(pause) (it held \(pauseBlocks.count) blocks)")
+        note("SIGSTOP \(pause) (it held \(pauseBlocks.count) blocks; the leader was \(leaderAtStop ?? "unknown"))")
         await sleep(until: plan.cont)
         cluster.signal(pause, SIGCONT)
         let continued = elapsed()
         note("SIGCONT \(pause)")
         lock.withLock { _ = down.remove(pause) }
-        let secondProbe = Task { await self.probe(kind: "sigstop", node: pause, at: stoppedAt, returnedAt: continued, blocks: pauseBlocks, sessions: sessions) }
+        let secondProbe = Task { await self.probe(kind: "sigstop", node: pause, leader: leaderAtStop, at: stoppedAt, returnedAt: continued, blocks: pauseBlocks, sessions: sessions) }
         out.append(await firstProbe.value)
         out.append(await secondProbe.value)
         return out
@@ -722,22 +727,25 @@ final class StormRun: @unchecked Sendable {
         if left > 0 { try? await Task.sleep(for: .milliseconds(Int64(left * 1000))) }
     }
 
-    /// The blocks `node` holds, as another node sees them just before the fault.
-    func heldBlocks(by node: String) async -> [BlockView] {
+    /// The blocks `node` holds, and the Raft leader, as another node sees them just before the fault.
+    func heldBlocks(by node: String) async -> (blocks: [BlockView], leader: String?) {
         for id in ids where id != node && !isDown(id) {
-            if let v = try? await within(5, { try await self.cluster.bookings(id) }) { return v.blocks.filter { $0.holder == node && $0.valid } }
+            if let v = try? await within(5, { try await self.cluster.bookings(id) }) {
+                let leader = try? await within(5, { try await self.cluster.status(id).consensus?.leader })
+                return (v.blocks.filter { $0.holder == node && $0.valid }, leader ?? nil)
+            }
         }
         problem("no node answered which blocks \(node) held before its fault")
-        return []
+        return ([], nil)
     }
 
     /// After `node`'s return: waits until each block it held is back at its home node, then books
     /// in it through every node until acknowledged (a session: any free slot, from the last one
     /// down, clear of the waves' ten; a quota bucket: a booking under a quota of a made-up patient
     /// of that bucket). A block's recovery is its slowest node's acknowledgement after the return.
-    func probe(kind: String, node: String, at: Double, returnedAt: Double?, blocks: [BlockView], sessions: [StormSession]) async -> StormDrill.Fault {
+    func probe(kind: String, node: String, leader: String?, at: Double, returnedAt: Double?, blocks: [BlockView], sessions: [StormSession]) async -> StormDrill.Fault {
         guard let returnedAt else {
-            return StormDrill.Fault(kind: kind, node: node, atS: at, returnedAtS: nil, blocks: blocks.count, blockRecoveryS: nil, slowest: [], unrecovered: [])
+            return StormDrill.Fault(kind: kind, node: node, leaderBefore: leader, atS: at, returnedAtS: nil, blocks: blocks.count, blockRecoveryS: nil, slowest: [], unrecovered: [])
         }
         let deadline = returnedAt + 30
         let homes = Locked<[String: (epoch: UInt64, at: Double)]>([:])
@@ -815,7 +823,7 @@ final class StormRun: @unchecked Sendable {
         note("\(kind) \(node): \(blocks.count) blocks probed, \(unrecovered.count) never acknowledged again, slowest \(worst.map { "\($0) s" } ?? "-")")
         // Every block over the bound, or else the five slowest.
         let late = slowest.filter { $0.recoveryS! > drill.recoveryBoundSeconds }
-        return StormDrill.Fault(kind: kind, node: node, atS: at, returnedAtS: returnedAt, blocks: blocks.count, blockRecoveryS: worst,
+        return StormDrill.Fault(kind: kind, node: node, leaderBefore: leader, atS: at, returnedAtS: returnedAt, blocks: blocks.count, blockRecoveryS: worst,
                                 slowest: late.count > 5 ? late : Array(slowest.prefix(5)), unrecovered: unrecovered)
     }
 
