@@ -90,8 +90,16 @@ struct StormRequest: Sendable {
         }
     }
 
-    /// "hold p17 w2-p17 (hold h3fa…)".
-    var name: String { "\(kind.rawValue) p\(patient) \(kind == .hold ? requestID : String(requestID.prefix(40)) + "…") (\(recordID))" }
+    /// The block (session) the request books in.
+    var block: String? {
+        guard kind == .hold else { return StormAppointment(requestID)?.block }
+        return body?["schedule_id"] ?? body?["slot_id"].map { String($0[..<($0.lastIndex(of: "/") ?? $0.endIndex)]) }
+    }
+
+    /// "hold p17 w2-p17 (h3fa…) in waike-chen-zhiqiang/2026-12-10/morning".
+    var name: String {
+        "\(kind.rawValue) p\(patient) \(kind == .hold ? requestID : String(requestID.prefix(40)) + "…") (\(recordID))\(block.map { " in \($0)" } ?? "")"
+    }
 
     /// The first 2xx during the load (the quiet re-ask comes after the views the checks read).
     var acknowledged: StormAttempt? { attempts.first { ($0.status ?? 0) / 100 == 2 && !$0.quiet } }

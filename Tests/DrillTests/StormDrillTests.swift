@@ -46,6 +46,10 @@ struct StormCheckTests {
         #expect(StormChecks.retryMismatches([flipped], none).map(\.kind) == ["refused_then_booked"])
         let reason = Self.request(.hold, [Self.attempt(409, "quota.exceeded"), Self.attempt(409, "lease.slot_taken", via: "erke", t: 5)])
         #expect(StormChecks.retryMismatches([reason], none).map(\.kind) == ["reason_changed"])
+        var rushed = reason
+        rushed.body = ["request_id": "w1-p1", "slot_id": "waike-x/2026-12-10/morning/7"]
+        #expect(StormChecks.retryMismatches([rushed], none).first?.text.contains("in waike-x/2026-12-10/morning") == true)
+        #expect(Self.request(.confirm, []).block == "neike-x/2026-12-09/morning")
         // First attempt unknown, the hold became active, the retry was told quota.exceeded.
         let hidden = Self.request(.hold, [Self.attempt(503, "lease.timeout"), Self.attempt(409, "quota.exceeded", via: "waike")])
         #expect(StormChecks.retryMismatches([hidden], none).isEmpty, "without the records only one final answer is known")
