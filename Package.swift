@@ -120,7 +120,8 @@ let package = Package(
         .target(
             name: "Drills",
             dependencies: [
-                "ClinicNode", "Mesh", "PKI", "ReplicatedStore",
+                "ClinicNode", "Consensus", "Domain", "Mesh", "PKI", "ReplicatedStore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
