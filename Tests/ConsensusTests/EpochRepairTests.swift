@@ -11,6 +11,18 @@ import Testing
         }
     }
 
+    /// `q` at holder n1, its writes durable and every voter asked accepting: the actions in order.
+    static func withQuorum(_ n1: inout BookingNode, _ q: BookingRequest, state s: ClusterState) -> [BookingAction] {
+        var acts = n1.request(q, state: s, wallMs: 1_796_000_000_000)
+        if let seq = lastPersistSeq(acts) { acts += n1.persisted(upTo: seq) }
+        for e in sends(acts) {
+            if case .accept(let b) = e.body {
+                acts += n1.receive(LeaseEnvelope(from: e.to, to: "n1", body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: true)), state: s)
+            }
+        }
+        return acts
+    }
+
     /// A voter that promised a newer epoch refuses the holder's accept under the current one:
     /// the holder says so, since nothing else would ever move the block on.
     @Test func aHolderWhoseAcceptIsRefusedUnderItsOwnEpochSaysSo() {
@@ -79,16 +91,7 @@ import Testing
         s.apply(.lease(LeaseChange(block: bucket, fromEpoch: 0, toEpoch: 1, holder: "n1", holderLiveness: 1, voters: ["n1", "n2", "n3"], collected: [])))
         var n1 = BookingNode(id: "n1", incarnation: 1)
         let visit = QuotaTag(visitDay: 20_500, department: "neike").encoded
-        func book(_ q: BookingRequest) -> [BookingAction] {
-            var acts = n1.request(q, state: s, wallMs: 1_796_000_000_000)
-            if let seq = lastPersistSeq(acts) { acts += n1.persisted(upTo: seq) }
-            for e in sends(acts) {
-                if case .accept(let b) = e.body {
-                    acts += n1.receive(LeaseEnvelope(from: e.to, to: "n1", body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: true)), state: s)
-                }
-            }
-            return acts
-        }
+        func book(_ q: BookingRequest) -> [BookingAction] { Self.withQuorum(&n1, q, state: s) }
         func refusal(_ acts: [BookingAction]) -> String? {
             acts.lazy.compactMap { if case .acknowledged(let b) = $0 { return b.refusal }; return nil }.first
         }
@@ -117,16 +120,7 @@ import Testing
         s.apply(.lease(LeaseChange(block: bucket, fromEpoch: 0, toEpoch: 1, holder: "n1", holderLiveness: 1, voters: ["n1", "n2", "n3"], collected: [])))
         let visit = QuotaTag(visitDay: 20_500, department: "neike").encoded
         var n1 = BookingNode(id: "n1", incarnation: 1)
-        func run(_ q: BookingRequest) -> [BookingAction] {
-            var acts = n1.request(q, state: s, wallMs: 1_796_000_000_000)
-            if let seq = lastPersistSeq(acts) { acts += n1.persisted(upTo: seq) }
-            for e in sends(acts) {
-                if case .accept(let b) = e.body {
-                    acts += n1.receive(LeaseEnvelope(from: e.to, to: "n1", body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: true)), state: s)
-                }
-            }
-            return acts
-        }
+        func run(_ q: BookingRequest) -> [BookingAction] { Self.withQuorum(&n1, q, state: s) }
         for (id, tag) in [("cancelled", ""), ("refused", RefusalRelease.tag(.slotTaken))] {
             let reservation = BookingRequest(id: "quota:\(id)", block: bucket, slot: id.count, patient: "p", tag: visit)
             _ = run(reservation)
