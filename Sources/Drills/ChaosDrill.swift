@@ -5,7 +5,7 @@ import Foundation
 import Glibc
 #endif
 
-/// The operations drills on real processes (issue #7 item 5): a network partition (the minority
+/// The operations drills on real processes: a network partition (the minority
 /// cut off, or the leader cut off from the majority), an eviction under load, one node's clock
 /// skewed past the bound, one node's disk filled. Each runs the lease drill's booking clients and
 /// a record-writing workload (patient registrations) through every node while the fault is on,

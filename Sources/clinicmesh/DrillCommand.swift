@@ -122,6 +122,13 @@ struct DrillCommand: AsyncParsableCommand {
     }
 
     /// Runs the storm drill once; returns whether it passed.
+    /// One report as one line of JSON, keys sorted (scripts read `--runs` output a line at a time).
+    static func printJSON(_ value: some Encodable) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
+
     static func storm(_ options: Options, _ storm: StormOptions) async throws -> Bool {
         var drill = StormDrill(binary: binary)
         drill.patients = storm.patients
@@ -131,9 +138,7 @@ struct DrillCommand: AsyncParsableCommand {
         drill.pauseNode = storm.pauseNode
         let report = try await drill.run(keepFolder: options.keep)
         if options.json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             print("演练 / drill storm: \(report.passed ? "通过 / passed" : "失败 / FAILED")   种子 / seed \(report.seed)")
             print("  \(report.summaryZh)")
@@ -166,9 +171,7 @@ struct DrillCommand: AsyncParsableCommand {
         }
         let report = try await drill.run(keepFolder: options.keep)
         if options.json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             print("演练 / drill \(name): \(report.passed ? "通过 / passed" : "失败 / FAILED")   恢复 / recovery_s \(report.recoveryS.map { "\($0)" } ?? "-")")
             print("  故障注入 / injection: \(report.injection)")
@@ -189,9 +192,7 @@ struct DrillCommand: AsyncParsableCommand {
         drill.pauseSeconds = options.pauseSeconds
         let report = try await drill.run(keepFolder: options.keep)
         if options.json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             print("演练 / drill \(name): \(report.passed ? "通过 / passed" : "失败 / FAILED")   恢复 / recovery_s \(report.recoveryS.map { "\($0)" } ?? "-")")
             print("  故障注入 / injection: \(report.injection)")
