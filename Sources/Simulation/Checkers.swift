@@ -205,6 +205,38 @@ extension ClusterSimulation {
         }
     }
 
+    /// At the end of the quiet (gossip has had its time), every up node derives the same view of
+    /// every block from its own records and history: the same booking holds each slot, or none.
+    /// A node whose history has another epoch for the block is left to `checkConvergence`, and a
+    /// slot with a record first written in the last half second is still on its way.
+    func checkReplicasAgree() {
+        guard let latest = newestApplied?.state else { return }
+        let up = nodes.filter { $0.up && !$0.paused }
+        for block in latest.blocks.keys.sorted() {
+            let epoch = latest.blocks[block]!.epoch
+            var first: (node: Int, holding: [Int: String], unknown: Bool)?
+            for n in up where n.cluster.blocks[block]?.epoch == epoch {
+                let v = slotViews(block: block, bookings: n.booking.store.records(in: block), state: n.cluster)
+                var holding: [Int: String] = [:]
+                for (slot, records) in v.views { if let h = holdingBooking(records) { holding[slot] = "\(h.id)@e\(h.epoch)" } }
+                guard let f = first else { first = (n.idx, holding, v.unknown); continue }
+                let differ = Set(f.holding.keys).union(holding.keys).sorted().filter { f.holding[$0] != holding[$0] && !recentlyWritten(block, $0, on: up) }
+                if f.unknown != v.unknown || !differ.isEmpty {
+                    let what = differ.first.map { "slot \($0): n\(f.node + 1) sees \(f.holding[$0] ?? "free"), n\(n.idx + 1) sees \(holding[$0] ?? "free")" }
+                        ?? "n\(f.node + 1) sees it \(f.unknown ? "unknown" : "known"), n\(n.idx + 1) \(v.unknown ? "unknown" : "known")"
+                    fail("replicas agree after the quiet", "\(block) (epoch \(epoch)) \(what), \(opt.quietMs) ms after faults stopped")
+                    return
+                }
+            }
+        }
+    }
+
+    func recentlyWritten(_ block: BlockID, _ slot: Int, on up: [SimNode]) -> Bool {
+        up.contains { n in
+            n.booking.store.records(in: block, slot: slot).contains { (firstWrittenUs["\($0.id)@\($0.epoch)"] ?? 0) + 500_000 > now }
+        }
+    }
+
     /// Seconds after the liveness check, every node has every entry committed by then.
     func checkConvergence() {
         for n in nodes where n.cluster.appliedIndex < committedAtLiveness {

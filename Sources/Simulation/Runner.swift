@@ -50,6 +50,11 @@ public struct CampaignSummary: Sendable, Codable {
     public var bookings_acked = 0
     public var bookings_refused = 0
     public var crashes_losing_unsynced_writes = 0
+    public var protocol_point_crashes = 0
+    public var disk_stalls = 0
+    public var figure8_histories = 0
+    public var hotspot_seeds = 0
+    public var client_retries = 0
     public var election_ms: Distribution = Distribution([])
     public var failover_ms: Distribution = Distribution([])
     public var takeover_ms: Distribution = Distribution([])
@@ -114,11 +119,18 @@ public func summarize(_ rs: [SeedResult], options: SimOptions) -> CampaignSummar
         s.bookings_acked += t.bookingsAcked
         s.bookings_refused += t.bookingsRefused
         s.crashes_losing_unsynced_writes += t.lostUnsyncedWrites
+        s.protocol_point_crashes += t.protocolCrashes
+        s.disk_stalls += t.diskStalls
+        s.figure8_histories += t.figure8Histories
+        s.hotspot_seeds += t.hotspot ? 1 : 0
+        s.client_retries += t.clientRetries
         el += t.electionMs; fo += t.failoverMs; to += t.takeoverMs
         if let f = r.failure {
             s.failures += 1
             var replay = "clinicmesh simulate --seed \(r.seed) --nodes \(options.nodes) --json"
             if let b = options.bug { replay += " --bug \(b.rawValue)" }
+            if let h = options.hotspot { replay += " --hotspot \(h)" }
+            if let f = options.figure8 { replay += " --figure8 \(f)" }
             s.failing_seeds.append(FailingSeed(seed: r.seed, rule: f.rule, detail: f.detail, at_ms: f.atMs, replay: replay))
         }
     }

@@ -10,6 +10,9 @@ public enum BugSwitch: String, Sendable, CaseIterable {
     case ackBeforeQuorum = "ack-before-quorum"
     case bookOverBooking = "book-over-booking"
     case quotaIgnoresPending = "quota-ignores-pending"
+    case commitEarlierTerm = "commit-earlier-term"
+    case bookAfterRestart = "book-after-restart"
+    case acceptReplyBeforeDurable = "accept-reply-before-durable"
 }
 
 public struct SimOptions: Sendable {
@@ -24,6 +27,15 @@ public struct SimOptions: Sendable {
     public var slotsPerBlock = 10
     public var maxDrift = 0.02
     public var faults = true
+    /// Drawn per seed unless set: most requests want any free slot of two sessions (a rush).
+    public var hotspot: Bool?
+    /// Drawn per seed unless set: the Raft figure-8 schedule runs once (`Faults.swift`).
+    public var figure8: Bool?
+    /// A client that got no answer within this retries through another node.
+    public var clientTimeoutMs: UInt64 = 1_000
+    /// In the quiet, every block acknowledges a fresh booking, and retried requests get an
+    /// answer that does not say to retry, within this.
+    public var quietAnswerMs: UInt64 = 1_500
     public var tickMs: UInt64 = 10
     /// Only honoured in builds with CLINICMESH_BUG_SWITCHES.
     public var bug: BugSwitch?
@@ -44,6 +56,14 @@ public struct SimStats: Sendable, Codable {
     public var bookingsAcked = 0
     public var bookingsRefused = 0
     public var lostUnsyncedWrites = 0
+    /// Crashes right after a protocol step (`ProtocolPoint`).
+    public var protocolCrashes = 0
+    public var diskStalls = 0
+    /// Runs of the figure-8 schedule that got as far as crashing the re-elected first leader.
+    public var figure8Histories = 0
+    public var hotspot = false
+    /// Client retries after no answer or a retryable one.
+    public var clientRetries = 0
     public var electionMs: [UInt64] = []
     public var failoverMs: [UInt64] = []
     public var takeoverMs: [UInt64] = []
@@ -81,6 +101,12 @@ enum EventKind {
     case fault(Fault)
     case checkpoint
     case membership
+    /// The client's wait for an answer to its `attempt`-th try of a request.
+    case clientTimeout(String, attempt: Int)
+    case clientRetry(String)
+    /// Faults stopped `livenessDeadlineMs` ago: the liveness check, then probes and retries.
+    case quiet
+    case quietDeadline
 }
 
 enum Fault {
@@ -94,6 +120,12 @@ enum Fault {
     case crash(Int, downMs: UInt64)
     case restart(Int)
     case healAll
+    /// Crash the next node (this one, or any) that takes this protocol step, down for `downMs`.
+    case arm(ProtocolPoint, node: Int?, downMs: UInt64)
+    case crashAt(Int, downMs: UInt64, ProtocolPoint)
+    /// The node's fsyncs wait this long (a disk that stalls).
+    case diskStall(Int, ms: UInt64)
+    case figure8(Figure8Step)
 }
 
 struct Event {
@@ -153,6 +185,7 @@ final class SimNode {
     var diskBooking = BookingDurableState()
     var pending: [PendingWrite] = []
     var fsyncScheduled = false
+    var diskStallUntilUs: UInt64 = 0
     // Process memory: the same core a real node runs.
     var core: ConsensusCore
     var campaignSinceUs: UInt64?
@@ -191,8 +224,26 @@ public final class ClusterSimulation {
     var setupDone = false
     var requestCounter = 0
     var acked: [String: Booking] = [:]
-    /// Requests under a quota refused for good (their quota place given back): never booked later.
-    var refusedForGood: Set<String> = []
+    /// Drawn per seed (`SimOptions.hotspot`, `.figure8`).
+    var hotspot = false
+    var figure8Planned = false
+    var livenessAtUs: UInt64 = 0
+    // Clients (`Clients.swift`).
+    var calls: [String: ClientCall] = [:]
+    var finalOutcome: [String: BookingOutcome] = [:]
+    /// Requests answered `released` after their first outcome was a booking: that booking must
+    /// have been released validly (checked at the end, when every release has had its chance).
+    var releasedClaims: [(id: String, booking: Booking, node: Int, atUs: UInt64)] = []
+    /// Quiet-phase probes (request id -> block) and retries of requests with a final outcome.
+    var probes: [String: BlockID] = [:]
+    var quietRetries: [String] = []
+    var quietAnswers: [String: [BookingOutcome]] = [:]
+    /// When each booking record (id@epoch) was first written anywhere.
+    var firstWrittenUs: [String: UInt64] = [:]
+    // Faults at protocol points and the figure-8 schedule (`Faults.swift`).
+    var armed: [ArmedCrash] = []
+    var figure8 = Figure8State.idle
+    var figure8Cut: Set<Int> = []
     /// Recent client requests, re-sent now and then through another node (retries).
     var recentRequests: [BookingRequest] = []
     /// Requests made under the quotas: request id -> (patient, what the booking is for).
@@ -232,6 +283,9 @@ public final class ClusterSimulation {
         case .ackBeforeQuorum: bo.bugAckBeforeQuorum = true
         case .bookOverBooking: bo.bugBookOverBooking = true
         case .quotaIgnoresPending: bo.bugQuotaIgnoresPending = true
+        case .commitEarlierTerm: ro.bugCommitEarlierTerm = true
+        case .bookAfterRestart: bo.bugBookAfterRestart = true
+        case .acceptReplyBeforeDurable: bo.bugAcceptReplyBeforeDurable = true
         case nil: break
         }
         #endif
@@ -249,6 +303,9 @@ public final class ClusterSimulation {
             let n = SimNode(idx: i, id: id, drift: drift, offset: offset, core: makeCore(i, id: id, incarnation: 1))
             nodes.append(n)
         }
+        hotspot = options.hotspot ?? rng.chance(0.35)
+        figure8Planned = options.figure8 ?? (options.faults && rng.chance(0.3))
+        stats.hotspot = hotspot
     }
 
     func makeCore(_ i: Int, id: NodeID, incarnation: UInt64, raft: DurableRaftState<ClusterCommand, ClusterState> = .init(), booking: BookingDurableState = .init()) -> ConsensusCore {
@@ -278,26 +335,23 @@ public final class ClusterSimulation {
         if opt.faults { planFaults() }
         let faultEndUs = opt.faultMs * 1000
         schedule(faultEndUs, .fault(.healAll))
-        let livenessAt = faultEndUs + opt.livenessDeadlineMs * 1000
-        let endUs = faultEndUs + opt.quietMs * 1000
-        var livenessChecked = false
+        livenessAtUs = faultEndUs + opt.livenessDeadlineMs * 1000
+        // The quiet lasts at least until the probes' deadline.
+        let endUs = faultEndUs + max(opt.quietMs, opt.livenessDeadlineMs + opt.quietAnswerMs) * 1000
+        schedule(livenessAtUs, .quiet)
+        if figure8Planned { schedule(2_500_000 + rng.below(3_500_000), .fault(.figure8(.start))) }
         while failure == nil, let e = queue.pop() {
             if e.time > endUs { break }
-            if !livenessChecked, e.time > livenessAt {
-                now = livenessAt
-                checkLiveness()
-                livenessChecked = true
-                committedAtLiveness = maxCommitted
-            }
             now = e.time
             stats.events += 1
             process(e.kind)
         }
         now = endUs
-        if failure == nil, !livenessChecked { checkLiveness() }
         if failure == nil { checkSafety(full: true) }
         if failure == nil { checkConvergence() }
         if failure == nil { checkTickRates() }
+        if failure == nil { checkReleasedClaims() }
+        if failure == nil { checkReplicasAgree() }
         stats.simulatedMs = now / 1000
         trace.add(UInt64(acked.count))
         return SeedResult(seed: seed, failure: failure, traceHash: trace.value, stats: stats)
@@ -328,6 +382,23 @@ public final class ClusterSimulation {
             default:
                 schedule(t, .fault(.crash(n, downMs: 200 + rng.below(3_800))))
             }
+        }
+        // Aimed faults, besides: crashes at protocol points, and disks that stall.
+        t = 1_000_000
+        while true {
+            t += 500_000 + rng.below(1_500_000)
+            guard t < end else { break }
+            let n = Int(rng.below(UInt64(opt.nodes)))
+            if rng.chance(0.2) {
+                schedule(t, .fault(.diskStall(n, ms: 100 + rng.below(900))))
+                continue
+            }
+            // Short downs too: a holder back within its old lease's lifetime must not book under
+            // it (most often after losing its own proposal). A holder's steps: whichever holder.
+            let point = ProtocolPoint.draw(&rng)
+            let down = rng.chance(point == .holderWrite ? 0.8 : 0.5) ? 50 + rng.below(350) : 400 + rng.below(2_600)
+            let anyNode = point == .holderWrite || point == .ack || rng.chance(0.5)
+            schedule(t, .fault(.arm(point, node: anyNode ? nil : n, downMs: down)))
         }
     }
 
@@ -360,19 +431,33 @@ public final class ClusterSimulation {
             let n = nodes[i]
             guard n.up, n.life == life else { return }
             if n.paused { n.deferred.append(k); return }
+            if now < n.diskStallUntilUs { schedule(n.diskStallUntilUs, k); return }
             hashEvent(3, i, n.pending.count)
             fsync(n)
         case .client:
+            // New requests stop in the quiet's last seconds: only probes and retries then.
+            guard now < livenessAtUs else { return }
             clientRequest()
-            schedule(now + 20_000 + rng.below(60_000), .client)
+            schedule(now + (hotspot ? 15_000 + rng.below(45_000) : 20_000 + rng.below(60_000)), .client)
         case .fault(let f):
             applyFault(f)
         case .checkpoint:
             checkSafety(full: now >= lastCheckpointLogMatch + 2_000_000)
+            figure8Deadline()
             schedule(now + 200_000, .checkpoint)
         case .membership:
             membershipChange()
             schedule(now + 3_000_000 + rng.below(3_000_000), .membership)
+        case .clientTimeout(let id, let attempt):
+            clientTimedOut(id, attempt: attempt)
+        case .clientRetry(let id):
+            retryClient(id)
+        case .quiet:
+            checkLiveness()
+            committedAtLiveness = maxCommitted
+            if failure == nil { startQuietChecks() }
+        case .quietDeadline:
+            checkQuietAnswers()
         }
     }
 
@@ -392,7 +477,8 @@ public final class ClusterSimulation {
             _ = propose(leader, .upsertMember(MemberInfo(node: n.id, address: "10.0.0.\(n.idx + 1):7400", department: "dept-\(n.idx + 1)", certificateSerial: "serial-\(n.idx + 1)")))
         }
         for b in 0..<opt.blocks where leader.cluster.blocks["b\(b)"] == nil {
-            _ = propose(leader, .defineBlock("b\(b)", home: nodes[b % nodes.count].id, slots: opt.slotsPerBlock))
+            // One slot more than the workload uses: the quiet's probe books it.
+            _ = propose(leader, .defineBlock("b\(b)", home: nodes[b % nodes.count].id, slots: opt.slotsPerBlock + 1))
         }
     }
 
@@ -441,7 +527,7 @@ public final class ClusterSimulation {
     func clientRequest() {
         guard let target = nodes.indices.randomElement(using: &rng) else { return }
         let q: BookingRequest
-        if !acked.isEmpty, rng.chance(0.08) {
+        if !acked.isEmpty, rng.chance(hotspot ? 0.15 : 0.08) {
             // A patient cancels: release an acknowledged booking (reservations are the nodes' own).
             let keys = acked.keys.filter { !$0.hasPrefix("quota:") }.sorted()
             guard !keys.isEmpty else { return }
@@ -462,30 +548,36 @@ public final class ClusterSimulation {
             recentRequests.append(q)
             if recentRequests.count > 64 { recentRequests.removeFirst() }
         } else if !recentRequests.isEmpty, rng.chance(0.2) {
-            // A client that got no answer (or doubts it) retries the same request elsewhere.
+            // A client that doubts its answer retries the same request through any node.
             q = recentRequests[Int(rng.below(UInt64(recentRequests.count)))]
         } else {
             requestCounter += 1
+            // At a rush most requests want any free slot of one of two sessions: each slot freed
+            // (a cancellation, a hold run out) is booked again at once.
+            let rush = hotspot && rng.chance(0.7)
+            let slot = Int(rng.below(UInt64(opt.slotsPerBlock)))
             // Some patients take any of a few slots of the session.
-            let alternatives = rng.chance(0.3) ? (0..<2).map { _ in Int(rng.below(UInt64(opt.slotsPerBlock))) } : []
+            let alternatives = rush ? Array(0..<opt.slotsPerBlock).shuffled(using: &rng)
+                : rng.chance(0.3) ? (0..<2).map { _ in Int(rng.below(UInt64(opt.slotsPerBlock))) } : []
             // About a third book under the quotas: a few patients, visits over 12 days, each
             // block standing for one of three departments.
             let quota = rng.chance(0.35)
             let patient = quota ? "q\(rng.below(12))" : "p\(rng.below(1000))"
-            let block = Int(rng.below(UInt64(opt.blocks)))
+            let block = Int(rng.below(UInt64(rush ? min(2, opt.blocks) : opt.blocks)))
             // A quarter are holds of 1.5 to 4.5 s, which their holder expires unless confirmed.
             let holdMs = rng.chance(0.25) ? Int64(1_500 + rng.below(3_000)) : 0
             q = BookingRequest(id: "r\(requestCounter)", block: "b\(block)",
-                               slot: Int(rng.below(UInt64(opt.slotsPerBlock))), patient: patient, alternatives: alternatives, holdMs: holdMs)
+                               slot: slot, patient: patient, alternatives: alternatives, holdMs: holdMs)
             if quota { quotaRequests[q.id] = (patient, QuotaTag(visitDay: Int(rng.below(12)), department: "d\(block % 3)")) }
             recentRequests.append(q)
             if recentRequests.count > 64 { recentRequests.removeFirst() }
         }
-        schedule(now + 100 + rng.below(2_000), .deliver(to: target, from: target, .client(q)))
+        sendClient(q, via: target, afterUs: 100 + rng.below(2_000))
     }
 
-    func membershipChange() {
-        guard let l = nodes.first(where: { $0.up && !$0.paused && $0.raft.role == .leader }), setupDone else { return }
+    /// `force`: the figure-8 schedule's own change, towards three voters.
+    func membershipChange(force: Bool = false) {
+        guard figure8 == .idle || force, let l = nodes.first(where: { $0.up && !$0.paused && $0.raft.role == .leader }), setupDone else { return }
         let cfg = l.raft.config
         let change: ConfigChange
         if cfg.voters.count <= opt.initialVoters, let learner = cfg.learners.randomElement(using: &rng) {
@@ -519,7 +611,13 @@ public final class ClusterSimulation {
     }
 
     func setLinks(_ a: Int, isolated: Bool) {
-        for j in 0..<nodes.count where j != a { blockedLink[a][j] = isolated; blockedLink[j][a] = isolated }
+        for j in 0..<nodes.count where j != a { setLink(a, j, blocked: isolated); setLink(j, a, blocked: isolated) }
+    }
+
+    /// The random faults' heals leave the figure-8 schedule's cuts alone; it heals its own.
+    func setLink(_ a: Int, _ b: Int, blocked: Bool) {
+        if !blocked, figure8Cut.contains(a) || figure8Cut.contains(b) { return }
+        blockedLink[a][b] = blocked
     }
 
     func noteLeaderHit(_ i: Int) {
@@ -530,27 +628,27 @@ public final class ClusterSimulation {
         hashEvent(7, 0)
         switch f {
         case .isolate(let set, _):
-            guard faultsActive else { return }
+            guard faultsActive, figure8 == .idle else { return }
             stats.partitions += 1
             for a in set { for j in 0..<nodes.count where !set.contains(j) { blockedLink[a][j] = true; blockedLink[j][a] = true } }
             for a in set { noteLeaderHit(a) }
         case .heal(let set):
             for a in set { setLinks(a, isolated: false) }
         case .oneWay(let a, _):
-            guard faultsActive else { return }
+            guard faultsActive, figure8 == .idle else { return }
             stats.partitions += 1
             for j in 0..<nodes.count where j != a { blockedLink[a][j] = true }
             noteLeaderHit(a)
         case .healOneWay(let a):
-            for j in 0..<nodes.count where j != a { blockedLink[a][j] = false }
+            for j in 0..<nodes.count where j != a { setLink(a, j, blocked: false) }
         case .flap(let a, let remaining):
-            guard faultsActive else { return }
+            guard faultsActive, figure8 == .idle else { return }
             if remaining % 2 == 0 { stats.partitions += 1 }
             setLinks(a, isolated: remaining % 2 == 0 && remaining > 0)
             if remaining > 0 { schedule(now + 50_000 + rng.below(250_000), .fault(.flap(a, remaining: remaining - 1))) }
         case .pause(let i, let ms):
             let n = nodes[i]
-            guard faultsActive, n.up, !n.paused, downCount() < 2 else { return }
+            guard faultsActive, figure8 == .idle, n.up, !n.paused, downCount() < 2 else { return }
             n.paused = true
             stats.pauses += 1
             if ms > 2_000 { stats.pausesLongerThanLease += 1 }
@@ -567,14 +665,34 @@ public final class ClusterSimulation {
             for k in d { process(k) }
         case .crash(let i, let ms):
             let n = nodes[i]
-            guard faultsActive, n.up, !n.paused, downCount() < 2 else { return }
+            guard faultsActive, figure8 == .idle, n.up, !n.paused, downCount() < 2 else { return }
             noteLeaderHit(i)
             crash(n)
             schedule(now + ms * 1000, .fault(.restart(i)))
         case .restart(let i):
             restart(nodes[i])
+        case .arm(let point, let node, let ms):
+            guard faultsActive, figure8 == .idle else { return }
+            armed.append(ArmedCrash(point: point, node: node, downMs: ms, untilUs: now + 3_000_000))
+        case .crashAt(let i, let ms, _):
+            let n = nodes[i]
+            guard faultsActive, figure8 == .idle, n.up, !n.paused, downCount() < 2 else { return }
+            stats.protocolCrashes += 1
+            noteLeaderHit(i)
+            // The OS flushed none of its writes since the last fsync: a reply or an acknowledgement
+            // sent before its write was durable shows.
+            crash(n, loseAll: true)
+            schedule(now + ms * 1000, .fault(.restart(i)))
+        case .diskStall(let i, let ms):
+            guard faultsActive, figure8 == .idle else { return }
+            stats.diskStalls += 1
+            nodes[i].diskStallUntilUs = max(nodes[i].diskStallUntilUs, now + ms * 1000)
+        case .figure8(let step):
+            figure8Step(step)
         case .healAll:
             faultsActive = false
+            endFigure8()
+            armed = []
             for i in 0..<nodes.count { setLinks(i, isolated: false); flapping[i] = false }
             for n in nodes where n.paused { applyFault(.resume(n.idx)) }
             for n in nodes where !n.up { restart(n) }
@@ -583,13 +701,13 @@ public final class ClusterSimulation {
 
     func downCount() -> Int { nodes.filter { !$0.up || $0.paused }.count }
 
-    func crash(_ n: SimNode) {
+    func crash(_ n: SimNode, loseAll: Bool = false) {
         stats.crashes += 1
         if !n.pending.isEmpty { stats.lostUnsyncedWrites += 1 }
         n.up = false
         n.life += 1
         // Un-fsynced writes: the OS may have flushed some prefix of them, or none.
-        let kept = Int(rng.below(UInt64(n.pending.count + 1)))
+        let kept = loseAll ? 0 : Int(rng.below(UInt64(n.pending.count + 1)))
         for w in n.pending.prefix(kept) {
             switch w {
             case .raft(let p): n.diskRaft.apply(p)
@@ -617,8 +735,9 @@ public final class ClusterSimulation {
         n.pending.append(w)
         if !n.fsyncScheduled {
             n.fsyncScheduled = true
-            // Mostly fast disks, sometimes a slow fsync: a crash then loses the writes queued behind it.
-            let d = rng.chance(0.1) ? 10_000 + rng.below(90_000) : 200 + rng.below(3_000)
+            // Mostly fast disks, sometimes a slow fsync with a heavy tail (P(> x) = 10 ms / x, up to
+            // 800 ms): a crash then loses the writes queued behind it.
+            let d = rng.chance(0.1) ? 10_000 * 80 / (1 + rng.below(80)) : 200 + rng.below(3_000)
             schedule(now + d, .fsync(n.idx, life: n.life))
         }
     }
@@ -644,29 +763,28 @@ public final class ClusterSimulation {
             switch e {
             case .send(let to, let m):
                 send(from: n, to: to, .peer(m))
+                if !armed.isEmpty, let p = ProtocolPoint(sending: m) { reached(p, n) }
             case .persistRaft(let p):
+                figure8Persist(n, p)
                 queueWrite(n, .raft(p))
+                if !armed.isEmpty { reached(.write, n) }
             case .persistBooking(let w):
                 queueWrite(n, .booking(w))
-            case .outcome(.booked(let b)):
-                hashEvent(10, n.idx, b.slot, b.epoch)
-                if refusedForGood.contains(b.id) {
-                    fail("a request refused for good is never booked", "request \(b.id) was refused (its quota place given back) and later booked as \(b)")
-                }
-                if let first = acked.updateValue(b, forKey: b.id) {
-                    if first != b { fail("a retried request returns its first outcome", "request \(b.id) acknowledged as \(first) and later as \(b)") }
-                } else {
-                    stats.bookingsAcked += 1
-                }
-            case .outcome(.refused(let id, let reason)):
-                stats.bookingsRefused += 1
-                // Under a quota these are made durable before they are sent, and give the place back.
-                if quotaRequests[id] != nil, reason == .slotTaken || reason == .notYetOpen {
-                    if let b = acked[id], !b.isRelease {
-                        fail("a request refused for good is never booked", "request \(id) was booked as \(b) and later refused (\(reason))")
+                for r in w.records where firstWrittenUs["\(r.id)@\(r.epoch)"] == nil { firstWrittenUs["\(r.id)@\(r.epoch)"] = now }
+                if !armed.isEmpty { reached(w.records.contains { n.booking.isPending($0.id) && $0.takesASlot } ? .holderWrite : .write, n) }
+            case .outcome(let o):
+                if case .booked(let b) = o {
+                    hashEvent(10, n.idx, b.slot, b.epoch)
+                    if let first = acked.updateValue(b, forKey: b.id) {
+                        if first != b { fail("a retried request returns its first outcome", "request \(b.id) acknowledged as \(first) and later as \(b)") }
+                    } else {
+                        stats.bookingsAcked += 1
                     }
-                    refusedForGood.insert(id)
+                    if !armed.isEmpty { reached(.ack, n) }
+                } else {
+                    stats.bookingsRefused += 1
                 }
+                noteOutcome(o, at: n)
             case .applied(let entry, let accepted):
                 applied(n, entry, accepted: accepted)
             case .snapshotRestored:
@@ -684,6 +802,7 @@ public final class ClusterSimulation {
         hashEvent(9, n.idx, Int(role == .leader ? 1 : 0), term)
         switch role {
         case .leader:
+            figure8Leader(n, term)
             if let other = leaderOfTerm[term], other != n.idx {
                 fail("one leader per term", "n\(other + 1) and n\(n.idx + 1) both lead term \(term)")
             }

@@ -19,7 +19,9 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Worker threads (default: active processors).") var threads: Int?
     @Option(name: .customLong("fault-ms"), help: "Simulated ms of faults per seed.") var faultMs: UInt64 = 12_000
     @Option(name: .customLong("quiet-ms"), help: "Simulated ms after faults stop.") var quietMs: UInt64 = 10_000
-    @Option(help: "Bug switch to enable (test builds only): vote-twice, promise-without-recording, ack-before-quorum, book-over-booking, quota-ignores-pending.") var bug: String?
+    @Option(help: ArgumentHelp("Bug switch to enable (test builds only): \(BugSwitch.allCases.map(\.rawValue).joined(separator: ", ")).")) var bug: String?
+    @Option(help: "Force the rush workload (more requests on fewer slots) on or off; by default drawn per seed.") var hotspot: Bool?
+    @Option(help: "Force the Raft figure-8 schedule on or off; by default drawn per seed.") var figure8: Bool?
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
@@ -28,6 +30,8 @@ struct SimulateCommand: ParsableCommand {
         o.initialVoters = min(nodes, nodes >= 5 ? 3 : nodes)
         o.faultMs = faultMs
         o.quietMs = max(quietMs, o.livenessDeadlineMs)
+        o.hotspot = hotspot
+        o.figure8 = figure8
         if let b = bug {
             #if CLINICMESH_BUG_SWITCHES
             guard let s = BugSwitch(rawValue: b) else { throw ValidationError("unknown bug switch \(b)") }
