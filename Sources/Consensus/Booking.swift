@@ -91,7 +91,8 @@ public enum RefuseReason: String, Sendable, Equatable, CaseIterable {
 extension Booking {
     /// The same booking a request asks for (a retry), not another one under a reused id.
     func matches(_ q: BookingRequest) -> Bool {
-        if isRefusal { return block == q.block && patient == q.patient && q.targets == nil }
+        // A refusal record names no slot or target: the request's id, block and patient say it is the same.
+        if isRefusal { return block == q.block && patient == q.patient }
         return block == q.block && patient == q.patient && releases == q.releases && confirms == q.confirms && q.candidates.contains(slot)
     }
 }
@@ -365,7 +366,7 @@ public struct BookingNode: Sendable {
                 if q.confirms != nil || q.isExpiry {
                     // Only an unconfirmed hold is confirmed or expired; a confirmation comes in time.
                     guard held.id == target, held.isHold else { continue }
-                    if q.confirms != nil, wallMs >= held.holdUntilMs { return [.refused(requestID: q.id, reason: .holdExpired)] }
+                    if q.confirms != nil, wallMs >= held.holdUntilMs { return refuse(q, .holdExpired, r, state: state) }
                     if q.isExpiry, wallMs < held.holdUntilMs { continue }
                 } else {
                     guard held.id == target || held.confirms == target else { continue }
@@ -385,9 +386,9 @@ public struct BookingNode: Sendable {
         guard let (slot, generation) = chosen else {
             if let hold = q.confirms {
                 let gone = store.releases(of: hold).contains { bookingStatus($0, in: state) == .active } || r.collected.contains { $0.releases == hold }
-                return [.refused(requestID: q.id, reason: gone ? .holdExpired : .notBooked)]
+                return refuse(q, gone ? .holdExpired : .notBooked, r, state: state)
             }
-            return q.targets == nil ? refuse(q, .slotTaken, r, state: state) : [.refused(requestID: q.id, reason: .notBooked)]
+            return refuse(q, q.targets == nil ? .slotTaken : .notBooked, r, state: state)
         }
         guard quorumReachable(r) else { return [.refused(requestID: q.id, reason: .noHolder)] }
         tried[q.block]!.slots[SlotGeneration(slot: slot, generation: generation)] = q.id
@@ -429,14 +430,18 @@ public struct BookingNode: Sendable {
         return Array(ordered.prefix(quorum(of: voters.count)))
     }
 
-    /// Refuses a booking. One under a quota (its tag is the reservation's), and a quota reservation
-    /// itself, are refused for good: a refusal record, quorum-durable like a booking, before anyone
-    /// is told. A later retry of the request at any holder finds the record (a takeover collects
-    /// it), so the request can never be booked after all: a booking refused so may give its quota
-    /// place back, and a reservation refused so is never granted to a late copy of the request
-    /// that a retry through another node already saw refused.
+    /// Refuses a request for good from this holder's records (slot taken, not open yet, over the
+    /// quota, banned, nothing to release or confirm, a hold run out): a refusal record,
+    /// quorum-durable like a booking, before anyone is told. A later retry of the request at any
+    /// holder finds the record (a takeover collects it) and gets the same answer, so a request
+    /// refused can never be booked after all: a booking refused so may give its quota place back,
+    /// and a reservation refused so is never granted to a late copy of the request. A holder whose
+    /// epoch was taken over unbeknown to it (paused, cut off) cannot get the record accepted, so
+    /// it tells no one an answer from its stale records; nor does an answer rest on a record of
+    /// its own still short of its quorum, which a takeover may lose. A hold's expiry is the
+    /// holder's own request, which no one waits for: refused without a record.
     private mutating func refuse(_ q: BookingRequest, _ reason: RefuseReason, _ r: LeaseRecord, state: ClusterState) -> [BookingAction] {
-        guard QuotaTag(encoded: q.tag) != nil else { return [.refused(requestID: q.id, reason: reason)] }
+        if q.isExpiry { return [.refused(requestID: q.id, reason: reason)] }
         guard quorumReachable(r) else { return [.refused(requestID: q.id, reason: .noHolder)] }
         let b = Booking(id: q.id, block: q.block, slot: -1, patient: q.patient, epoch: r.epoch, tag: q.tag, refusal: reason.rawValue)
         persist(records: [b])
@@ -449,7 +454,7 @@ public struct BookingNode: Sendable {
     /// booking's refusal, the request's first outcome.
     func retryAfterRelease(of b: Booking, _ r: LeaseRecord, state: ClusterState) -> RefuseReason {
         let release = r.collected.first { $0.releases == b.id }
-            ?? store.releases(of: b.id).sorted { $0.id < $1.id }.first { bookingStatus($0, in: state) == .active }
+            ?? store.releases(of: b.id).sorted { $0.id < $1.id }.first { settledRelease($0, state: state) }
         return release.flatMap { RefusalRelease.reason(tag: $0.tag) } ?? .released
     }
 
@@ -457,8 +462,15 @@ public struct BookingNode: Sendable {
     func releasedSince(_ b: Booking, _ r: LeaseRecord, state: ClusterState) -> Bool {
         guard !b.isRelease else { return false }
         return [b.id, b.confirms].compactMap { $0 }.contains { target in
-            r.collected.contains { $0.releases == target } || store.releases(of: target).contains { bookingStatus($0, in: state) == .active }
+            r.collected.contains { $0.releases == target } || store.releases(of: target).contains { settledRelease($0, state: state) }
         }
+    }
+
+    /// A valid release that is no longer this node's open round: a retry is told `released` only
+    /// once the release is quorum-durable (a takeover may lose one still short of its quorum, and
+    /// the booking would hold its slot after all).
+    private func settledRelease(_ release: Booking, state: ClusterState) -> Bool {
+        bookingStatus(release, in: state) == .active && pending[release.id] == nil
     }
 
     /// The patient's strikes recorded in a quota bucket (valid, not withdrawn).

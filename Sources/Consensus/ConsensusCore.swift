@@ -317,7 +317,8 @@ public struct ConsensusCore: Sendable {
     static let reservationPrefix = "quota:"
     /// The id of the quota reservation a booking request takes first (`request(_:quota:)`).
     public static func reservationID(of requestID: String) -> String { reservationPrefix + requestID }
-    /// Refusals a holder makes durable for bookings under a quota (`BookingNode.refuse`).
+    /// A booking's refusals that give its quota reservation back: the holder made them durable
+    /// (`BookingNode.refuse`), and they say nothing about the patient's quota.
     static let finalRefusals: Set<RefuseReason> = [.slotTaken, .notYetOpen]
 
     /// The patient's quota bucket, and the slot a reservation takes in it (unique per request).
@@ -389,6 +390,8 @@ public struct ConsensusCore: Sendable {
             guard !view.unknown else { continue }
             for slot in view.views.keys.sorted() {
                 guard let hold = holdingBooking(view.views[slot]), hold.isHold, hold.holdUntilMs <= lastWallMs else { continue }
+                // A hold whose own round is still open may yet be lost with its epoch; its expiry waits.
+                if booking.isPending(hold.id) { continue }
                 let q = BookingRequest(id: holdExpiryPrefix + hold.id, block: r.block, slot: hold.slot, patient: hold.patient, releases: hold.id)
                 if options.quotaBuckets > 0, QuotaTag(encoded: hold.tag) != nil { releaseWithReservation(q) } else { take(q) }
             }

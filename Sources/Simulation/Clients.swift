@@ -49,33 +49,12 @@ extension ClusterSimulation {
         sendClient(c.request, via: via, afterUs: 100 + rng.below(2_000))
     }
 
-    /// Which answers are final, from the code: a booking (quorum-durable); a refusal made durable
-    /// first (a refusal record: slot taken or not open under a quota, over the quota, banned), or
-    /// that follows from durable records (released, the id used for another request, nothing to
-    /// release or confirm, a hold run out) or from the block's definition (no such slot). Retryable:
-    /// no holder now, not the holder, the quota bucket unreachable; and slot taken or not open
-    /// without a quota, which a holder answers from its view without writing anything (the slot
-    /// may be free again later).
-    func isFinal(_ o: BookingOutcome, _ q: BookingRequest) -> Bool {
-        guard case .refused(_, let reason) = o else { return true }
-        switch reason {
-        case .noHolder, .notHolder, .quotaUnavailable: return false
-        case .slotTaken, .notYetOpen: return quotaRequests[q.id] != nil && q.releases == nil && q.confirms == nil
-        default: return true
-        }
-    }
-
-    /// For a request naming a booking (a release, a confirmation), `notBooked` and `holdExpired`
-    /// say the same: that booking no longer holds its slot for the request (released, expired, or
-    /// confirmed by another request), and nothing was written.
-    static func sameAnswer(_ a: BookingOutcome, _ b: BookingOutcome) -> Bool {
-        if a == b { return true }
-        let gone: Set<RefuseReason> = [.notBooked, .holdExpired]
-        if case .refused(_, let x) = a, case .refused(_, let y) = b { return gone.contains(x) && gone.contains(y) }
-        return false
-    }
-
-    /// The answers the API tells a client to retry with the same request id (HTTP 503).
+    /// The answers the API tells a client to retry with the same request id (HTTP 503): no holder
+    /// now, not the holder, the quota bucket unreachable. Every other answer is final, from the
+    /// code: a booking (quorum-durable); a refusal made durable first (a refusal record: slot
+    /// taken, not open yet, over the quota, banned, nothing to release or confirm, a hold run out);
+    /// one that follows from durable records (released, the id used for another request) or from
+    /// the block's definition (no such slot).
     static func saysRetry(_ o: BookingOutcome) -> Bool {
         guard case .refused(_, let reason) = o else { return false }
         return reason == .noHolder || reason == .notHolder || reason == .quotaUnavailable
@@ -92,7 +71,6 @@ extension ClusterSimulation {
     func noteOutcome(_ o: BookingOutcome, at n: SimNode) {
         let id = o.requestID
         guard var c = calls[id] else { return }
-        let final = isFinal(o, c.request)
         if c.node == n.idx, !c.answered {
             c.answered = true
             c.settled = !Self.saysRetry(o)
@@ -105,10 +83,10 @@ extension ClusterSimulation {
         // After a final answer, any answer but "retry" must be the same (slot taken included).
         if Self.saysRetry(o) { return }
         guard let first = finalOutcome[id] else {
-            if final { finalOutcome[id] = o }
+            finalOutcome[id] = o
             return
         }
-        if Self.sameAnswer(first, o) { return }
+        if first == o { return }
         // A booking released since is answered `released`; that release must exist (checked at the end).
         if case .booked(let b) = first, case .refused(_, .released) = o {
             releasedClaims.append((id, b, n.idx, now))

@@ -11,18 +11,6 @@ import Testing
         }
     }
 
-    /// `q` at holder n1, its writes durable and every voter asked accepting: the actions in order.
-    static func withQuorum(_ n1: inout BookingNode, _ q: BookingRequest, state s: ClusterState) -> [BookingAction] {
-        var acts = n1.request(q, state: s, wallMs: 1_796_000_000_000)
-        if let seq = lastPersistSeq(acts) { acts += n1.persisted(upTo: seq) }
-        for e in sends(acts) {
-            if case .accept(let b) = e.body {
-                acts += n1.receive(LeaseEnvelope(from: e.to, to: "n1", body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: true)), state: s)
-            }
-        }
-        return acts
-    }
-
     /// A voter that promised a newer epoch refuses the holder's accept under the current one:
     /// the holder says so, since nothing else would ever move the block on.
     @Test func aHolderWhoseAcceptIsRefusedUnderItsOwnEpochSaysSo() {
@@ -91,7 +79,7 @@ import Testing
         s.apply(.lease(LeaseChange(block: bucket, fromEpoch: 0, toEpoch: 1, holder: "n1", holderLiveness: 1, voters: ["n1", "n2", "n3"], collected: [])))
         var n1 = BookingNode(id: "n1", incarnation: 1)
         let visit = QuotaTag(visitDay: 20_500, department: "neike").encoded
-        func book(_ q: BookingRequest) -> [BookingAction] { Self.withQuorum(&n1, q, state: s) }
+        func book(_ q: BookingRequest) -> [BookingAction] { throughQuorum(&n1, q, state: s) }
         func refusal(_ acts: [BookingAction]) -> String? {
             acts.lazy.compactMap { if case .acknowledged(let b) = $0 { return b.refusal }; return nil }.first
         }
@@ -120,7 +108,7 @@ import Testing
         s.apply(.lease(LeaseChange(block: bucket, fromEpoch: 0, toEpoch: 1, holder: "n1", holderLiveness: 1, voters: ["n1", "n2", "n3"], collected: [])))
         let visit = QuotaTag(visitDay: 20_500, department: "neike").encoded
         var n1 = BookingNode(id: "n1", incarnation: 1)
-        func run(_ q: BookingRequest) -> [BookingAction] { Self.withQuorum(&n1, q, state: s) }
+        func run(_ q: BookingRequest) -> [BookingAction] { throughQuorum(&n1, q, state: s) }
         for (id, tag) in [("cancelled", ""), ("refused", RefusalRelease.tag(.slotTaken))] {
             let reservation = BookingRequest(id: "quota:\(id)", block: bucket, slot: id.count, patient: "p", tag: visit)
             _ = run(reservation)
@@ -130,5 +118,66 @@ import Testing
         }
         #expect(ConsensusCore.reservationFinalRefusals.isSuperset(of: [.released, .slotTaken, .notYetOpen, .quotaExceeded, .banned]))
         #expect(!ConsensusCore.reservationFinalRefusals.contains(.noHolder))
+    }
+
+    /// A refusal from the holder's records (slot taken, nothing to release) is a record a quorum
+    /// holds before anyone is told, and a takeover carries it: a retry at the next holder, which
+    /// never saw the request, gets the same answer, whatever the slot looks like by then.
+    @Test func aHoldersRefusalIsToldOnlyOnceAQuorumHoldsItAndOutlivesItsEpoch() {
+        let s = leasedState()
+        var n1 = BookingNode(id: "n1", incarnation: 1)
+        guard case .booked(let r1)? = answer(&n1, BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s) else {
+            Issue.record("not booked"); return
+        }
+        let late = BookingRequest(id: "r2", block: "b", slot: 0, patient: "q")
+        var acts = n1.request(late, state: s)
+        #expect(!acts.contains { if case .refused = $0 { return true }; return false }, "nothing told before a quorum accepted")
+        acts += n1.persisted(upTo: lastPersistSeq(acts)!)
+        for e in sends(acts) {
+            guard case .accept(let b) = e.body else { continue }
+            #expect(b.id == "r2" && b.refusal == RefuseReason.slotTaken.rawValue)
+            acts += n1.receive(LeaseEnvelope(from: e.to, to: "n1", body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: true)), state: s)
+        }
+        #expect(acts.contains { if case .acknowledged(let b) = $0 { return b.id == "r2" && b.isRefusal }; return false })
+        #expect(answer(&n1, late, state: s) == .refused(requestID: "r2", reason: .slotTaken), "a retry: the same")
+        let refusal = n1.store.records["r2"]!
+        let cancel = BookingRequest(id: "x9", block: "b", slot: 1, patient: "p", releases: "nothing-here")
+        #expect(answer(&n1, cancel, state: s) == .refused(requestID: "x9", reason: .notBooked))
+        // The block moves to n2, whose store is empty; the takeover collected all three. r1 is
+        // cancelled since, so slot 0 is free: still r2 is refused as before.
+        let s2 = leasedState(epoch: 2, collected: [r1, refusal, n1.store.records["x9"]!])
+        var next = BookingNode(id: "n2", incarnation: 1)
+        var s3 = s2
+        s3.apply(.lease(LeaseChange(block: "b", fromEpoch: 2, toEpoch: 3, holder: "n2", holderLiveness: s2.liveness["n2"]!.epoch,
+                                    voters: ["n1", "n2", "n3"], collected: s2.blocks["b"]!.collected)))
+        guard case .booked? = answer(&next, BookingRequest(id: "x1", block: "b", slot: 0, patient: "p", releases: "r1"), state: s3) else {
+            Issue.record("not released"); return
+        }
+        #expect(answer(&next, late, state: s3) == .refused(requestID: "r2", reason: .slotTaken))
+        #expect(answer(&next, cancel, state: s3) == .refused(requestID: "x9", reason: .notBooked))
+    }
+
+    /// A holder whose epoch was taken over without its knowing (paused while voters promised a
+    /// newer one) tells no one an answer from its stale records: its refusal is not accepted.
+    @Test func aHolderTakenOverUnbeknownToItTellsNoOneAStaleRefusal() {
+        let s = leasedState()
+        var n1 = BookingNode(id: "n1", incarnation: 1)
+        _ = answer(&n1, BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s)
+        // Meanwhile the block moved on: r1 was released and the slot booked again by r2 (at
+        // epoch 2, which n1's history does not have yet), so the voters refuse epoch 1.
+        var acts = n1.request(BookingRequest(id: "r2", block: "b", slot: 0, patient: "q"), state: s)
+        acts += n1.persisted(upTo: lastPersistSeq(acts)!)
+        for e in sends(acts) where e.to != "n1" {
+            if case .accept(let b) = e.body {
+                acts += n1.receive(LeaseEnvelope(from: e.to, to: "n1", body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: false)), state: s)
+            }
+        }
+        #expect(!acts.contains { a in
+            switch a {
+            case .refused(let id, _): return id == "r2"
+            case .acknowledged(let b): return b.id == "r2"
+            default: return false
+            }
+        }, "r2 is not told slot taken: it may be booked under the newer epoch")
     }
 }

@@ -23,6 +23,36 @@ func lastPersistSeq(_ acts: [BookingAction]) -> UInt64? {
     acts.compactMap { if case .persist(let w) = $0 { return w.seq }; return nil }.last
 }
 
+/// `q` at holder `holder`, its writes durable and every voter asked accepting: the actions in order.
+func throughQuorum(_ holder: inout BookingNode, _ q: BookingRequest, state s: ClusterState,
+                   wallMs: Int64 = 1_796_000_000_000, delay: Int64 = 0) -> [BookingAction] {
+    var acts = holder.request(q, state: s, wallMs: wallMs, reofferDelayMs: delay)
+    if let seq = lastPersistSeq(acts) { acts += holder.persisted(upTo: seq) }
+    for e in sends(acts) { // the voters asked, the holder itself among them
+        if case .accept(let b) = e.body {
+            acts += holder.receive(LeaseEnvelope(from: e.to, to: holder.id, body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: true)), state: s)
+        }
+    }
+    return acts
+}
+
+/// What the client of `q` hears once a quorum accepted whatever the holder wrote for it: a
+/// booking, or a refusal (a refusal record's, or one answered without a record).
+func answer(_ holder: inout BookingNode, _ q: BookingRequest, state s: ClusterState,
+            wallMs: Int64 = 1_796_000_000_000, delay: Int64 = 0) -> BookingOutcome? {
+    for a in throughQuorum(&holder, q, state: s, wallMs: wallMs, delay: delay) {
+        switch a {
+        case .acknowledged(let b) where b.id == q.id:
+            return b.refusal.flatMap(RefuseReason.init(rawValue:)).map { .refused(requestID: b.id, reason: $0) } ?? .booked(b)
+        case .refused(let id, let reason) where id == q.id:
+            return .refused(requestID: id, reason: reason)
+        default:
+            continue
+        }
+    }
+    return nil
+}
+
 @Suite struct LeaseTests {
     @Test func activityIsDerivedFromEpochAndTakeoverList() {
         let old = Booking(id: "x", block: "b", slot: 0, patient: "p", epoch: 1)
@@ -48,8 +78,7 @@ func lastPersistSeq(_ acts: [BookingAction]) -> UInt64? {
         let second = h.receive(reply("n3"), state: s)
         #expect(second.contains { if case .acknowledged(let b) = $0 { return b.id == "r1" }; return false })
         // The slot is spent for this epoch, whatever happens to r1.
-        let again = h.request(BookingRequest(id: "r2", block: "b", slot: 0, patient: "q"), state: s)
-        #expect(again == [.refused(requestID: "r2", reason: .slotTaken)])
+        #expect(answer(&h, BookingRequest(id: "r2", block: "b", slot: 0, patient: "q"), state: s) == .refused(requestID: "r2", reason: .slotTaken))
     }
 
     /// A round asks a quorum of live voters first; a voter known dead is skipped. A round short

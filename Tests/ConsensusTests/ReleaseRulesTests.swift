@@ -18,22 +18,16 @@ import Testing
 
     /// Books through n1 and lets every voter it asked accept; returns the acknowledged booking, if any.
     func book(_ n1: inout BookingNode, _ q: BookingRequest, _ s: ClusterState, wallMs: Int64, delay: Int64 = 0) -> (Booking?, [BookingAction]) {
-        var acts = n1.request(q, state: s, wallMs: wallMs, reofferDelayMs: delay)
-        if let seq = lastPersistSeq(acts) { acts += n1.persisted(upTo: seq) }
-        for e in sends(acts) { // the voters asked, n1 itself among them
-            if case .accept(let b) = e.body {
-                acts += n1.receive(LeaseEnvelope(from: e.to, to: "n1", body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: true)), state: s)
-            }
-        }
-        return (acts.compactMap { if case .acknowledged(let b) = $0 { return b }; return nil }.first, acts)
+        let acts = throughQuorum(&n1, q, state: s, wallMs: wallMs, delay: delay)
+        return (acts.compactMap { if case .acknowledged(let b) = $0, !b.isRefusal { return b }; return nil }.first, acts)
     }
 
     @Test func aSessionOpensAtItsReleaseTimeNotAMillisecondBefore() {
         let opens: Int64 = 1_796_000_000_000 // some 15:00:00.000
         let s = session(opensAt: opens)
         var n1 = BookingNode(id: "n1", incarnation: 1)
-        let early = n1.request(BookingRequest(id: "r1", block: "s", slot: 0, patient: "p"), state: s, wallMs: opens - 1)
-        #expect(early == [.refused(requestID: "r1", reason: .notYetOpen)], "14:59:59.999")
+        let early = answer(&n1, BookingRequest(id: "r1", block: "s", slot: 0, patient: "p"), state: s, wallMs: opens - 1)
+        #expect(early == .refused(requestID: "r1", reason: .notYetOpen), "14:59:59.999")
         let (booked, _) = book(&n1, BookingRequest(id: "r2", block: "s", slot: 0, patient: "p"), s, wallMs: opens)
         #expect(booked != nil, "15:00:00.000")
     }
@@ -46,8 +40,8 @@ import Testing
         let (release, _) = book(&n1, BookingRequest(id: "x1", block: "s", slot: 2, patient: "p", releases: b!.id), s, wallMs: t0 + 10, delay: 600_000)
         #expect(release?.reofferAtMs == t0 + 10 + 600_000)
         // Another patient right after the cancellation (a hand-off) and just before the delay ends: refused.
-        #expect(n1.request(BookingRequest(id: "r2", block: "s", slot: 2, patient: "q"), state: s, wallMs: t0 + 20) == [.refused(requestID: "r2", reason: .slotTaken)])
-        #expect(n1.request(BookingRequest(id: "r3", block: "s", slot: 2, patient: "q"), state: s, wallMs: t0 + 10 + 599_999) == [.refused(requestID: "r3", reason: .slotTaken)])
+        #expect(answer(&n1, BookingRequest(id: "r2", block: "s", slot: 2, patient: "q"), state: s, wallMs: t0 + 20) == .refused(requestID: "r2", reason: .slotTaken))
+        #expect(answer(&n1, BookingRequest(id: "r3", block: "s", slot: 2, patient: "q"), state: s, wallMs: t0 + 10 + 599_999) == .refused(requestID: "r3", reason: .slotTaken))
         // From then on it is free again.
         let (again, _) = book(&n1, BookingRequest(id: "r4", block: "s", slot: 2, patient: "q"), s, wallMs: t0 + 10 + 600_000)
         #expect(again?.generation == 2)
@@ -59,36 +53,11 @@ import Testing
         var o = ConsensusCoreOptions()
         o.quotaBuckets = 0
         o.reofferDelayMs = 300_000...1_800_000
-        var core = ConsensusCore(id: "n1", incarnation: 1, bootstrap: ClusterConfig(voters: ["n1"]), options: o)
-        var now: UInt64 = 0
-        let wall: Int64 = 1_796_000_000_000
-        var outcomes: [BookingOutcome] = []
-        func run(_ effects: [CoreEffect]) {
-            var queue = effects
-            while !queue.isEmpty {
-                switch queue.removeFirst() {
-                case .persistRaft(let p): queue += core.persisted(raftUpTo: p.seq, bookingUpTo: 0)
-                case .persistBooking(let w): queue += core.persisted(raftUpTo: 0, bookingUpTo: w.seq)
-                case .send(let to, let m) where to == "n1": queue += core.receive(m, from: "n1", nowMs: now)
-                case .outcome(let out): outcomes.append(out)
-                default: break
-                }
-            }
-        }
-        var defined = false
-        for _ in 0..<3_000 where !core.cluster.leaseValid("s") {
-            now += 10
-            run(core.tick(nowMs: now, wallMs: wall))
-            if core.isLeader, core.raft.isReadyLeader, !defined {
-                run(core.propose(.upsertMember(MemberInfo(node: "n1", address: "x", department: "d", certificateSerial: "1"))).1)
-                run(core.propose(.defineSession("s", home: "n1", slots: 4, opensAtMs: wall - 1)).1)
-                defined = true
-            }
-        }
-        #expect(core.cluster.leaseValid("s"))
-        run(core.request(BookingRequest(id: "r1", block: "s", slot: 1, patient: "p")))
-        run(core.request(BookingRequest(id: "x1", block: "s", slot: 1, patient: "p", releases: "r1")))
-        guard case .booked(let release)? = outcomes.last else { Issue.record("no release: \(outcomes)"); return }
+        var one = OneNodeCore(options: o)
+        one.request(BookingRequest(id: "r1", block: "s", slot: 1, patient: "p"))
+        one.request(BookingRequest(id: "x1", block: "s", slot: 1, patient: "p", releases: "r1"))
+        let wall = one.wall
+        guard case .booked(let release)? = one.outcomes.last else { Issue.record("no release: \(one.outcomes)"); return }
         #expect(release.isRelease)
         #expect((wall + 300_000...wall + 1_800_000).contains(release.reofferAtMs))
     }
