@@ -49,8 +49,9 @@ public struct BookingRecord: Codable, Sendable, Hashable {
     public var patient: String
     public var epoch: UInt64
     /// Derived from the lease history this node knows, never stored: active (holds its slot),
-    /// released (cancelled), release (a cancellation record), superseded, inactive (never
-    /// acknowledged under an epoch since taken over), unknown (newer than this node's history).
+    /// released (cancelled), release (a cancellation record), refused (a refusal record: the
+    /// request was refused for good; it takes no slot), superseded, inactive (never acknowledged
+    /// under an epoch since taken over), unknown (newer than this node's history).
     public var status: String?
 
     init(_ b: Booking, status: String? = nil) {
@@ -276,6 +277,7 @@ extension MeshNode {
                 case .inactive: s = "inactive"
                 case .unknown: s = "unknown"
                 case .active where b.isRelease: s = "release"
+                case .active where b.isRefusal: s = "refused"
                 case .active:
                     // Valid: it holds its slot if it is the slot's newest record, else a release ended it.
                     if views[b.block]?[b.slot]?.contains(where: { $0.id == b.id && $0.epoch == b.epoch }) == true { s = "active" }

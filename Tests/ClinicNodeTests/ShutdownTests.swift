@@ -76,8 +76,10 @@ struct ShutdownTests {
             }
         })
 
-        // Only now does the connection become a session on the node.
-        try await channel.writeAndFlush(MeshMessage.hello(Hello(schemaVersion: 1, nodeID: "waike", clusterID: files.clusterID))).get()
+        // Only now does the connection become a session on the node. On a loaded machine the node
+        // may already have closed it (a peer that sends no Hello in time is cut off): the write
+        // then fails, and what follows must hold all the same.
+        try? await channel.writeAndFlush(MeshMessage.hello(Hello(schemaVersion: 1, nodeID: "waike", clusterID: files.clusterID))).get()
         #expect(await eventually(timeout: .seconds(30)) { !channel.isActive }, "the node must close a session that starts while it shuts down")
         #expect(await eventually(timeout: .seconds(30)) { stopped.withLock { $0 } }, "the node's services must all stop")
 

@@ -120,11 +120,12 @@ import Testing
         #expect(sim(q, [.booked(b), no(.slotTaken)])?.rule == "a retried request returns its first outcome")
         #expect(sim(q, quota: true, [no(.slotTaken), no(.quotaExceeded)]) != nil)
         #expect(sim(q, [.booked(b), no(.noHolder), no(.quotaUnavailable), .booked(b)]) == nil)
-        // Without a quota, slot taken is the holder's view, not a final answer: a retry may book.
-        #expect(sim(q, [no(.slotTaken), .booked(b)]) == nil)
+        // Slot taken is a refusal record with a quota or without: final either way.
+        #expect(sim(q, [no(.slotTaken), .booked(b)])?.rule == "a request refused for good is never booked")
         #expect(sim(q, [.booked(b), no(.released)]) == nil)
         let k = BookingRequest(id: "k1", block: "b0", slot: 1, patient: "q1", confirms: "r1")
-        #expect(sim(k, [.refused(requestID: "k1", reason: .notBooked), .refused(requestID: "k1", reason: .holdExpired)]) == nil)
+        #expect(sim(k, [.refused(requestID: "k1", reason: .notBooked), .refused(requestID: "k1", reason: .notBooked)]) == nil)
+        #expect(sim(k, [.refused(requestID: "k1", reason: .notBooked), .refused(requestID: "k1", reason: .holdExpired)]) != nil)
     }
 
     /// A release that reached one replica only (and no gossip since) is a disagreement.
