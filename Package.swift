@@ -60,6 +60,9 @@ let package = Package(
         // Raft, liveness, lease history and the booking protocol as pure state machines.
         .target(name: "Consensus", swiftSettings: strict),
 
+        // The consensus cores' durable logs: append-only, checksummed, fsynced files.
+        .target(name: "ConsensusStorage", dependencies: ["Consensus"], swiftSettings: strict),
+
         // Deterministic whole-cluster simulator driving the Consensus cores.
         .target(name: "Simulation", dependencies: ["Consensus"], swiftSettings: strict),
 
@@ -97,7 +100,7 @@ let package = Package(
         .target(
             name: "ClinicNode",
             dependencies: [
-                "Domain", "ReplicatedStore", "Consensus", "Mesh", "PKI",
+                "Domain", "ReplicatedStore", "Consensus", "ConsensusStorage", "Mesh", "PKI",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -133,7 +136,7 @@ let package = Package(
         .executableTarget(
             name: "clinicmesh",
             dependencies: [
-                "Domain", "ReplicatedStore", "Consensus", "Simulation", "PKI", "Mesh", "ClinicNode", "Drills",
+                "Domain", "ReplicatedStore", "Consensus", "ConsensusStorage", "Simulation", "PKI", "Mesh", "ClinicNode", "Drills",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -147,6 +150,7 @@ let package = Package(
         .testTarget(name: "DomainTests", dependencies: ["Domain"], swiftSettings: strict),
         .testTarget(name: "ReplicatedStoreTests", dependencies: ["ReplicatedStore", "Domain"], swiftSettings: strict),
         .testTarget(name: "ConsensusTests", dependencies: ["Consensus"], swiftSettings: strict),
+        .testTarget(name: "ConsensusStorageTests", dependencies: ["ConsensusStorage", "Consensus"], swiftSettings: strict),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Consensus"], swiftSettings: strict),
         .testTarget(name: "DrillTests", dependencies: ["Drills", "ClinicNode"], swiftSettings: strict),
         .testTarget(

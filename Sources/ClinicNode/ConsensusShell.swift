@@ -1,4 +1,5 @@
 import Consensus
+import ConsensusStorage
 import Foundation
 import Logging
 import Mesh

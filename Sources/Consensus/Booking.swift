@@ -177,7 +177,7 @@ public struct BookingDurableState: Sendable, Equatable {
     }
 
     /// One record per request: the latest epoch it was made under (an older one is inactive).
-    static func supersedes(_ new: Booking, _ old: Booking?) -> Bool { (old?.epoch ?? 0) <= new.epoch }
+    package static func supersedes(_ new: Booking, _ old: Booking?) -> Bool { (old?.epoch ?? 0) <= new.epoch }
 
     public func records(in block: BlockID) -> [Booking] { byBlock[block] ?? [] }
     /// The records of one slot of a block (a release and a confirmation are on their hold's slot).
@@ -301,7 +301,7 @@ public struct BookingNode: Sendable {
 
     /// `wallMs`: the holder's wall clock (release windows, re-offer delays: policy, never safety).
     /// `reofferDelayMs`: how long a slot this request releases stays off offer.
-    public mutating func request(_ q: BookingRequest, state: ClusterState, wallMs: Int64 = 0, reofferDelayMs: Int64 = 0) -> [BookingAction] {
+    public mutating func request(_ q: BookingRequest, state: ClusterState, wallMs: Int64, reofferDelayMs: Int64 = 0) -> [BookingAction] {
         guard let r = state.blocks[q.block] else { return [.refused(requestID: q.id, reason: .noHolder)] }
         // Only the holder answers, retries included: only it knows this epoch's records (a
         // cancellation made since a takeover is not in the takeover's list).

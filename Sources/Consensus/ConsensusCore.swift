@@ -146,7 +146,7 @@ public struct ConsensusCore: Sendable {
     // MARK: Inputs
 
     /// `nowMs`: this node's monotonic clock. Only the leader's lease manager reads it, for durations.
-    public mutating func tick(nowMs: UInt64, wallMs: Int64 = 0) -> [CoreEffect] {
+    public mutating func tick(nowMs: UInt64, wallMs: Int64) -> [CoreEffect] {
         ticks += 1
         lastNowMs = nowMs
         lastWallMs = wallMs

@@ -1,7 +1,7 @@
 import Foundation
 
 // The consensus messages' binary form (inside a mesh `raft` frame), and the bridge between the
-// typed Raft state and `FileRaftLog`'s bytes. Layout: `Consensus.docc/PROTOCOL.md`, "On the wire".
+// typed Raft state and `FileRaftLog`'s bytes (`ConsensusStorage`). Layout: `Consensus.docc/PROTOCOL.md`, "On the wire".
 // Everything is length-checked: a bad message from a peer is an error, never a trap.
 
 public struct ConsensusWireError: Error, Sendable, CustomStringConvertible {
@@ -221,18 +221,18 @@ public enum ConsensusWire {
 }
 
 extension ByteWriter {
-    mutating func booking(_ b: Booking) {
+    package mutating func booking(_ b: Booking) {
         str(b.id); str(b.block); u64(UInt64(bitPattern: Int64(b.slot))); str(b.patient); u64(b.epoch); u32(b.generation)
         optionalStr(b.releases); str(b.tag); u64(UInt64(bitPattern: b.reofferAtMs))
         optionalStr(b.confirms); u64(UInt64(bitPattern: b.holdUntilMs)); optionalStr(b.refusal)
     }
-    mutating func optionalStr(_ s: String?) { if let s { u8(1); str(s) } else { u8(0) } }
-    mutating func bookings(_ bs: [Booking]) { u32(UInt32(bs.count)); for b in bs { booking(b) } }
+    package mutating func optionalStr(_ s: String?) { if let s { u8(1); str(s) } else { u8(0) } }
+    package mutating func bookings(_ bs: [Booking]) { u32(UInt32(bs.count)); for b in bs { booking(b) } }
 }
 
 extension ByteReader {
     /// `legacy`: the layout before holds (booking logs written by version 1 keep it).
-    mutating func booking(legacy: Bool = false) -> Booking? {
+    package mutating func booking(legacy: Bool = false) -> Booking? {
         guard let id = str(), let block = str(), let slot = u64(), let patient = str(), let epoch = u64(), let generation = u32(),
               let releases = optionalStr(), let tag = str(), let reoffer = u64() else { return nil }
         var b = Booking(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient, epoch: epoch,
@@ -246,13 +246,13 @@ extension ByteReader {
         return b
     }
     /// nil: malformed; .some(nil): absent.
-    mutating func optionalStr() -> String?? {
+    package mutating func optionalStr() -> String?? {
         guard let has = u8() else { return nil }
         if has == 0 { return .some(nil) }
         guard has == 1, let s = str() else { return nil }
         return .some(s)
     }
-    mutating func bookings(legacy: Bool = false) -> [Booking]? {
+    package mutating func bookings(legacy: Bool = false) -> [Booking]? {
         guard let n = u32(), n <= ConsensusWire.maxItems else { return nil }
         var out: [Booking] = []
         for _ in 0..<n { guard let b = booking(legacy: legacy) else { return nil }; out.append(b) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Consensus
+import ConsensusStorage
 import Foundation
 import Simulation
 

@@ -10,7 +10,7 @@ import Testing
         let s = leasedState()
         var n1 = holder()
         let q = BookingRequest(id: "r1", block: "b", slot: 2, patient: "p")
-        var acts = n1.request(q, state: s)
+        var acts = n1.request(q, state: s, wallMs: testWallMs)
         let seq = lastPersistSeq(acts)!
         acts += n1.persisted(upTo: seq)
         for v in ["n2", "n3"] as [NodeID] {
@@ -19,11 +19,11 @@ import Testing
         let first = acts.compactMap { if case .acknowledged(let b) = $0 { return b }; return nil }
         #expect(first.count == 1)
         // The same request again: the same booking, no new record, no new accept round.
-        let again = n1.request(q, state: s)
+        let again = n1.request(q, state: s, wallMs: testWallMs)
         #expect(again == [.acknowledged(first[0])])
         // The same id for another slot or patient is refused, not booked.
-        #expect(n1.request(BookingRequest(id: "r1", block: "b", slot: 3, patient: "p"), state: s) == [.refused(requestID: "r1", reason: .requestMismatch)])
-        #expect(n1.request(BookingRequest(id: "r1", block: "b", slot: 2, patient: "other"), state: s) == [.refused(requestID: "r1", reason: .requestMismatch)])
+        #expect(n1.request(BookingRequest(id: "r1", block: "b", slot: 3, patient: "p"), state: s, wallMs: testWallMs) == [.refused(requestID: "r1", reason: .requestMismatch)])
+        #expect(n1.request(BookingRequest(id: "r1", block: "b", slot: 2, patient: "other"), state: s, wallMs: testWallMs) == [.refused(requestID: "r1", reason: .requestMismatch)])
     }
 
     @Test func aRetryAfterATakeoverAnswersFromTheCollectedListAtTheHolder() {
@@ -31,10 +31,10 @@ import Testing
         let s = leasedState(epoch: 2, collected: [booked])
         // The new holder answers a retry from the committed takeover entry, without a new booking.
         var n1 = BookingNode(id: "n1", incarnation: 1)
-        #expect(n1.request(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), state: s) == [.acknowledged(booked)])
+        #expect(n1.request(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), state: s, wallMs: testWallMs) == [.acknowledged(booked)])
         // Another node passes it on: only the holder knows whether it was cancelled since.
         var n3 = BookingNode(id: "n3", incarnation: 1)
-        #expect(n3.request(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), state: s) == [.forward(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), to: "n1")])
+        #expect(n3.request(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), state: s, wallMs: testWallMs) == [.forward(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), to: "n1")])
     }
 
     /// Told `released` only once the release is quorum-durable: a release still short of its
@@ -43,22 +43,22 @@ import Testing
         let booked = Booking(id: "r9", block: "b", slot: 1, patient: "p", epoch: 1)
         let s = leasedState(epoch: 2, collected: [booked])
         var n1 = BookingNode(id: "n1", incarnation: 1)
-        var acts = n1.request(BookingRequest(id: "x9", block: "b", slot: 1, patient: "p", releases: "r9"), state: s)
+        var acts = n1.request(BookingRequest(id: "x9", block: "b", slot: 1, patient: "p", releases: "r9"), state: s, wallMs: testWallMs)
         acts += n1.persisted(upTo: lastPersistSeq(acts)!)
         #expect(sends(acts).contains { if case .accept(let b) = $0.body { return b.releases == "r9" && b.generation == 1 }; return false })
         let retry = BookingRequest(id: "r9", block: "b", slot: 1, patient: "p")
-        #expect(n1.request(retry, state: s) == [.acknowledged(booked)], "the release is still open")
+        #expect(n1.request(retry, state: s, wallMs: testWallMs) == [.acknowledged(booked)], "the release is still open")
         for v in ["n1", "n2"] as [NodeID] {
             _ = n1.receive(LeaseEnvelope(from: v, to: "n1", body: .acceptReply(bookingID: "x9", block: "b", epoch: 2, ok: true)), state: s)
         }
-        #expect(n1.request(retry, state: s) == [.refused(requestID: "r9", reason: .released)])
+        #expect(n1.request(retry, state: s, wallMs: testWallMs) == [.refused(requestID: "r9", reason: .released)])
     }
 
     @Test func anUnacknowledgedRequestIsBookedAfreshUnderTheNewEpoch() {
         let lost = Booking(id: "r5", block: "b", slot: 1, patient: "p", epoch: 1)
         let s = leasedState(epoch: 2, collected: [])
         var n1 = BookingNode(id: "n1", incarnation: 1, restoring: { var d = BookingDurableState(); d.apply(.init(seq: 1, promise: nil, records: [lost])); return d }())
-        let acts = n1.request(BookingRequest(id: "r5", block: "b", slot: 1, patient: "p"), state: s)
+        let acts = n1.request(BookingRequest(id: "r5", block: "b", slot: 1, patient: "p"), state: s, wallMs: testWallMs)
         let accepts = sends(acts).compactMap { if case .accept(let b) = $0.body { return b }; return nil }
         #expect(accepts.count == 2 && accepts.allSatisfy { $0.epoch == 2 })
     }
@@ -86,7 +86,7 @@ import Testing
         func run(_ effects: [CoreEffect]) {
             for e in effects { if case .persistRaft(let p) = e { persisted = p.seq } }
         }
-        for _ in 0..<100 where !core.isLeader { now += 10; run(core.tick(nowMs: now)); run(core.persisted(raftUpTo: persisted, bookingUpTo: 0)) }
+        for _ in 0..<100 where !core.isLeader { now += 10; run(core.tick(nowMs: now, wallMs: testWallMs)); run(core.persisted(raftUpTo: persisted, bookingUpTo: 0)) }
         #expect(core.isLeader)
         let before = core.raft.lastIndex
         run(core.receive(.proposal(.upsertMember(MemberInfo(node: "n9", address: "x", department: "d", certificateSerial: "1"))), from: "n2", nowMs: now))
@@ -170,30 +170,5 @@ import Testing
         #expect(typed.snapshot?.data == s)
         #expect(typed.entries == p.entries)
         #expect(typed.hardState == p.hardState)
-    }
-}
-
-@Suite struct FileBookingLogTests {
-    @Test func writesSurviveReopenAndATornTailIsCut() throws {
-        let dir = NSTemporaryDirectory() + "booking-log-" + UUID().uuidString
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let b1 = Booking(id: "r1", block: "b", slot: 1, patient: "p", epoch: 2)
-        let b2 = Booking(id: "r2", block: "b", slot: 2, patient: "q", epoch: 2)
-        do {
-            let log = try FileBookingLog(directory: dir)
-            try log.write([BookingWrite(seq: 1, promise: (block: "b", epoch: 2), records: [b1]), BookingWrite(seq: 2, promise: nil, records: [b2])])
-        }
-        // A torn last record (a crash mid-write) is cut; everything before it stays.
-        let handle = try #require(FileHandle(forWritingAtPath: dir + "/bookings.log"))
-        handle.seekToEndOfFile()
-        handle.write(Data([9, 0, 0, 0, 1, 2]))
-        try handle.close()
-        let log = try FileBookingLog(directory: dir)
-        #expect(log.recoveredTornBytes == 6)
-        #expect(log.state.records == ["r1": b1, "r2": b2])
-        #expect(log.state.promised == ["b": 2])
-        // A rewrite keeps the same state.
-        try log.rewrite()
-        #expect(try FileBookingLog(directory: dir).state == log.state)
     }
 }

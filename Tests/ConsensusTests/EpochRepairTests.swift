@@ -16,7 +16,7 @@ import Testing
     @Test func aHolderWhoseAcceptIsRefusedUnderItsOwnEpochSaysSo() {
         let s = leasedState()
         var h = BookingNode(id: "n1", incarnation: 1)
-        _ = h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s)
+        _ = h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s, wallMs: testWallMs)
         let refused = h.receive(LeaseEnvelope(from: "n2", to: "n1", body: .acceptReply(bookingID: "r1", block: "b", epoch: 1, ok: false)), state: s)
         #expect(refused == [.epochRefused(block: "b", epoch: 1)])
         // A refusal of an accept that is no longer pending here says nothing.
@@ -130,7 +130,7 @@ import Testing
             Issue.record("not booked"); return
         }
         let late = BookingRequest(id: "r2", block: "b", slot: 0, patient: "q")
-        var acts = n1.request(late, state: s)
+        var acts = n1.request(late, state: s, wallMs: testWallMs)
         #expect(!acts.contains { if case .refused = $0 { return true }; return false }, "nothing told before a quorum accepted")
         acts += n1.persisted(upTo: lastPersistSeq(acts)!)
         for e in sends(acts) {
@@ -165,7 +165,7 @@ import Testing
         _ = answer(&n1, BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s)
         // Meanwhile the block moved on: r1 was released and the slot booked again by r2 (at
         // epoch 2, which n1's history does not have yet), so the voters refuse epoch 1.
-        var acts = n1.request(BookingRequest(id: "r2", block: "b", slot: 0, patient: "q"), state: s)
+        var acts = n1.request(BookingRequest(id: "r2", block: "b", slot: 0, patient: "q"), state: s, wallMs: testWallMs)
         acts += n1.persisted(upTo: lastPersistSeq(acts)!)
         for e in sends(acts) where e.to != "n1" {
             if case .accept(let b) = e.body {

@@ -23,9 +23,12 @@ func lastPersistSeq(_ acts: [BookingAction]) -> UInt64? {
     acts.compactMap { if case .persist(let w) = $0 { return w.seq }; return nil }.last
 }
 
+/// The wall clock the tests' holders read: 2026-11-30 00:53:20 UTC.
+let testWallMs: Int64 = 1_796_000_000_000
+
 /// `q` at holder `holder`, its writes durable and every voter asked accepting: the actions in order.
 func throughQuorum(_ holder: inout BookingNode, _ q: BookingRequest, state s: ClusterState,
-                   wallMs: Int64 = 1_796_000_000_000, delay: Int64 = 0) -> [BookingAction] {
+                   wallMs: Int64 = testWallMs, delay: Int64 = 0) -> [BookingAction] {
     var acts = holder.request(q, state: s, wallMs: wallMs, reofferDelayMs: delay)
     if let seq = lastPersistSeq(acts) { acts += holder.persisted(upTo: seq) }
     for e in sends(acts) { // the voters asked, the holder itself among them
@@ -39,7 +42,7 @@ func throughQuorum(_ holder: inout BookingNode, _ q: BookingRequest, state s: Cl
 /// What the client of `q` hears once a quorum accepted whatever the holder wrote for it: a
 /// booking, or a refusal (a refusal record's, or one answered without a record).
 func answer(_ holder: inout BookingNode, _ q: BookingRequest, state s: ClusterState,
-            wallMs: Int64 = 1_796_000_000_000, delay: Int64 = 0) -> BookingOutcome? {
+            wallMs: Int64 = testWallMs, delay: Int64 = 0) -> BookingOutcome? {
     for a in throughQuorum(&holder, q, state: s, wallMs: wallMs, delay: delay) {
         switch a {
         case .acknowledged(let b) where b.id == q.id:
@@ -69,7 +72,7 @@ func answer(_ holder: inout BookingNode, _ q: BookingRequest, state s: ClusterSt
     @Test func holderAcknowledgesOnlyAfterAQuorumOfVoters() {
         let s = leasedState()
         var h = BookingNode(id: "n1", incarnation: 1)
-        let acts = h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s)
+        let acts = h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s, wallMs: testWallMs)
         let accepts = sends(acts)
         #expect(accepts.map(\.to) == ["n1", "n2"], "a quorum is asked first: the holder and the next voter")
         let reply = { (from: NodeID) in LeaseEnvelope(from: from, to: "n1", body: .acceptReply(bookingID: "r1", block: "b", epoch: 1, ok: true)) }
@@ -88,7 +91,7 @@ func answer(_ holder: inout BookingNode, _ q: BookingRequest, state s: ClusterSt
         var s = leasedState()
         s.apply(.expireLiveness(node: "n2", epoch: 1))
         var h = BookingNode(id: "n1", incarnation: 1)
-        let acts = h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s)
+        let acts = h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s, wallMs: testWallMs)
         #expect(sends(acts).map(\.to) == ["n1", "n3"])
         var hedged: [NodeID] = []
         for _ in 0..<h.options.hedgeTicks { hedged += sends(h.tick(state: s)).map(\.to) }
@@ -103,7 +106,7 @@ func answer(_ holder: inout BookingNode, _ q: BookingRequest, state s: ClusterSt
     @Test func aStalledVoterCostsHedgeTicksNotRetryTicks() {
         let s = leasedState()
         var h = BookingNode(id: "n1", incarnation: 1)
-        #expect(sends(h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s)).map(\.to) == ["n1", "n2"])
+        #expect(sends(h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s, wallMs: testWallMs)).map(\.to) == ["n1", "n2"])
         let reply = { (from: NodeID) in LeaseEnvelope(from: from, to: "n1", body: .acceptReply(bookingID: "r1", block: "b", epoch: 1, ok: true)) }
         _ = h.receive(reply("n1"), state: s)
         var asked: [NodeID] = []
@@ -121,17 +124,17 @@ func answer(_ holder: inout BookingNode, _ q: BookingRequest, state s: ClusterSt
         let s = leasedState()
         var h = BookingNode(id: "n1", incarnation: 1)
         h.unreachable = ["n2", "n3"]
-        #expect(h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s) == [.refused(requestID: "r1", reason: .noHolder)])
+        #expect(h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s, wallMs: testWallMs) == [.refused(requestID: "r1", reason: .noHolder)])
         #expect(!h.isPending("r1") && h.store.records["r1"] == nil)
         h.unreachable = ["n2"]
-        let acts = h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s)
+        let acts = h.request(BookingRequest(id: "r1", block: "b", slot: 0, patient: "p"), state: s, wallMs: testWallMs)
         #expect(sends(acts).map(\.to) == ["n1", "n3"])
         #expect(h.isPending("r1"))
 
         var other = BookingNode(id: "n3", incarnation: 1)
-        #expect(other.request(BookingRequest(id: "r2", block: "b", slot: 1, patient: "q"), state: s) == [.forward(BookingRequest(id: "r2", block: "b", slot: 1, patient: "q"), to: "n1")])
+        #expect(other.request(BookingRequest(id: "r2", block: "b", slot: 1, patient: "q"), state: s, wallMs: testWallMs) == [.forward(BookingRequest(id: "r2", block: "b", slot: 1, patient: "q"), to: "n1")])
         other.unreachable = ["n1"]
-        #expect(other.request(BookingRequest(id: "r2", block: "b", slot: 1, patient: "q"), state: s) == [.refused(requestID: "r2", reason: .noHolder)])
+        #expect(other.request(BookingRequest(id: "r2", block: "b", slot: 1, patient: "q"), state: s, wallMs: testWallMs) == [.refused(requestID: "r2", reason: .noHolder)])
     }
 
     @Test func voterRecordsPromiseBeforeAnsweringAndThenRefusesOlderEpochs() {

@@ -1,3 +1,4 @@
+import Consensus
 import Foundation
 
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import Consensus
 import Foundation
 
 /// The booking side's durable state on disk: promised epochs and booking records, as an
