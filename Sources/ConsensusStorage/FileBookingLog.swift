@@ -35,11 +35,7 @@ public final class FileBookingLog {
     /// Appends the writes in order and fsyncs once (group commit).
     public func write(_ writes: [BookingWrite]) throws {
         guard !writes.isEmpty else { return }
-        try file.append(writes.map { w in
-            var b = ByteWriter()
-            b.bookingWrite(w)
-            return b.bytes
-        })
+        try file.append(writes) { $0.bookingWrite($1) }
         for w in writes { keep(w) }
         if file.size > sizeAfterRewrite + rewriteThreshold { try rewrite() }
     }

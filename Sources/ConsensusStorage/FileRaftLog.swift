@@ -44,11 +44,7 @@ public final class FileRaftLog {
     /// Appends several persist requests in order with one fsync (group commit).
     public func write(_ ps: [BytePersist]) throws {
         guard !ps.isEmpty else { return }
-        try file.append(ps.map { p in
-            var w = ByteWriter()
-            w.persist(p)
-            return w.bytes
-        })
+        try file.append(ps) { $0.persist($1) }
         for p in ps { state.apply(p) }
         if ps.contains(where: { $0.snapshot != nil }), file.size > rewriteThreshold { try rewrite() }
     }

@@ -62,6 +62,15 @@ final class RecordFile {
         size += bytes.count
     }
 
+    /// Appends one record per item, as `encode` writes it, with one fsync.
+    func append<Item>(_ items: [Item], encode: (inout ByteWriter, Item) -> Void) throws {
+        try append(items.map { item in
+            var w = ByteWriter()
+            encode(&w, item)
+            return w.bytes
+        })
+    }
+
     /// Replaces the whole file by these records.
     func replace(with payloads: [[UInt8]]) throws {
         let bytes = payloads.flatMap(Self.framed)

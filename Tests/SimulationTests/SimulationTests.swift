@@ -16,7 +16,7 @@ import Testing
 
     /// Another process (its own hash seed, its own Dictionary order) must replay the same trace.
     @Test func replayInAnotherProcessGivesTheSameTraceHash() throws {
-        let bin = try #require(clinicmeshBinary(), "build the clinicmesh executable first (swift build), or set CLINICMESH_BIN")
+        let bin = try #require(ProcessInfo.processInfo.environment["CLINICMESH_BIN"], "set CLINICMESH_BIN to the built clinicmesh (Cluster/test does)")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: bin)
         p.arguments = ["simulate", "--seed", "5", "--json"]
@@ -169,19 +169,6 @@ import Testing
         s.releasedClaims = [(kept.id, kept, 0, s.now)]
         s.checkReleasedClaims()
         #expect(s.failure?.detail.hasSuffix("but no valid release of it exists") == true)
-    }
-}
-
-/// CLINICMESH_BIN, else the package's own newest debug or release build found from this file's path.
-func clinicmeshBinary() -> String? {
-    if let p = ProcessInfo.processInfo.environment["CLINICMESH_BIN"], FileManager.default.isExecutableFile(atPath: p) { return p }
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let candidates = ["debug", "release"].map { root.appendingPathComponent(".build/\($0)/clinicmesh").path }
-        .filter { FileManager.default.isExecutableFile(atPath: $0) }
-    return candidates.max { a, b in
-        let ma = (try? FileManager.default.attributesOfItem(atPath: a)[.modificationDate] as? Date) ?? .distantPast
-        let mb = (try? FileManager.default.attributesOfItem(atPath: b)[.modificationDate] as? Date) ?? .distantPast
-        return ma < mb
     }
 }
 
