@@ -149,9 +149,13 @@ extension MeshNode {
         } catch let error as PatientError {
             return Self.refusal(error)
         } catch {
-            return Self.json(500, PatientError(500, "internal", zh: "内部错误：\(error)", en: "internal error: \(error)"))
+            // The error's text stays in the node's log: it may name files, tables or peers.
+            logger.error("患者接口内部错误 / patient API internal error", metadata: ["patients.error": "\(error)"])
+            return Self.refusal(Self.internalError)
         }
     }
+
+    static let internalError = PatientError(500, "internal", zh: "内部错误，请稍后再试。", en: "internal error; please try again shortly.")
 
     static func json<T: Encodable>(_ status: Int, _ value: T) -> Response {
         let bytes: [UInt8]
@@ -200,7 +204,7 @@ struct PatientGate: RouterMiddleware {
                                                  en: "the request cannot be handled (HTTP \(code)); check it and try again."))
         } catch {
             node.logger.error("患者接口内部错误 / patient API internal error", metadata: ["patients.error": "\(error)"])
-            return MeshNode.refusal(PatientError(500, "internal", zh: "内部错误，请稍后再试。", en: "internal error; please try again shortly."))
+            return MeshNode.refusal(MeshNode.internalError)
         }
     }
 }
