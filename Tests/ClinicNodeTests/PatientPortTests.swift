@@ -174,6 +174,41 @@ struct PatientPortTests {
             #expect(try await c.client("neike").send(.GET, "/api/v1/slots?department=neike&limit=1").status == 200)
         }
     }
+
+    /// Connections alone cannot use up a node's file descriptors: one beyond `max_connections` is
+    /// closed as soon as it is accepted, and its place comes back when a connection closes.
+    @Test("a patient port keeps at most max_connections open, and serves again once one closes")
+    func connectionsAreCapped() async throws {
+        try await PatientCluster.start(days: 1, now: PatientAPITests.afterRelease, configure: {
+            $0.maxConnections = 2
+            $0.firstRequestTimeoutSeconds = 3600
+        }).run { c in
+            let port = try #require(c.node("neike").patientPort)
+            let ca = try c.files.ca.certificatePEM()
+            let first = try await RawConnection.open(port: port, caPEM: ca)
+            let second = try await RawConnection.open(port: port, caPEM: ca)
+            #expect(await eventually(timeout: .seconds(30)) { first.handshakeDone && second.handshakeDone })
+            let third = try await RawConnection.open(port: port, caPEM: ca)
+            #expect(await eventually(timeout: .seconds(30)) { third.isClosed }, "the third connection is closed at once")
+            #expect(!third.handshakeDone)
+            #expect(!first.isClosed && !second.isClosed, "the two open ones are left alone")
+
+            await first.close()
+            // The node sees the close a moment later; until then a new connection is refused too.
+            var next: RawConnection?
+            #expect(await eventually(timeout: .seconds(30)) {
+                let attempt = try await RawConnection.open(port: port, caPEM: ca)
+                _ = await eventually(timeout: .seconds(10)) { attempt.handshakeDone || attempt.isClosed }
+                next = attempt.handshakeDone ? attempt : nil
+                return next != nil
+            }, "a place comes back when a connection closes")
+            let served = try #require(next)
+            served.send("GET /api/v1/slots?department=neike&limit=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await eventually(timeout: .seconds(30)) { RawConnection.responses(served.received).first?.status == 200 })
+            await second.close()
+            await served.close()
+        }
+    }
 }
 
 /// A TLS connection to a patient port that sends raw bytes and keeps everything it receives:

@@ -46,8 +46,9 @@ extension MeshNode {
         logger.logLevel = max(logger.logLevel, .notice)
         // The parser's limits and the timeouts: what an idle or half-open connection may hold.
         let firstRequest = TimeAmount.seconds(Int64(desk.config.firstRequestTimeoutSeconds))
+        let connections = PatientConnectionCount(limit: desk.config.maxConnections)
         let http = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [PatientConnectionGuard(firstRequestTimeout: firstRequest)],
+            additionalChannelHandlers: [PatientConnectionGuard(firstRequestTimeout: firstRequest, connections: connections)],
             idleTimeout: .seconds(Int64(desk.config.idleTimeoutSeconds)),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: PatientConnectionGuard.headLimitBytes,
                                             maxHeaderListSize: PatientConnectionGuard.headLimitBytes))

@@ -32,6 +32,10 @@ public struct PatientConfig: Codable, Sendable, Hashable {
     /// requests, or a request whose head or body stalls). Long enough for an app's connection to
     /// outlast a patient reading a slot list.
     public var idleTimeoutSeconds: Int = 60
+    /// Patient connections open at once; one more is closed as soon as it is accepted, so that
+    /// connections alone cannot use up the node's file descriptors (its peers and its database
+    /// need them too; the systemd unit allows 65,536).
+    public var maxConnections: Int = 10_000
     /// Quotas and the ban ladder (`QuotaPolicy`), applied by every quota bucket holder.
     public var policy: QuotaPolicy = .standard
     /// Where SMS go: "file" (JSON lines in `sms_file`) or "webhook" (HTTP POST to `sms_webhook_url`).
@@ -48,6 +52,7 @@ public struct PatientConfig: Codable, Sendable, Hashable {
         case otpPerMobileBurst = "otp_per_mobile_burst", otpPerMobileEverySeconds = "otp_per_mobile_every_s"
         case perAddressBurst = "per_address_burst", perAddressPerSecond = "per_address_per_s", sessionHours = "session_hours"
         case maxInFlight = "max_in_flight", firstRequestTimeoutSeconds = "first_request_timeout_s", idleTimeoutSeconds = "idle_timeout_s"
+        case maxConnections = "max_connections"
         case policy, smsSender = "sms_sender", smsFile = "sms_file", smsWebhookURL = "sms_webhook_url", reminderHour = "reminder_hour"
     }
 
@@ -67,6 +72,7 @@ public struct PatientConfig: Codable, Sendable, Hashable {
         maxInFlight = try c.decodeIfPresent(Int.self, forKey: .maxInFlight) ?? d.maxInFlight
         firstRequestTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .firstRequestTimeoutSeconds) ?? d.firstRequestTimeoutSeconds
         idleTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .idleTimeoutSeconds) ?? d.idleTimeoutSeconds
+        maxConnections = try c.decodeIfPresent(Int.self, forKey: .maxConnections) ?? d.maxConnections
         policy = try c.decodeIfPresent(QuotaPolicy.self, forKey: .policy) ?? d.policy
         smsSender = try c.decodeIfPresent(String.self, forKey: .smsSender) ?? d.smsSender
         smsFile = try c.decodeIfPresent(String.self, forKey: .smsFile) ?? d.smsFile
@@ -86,6 +92,9 @@ public struct PatientConfig: Codable, Sendable, Hashable {
         }
         guard (1...3600).contains(firstRequestTimeoutSeconds), (1...3600).contains(idleTimeoutSeconds) else {
             throw fail("first_request_timeout_s 与 idle_timeout_s 须在 1 到 3600 秒之间。", "first_request_timeout_s and idle_timeout_s must be between 1 and 3600 seconds.")
+        }
+        guard (1...1_000_000).contains(maxConnections) else {
+            throw fail("max_connections 须在 1 到 1000000 之间。", "max_connections must be between 1 and 1000000.")
         }
         guard ["file", "webhook"].contains(smsSender) else {
             throw fail("sms_sender 只能是 file 或 webhook。", "sms_sender must be file or webhook.")

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
+import Synchronization
 
 /// One per patient connection, right after the HTTP/1 codec. It closes a connection whose first
 /// request head has not arrived `firstRequestTimeout` after it opened (the TLS handshake counts:
@@ -10,6 +11,7 @@ import NIOHTTPTypesHTTP1
 /// refuses (an oversized request line or header, bytes that are not HTTP) with the bilingual JSON
 /// refusal every other answer uses, then closes: Hummingbird's own answer is an empty 400.
 /// Keep-alive connections idle between requests are closed by Hummingbird's `idleTimeout`.
+/// A connection beyond `PatientConnectionCount`'s limit is closed as soon as it is accepted.
 final class PatientConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -31,22 +33,49 @@ final class PatientConnectionGuard: ChannelDuplexHandler, RemovableChannelHandle
     /// The refusal to send once the responses still owed to earlier requests are out.
     private var owed: PatientError?
 
-    init(firstRequestTimeout: TimeAmount) { self.firstRequestTimeout = firstRequestTimeout }
+    private let connections: PatientConnectionCount
+    /// This connection holds one of `connections`' places (taken once it is active).
+    private var counted = false
+
+    init(firstRequestTimeout: TimeAmount, connections: PatientConnectionCount) {
+        self.firstRequestTimeout = firstRequestTimeout
+        self.connections = connections
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { startTimer(context) }
+        if context.channel.isActive { opened(context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        startTimer(context)
+        opened(context)
         context.fireChannelActive()
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { stopTimer() }
+    func handlerRemoved(context: ChannelHandlerContext) { closed() }
 
     func channelInactive(context: ChannelHandlerContext) {
-        stopTimer()
+        closed()
         context.fireChannelInactive()
+    }
+
+    private func opened(_ context: ChannelHandlerContext) {
+        if !counted {
+            guard connections.take() else {
+                // Nothing can be said over a connection whose TLS handshake has not happened yet.
+                context.close(promise: nil)
+                return
+            }
+            counted = true
+        }
+        startTimer(context)
+    }
+
+    private func closed() {
+        stopTimer()
+        if counted {
+            counted = false
+            connections.give()
+        }
     }
 
     private func startTimer(_ context: ChannelHandlerContext) {
@@ -153,4 +182,22 @@ final class PatientConnectionGuard: ChannelDuplexHandler, RemovableChannelHandle
             return nil
         }
     }
+}
+
+/// The patient connections open on a node, against `PatientConfig.maxConnections`.
+final class PatientConnectionCount: Sendable {
+    let limit: Int
+    private let open = Atomic<Int>(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Takes a place; false (and nothing taken) if all `limit` are in use.
+    func take() -> Bool {
+        let now = open.add(1, ordering: .relaxed).newValue
+        guard now > limit else { return true }
+        open.subtract(1, ordering: .relaxed)
+        return false
+    }
+
+    func give() { open.subtract(1, ordering: .relaxed) }
 }
