@@ -124,8 +124,38 @@ public struct LeaseRecord: Hashable, Sendable, Codable {
     public var voters: [NodeID] = []
     public var collected: [Booking] = []
     public var collectedIDs: Set<String> = []
+    /// The epoch of each collected record, by id: derived from `collected`, never stored. A
+    /// replica may still hold an older record under the same id (one never acknowledged, whose
+    /// retry the takeover collected): that one is not the collected record.
+    public private(set) var collectedEpochs: [String: Epoch] = [:]
     /// (epoch, holder) of every grant so far, oldest first.
     public var history: [Epoch: NodeID] = [:]
+
+    mutating func setCollected(_ records: [Booking]) {
+        collected = records
+        collectedIDs = Set(records.map(\.id))
+        collectedEpochs = Dictionary(records.map { ($0.id, $0.epoch) }, uniquingKeysWith: max)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case block, home, slots, opensAtMs, epoch, holder, holderLiveness, voters, collected, collectedIDs, history
+    }
+}
+
+extension LeaseRecord {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        block = try c.decode(BlockID.self, forKey: .block)
+        home = try c.decode(NodeID.self, forKey: .home)
+        slots = try c.decode(Int.self, forKey: .slots)
+        opensAtMs = try c.decodeIfPresent(Int64.self, forKey: .opensAtMs) ?? 0
+        epoch = try c.decodeIfPresent(Epoch.self, forKey: .epoch) ?? 0
+        holder = try c.decodeIfPresent(NodeID.self, forKey: .holder)
+        holderLiveness = try c.decodeIfPresent(UInt64.self, forKey: .holderLiveness) ?? 0
+        voters = try c.decodeIfPresent([NodeID].self, forKey: .voters) ?? []
+        history = try c.decodeIfPresent([Epoch: NodeID].self, forKey: .history) ?? [:]
+        setCollected(try c.decodeIfPresent([Booking].self, forKey: .collected) ?? [])
+    }
 }
 
 public struct ClusterState: Hashable, Sendable, Codable {
@@ -207,8 +237,7 @@ public struct ClusterState: Hashable, Sendable, Codable {
             r.holder = c.holder
             r.holderLiveness = c.holderLiveness
             r.voters = c.voters
-            r.collected = c.collected
-            r.collectedIDs = Set(c.collected.map(\.id))
+            r.setCollected(c.collected)
             r.history[c.toEpoch] = c.holder
             blocks[c.block] = r
         }
@@ -226,7 +255,7 @@ public enum BookingStatus: Sendable, Equatable { case active, inactive, unknown 
 public func bookingStatus(_ b: Booking, in state: ClusterState) -> BookingStatus {
     guard let r = state.blocks[b.block] else { return .unknown }
     if b.epoch > r.epoch { return .unknown }
-    if b.epoch == r.epoch || r.collectedIDs.contains(b.id) { return .active }
+    if b.epoch == r.epoch || r.collectedEpochs[b.id] == b.epoch { return .active }
     return .inactive
 }
 

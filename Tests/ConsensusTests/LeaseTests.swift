@@ -1,4 +1,5 @@
 import Consensus
+import Foundation
 import Testing
 
 /// A state where block "b" is held by n1 at `epoch` with voters n1..n3.
@@ -67,6 +68,23 @@ func answer(_ holder: inout BookingNode, _ q: BookingRequest, state s: ClusterSt
         #expect(bookingStatus(Booking(id: "w", block: "b", slot: 2, patient: "r", epoch: 3), in: s) == .unknown)
         let v = slotViews(block: "b", bookings: [lost, Booking(id: "w", block: "b", slot: 3, patient: "r", epoch: 3)], state: s)
         #expect(v.unknown, "a booking newer than our history makes the block unknown")
+    }
+
+    /// A replica may hold a request's record from an epoch whose round never finished while the
+    /// takeover collected the request's later record (its retry's booking, or its refusal): only
+    /// the collected one counts, so the stale one shows no booking and takes no quota place.
+    @Test func aStaleRecordUnderACollectedIDIsInactive() throws {
+        let stale = Booking(id: "c", block: "b", slot: 0, patient: "p", epoch: 1, confirms: "h")
+        let refusal = Booking(id: "c", block: "b", slot: -1, patient: "p", epoch: 2, refusal: RefuseReason.holdExpired.rawValue)
+        var s = leasedState(epoch: 2)
+        s.apply(.lease(LeaseChange(block: "b", fromEpoch: 2, toEpoch: 3, holder: "n1", holderLiveness: 1, voters: ["n1", "n2", "n3"], collected: [refusal])))
+        #expect(bookingStatus(stale, in: s) == .inactive)
+        #expect(bookingStatus(refusal, in: s) == .active)
+        // The same after a snapshot's round trip (the index is derived, not stored).
+        let copy = try JSONDecoder().decode(ClusterState.self, from: JSONEncoder().encode(s))
+        #expect(copy == s)
+        #expect(bookingStatus(stale, in: copy) == .inactive)
+        #expect(bookingStatus(refusal, in: copy) == .active)
     }
 
     @Test func holderAcknowledgesOnlyAfterAQuorumOfVoters() {
