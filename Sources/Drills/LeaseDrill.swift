@@ -285,6 +285,9 @@ public struct LeaseDrill: Sendable {
     /// One patient books six slots of one department's sessions for one visit date at once,
     /// through every node: the quota (one per department per visit date) lets exactly one through.
     /// Cancelling it gives the quota back. Also answers what each of the six got (for a failure).
+    /// Like any client, each retries an answer that says to (no holder right now, the quota not
+    /// reachable, no outcome in time) with the same request id: the one whose reservation won
+    /// keeps its quota place through such an answer, and only its retry books.
     func quotaBurst(_ cluster: LocalCluster, ids: [String], blocks: [BlockDefinition]) async throws -> (Int, Bool, [String]) {
         // A visit date from the clock (a few days ahead, as a patient books), never a fixed one.
         let visit = (try? BookingRush.firstVisitDate().adding(days: 3)) ?? BookingRush.firstVisitDate()
@@ -294,7 +297,15 @@ public struct LeaseDrill: Sendable {
             for i in 0..<6 {
                 let block = sessions[i % sessions.count]
                 let command = BookCommand(requestID: "burst-\(i)", block: block.block, slot: block.slots - 1 - i, patient: "patient-burst", quota: quota)
-                group.addTask { try? await cluster.book(ids[i % ids.count], command) }
+                group.addTask {
+                    let deadline = Date().addingTimeInterval(30)
+                    var answer = try? await cluster.book(ids[i % ids.count], command)
+                    while Self.saysRetry(answer), Date() < deadline {
+                        try? await Task.sleep(for: .milliseconds(200))
+                        answer = try? await cluster.book(ids[(i + 1) % ids.count], command)
+                    }
+                    return answer
+                }
             }
             var all: [BookAnswer?] = []
             for await a in group { all.append(a) }
@@ -316,6 +327,12 @@ public struct LeaseDrill: Sendable {
             if !again { try await Task.sleep(for: .milliseconds(200)) }
         }
         return (1, again, seen)
+    }
+
+    /// An answer that tells the client to send the same request again (or none at all).
+    static func saysRetry(_ answer: BookAnswer?) -> Bool {
+        guard let answer else { return true }
+        return answer.outcome == "unknown" || ["lease.no_holder", "quota.unavailable"].contains(answer.code ?? "")
     }
 
     /// Waits for the first booking acknowledged in an affected block under a later epoch than the
