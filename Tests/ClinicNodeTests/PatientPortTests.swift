@@ -164,7 +164,7 @@ struct PatientPortTests {
             #expect(await eventually(timeout: .seconds(30)) { silent.handshakeDone })
             // One request answered, then nothing.
             let idle = try await RawConnection.open(port: port, caPEM: ca)
-            idle.send("GET /api/v1/slots?department=neike&limit=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            idle.send(RawConnection.slotsRequest)
             #expect(await eventually(timeout: .seconds(30)) { RawConnection.responses(idle.received).first?.status == 200 })
 
             #expect(await eventually(timeout: .seconds(60)) { !bare.isActive }, "a bare TCP connection is closed")
@@ -203,7 +203,7 @@ struct PatientPortTests {
                 return next != nil
             }, "a place comes back when a connection closes")
             let served = try #require(next)
-            served.send("GET /api/v1/slots?department=neike&limit=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            served.send(RawConnection.slotsRequest)
             #expect(await eventually(timeout: .seconds(30)) { RawConnection.responses(served.received).first?.status == 200 })
             await second.close()
             await served.close()
@@ -240,6 +240,9 @@ final class RawConnection: Sendable {
         if let address { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: address, port: 0)) }
         return RawConnection(channel: try await bootstrap.connect(host: "127.0.0.1", port: port).get(), state: state)
     }
+
+    /// A request any patient port answers with 200: one of neike's slots.
+    static let slotsRequest = "GET /api/v1/slots?department=neike&limit=1 HTTP/1.1\r\nHost: x\r\n\r\n"
 
     func send(_ text: String) {
         channel.writeAndFlush(ByteBuffer(string: text), promise: nil)
