@@ -95,12 +95,40 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // The clinic's services (booking, patients), over protocols for the store and the
+        // consensus view; nothing of HTTP.
+        .target(
+            name: "Services",
+            dependencies: [
+                "Domain", "Consensus", "ReplicatedStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // The HTTP layer: routes and controllers over the services (Hummingbird).
+        .target(
+            name: "HTTPAPI",
+            dependencies: [
+                "Services", "Domain", "Consensus",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
         // A running node: config, replicated schema, peer links (anti-entropy, heartbeats, clock
         // guard), admin API, all as ordered services.
         .target(
             name: "ClinicNode",
             dependencies: [
-                "Domain", "ReplicatedStore", "Consensus", "ConsensusStorage", "Mesh", "PKI",
+                "Domain", "ReplicatedStore", "Consensus", "ConsensusStorage", "Mesh", "PKI", "Services", "HTTPAPI",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -123,7 +151,7 @@ let package = Package(
         .target(
             name: "Drills",
             dependencies: [
-                "ClinicNode", "Consensus", "Domain", "Mesh", "PKI", "ReplicatedStore",
+                "ClinicNode", "Services", "Consensus", "Domain", "Mesh", "PKI", "ReplicatedStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -136,7 +164,7 @@ let package = Package(
         .executableTarget(
             name: "clinicmesh",
             dependencies: [
-                "Domain", "ReplicatedStore", "Consensus", "ConsensusStorage", "Simulation", "PKI", "Mesh", "ClinicNode", "Drills",
+                "Domain", "ReplicatedStore", "Consensus", "ConsensusStorage", "Simulation", "PKI", "Mesh", "Services", "ClinicNode", "Drills",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -152,7 +180,7 @@ let package = Package(
         .testTarget(name: "ConsensusTests", dependencies: ["Consensus"], swiftSettings: strict),
         .testTarget(name: "ConsensusStorageTests", dependencies: ["ConsensusStorage", "Consensus"], swiftSettings: strict),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Consensus"], swiftSettings: strict),
-        .testTarget(name: "DrillTests", dependencies: ["Drills", "ClinicNode"], swiftSettings: strict),
+        .testTarget(name: "DrillTests", dependencies: ["Drills", "ClinicNode", "Services"], swiftSettings: strict),
         .testTarget(
             name: "PKITests",
             dependencies: [
@@ -181,7 +209,8 @@ let package = Package(
         .testTarget(
             name: "ClinicNodeTests",
             dependencies: [
-                "ClinicNode", "Consensus", "ReplicatedStore", "Mesh", "PKI", "Domain", "Drills",
+                "ClinicNode", "Services", "HTTPAPI", "Consensus", "ReplicatedStore", "Mesh", "PKI", "Domain", "Drills",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

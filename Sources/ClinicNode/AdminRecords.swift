@@ -1,5 +1,6 @@
 import Domain
 import Foundation
+import Services
 import ReplicatedStore
 
 #if canImport(Glibc)
@@ -52,7 +53,7 @@ extension MeshNode {
             let id = try ResidentID(command.residentID, today: today)
             let mobile = try MobileNumber(command.mobile)
             let patient = try Patient(name: command.name, sex: id.sex, birthDate: id.birthDate, residentID: id, mobile: mobile)
-            key = try PatientKey(residentID: id, clusterSecret: DemoData.patientKeySecret(dataKey: try DataKeyFile.load(from: config.dataKeyFile))).hex
+            key = try PatientKey(residentID: id, clusterSecret: PatientDesk.patientKeySecret(dataKey: try DataKeyFile.load(from: config.dataKeyFile))).hex
             values = ["name": .text(patient.name), "resident_id": .text(id.value), "mobile": .text(mobile.digits),
                       "sex": .text(patient.sex.rawValue), "birth_date": .text(id.birthDate.description)]
         } catch let error as ValidationError {

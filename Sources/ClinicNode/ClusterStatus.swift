@@ -1,4 +1,5 @@
 import Foundation
+import Services
 
 // What `clinicmesh status` shows: each node's own alerts (`withAlerts`), and one cluster view
 // built from the answers of every node the admin asked (`ClusterReport.build`, a pure function).

@@ -5,6 +5,7 @@ import Logging
 import Mesh
 import NIOConcurrencyHelpers
 import PKI
+import Services
 import Synchronization
 
 /// The real-process shell around `ConsensusCore` (the same value the simulator drives): a 10 ms
@@ -554,4 +555,8 @@ final class LiveMembership: MembershipView, Sendable {
     }
 
     func isEvicted(_ nodeID: String) -> Bool { members.withLock { $0[nodeID]?.evicted ?? false } }
+}
+
+extension ConsensusShell: BookingConsensus {
+    func lookup<T>(_ body: (BookingLookup) -> T) -> T { core.withLockedValue { body(BookingLookup($0)) } }
 }

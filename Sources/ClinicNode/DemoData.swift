@@ -1,6 +1,7 @@
 import Crypto
 import Domain
 import Foundation
+import Services
 import ReplicatedStore
 
 /// Demo data for the three example departments (内科, 外科, 儿科): doctors of every title, a week
@@ -109,7 +110,7 @@ public enum DemoData {
             }
             // Patients live on 内科's node in the demo; any node could have registered them.
             guard slug == "neike" else { return }
-            let secret = patientKeySecret(dataKey: dataKey)
+            let secret = PatientDesk.patientKeySecret(dataKey: dataKey)
             for (i, name) in patientNames.enumerated() {
                 let birth = try CivilDate(year: 1950 + (i * 3) % 60, month: 1 + i % 12, day: 1 + (i * 7) % 28)
                 let id = try ResidentID.make(regionCode: "130102", birthDate: birth, sequence: 100 + i)
@@ -124,11 +125,6 @@ public enum DemoData {
             }
         }
         return summary
-    }
-
-    /// The secret behind patient keys, derived from the data key (one secret to keep, two uses apart).
-    public static func patientKeySecret(dataKey: SymmetricKey) -> SymmetricKey {
-        SymmetricKey(data: HMAC<SHA256>.authenticationCode(for: Data("clinicmesh patient key v1".utf8), using: dataKey))
     }
 }
 

@@ -9,58 +9,12 @@ import NIOPosix
 import PKI
 import ReplicatedStore
 import ServiceLifecycle
+import Services
+import HTTPAPI
+import NIOSSL
 import UnixSignals
 import X509
 import Synchronization
-
-/// This node's clocks. The wall clock may carry an injected offset (tests of the clock guard).
-public final class NodeClock: Sendable {
-    private struct Setting {
-        var offsetMillis: Int64
-        /// Tests only: the wall clock stands still at this instant (an edge such as 14:59:59 is
-        /// then judged there however long the request takes).
-        var frozenAtMillis: Int64?
-    }
-    /// One lock for both: every request and tick reads the wall clock.
-    private let setting: Mutex<Setting>
-
-    public init(offsetMillis: Int64 = 0) { setting = Mutex(Setting(offsetMillis: offsetMillis)) }
-
-    public var offsetMillis: Int64 {
-        get { setting.withLock { $0.offsetMillis } }
-        set { setting.withLock { $0.offsetMillis = newValue } }
-    }
-
-    public var frozenAtMillis: Int64? {
-        get { setting.withLock { $0.frozenAtMillis } }
-        set { setting.withLock { $0.frozenAtMillis = newValue } }
-    }
-
-    public func wallMillis() -> Int64 {
-        let s = setting.withLock { $0 }
-        if let at = s.frozenAtMillis { return at }
-        return Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) &+ s.offsetMillis
-    }
-
-    public func monotonicNanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
-}
-
-/// Threads for blocking store work (SQLite commits, fsyncs). Swift's tasks run on a pool as wide
-/// as the cores, and on Linux `DispatchQueue.global()` is that same pool (the profile shows both on
-/// the same threads): an fsync there holds one of the two threads that serve every request.
-private let blockingThreads: NIOThreadPool = {
-    let pool = NIOThreadPool(numberOfThreads: 8)
-    pool.start()
-    return pool
-}()
-
-/// Runs blocking store work on `blockingThreads`, off the threads that run tasks. It always runs
-/// (the pool is never stopped), whether or not the waiting task is cancelled.
-func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        blockingThreads.submit { _ in continuation.resume(with: Result { try body() }) }
-    }
-}
 
 /// One running node: the replica, the mesh listener, one outbound link per peer (anti-entropy,
 /// heartbeats), the clock guard and the admin API, run as ordered services (`makeServiceGroup`).
@@ -85,6 +39,12 @@ public final class MeshNode: Sendable {
     let ownSerial: String
     /// The patient API's state (sign-in codes, rate limits, SMS outbox), if the config enables it.
     let patients: PatientDesk?
+    /// Slot search, holds, confirmations, cancellations and staff steps over this node's consensus shell.
+    let booking: BookingDesk
+    /// The port the patient API bound, once it listens.
+    let patientPortBound = Mutex<Int?>(nil)
+    /// Wakes every peer link after a local write.
+    let signals: WriteSignals
     /// This node's metrics (a registry of its own; `GET /metrics` when the config has `metrics`).
     public let metrics: NodeMetrics
 
@@ -103,7 +63,6 @@ public final class MeshNode: Sendable {
 
     struct Runtime {
         var peers: [String: PeerRuntime] = [:]
-        var writeSignals: [Int: AsyncStream<Void>.Continuation] = [:]
         var nextID = 0
         var channels: [Int: (kind: ChannelKind, channel: any Channel, peer: String?)] = [:]
         /// Evicted nodes: their connections are closed at once and refused from then on.
@@ -190,9 +149,13 @@ public final class MeshNode: Sendable {
             try? replica.close()
             throw NodeError(.startup, zh: "无法监听管理端口 \(config.admin.host):\(config.admin.port)：\(error)", en: "cannot listen for the admin API on \(config.admin.host):\(config.admin.port): \(error)")
         }
+        let signals = WriteSignals()
         let patients: PatientDesk?
         do {
-            patients = try config.patients.map { try PatientDesk(config: $0, dataDir: config.dataDir, dataKey: dataKey) }
+            patients = try config.patients.map {
+                try PatientDesk(config: $0, dataDir: config.dataDir, smsFile: NodeConfig.resolve($0.smsFile, base: config.dataDir), dataKey: dataKey,
+                                store: ReplicaStore(replica: replica, signals: signals), clock: clock)
+            }
         } catch {
             await meshServer.close()
             try? await meshServer.run { _ in }
@@ -203,12 +166,11 @@ public final class MeshNode: Sendable {
                             en: "cannot open the SMS outbox (\(config.dataDir)/outbox.sqlite): \(error)")
         }
         return MeshNode(config: config, replica: replica, clock: clock, logger: logger, meshServer: meshServer, adminServer: adminServer,
-                        client: client, snapshotFrom: snapshotFrom, consensus: consensus, ownSerial: ownSerial, patients: patients)
+                        client: client, snapshotFrom: snapshotFrom, consensus: consensus, ownSerial: ownSerial, signals: signals, patients: patients)
     }
 
     init(config: NodeConfig, replica: Replica, clock: NodeClock, logger: Logger, meshServer: MeshServer, adminServer: MeshServer, client: MeshClient,
-         snapshotFrom: String?, consensus: ConsensusShell, ownSerial: String, patients: PatientDesk? = nil) {
-        self.patients = patients
+         snapshotFrom: String?, consensus: ConsensusShell, ownSerial: String, signals: WriteSignals, patients: PatientDesk? = nil) {
         self.snapshotFrom = snapshotFrom
         self.consensus = consensus
         self.ownSerial = ownSerial
@@ -226,13 +188,17 @@ public final class MeshNode: Sendable {
         self.metrics = NodeMetrics(nodeID: config.nodeID, department: config.department, clusterID: config.clusterID,
                                    schemaVersion: NodeSchema.schema.version)
         consensus.report(to: metrics)
+        self.signals = signals
+        self.booking = BookingDesk(consensus: consensus, store: ReplicaStore(replica: replica, signals: signals), clock: clock, nodeID: config.nodeID,
+                                   config: config.patients ?? PatientConfig())
+        self.patients = patients
     }
 
     /// The port the mesh listener actually bound (useful with port 0).
     public var meshPort: Int { meshServer.localAddress?.port ?? config.mesh.port }
     public var adminPort: Int { adminServer.localAddress?.port ?? config.admin.port }
     /// The port the patient API bound, once it listens (nil without a patient API).
-    public var patientPort: Int? { patients?.boundPort.withLock { $0 } }
+    public var patientPort: Int? { patientPortBound.withLock { $0 } }
 
     /// Changes where a peer is reached (tests bind port 0 first, then tell each node the others' ports).
     public func setPeerAddress(_ id: String, host: String, port: Int) {
@@ -249,24 +215,7 @@ public final class MeshNode: Sendable {
         return result
     }
 
-    func notifyLocalWrite() {
-        let signals = runtime.withLock { Array($0.writeSignals.values) }
-        for signal in signals { signal.yield() }
-    }
-
-    func registerWriteSignal() -> (AsyncStream<Void>, Int) {
-        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        let id = runtime.withLock { r in
-            r.nextID += 1
-            r.writeSignals[r.nextID] = continuation
-            return r.nextID
-        }
-        return (stream, id)
-    }
-
-    func unregisterWriteSignal(_ id: Int) {
-        runtime.withLock { $0.writeSignals.removeValue(forKey: id) }?.finish()
-    }
+    func notifyLocalWrite() { signals.notify() }
 
     /// Who opened a connection; each service closes only its own kind when it stops.
     enum ChannelKind: Hashable, Sendable {
@@ -336,8 +285,10 @@ public final class MeshNode: Sendable {
             services.append(NodeService(name: "bench") { await self.runBenchLoad(load) })
         }
         if let desk = patients {
-            services.append(NodeService(name: "patients") { try await self.runPatientAPI(desk) })
-            services.append(NodeService(name: "sms") { await cancelWhenGracefulShutdown { await self.runPatientMessages(desk) } })
+            let api = PatientAPI(patients: desk, booking: booking, logger: logger)
+            let messages = BookingMessages(booking: booking, patients: desk, logger: logger)
+            services.append(NodeService(name: "patients") { try await api.run(tls: try self.patientTLS()) { port in self.patientPortBound.withLock { $0 = port } } })
+            services.append(NodeService(name: "sms") { await cancelWhenGracefulShutdown { await messages.run() } })
         }
         if let endpoint = config.metrics {
             services.insert(NodeService(name: "metrics") { try await self.runMetricsEndpoint(endpoint) }, at: 2)
@@ -437,4 +388,55 @@ struct NodeService: Service, CustomStringConvertible {
 
     func run() async throws { try await body() }
     var description: String { name }
+}
+
+/// Wakes the peer links after local writes, coalescing bursts (one pending wake per link).
+final class WriteSignals: Sendable {
+    private let links = Mutex<(next: Int, streams: [Int: AsyncStream<Void>.Continuation])>((0, [:]))
+
+    func notify() {
+        for signal in links.withLock({ Array($0.streams.values) }) { signal.yield() }
+    }
+
+    func register() -> (AsyncStream<Void>, Int) {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let id = links.withLock { l in
+            l.next += 1
+            l.streams[l.next] = continuation
+            return l.next
+        }
+        return (stream, id)
+    }
+
+    func unregister(_ id: Int) {
+        links.withLock { $0.streams.removeValue(forKey: id) }?.finish()
+    }
+}
+
+/// The replica as the services see it: a local write wakes the peer links, as `MeshNode.write` does.
+struct ReplicaStore: RecordStore {
+    let replica: Replica
+    let signals: WriteSignals
+
+    func liveRow(_ table: String, key: String) throws -> [String: ColumnValue]? { try replica.liveRow(table, key: key) }
+    func liveRows(_ table: String) throws -> [String: [String: ColumnValue]] { try replica.liveRows(table) }
+    func liveRows(_ table: String, keys: Set<String>) throws -> [String: [String: ColumnValue]] { try replica.liveRows(table, keys: keys) }
+    func changeStamp(table: String) -> UInt64 { replica.rowStamps.stamp(table: table) }
+    func changeStamp(table: String, key: String) -> UInt64 { replica.rowStamps.stamp(table: table, key: key) }
+
+    @discardableResult
+    func write<T>(_ body: (LocalWriter) throws -> T) throws -> T {
+        let result = try replica.write(body)
+        signals.notify()
+        return result
+    }
+}
+
+extension MeshNode {
+    /// The patient API's TLS: this node's certificate, as the mesh serves it.
+    func patientTLS() throws -> TLSConfiguration {
+        let credentials = try MeshCredentials.load(directory: config.certDir, kind: .node)
+        return TLSConfiguration.makeServerConfiguration(
+            certificateChain: credentials.certificateChain.map { .certificate($0) }, privateKey: .privateKey(credentials.privateKey))
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Services
 import Logging
 import Mesh
 import NIOCore
@@ -114,7 +115,7 @@ extension MeshNode {
                     evict(target)
                     body = try AdminJSON.encode(["proposed": target])
                 case "appointment-status":
-                    body = try AdminJSON.encode(try await stepAppointment(try JSONDecoder().decode(AppointmentStepCommand.self, from: argument)))
+                    body = try AdminJSON.encode(try await booking.stepAppointment(try JSONDecoder().decode(AppointmentStepCommand.self, from: argument)))
                 case "register-patient":
                     body = try AdminJSON.encode(registerPatient(try JSONDecoder().decode(RegisterPatientCommand.self, from: argument)))
                 case "records":

@@ -1,4 +1,5 @@
 import Foundation
+import Services
 
 /// A node's config file (JSON). Every field is documented in `Cluster/CONFIG.md`.
 public struct NodeConfig: Codable, Sendable, Hashable {
@@ -263,27 +264,4 @@ public struct AdminConfig: Codable, Sendable, Hashable {
                             en: "the admin config \(path) is not valid: \(error); see Cluster/CONFIG.md.")
         }
     }
-}
-
-/// An error from a node, Chinese first, then English, saying what failed and what to do.
-public struct NodeError: Error, CustomStringConvertible, Sendable {
-    public enum Code: String, Sendable {
-        case config = "node.config"
-        case startup = "node.startup"
-        case admin = "node.admin"
-        case snapshot = "node.snapshot"
-        case storage = "node.storage"
-    }
-
-    public let code: Code
-    public let zh: String
-    public let en: String
-
-    public init(_ code: Code, zh: String, en: String) {
-        self.code = code
-        self.zh = zh
-        self.en = en
-    }
-
-    public var description: String { "\(zh) / \(en) [\(code.rawValue)]" }
 }

@@ -1,4 +1,5 @@
 import Consensus
+import Services
 import Foundation
 import Metrics
 import Prometheus

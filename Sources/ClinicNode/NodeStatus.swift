@@ -1,4 +1,5 @@
 import Foundation
+import Services
 
 /// What `status` on the admin API answers (JSON, the property names as keys).
 public struct NodeStatus: Codable, Sendable, Hashable {

@@ -1,4 +1,5 @@
 import Foundation
+import Services
 import Logging
 import Mesh
 import NIOCore
@@ -96,8 +97,8 @@ extension MeshNode {
     func driveLink(session: MeshSession, peerID: String, logger: Logger) async throws {
         let (events, sink) = AsyncStream.makeStream(of: LinkEvent.self, bufferingPolicy: .bufferingOldest(1024))
         let flags = LinkFlags()
-        let (signals, signalID) = registerWriteSignal()
-        defer { unregisterWriteSignal(signalID) }
+        let (signals, signalID) = self.signals.register()
+        defer { self.signals.unregister(signalID) }
         let tuning = config.tuning
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {

@@ -1,4 +1,5 @@
 import ClinicNode
+import Services
 import Consensus
 import Domain
 import Foundation

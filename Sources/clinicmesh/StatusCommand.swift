@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClinicNode
+import Services
 import Foundation
 import Mesh
 import PKI

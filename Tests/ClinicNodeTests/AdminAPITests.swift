@@ -1,4 +1,5 @@
 import ClinicNode
+import Services
 import Foundation
 import Mesh
 import NIOConcurrencyHelpers

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ClinicNode
+@testable import Services
 
 /// How the consensus disk thread puts a log back before retrying a failed batch (a full disk):
 /// whatever part of the batch reached the file is cut off, so the retry never appends it twice.

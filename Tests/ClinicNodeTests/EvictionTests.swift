@@ -1,4 +1,5 @@
 @testable import ClinicNode
+@testable import Services
 import Consensus
 import Foundation
 import Testing

@@ -1,4 +1,6 @@
 @testable import ClinicNode
+@testable import Services
+@testable import HTTPAPI
 import Foundation
 import Testing
 

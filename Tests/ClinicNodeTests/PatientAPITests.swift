@@ -1,4 +1,6 @@
 @testable import ClinicNode
+@testable import Services
+@testable import HTTPAPI
 import Consensus
 import Domain
 import Drills
@@ -71,11 +73,11 @@ struct PatientAPITests {
             })
 
             // Staff: arrived, then fulfilled; a no-show after arrival is not in the table.
-            let arrived = try await c.node("neike").stepAppointment(AppointmentStepCommand(id: id, status: "arrived"))
+            let arrived = try await c.node("neike").booking.stepAppointment(AppointmentStepCommand(id: id, status: "arrived"))
             #expect(arrived.from == "booked" && arrived.to == "arrived")
-            await #expect(throws: (any Error).self) { try await c.node("neike").stepAppointment(AppointmentStepCommand(id: id, status: "noshow")) }
+            await #expect(throws: (any Error).self) { try await c.node("neike").booking.stepAppointment(AppointmentStepCommand(id: id, status: "noshow")) }
             #expect(try await neike.send(.GET, "/api/v1/appointments/\(id)", token: token).status_ == "arrived")
-            _ = try await c.node("neike").stepAppointment(AppointmentStepCommand(id: id, status: "fulfilled"))
+            _ = try await c.node("neike").booking.stepAppointment(AppointmentStepCommand(id: id, status: "fulfilled"))
 
             // A second booking, cancelled: the cancellation SMS comes from the holder too.
             let h2 = try await neike.hold(try c.schedule("waike", day: 4), request: "r2", token: token)
@@ -246,7 +248,7 @@ struct PatientAPITests {
                 #expect(confirmed.status_ == "booked", "confirm: \(confirmed.status) \(confirmed.text)")
                 // The command is idempotent: staff repeat it until the strike is recorded.
                 #expect(await eventually {
-                    try await c.node("erke").stepAppointment(AppointmentStepCommand(id: id, status: "noshow", staff: "前台")).strikeRecorded == true
+                    try await c.node("erke").booking.stepAppointment(AppointmentStepCommand(id: id, status: "noshow", staff: "前台")).strikeRecorded == true
                 })
             }
             let banned = try await waike.hold(try c.schedule("erke", day: 8), request: "n9", token: p)
@@ -299,7 +301,7 @@ struct PatientAPITests {
             #expect(try await neike.send(.POST, "/api/v1/codes", json: body).status == 201)
             #expect(await eventually { c.sms("neike").filter { $0.mobile == p.mobile }.count >= 2 })
             let code = PatientCluster.code(in: c.sms("neike").last { $0.mobile == p.mobile }!.text)!
-            c.setClock(ms: c.node("neike").nowMs + 301_000)
+            c.setClock(ms: c.node("neike").clock.wallMillis() + 301_000)
             let expired = try await neike.send(.POST, "/api/v1/sessions", json: ["resident_id": p.residentID, "mobile": p.mobile, "code": String(code)])
             #expect(expired.code == "otp.expired")
             // Per mobile: a burst of 3, then one a minute (two are used above).

@@ -1,4 +1,5 @@
 @testable import ClinicNode
+@testable import Services
 import Consensus
 import Domain
 import Drills
@@ -141,7 +142,7 @@ struct PatientCluster {
 
     /// The first session of department `dept` on day `n` (`half`: morning or afternoon).
     func schedule(_ dept: String, day n: Int, _ half: String = "morning", title: String = "residentPhysician") throws -> String {
-        let sessions = try SessionDirectory().sessions(replica: node(dept).replica)
+        let sessions = try SessionDirectory().sessions(node(dept).booking.store)
         guard let s = sessions.values.filter({ $0.department == dept && $0.date == day(n) && $0.halfDay.rawValue == half && $0.title?.rawValue == title })
             .map(\.schedule).sorted().first else { throw TestFailure("no \(title) session of \(dept) on day \(n) \(half)") }
         return s

@@ -22,11 +22,11 @@ public struct AppointmentStepAnswer: Codable, Sendable, Hashable {
     /// For a no-show: whether the strike was recorded (false: retry the same command later).
     public var strikeRecorded: Bool?
 
-    enum CodingKeys: String, CodingKey { case id, from, to, strikeRecorded = "strike_recorded" }
+    package enum CodingKeys: String, CodingKey { case id, from, to, strikeRecorded = "strike_recorded" }
 }
 
-extension MeshNode {
-    func stepAppointment(_ c: AppointmentStepCommand) async throws -> AppointmentStepAnswer {
+extension BookingDesk {
+    package func stepAppointment(_ c: AppointmentStepCommand) async throws -> AppointmentStepAnswer {
         guard let ref = AppointmentRef(encoded: c.id) else {
             throw NodeError(.admin, zh: "预约号格式不正确。", en: "the appointment id is malformed.")
         }
@@ -34,18 +34,18 @@ extension MeshNode {
             throw NodeError(.admin, zh: "status 只能是 arrived、fulfilled、noshow 或 entered-in-error。",
                             en: "status must be arrived, fulfilled, noshow or entered-in-error.")
         }
-        let records = consensus.inspect { AppointmentRecords.find(ref, in: $0) }
+        let records = consensus.lookup { $0.appointment(holdID: ref.holdID, block: ref.block, slot: ref.slot) }
         guard var current = records.status, let hold = records.hold else {
             throw NodeError(.admin, zh: "本节点还不知道该预约（刚预约的请稍后再试）。", en: "this node does not know that appointment yet (if it was just booked, try again shortly).")
         }
-        let row = try replica.liveRow("appointment", key: ref.holdID)
+        let row = try store.liveRow("appointment", key: ref.holdID)
         if current == .booked, let staff = row?["status"]?.text, let s = AppointmentStatus(rawValue: staff) { current = s }
         // A repeated command is answered, not refused: the step is already there.
         if current != next {
             do { _ = try current.transition(to: next) } catch {
                 throw NodeError(.admin, zh: error.zh, en: error.en)
             }
-            try write { w in
+            try store.write { w in
                 try w.upsert("appointment", key: ref.holdID, values: [
                     "patient": .text(hold.patient), "status": .text(next.rawValue), "updated_by": .text(c.staff ?? "admin")])
             }
@@ -53,7 +53,7 @@ extension MeshNode {
         var recorded: Bool?
         if next == .noshow {
             // The visit date is the session's; the schedule row is there wherever the hold is.
-            let visit = try replica.liveRow("schedule", key: ref.block)?["date"]?.text.flatMap { try? CivilDate(parsing: $0) }
+            let visit = try store.liveRow("schedule", key: ref.block)?["date"]?.text.flatMap { try? CivilDate(parsing: $0) }
             let visitDay = visit.map(dayNumber) ?? shanghaiDay(wallMs: nowMs)
             let outcome = await consensus.strike(Strike(kind: .noShow, day: visitDay), patient: hold.patient, id: "noshow:" + ref.holdID, timeout: .seconds(5))
             if case .booked? = outcome { recorded = true } else { recorded = false }

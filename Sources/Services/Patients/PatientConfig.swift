@@ -47,7 +47,7 @@ public struct PatientConfig: Codable, Sendable, Hashable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
+    package enum CodingKeys: String, CodingKey {
         case host, port, holdMinutes = "hold_minutes", otpTTLSeconds = "otp_ttl_s", otpMaxTries = "otp_max_tries"
         case otpPerMobileBurst = "otp_per_mobile_burst", otpPerMobileEverySeconds = "otp_per_mobile_every_s"
         case perAddressBurst = "per_address_burst", perAddressPerSecond = "per_address_per_s", sessionHours = "session_hours"
@@ -80,7 +80,7 @@ public struct PatientConfig: Codable, Sendable, Hashable {
         reminderHour = try c.decodeIfPresent(Int.self, forKey: .reminderHour) ?? d.reminderHour
     }
 
-    func validate() throws {
+    package func validate() throws {
         func fail(_ zh: String, _ en: String) -> NodeError { NodeError(.config, zh: "patients 配置：" + zh, en: "patients config: " + en) }
         guard (0...65535).contains(port) else { throw fail("port 必须在 0 到 65535 之间。", "port must be between 0 and 65535.") }
         guard (1...240).contains(holdMinutes) else { throw fail("hold_minutes 须在 1 到 240 之间。", "hold_minutes must be between 1 and 240.") }

@@ -8,12 +8,12 @@ import Synchronization
 // token is signed with a key derived from the cluster data key, so every node accepts it.
 
 /// A signed-in patient: the patient key (an HMAC of the resident ID, never the ID itself).
-struct PatientSession: Sendable, Hashable {
-    var patient: String
-    var expiresAtMs: Int64
+package struct PatientSession: Sendable, Hashable {
+    package var patient: String
+    package var expiresAtMs: Int64
 }
 
-final class SessionTokens: Sendable {
+package final class SessionTokens: Sendable {
     private let key: SymmetricKey
     /// Tokens whose signature was checked already: every request of a patient carries the same
     /// one, and the HMAC was a few per cent of a node's CPU at the rush. Looked up by the whole
@@ -21,16 +21,16 @@ final class SessionTokens: Sendable {
     private let verified = Mutex<[String: PatientSession]>([:])
     private let verifiedLimit = 20_000
 
-    init(dataKey: SymmetricKey) {
+    package init(dataKey: SymmetricKey) {
         key = SymmetricKey(data: HMAC<SHA256>.authenticationCode(for: Data("clinicmesh patient session v1".utf8), using: dataKey))
     }
 
-    func issue(patient: String, expiresAtMs: Int64) -> String {
+    package func issue(patient: String, expiresAtMs: Int64) -> String {
         "cm1.\(patient).\(expiresAtMs).\(mac(patient, expiresAtMs))"
     }
 
     /// The session a token stands for, if its signature is right and it has not expired.
-    func verify(_ token: String, nowMs: Int64) -> PatientSession? {
+    package func verify(_ token: String, nowMs: Int64) -> PatientSession? {
         if let known = verified.withLock({ $0[token] }) { return known.expiresAtMs > nowMs ? known : nil }
         guard let session = check(token, nowMs: nowMs) else { return nil }
         verified.withLock { v in
@@ -54,8 +54,8 @@ final class SessionTokens: Sendable {
 }
 
 /// Codes sent and not yet used, on this node.
-final class OneTimeCodes: Sendable {
-    struct Entry: Sendable {
+package final class OneTimeCodes: Sendable {
+    package struct Entry: Sendable {
         var code: String
         var expiresAtMs: Int64
         var triesLeft: Int
@@ -64,13 +64,13 @@ final class OneTimeCodes: Sendable {
         var mobile: MobileNumber
     }
 
-    enum Check: Equatable { case ok, wrong(triesLeft: Int), expired, unknown, exhausted }
+    package enum Check: Equatable { case ok, wrong(triesLeft: Int), expired, unknown, exhausted }
 
     private let entries = Mutex<[String: Entry]>([:])
     private let maxEntries = 200_000
 
     /// A new code for this resident ID and mobile (replacing any earlier one).
-    func issue(name: String, residentID: ResidentID, mobile: MobileNumber, nowMs: Int64, ttlMs: Int64, tries: Int) -> String {
+    package func issue(name: String, residentID: ResidentID, mobile: MobileNumber, nowMs: Int64, ttlMs: Int64, tries: Int) -> String {
         var rng = SystemRandomNumberGenerator()
         let code = String(format: "%06d", Int.random(in: 0..<1_000_000, using: &rng))
         entries.withLock { e in
@@ -81,7 +81,7 @@ final class OneTimeCodes: Sendable {
     }
 
     /// Checks a code; a right one is used up, a wrong one costs a try.
-    func check(residentID: ResidentID, mobile: MobileNumber, code: String, nowMs: Int64) -> (Check, Entry?) {
+    package func check(residentID: ResidentID, mobile: MobileNumber, code: String, nowMs: Int64) -> (Check, Entry?) {
         entries.withLock { e in
             let k = Self.key(residentID, mobile)
             guard var entry = e[k] else { return (.unknown, nil) }
@@ -99,40 +99,40 @@ final class OneTimeCodes: Sendable {
 }
 
 /// How many requests are being worked on; `enter` refuses beyond `limit` (load shedding).
-final class InFlightLimit: Sendable {
-    let limit: Int
+package final class InFlightLimit: Sendable {
+    package let limit: Int
     private let count = Atomic<Int>(0)
 
-    init(limit: Int) { self.limit = limit }
+    package init(limit: Int) { self.limit = limit }
 
     /// True if the request may go on; it must then call `leave` once it is answered.
-    func enter() -> Bool {
+    package func enter() -> Bool {
         if count.add(1, ordering: .relaxed).newValue <= limit { return true }
         count.subtract(1, ordering: .relaxed)
         return false
     }
 
-    func leave() { count.subtract(1, ordering: .relaxed) }
+    package func leave() { count.subtract(1, ordering: .relaxed) }
 
-    var current: Int { count.load(ordering: .relaxed) }
+    package var current: Int { count.load(ordering: .relaxed) }
 }
 
 /// Token buckets by key (a client address, a mobile number): `burst` at once, then `perSecond`.
-final class RateLimiter: Sendable {
+package final class RateLimiter: Sendable {
     private struct Bucket { var tokens: Double; var atNanos: UInt64 }
     private let buckets = Mutex<[String: Bucket]>([:])
     private let burst: Double
     private let perSecond: Double
     private let maxKeys = 200_000
 
-    init(burst: Int, perSecond: Double) {
+    package init(burst: Int, perSecond: Double) {
         self.burst = Double(burst)
         self.perSecond = perSecond
     }
 
     /// Takes one token for `key`: nil if there was one; otherwise nothing is taken and the answer
     /// is the whole seconds until the bucket has refilled one (a `Retry-After`), at least 1.
-    func take(_ key: String, nowNanos: UInt64) -> Int? {
+    package func take(_ key: String, nowNanos: UInt64) -> Int? {
         buckets.withLock { b in
             if b.count >= maxKeys {
                 // Forget the keys that have refilled anyway (they would start full again).

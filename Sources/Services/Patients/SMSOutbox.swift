@@ -23,7 +23,7 @@ public struct SMSMessage: Codable, Sendable, Hashable {
         self.id = id; self.kind = kind; self.mobile = mobile; self.text = text
     }
 
-    enum CodingKeys: String, CodingKey { case id = "message_id", kind, mobile, text }
+    package enum CodingKeys: String, CodingKey { case id = "message_id", kind, mobile, text }
 }
 
 public protocol SMSSender: Sendable {
@@ -104,7 +104,7 @@ public struct WebhookSMSSender: SMSSender {
     }
 }
 
-final class SMSOutbox: Sendable {
+package final class SMSOutbox: Sendable {
     private let db: DatabaseQueue
     /// Every message id in the outbox (only this node writes it): the holder's scan every few
     /// seconds asks about every booking it owes a message for, and must not query SQLite for each.
@@ -114,7 +114,7 @@ final class SMSOutbox: Sendable {
     /// deleted. A power cut may lose the last commits, which costs nothing here: the holder queues
     /// every booking message again from the acknowledged records on its next scan, a lost "sent"
     /// mark means a second copy the gateway deduplicates by id, and a lost code is asked again.
-    init(path: String) throws {
+    package init(path: String) throws {
         var config = Configuration()
         config.journalMode = .wal
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
@@ -133,13 +133,13 @@ final class SMSOutbox: Sendable {
 
     /// Queues a message once: false if this id was queued before (sent or not).
     @discardableResult
-    func enqueue(_ m: SMSMessage, nowMs: Int64) throws -> Bool {
+    package func enqueue(_ m: SMSMessage, nowMs: Int64) throws -> Bool {
         try enqueue([m], nowMs: nowMs) == 1
     }
 
     /// Queues several in one transaction, each once; answers how many were new.
     @discardableResult
-    func enqueue(_ messages: [SMSMessage], nowMs: Int64) throws -> Int {
+    package func enqueue(_ messages: [SMSMessage], nowMs: Int64) throws -> Int {
         let fresh = messages.filter { !known($0.id) }
         guard !fresh.isEmpty else { return 0 }
         let inserted = try db.write { db in
@@ -155,9 +155,9 @@ final class SMSOutbox: Sendable {
         return inserted
     }
 
-    func known(_ id: String) -> Bool { ids.withLock { $0.contains(id) } }
+    package func known(_ id: String) -> Bool { ids.withLock { $0.contains(id) } }
 
-    func due(nowMs: Int64, limit: Int = 100) throws -> [(SMSMessage, attempts: Int)] {
+    package func due(nowMs: Int64, limit: Int = 100) throws -> [(SMSMessage, attempts: Int)] {
         try db.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM outbox WHERE sent_ms IS NULL AND next_attempt_ms <= ? ORDER BY next_attempt_ms LIMIT ?",
                              arguments: [nowMs, limit]).map {
@@ -167,7 +167,7 @@ final class SMSOutbox: Sendable {
     }
 
     /// Delivered: the personal data goes, the ids stay (so they are never queued again).
-    func sent(_ ids: [String], nowMs: Int64) throws {
+    package func sent(_ ids: [String], nowMs: Int64) throws {
         guard !ids.isEmpty else { return }
         try db.write { db in
             let update = try db.cachedStatement(sql: "UPDATE outbox SET sent_ms = ?, mobile = '', body = '', last_error = NULL WHERE message_id = ?")
@@ -175,14 +175,14 @@ final class SMSOutbox: Sendable {
         }
     }
 
-    func failed(_ id: String, attempts: Int, nextMs: Int64, error: String) throws {
+    package func failed(_ id: String, attempts: Int, nextMs: Int64, error: String) throws {
         try db.write { db in
             try db.execute(sql: "UPDATE outbox SET attempts = ?, next_attempt_ms = ?, last_error = ? WHERE message_id = ?",
                            arguments: [attempts, nextMs, String(error.prefix(500)), id])
         }
     }
 
-    func counts() throws -> (pending: Int, sent: Int) {
+    package func counts() throws -> (pending: Int, sent: Int) {
         try db.read { db in
             (try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox WHERE sent_ms IS NULL") ?? 0,
              try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox WHERE sent_ms IS NOT NULL") ?? 0)

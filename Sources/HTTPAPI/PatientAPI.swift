@@ -4,7 +4,7 @@ import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
 import Logging
-import Mesh
+import Services
 import NIOCore
 import NIOSSL
 
@@ -18,61 +18,73 @@ import NIOSSL
 //   POST /api/v1/appointments/{id}/cancel                                   -> cancelled
 //   GET  /api/v1/appointments[/{id}]
 
-struct PatientRequestContext: RequestContext {
-    var coreContext: CoreRequestContextStorage
-    let remoteAddress: SocketAddress?
+package struct PatientRequestContext: RequestContext {
+    package var coreContext: CoreRequestContextStorage
+    package let remoteAddress: SocketAddress?
 
-    init(source: ApplicationRequestContextSource) {
+    package init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
     }
 
     /// The client's address without the port: rate limits count per address.
-    var clientAddress: String { remoteAddress?.ipAddress ?? "unknown" }
+    package var clientAddress: String { remoteAddress?.ipAddress ?? "unknown" }
 }
 
-extension MeshNode {
-    /// Serves the patient API until a graceful shutdown.
-    func runPatientAPI(_ desk: PatientDesk) async throws {
-        let credentials = try MeshCredentials.load(directory: config.certDir, kind: .node)
-        var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: credentials.certificateChain.map { .certificate($0) }, privateKey: .privateKey(credentials.privateKey))
+/// The patient API of one node: its routes over the patient and booking desks, and its server.
+package struct PatientAPI: Sendable {
+    package let patients: PatientDesk
+    package let booking: BookingDesk
+    package let logger: Logger
+
+    package init(patients: PatientDesk, booking: BookingDesk, logger: Logger) {
+        self.patients = patients; self.booking = booking; self.logger = logger
+    }
+
+    /// Serves the API over HTTPS at the patient config's address until a graceful shutdown;
+    /// `bound` is told the port once it listens.
+    package func run(tls: TLSConfiguration, bound: @escaping @Sendable (Int?) -> Void) async throws {
+        let config = patients.config
+        var tls = tls
         tls.minimumTLSVersion = .tlsv12
-        let router = Router(context: PatientRequestContext.self)
-        router.add(middleware: PatientGate(node: self, desk: desk))
-        addPatientRoutes(to: router, desk: desk)
         var logger = logger
         logger[metadataKey: "node.listener"] = "patients"
         logger.logLevel = max(logger.logLevel, .notice)
         // The parser's limits and the timeouts: what an idle or half-open connection may hold.
-        let firstRequest = TimeAmount.seconds(Int64(desk.config.firstRequestTimeoutSeconds))
-        let connections = PatientConnectionCount(limit: desk.config.maxConnections)
+        let firstRequest = TimeAmount.seconds(Int64(config.firstRequestTimeoutSeconds))
+        let connections = PatientConnectionCount(limit: config.maxConnections)
         let http = HTTP1Channel.Configuration(
             additionalChannelHandlers: [PatientConnectionGuard(firstRequestTimeout: firstRequest, connections: connections)],
-            idleTimeout: .seconds(Int64(desk.config.idleTimeoutSeconds)),
+            idleTimeout: .seconds(Int64(config.idleTimeoutSeconds)),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: PatientConnectionGuard.headLimitBytes,
                                             maxHeaderListSize: PatientConnectionGuard.headLimitBytes))
         let app = Application(
-            router: router, server: try .tls(.http1(configuration: http), tlsConfiguration: tls),
-            configuration: .init(address: .hostname(desk.config.host, port: desk.config.port), serverName: nil, backlog: 1024),
-            onServerRunning: { channel in
-                desk.boundPort.withLock { $0 = channel.localAddress?.port }
-            },
+            router: router(), server: try .tls(.http1(configuration: http), tlsConfiguration: tls),
+            configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil, backlog: 1024),
+            onServerRunning: { channel in bound(channel.localAddress?.port) },
             logger: logger)
         try await app.run()
     }
 
-    private func addPatientRoutes(to router: Router<PatientRequestContext>, desk: PatientDesk) {
+    /// The routes behind the gate (rate limits, in-flight limit, answers in both languages).
+    package func router() -> Router<PatientRequestContext> {
+        let router = Router(context: PatientRequestContext.self)
+        router.add(middleware: PatientGate(desk: patients, logger: logger))
+        addPatientRoutes(to: router)
+        return router
+    }
+
+    private func addPatientRoutes(to router: Router<PatientRequestContext>) {
         let api = router.group("api/v1")
         api.post("codes") { request, context in
             await self.answer(201) {
                 let r = try await Self.decode(CodeRequest.self, request)
-                let ttl = try self.requestCode(r, desk: desk)
+                let ttl = try patients.requestCode(r)
                 return SentAnswer(sent: true, expiresInS: ttl, messageZh: "验证码已发送。", messageEn: "the code has been sent.")
             }
         }
         api.post("sessions") { request, context in
-            await self.answer(201) { try self.signIn(try await Self.decode(SignInRequest.self, request), desk: desk) }
+            await self.answer(201) { try patients.signIn(try await Self.decode(SignInRequest.self, request)) }
         }
         api.get("slots") { request, context in
             await self.answer(200) {
@@ -80,41 +92,41 @@ extension MeshNode {
                 let q = SearchQuery(department: p.get("department"), date: p.get("date"), halfDay: p.get("half_day"),
                                     practitioner: p.get("practitioner"), title: p.get("title"), onlyFree: p.get("all") != "1",
                                     limit: min(500, max(1, p.get("limit").flatMap(Int.init) ?? 200)))
-                return SlotsAnswer(slots: try self.searchSlots(q, desk: desk))
+                return SlotsAnswer(slots: try booking.searchSlots(q))
             }
         }
         api.post("appointments") { request, context in
             await self.answer(201) {
-                let session = try self.session(request, desk: desk)
-                return try await self.hold(try await Self.decode(HoldRequest.self, request), session: session, desk: desk)
+                let session = try self.session(request)
+                return try await booking.hold(try await Self.decode(HoldRequest.self, request), session: session)
             }
         }
         api.get("appointments") { request, context in
-            await self.answer(200) { AppointmentsAnswer(appointments: self.appointments(session: try self.session(request, desk: desk), desk: desk)) }
+            await self.answer(200) { AppointmentsAnswer(appointments: booking.appointments(session: try self.session(request))) }
         }
         api.get("appointments/:id") { request, context in
             await self.answer(200) {
-                try self.appointment(context.parameters.get("id") ?? "", session: try self.session(request, desk: desk), desk: desk)
+                try booking.appointment(context.parameters.get("id") ?? "", session: try self.session(request))
             }
         }
         api.post("appointments/:id/confirm") { request, context in
             await self.answer(200) {
-                let session = try self.session(request, desk: desk)
+                let session = try self.session(request)
                 let body = try await Self.decode(ConfirmRequest.self, request, emptyIs: ConfirmRequest(payment: nil))
-                return try await self.confirm(context.parameters.get("id") ?? "", body, session: session, desk: desk)
+                return try await booking.confirm(context.parameters.get("id") ?? "", body, session: session)
             }
         }
         api.post("appointments/:id/cancel") { request, context in
             await self.answer(200) {
-                try await self.cancel(context.parameters.get("id") ?? "", session: try self.session(request, desk: desk), desk: desk)
+                try await booking.cancel(context.parameters.get("id") ?? "", session: try self.session(request))
             }
         }
     }
 
     /// The session behind `Authorization: Bearer <token>`.
-    private func session(_ request: Request, desk: PatientDesk) throws(PatientError) -> PatientSession {
+    private func session(_ request: Request) throws(PatientError) -> PatientSession {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
-              let s = desk.tokens.verify(String(header.dropFirst(7)), nowMs: nowMs) else { throw PatientError.unauthorized }
+              let s = patients.session(token: String(header.dropFirst(7))) else { throw PatientError.unauthorized }
         return s
     }
 
@@ -156,9 +168,9 @@ extension MeshNode {
         }
     }
 
-    static let internalError = PatientError(500, "internal", zh: "内部错误，请稍后再试。", en: "internal error; please try again shortly.")
+    package static let internalError = PatientError(500, "internal", zh: "内部错误，请稍后再试。", en: "internal error; please try again shortly.")
 
-    static func json<T: Encodable>(_ status: Int, _ value: T) -> Response {
+    package static func json<T: Encodable>(_ status: Int, _ value: T) -> Response {
         let bytes: [UInt8]
         if let fast = value as? any JSONWritable {
             bytes = JSONText.encode(fast)
@@ -172,7 +184,7 @@ extension MeshNode {
     }
 
     /// A refusal as its JSON, with `Retry-After` when it says when to come back.
-    static func refusal(_ error: PatientError) -> Response {
+    package static func refusal(_ error: PatientError) -> Response {
         var response = json(error.status, error)
         if let seconds = error.retryAfterS { response.headers[.retryAfter] = String(seconds) }
         return response
@@ -181,42 +193,42 @@ extension MeshNode {
 
 /// Rate limits per client address and the node's in-flight limit before anything else runs;
 /// every refusal in both languages.
-struct PatientGate: RouterMiddleware {
-    typealias Context = PatientRequestContext
-    let node: MeshNode
-    let desk: PatientDesk
+package struct PatientGate: RouterMiddleware {
+    package typealias Context = PatientRequestContext
+    package let desk: PatientDesk
+    package let logger: Logger
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if let wait = desk.perAddress.take(context.clientAddress, nowNanos: node.clock.monotonicNanos()) {
-            return MeshNode.refusal(.rateLimited(retryAfterS: wait))
+    package func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let wait = desk.perAddress.take(context.clientAddress, nowNanos: desk.clock.monotonicNanos()) {
+            return PatientAPI.refusal(.rateLimited(retryAfterS: wait))
         }
-        guard desk.inFlight.enter() else { return MeshNode.refusal(.busy) }
+        guard desk.inFlight.enter() else { return PatientAPI.refusal(.busy) }
         defer { desk.inFlight.leave() }
         // Every answer of this port is JSON in both languages, whatever a route or the router threw.
         do {
             return try await next(request, context)
         } catch let error as PatientError {
-            return MeshNode.refusal(error)
+            return PatientAPI.refusal(error)
         } catch let error as HTTPError where error.status == .notFound {
-            return MeshNode.refusal(PatientError(404, "route.unknown", zh: "没有这个接口。", en: "there is no such route."))
+            return PatientAPI.refusal(PatientError(404, "route.unknown", zh: "没有这个接口。", en: "there is no such route."))
         } catch let error as any HTTPResponseError {
             let code = error.status.code
-            return MeshNode.refusal(PatientError(code, "request.refused", zh: "请求无法处理（HTTP \(code)），请检查后重试。",
+            return PatientAPI.refusal(PatientError(code, "request.refused", zh: "请求无法处理（HTTP \(code)），请检查后重试。",
                                                  en: "the request cannot be handled (HTTP \(code)); check it and try again."))
         } catch {
-            node.logger.error("患者接口内部错误 / patient API internal error", metadata: ["patients.error": "\(error)"])
-            return MeshNode.refusal(MeshNode.internalError)
+            logger.error("患者接口内部错误 / patient API internal error", metadata: ["patients.error": "\(error)"])
+            return PatientAPI.refusal(PatientAPI.internalError)
         }
     }
 }
 
-struct SentAnswer: Codable, Sendable {
-    var sent: Bool
-    var expiresInS: Int
-    var messageZh: String
-    var messageEn: String
-    enum CodingKeys: String, CodingKey { case sent, expiresInS = "expires_in_s", messageZh = "message_zh", messageEn = "message_en" }
+package struct SentAnswer: Codable, Sendable {
+    package var sent: Bool
+    package var expiresInS: Int
+    package var messageZh: String
+    package var messageEn: String
+    package enum CodingKeys: String, CodingKey { case sent, expiresInS = "expires_in_s", messageZh = "message_zh", messageEn = "message_en" }
 }
 
-struct SlotsAnswer: Codable, Sendable { var slots: [SlotResource] }
-struct AppointmentsAnswer: Codable, Sendable { var appointments: [AppointmentResource] }
+package struct SlotsAnswer: Codable, Sendable { var slots: [SlotResource] }
+package struct AppointmentsAnswer: Codable, Sendable { var appointments: [AppointmentResource] }

@@ -12,67 +12,67 @@ import Synchronization
 
 /// An appointment's id: the hold's request id, its slot and its block, so any node can route a
 /// confirmation or cancellation to the block's holder before it has seen the hold itself.
-struct AppointmentRef: Hashable, Sendable {
-    var holdID: String
-    var block: String
-    var slot: Int
+package struct AppointmentRef: Hashable, Sendable {
+    package var holdID: String
+    package var block: String
+    package var slot: Int
 
     /// The hold's request id: per patient, so one patient's request id can never clash with another's.
-    static func holdID(patient: String, requestID: String) -> String {
+    package static func holdID(patient: String, requestID: String) -> String {
         let digest = SHA256.hash(data: Array("\(patient)|\(requestID)".utf8))
         return "h" + lowercaseHex(digest.prefix(12))
     }
 
-    var encoded: String { "\(holdID).\(slot).\(Data(block.utf8).base64URL)" }
+    package var encoded: String { "\(holdID).\(slot).\(Data(block.utf8).base64URL)" }
 
-    init(holdID: String, block: String, slot: Int) { self.holdID = holdID; self.block = block; self.slot = slot }
+    package init(holdID: String, block: String, slot: Int) { self.holdID = holdID; self.block = block; self.slot = slot }
 
-    init?(encoded: String) {
+    package init?(encoded: String) {
         let parts = encoded.split(separator: ".", maxSplits: 2).map(String.init)
         guard parts.count == 3, parts[0].count == 25, parts[0].hasPrefix("h"), let slot = Int(parts[1]), slot >= 0,
               let data = Data(base64URL: parts[2]), let block = String(data: data, encoding: .utf8), !block.isEmpty else { return nil }
         self.init(holdID: parts[0], block: block, slot: slot)
     }
 
-    var confirmationID: String { "c:" + holdID }
-    var cancellationID: String { "x:" + holdID }
+    package var confirmationID: String { "c:" + holdID }
+    package var cancellationID: String { "x:" + holdID }
 }
 
 /// One doctor's session as patients search it (from the replicated `schedule` and `practitioner` rows).
-struct SessionInfo: Sendable, Hashable {
-    var schedule: String
-    var department: String
-    var departmentName: String
-    var practitioner: String
-    var practitionerName: String
-    var title: PractitionerTitle?
-    var date: CivilDate
-    var halfDay: HalfDay
-    var capacity: Int
+package struct SessionInfo: Sendable, Hashable {
+    package var schedule: String
+    package var department: String
+    package var departmentName: String
+    package var practitioner: String
+    package var practitionerName: String
+    package var title: PractitionerTitle?
+    package var date: CivilDate
+    package var halfDay: HalfDay
+    package var capacity: Int
 
     /// Slot `index` (0-based) start and end, "HH:mm", split evenly over the half-day's usual hours.
-    func times(of index: Int) -> (start: LocalTime, end: LocalTime) {
+    package func times(of index: Int) -> (start: LocalTime, end: LocalTime) {
         let first = halfDay.defaultStart.minuteOfDay, minutes = halfDay.defaultEnd.minuteOfDay - first
         func at(_ n: Int) -> LocalTime { (try? LocalTime(hour: (first + n * minutes / capacity) / 60, minute: (first + n * minutes / capacity) % 60)) ?? halfDay.defaultStart }
         return (at(index), at(index + 1))
     }
 
     /// Wall time (ms since 1970) when slot `index` starts, Asia/Shanghai.
-    func startMs(of index: Int) -> Int64 {
+    package func startMs(of index: Int) -> Int64 {
         let t = times(of: index).start
         return Int64(ShanghaiTime.instant(date: date, time: t).timeIntervalSince1970 * 1000)
     }
 
-    var quotaTag: QuotaTag { QuotaTag(visitDay: dayNumber(date), department: department) }
+    package var quotaTag: QuotaTag { QuotaTag(visitDay: dayNumber(date), department: department) }
 }
 
 /// The sessions and doctors, read from the replica and kept in memory while the replica's
 /// `department`, `practitioner` and `schedule` tables stay unchanged (their change stamps): searches
 /// at the 15:00 rush never read SQLite for them, and a new session is visible at once. After a
 /// change one request reloads; the others go on with the copy they have meanwhile.
-final class SessionDirectory: Sendable {
+package final class SessionDirectory: Sendable {
     /// One load: the sessions by key, and in the order searches list them.
-    struct Loaded: Sendable {
+    package struct Loaded: Sendable {
         var byKey: [String: SessionInfo]
         var ordered: [SessionInfo]
     }
@@ -86,13 +86,13 @@ final class SessionDirectory: Sendable {
     /// Each session's slots as a search lists them, but for status (built once per session).
     private let templates = Mutex<[String: (info: SessionInfo, slots: [SlotResource])]>([:])
 
-    func sessions(replica: Replica) throws -> [String: SessionInfo] { try current(replica).byKey }
+    package func sessions(_ store: any RecordStore) throws -> [String: SessionInfo] { try current(store).byKey }
 
     /// Every session by date, morning first, then schedule id.
-    func ordered(replica: Replica) throws -> [SessionInfo] { try current(replica).ordered }
+    package func ordered(_ store: any RecordStore) throws -> [SessionInfo] { try current(store).ordered }
 
-    private func current(_ replica: Replica) throws -> Loaded {
-        let stamps = Self.tables.map { replica.rowStamps.stamp(table: $0) }
+    private func current(_ store: any RecordStore) throws -> Loaded {
+        let stamps = Self.tables.map { store.changeStamp(table: $0) }
         let current = cache.withLock { c -> Loaded? in
             if let loaded = c.loaded, c.stamps == stamps || c.reloading { return loaded }
             c.reloading = true
@@ -101,7 +101,7 @@ final class SessionDirectory: Sendable {
         if let current { return current }
         do {
             // Stamps taken before the read: a change committed meanwhile makes the next request reload.
-            let byKey = try Self.load(replica)
+            let byKey = try Self.load(store)
             let ordered = byKey.values.sorted {
                 ($0.date, $0.halfDay == .morning ? 0 : 1, $0.schedule) < ($1.date, $1.halfDay == .morning ? 0 : 1, $1.schedule)
             }
@@ -115,7 +115,7 @@ final class SessionDirectory: Sendable {
     }
 
     /// The session's slots with everything but their status and opening time.
-    func slotTemplates(of s: SessionInfo) -> [SlotResource] {
+    package func slotTemplates(of s: SessionInfo) -> [SlotResource] {
         if let t = templates.withLock({ $0[s.schedule] }), t.info == s { return t.slots }
         let slots = (0..<s.capacity).map { index in
             let t = s.times(of: index)
@@ -129,11 +129,11 @@ final class SessionDirectory: Sendable {
         return slots
     }
 
-    private static func load(_ replica: Replica) throws -> [String: SessionInfo] {
-        let departments = try replica.liveRows("department")
-        let practitioners = try replica.liveRows("practitioner")
+    private static func load(_ store: any RecordStore) throws -> [String: SessionInfo] {
+        let departments = try store.liveRows("department")
+        let practitioners = try store.liveRows("practitioner")
         var out: [String: SessionInfo] = [:]
-        for (key, row) in try replica.liveRows("schedule") {
+        for (key, row) in try store.liveRows("schedule") {
             guard row["status"]?.text != "stopped", let p = row["practitioner"]?.text, let d = row["department"]?.text,
                   let dateText = row["date"]?.text, let date = try? CivilDate(parsing: dateText),
                   let half = row["half_day"]?.text.flatMap(HalfDay.init(rawValue:)), let capacity = row["capacity"]?.integer, capacity > 0 else { continue }
@@ -147,13 +147,8 @@ final class SessionDirectory: Sendable {
     }
 }
 
-/// What the consensus records say of one appointment.
-struct AppointmentRecords: Sendable {
-    var hold: Booking?
-    var confirmation: Booking?
-    var release: Booking?
-
-    var status: AppointmentStatus? {
+extension AppointmentRecords {
+    package var status: AppointmentStatus? {
         if release != nil { return .cancelled }
         if confirmation != nil { return .booked }
         if hold != nil { return .pending }
@@ -162,31 +157,19 @@ struct AppointmentRecords: Sendable {
 
     /// The status once `acknowledged` is known to have happened, when these records may lag it:
     /// a confirmation makes a pending hold booked; a cancellation ends every status.
-    func status(after acknowledged: AppointmentStatus?) -> AppointmentStatus? {
+    package func status(after acknowledged: AppointmentStatus?) -> AppointmentStatus? {
         switch acknowledged {
         case .booked? where status == nil || status == .pending: .booked
         case .cancelled?: .cancelled
         default: status
         }
     }
-
-    /// The records of `ref` this node knows (its own store and the takeovers' lists), valid only.
-    static func find(_ ref: AppointmentRef, in core: ConsensusCore) -> AppointmentRecords {
-        var found = AppointmentRecords()
-        let collected = core.cluster.blocks[ref.block]?.collected ?? []
-        for b in core.booking.store.records(in: ref.block, slot: ref.slot) + collected where b.slot == ref.slot && bookingStatus(b, in: core.cluster) == .active {
-            if b.id == ref.holdID { found.hold = b }
-            if b.confirms == ref.holdID { found.confirmation = b }
-            if b.releases == ref.holdID { found.release = b }
-        }
-        return found
-    }
 }
 
 extension Data {
     /// Base64 with the URL alphabet, unpadded: a byte map (Foundation's string search costs more
     /// than the encoding, and every appointment id carries one).
-    var base64URL: String {
+    package var base64URL: String {
         let bytes = base64EncodedData().compactMap { b -> UInt8? in
             switch b {
             case UInt8(ascii: "+"): UInt8(ascii: "-")
@@ -198,7 +181,7 @@ extension Data {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    init?(base64URL: String) {
+    package init?(base64URL: String) {
         var bytes = base64URL.utf8.map { b -> UInt8 in
             switch b {
             case UInt8(ascii: "-"): UInt8(ascii: "+")
@@ -214,18 +197,18 @@ extension Data {
 /// The statuses staff set on appointments (arrived, fulfilled, no-show: the replicated
 /// `appointment` row), kept while the row's change stamp stands: a patient's list would otherwise
 /// read SQLite once for every confirmed appointment in it.
-final class StaffStatusCache: Sendable {
+package final class StaffStatusCache: Sendable {
     private struct Entry { var stamp: UInt64; var status: String? }
     private let entries = Mutex<[String: Entry]>([:])
     private let limit = 100_000
 
     /// The staff status of `holdID`'s appointment; nil if staff set none, or if the row cannot
     /// be read now (nothing is kept then).
-    func status(of holdID: String, in replica: Replica) -> String? {
-        let stamp = replica.rowStamps.stamp(table: "appointment", key: holdID)
+    package func status(of holdID: String, in store: any RecordStore) -> String? {
+        let stamp = store.changeStamp(table: "appointment", key: holdID)
         if let e = entries.withLock({ $0[holdID] }), e.stamp == stamp { return e.status }
         let status: String?
-        do { status = try replica.liveRow("appointment", key: holdID)?["status"]?.text } catch { return nil }
+        do { status = try store.liveRow("appointment", key: holdID)?["status"]?.text } catch { return nil }
         entries.withLock { e in
             if e.count >= limit { e.removeAll(keepingCapacity: true) }
             e[holdID] = Entry(stamp: stamp, status: status)
@@ -234,13 +217,8 @@ final class StaffStatusCache: Sendable {
     }
 }
 
-/// Which slots of a block are taken, derived from its booking records (`slotViews`).
-struct BlockAvailability: Sendable {
-    enum Taken: Sendable { case booked, held, releasedUntil(Int64) }
-    var unknown: Bool
-    var taken: [Int: Taken]
-
-    func status(of slot: Int, nowMs: Int64) -> SlotStatus {
+extension BlockAvailability {
+    package func status(of slot: Int, nowMs: Int64) -> SlotStatus {
         if unknown { return .busyUnavailable }
         switch taken[slot] {
         case nil: return .free
@@ -253,24 +231,20 @@ struct BlockAvailability: Sendable {
 
 /// Each block's availability, kept while its records and lease epoch stay the same: a search at
 /// the rush reads this, not every booking record of every session it lists.
-final class AvailabilityCache: Sendable {
+package final class AvailabilityCache: Sendable {
     private let entries = Mutex<[BlockID: (version: UInt64, epoch: Epoch, value: BlockAvailability)]>([:])
 
-    /// Call under the consensus core's lock (`ConsensusShell.inspect`).
-    func availability(of block: BlockID, in c: ConsensusCore) -> BlockAvailability {
-        let version = c.booking.store.versions[block] ?? 0, epoch = c.cluster.blocks[block]?.epoch ?? 0
-        if let e = entries.withLock({ $0[block] }), e.version == version, e.epoch == epoch { return e.value }
-        let view = slotViews(block: block, bookings: c.booking.store.records(in: block), state: c.cluster)
-        var taken: [Int: BlockAvailability.Taken] = [:]
-        for (slot, records) in view.views {
-            if let held = holdingBooking(records) {
-                taken[slot] = held.isHold ? .held : .booked
-            } else if let top = records.first, top.reofferAtMs > 0 {
-                taken[slot] = .releasedUntil(top.reofferAtMs)
-            }
-        }
-        let value = BlockAvailability(unknown: view.unknown, taken: taken)
-        entries.withLock { $0[block] = (version, epoch, value) }
+    /// Call inside `BookingConsensus.lookup`.
+    package func availability(of block: BlockID, _ summary: BookingLookup.Block, in lookup: BookingLookup) -> BlockAvailability {
+        if let e = entries.withLock({ $0[block] }), e.version == summary.version, e.epoch == summary.epoch { return e.value }
+        let value = lookup.availability(of: block)
+        entries.withLock { $0[block] = (summary.version, summary.epoch, value) }
         return value
     }
+}
+
+/// Days since 1970-01-01: the day numbers `QuotaTag.visitDay` counts in.
+package func dayNumber(_ date: CivilDate) -> Int {
+    guard let zero = try? CivilDate(year: 1970, month: 1, day: 1) else { return 0 }
+    return date.days(since: zero)
 }

@@ -1,3 +1,4 @@
+import Services
 import HTTPTypes
 import NIOCore
 import NIOHTTP1
@@ -12,14 +13,14 @@ import Synchronization
 /// refusal every other answer uses, then closes: Hummingbird's own answer is an empty 400.
 /// Keep-alive connections idle between requests are closed by Hummingbird's `idleTimeout`.
 /// A connection beyond `PatientConnectionCount`'s limit is closed as soon as it is accepted.
-final class PatientConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
+package final class PatientConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    package typealias InboundIn = HTTPRequestPart
+    package typealias InboundOut = HTTPRequestPart
+    package typealias OutboundIn = HTTPResponsePart
+    package typealias OutboundOut = HTTPResponsePart
 
     /// The request line and headers together may not exceed this (the parser's limits).
-    static let headLimitBytes = 16 * 1024
+    package static let headLimitBytes = 16 * 1024
 
     private let firstRequestTimeout: TimeAmount
     private var firstRequestTimer: Scheduled<Void>?
@@ -37,23 +38,23 @@ final class PatientConnectionGuard: ChannelDuplexHandler, RemovableChannelHandle
     /// This connection holds one of `connections`' places (taken once it is active).
     private var counted = false
 
-    init(firstRequestTimeout: TimeAmount, connections: PatientConnectionCount) {
+    package init(firstRequestTimeout: TimeAmount, connections: PatientConnectionCount) {
         self.firstRequestTimeout = firstRequestTimeout
         self.connections = connections
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { opened(context) }
     }
 
-    func channelActive(context: ChannelHandlerContext) {
+    package func channelActive(context: ChannelHandlerContext) {
         opened(context)
         context.fireChannelActive()
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { closed() }
+    package func handlerRemoved(context: ChannelHandlerContext) { closed() }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         closed()
         context.fireChannelInactive()
     }
@@ -89,7 +90,7 @@ final class PatientConnectionGuard: ChannelDuplexHandler, RemovableChannelHandle
         firstRequestTimer = nil
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
         switch unwrapInboundIn(data) {
         case .head:
@@ -103,7 +104,7 @@ final class PatientConnectionGuard: ChannelDuplexHandler, RemovableChannelHandle
         context.fireChannelRead(data)
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if refused { return }
         guard let refusal = Self.refusal(for: error) else {
             context.fireErrorCaught(error)
@@ -121,7 +122,7 @@ final class PatientConnectionGuard: ChannelDuplexHandler, RemovableChannelHandle
         }
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    package func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         guard case .end = unwrapOutboundIn(data) else {
             context.write(data, promise: promise)
             return
@@ -163,10 +164,10 @@ final class PatientConnectionGuard: ChannelDuplexHandler, RemovableChannelHandle
         return written
     }
 
-    static let linger = TimeAmount.seconds(2)
+    package static let linger = TimeAmount.seconds(2)
 
     /// The answer to an error the HTTP decoder raised; nil for any other error (TLS, I/O).
-    static func refusal(for error: any Error) -> PatientError? {
+    package static func refusal(for error: any Error) -> PatientError? {
         switch error {
         case HTTPParserError.headerOverflow:
             return PatientError(
@@ -185,19 +186,19 @@ final class PatientConnectionGuard: ChannelDuplexHandler, RemovableChannelHandle
 }
 
 /// The patient connections open on a node, against `PatientConfig.maxConnections`.
-final class PatientConnectionCount: Sendable {
-    let limit: Int
+package final class PatientConnectionCount: Sendable {
+    package let limit: Int
     private let open = Atomic<Int>(0)
 
-    init(limit: Int) { self.limit = limit }
+    package init(limit: Int) { self.limit = limit }
 
     /// Takes a place; false (and nothing taken) if all `limit` are in use.
-    func take() -> Bool {
+    package func take() -> Bool {
         let now = open.add(1, ordering: .relaxed).newValue
         guard now > limit else { return true }
         open.subtract(1, ordering: .relaxed)
         return false
     }
 
-    func give() { open.subtract(1, ordering: .relaxed) }
+    package func give() { open.subtract(1, ordering: .relaxed) }
 }

@@ -2,27 +2,29 @@
 // JSONEncoder was a quarter of a node's CPU in the release-rush profile (`clinicmesh bench booking`
 // under `perf`): it boxes every value and sorts every object's keys. Key names still come from each
 // type's `CodingKeys`, so the Codable decoding that tests and clients use reads the same names.
+import Services
+
 
 /// A value that writes itself as JSON.
-protocol JSONWritable {
+package protocol JSONWritable {
     func write(to json: inout JSONText)
 }
 
 /// A JSON text under construction. One flag is enough for commas: an opener sets it, a finished
 /// value clears it, and a key or array element after a finished value is preceded by a comma.
-struct JSONText {
+package struct JSONText {
     private(set) var bytes: [UInt8] = []
     private var first = true
 
-    init(capacity: Int = 512) { bytes.reserveCapacity(capacity) }
+    package init(capacity: Int = 512) { bytes.reserveCapacity(capacity) }
 
-    static func encode(_ value: some JSONWritable) -> [UInt8] {
+    package static func encode(_ value: some JSONWritable) -> [UInt8] {
         var json = JSONText()
         value.write(to: &json)
         return json.bytes
     }
 
-    mutating func object(_ body: (inout JSONText) -> Void) {
+    package mutating func object(_ body: (inout JSONText) -> Void) {
         bytes.append(UInt8(ascii: "{"))
         first = true
         body(&self)
@@ -31,7 +33,7 @@ struct JSONText {
     }
 
     /// A key's array of values.
-    mutating func array<K: CodingKey, S: Sequence>(_ key: K, _ values: S) where S.Element: JSONWritable {
+    package mutating func array<K: CodingKey, S: Sequence>(_ key: K, _ values: S) where S.Element: JSONWritable {
         self.key(key)
         bytes.append(UInt8(ascii: "["))
         first = true
@@ -44,14 +46,14 @@ struct JSONText {
         first = false
     }
 
-    mutating func field<K: CodingKey>(_ key: K, _ value: String?) {
+    package mutating func field<K: CodingKey>(_ key: K, _ value: String?) {
         guard let value else { return } // as JSONEncoder: an absent optional is left out
         self.key(key)
         string(value)
         first = false
     }
 
-    mutating func field<K: CodingKey>(_ key: K, _ value: Int64?) {
+    package mutating func field<K: CodingKey>(_ key: K, _ value: Int64?) {
         guard let value else { return }
         self.key(key)
         bytes.append(contentsOf: String(value).utf8)
@@ -96,7 +98,7 @@ struct JSONText {
 }
 
 extension PatientError: JSONWritable {
-    func write(to json: inout JSONText) {
+    package func write(to json: inout JSONText) {
         json.object { j in
             j.field(CodingKeys.status, Int64(status))
             j.field(CodingKeys.code, code)
@@ -107,7 +109,7 @@ extension PatientError: JSONWritable {
 }
 
 extension SlotResource: JSONWritable {
-    func write(to json: inout JSONText) {
+    package func write(to json: inout JSONText) {
         json.object { j in
             j.field(CodingKeys.resourceType, resourceType)
             j.field(CodingKeys.id, id)
@@ -129,7 +131,7 @@ extension SlotResource: JSONWritable {
 }
 
 extension AppointmentResource: JSONWritable {
-    func write(to json: inout JSONText) {
+    package func write(to json: inout JSONText) {
         json.object { j in
             j.field(CodingKeys.resourceType, resourceType)
             j.field(CodingKeys.id, id)
@@ -151,10 +153,10 @@ extension AppointmentResource: JSONWritable {
 
 extension SlotsAnswer: JSONWritable {
     private enum Key: String, CodingKey { case slots }
-    func write(to json: inout JSONText) { json.object { $0.array(Key.slots, slots) } }
+    package func write(to json: inout JSONText) { json.object { $0.array(Key.slots, slots) } }
 }
 
 extension AppointmentsAnswer: JSONWritable {
     private enum Key: String, CodingKey { case appointments }
-    func write(to json: inout JSONText) { json.object { $0.array(Key.appointments, appointments) } }
+    package func write(to json: inout JSONText) { json.object { $0.array(Key.appointments, appointments) } }
 }

@@ -1,0 +1,95 @@
+// What the node's services may read of the consensus state: derived answers (a slot's status, an
+// appointment's records, a patient's holds), never the core's stores or indexes. The shell lends
+// one out under its lock for the length of a call; it must not be kept.
+
+public struct BookingLookup {
+    private let core: ConsensusCore
+
+    public init(_ core: ConsensusCore) { self.core = core }
+
+    /// A block as the committed lease history has it.
+    public struct Block: Sendable, Hashable {
+        public var slots: Int
+        /// When patients may start booking (wall ms; 0: open).
+        public var opensAtMs: Int64
+        public var epoch: Epoch
+        /// Grows whenever a record of the block is written here.
+        public var version: UInt64
+    }
+
+    public func block(_ id: BlockID) -> Block? {
+        guard let r = core.cluster.blocks[id] else { return nil }
+        return Block(slots: r.slots, opensAtMs: r.opensAtMs, epoch: r.epoch, version: core.booking.store.versions[id] ?? 0)
+    }
+
+    /// Which slots of `block` are taken, from its valid records.
+    public func availability(of block: BlockID) -> BlockAvailability {
+        let view = slotViews(block: block, bookings: core.booking.store.records(in: block), state: core.cluster)
+        var taken: [Int: BlockAvailability.Taken] = [:]
+        for (slot, records) in view.views {
+            if let held = holdingBooking(records) {
+                taken[slot] = held.isHold ? .held : .booked
+            } else if let top = records.first, top.reofferAtMs > 0 {
+                taken[slot] = .releasedUntil(top.reofferAtMs)
+            }
+        }
+        return BlockAvailability(unknown: view.unknown, taken: taken)
+    }
+
+    /// The valid records of the appointment whose hold is `holdID` (this node's own and those
+    /// the takeovers collected).
+    public func appointment(holdID: String, block: BlockID, slot: Int) -> AppointmentRecords {
+        var found = AppointmentRecords()
+        let collected = core.cluster.blocks[block]?.collected ?? []
+        for b in core.booking.store.records(in: block, slot: slot) + collected where b.slot == slot && bookingStatus(b, in: core.cluster) == .active {
+            if b.id == holdID { found.hold = b }
+            if b.confirms == holdID { found.confirmation = b }
+            if b.releases == holdID { found.release = b }
+        }
+        return found
+    }
+
+    /// The patient's holds (their appointments) this node has records of.
+    public func holds(of patient: String) -> [Booking] {
+        core.booking.store.records(of: patient).filter { $0.isHold && !$0.block.hasPrefix(quotaBucketPrefix) }
+    }
+
+    /// Whether this node knows anything of request `holdID` by `patient` in `block`: it waits on
+    /// it, or has a record of it or of its quota reservation (made or refused). A retry must then
+    /// reach the holder, which answers it with its first outcome.
+    public func knowsRequest(_ holdID: String, block: BlockID, patient: String) -> Bool {
+        let reservation = ConsensusCore.reservationID(of: holdID)
+        let bucket = core.cluster.blocks[ConsensusCore.quotaBucket(patient: patient, buckets: core.options.quotaBuckets)]
+        return core.isOpen(holdID) || core.booking.store.records[holdID] != nil || core.cluster.blocks[block]?.collectedIDs.contains(holdID) == true
+            || core.booking.store.records[reservation] != nil || bucket?.collectedIDs.contains(reservation) == true
+    }
+
+    /// The acknowledged, valid records of every slot block this node holds now: what its holder
+    /// owes patients messages about.
+    public func recordsOfHeldBlocks() -> [(block: BlockID, records: [Booking])] {
+        var out: [(block: BlockID, records: [Booking])] = []
+        for r in core.cluster.blocks.values where !r.block.hasPrefix(quotaBucketPrefix) && core.booking.holds(r.block, in: core.cluster) {
+            let records = core.booking.store.records(in: r.block) + r.collected
+            out.append((r.block, records.filter { bookingStatus($0, in: core.cluster) == .active && !core.booking.isPending($0.id) }))
+        }
+        return out
+    }
+}
+
+/// Which slots of a block are taken, derived from its booking records.
+public struct BlockAvailability: Sendable, Hashable {
+    public enum Taken: Sendable, Hashable { case booked, held, releasedUntil(Int64) }
+    /// The block's records are newer than the lease history this node knows: nothing is free.
+    public var unknown: Bool
+    public var taken: [Int: Taken]
+}
+
+/// What the consensus records say of one appointment.
+public struct AppointmentRecords: Sendable, Hashable {
+    public var hold: Booking?
+    public var confirmation: Booking?
+    public var release: Booking?
+    public init(hold: Booking? = nil, confirmation: Booking? = nil, release: Booking? = nil) {
+        self.hold = hold; self.confirmation = confirmation; self.release = release
+    }
+}

@@ -1,0 +1,37 @@
+import Consensus
+
+extension RefuseReason {
+    /// What the reason says to a person: a stable code, Chinese, English.
+    package var words: (code: String, zh: String, en: String) {
+        switch self {
+        case .noHolder, .notHolder:
+            return ("lease.no_holder", "该号源暂时没有可用的持有节点（可能正在故障切换）；请稍后用同一请求号重试。",
+                    "no node can book this block right now (a failover may be under way); retry shortly with the same request id.")
+        case .slotTaken:
+            return ("lease.slot_taken", "该号已被预约，请选择其他号源。", "this slot is already booked; choose another one.")
+        case .noSuchSlot:
+            return ("lease.no_such_slot", "该时段没有这个号。", "this block has no such slot.")
+        case .notBooked:
+            return ("lease.not_booked", "要取消的预约不存在或已取消。", "the booking to cancel does not exist or was already cancelled.")
+        case .notYetOpen:
+            return ("booking.not_open", "该时段尚未放号（按持有节点的时钟，就诊日前 7 天 15:00 放号）。",
+                    "this session is not open for booking yet (by the holding node's clock, sessions open at 15:00 seven days before the visit).")
+        case .released:
+            return ("lease.released", "该预约已取消。", "this booking has been cancelled.")
+        case .quotaExceeded:
+            return ("quota.exceeded", "已达到预约数量上限。", "the booking quota is used up.")
+        case .quotaUnavailable:
+            return ("quota.unavailable", "暂时无法核对预约限额（限额服务不可达），为防止超额已拒绝；请稍后用同一请求号重试。",
+                    "the booking quota cannot be checked right now (its holder is unreachable), so the booking was refused; retry shortly with the same request id.")
+        case .holdExpired:
+            return ("booking.hold_expired", "锁号已超时或已释放，号源已放回；请重新选择号源。",
+                    "the hold ran out or was released and the slot went back on offer; please choose a slot again.")
+        case .banned:
+            return ("booking.banned", "因多次爽约或临近就诊退号，您的预约资格暂停中，期满后自动恢复。",
+                    "booking is suspended for you after repeated no-shows or late cancellations; it resumes by itself when the ban ends.")
+        case .requestMismatch:
+            return ("lease.request_mismatch", "该请求号已用于另一笔预约；新的预约请使用新的请求号。",
+                    "this request id was already used for another booking; use a new request id for a new booking.")
+        }
+    }
+}
