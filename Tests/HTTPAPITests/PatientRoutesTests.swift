@@ -1,0 +1,165 @@
+import Consensus
+import Crypto
+import Domain
+import Foundation
+@testable import HTTPAPI
+import Hummingbird
+import HummingbirdTesting
+import ReplicatedStore
+@testable import Services
+import Synchronization
+import Testing
+
+// The patient routes through Hummingbird's router test support: no sockets, no TLS, no cluster.
+// The services run for real over an in-memory record store and a consensus whose outcomes the
+// test decides, because what is tested here is the HTTP layer: status codes, the bilingual JSON
+// shape of every refusal, headers, and which service call a route makes.
+
+@Suite("Patient routes (router, no sockets)")
+struct PatientRoutesTests {
+    @Test func unknownRoutesAndMissingTokensAreBilingualJSON() async throws {
+        let api = try TestAPI()
+        try await api.app.test(.router) { client in
+            try await client.execute(uri: "/api/v1/nothing-here", method: .get) { r in
+                #expect(r.status == .notFound)
+                let e = try refusal(r)
+                #expect(e.code == "route.unknown" && !e.zh.isEmpty && !e.en.isEmpty)
+            }
+            try await client.execute(uri: "/api/v1/appointments", method: .get) { r in
+                #expect(r.status == .unauthorized)
+                try #expect(refusal(r).code == "auth.required")
+            }
+            try await client.execute(uri: "/api/v1/appointments", method: .get, headers: [.authorization: "Bearer forged.token"]) { r in
+                #expect(r.status == .unauthorized)
+            }
+        }
+    }
+
+    @Test func malformedRequestsSayWhichFieldIsWrong() async throws {
+        let api = try TestAPI()
+        try await api.app.test(.router) { client in
+            try await client.execute(uri: "/api/v1/codes", method: .post, body: ByteBuffer(string: "{not json")) { r in
+                #expect(r.status == .badRequest)
+                try #expect(refusal(r).code == "request.invalid")
+            }
+            try await client.execute(uri: "/api/v1/codes", method: .post, body: ByteBuffer(string: #"{"name":"张三","mobile":"13903111234"}"#)) { r in
+                let e = try refusal(r)
+                #expect(r.status == .badRequest && e.code == "request.invalid" && e.en.contains("resident_id"))
+            }
+            try await client.execute(uri: "/api/v1/slots?half_day=evening", method: .get) { r in
+                #expect(r.status == .badRequest)
+                try #expect(refusal(r).code == "search.half_day")
+            }
+            try await client.execute(uri: "/api/v1/slots?date=tomorrow", method: .get) { r in
+                try #expect(refusal(r).code == "search.date")
+            }
+        }
+    }
+
+    @Test func aHoldIsAnsweredWithTheConsensusOutcome() async throws {
+        let api = try TestAPI()
+        let token = api.patients.tokens.issue(patient: String(repeating: "a1", count: 32), expiresAtMs: api.clock.wallMillis() + 60_000)
+        let auth: HTTPFields = [.authorization: "Bearer \(token)", .contentType: "application/json"]
+        try await api.app.test(.router) { client in
+            api.consensus.next(.refused(requestID: "", reason: .slotTaken))
+            try await client.execute(uri: "/api/v1/appointments", method: .post, headers: auth,
+                                     body: ByteBuffer(string: #"{"request_id":"r1","slot_id":"sch1/2"}"#)) { r in
+                #expect(r.status == .conflict)
+                try #expect(refusal(r).code == "lease.slot_taken")
+            }
+            #expect(api.consensus.requests.last?.slot == 1)
+            api.consensus.next(nil)
+            try await client.execute(uri: "/api/v1/appointments", method: .post, headers: auth,
+                                     body: ByteBuffer(string: #"{"request_id":"r2","schedule_id":"sch1"}"#)) { r in
+                #expect(r.status == .serviceUnavailable)
+                try #expect(refusal(r).code == "lease.timeout")
+            }
+            try await client.execute(uri: "/api/v1/appointments", method: .post, headers: auth,
+                                     body: ByteBuffer(string: #"{"request_id":"r3","slot_id":"nowhere/1"}"#)) { r in
+                #expect(r.status == .notFound)
+                try #expect(refusal(r).code == "slot.unknown")
+            }
+        }
+    }
+
+    @Test func theInFlightLimitRefusesAtOnceWithRetryAfter() async throws {
+        let api = try TestAPI(maxInFlight: 1)
+        #expect(api.patients.inFlight.enter())
+        defer { api.patients.inFlight.leave() }
+        try await api.app.test(.router) { client in
+            try await client.execute(uri: "/api/v1/slots", method: .get) { r in
+                #expect(r.status == .serviceUnavailable)
+                #expect(r.headers[.retryAfter] == "1")
+                try #expect(refusal(r).code == "server.busy")
+            }
+        }
+    }
+}
+
+private struct Refusal: Decodable {
+    var code: String
+    var zh: String
+    var en: String
+    enum CodingKeys: String, CodingKey { case code, zh = "message_zh", en = "message_en" }
+}
+
+private func refusal(_ r: TestResponse) throws -> Refusal {
+    #expect(r.headers[.contentType]?.hasPrefix("application/json") == true)
+    return try JSONDecoder().decode(Refusal.self, from: Data(r.body.readableBytesView))
+}
+
+/// The patient API over one session ("sch1": department d1, doctor pr1, 4 slots tomorrow).
+private struct TestAPI {
+    let clock = NodeClock()
+    let store = MemoryStore()
+    let consensus = ScriptedConsensus()
+    let patients: PatientDesk
+    let app: Application<RouterResponder<PatientRequestContext>>
+
+    init(maxInFlight: Int = 64) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("routes-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var config = PatientConfig()
+        config.maxInFlight = maxInFlight
+        patients = try PatientDesk(config: config, dataDir: dir, smsFile: dir + "/sms.jsonl", dataKey: SymmetricKey(size: .bits256),
+                                   store: store, clock: clock)
+        let booking = BookingDesk(consensus: consensus, store: store, clock: clock, nodeID: "n1", config: config)
+        let tomorrow = try ShanghaiTime.civil(of: Date()).date.adding(days: 1)
+        store.rows["department"] = ["d1": ["name": .text("内科")]]
+        store.rows["practitioner"] = ["pr1": ["name": .text("李医生"), "title": .text("attendingPhysician")]]
+        store.rows["schedule"] = ["sch1": ["practitioner": .text("pr1"), "department": .text("d1"), "date": .text(tomorrow.description),
+                                           "half_day": .text("morning"), "capacity": .integer(4)]]
+        app = Application(router: PatientAPI(patients: patients, booking: booking, logger: .init(label: "test")).router())
+    }
+}
+
+/// Rows in memory; every read sees the latest, and nothing is written (no route here registers).
+private final class MemoryStore: RecordStore, @unchecked Sendable {
+    var rows: [String: [String: [String: ColumnValue]]] = [:]
+
+    func liveRow(_ table: String, key: String) throws -> [String: ColumnValue]? { rows[table]?[key] }
+    func liveRows(_ table: String) throws -> [String: [String: ColumnValue]] { rows[table] ?? [:] }
+    func liveRows(_ table: String, keys: Set<String>) throws -> [String: [String: ColumnValue]] { (rows[table] ?? [:]).filter { keys.contains($0.key) } }
+    func changeStamp(table: String) -> UInt64 { 1 }
+    func changeStamp(table: String, key: String) -> UInt64 { 1 }
+    func write<T>(_ body: (LocalWriter) throws -> T) throws -> T { throw CocoaError(.featureUnsupported) }
+}
+
+/// Answers each booking with the outcome the test set last; reads see a node that knows no blocks.
+private final class ScriptedConsensus: BookingConsensus {
+    private let state = Mutex<(outcome: BookingOutcome?, requests: [BookingRequest])>((nil, []))
+    private let empty = ConsensusCore(id: "n1", incarnation: 1, bootstrap: ClusterConfig(voters: ["n1"]))
+
+    func next(_ outcome: BookingOutcome?) { state.withLock { $0.outcome = outcome } }
+    var requests: [BookingRequest] { state.withLock { $0.requests } }
+
+    func book(_ q: BookingRequest, quota: QuotaTag?, timeout: Duration) async -> BookingOutcome? {
+        state.withLock { s in
+            s.requests.append(q)
+            return s.outcome
+        }
+    }
+
+    func strike(_ strike: Strike, patient: String, id: String, timeout: Duration) async -> BookingOutcome? { nil }
+    func lookup<T>(_ body: (BookingLookup) -> T) -> T { body(BookingLookup(empty)) }
+}
