@@ -123,12 +123,24 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // The admin API: its commands and answers, the client the `clinicmesh` tool uses, and the
+        // server loop a node runs over its command table.
+        .target(
+            name: "AdminAPI",
+            dependencies: [
+                "Services", "Consensus", "Mesh", "PKI",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
+            swiftSettings: strict
+        ),
+
         // A running node: config, replicated schema, peer links (anti-entropy, heartbeats, clock
         // guard), admin API, all as ordered services.
         .target(
             name: "ClinicNode",
             dependencies: [
-                "Domain", "ReplicatedStore", "Consensus", "ConsensusStorage", "Mesh", "PKI", "Services", "HTTPAPI",
+                "Domain", "ReplicatedStore", "Consensus", "ConsensusStorage", "Mesh", "PKI", "Services", "HTTPAPI", "AdminAPI",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -147,11 +159,23 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Not the product: the demo's departments, doctors, sessions and patients (the `seed-demo`
+        // admin command), and the write load of `clinicmesh bench replication`.
+        .target(
+            name: "DemoAndBench",
+            dependencies: [
+                "ClinicNode", "AdminAPI", "Services", "Domain", "ReplicatedStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+
         // Drills and benches against real node processes on loopback (used by the CLI and tests).
         .target(
             name: "Drills",
             dependencies: [
-                "ClinicNode", "Services", "Consensus", "Domain", "Mesh", "PKI", "ReplicatedStore",
+                "ClinicNode", "Services", "AdminAPI", "DemoAndBench", "Consensus", "Domain", "Mesh", "PKI", "ReplicatedStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -164,7 +188,7 @@ let package = Package(
         .executableTarget(
             name: "clinicmesh",
             dependencies: [
-                "Domain", "ReplicatedStore", "Consensus", "ConsensusStorage", "Simulation", "PKI", "Mesh", "Services", "ClinicNode", "Drills",
+                "Domain", "ReplicatedStore", "Consensus", "ConsensusStorage", "Simulation", "PKI", "Mesh", "Services", "AdminAPI", "ClinicNode", "DemoAndBench", "Drills",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -180,6 +204,8 @@ let package = Package(
         .testTarget(name: "ConsensusTests", dependencies: ["Consensus"], swiftSettings: strict),
         .testTarget(name: "ConsensusStorageTests", dependencies: ["ConsensusStorage", "Consensus"], swiftSettings: strict),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Consensus"], swiftSettings: strict),
+        .testTarget(name: "ServicesTests", dependencies: ["Services", "Consensus", "Domain"], swiftSettings: strict),
+        .testTarget(name: "AdminAPITests", dependencies: ["AdminAPI", "Services"], swiftSettings: strict),
         .testTarget(
             name: "HTTPAPITests",
             dependencies: [
@@ -190,7 +216,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "DrillTests", dependencies: ["Drills", "ClinicNode", "Services"], swiftSettings: strict),
+        .testTarget(name: "DrillTests", dependencies: ["Drills", "ClinicNode", "Services", "AdminAPI"], swiftSettings: strict),
         .testTarget(
             name: "PKITests",
             dependencies: [
@@ -219,7 +245,7 @@ let package = Package(
         .testTarget(
             name: "ClinicNodeTests",
             dependencies: [
-                "ClinicNode", "Services", "HTTPAPI", "Consensus", "ReplicatedStore", "Mesh", "PKI", "Domain", "Drills",
+                "ClinicNode", "Services", "HTTPAPI", "AdminAPI", "DemoAndBench", "Consensus", "ReplicatedStore", "Mesh", "PKI", "Domain", "Drills",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -1,6 +1,7 @@
 import Domain
 import Foundation
 import Services
+import AdminAPI
 import ReplicatedStore
 
 #if canImport(Glibc)
@@ -9,37 +10,6 @@ import Glibc
 
 // Ordinary replicated records on the admin API (a patient registration), so that drills can run a
 // record-writing workload beside the bookings, and the full-disk guard that goes with local writes.
-
-/// `register-patient {json}`: registers a patient under their real name on this node; the key is
-/// the HMAC of the resident ID (the same person registered on two nodes is one row). Acknowledged
-/// once the local transaction is fsynced.
-public struct RegisterPatientCommand: Codable, Sendable, Hashable {
-    public var residentID: String
-    public var name: String
-    public var mobile: String
-    public init(residentID: String, name: String, mobile: String) { self.residentID = residentID; self.name = name; self.mobile = mobile }
-    enum CodingKeys: String, CodingKey { case residentID = "resident_id", name, mobile }
-}
-
-public struct RegisterPatientAnswer: Codable, Sendable, Hashable {
-    /// registered / exists / refused.
-    public var outcome: String
-    public var key: String?
-    public var code: String?
-    public var messageZh: String?
-    public var messageEn: String?
-    public var node: String
-    enum CodingKeys: String, CodingKey { case outcome, key, code, messageZh = "message_zh", messageEn = "message_en", node }
-}
-
-/// `records {"table": "patient"}`: the live keys of a replicated table on this node, and the digest
-/// of every replicated table (equal digests: identical replicas).
-public struct RecordsView: Codable, Sendable, Hashable {
-    public var node: String
-    public var table: String
-    public var keys: [String]
-    public var digest: String
-}
 
 extension MeshNode {
     func registerPatient(_ command: RegisterPatientCommand) -> RegisterPatientAnswer {

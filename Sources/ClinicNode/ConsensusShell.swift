@@ -6,6 +6,7 @@ import Mesh
 import NIOConcurrencyHelpers
 import PKI
 import Services
+import AdminAPI
 import Synchronization
 
 /// The real-process shell around `ConsensusCore` (the same value the simulator drives): a 10 ms

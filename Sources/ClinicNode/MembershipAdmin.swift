@@ -1,5 +1,6 @@
 import Consensus
 import Services
+import AdminAPI
 import Foundation
 import Mesh
 import PKI
@@ -7,95 +8,6 @@ import PKI
 // Membership changes run from the admin's machine (`clinicmesh cluster add-node`, `promote`):
 // the admin API commands the leader carries out, the view the admin tool follows a new node's
 // catch-up with, and the links every node opens to members that joined after it started.
-
-/// `add-node {json}`: a node the admin has issued a certificate for, to record and add as a learner.
-public struct MemberAddRequest: Codable, Sendable, Hashable {
-    public var node: String
-    /// Its mesh address, `host:port`, as its config will say.
-    public var address: String
-    public var department: String
-    /// The serial of the certificate the admin issued for it (hex).
-    public var serial: String
-
-    public init(node: String, address: String, department: String, serial: String) {
-        self.node = node; self.address = address; self.department = department; self.serial = serial
-    }
-}
-
-/// What the leader answers to `add-node` and `promote`. `state` is one of: `member` / `voter`
-/// (done), `registering`, `adding`, `promoting`, `waiting` (another change is under way: ask
-/// again), `catching_up` (the learner is behind: ask again), `not_leader` (ask `leader`),
-/// `refused` (the request is wrong: read the message).
-public struct MembershipAnswer: Codable, Sendable, Hashable {
-    public var state: String
-    public var leader: String?
-    public var messageZh: String?
-    public var messageEn: String?
-
-    public init(_ state: String, leader: String? = nil, zh: String? = nil, en: String? = nil) {
-        self.state = state; self.leader = leader; messageZh = zh; messageEn = en
-    }
-
-    enum CodingKeys: String, CodingKey { case state, leader, messageZh = "message_zh", messageEn = "message_en" }
-}
-
-public struct MembershipEntry: Codable, Sendable, Hashable {
-    public var id: String
-    /// voter / learner / none (recorded, not yet in the Raft configuration).
-    public var role: String
-    public var department: String
-    public var address: String
-    public var serial: String
-    public var evicted: Bool
-    public var live: Bool
-    /// On the leader: the last log index this member is known to hold.
-    public var matchIndex: UInt64?
-
-    enum CodingKeys: String, CodingKey { case id, role, department, address, serial, evicted, live, matchIndex = "match_index" }
-}
-
-/// `membership`: the Raft membership as this node knows it, with catch-up progress on the leader.
-public struct RaftMembership: Codable, Sendable, Hashable {
-    public var node: String
-    public var leader: String?
-    public var term: UInt64
-    public var lastIndex: UInt64
-    public var commitIndex: UInt64
-    public var members: [MembershipEntry]
-
-    enum CodingKeys: String, CodingKey { case node, leader, term, lastIndex = "last_index", commitIndex = "commit_index", members }
-}
-
-/// Which learners to promote, in order, so that the voters number the largest odd count the
-/// cluster allows (at most 5) and come from as many departments as possible. Pure.
-public enum VoterPolicy {
-    public static func targetVoters(members: Int) -> Int {
-        let n = min(5, members)
-        return n % 2 == 0 ? max(1, n - 1) : n
-    }
-
-    /// `prefer`: the node just added, promoted first among equals.
-    public static func promotions(_ members: [MembershipEntry], prefer: String? = nil) -> [String] {
-        let current = members.filter { !$0.evicted && $0.role != "none" }
-        var voters = current.filter { $0.role == "voter" }
-        var learners = current.filter { $0.role == "learner" }
-        let target = targetVoters(members: current.count)
-        var out: [String] = []
-        while voters.count < target, !learners.isEmpty {
-            let departments = Set(voters.map(\.department))
-            // A department without a voter first, then the preferred node, then by id.
-            learners.sort { a, b in
-                let ka = (departments.contains(a.department) ? 1 : 0, a.id == prefer ? 0 : 1, a.id)
-                let kb = (departments.contains(b.department) ? 1 : 0, b.id == prefer ? 0 : 1, b.id)
-                return ka < kb
-            }
-            let next = learners.removeFirst()
-            out.append(next.id)
-            voters.append(next)
-        }
-        return out
-    }
-}
 
 extension NodeConfig.Endpoint {
     /// `host:port` (the last colon splits, so a bare IPv6 address works too); nil if it does not parse.
@@ -108,26 +20,6 @@ extension NodeConfig.Endpoint {
 }
 
 extension MeshNode {
-    /// The membership admin commands; nil for any other command.
-    func membershipCommand(_ command: String, _ argument: Data) throws -> [UInt8]? {
-        switch command {
-        case "membership":
-            return try AdminJSON.encode(membershipView())
-        case "add-node":
-            return try AdminJSON.encode(addNode(try JSONDecoder().decode(MemberAddRequest.self, from: argument)))
-        case "rotate-cert":
-            return try AdminJSON.encode(rotateCert(try JSONDecoder().decode(CertRotation.self, from: argument)))
-        case "promote":
-            let request = try JSONDecoder().decode([String: String].self, from: argument)
-            guard let node = request["node"], !node.isEmpty else {
-                return try AdminJSON.encode(MembershipAnswer("refused", zh: "promote 需要 {\"node\": \"<节点 ID>\"}", en: "promote needs {\"node\": \"<node id>\"}"))
-            }
-            return try AdminJSON.encode(promote(node))
-        default:
-            return nil
-        }
-    }
-
     public func membershipView() -> RaftMembership {
         consensus.inspect { c in
             let ids = Set(c.cluster.members.keys).union(c.cluster.raftConfig.members).sorted()
@@ -222,36 +114,6 @@ extension MeshNode {
             return id
         }
     }
-}
-
-/// A member's recorded certificate serials: one, or "NEW,OLD" while a rotation is under way
-/// (`clinicmesh cluster rotate-cert` records the new one; the node, restarted with it, drops the old).
-public enum MemberSerials {
-    public static func list(_ recorded: String) -> [String] {
-        recorded.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-    }
-
-    static func same(_ a: String, _ b: String) -> Bool {
-        guard let x = SerialFormat.normalise(a), let y = SerialFormat.normalise(b) else { return false }
-        return x == y
-    }
-
-    /// Whether a node registering itself should overwrite `recorded`: yes unless a rotation names
-    /// its certificate as the old one (it still runs it: wait for the restart with the new one).
-    /// Restarted with the new one, it records that alone, which ends the rotation.
-    static func shouldRegister(own: MemberInfo, recorded: MemberInfo) -> Bool {
-        let serials = list(recorded.certificateSerial)
-        guard serials.count > 1, let newest = serials.first else { return true }
-        if same(newest, own.certificateSerial) { return true }
-        return !serials.dropFirst().contains { same($0, own.certificateSerial) }
-    }
-}
-
-/// `rotate-cert {json}`: the serial of a node's new certificate, to accept beside the old one.
-public struct CertRotation: Codable, Sendable, Hashable {
-    public var node: String
-    public var serial: String
-    public init(node: String, serial: String) { self.node = node; self.serial = serial }
 }
 
 extension MeshNode {

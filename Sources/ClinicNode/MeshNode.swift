@@ -11,6 +11,7 @@ import ReplicatedStore
 import ServiceLifecycle
 import Services
 import HTTPAPI
+import AdminAPI
 import NIOSSL
 import UnixSignals
 import X509
@@ -26,7 +27,7 @@ public final class MeshNode: Sendable {
     public let config: NodeConfig
     public let replica: Replica
     public let clock: NodeClock
-    let logger: Logger
+    package let logger: Logger
     let meshServer: MeshServer
     let adminServer: MeshServer
     let client: MeshClient
@@ -45,6 +46,10 @@ public final class MeshNode: Sendable {
     let patientPortBound = Mutex<Int?>(nil)
     /// Wakes every peer link after a local write.
     let signals: WriteSignals
+    /// Told of every change batch applied from a peer (the bench load notes its rows' arrival).
+    let batchObservers = Mutex<[@Sendable (ReplicatedStore.ChangeBatch) -> Void]>([])
+    /// The admin API's commands (`nodeCommands`, and any the composition adds).
+    let adminCommands = Mutex(AdminCommandTable())
     /// This node's metrics (a registry of its own; `GET /metrics` when the config has `metrics`).
     public let metrics: NodeMetrics
 
@@ -75,8 +80,6 @@ public final class MeshNode: Sendable {
         /// Block definitions and evictions proposed here and not yet seen committed.
         var pendingBlocks: [BlockDefinition] = []
         var pendingEvictions: Set<String> = []
-        var benchCommits: [String: Int64] = [:]
-        var benchSeen: [String: Int64] = [:]
     }
 
     /// Opens the store and binds the mesh and admin listeners; `makeServiceGroup` runs them.
@@ -192,7 +195,16 @@ public final class MeshNode: Sendable {
         self.booking = BookingDesk(consensus: consensus, store: ReplicaStore(replica: replica, signals: signals), clock: clock, nodeID: config.nodeID,
                                    config: config.patients ?? PatientConfig())
         self.patients = patients
+        adminCommands.withLock { $0 = Self.nodeCommands(self) }
     }
+
+    /// Calls `observe` with every change batch applied from a peer, from then on.
+    package func observeAppliedBatches(_ observe: @escaping @Sendable (ReplicatedStore.ChangeBatch) -> Void) {
+        batchObservers.withLock { $0.append(observe) }
+    }
+
+    /// Whether this node's outbound link to every configured peer is up.
+    package var allPeersLinked: Bool { runtime.withLock { $0.peers.values.allSatisfy(\.outboundUp) } }
 
     /// The port the mesh listener actually bound (useful with port 0).
     public var meshPort: Int { meshServer.localAddress?.port ?? config.mesh.port }
@@ -273,7 +285,8 @@ public final class MeshNode: Sendable {
     /// The node's services in start order (mesh listener, admin API, maintenance and clock guard,
     /// peer links); a graceful shutdown (SIGTERM, SIGINT) stops them in reverse. Call `close()`
     /// after the group's `run()` returns.
-    public func makeServiceGroup(gracefulShutdownSignals: [UnixSignal] = []) -> ServiceGroup {
+    /// `extra`: parts the composition adds (the bench load), started last and stopped first.
+    public func makeServiceGroup(gracefulShutdownSignals: [UnixSignal] = [], extra: [any Service] = []) -> ServiceGroup {
         var services: [any Service] = [
             NodeService(name: "mesh") { try await self.runMeshListener() },
             NodeService(name: "admin") { try await self.runAdminListener() },
@@ -281,9 +294,6 @@ public final class MeshNode: Sendable {
             NodeService(name: "links") { await self.runLinks() },
             NodeService(name: "consensus") { await self.runConsensus() },
         ]
-        if let load = config.bench {
-            services.append(NodeService(name: "bench") { await self.runBenchLoad(load) })
-        }
         if let desk = patients {
             let api = PatientAPI(patients: desk, booking: booking, logger: logger)
             let messages = BookingMessages(booking: booking, patients: desk, logger: logger)
@@ -293,12 +303,12 @@ public final class MeshNode: Sendable {
         if let endpoint = config.metrics {
             services.insert(NodeService(name: "metrics") { try await self.runMetricsEndpoint(endpoint) }, at: 2)
         }
+        services += extra
         return ServiceGroup(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
     }
 
     /// Closes the store (after the service group has finished).
     public func close() throws {
-        if let load = config.bench { writeBenchReport(load) }
         try replica.close()
         logger.info("节点已停止 / node stopped")
     }
@@ -377,17 +387,17 @@ public final class MeshNode: Sendable {
 }
 
 /// A long-running part of the node as a swift-service-lifecycle service.
-struct NodeService: Service, CustomStringConvertible {
+package struct NodeService: Service, CustomStringConvertible {
     let name: String
     let body: @Sendable () async throws -> Void
 
-    init(name: String, _ body: @escaping @Sendable () async throws -> Void) {
+    package init(name: String, _ body: @escaping @Sendable () async throws -> Void) {
         self.name = name
         self.body = body
     }
 
-    func run() async throws { try await body() }
-    var description: String { name }
+    package func run() async throws { try await body() }
+    package var description: String { name }
 }
 
 /// Wakes the peer links after local writes, coalescing bursts (one pending wake per link).

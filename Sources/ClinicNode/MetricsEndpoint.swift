@@ -1,5 +1,6 @@
 import Consensus
 import Services
+import AdminAPI
 import Foundation
 import Hummingbird
 import Logging

@@ -1,5 +1,6 @@
 import Foundation
 import Services
+import AdminAPI
 import Logging
 import Mesh
 import NIOCore
@@ -82,147 +83,52 @@ extension MeshNode {
 
     // MARK: - Admin API
 
-    /// One admin session (TLS with an admin certificate, verified by `MeshTLS(accepting: .admin)`):
-    /// each `Forward` request carries a command in UTF-8 (`status`, `health`); the answer is a
-    /// `Forward` with the same request id and a JSON body.
     func serveAdmin(_ session: MeshSession) async throws {
         let channelID = register(session.channel, as: .admin)
         defer { unregister(channelID) }
-        logger.info("管理员已连接 / admin connected", metadata: ["admin.name": "\(session.peer.certificate.identity.name)"])
-        for try await message in session.inbound {
-            guard case .forward(let request) = message else { continue }
-            // "<command>" or "<command> <json argument>".
-            let text = String(decoding: request.bytes, as: UTF8.self)
-            let command = String(text.prefix { $0 != " " }.prefix(64))
-            let argument = Data(text.drop { $0 != " " }.dropFirst().utf8)
-            let body: [UInt8]
-            do {
-                switch command {
-                case "status": body = try AdminJSON.encode(try status())
-                case "health": body = try AdminJSON.encode(health())
-                case "book": body = try AdminJSON.encode(await book(try JSONDecoder().decode(BookCommand.self, from: argument)))
-                case "define-blocks":
-                    let blocks = try JSONDecoder().decode([BlockDefinition].self, from: argument)
-                    defineBlocks(blocks)
-                    body = try AdminJSON.encode(["proposed": blocks.count])
-                case "bookings": body = try AdminJSON.encode(bookingsView())
-                case "evict":
-                    let request = try JSONDecoder().decode([String: String].self, from: argument)
-                    guard let target = request["node"], !target.isEmpty, target != config.nodeID else {
-                        body = try AdminJSON.encode(["error": "evict 需要 {\"node\": \"<另一个节点 ID>\"} / evict needs {\"node\": \"<another node's id>\"}"])
-                        break
-                    }
-                    evict(target)
-                    body = try AdminJSON.encode(["proposed": target])
-                case "appointment-status":
-                    body = try AdminJSON.encode(try await booking.stepAppointment(try JSONDecoder().decode(AppointmentStepCommand.self, from: argument)))
-                case "register-patient":
-                    body = try AdminJSON.encode(registerPatient(try JSONDecoder().decode(RegisterPatientCommand.self, from: argument)))
-                case "records":
-                    let request = try JSONDecoder().decode([String: String].self, from: argument)
-                    body = try AdminJSON.encode(try recordsView(table: request["table"] ?? "patient"))
-                #if CLINICMESH_BUG_SWITCHES
-                case "clock-offset":
-                    body = try AdminJSON.encode(try setClockOffset(try JSONDecoder().decode([String: Int64].self, from: argument)))
-                #endif
-                case "seed-demo":
-                    let request = try JSONDecoder().decode(DemoSeedRequest.self, from: argument)
-                    body = try AdminJSON.encode(try seedDemo(request))
-                default:
-                    if let answer = try membershipCommand(command, argument) { body = answer; break }
-                    body = try AdminJSON.encode(["error": "未知命令 \(command) / unknown command \(command)"])
-                }
-            } catch let error as DecodingError {
-                body = try AdminJSON.encode(["error": "命令 \(command) 的参数无效：\(error) / the argument of \(command) is not valid: \(error)"])
-            } catch {
-                // A refused command is an answer, not the end of the admin's session.
-                body = try AdminJSON.encode(["error": "\(error)"])
+        try await AdminServer.serve(session, commands: adminCommands.withLock { $0 }, logger: logger) { command, failed in
+            self.metrics.adminCommand(command, failed: failed)
+        }
+    }
+
+    /// Adds commands to this node's admin API (the tool's demo data); call before the node runs.
+    package func addAdminCommands(_ body: (inout AdminCommandTable) -> Void) {
+        adminCommands.withLock { body(&$0) }
+    }
+
+    /// The commands every node answers.
+    static func nodeCommands(_ node: MeshNode) -> AdminCommandTable {
+        var t = AdminCommandTable()
+        t.add("status") { try node.status() }
+        t.add("health") { node.health() }
+        t.add("book", BookCommand.self) { await node.book($0) }
+        t.add("define-blocks", [BlockDefinition].self) { blocks in
+            node.defineBlocks(blocks)
+            return ["proposed": blocks.count]
+        }
+        t.add("bookings") { node.bookingsView() }
+        t.add("evict", [String: String].self) { request -> [String: String] in
+            guard let target = request["node"], !target.isEmpty, target != node.config.nodeID else {
+                return ["error": "evict 需要 {\"node\": \"<另一个节点 ID>\"} / evict needs {\"node\": \"<another node's id>\"}"]
             }
-            metrics.adminCommand(command, failed: body.starts(with: Array("{\"error\"".utf8)))
-            try await session.send(.forward(Forward(requestID: request.requestID, bytes: body)))
+            node.evict(target)
+            return ["proposed": target]
         }
-    }
-}
-
-/// Accepts any certificate serial of a node the cluster CA vouches for: used by the admin tool
-/// when its config lists no serials for the node it asks (the node id is still checked).
-public struct AnyClusterNode: MembershipView {
-    public init() {}
-    public func admits(nodeID: String, serial: String) -> Bool { true }
-}
-
-/// The admin side of the admin API.
-public enum AdminClient {
-    /// A client's connection ends are not news; failures reach the caller as errors.
-    public static var quietLogger: Logger {
-        var logger = Logger(label: "clinicmesh.admin")
-        logger.logLevel = .error
-        return logger
-    }
-
-    /// Sends one command to node `expectedNodeID` at `host:port` and returns its JSON answer.
-    ///
-    /// Symmetric with the node's side, which accepts only admin certificates of the cluster CA: the
-    /// TLS handshake refuses a server whose certificate is not a node certificate of the cluster CA
-    /// for `expectedNodeID`, or (when `serials` is not empty) whose serial is not one of them.
-    public static func request(
-        host: String, port: Int, command: String, clusterID: String, credentials: MeshCredentials,
-        expectedNodeID: String, serials: [String] = [],
-        logger: Logger = AdminClient.quietLogger
-    ) async throws -> [UInt8] {
-        guard let leaf = credentials.certificateChain.first,
-              let certificate = try? Certificate(derEncoded: leaf.toDERBytes()) else {
-            throw NodeError(.admin, zh: "管理员证书无法解析。", en: "the admin certificate does not parse.")
-        }
-        let own: VerifiedPeer
-        do {
-            own = try await credentials.trust.verify(chain: [certificate], expecting: .admin, role: .client, at: Date())
-        } catch {
-            throw NodeError(.admin, zh: "这不是本集群有效的管理员证书：\(error)", en: "this is not a valid admin certificate of the cluster: \(error)")
-        }
-        let membership: any MembershipView = serials.isEmpty ? AnyClusterNode() : StaticMembership([expectedNodeID: serials])
-        let tls = try MeshTLS(credentials: credentials, membership: membership, accepting: .node)
-        let configuration = MeshConfiguration(nodeID: own.identity.name, clusterID: clusterID, handshakeTimeout: .seconds(10))
-        let client = MeshClient(configuration: configuration, tls: tls, logger: logger)
-        let answer: [UInt8]
-        do {
-            answer = try await client.withSession(host: host, port: port, expectedNodeID: expectedNodeID) { session in
-                try await session.send(.forward(Forward(requestID: 1, bytes: Array(command.utf8))))
-                for try await message in session.inbound {
-                    switch message {
-                    case .forward(let answer) where answer.requestID == 1: return answer.bytes
-                    case .error(let error):
-                        throw NodeError(.admin, zh: "节点拒绝了请求：\(error.message)", en: "the node refused the request: \(error.message)")
-                    default: continue
-                    }
-                }
-                throw NodeError(.admin, zh: "节点未应答就关闭了连接。", en: "the node closed the connection without answering.")
+        t.add("appointment-status", AppointmentStepCommand.self) { try await node.booking.stepAppointment($0) }
+        t.add("register-patient", RegisterPatientCommand.self) { node.registerPatient($0) }
+        t.add("records", [String: String].self) { try node.recordsView(table: $0["table"] ?? "patient") }
+        #if CLINICMESH_BUG_SWITCHES
+        t.add("clock-offset", [String: Int64].self) { try node.setClockOffset($0) }
+        #endif
+        t.add("membership") { node.membershipView() }
+        t.add("add-node", MemberAddRequest.self) { node.addNode($0) }
+        t.add("rotate-cert", CertRotation.self) { node.rotateCert($0) }
+        t.add("promote", [String: String].self) { request in
+            guard let id = request["node"], !id.isEmpty else {
+                return MembershipAnswer("refused", zh: "promote 需要 {\"node\": \"<节点 ID>\"}", en: "promote needs {\"node\": \"<node id>\"}")
             }
-        } catch let error as NodeError {
-            throw error
-        } catch {
-            // The exact refusal is in the log; say here what was expected.
-            let serialsText = serials.isEmpty ? "" : "（序列号 \(serials.joined(separator: ", "))）"
-            let serialsTextEn = serials.isEmpty ? "" : " (serial \(serials.joined(separator: ", ")))"
-            throw NodeError(
-                .admin,
-                zh: "无法与 \(host):\(port) 建立管理会话；那里应是本集群的节点 \(expectedNodeID)\(serialsText)：\(error)",
-                en: "no admin session with \(host):\(port); it should be node \(expectedNodeID) of this cluster\(serialsTextEn): \(error)")
+            return node.promote(id)
         }
-        return answer
-    }
-
-    public static func status(
-        host: String, port: Int, clusterID: String, credentials: MeshCredentials, expectedNodeID: String, serials: [String] = []
-    ) async throws -> NodeStatus {
-        try AdminJSON.decode(NodeStatus.self, try await request(
-            host: host, port: port, command: "status", clusterID: clusterID, credentials: credentials, expectedNodeID: expectedNodeID, serials: serials))
-    }
-
-    public static func health(
-        host: String, port: Int, clusterID: String, credentials: MeshCredentials, expectedNodeID: String, serials: [String] = []
-    ) async throws -> NodeHealth {
-        try AdminJSON.decode(NodeHealth.self, try await request(
-            host: host, port: port, command: "health", clusterID: clusterID, credentials: credentials, expectedNodeID: expectedNodeID, serials: serials))
+        return t
     }
 }

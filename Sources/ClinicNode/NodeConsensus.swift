@@ -1,5 +1,6 @@
 import Consensus
 import Services
+import AdminAPI
 import Foundation
 import Logging
 import Mesh

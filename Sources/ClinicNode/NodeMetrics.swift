@@ -1,5 +1,6 @@
 import Consensus
 import Services
+import AdminAPI
 import Foundation
 import Metrics
 import Prometheus
@@ -235,21 +236,3 @@ public final class NodeMetrics: Sendable {
     }
 }
 
-/// Free and total bytes of the file system holding a folder.
-public struct DiskSpace: Codable, Sendable, Hashable {
-    public var freeBytes: Int64
-    public var sizeBytes: Int64
-
-    enum CodingKeys: String, CodingKey { case freeBytes = "free_bytes", sizeBytes = "size_bytes" }
-
-    public static func of(_ path: String) -> DiskSpace? {
-        guard let attributes = try? FileManager.default.attributesOfFileSystem(forPath: path),
-              let free = (attributes[.systemFreeSize] as? NSNumber)?.int64Value,
-              let size = (attributes[.systemSize] as? NSNumber)?.int64Value, size > 0 else { return nil }
-        return DiskSpace(freeBytes: free, sizeBytes: size)
-    }
-
-    /// Nearly full: under 10 % or under 1 GiB free (the node then still has room to refuse writes
-    /// cleanly and to take a snapshot for a peer).
-    public var nearlyFull: Bool { freeBytes < sizeBytes / 10 || freeBytes < 1 << 30 }
-}

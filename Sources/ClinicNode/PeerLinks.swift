@@ -271,7 +271,7 @@ extension MeshNode {
                     return
                 }
                 let report = try await offload { try self.replica.apply(batch) }
-                if config.bench != nil { noteBenchArrivals(batch) }
+                for observe in batchObservers.withLock({ $0 }) { observe(batch) }
                 if report.rejected > 0 {
                     logger.warning("拒绝了畸形变更 / rejected malformed changes", metadata: ["store.rejected": "\(report.rejected)"])
                 }

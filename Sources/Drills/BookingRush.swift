@@ -1,4 +1,6 @@
 import ClinicNode
+import DemoAndBench
+import AdminAPI
 import Services
 import Consensus
 import Domain

@@ -1,4 +1,5 @@
 import ClinicNode
+import AdminAPI
 import Consensus
 import Foundation
 import Mesh

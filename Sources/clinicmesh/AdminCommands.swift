@@ -1,5 +1,7 @@
 import ArgumentParser
 import ClinicNode
+import DemoAndBench
+import AdminAPI
 import Foundation
 import Mesh
 

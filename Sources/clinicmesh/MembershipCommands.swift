@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClinicNode
+import AdminAPI
 import Services
 import Foundation
 import PKI

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClinicNode
+import DemoAndBench
 import Foundation
 import Logging
 import Metrics
@@ -54,7 +55,11 @@ struct NodeCommand: AsyncParsableCommand {
             MetricsSystem.bootstrap(node.metrics.factory)
             logger.info("节点已启动 / node started", metadata: [
                 "node.mesh.port": "\(node.meshPort)", "node.admin.port": "\(node.adminPort)"])
-            let group = node.makeServiceGroup(gracefulShutdownSignals: [.sigterm, .sigint])
+            // The tool's own parts: the demo data's admin command, the bench load if configured.
+            DemoData.install(on: node)
+            let bench = nodeConfig.bench.map { BenchLoad(node: node, load: $0) }
+            let extra = bench.map { load in [NodeService(name: "bench") { await load.run() }] } ?? []
+            let group = node.makeServiceGroup(gracefulShutdownSignals: [.sigterm, .sigint], extra: extra)
             do {
                 try await group.run()
             } catch {
@@ -63,6 +68,7 @@ struct NodeCommand: AsyncParsableCommand {
                 throw ExitCode.failure
             }
             try node.close()
+            bench?.writeReport()
         }
     }
 }

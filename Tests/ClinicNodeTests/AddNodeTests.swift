@@ -1,4 +1,5 @@
 @testable import ClinicNode
+@testable import AdminAPI
 @testable import Services
 import Drills
 import Foundation

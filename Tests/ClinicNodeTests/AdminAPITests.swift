@@ -1,4 +1,5 @@
 import ClinicNode
+import AdminAPI
 import Services
 import Foundation
 import Mesh

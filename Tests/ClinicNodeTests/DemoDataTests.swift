@@ -1,4 +1,6 @@
 @testable import ClinicNode
+@testable import DemoAndBench
+@testable import AdminAPI
 @testable import Services
 import Foundation
 import ReplicatedStore
@@ -11,13 +13,13 @@ struct DemoDataTests {
         try await withRunningCluster(["neike", "waike", "erke"]) { nodes in
             var sessions = 0
             for id in ["neike", "waike", "erke"] {
-                let summary = try nodes[id]!.node.seedDemo(DemoSeedRequest(startDate: "2026-11-30", days: 7))
+                let summary = try DemoData.seed(nodes[id]!.node, DemoSeedRequest(startDate: "2026-11-30", days: 7))
                 #expect(summary.practitioners == 4)
                 #expect(summary.schedules > 0 && summary.slots > summary.schedules)
                 #expect(summary.patients == (id == "neike" ? 20 : 0))
                 sessions += summary.schedules
                 // Seeding again writes nothing new.
-                #expect(try nodes[id]!.node.seedDemo(DemoSeedRequest(startDate: "2026-11-30", days: 7)).schedules == 0)
+                #expect(try DemoData.seed(nodes[id]!.node, DemoSeedRequest(startDate: "2026-11-30", days: 7)).schedules == 0)
             }
             let erke = nodes["erke"]!.node
             #expect(await eventually { try erke.replica.liveRows("schedule").count == sessions })
@@ -25,7 +27,7 @@ struct DemoDataTests {
                 erke.bookingsView().blocks.filter { !$0.block.hasPrefix("quota/") && $0.valid }.count == sessions
             }, "every session leased once a leader has committed the definitions")
             #expect(await eventually { try erke.replica.liveRows("patient").count == 20 })
-            #expect(throws: (any Error).self) { try erke.seedDemo(DemoSeedRequest(startDate: "2026-13-01", days: 7)) }
+            #expect(throws: (any Error).self) { try DemoData.seed(erke, DemoSeedRequest(startDate: "2026-13-01", days: 7)) }
         }
     }
 }

@@ -1,4 +1,6 @@
 @testable import ClinicNode
+@testable import DemoAndBench
+@testable import AdminAPI
 @testable import Services
 import Domain
 @testable import Drills
@@ -125,6 +127,7 @@ struct MetricsTests {
         for (id, node) in nodes {
             for (other, otherNode) in nodes where other != id { node.setPeerAddress(other, host: "127.0.0.1", port: otherNode.meshPort) }
         }
+        DemoData.install(on: nodes["neike"]!)
         let running = nodes.mapValues { RunningNode($0) }
         try await stoppingAfterwards(running) {
             let admin = try files.credentials("admin", kind: .admin)

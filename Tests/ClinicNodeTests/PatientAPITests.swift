@@ -1,4 +1,6 @@
 @testable import ClinicNode
+@testable import DemoAndBench
+@testable import AdminAPI
 @testable import Services
 @testable import HTTPAPI
 import Consensus
@@ -118,7 +120,7 @@ struct PatientAPITests {
         try await PatientCluster.start(now: Self.afterRelease).run { c in
             let neike = try await c.client("neike")
             // Day 10 opens on day 3 at 15:00.
-            _ = try c.node("neike").seedDemo(DemoSeedRequest(startDate: c.day(10).description, days: 1))
+            _ = try DemoData.seed(c.node("neike"), DemoSeedRequest(startDate: c.day(10).description, days: 1))
             let schedule = try c.schedule("neike", day: 10)
             #expect(await eventually { c.node("neike").bookingsView().blocks.contains { $0.block == schedule && $0.valid } })
             try c.setClock(c.day(3), 14, 59, 30)

@@ -1,4 +1,6 @@
 @testable import ClinicNode
+@testable import DemoAndBench
+@testable import AdminAPI
 @testable import Services
 import Consensus
 import Domain
@@ -35,7 +37,7 @@ struct PatientCluster {
         let nodes = try await startCluster(files, clocks: Dictionary(uniqueKeysWithValues: ids.map { ($0, clock) }))
         let cluster = PatientCluster(files: files, nodes: nodes, clock: clock, firstVisit: first)
         var sessions = 0
-        for id in ids { sessions += try nodes[id]!.node.seedDemo(DemoSeedRequest(startDate: firstVisit, days: days)).schedules }
+        for id in ids { sessions += try DemoData.seed(nodes[id]!.node, DemoSeedRequest(startDate: firstVisit, days: days)).schedules }
         let expected = sessions
         let ready = await eventually {
             cluster.ids.allSatisfy { id in

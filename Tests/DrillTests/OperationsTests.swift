@@ -1,4 +1,5 @@
 import ClinicNode
+import AdminAPI
 import Drills
 import Foundation
 import Testing

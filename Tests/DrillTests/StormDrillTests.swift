@@ -1,4 +1,5 @@
 import ClinicNode
+import AdminAPI
 @testable import Drills
 import Foundation
 import Testing

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClinicNode
+import DemoAndBench
 import Drills
 import Foundation
 

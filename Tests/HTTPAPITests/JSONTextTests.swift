@@ -1,4 +1,3 @@
-@testable import ClinicNode
 @testable import Services
 @testable import HTTPAPI
 import Foundation

@@ -1,4 +1,4 @@
-@testable import ClinicNode
+@testable import AdminAPI
 @testable import Services
 import Foundation
 import Testing

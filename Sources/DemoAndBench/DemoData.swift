@@ -1,6 +1,8 @@
 import Crypto
 import Domain
 import Foundation
+import AdminAPI
+import ClinicNode
 import Services
 import ReplicatedStore
 
@@ -128,21 +130,14 @@ public enum DemoData {
     }
 }
 
-/// `seed-demo {"start_date": "yyyy-mm-dd", "days": 7}` on the admin API; optional `departments`
-/// (whose doctors this node gets, default its own id) and `capacity` (slots per session).
-public struct DemoSeedRequest: Codable, Sendable, Hashable {
-    public var startDate: String
-    public var days: Int
-    public var departments: [String]?
-    public var capacity: Int?
-    public init(startDate: String, days: Int, departments: [String]? = nil, capacity: Int? = nil) {
-        self.startDate = startDate; self.days = days; self.departments = departments; self.capacity = capacity
+extension DemoData {
+    /// Adds `seed-demo` to the node's admin API.
+    package static func install(on node: MeshNode) {
+        node.addAdminCommands { $0.add("seed-demo", DemoSeedRequest.self) { try seed(node, $0) } }
     }
-    enum CodingKeys: String, CodingKey { case startDate = "start_date", days, departments, capacity }
-}
 
-extension MeshNode {
-    func seedDemo(_ request: DemoSeedRequest) throws -> DemoData.Summary {
+    /// Writes the demo rows of `request.departments` (default the node's own) and proposes their blocks.
+    package static func seed(_ node: MeshNode, _ request: DemoSeedRequest) throws -> Summary {
         guard (1...31).contains(request.days) else {
             throw NodeError(.admin, zh: "days 须在 1 到 31 之间。", en: "days must be between 1 and 31.")
         }
@@ -150,16 +145,16 @@ extension MeshNode {
             throw NodeError(.admin, zh: "capacity 须在 1 到 64 之间。", en: "capacity must be between 1 and 64.")
         }
         let start = try CivilDate(parsing: request.startDate, field: "start_date")
-        let dataKey = try DataKeyFile.load(from: config.dataKeyFile)
-        var summary = DemoData.Summary(department: "", practitioners: 0, schedules: 0, slots: 0, patients: 0, blocks: [])
-        for department in request.departments ?? [config.nodeID] {
-            let one = try DemoData.seed(node: self, start: start, days: request.days, dataKey: dataKey, department: department, capacity: request.capacity)
+        let dataKey = try DataKeyFile.load(from: node.config.dataKeyFile)
+        var summary = Summary(department: "", practitioners: 0, schedules: 0, slots: 0, patients: 0, blocks: [])
+        for department in request.departments ?? [node.config.nodeID] {
+            let one = try seed(node: node, start: start, days: request.days, dataKey: dataKey, department: department, capacity: request.capacity)
             summary.department += (summary.department.isEmpty ? "" : ",") + one.department
             summary.practitioners += one.practitioners; summary.schedules += one.schedules
             summary.slots += one.slots; summary.patients += one.patients; summary.blocks += one.blocks
         }
-        defineBlocks(summary.blocks)
-        logger.notice("已写入演示数据 / demo data written", metadata: [
+        node.defineBlocks(summary.blocks)
+        node.logger.notice("已写入演示数据 / demo data written", metadata: [
             "demo.schedules": "\(summary.schedules)", "demo.slots": "\(summary.slots)", "demo.patients": "\(summary.patients)"])
         return summary
     }

@@ -1,5 +1,7 @@
 import Foundation
+import ClinicNode
 import Services
+import Synchronization
 import ReplicatedStore
 import ServiceLifecycle
 
@@ -9,19 +11,31 @@ import Glibc
 
 /// The node side of `clinicmesh bench replication`: a steady write load, the local commit time of
 /// every row, and the time every row from a peer became visible here (both on the wall clock,
-/// which the bench's processes share), written to a report when the node stops.
-extension MeshNode {
-    static let benchPrefix = "bench/"
+/// which the bench's processes share), written to a report when the node has stopped.
+package final class BenchLoad: Sendable {
+    static let prefix = "bench/"
+    let node: MeshNode
+    let load: NodeConfig.BenchLoad
+    private let times = Mutex<(commits: [String: Int64], seen: [String: Int64])>(([:], [:]))
+
+    /// Starts noting the bench rows that arrive from peers.
+    package init(node: MeshNode, load: NodeConfig.BenchLoad) {
+        self.node = node
+        self.load = load
+        node.observeAppliedBatches { [self] batch in noteArrivals(batch) }
+    }
 
     static func wallMicros() -> Int64 { Int64(Date().timeIntervalSince1970 * 1_000_000) }
 
-    func runBenchLoad(_ load: NodeConfig.BenchLoad) async {
+    /// Writes the load, then stays up (a service that returns would stop the node) so that peers
+    /// drain, until the node shuts down.
+    package func run() async {
         await cancelWhenGracefulShutdown {
             // Start once every peer link is up (or after 30 s), so all nodes load together.
             let clock = ContinuousClock()
             let waitUntil = clock.now.advanced(by: .seconds(30))
             while clock.now < waitUntil, !Task.isCancelled {
-                if self.runtime.withLock({ $0.peers.values.allSatisfy(\.outboundUp) }) { break }
+                if self.node.allPeersLinked { break }
                 try? await Task.sleep(for: .milliseconds(20))
             }
             let start = clock.now
@@ -29,51 +43,50 @@ extension MeshNode {
             while !Task.isCancelled {
                 let elapsed = clock.now - start
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-                if seconds >= load.seconds { break }
-                let due = Int(seconds * load.rowsPerS)
+                if seconds >= self.load.seconds { break }
+                let due = Int(seconds * self.load.rowsPerS)
                 if due > written {
-                    let keys = (written..<due).map { "\(Self.benchPrefix)\(self.config.nodeID)/\($0)" }
-                    let node = self.config.nodeID
+                    let id = self.node.config.nodeID
+                    let keys = (written..<due).map { "\(Self.prefix)\(id)/\($0)" }
                     do {
-                        try self.write { w in
+                        try self.node.write { w in
                             for (offset, key) in keys.enumerated() {
                                 _ = try w.insert("slot", key: key, values: [
-                                    "schedule": .text(node), "sequence": .integer(Int64(written + offset)), "status": .text("free")])
+                                    "schedule": .text(id), "sequence": .integer(Int64(written + offset)), "status": .text("free")])
                             }
                         }
                         let now = Self.wallMicros()
-                        self.runtime.withLock { r in for key in keys { r.benchCommits[key] = now } }
+                        self.times.withLock { t in for key in keys { t.commits[key] = now } }
                         written = due
                     } catch {
-                        self.logger.warning("压测写入失败 / bench write failed", metadata: ["node.error": "\(error)"])
+                        self.node.logger.warning("压测写入失败 / bench write failed", metadata: ["node.error": "\(error)"])
                     }
                 }
                 try? await Task.sleep(for: .milliseconds(10))
             }
         }
-        // The load is over; stay up (a service that returns would stop the node) so that peers
-        // drain, until the bench stops the node.
         try? await gracefulShutdown()
     }
 
-    func noteBenchArrivals(_ batch: ReplicatedStore.ChangeBatch) {
+    private func noteArrivals(_ batch: ReplicatedStore.ChangeBatch) {
         let now = Self.wallMicros()
-        let keys = batch.changes.filter { $0.table == "slot" && $0.column == ReplicaSchema.aliveColumn && $0.key.hasPrefix(Self.benchPrefix) }.map(\.key)
+        let keys = batch.changes.filter { $0.table == "slot" && $0.column == ReplicaSchema.aliveColumn && $0.key.hasPrefix(Self.prefix) }.map(\.key)
         guard !keys.isEmpty else { return }
-        runtime.withLock { r in
-            for key in keys where r.benchSeen[key] == nil { r.benchSeen[key] = now }
+        times.withLock { t in
+            for key in keys where t.seen[key] == nil { t.seen[key] = now }
         }
     }
 
-    func writeBenchReport(_ load: NodeConfig.BenchLoad) {
+    /// Writes the report `clinicmesh bench replication` reads (after the node stopped).
+    package func writeReport() {
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
-        let report = runtime.withLock { r in BenchNodeReport(node: config.nodeID, commits: r.benchCommits, seen: r.benchSeen, cpuS: cpu) }
+        let report = times.withLock { t in BenchNodeReport(node: node.config.nodeID, commits: t.commits, seen: t.seen, cpuS: cpu) }
         do {
             try JSONEncoder().encode(report).write(to: URL(fileURLWithPath: load.report))
         } catch {
-            logger.error("无法写出压测报告 / cannot write the bench report", metadata: ["node.error": "\(error)"])
+            node.logger.error("无法写出压测报告 / cannot write the bench report", metadata: ["node.error": "\(error)"])
         }
     }
 }
