@@ -356,3 +356,15 @@ public struct DemoSeedRequest: Codable, Sendable, Hashable {
     }
     package enum CodingKeys: String, CodingKey { case startDate = "start_date", days, departments, capacity }
 }
+
+/// `appointments {"patient": ...} | {"block": ...} | {"date": "yyyy-mm-dd", "department": ...}`:
+/// rows of the node's booking read model.
+public struct AppointmentsQuery: Codable, Sendable, Hashable {
+    public var patient: String?
+    public var block: String?
+    public var date: String?
+    public var department: String?
+    public init(patient: String? = nil, block: String? = nil, date: String? = nil, department: String? = nil) {
+        self.patient = patient; self.block = block; self.date = date; self.department = department
+    }
+}

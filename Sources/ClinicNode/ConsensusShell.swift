@@ -132,6 +132,9 @@ final class ConsensusShell: Sendable {
         untaken.withLock { $0.removeValue(forKey: NodeID(peer)) }
     }
 
+    /// Blocks whose booking records or lease changed since the read model last asked.
+    let changed = ChangedBlocks()
+
     /// Reads the core under its lock (status, the booking view); keep `body` short.
     func inspect<T>(_ body: (ConsensusCore) -> T) -> T { core.withLockedValue { body($0) } }
 
@@ -235,17 +238,22 @@ final class ConsensusShell: Sendable {
             for e in effects {
                 switch e {
                 case .persistRaft(let p): disk.enqueue(raft: ConsensusWire.bytes(p)); wrote = true
-                case .persistBooking(let w): disk.enqueue(booking: w); wrote = true
+                case .persistBooking(let w):
+                    disk.enqueue(booking: w); wrote = true
+                    changed.note(w.records.map(\.block))
                 case .applied(let entry, _):
                     if case .command(let cmd) = entry.body {
                         switch cmd {
                         case .upsertMember, .evict: membershipChanged = true
+                        case .lease(let change): changed.note([change.block])
+                        case .defineBlock(let block, _, _), .defineSession(let block, _, _, _): changed.note([block])
                         default: break
                         }
                     }
                     rest.append(e)
                 case .snapshotRestored:
                     membershipChanged = true
+                    changed.noteAll()
                     rest.append(e)
                 default: rest.append(e)
                 }
@@ -560,4 +568,5 @@ final class LiveMembership: MembershipView, Sendable {
 
 extension ConsensusShell: BookingConsensus {
     func lookup<T>(_ body: (BookingLookup) -> T) -> T { core.withLockedValue { body(BookingLookup($0)) } }
+    func takeChangedBlocks() -> ChangedBlocks.Taken { changed.take() }
 }

@@ -42,6 +42,8 @@ public final class MeshNode: Sendable {
     let patients: PatientDesk?
     /// Slot search, holds, confirmations, cancellations and staff steps over this node's consensus shell.
     let booking: BookingDesk
+    /// The bookings as read tables in this node's `readmodel.sqlite`, kept up to date from the consensus records.
+    package let readModel: BookingReadModel
     /// The port the patient API bound, once it listens.
     let patientPortBound = Mutex<Int?>(nil)
     /// Wakes every peer link after a local write.
@@ -153,27 +155,33 @@ public final class MeshNode: Sendable {
             throw NodeError(.startup, zh: "无法监听管理端口 \(config.admin.host):\(config.admin.port)：\(error)", en: "cannot listen for the admin API on \(config.admin.host):\(config.admin.port): \(error)")
         }
         let signals = WriteSignals()
-        let patients: PatientDesk?
+        let store = ReplicaStore(replica: replica, signals: signals)
+        let booking = BookingDesk(consensus: consensus, store: store, clock: clock, nodeID: config.nodeID, config: config.patients ?? PatientConfig())
+        let patients: PatientDesk?, readModel: BookingReadModel
         do {
             patients = try config.patients.map {
                 try PatientDesk(config: $0, dataDir: config.dataDir, smsFile: NodeConfig.resolve($0.smsFile, base: config.dataDir), dataKey: dataKey,
-                                store: ReplicaStore(replica: replica, signals: signals), clock: clock)
+                                store: store, clock: clock)
             }
+            readModel = try BookingReadModel(path: (config.dataDir as NSString).appendingPathComponent("readmodel.sqlite"), consensus: consensus,
+                                             store: store, directory: booking.directory, logger: logger)
         } catch {
             await meshServer.close()
             try? await meshServer.run { _ in }
             await adminServer.close()
             try? await adminServer.run { _ in }
             try? replica.close()
-            throw NodeError(.startup, zh: "无法打开短信发件箱（\(config.dataDir)/outbox.sqlite）：\(error)",
-                            en: "cannot open the SMS outbox (\(config.dataDir)/outbox.sqlite): \(error)")
+            throw NodeError(.startup, zh: "无法打开本节点的 SQLite 文件（短信发件箱 outbox.sqlite 或读模型 readmodel.sqlite，在 \(config.dataDir)）：\(error)",
+                            en: "cannot open this node's SQLite files (the SMS outbox outbox.sqlite or the read model readmodel.sqlite in \(config.dataDir)): \(error)")
         }
         return MeshNode(config: config, replica: replica, clock: clock, logger: logger, meshServer: meshServer, adminServer: adminServer,
-                        client: client, snapshotFrom: snapshotFrom, consensus: consensus, ownSerial: ownSerial, signals: signals, patients: patients)
+                        client: client, snapshotFrom: snapshotFrom, consensus: consensus, ownSerial: ownSerial, signals: signals,
+                        booking: booking, readModel: readModel, patients: patients)
     }
 
     init(config: NodeConfig, replica: Replica, clock: NodeClock, logger: Logger, meshServer: MeshServer, adminServer: MeshServer, client: MeshClient,
-         snapshotFrom: String?, consensus: ConsensusShell, ownSerial: String, signals: WriteSignals, patients: PatientDesk? = nil) {
+         snapshotFrom: String?, consensus: ConsensusShell, ownSerial: String, signals: WriteSignals, booking: BookingDesk,
+         readModel: BookingReadModel, patients: PatientDesk? = nil) {
         self.snapshotFrom = snapshotFrom
         self.consensus = consensus
         self.ownSerial = ownSerial
@@ -192,8 +200,8 @@ public final class MeshNode: Sendable {
                                    schemaVersion: NodeSchema.schema.version)
         consensus.report(to: metrics)
         self.signals = signals
-        self.booking = BookingDesk(consensus: consensus, store: ReplicaStore(replica: replica, signals: signals), clock: clock, nodeID: config.nodeID,
-                                   config: config.patients ?? PatientConfig())
+        self.booking = booking
+        self.readModel = readModel
         self.patients = patients
         adminCommands.withLock { $0 = Self.nodeCommands(self) }
     }
@@ -293,6 +301,7 @@ public final class MeshNode: Sendable {
             NodeService(name: "maintenance") { await self.runMaintenance() },
             NodeService(name: "links") { await self.runLinks() },
             NodeService(name: "consensus") { await self.runConsensus() },
+            NodeService(name: "read-model") { await cancelWhenGracefulShutdown { await self.readModel.run() } },
         ]
         if let desk = patients {
             let api = PatientAPI(patients: desk, booking: booking, logger: logger)

@@ -117,6 +117,13 @@ extension MeshNode {
         t.add("appointment-status", AppointmentStepCommand.self) { try await node.booking.stepAppointment($0) }
         t.add("register-patient", RegisterPatientCommand.self) { node.registerPatient($0) }
         t.add("records", [String: String].self) { try node.recordsView(table: $0["table"] ?? "patient") }
+        t.add("appointments", AppointmentsQuery.self) { q -> [AppointmentRow] in
+            if let patient = q.patient { return try node.readModel.appointments(patient: patient) }
+            if let block = q.block { return try node.readModel.appointments(block: block) }
+            if let date = q.date { return try node.readModel.appointments(date: date, department: q.department) }
+            throw NodeError(.admin, zh: "appointments 需要 patient、block 或 date（可加 department）之一。",
+                            en: "appointments needs one of patient, block or date (with an optional department).")
+        }
         #if CLINICMESH_BUG_SWITCHES
         t.add("clock-offset", [String: Int64].self) { try node.setClockOffset($0) }
         #endif

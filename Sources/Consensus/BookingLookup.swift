@@ -49,6 +49,21 @@ public struct BookingLookup {
         return found
     }
 
+    /// Every appointment of `block` this node has valid records of, by its hold's id.
+    public func appointments(in block: BlockID) -> [String: AppointmentRecords] {
+        var out: [String: AppointmentRecords] = [:]
+        let collected = core.cluster.blocks[block]?.collected ?? []
+        for b in core.booking.store.records(in: block) + collected where bookingStatus(b, in: core.cluster) == .active && !b.isRefusal {
+            if b.isHold { out[b.id, default: AppointmentRecords()].hold = b }
+            if let hold = b.confirms { out[hold, default: AppointmentRecords()].confirmation = b }
+            if let hold = b.releases { out[hold, default: AppointmentRecords()].release = b }
+        }
+        return out
+    }
+
+    /// Every slot block (a session; not a quota bucket) the committed lease history defines.
+    public var slotBlocks: [BlockID] { core.cluster.blocks.keys.filter { !$0.hasPrefix(quotaBucketPrefix) } }
+
     /// The patient's holds (their appointments) this node has records of.
     public func holds(of patient: String) -> [Booking] {
         core.booking.store.records(of: patient).filter { $0.isHold && !$0.block.hasPrefix(quotaBucketPrefix) }

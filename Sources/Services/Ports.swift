@@ -1,12 +1,13 @@
 import Consensus
 import ReplicatedStore
+import Synchronization
 
 // What the services need of the layers below, as protocols: the node (ClinicNode) gives them its
 // replica and its consensus shell; a test may give them anything that keeps these promises.
 
 /// The node's replicated records: reads of live rows, change stamps to cache by, and local writes
 /// (which the node passes on to its peers).
-public protocol RecordStore: Sendable {
+package protocol RecordStore: Sendable {
     func liveRow(_ table: String, key: String) throws -> [String: ColumnValue]?
     func liveRows(_ table: String) throws -> [String: [String: ColumnValue]]
     func liveRows(_ table: String, keys: Set<String>) throws -> [String: [String: ColumnValue]]
@@ -20,7 +21,7 @@ public protocol RecordStore: Sendable {
 
 /// The booking protocol as the services use it: requests that wait for their outcome, and reads
 /// of the derived booking state.
-public protocol BookingConsensus: Sendable {
+package protocol BookingConsensus: Sendable {
     /// Books (holds, confirms, releases) and waits for the outcome; nil if none came within
     /// `timeout` (the client retries with the same request id; a retry never books twice).
     func book(_ q: BookingRequest, quota: QuotaTag?, timeout: Duration) async -> BookingOutcome?
@@ -28,4 +29,27 @@ public protocol BookingConsensus: Sendable {
     func strike(_ strike: Strike, patient: String, id: String, timeout: Duration) async -> BookingOutcome?
     /// Reads the booking state; keep `body` short (every booking waits for it).
     func lookup<T>(_ body: (BookingLookup) -> T) -> T
+    /// The blocks whose records or lease changed since the last call (the read model's feed).
+    func takeChangedBlocks() -> ChangedBlocks.Taken
+}
+
+/// Blocks changed since they were last taken; `all` after the state was replaced (a snapshot).
+package final class ChangedBlocks: Sendable {
+    package enum Taken: Sendable, Equatable { case some(Set<BlockID>), all }
+    private let pending = Mutex<(blocks: Set<BlockID>, all: Bool)>(([], false))
+
+    package init() {}
+
+    package func note(_ blocks: some Sequence<BlockID>) {
+        pending.withLock { p in for b in blocks where !b.hasPrefix(quotaBucketPrefix) { p.blocks.insert(b) } }
+    }
+
+    package func noteAll() { pending.withLock { $0.all = true } }
+
+    package func take() -> Taken {
+        pending.withLock { p in
+            defer { p = ([], false) }
+            return p.all ? .all : .some(p.blocks)
+        }
+    }
 }

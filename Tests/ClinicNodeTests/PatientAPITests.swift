@@ -93,6 +93,22 @@ struct PatientAPITests {
             #expect(await eventually { c.sms("waike").contains { $0.id == "cancel:" + String(id2.prefix(25)) } })
             // Cancelling again is a retry of the same cancellation: the same answer, nothing more.
             #expect(try await neike.call(.POST, "/api/v1/appointments/\(id2)/cancel", token: token).status_ == "cancelled")
+
+            // Every node's read model says what the records say, once they reach it.
+            let block1 = String(slotID[..<slotID.lastIndex(of: "/")!]), block2 = try c.schedule("waike", day: 4)
+            for node in ["neike", "waike", "erke"] {
+                #expect(await eventually {
+                    let rows = try c.node(node).readModel.appointments(block: block1), slots = try c.node(node).readModel.slots(block: block1)
+                    return rows.count == 1 && rows[0].holdID == String(id.prefix(25)) && rows[0].status == "booked" && rows[0].payment == "insurance"
+                        && rows[0].department == "neike" && rows[0].date == date && rows[0].start != nil
+                        && slots.count == 24 && slots[0].status == "busy" && slots[0].holdID == rows[0].holdID && slots[1].status == "free"
+                }, "read model of \(node), first appointment")
+                #expect(await eventually {
+                    let row = try c.node(node).readModel.appointments(block: block2).first { $0.holdID == String(id2.prefix(25)) }
+                    let patientRows = try c.node(node).readModel.appointments(patient: row?.patient ?? "")
+                    return row?.status == "cancelled" && row?.reofferAtMs != nil && row?.payment == "card" && patientRows.count == 2
+                }, "read model of \(node), cancelled appointment")
+            }
         }
     }
 

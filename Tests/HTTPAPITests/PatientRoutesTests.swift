@@ -162,4 +162,5 @@ private final class ScriptedConsensus: BookingConsensus {
 
     func strike(_ strike: Strike, patient: String, id: String, timeout: Duration) async -> BookingOutcome? { nil }
     func lookup<T>(_ body: (BookingLookup) -> T) -> T { body(BookingLookup(empty)) }
+    func takeChangedBlocks() -> ChangedBlocks.Taken { .some([]) }
 }

@@ -1,0 +1,195 @@
+import Consensus
+import Domain
+import Foundation
+import GRDB
+import Logging
+
+// The bookings as read tables in this node's own SQLite file (`readmodel.sqlite`): derived from
+// the consensus records, never replicated, rebuilt from them at every start and whenever the
+// consensus state was replaced. Reports, searches and clinical records join on these rows; the
+// booking decisions never read them.
+
+/// One appointment as the read model keeps it.
+package struct AppointmentRow: Codable, Sendable, Hashable, FetchableRecord, PersistableRecord {
+    package static let databaseTableName = "appointment_view"
+    /// The hold's request id (the appointment's identity).
+    package var holdID: String
+    /// The session (schedule key) and the 0-based slot.
+    package var block: String
+    package var slot: Int
+    package var patient: String
+    /// From the replicated schedule rows; nil until the session's row has reached this node.
+    package var department: String?
+    package var practitioner: String?
+    package var date: String?
+    package var halfDay: String?
+    package var start: String?
+    package var end: String?
+    /// pending, booked or cancelled (`AppointmentStatus`), as the consensus records say.
+    package var status: String
+    /// The epoch of the record that decided the status.
+    package var epoch: UInt64
+    /// A pending hold is released at this wall time unless confirmed.
+    package var holdUntilMs: Int64?
+    /// A cancelled appointment's slot is back on offer from this wall time.
+    package var reofferAtMs: Int64?
+    /// insurance or card, from the confirmation.
+    package var payment: String?
+
+    enum CodingKeys: String, CodingKey {
+        case holdID = "hold_id", block, slot, patient, department, practitioner, date, halfDay = "half_day", start, end, status, epoch
+        case holdUntilMs = "hold_until_ms", reofferAtMs = "reoffer_at_ms", payment
+    }
+}
+
+/// One slot's state as the records say it, whatever the time: free, busy-tentative (held), busy
+/// (booked), or busy-unavailable (this node's lease history is behind the block's records).
+package struct SlotRow: Codable, Sendable, Hashable, FetchableRecord, PersistableRecord {
+    package static let databaseTableName = "slot_view"
+    package var block: String
+    package var slot: Int
+    package var status: String
+    /// A free slot that was cancelled goes back on offer only from this wall time.
+    package var freeFromMs: Int64?
+    /// The appointment holding the slot, if any.
+    package var holdID: String?
+
+    enum CodingKeys: String, CodingKey { case block, slot, status, freeFromMs = "free_from_ms", holdID = "hold_id" }
+}
+
+/// Projects the consensus records into the read tables and answers queries over them.
+package final class BookingReadModel: Sendable {
+    private let db: DatabaseQueue
+    private let consensus: any BookingConsensus
+    private let store: any RecordStore
+    private let directory: SessionDirectory
+    private let logger: Logger
+
+    /// Derived data: WAL without fsync at each commit (a lost tail is projected again at start).
+    package init(path: String, consensus: any BookingConsensus, store: any RecordStore, directory: SessionDirectory, logger: Logger) throws {
+        var config = Configuration()
+        config.journalMode = .wal
+        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = OFF") }
+        db = try DatabaseQueue(path: path, configuration: config)
+        self.consensus = consensus; self.store = store; self.directory = directory; self.logger = logger
+        var migrator = DatabaseMigrator()
+        // A read model: any change of shape drops and rebuilds it from the consensus records.
+        migrator.eraseDatabaseOnSchemaChange = true
+        migrator.registerMigration("v1 appointment_view, slot_view (read model)") { db in
+            try db.execute(sql: """
+                CREATE TABLE appointment_view (
+                    hold_id TEXT PRIMARY KEY, block TEXT NOT NULL, slot INTEGER NOT NULL, patient TEXT NOT NULL,
+                    department TEXT, practitioner TEXT, date TEXT, half_day TEXT, start TEXT, "end" TEXT,
+                    status TEXT NOT NULL, epoch INTEGER NOT NULL, hold_until_ms INTEGER, reoffer_at_ms INTEGER, payment TEXT);
+                CREATE INDEX appointment_view_patient ON appointment_view(patient);
+                CREATE INDEX appointment_view_block ON appointment_view(block, slot);
+                CREATE INDEX appointment_view_day ON appointment_view(date, department);
+                CREATE TABLE slot_view (
+                    block TEXT NOT NULL, slot INTEGER NOT NULL, status TEXT NOT NULL, free_from_ms INTEGER, hold_id TEXT,
+                    PRIMARY KEY (block, slot));
+                """)
+        }
+        try migrator.migrate(db)
+    }
+
+    /// Projects every block now, then the changed ones every `every`, until cancelled.
+    package func run(every: Duration = .milliseconds(200)) async {
+        var all = true
+        while !Task.isCancelled {
+            switch consensus.takeChangedBlocks() {
+            case .all: all = true
+            case .some(let blocks) where !all && !blocks.isEmpty:
+                do { try await offload { try self.project(blocks) } } catch {
+                    logger.warning("读模型投影失败，下次重建 / read model projection failed, rebuilding next", metadata: ["node.error": "\(error)"])
+                    all = true
+                }
+            default: break
+            }
+            if all {
+                do {
+                    try await offload { try self.rebuild() }
+                    all = false
+                } catch {
+                    logger.warning("读模型重建失败，稍后重试 / read model rebuild failed, retrying", metadata: ["node.error": "\(error)"])
+                }
+            }
+            try? await Task.sleep(for: every)
+        }
+    }
+
+    /// Replaces every row with what the consensus records say now.
+    package func rebuild() throws {
+        let blocks = consensus.lookup { $0.slotBlocks }
+        try db.write { db in
+            try db.execute(sql: "DELETE FROM appointment_view; DELETE FROM slot_view")
+        }
+        try project(Set(blocks))
+    }
+
+    /// Replaces the rows of `blocks` with what the consensus records say of them now.
+    package func project(_ blocks: Set<BlockID>) throws {
+        guard !blocks.isEmpty else { return }
+        let read = consensus.lookup { lookup in
+            blocks.map { block in (block, lookup.block(block), lookup.appointments(in: block), lookup.availability(of: block)) }
+        }
+        let sessions = (try? directory.sessions(store)) ?? [:]
+        var appointments: [AppointmentRow] = [], slots: [SlotRow] = []
+        for (block, summary, records, availability) in read {
+            let info = sessions[block]
+            var holderOf: [Int: String] = [:]
+            for (holdID, r) in records {
+                guard let status = r.status, let hold = r.hold else { continue }
+                let times = info.map { $0.times(of: hold.slot) }
+                let deciding = r.release ?? r.confirmation ?? hold
+                appointments.append(AppointmentRow(
+                    holdID: holdID, block: block, slot: hold.slot, patient: hold.patient, department: info?.department,
+                    practitioner: info?.practitioner, date: info?.date.description, halfDay: info?.halfDay.rawValue,
+                    start: times?.start.description, end: times?.end.description, status: status.rawValue, epoch: deciding.epoch,
+                    holdUntilMs: status == .pending ? hold.holdUntilMs : nil, reofferAtMs: r.release.map(\.reofferAtMs),
+                    payment: r.confirmation.flatMap { PaymentTag.decode($0.tag) }))
+                if status != .cancelled { holderOf[hold.slot] = holdID }
+            }
+            for slot in 0..<(summary?.slots ?? 0) {
+                let status: SlotStatus, freeFrom: Int64?
+                switch availability.taken[slot] {
+                case _ where availability.unknown: (status, freeFrom) = (.busyUnavailable, nil)
+                case .booked?: (status, freeFrom) = (.busy, nil)
+                case .held?: (status, freeFrom) = (.busyTentative, nil)
+                case .releasedUntil(let t)?: (status, freeFrom) = (.free, t)
+                case nil: (status, freeFrom) = (.free, nil)
+                }
+                slots.append(SlotRow(block: block, slot: slot, status: status.rawValue, freeFromMs: freeFrom, holdID: holderOf[slot]))
+            }
+        }
+        try db.write { db in
+            for block in blocks {
+                try db.execute(sql: "DELETE FROM appointment_view WHERE block = ?", arguments: [block])
+                try db.execute(sql: "DELETE FROM slot_view WHERE block = ?", arguments: [block])
+            }
+            for row in appointments { try row.insert(db) }
+            for row in slots { try row.insert(db) }
+        }
+    }
+
+    // MARK: - Queries
+
+    package func appointments(patient: String) throws -> [AppointmentRow] {
+        try db.read { try AppointmentRow.filter(Column("patient") == patient).order(Column("hold_id")).fetchAll($0) }
+    }
+
+    package func appointments(block: String) throws -> [AppointmentRow] {
+        try db.read { try AppointmentRow.filter(Column("block") == block).order(Column("slot"), Column("hold_id")).fetchAll($0) }
+    }
+
+    package func appointments(date: String, department: String?) throws -> [AppointmentRow] {
+        try db.read { db in
+            var q = AppointmentRow.filter(Column("date") == date)
+            if let department { q = q.filter(Column("department") == department) }
+            return try q.order(Column("block"), Column("slot")).fetchAll(db)
+        }
+    }
+
+    package func slots(block: String) throws -> [SlotRow] {
+        try db.read { try SlotRow.filter(Column("block") == block).order(Column("slot")).fetchAll($0) }
+    }
+}
