@@ -23,7 +23,9 @@ public enum NodeSchema {
         .init("practitioner", .text), .init("department", .text), .init("date", .text),
         .init("half_day", .text), .init("capacity", .integer), .init("status", .text),
     ], indexes: [["department", "date"]])
-    /// Key: `SlotKey.rawValue` (schedule/号序).
+    /// Key: `SlotKey.rawValue` (schedule/号序). `status` is what the schedule offers (free when
+    /// published); whether a slot is booked is never here but in the booking records, projected
+    /// into each node's read model (`slot_view` in `readmodel.sqlite`).
     public static let slot = ReplicatedTable("slot", columns: [
         .init("schedule", .text), .init("sequence", .integer), .init("status", .text),
     ], indexes: [["schedule"]])
