@@ -107,6 +107,9 @@ final class ConsensusShell: Sendable {
         }
         let core = ConsensusCore(id: NodeID(id), incarnation: incarnation, bootstrap: bootstrap, options: options,
                                  restoringRaft: restored, restoringBooking: bookingLog.state)
+        var view = BookingView()
+        view.update(from: core, changed: [], records: [], all: true)
+        self.published = Mutex(view)
         self.core = NIOLockedValueBox(core)
         self.disk = DurableQueue(raftLog: raftLog, bookingLog: bookingLog, directory: directory)
         let boxes = Dictionary(uniqueKeysWithValues: peers.map { (NodeID($0), LinkMailbox(capacity: Self.linkCapacity)) })
@@ -134,6 +137,8 @@ final class ConsensusShell: Sendable {
 
     /// Blocks whose booking records or lease changed since the read model last asked.
     let changed = ChangedBlocks()
+    /// The booking state as of the last step, for every reader (`lookup`); only `runLocked` sets it.
+    private let published: Mutex<BookingView>
 
     /// Reads the core under its lock (status, the booking view); keep `body` short.
     func inspect<T>(_ body: (ConsensusCore) -> T) -> T { core.withLockedValue { body($0) } }
@@ -235,18 +240,21 @@ final class ConsensusShell: Sendable {
             var rest: [CoreEffect] = []
             var wrote = false
             var membershipChanged = false
+            var touched: Set<BlockID> = [], written: [Booking] = [], replaced = false
             for e in effects {
                 switch e {
                 case .persistRaft(let p): disk.enqueue(raft: ConsensusWire.bytes(p)); wrote = true
                 case .persistBooking(let w):
                     disk.enqueue(booking: w); wrote = true
                     changed.note(w.records.map(\.block))
+                    written += w.records
+                    for r in w.records { touched.insert(r.block) }
                 case .applied(let entry, _):
                     if case .command(let cmd) = entry.body {
                         switch cmd {
                         case .upsertMember, .evict: membershipChanged = true
-                        case .lease(let change): changed.note([change.block])
-                        case .defineBlock(let block, _, _), .defineSession(let block, _, _, _): changed.note([block])
+                        case .lease(let change): changed.note([change.block]); touched.insert(change.block)
+                        case .defineBlock(let block, _, _), .defineSession(let block, _, _, _): changed.note([block]); touched.insert(block)
                         default: break
                         }
                     }
@@ -254,12 +262,16 @@ final class ConsensusShell: Sendable {
                 case .snapshotRestored:
                     membershipChanged = true
                     changed.noteAll()
+                    replaced = true
                     rest.append(e)
                 default: rest.append(e)
                 }
             }
             if wrote { disk.kick() }
             if membershipChanged { membership.update(c.cluster) }
+            var view = published.withLock { $0 }
+            view.update(from: c, changed: touched, records: written, all: replaced)
+            published.withLock { $0 = view }
             countEvents(rest, in: c)
             return rest
         }
@@ -567,6 +579,6 @@ final class LiveMembership: MembershipView, Sendable {
 }
 
 extension ConsensusShell: BookingConsensus {
-    func lookup<T>(_ body: (BookingLookup) -> T) -> T { core.withLockedValue { body(BookingLookup($0)) } }
+    func lookup<T>(_ body: (BookingLookup) -> T) -> T { body(BookingLookup(published.withLock { $0 })) }
     func takeChangedBlocks() -> ChangedBlocks.Taken { changed.take() }
 }

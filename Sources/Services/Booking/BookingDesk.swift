@@ -218,7 +218,7 @@ extension BookingDesk {
         // on: a retry is answered with its first outcome, not with what the session looks like now.
         let now = nowMs
         let anyFree = consensus.lookup { lookup -> Bool in
-            guard let block = lookup.block(schedule), !lookup.knowsRequest(holdID, block: schedule, patient: session.patient) else { return true }
+            guard let block = lookup.block(schedule), !lookup.knowsRequest(holdID) else { return true }
             let a = availability.availability(of: schedule, block, in: lookup)
             return a.unknown || candidates.contains { a.status(of: $0, nowMs: now) == .free }
         }

@@ -117,18 +117,16 @@ package final class BookingReadModel: Sendable {
         }
     }
 
-    /// Replaces every row with what the consensus records say now.
+    /// Replaces every row with what the consensus records say now (one transaction: a reader
+    /// never sees the tables half rebuilt).
     package func rebuild() throws {
-        let blocks = consensus.lookup { $0.slotBlocks }
-        try db.write { db in
-            try db.execute(sql: "DELETE FROM appointment_view; DELETE FROM slot_view")
-        }
-        try project(Set(blocks))
+        try project(Set(consensus.lookup { $0.slotBlocks }), replacingAll: true)
     }
 
-    /// Replaces the rows of `blocks` with what the consensus records say of them now.
-    package func project(_ blocks: Set<BlockID>) throws {
-        guard !blocks.isEmpty else { return }
+    /// Replaces the rows of `blocks` (of every block, with `replacingAll`) with what the consensus
+    /// records say of them now.
+    package func project(_ blocks: Set<BlockID>, replacingAll: Bool = false) throws {
+        guard !blocks.isEmpty || replacingAll else { return }
         let read = consensus.lookup { lookup in
             blocks.map { block in (block, lookup.block(block), lookup.appointments(in: block), lookup.availability(of: block)) }
         }
@@ -162,9 +160,13 @@ package final class BookingReadModel: Sendable {
             }
         }
         try db.write { db in
-            for block in blocks {
-                try db.execute(sql: "DELETE FROM appointment_view WHERE block = ?", arguments: [block])
-                try db.execute(sql: "DELETE FROM slot_view WHERE block = ?", arguments: [block])
+            if replacingAll {
+                try db.execute(sql: "DELETE FROM appointment_view; DELETE FROM slot_view")
+            } else {
+                for block in blocks {
+                    try db.execute(sql: "DELETE FROM appointment_view WHERE block = ?", arguments: [block])
+                    try db.execute(sql: "DELETE FROM slot_view WHERE block = ?", arguments: [block])
+                }
             }
             for row in appointments { try row.insert(db) }
             for row in slots { try row.insert(db) }
