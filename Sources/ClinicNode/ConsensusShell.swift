@@ -110,6 +110,7 @@ final class ConsensusShell: Sendable {
         var view = BookingView()
         view.update(from: core, changed: [], records: [], all: true)
         self.published = Mutex(view)
+        self.publishedCluster = Mutex(ClusterView(core))
         self.core = NIOLockedValueBox(core)
         self.disk = DurableQueue(raftLog: raftLog, bookingLog: bookingLog, directory: directory)
         let boxes = Dictionary(uniqueKeysWithValues: peers.map { (NodeID($0), LinkMailbox(capacity: Self.linkCapacity)) })
@@ -139,9 +140,16 @@ final class ConsensusShell: Sendable {
     let changed = ChangedBlocks()
     /// The booking state as of the last step, for every reader (`lookup`); only `runLocked` sets it.
     private let published: Mutex<BookingView>
+    private let publishedCluster: Mutex<ClusterView>
 
-    /// Reads the core under its lock (status, the booking view); keep `body` short.
-    func inspect<T>(_ body: (ConsensusCore) -> T) -> T { core.withLockedValue { body($0) } }
+    /// The cluster as of the last step: what status, membership and metrics read.
+    var clusterView: ClusterView { publishedCluster.withLock { $0 } }
+
+    /// Every booking record this node has, its own and collected, inactive ones too, with the
+    /// cluster they are judged in: the admin's `bookings` dump (drills compare nodes with it).
+    func recordsForDiagnosis() -> (records: [Booking], cluster: ClusterState) {
+        core.withLockedValue { c in (Array(c.booking.store.records.values) + c.cluster.blocks.values.flatMap(\.collected), c.cluster) }
+    }
 
     /// Why this node stopped taking part in consensus, if it did.
     var failure: String? { diskError.withLock { $0 } }
@@ -272,6 +280,8 @@ final class ConsensusShell: Sendable {
             var view = published.withLock { $0 }
             view.update(from: c, changed: touched, records: written, all: replaced)
             published.withLock { $0 = view }
+            let cluster = ClusterView(c)
+            publishedCluster.withLock { $0 = cluster }
             countEvents(rest, in: c)
             return rest
         }

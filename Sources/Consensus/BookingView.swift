@@ -113,3 +113,35 @@ public struct BookingView: Sendable {
         return BlockAvailability(unknown: view.unknown, taken: taken)
     }
 }
+
+/// The cluster as readers see it (membership, leases, liveness, this node's Raft role and
+/// progress), published by the shell after each step like `BookingView`.
+public struct ClusterView: Sendable {
+    public var id: NodeID
+    /// The committed state machine: members, blocks and their leases, liveness.
+    public var cluster: ClusterState
+    public var role: RaftRole
+    public var term: Term
+    public var leader: NodeID?
+    public var commitIndex: LogIndex
+    public var lastIndex: LogIndex
+    /// How far each member's log matches this leader's (empty unless this node leads).
+    public var matchIndex: [NodeID: LogIndex]
+
+    public var isLeader: Bool { role == .leader }
+
+    public init(_ core: ConsensusCore) {
+        id = core.id
+        cluster = core.cluster
+        role = core.raft.role
+        term = core.raft.term
+        leader = core.raft.leader
+        commitIndex = core.raft.commitIndex
+        lastIndex = core.raft.lastIndex
+        var match: [NodeID: LogIndex] = [:]
+        if core.raft.role == .leader {
+            for n in core.cluster.raftConfig.members { match[n] = core.raft.matchIndex(of: n) }
+        }
+        matchIndex = match
+    }
+}
