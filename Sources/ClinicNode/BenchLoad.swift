@@ -1,4 +1,5 @@
 import Foundation
+import ReplicatedCore
 import ReplicatedStore
 import ServiceLifecycle
 
@@ -55,7 +56,7 @@ extension MeshNode {
         try? await gracefulShutdown()
     }
 
-    func noteBenchArrivals(_ batch: ReplicatedStore.ChangeBatch) {
+    func noteBenchArrivals(_ batch: ReplicatedCore.ChangeBatch) {
         let now = Self.wallMicros()
         let keys = batch.changes.filter { $0.table == "slot" && $0.column == ReplicaSchema.aliveColumn && $0.key.hasPrefix(Self.benchPrefix) }.map(\.key)
         guard !keys.isEmpty else { return }

@@ -7,6 +7,7 @@ import Mesh
 import NIOCore
 import NIOPosix
 import PKI
+import ReplicatedCore
 import ReplicatedStore
 import ServiceLifecycle
 import UnixSignals
@@ -94,7 +95,7 @@ public final class MeshNode: Sendable {
         var inboundSessions = 0
         var lastContactNanos: UInt64?
         var estimator = ClockOffsetEstimator()
-        var acked: ReplicatedStore.VersionVector?
+        var acked: ReplicatedCore.VersionVector?
         var lastVectorNanos: UInt64?
         var changesSent = 0
         var batchesReceived = 0
