@@ -86,12 +86,23 @@ public struct CreationConflict: Hashable, Sendable {
     public struct Side: Hashable, Sendable {
         public let version: ChangeVersion
         public let value: ColumnValue
+
+        public init(version: ChangeVersion, value: ColumnValue) {
+            self.version = version
+            self.value = value
+        }
     }
 
     public let slot: UInt16
     /// The replica's own creation, and the incoming one.
     public let first: Side
     public let second: Side
+
+    public init(slot: UInt16, first: Side, second: Side) {
+        self.slot = slot
+        self.first = first
+        self.second = second
+    }
 }
 
 /// How versions are ordered. Only bug switches make it anything but `ChangeVersion`'s order.
