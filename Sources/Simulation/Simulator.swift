@@ -1,6 +1,7 @@
 // Deterministic whole-cluster simulator: N nodes run the real RaftNode, ClusterState, BookingNode
-// and LeaseManager in one thread, under a virtual clock, a faulty network, pauses, crashes and
-// lost un-fsynced writes. Every random choice comes from one SplitMix64 seeded by the run's seed.
+// and LeaseManager, and a replica of the replicated records each (`Replication.swift`), in one
+// thread, under a virtual clock, a faulty network, pauses, crashes and lost un-fsynced writes.
+// Every random choice comes from SplitMix64 generators seeded by the run's seed.
 
 import Consensus
 import ReplicatedCore

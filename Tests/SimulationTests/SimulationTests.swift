@@ -39,7 +39,7 @@ import Testing
         #expect(r.stats.elections >= 1)
         #expect(r.stats.takeovers >= o.blocks)
         #expect(r.stats.bookingsAcked > 0)
-        #expect(r.stats.replicaWrites > 100 && r.stats.replicaBatches > 0)
+        #expect(r.stats.replicaWrites > 20 && r.stats.replicaBatches > 0)
     }
 
     /// A write that reached one replica only (and no anti-entropy since) is a divergence.
