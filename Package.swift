@@ -46,11 +46,19 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // SQLite replica: CRDT change log, HLC, merge, digest, encryption at the origin.
+        // The CRDT merge as pure values: HLC, versions, changes, the per-row merge decision, review
+        // items, and an in-memory replica for tests and the simulator. No SQLite.
+        .target(
+            name: "ReplicatedCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+
+        // SQLite replica: the change log, merges applied with GRDB, digest, encryption at the origin.
         .target(
             name: "ReplicatedStore",
             dependencies: [
-                "LZ4",
+                "ReplicatedCore", "LZ4",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -68,8 +76,8 @@ let package = Package(
         // The consensus cores' durable logs: append-only, checksummed, fsynced files.
         .target(name: "ConsensusStorage", dependencies: ["Consensus"], swiftSettings: strict),
 
-        // Deterministic whole-cluster simulator driving the Consensus cores.
-        .target(name: "Simulation", dependencies: ["Consensus"], swiftSettings: strict),
+        // Deterministic whole-cluster simulator driving the Consensus cores and in-memory replicas.
+        .target(name: "Simulation", dependencies: ["Consensus", "ReplicatedCore"], swiftSettings: strict),
 
         // Cluster PKI: CA, node and admin certificates, and the verifier every TLS handshake runs.
         .target(
@@ -105,7 +113,7 @@ let package = Package(
         .target(
             name: "Services",
             dependencies: [
-                "Domain", "Consensus", "ReplicatedStore",
+                "Domain", "Consensus", "ReplicatedCore", "ReplicatedStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -145,7 +153,7 @@ let package = Package(
         .target(
             name: "ClinicNode",
             dependencies: [
-                "Domain", "ReplicatedStore", "Consensus", "ConsensusStorage", "Mesh", "PKI", "Services", "HTTPAPI", "AdminAPI",
+                "Domain", "ReplicatedCore", "ReplicatedStore", "Consensus", "ConsensusStorage", "Mesh", "PKI", "Services", "HTTPAPI", "AdminAPI",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -169,7 +177,7 @@ let package = Package(
         .target(
             name: "DemoAndBench",
             dependencies: [
-                "ClinicNode", "AdminAPI", "Services", "Domain", "ReplicatedStore",
+                "ClinicNode", "AdminAPI", "Services", "Domain", "ReplicatedCore", "ReplicatedStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -193,7 +201,7 @@ let package = Package(
         .executableTarget(
             name: "clinicmesh",
             dependencies: [
-                "Domain", "ReplicatedStore", "Consensus", "ConsensusStorage", "Simulation", "PKI", "Mesh", "Services", "AdminAPI", "ClinicNode", "DemoAndBench", "Drills",
+                "Domain", "ReplicatedCore", "ReplicatedStore", "Consensus", "ConsensusStorage", "Simulation", "PKI", "Mesh", "Services", "AdminAPI", "ClinicNode", "DemoAndBench", "Drills",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -205,16 +213,17 @@ let package = Package(
 
         .testTarget(name: "LZ4Tests", dependencies: ["LZ4"], swiftSettings: strict),
         .testTarget(name: "DomainTests", dependencies: ["Domain"], swiftSettings: strict),
-        .testTarget(name: "ReplicatedStoreTests", dependencies: ["ReplicatedStore", "Domain"], swiftSettings: strict),
+        .testTarget(name: "ReplicatedCoreTests", dependencies: ["ReplicatedCore"], swiftSettings: strict),
+        .testTarget(name: "ReplicatedStoreTests", dependencies: ["ReplicatedStore", "ReplicatedCore", "Domain"], swiftSettings: strict),
         .testTarget(name: "ConsensusTests", dependencies: ["Consensus"], swiftSettings: strict),
         .testTarget(name: "ConsensusStorageTests", dependencies: ["ConsensusStorage", "Consensus"], swiftSettings: strict),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Consensus"], swiftSettings: strict),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Consensus", "ReplicatedCore"], swiftSettings: strict),
         .testTarget(name: "ServicesTests", dependencies: ["Services", "Consensus", "Domain"], swiftSettings: strict),
         .testTarget(name: "AdminAPITests", dependencies: ["AdminAPI", "Services"], swiftSettings: strict),
         .testTarget(
             name: "HTTPAPITests",
             dependencies: [
-                "HTTPAPI", "Services", "Consensus", "Domain", "ReplicatedStore",
+                "HTTPAPI", "Services", "Consensus", "Domain", "ReplicatedCore", "ReplicatedStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -1,5 +1,6 @@
 import Domain
 import Foundation
+import ReplicatedCore
 import Services
 import AdminAPI
 import ReplicatedStore

@@ -7,6 +7,7 @@ import Mesh
 import NIOCore
 import NIOPosix
 import PKI
+import ReplicatedCore
 import ReplicatedStore
 import ServiceLifecycle
 import Services
@@ -49,7 +50,7 @@ public final class MeshNode: Sendable {
     /// Wakes every peer link after a local write.
     let signals: WriteSignals
     /// Told of every change batch applied from a peer (the bench load notes its rows' arrival).
-    let batchObservers = Mutex<[@Sendable (ReplicatedStore.ChangeBatch) -> Void]>([])
+    let batchObservers = Mutex<[@Sendable (ReplicatedCore.ChangeBatch) -> Void]>([])
     /// The admin API's commands (`nodeCommands`, and any the composition adds).
     let adminCommands = Mutex(AdminCommandTable())
     /// This node's metrics (a registry of its own; `GET /metrics` when the config has `metrics`).
@@ -61,7 +62,7 @@ public final class MeshNode: Sendable {
         var inboundSessions = 0
         var lastContactNanos: UInt64?
         var estimator = ClockOffsetEstimator()
-        var acked: ReplicatedStore.VersionVector?
+        var acked: ReplicatedCore.VersionVector?
         var lastVectorNanos: UInt64?
         var changesSent = 0
         var batchesReceived = 0
@@ -207,7 +208,7 @@ public final class MeshNode: Sendable {
     }
 
     /// Calls `observe` with every change batch applied from a peer, from then on.
-    package func observeAppliedBatches(_ observe: @escaping @Sendable (ReplicatedStore.ChangeBatch) -> Void) {
+    package func observeAppliedBatches(_ observe: @escaping @Sendable (ReplicatedCore.ChangeBatch) -> Void) {
         batchObservers.withLock { $0.append(observe) }
     }
 

@@ -5,6 +5,7 @@ import Logging
 import Mesh
 import NIOCore
 import PKI
+import ReplicatedCore
 import ReplicatedStore
 import X509
 

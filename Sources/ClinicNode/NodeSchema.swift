@@ -1,4 +1,5 @@
 import Domain
+import ReplicatedCore
 import ReplicatedStore
 
 /// The replicated tables a node holds for now (the demo's): departments, practitioners, patients,

@@ -3,18 +3,19 @@ import Services
 import Logging
 import Mesh
 import NIOCore
+import ReplicatedCore
 import ReplicatedStore
 import Synchronization
 
 /// Conversions between the store's version vector and the mesh's wire entries.
 enum WireVector {
-    static func entries(_ vector: ReplicatedStore.VersionVector) -> [VersionEntry] {
+    static func entries(_ vector: ReplicatedCore.VersionVector) -> [VersionEntry] {
         vector.sortedEntries.map { VersionEntry(nodeID: $0.origin.node, incarnation: $0.origin.incarnation, seq: $0.seq) }
     }
 
     /// A peer's entries as a store vector; repeated origins keep their highest sequence.
-    static func vector(_ entries: [VersionEntry]) -> ReplicatedStore.VersionVector {
-        var vector = ReplicatedStore.VersionVector()
+    static func vector(_ entries: [VersionEntry]) -> ReplicatedCore.VersionVector {
+        var vector = ReplicatedCore.VersionVector()
         for entry in entries where !entry.nodeID.isEmpty && entry.seq <= UInt64(Int64.max) {
             let origin = OriginID(node: entry.nodeID, incarnation: entry.incarnation)
             vector[origin] = max(vector[origin], entry.seq)
@@ -47,7 +48,7 @@ struct LinkSender {
     var pending: [Pending] = []
     var inFlightBatches = 0
     /// What the peer has, as far as this side knows (acknowledged, plus batches sent since).
-    var sent: ReplicatedStore.VersionVector?
+    var sent: ReplicatedCore.VersionVector?
     var lastProbeNanos: UInt64 = 0
 }
 
@@ -262,7 +263,7 @@ extension MeshNode {
             case .versionVector:
                 try await sendOwnVector(session)
             case .changeBatch(let wire):
-                let batch: ReplicatedStore.ChangeBatch
+                let batch: ReplicatedCore.ChangeBatch
                 do {
                     batch = try ChangeBatchCodec.decodeCompressed(wire.batch)
                 } catch {

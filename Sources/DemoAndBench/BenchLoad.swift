@@ -2,6 +2,7 @@ import Foundation
 import ClinicNode
 import Services
 import Synchronization
+import ReplicatedCore
 import ReplicatedStore
 import ServiceLifecycle
 
@@ -68,7 +69,7 @@ package final class BenchLoad: Sendable {
         try? await gracefulShutdown()
     }
 
-    private func noteArrivals(_ batch: ReplicatedStore.ChangeBatch) {
+    private func noteArrivals(_ batch: ReplicatedCore.ChangeBatch) {
         let now = Self.wallMicros()
         let keys = batch.changes.filter { $0.table == "slot" && $0.column == ReplicaSchema.aliveColumn && $0.key.hasPrefix(Self.prefix) }.map(\.key)
         guard !keys.isEmpty else { return }

@@ -4,6 +4,7 @@ import Foundation
 import AdminAPI
 import ClinicNode
 import Services
+import ReplicatedCore
 import ReplicatedStore
 
 /// Demo data for the three example departments (内科, 外科, 儿科): doctors of every title, a week

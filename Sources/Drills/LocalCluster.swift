@@ -4,6 +4,7 @@ import Consensus
 import Foundation
 import Mesh
 import PKI
+import ReplicatedCore
 import ReplicatedStore
 import Synchronization
 

@@ -1,4 +1,5 @@
 import LZ4
+import ReplicatedCore
 
 /// The binary form of a `ChangeBatch`, as it goes over the wire (usually LZ4-compressed).
 ///

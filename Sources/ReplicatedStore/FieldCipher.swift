@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ReplicatedCore
 
 /// Seals personal data (resident ID, mobile, name) with AES-256-GCM once, at the node that writes
 /// it; replicas store and forward the ciphertext and never need to re-encrypt.

@@ -1,16 +1,16 @@
 import Foundation
 import GRDB
+import ReplicatedCore
 
-/// One row as the merge sees it: every column (live or not), the existence register and the clock.
+/// One row as stored: every column (live or not), the existence register and the packed clock.
 struct RowState {
     let key: String
     var existsInDatabase: Bool
     var values: [ColumnValue]
     var alive: Int64
-    var clock: RowClock
+    var clock: PackedRowClock
 
-    /// `crdt_alive` values: 0 deleted, 1 inserted again after a delete, 2 created where no row was known.
-    static let deleted: Int64 = 0, reinserted: Int64 = 1, created: Int64 = 2
+    static let deleted = RowExistence.deleted, reinserted = RowExistence.reinserted, created = RowExistence.created
 
     static func load(_ db: Database, _ info: TableInfo, key: String) throws -> RowState {
         let statement = try db.cachedStatement(sql: info.selectSQL)
@@ -21,10 +21,10 @@ struct RowState {
             for i in 0..<count { values.append(ColumnValue(row[i] as DatabaseValue)) }
             let clockBytes: [UInt8] = (row[count + 1] as Data?).map { [UInt8]($0) } ?? []
             return RowState(key: key, existsInDatabase: true, values: values,
-                            alive: row[count], clock: try RowClock(decoding: clockBytes))
+                            alive: row[count], clock: try PackedRowClock(decoding: clockBytes))
         }
         return RowState(key: key, existsInDatabase: false, values: Array(repeating: .null, count: count),
-                        alive: deleted, clock: RowClock())
+                        alive: deleted, clock: PackedRowClock())
     }
 }
 
@@ -32,13 +32,6 @@ struct RowState {
 struct OperationRef: Hashable {
     let origin: UInt32
     let seq: UInt64
-}
-
-/// A change after name resolution: the column's slot in the row clock.
-struct SlotChange {
-    let slot: UInt16
-    let value: ColumnValue
-    let version: ChangeVersion
 }
 
 /// The work of one write transaction: merging changes into rows, logging them, advancing the HLC.
@@ -77,7 +70,7 @@ final class Merger {
         return ref
     }
 
-    func version(of entry: RowClock.Entry) throws -> ChangeVersion {
+    func version(of entry: PackedRowClock.Entry) throws -> ChangeVersion {
         guard let origin = state.origins[entry.origin] else {
             throw StoreError(.corruptMetadata, zh: "行版本引用了未知来源 \(entry.origin)；请从其他节点重建本节点。",
                              en: "a row clock names unknown origin \(entry.origin); rebuild this node from a peer.")
@@ -102,34 +95,35 @@ final class Merger {
         written.insert(RowRef(table: info.table.name, key: row.key))
     }
 
-    /// Last-writer-wins per column, the existence register included. Returns the operations
-    /// (origin, seq) that now own at least one column, which the log must be able to serve.
-    func merge(_ row: inout RowState, _ changes: [SlotChange]) throws -> (won: Int, lost: Int, duplicate: Int) {
-        var won = 0, lost = 0, duplicate = 0
-        for change in changes {
-            if let current = row.clock[change.slot] {
-                let currentVersion = try version(of: current)
-                if change.version == currentVersion { duplicate += 1; continue }
-                if change.version < currentVersion { lost += 1; continue }
-            }
-            let ref = try originRef(change.version.origin)
-            row.clock[change.slot] = RowClock.Entry(hlc: change.version.hlc.rawValue, origin: ref, seq: change.version.seq)
-            if change.slot == RowClock.aliveSlot {
-                row.alive = change.value.integer ?? RowState.deleted
+    /// The row as the pure merge sees it: its clock with origins named, not numbered.
+    func mergeRow(_ row: RowState) throws -> MergeRow {
+        var clock = RowClock()
+        for (slot, entry) in row.clock.entries { clock[slot] = try version(of: entry) }
+        return MergeRow(values: row.values, alive: row.alive, clock: clock)
+    }
+
+    /// Last-writer-wins per column, the existence register included (`RowMerge.decide`); writes
+    /// the winners into the row.
+    func merge(_ row: inout RowState, _ changes: [SlotChange]) throws -> RowMergeDecision {
+        let decision = RowMerge.decide(try mergeRow(row), changes)
+        for write in decision.writes {
+            let ref = try originRef(write.version.origin)
+            row.clock[write.slot] = PackedRowClock.Entry(hlc: write.version.hlc.rawValue, origin: ref, seq: write.version.seq)
+            if write.slot == PackedRowClock.aliveSlot {
+                row.alive = write.value.integer ?? RowState.deleted
             } else {
-                row.values[Int(change.slot)] = change.value
+                row.values[Int(write.slot)] = write.value
             }
-            won += 1
         }
-        return (won, lost, duplicate)
+        return decision
     }
 
     /// Applies changes to one row, logs the operations that now own a column, and forgets the
     /// operations that no longer own any (each operation writes one row, so that is exact).
-    func mergeAndSave(_ info: TableInfo, _ row: inout RowState, _ changes: [SlotChange]) throws -> (won: Int, lost: Int, duplicate: Int) {
+    func mergeAndSave(_ info: TableInfo, _ row: inout RowState, _ changes: [SlotChange]) throws -> RowMergeDecision {
         let before = row.clock
         let outcome = try merge(&row, changes)
-        guard outcome.won > 0 else { return outcome }
+        guard outcome.applied > 0 else { return outcome }
         try saveRow(info, &row)
         var gained: Set<OperationRef> = []
         var displaced: Set<OperationRef> = []
@@ -152,9 +146,9 @@ final class Merger {
     /// The common case when a node catches up: the row is new here. Merges the changes in memory
     /// and inserts the row without reading first; returns nil if the row already exists, and the
     /// caller takes the general path.
-    func insertIfNew(_ info: TableInfo, key: String, _ changes: [SlotChange]) throws -> (won: Int, lost: Int, duplicate: Int)? {
+    func insertIfNew(_ info: TableInfo, key: String, _ changes: [SlotChange]) throws -> RowMergeDecision? {
         var row = RowState(key: key, existsInDatabase: false, values: Array(repeating: .null, count: info.table.columns.count),
-                           alive: RowState.deleted, clock: RowClock())
+                           alive: RowState.deleted, clock: PackedRowClock())
         let outcome = try merge(&row, changes)
         try saveRow(info, &row)
         guard db.changesCount > 0 else { return nil }
@@ -223,7 +217,7 @@ public final class LocalWriter {
         for name in values.keys where info.table.columnIndex(name) == nil { throw StoreError.unknownColumn(name, table: table) }
         let version = merger.nextLocalVersion()
         let kind = row.existsInDatabase ? RowState.reinserted : RowState.created
-        var changes = [SlotChange(slot: RowClock.aliveSlot, value: .integer(kind), version: version)]
+        var changes = [SlotChange(slot: PackedRowClock.aliveSlot, value: .integer(kind), version: version)]
         for (i, column) in info.table.columns.enumerated() {
             changes.append(SlotChange(slot: UInt16(i), value: try seal(values[column.name] ?? .null, column, table, key), version: version))
         }
@@ -264,7 +258,7 @@ public final class LocalWriter {
         var row = try merger.loadRow(info, key: key)
         guard row.alive != RowState.deleted else { throw Self.missing(table, key) }
         let version = merger.nextLocalVersion()
-        _ = try merger.mergeAndSave(info, &row, [SlotChange(slot: RowClock.aliveSlot, value: .integer(RowState.deleted), version: version)])
+        _ = try merger.mergeAndSave(info, &row, [SlotChange(slot: PackedRowClock.aliveSlot, value: .integer(RowState.deleted), version: version)])
         return version
     }
 

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import ReplicatedCore
 
 extension Replica {
     /// A live row with personal data opened, or nil if there is none with that key.
@@ -63,9 +64,9 @@ extension Replica {
                     var w = ByteWriter()
                     w.string(key)
                     w.varint(UInt64(bitPattern: row.alive))
-                    let slots = [RowClock.aliveSlot] + (0..<UInt16(info.table.columns.count))
+                    let slots = [PackedRowClock.aliveSlot] + (0..<UInt16(info.table.columns.count))
                     for slot in slots {
-                        if slot != RowClock.aliveSlot { w.value(row.values[Int(slot)]) }
+                        if slot != PackedRowClock.aliveSlot { w.value(row.values[Int(slot)]) }
                         if let entry = row.clock[slot], let origin = origins[entry.origin] {
                             w.byte(1)
                             w.fixed64(entry.hlc)

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ReplicatedCore
 
 extension Replica {
     /// The newest hybrid logical clock stamp this replica has issued or seen (for heartbeats).

@@ -1,5 +1,6 @@
 import Crypto
 import GRDB
+import ReplicatedCore
 
 /// What merging a batch did, for logs, metrics and tests.
 public struct ApplyReport: Sendable, Equatable {
@@ -116,7 +117,7 @@ extension Replica {
         var out: [Change] = []
         for (slot, entry) in row.clock.entries where entry.origin == ref && entry.seq == seq {
             let version = ChangeVersion(hlc: HLCTimestamp(rawValue: entry.hlc), origin: origin, seq: seq)
-            if slot == RowClock.aliveSlot {
+            if slot == PackedRowClock.aliveSlot {
                 out.append(Change(table: info.table.name, key: row.key, column: ReplicaSchema.aliveColumn, value: .integer(row.alive), version: version))
             } else if Int(slot) < info.table.columns.count {
                 out.append(Change(table: info.table.name, key: row.key, column: info.table.columns[Int(slot)].name,
@@ -174,7 +175,7 @@ extension Merger {
                 let slot: UInt16
                 if change.column == ReplicaSchema.aliveColumn,
                    let v = change.value.integer, (RowState.deleted...RowState.created).contains(v) {
-                    slot = RowClock.aliveSlot
+                    slot = PackedRowClock.aliveSlot
                 } else if let index = info.slots[change.column],
                           !info.table.columns[index].encrypted || FieldCipher.looksSealed(change.value) {
                     slot = UInt16(index)
@@ -194,21 +195,21 @@ extension Merger {
             }
             guard !slotChanges.isEmpty else { continue }
             if let outcome = try insertIfNew(info, key: rowKey.key, slotChanges) {
-                report.applied += outcome.won
-                report.duplicates += outcome.duplicate
-                report.superseded += outcome.lost
+                report.applied += outcome.applied
+                report.duplicates += outcome.duplicates
+                report.superseded += outcome.superseded
                 continue
             }
             var row = try loadRow(info, key: rowKey.key)
-            let conflicts = try creationConflicts(info, row, slotChanges)
             let outcome = try mergeAndSave(info, &row, slotChanges)
-            report.applied += outcome.won
-            report.superseded += outcome.lost
-            report.duplicates += outcome.duplicate
+            report.applied += outcome.applied
+            report.superseded += outcome.superseded
+            report.duplicates += outcome.duplicates
             // Before any review item is written, so it is stamped after what it reports.
             _ = state.hlc.receive(newest, wallMillis: wallMillis)
-            for conflict in conflicts where try ReviewItems.record(conflict, merger: self) {
-                report.reviewItems += 1
+            for conflict in outcome.conflicts {
+                let item = ReviewItem(table: info.table.name, key: row.key, column: info.table.columns[Int(conflict.slot)].name, conflict: conflict)
+                if try ReviewItems.record(item, merger: self) { report.reviewItems += 1 }
             }
         }
         try flushLog()
@@ -261,34 +262,9 @@ extension Merger {
             try statement.execute(arguments: [Int64(bitPattern: seq), Int64(try originRef(origin))])
         }
     }
-
-    /// Two nodes that each created the same identity (neither knew of the other's row) with a
-    /// different value in a column that neither has edited since: a person must look at it.
-    func creationConflicts(_ info: TableInfo, _ row: RowState, _ changes: [SlotChange]) throws -> [CreationConflict] {
-        guard row.alive == RowState.created, let localEntry = row.clock[RowClock.aliveSlot],
-              let incoming = changes.first(where: { $0.slot == RowClock.aliveSlot && $0.value == .integer(RowState.created) })
-        else { return [] }
-        let local = try version(of: localEntry)
-        guard local.origin.node != incoming.version.origin.node else { return [] }
-        var conflicts: [CreationConflict] = []
-        for change in changes where change.version == incoming.version && change.slot != RowClock.aliveSlot {
-            guard row.clock[change.slot] == localEntry, row.values[Int(change.slot)] != change.value else { continue }
-            conflicts.append(CreationConflict(table: info.table.name, key: row.key, column: info.table.columns[Int(change.slot)].name,
-                                              first: (local, row.values[Int(change.slot)]), second: (incoming.version, change.value)))
-        }
-        return conflicts
-    }
 }
 
 struct RowKey: Hashable {
     let table: String
     let key: String
-}
-
-struct CreationConflict {
-    let table: String
-    let key: String
-    let column: String
-    let first: (version: ChangeVersion, value: ColumnValue)
-    let second: (version: ChangeVersion, value: ColumnValue)
 }

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Logging
+import ReplicatedCore
 import Synchronization
 
 /// One node's SQLite replica: owns the single connection pool, runs the append-only migrations,

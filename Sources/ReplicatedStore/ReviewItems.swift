@@ -1,6 +1,5 @@
-import Crypto
-import Foundation
 import GRDB
+import ReplicatedCore
 
 /// Disagreements a person must settle: two nodes created the same identity (same patient, same
 /// schedule) with different values. The merge still converges (the later creation wins each
@@ -11,7 +10,7 @@ import GRDB
 /// never change; what a person decides goes into a second table that only people write, so a
 /// replica that notices the conflict late cannot reopen an item already settled.
 public enum ReviewItems {
-    static let table = ReplicatedTable("crdt_review", columns: [
+    static let table = ReplicatedTable(ReviewItem.table, columns: [
         .init("tbl", .text), .init("row_key", .text), .init("col", .text),
         .init("node_a", .text), .init("value_a", .blob), .init("node_b", .text), .init("value_b", .blob),
     ])
@@ -32,18 +31,11 @@ public enum ReviewItems {
         public let note: String?
     }
 
-    /// Writes the item unless this replica has it already. Returns true if it was new here.
-    static func record(_ conflict: CreationConflict, merger: Merger) throws -> Bool {
-        let (a, b) = conflict.first.version < conflict.second.version ? (conflict.first, conflict.second) : (conflict.second, conflict.first)
-        let identity = [conflict.table, conflict.key, conflict.column, a.version.description, b.version.description].joined(separator: "\u{0}")
-        let id = SHA256.hash(data: Data(identity.utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
+    /// Writes the item unless this replica has a row under its key already. Returns true if it was new here.
+    static func record(_ item: ReviewItem, merger: Merger) throws -> Bool {
         guard let info = merger.replica.tables[table.name] else { return false }
-        guard !(try merger.loadRow(info, key: id)).existsInDatabase else { return false }
-        try LocalWriter(merger: merger).insert(table.name, key: id, values: [
-            "tbl": .text(conflict.table), "row_key": .text(conflict.key), "col": .text(conflict.column),
-            "node_a": .text(a.version.origin.node), "value_a": a.value,
-            "node_b": .text(b.version.origin.node), "value_b": b.value,
-        ])
+        guard !(try merger.loadRow(info, key: item.id)).existsInDatabase else { return false }
+        try LocalWriter(merger: merger).insert(table.name, key: item.id, values: item.values)
         return true
     }
 }

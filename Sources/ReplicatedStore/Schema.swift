@@ -5,7 +5,7 @@ import GRDB
 ///
 /// On disk the table holds every row it has ever seen, live or deleted, plus two columns of its
 /// own: `crdt_alive` (0 deleted, 1 re-inserted after a delete, 2 created) and `crdt_clock` (the
-/// version of every column, see `RowClock`). Read live rows with `WHERE crdt_alive > 0`, or through
+/// version of every column, see `PackedRowClock`). Read live rows with `WHERE crdt_alive > 0`, or through
 /// the view `<name>_live` that every replicated table gets.
 public struct ReplicatedTable: Sendable, Hashable {
     public enum ColumnType: String, Sendable, Hashable {

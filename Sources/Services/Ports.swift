@@ -1,4 +1,5 @@
 import Consensus
+import ReplicatedCore
 import ReplicatedStore
 import Synchronization
 

@@ -55,6 +55,9 @@ public struct CampaignSummary: Sendable, Codable {
     public var figure8_histories = 0
     public var hotspot_seeds = 0
     public var client_retries = 0
+    public var replica_writes = 0
+    public var replica_batches = 0
+    public var review_items = 0
     public var election_ms: Distribution = Distribution([])
     public var failover_ms: Distribution = Distribution([])
     public var takeover_ms: Distribution = Distribution([])
@@ -124,6 +127,9 @@ public func summarize(_ rs: [SeedResult], options: SimOptions) -> CampaignSummar
         s.figure8_histories += t.figure8Histories
         s.hotspot_seeds += t.hotspot ? 1 : 0
         s.client_retries += t.clientRetries
+        s.replica_writes += t.replicaWrites
+        s.replica_batches += t.replicaBatches
+        s.review_items += t.reviewItems
         el += t.electionMs; fo += t.failoverMs; to += t.takeoverMs
         if let f = r.failure {
             s.failures += 1

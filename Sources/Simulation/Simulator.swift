@@ -1,8 +1,10 @@
 // Deterministic whole-cluster simulator: N nodes run the real RaftNode, ClusterState, BookingNode
-// and LeaseManager in one thread, under a virtual clock, a faulty network, pauses, crashes and
-// lost un-fsynced writes. Every random choice comes from one SplitMix64 seeded by the run's seed.
+// and LeaseManager, and a replica of the replicated records each (`Replication.swift`), in one
+// thread, under a virtual clock, a faulty network, pauses, crashes and lost un-fsynced writes.
+// Every random choice comes from SplitMix64 generators seeded by the run's seed.
 
 import Consensus
+import ReplicatedCore
 
 public enum BugSwitch: String, Sendable, CaseIterable {
     case voteTwice = "vote-twice"
@@ -13,6 +15,8 @@ public enum BugSwitch: String, Sendable, CaseIterable {
     case commitEarlierTerm = "commit-earlier-term"
     case bookAfterRestart = "book-after-restart"
     case acceptReplyBeforeDurable = "accept-reply-before-durable"
+    /// The CRDT merge: on equal HLC stamps the change merged last wins, whichever node wrote it.
+    case mergeTieIgnoresNode = "merge-tie-ignores-node"
 }
 
 public struct SimOptions: Sendable {
@@ -67,6 +71,10 @@ public struct SimStats: Sendable, Codable {
     public var electionMs: [UInt64] = []
     public var failoverMs: [UInt64] = []
     public var takeoverMs: [UInt64] = []
+    /// Replicated records (`Replication.swift`).
+    public var replicaWrites = 0
+    public var replicaBatches = 0
+    public var reviewItems = 0
 }
 
 public struct SimFailure: Error, Sendable, Codable, CustomStringConvertible {
@@ -107,6 +115,9 @@ enum EventKind {
     /// Faults stopped `livenessDeadlineMs` ago: the liveness check, then probes and retries.
     case quiet
     case quietDeadline
+    case replicaWrite
+    case antiEntropy(Int, life: Int)
+    case replicate(to: Int, from: Int, ReplicationMessage)
 }
 
 enum Fault {
@@ -191,14 +202,19 @@ final class SimNode {
     var campaignSinceUs: UInt64?
     /// Ticks over the whole run, every process of this node: its clock allows no more.
     var ticked: UInt64 = 0
+    /// Replicated records: durable at every commit, so a crash loses none of it.
+    var replica: MemoryReplica
+    let replicaClockOffsetMs: Int64
 
     var raft: ClusterRaft { core.raft }
     var cluster: ClusterState { core.cluster }
     var booking: BookingNode { core.booking }
 
-    init(idx: Int, id: NodeID, drift: Double, offset: UInt64, core: ConsensusCore) {
+    init(idx: Int, id: NodeID, drift: Double, offset: UInt64, core: ConsensusCore, replica: MemoryReplica, replicaClockOffsetMs: Int64) {
         self.idx = idx; self.id = id; self.drift = drift; self.clockOffsetUs = offset
         self.core = core
+        self.replica = replica
+        self.replicaClockOffsetMs = replicaClockOffsetMs
     }
 
     /// This node's monotonic clock in ms: drifts from true time, keeps running while paused.
@@ -209,6 +225,8 @@ public final class ClusterSimulation {
     let seed: UInt64
     let opt: SimOptions
     var rng: SplitMix64
+    /// The replicas' own random choices (`Replication.swift`).
+    var replicationRng: SplitMix64
     var queue = EventQueue()
     var now: UInt64 = 0
     var seqNo: UInt64 = 0
@@ -269,12 +287,14 @@ public final class ClusterSimulation {
         self.seed = seed
         self.opt = options
         self.rng = SplitMix64(seed: seed)
+        self.replicationRng = SplitMix64(seed: seed ^ 0x7265_706C_6963_6173)
         self.blockedLink = Array(repeating: Array(repeating: false, count: options.nodes), count: options.nodes)
         self.flapping = Array(repeating: false, count: options.nodes)
         let ids = (1...options.nodes).map { NodeID("n\($0)") }
         bootstrap = ClusterConfig(voters: Array(ids.prefix(options.initialVoters)), learners: Array(ids.dropFirst(options.initialVoters)))
         var ro = RaftConfig()
         var bo = BookingOptions()
+        var mergeRules = MergeRules()
         bo.retryTicks = 20 // re-send unanswered accepts every 200 ms
         #if CLINICMESH_BUG_SWITCHES
         switch options.bug {
@@ -286,6 +306,7 @@ public final class ClusterSimulation {
         case .commitEarlierTerm: ro.bugCommitEarlierTerm = true
         case .bookAfterRestart: bo.bugBookAfterRestart = true
         case .acceptReplyBeforeDurable: bo.bugAcceptReplyBeforeDurable = true
+        case .mergeTieIgnoresNode: mergeRules.bugTieBreakIgnoresNode = true
         case nil: break
         }
         #endif
@@ -300,7 +321,9 @@ public final class ClusterSimulation {
             index[id] = i
             let drift = 1.0 + (Double(rng.below(2001)) / 1000.0 - 1.0) * options.maxDrift
             let offset = rng.below(1_000_000_000)
-            let n = SimNode(idx: i, id: id, drift: drift, offset: offset, core: makeCore(i, id: id, incarnation: 1))
+            let replica = MemoryReplica(origin: OriginID(node: id.rawValue, incarnation: 1), tables: simTables, rules: mergeRules)
+            let n = SimNode(idx: i, id: id, drift: drift, offset: offset, core: makeCore(i, id: id, incarnation: 1),
+                            replica: replica, replicaClockOffsetMs: replicationRng.chance(0.6) ? 0 : Int64(1 + replicationRng.below(300)))
             nodes.append(n)
         }
         hotspot = options.hotspot ?? rng.chance(0.35)
@@ -333,6 +356,7 @@ public final class ClusterSimulation {
         schedule(100_000, .checkpoint)
         schedule(3_000_000 + rng.below(2_000_000), .membership)
         if opt.faults { planFaults() }
+        startReplication()
         let faultEndUs = opt.faultMs * 1000
         schedule(faultEndUs, .fault(.healAll))
         livenessAtUs = faultEndUs + opt.livenessDeadlineMs * 1000
@@ -352,6 +376,7 @@ public final class ClusterSimulation {
         if failure == nil { checkTickRates() }
         if failure == nil { checkReleasedClaims() }
         if failure == nil { checkReplicasAgree() }
+        if failure == nil { checkReplicatedTablesConverge() }
         stats.simulatedMs = now / 1000
         trace.add(UInt64(acked.count))
         return SeedResult(seed: seed, failure: failure, traceHash: trace.value, stats: stats)
@@ -461,6 +486,19 @@ public final class ClusterSimulation {
             if failure == nil { startQuietChecks() }
         case .quietDeadline:
             checkQuietAnswers()
+        case .replicaWrite:
+            replicaWrite()
+        case .antiEntropy(let i, let life):
+            let n = nodes[i]
+            guard n.up, n.life == life else { return }
+            if n.paused { n.deferred.append(k); return }
+            startAntiEntropy(n)
+            schedule(now + 150_000 + replicationRng.below(200_000), .antiEntropy(i, life: n.life))
+        case .replicate(let to, let from, let m):
+            let n = nodes[to]
+            guard n.up else { return }
+            if n.paused { n.deferred.append(k); return }
+            receiveReplication(n, from: from, m)
         }
     }
 
@@ -730,6 +768,7 @@ public final class ClusterSimulation {
         n.campaignSinceUs = nil
         hashEvent(8, n.idx)
         schedule(now + 1_000, .tick(n.idx, life: n.life))
+        schedule(now + 1_000 + replicationRng.below(300_000), .antiEntropy(n.idx, life: n.life))
     }
 
     // MARK: Disk

@@ -5,6 +5,7 @@ import Drills
 import Foundation
 import Mesh
 import PKI
+import ReplicatedCore
 import ReplicatedStore
 import Testing
 #if canImport(Glibc)

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Mesh
 import PKI
+import ReplicatedCore
 import ReplicatedStore
 import Synchronization
 import Testing

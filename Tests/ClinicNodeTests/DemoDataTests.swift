@@ -3,6 +3,7 @@
 @testable import AdminAPI
 @testable import Services
 import Foundation
+import ReplicatedCore
 import ReplicatedStore
 import Testing
 

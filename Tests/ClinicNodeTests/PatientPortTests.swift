@@ -9,6 +9,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import NIOTLS
+import ReplicatedCore
 import ReplicatedStore
 import Synchronization
 import Testing

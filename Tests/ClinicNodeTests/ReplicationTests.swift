@@ -5,6 +5,7 @@ import Foundation
 import GRDB
 import Mesh
 import PKI
+import ReplicatedCore
 import ReplicatedStore
 import Testing
 

@@ -5,6 +5,7 @@ import InMemoryLogging
 import Logging
 import Mesh
 import PKI
+import ReplicatedCore
 import ReplicatedStore
 import ServiceLifecycle
 

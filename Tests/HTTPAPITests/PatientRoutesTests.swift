@@ -5,6 +5,7 @@ import Foundation
 @testable import HTTPAPI
 import Hummingbird
 import HummingbirdTesting
+import ReplicatedCore
 import ReplicatedStore
 @testable import Services
 import Synchronization

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ReplicatedCore
 import Testing
 @testable import ReplicatedStore
 

@@ -1,3 +1,4 @@
+import ReplicatedCore
 import Testing
 @testable import ReplicatedStore
 

@@ -1,4 +1,5 @@
 import Foundation
+import ReplicatedCore
 import Testing
 @testable import ReplicatedStore
 

@@ -1,5 +1,6 @@
 import Crypto
 import Domain
+import ReplicatedCore
 import Testing
 @testable import ReplicatedStore
 

@@ -39,6 +39,22 @@ import Testing
         #expect(r.stats.elections >= 1)
         #expect(r.stats.takeovers >= o.blocks)
         #expect(r.stats.bookingsAcked > 0)
+        #expect(r.stats.replicaWrites > 20 && r.stats.replicaBatches > 0)
+    }
+
+    /// A write that reached one replica only (and no anti-entropy since) is a divergence.
+    @Test func replicasThatDivergeAreCaught() throws {
+        var o = SimOptions()
+        o.faults = false
+        o.faultMs = 3_000
+        let s = ClusterSimulation(seed: 7, options: o)
+        #expect(s.run().failure == nil)
+        s.checkReplicatedTablesConverge()
+        #expect(s.failure == nil)
+        try s.nodes[2].replica.upsert("practitioner", key: "practitioner-0", values: ["title": "住院医师"], wallMillis: s.replicaWallMs(s.nodes[2]))
+        s.checkReplicatedTablesConverge()
+        #expect(s.failure?.rule == "replicas converge after the quiet", "\(s.failure.map(String.init(describing:)) ?? "passed")")
+        #expect(s.failure?.detail.hasPrefix("practitioner[practitioner-0]: n1 has alive") == true)
     }
 
     /// CI's run: at least 500 seeds of a 5-node cluster with every fault. Prints failing seeds.
@@ -56,6 +72,7 @@ import Testing
         // The faults really happened.
         #expect(s.crashes > 100 && s.pauses > 100 && s.partitions > 100 && s.takeovers > s.seeds && s.voter_changes > 0)
         #expect(s.protocol_point_crashes > 300 && s.disk_stalls > 100 && s.figure8_histories > 50 && s.hotspot_seeds > 100 && s.client_retries > s.seeds)
+        #expect(s.replica_writes > s.seeds * 100 && s.replica_batches > s.seeds * 100 && s.review_items > s.seeds)
     }
 
     /// The shape a hospital runs: three nodes, one per department. Here two nodes restarting

@@ -2,6 +2,7 @@ import Consensus
 import Crypto
 import Domain
 import Foundation
+import ReplicatedCore
 import ReplicatedStore
 import Synchronization
 

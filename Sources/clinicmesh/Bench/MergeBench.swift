@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GRDB
+import ReplicatedCore
 import ReplicatedStore
 
 /// `clinicmesh bench merge`: the cost of merging remote changes against writing the same rows

@@ -1,11 +1,13 @@
-/// The version of every column of one row, packed into the row's `crdt_clock` BLOB so that a merge
-/// reads and writes one row, not one metadata row per column.
+import ReplicatedCore
+
+/// A `RowClock` as the row's `crdt_clock` BLOB holds it, so that a merge reads and writes one row,
+/// not one metadata row per column.
 ///
 /// Each entry is 22 bytes: `u16 column slot | u64 hlc | u32 origin (local id) | u64 seq`, little
 /// endian. Slot `RowClock.aliveSlot` is the row's existence register. Origin ids are local to this
 /// database (`crdt_origin.id`); anything that leaves the node uses `OriginID` instead.
-struct RowClock: Equatable {
-    static let aliveSlot: UInt16 = .max
+struct PackedRowClock: Equatable {
+    static let aliveSlot = RowClock.aliveSlot
     static let entrySize = 22
 
     struct Entry: Equatable {
@@ -33,7 +35,7 @@ struct RowClock: Equatable {
         }
     }
 
-    static func == (a: RowClock, b: RowClock) -> Bool {
+    static func == (a: PackedRowClock, b: PackedRowClock) -> Bool {
         a.entries.elementsEqual(b.entries) { $0.slot == $1.slot && $0.entry == $1.entry }
     }
 

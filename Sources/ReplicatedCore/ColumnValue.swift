@@ -1,6 +1,3 @@
-import Foundation
-import GRDB
-
 /// A SQLite value as it travels between replicas. Equality is exact (bit-for-bit for reals), which
 /// is what "replicas converge to identical tables" needs.
 public enum ColumnValue: Hashable, Sendable, CustomStringConvertible {
@@ -16,7 +13,7 @@ public enum ColumnValue: Hashable, Sendable, CustomStringConvertible {
         case .integer(let v): String(v)
         case .real(let v): String(v)
         case .text(let v): "'\(v)'"
-        case .blob(let v): "x'\(v.map { String(format: "%02x", $0) }.joined())'"
+        case .blob(let v): "x'\(hex(v))'"
         }
     }
 
@@ -41,26 +38,6 @@ public enum ColumnValue: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    public var databaseValue: DatabaseValue {
-        switch self {
-        case .null: .null
-        case .integer(let v): v.databaseValue
-        case .real(let v): v.databaseValue
-        case .text(let v): v.databaseValue
-        case .blob(let v): Data(v).databaseValue
-        }
-    }
-
-    public init(_ value: DatabaseValue) {
-        switch value.storage {
-        case .null: self = .null
-        case .int64(let v): self = .integer(v)
-        case .double(let v): self = .real(v)
-        case .string(let v): self = .text(v)
-        case .blob(let v): self = .blob([UInt8](v))
-        }
-    }
-
     public var text: String? { if case .text(let v) = self { v } else { nil } }
     public var integer: Int64? { if case .integer(let v) = self { v } else { nil } }
     public var blob: [UInt8]? { if case .blob(let v) = self { v } else { nil } }
@@ -70,4 +47,15 @@ extension ColumnValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, 
     public init(stringLiteral value: String) { self = .text(value) }
     public init(integerLiteral value: Int64) { self = .integer(value) }
     public init(nilLiteral: ()) { self = .null }
+}
+
+/// Lower-case hex, two digits a byte.
+func hex(_ bytes: some Sequence<UInt8>) -> String {
+    let digits = Array("0123456789abcdef")
+    var out = ""
+    for b in bytes {
+        out.append(digits[Int(b >> 4)])
+        out.append(digits[Int(b & 0x0f)])
+    }
+    return out
 }
