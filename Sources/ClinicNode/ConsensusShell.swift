@@ -107,10 +107,6 @@ final class ConsensusShell: Sendable {
         }
         let core = ConsensusCore(id: NodeID(id), incarnation: incarnation, bootstrap: bootstrap, options: options,
                                  restoringRaft: restored, restoringBooking: bookingLog.state)
-        var view = BookingView()
-        view.update(from: core, changed: [], records: [], all: true)
-        self.published = Mutex(view)
-        self.publishedCluster = Mutex(ClusterView(core))
         self.core = NIOLockedValueBox(core)
         self.disk = DurableQueue(raftLog: raftLog, bookingLog: bookingLog, directory: directory)
         let boxes = Dictionary(uniqueKeysWithValues: peers.map { (NodeID($0), LinkMailbox(capacity: Self.linkCapacity)) })
@@ -138,18 +134,9 @@ final class ConsensusShell: Sendable {
 
     /// Blocks whose booking records or lease changed since the read model last asked.
     let changed = ChangedBlocks()
-    /// The booking state as of the last step, for every reader (`lookup`); only `runLocked` sets it.
-    private let published: Mutex<BookingView>
-    private let publishedCluster: Mutex<ClusterView>
 
-    /// The cluster as of the last step: what status, membership and metrics read.
-    var clusterView: ClusterView { publishedCluster.withLock { $0 } }
-
-    /// Every booking record this node has, its own and collected, inactive ones too, with the
-    /// cluster they are judged in: the admin's `bookings` dump (drills compare nodes with it).
-    func recordsForDiagnosis() -> (records: [Booking], cluster: ClusterState) {
-        core.withLockedValue { c in (Array(c.booking.store.records.values) + c.cluster.blocks.values.flatMap(\.collected), c.cluster) }
-    }
+    /// Reads the core under its lock (status, the booking view); keep `body` short.
+    func inspect<T>(_ body: (ConsensusCore) -> T) -> T { core.withLockedValue { body($0) } }
 
     /// Why this node stopped taking part in consensus, if it did.
     var failure: String? { diskError.withLock { $0 } }
@@ -248,21 +235,18 @@ final class ConsensusShell: Sendable {
             var rest: [CoreEffect] = []
             var wrote = false
             var membershipChanged = false
-            var touched: Set<BlockID> = [], written: [Booking] = [], replaced = false
             for e in effects {
                 switch e {
                 case .persistRaft(let p): disk.enqueue(raft: ConsensusWire.bytes(p)); wrote = true
                 case .persistBooking(let w):
                     disk.enqueue(booking: w); wrote = true
                     changed.note(w.records.map(\.block))
-                    written += w.records
-                    for r in w.records { touched.insert(r.block) }
                 case .applied(let entry, _):
                     if case .command(let cmd) = entry.body {
                         switch cmd {
                         case .upsertMember, .evict: membershipChanged = true
-                        case .lease(let change): changed.note([change.block]); touched.insert(change.block)
-                        case .defineBlock(let block, _, _), .defineSession(let block, _, _, _): changed.note([block]); touched.insert(block)
+                        case .lease(let change): changed.note([change.block])
+                        case .defineBlock(let block, _, _), .defineSession(let block, _, _, _): changed.note([block])
                         default: break
                         }
                     }
@@ -270,18 +254,12 @@ final class ConsensusShell: Sendable {
                 case .snapshotRestored:
                     membershipChanged = true
                     changed.noteAll()
-                    replaced = true
                     rest.append(e)
                 default: rest.append(e)
                 }
             }
             if wrote { disk.kick() }
             if membershipChanged { membership.update(c.cluster) }
-            var view = published.withLock { $0 }
-            view.update(from: c, changed: touched, records: written, all: replaced)
-            published.withLock { $0 = view }
-            let cluster = ClusterView(c)
-            publishedCluster.withLock { $0 = cluster }
             countEvents(rest, in: c)
             return rest
         }
@@ -589,6 +567,6 @@ final class LiveMembership: MembershipView, Sendable {
 }
 
 extension ConsensusShell: BookingConsensus {
-    func lookup<T>(_ body: (BookingLookup) -> T) -> T { body(BookingLookup(published.withLock { $0 })) }
+    func lookup<T>(_ body: (BookingLookup) -> T) -> T { core.withLockedValue { body(BookingLookup($0)) } }
     func takeChangedBlocks() -> ChangedBlocks.Taken { changed.take() }
 }

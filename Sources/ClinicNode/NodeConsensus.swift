@@ -49,7 +49,7 @@ extension MeshNode {
         let deadline = ContinuousClock.now.advanced(by: limit)
         while ContinuousClock.now < deadline {
             consensus.step { $0.resign() }
-            if !consensus.clusterView.cluster.isLive(me) { break }
+            if !consensus.inspect({ $0.cluster.isLive(me) }) { break }
             try? await Task.sleep(for: .milliseconds(100))
         }
     }
@@ -92,11 +92,10 @@ extension MeshNode {
         let me = MemberInfo(node: NodeID(config.nodeID), address: "\(config.mesh.host):\(meshPort)",
                             department: config.department, certificateSerial: ownSerial)
         while !Task.isCancelled {
-            let recorded = consensus.clusterView.cluster.members[me.node]
-            if let recorded, recorded != me,
+            if let recorded = consensus.inspect({ $0.cluster.members[me.node] }), recorded != me,
                !MemberSerials.shouldRegister(own: me, recorded: recorded) {
                 // A rotation recorded a newer certificate: this process keeps the old one until it restarts.
-            } else if recorded != me {
+            } else if consensus.inspect({ $0.cluster.members[me.node] }) != me {
                 consensus.propose(.upsertMember(me))
             }
             reproposeBlocks()

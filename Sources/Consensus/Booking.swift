@@ -264,7 +264,6 @@ public struct BookingNode: Sendable {
     public var pendingCount: Int { pending.count }
     /// Proposed here and not yet quorum-durable (nobody has been told).
     public func isPending(_ id: String) -> Bool { pending[id] != nil }
-    public var pendingIDs: [String] { Array(pending.keys) }
 
     /// True if this process may book in `block` now, according to the history it has applied.
     public func holds(_ block: BlockID, in state: ClusterState) -> Bool {

@@ -1,11 +1,11 @@
 // What the node's services may read of the consensus state: derived answers (a slot's status, an
-// appointment's records, a patient's holds) over the view the shell published last, never the
-// core itself.
+// appointment's records, a patient's holds), never the core's stores or indexes. The shell lends
+// one out under its lock for the length of a call; it must not be kept.
 
-public struct BookingLookup: Sendable {
-    private let view: BookingView
+public struct BookingLookup {
+    private let core: ConsensusCore
 
-    public init(_ view: BookingView) { self.view = view }
+    public init(_ core: ConsensusCore) { self.core = core }
 
     /// A block as the committed lease history has it.
     public struct Block: Sendable, Hashable {
@@ -17,43 +17,77 @@ public struct BookingLookup: Sendable {
         public var version: UInt64
     }
 
-    public func block(_ id: BlockID) -> Block? { view.blocks[id]?.summary }
+    public func block(_ id: BlockID) -> Block? {
+        guard let r = core.cluster.blocks[id] else { return nil }
+        return Block(slots: r.slots, opensAtMs: r.opensAtMs, epoch: r.epoch, version: core.booking.store.versions[id] ?? 0)
+    }
 
     /// Which slots of `block` are taken, from its valid records.
     public func availability(of block: BlockID) -> BlockAvailability {
-        view.blocks[block]?.availability ?? BlockAvailability(unknown: false, taken: [:])
+        let view = slotViews(block: block, bookings: core.booking.store.records(in: block), state: core.cluster)
+        var taken: [Int: BlockAvailability.Taken] = [:]
+        for (slot, records) in view.views {
+            if let held = holdingBooking(records) {
+                taken[slot] = held.isHold ? .held : .booked
+            } else if let top = records.first, top.reofferAtMs > 0 {
+                taken[slot] = .releasedUntil(top.reofferAtMs)
+            }
+        }
+        return BlockAvailability(unknown: view.unknown, taken: taken)
     }
 
-    /// The valid records of the appointment whose hold is `holdID` in `slot` of `block` (this
-    /// node's own and those the takeovers collected).
+    /// The valid records of the appointment whose hold is `holdID` (this node's own and those
+    /// the takeovers collected).
     public func appointment(holdID: String, block: BlockID, slot: Int) -> AppointmentRecords {
-        guard let r = view.blocks[block]?.appointments[holdID] else { return AppointmentRecords() }
-        return AppointmentRecords(hold: r.hold?.slot == slot ? r.hold : nil, confirmation: r.confirmation?.slot == slot ? r.confirmation : nil,
-                                  release: r.release?.slot == slot ? r.release : nil)
+        var found = AppointmentRecords()
+        let collected = core.cluster.blocks[block]?.collected ?? []
+        for b in core.booking.store.records(in: block, slot: slot) + collected where b.slot == slot && bookingStatus(b, in: core.cluster) == .active {
+            if b.id == holdID { found.hold = b }
+            if b.confirms == holdID { found.confirmation = b }
+            if b.releases == holdID { found.release = b }
+        }
+        return found
     }
 
     /// Every appointment of `block` this node has valid records of, by its hold's id.
-    public func appointments(in block: BlockID) -> [String: AppointmentRecords] { view.blocks[block]?.appointments ?? [:] }
-
-    /// Every slot block (a session; not a quota bucket) the committed lease history defines.
-    public var slotBlocks: [BlockID] { Array(view.blocks.keys) }
-
-    /// The patient's valid holds (their appointments) this node has records of.
-    public func holds(of patient: String) -> [Booking] {
-        (view.holdsByPatient[patient] ?? []).compactMap { id in view.holdBlocks[id].flatMap { view.blocks[$0]?.appointments[id]?.hold } }
+    public func appointments(in block: BlockID) -> [String: AppointmentRecords] {
+        var out: [String: AppointmentRecords] = [:]
+        let collected = core.cluster.blocks[block]?.collected ?? []
+        for b in core.booking.store.records(in: block) + collected where bookingStatus(b, in: core.cluster) == .active && !b.isRefusal {
+            if b.isHold { out[b.id, default: AppointmentRecords()].hold = b }
+            if let hold = b.confirms { out[hold, default: AppointmentRecords()].confirmation = b }
+            if let hold = b.releases { out[hold, default: AppointmentRecords()].release = b }
+        }
+        return out
     }
 
-    /// Whether this node knows anything of request `holdID`: it waits on it, or has a record of it
-    /// or of its quota reservation (made or refused), its own or collected by a takeover. A retry
-    /// must then reach the holder, which answers it with its first outcome.
-    public func knowsRequest(_ holdID: String) -> Bool {
-        view.openRequests.contains(holdID) || view.recordIDs.contains(holdID) || view.recordIDs.contains(ConsensusCore.reservationID(of: holdID))
+    /// Every slot block (a session; not a quota bucket) the committed lease history defines.
+    public var slotBlocks: [BlockID] { core.cluster.blocks.keys.filter { !$0.hasPrefix(quotaBucketPrefix) } }
+
+    /// The patient's holds (their appointments) this node has records of.
+    public func holds(of patient: String) -> [Booking] {
+        core.booking.store.records(of: patient).filter { $0.isHold && !$0.block.hasPrefix(quotaBucketPrefix) }
+    }
+
+    /// Whether this node knows anything of request `holdID` by `patient` in `block`: it waits on
+    /// it, or has a record of it or of its quota reservation (made or refused). A retry must then
+    /// reach the holder, which answers it with its first outcome.
+    public func knowsRequest(_ holdID: String, block: BlockID, patient: String) -> Bool {
+        let reservation = ConsensusCore.reservationID(of: holdID)
+        let bucket = core.cluster.blocks[ConsensusCore.quotaBucket(patient: patient, buckets: core.options.quotaBuckets)]
+        return core.isOpen(holdID) || core.booking.store.records[holdID] != nil || core.cluster.blocks[block]?.collectedIDs.contains(holdID) == true
+            || core.booking.store.records[reservation] != nil || bucket?.collectedIDs.contains(reservation) == true
     }
 
     /// The acknowledged, valid records of every slot block this node holds now: what its holder
     /// owes patients messages about.
     public func recordsOfHeldBlocks() -> [(block: BlockID, records: [Booking])] {
-        view.blocks.compactMap { id, b in view.heldHere(id) ? (id, b.settled) : nil }
+        var out: [(block: BlockID, records: [Booking])] = []
+        for r in core.cluster.blocks.values where !r.block.hasPrefix(quotaBucketPrefix) && core.booking.holds(r.block, in: core.cluster) {
+            let records = core.booking.store.records(in: r.block) + r.collected
+            out.append((r.block, records.filter { bookingStatus($0, in: core.cluster) == .active && !core.booking.isPending($0.id) }))
+        }
+        return out
     }
 }
 

@@ -138,9 +138,6 @@ public struct ConsensusCore: Sendable {
         quotaFlows[requestID] != nil || replyTo[requestID] != nil || booking.isPending(requestID)
     }
 
-    /// Every request `isOpen` says is open.
-    public var openRequestIDs: Set<String> { Set(quotaFlows.keys).union(replyTo.keys).union(booking.pendingIDs) }
-
     private mutating func drain() -> [CoreEffect] {
         defer { out.removeAll(keepingCapacity: true) }
         return out

@@ -239,9 +239,11 @@ struct PatientAPITests {
             #expect(theirs.status == 201)
             let seen = await eventually {
                 c.ids.allSatisfy { id in
-                    let records = c.node(id).consensus.recordsForDiagnosis().records
-                    return records.contains { $0.refusal == RefuseReason.quotaExceeded.rawValue }
-                        && records.contains { $0.block == afternoon && $0.slot == 0 && $0.refusal == nil }
+                    c.node(id).consensus.inspect { core in
+                        let records = core.booking.store.records.values
+                        return records.contains { $0.refusal == RefuseReason.quotaExceeded.rawValue }
+                            && records.contains { $0.block == afternoon && $0.slot == 0 && $0.refusal == nil }
+                    }
                 }
             }
             #expect(seen, "the refusal and the other patient's hold reached every node")

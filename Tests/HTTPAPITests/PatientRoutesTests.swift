@@ -149,7 +149,7 @@ private final class MemoryStore: RecordStore, @unchecked Sendable {
 /// Answers each booking with the outcome the test set last; reads see a node that knows no blocks.
 private final class ScriptedConsensus: BookingConsensus {
     private let state = Mutex<(outcome: BookingOutcome?, requests: [BookingRequest])>((nil, []))
-    private let empty = BookingView()
+    private let empty = ConsensusCore(id: "n1", incarnation: 1, bootstrap: ClusterConfig(voters: ["n1"]))
 
     func next(_ outcome: BookingOutcome?) { state.withLock { $0.outcome = outcome } }
     var requests: [BookingRequest] { state.withLock { $0.requests } }

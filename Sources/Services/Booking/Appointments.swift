@@ -230,6 +230,20 @@ extension BlockAvailability {
     }
 }
 
+/// Each block's availability, kept while its records and lease epoch stay the same: a search at
+/// the rush reads this, not every booking record of every session it lists.
+package final class AvailabilityCache: Sendable {
+    private let entries = Mutex<[BlockID: (version: UInt64, epoch: Epoch, value: BlockAvailability)]>([:])
+
+    /// Call inside `BookingConsensus.lookup`.
+    package func availability(of block: BlockID, _ summary: BookingLookup.Block, in lookup: BookingLookup) -> BlockAvailability {
+        if let e = entries.withLock({ $0[block] }), e.version == summary.version, e.epoch == summary.epoch { return e.value }
+        let value = lookup.availability(of: block)
+        entries.withLock { $0[block] = (summary.version, summary.epoch, value) }
+        return value
+    }
+}
+
 /// Days since 1970-01-01: the day numbers `QuotaTag.visitDay` counts in.
 package func dayNumber(_ date: CivilDate) -> Int {
     guard let zero = try? CivilDate(year: 1970, month: 1, day: 1) else { return 0 }

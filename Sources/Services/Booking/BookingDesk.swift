@@ -108,6 +108,7 @@ package final class BookingDesk: Sendable {
     /// Hold length and the late-cancellation rule (the patient config's; its defaults without one).
     package let config: PatientConfig
     package let directory = SessionDirectory()
+    package let availability = AvailabilityCache()
     package let staffStatuses = StaffStatusCache()
 
     package init(consensus: any BookingConsensus, store: any RecordStore, clock: NodeClock, nodeID: String, config: PatientConfig) {
@@ -156,7 +157,7 @@ extension BookingDesk {
             var out: [(session: Int, slot: Int, status: SlotStatus, opensAtMs: Int64?)] = []
             for (i, s) in matching.enumerated() {
                 guard let block = lookup.block(s.schedule) else { continue }
-                let taken = lookup.availability(of: s.schedule)
+                let taken = availability.availability(of: s.schedule, block, in: lookup)
                 let opensAtMs = block.opensAtMs > now ? block.opensAtMs : nil
                 for index in 0..<min(s.capacity, block.slots) {
                     let status = taken.status(of: index, nowMs: now)
@@ -218,8 +219,8 @@ extension BookingDesk {
         // on: a retry is answered with its first outcome, not with what the session looks like now.
         let now = nowMs
         let anyFree = consensus.lookup { lookup -> Bool in
-            guard lookup.block(schedule) != nil, !lookup.knowsRequest(holdID) else { return true }
-            let a = lookup.availability(of: schedule)
+            guard let block = lookup.block(schedule), !lookup.knowsRequest(holdID, block: schedule, patient: session.patient) else { return true }
+            let a = availability.availability(of: schedule, block, in: lookup)
             return a.unknown || candidates.contains { a.status(of: $0, nowMs: now) == .free }
         }
         guard anyFree else { throw PatientError.refused(.slotTaken) }
