@@ -3,6 +3,7 @@ import Domain
 import Foundation
 import GRDB
 import Logging
+import Synchronization
 
 // The bookings as read tables in this node's own SQLite file (`readmodel.sqlite`): derived from
 // the consensus records, never replicated, rebuilt from them at every start and whenever the
@@ -64,6 +65,9 @@ package final class BookingReadModel: Sendable {
     private let store: any RecordStore
     private let directory: SessionDirectory
     private let logger: Logger
+    /// The rows as last written, per block: a projection writes only what changed (at the rush a
+    /// hot block moves many times a second, one or two of its rows at a time).
+    private let written = Mutex<[BlockID: (appointments: [String: AppointmentRow], slots: [SlotRow])]>([:])
 
     /// Derived data: WAL without fsync at each commit (a lost tail is projected again at start).
     package init(path: String, consensus: any BookingConsensus, store: any RecordStore, directory: SessionDirectory, logger: Logger) throws {
@@ -93,7 +97,7 @@ package final class BookingReadModel: Sendable {
     }
 
     /// Projects every block now, then the changed ones every `every`, until cancelled.
-    package func run(every: Duration = .milliseconds(200)) async {
+    package func run(every: Duration = .seconds(1)) async {
         var all = true
         while !Task.isCancelled {
             switch consensus.takeChangedBlocks() {
@@ -159,17 +163,23 @@ package final class BookingReadModel: Sendable {
                 slots.append(SlotRow(block: block, slot: slot, status: status.rawValue, freeFromMs: freeFrom, holdID: holderOf[slot]))
             }
         }
+        let fresh = Dictionary(grouping: appointments, by: \.block).mapValues { Dictionary(uniqueKeysWithValues: $0.map { ($0.holdID, $0) }) }
+        let freshSlots = Dictionary(grouping: slots, by: \.block)
+        let before = replacingAll ? [:] : written.withLock { w in blocks.reduce(into: [BlockID: (appointments: [String: AppointmentRow], slots: [SlotRow])]()) { $0[$1] = w[$1] } }
         try db.write { db in
-            if replacingAll {
-                try db.execute(sql: "DELETE FROM appointment_view; DELETE FROM slot_view")
-            } else {
-                for block in blocks {
-                    try db.execute(sql: "DELETE FROM appointment_view WHERE block = ?", arguments: [block])
-                    try db.execute(sql: "DELETE FROM slot_view WHERE block = ?", arguments: [block])
-                }
+            if replacingAll { try db.execute(sql: "DELETE FROM appointment_view; DELETE FROM slot_view") }
+            for block in blocks {
+                let old = before[block], new = fresh[block] ?? [:], newSlots = freshSlots[block] ?? []
+                for (id, row) in old?.appointments ?? [:] where new[id] == nil { try row.delete(db) }
+                for (id, row) in new where old?.appointments[id] != row { try row.save(db) }
+                let oldSlots = old?.slots ?? []
+                for row in oldSlots.dropFirst(newSlots.count) { try row.delete(db) }
+                for (i, row) in newSlots.enumerated() where i >= oldSlots.count || oldSlots[i] != row { try row.save(db) }
             }
-            for row in appointments { try row.insert(db) }
-            for row in slots { try row.insert(db) }
+        }
+        written.withLock { w in
+            if replacingAll { w.removeAll() }
+            for block in blocks { w[block] = (fresh[block] ?? [:], freshSlots[block] ?? []) }
         }
     }
 
