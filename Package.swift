@@ -58,7 +58,7 @@ let package = Package(
         ),
 
         // Raft, liveness, lease history and the booking protocol as pure state machines.
-        .target(name: "Consensus", swiftSettings: strict),
+        .target(name: "Consensus", dependencies: ["Domain"], swiftSettings: strict),
 
         // The consensus cores' durable logs: append-only, checksummed, fsynced files.
         .target(name: "ConsensusStorage", dependencies: ["Consensus"], swiftSettings: strict),
@@ -177,7 +177,7 @@ let package = Package(
         .testTarget(name: "LZ4Tests", dependencies: ["LZ4"], swiftSettings: strict),
         .testTarget(name: "DomainTests", dependencies: ["Domain"], swiftSettings: strict),
         .testTarget(name: "ReplicatedStoreTests", dependencies: ["ReplicatedStore", "Domain"], swiftSettings: strict),
-        .testTarget(name: "ConsensusTests", dependencies: ["Consensus"], swiftSettings: strict),
+        .testTarget(name: "ConsensusTests", dependencies: ["Consensus", "Domain"], swiftSettings: strict),
         .testTarget(name: "ConsensusStorageTests", dependencies: ["ConsensusStorage", "Consensus"], swiftSettings: strict),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Consensus"], swiftSettings: strict),
         .testTarget(name: "DrillTests", dependencies: ["Drills", "ClinicNode", "Services"], swiftSettings: strict),
