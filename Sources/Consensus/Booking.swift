@@ -336,8 +336,8 @@ public struct BookingNode: Sendable {
                 break // never acknowledged: book it afresh under this epoch
             }
         }
-        // The record asked for. Fields that say no kind (a session's booking tagged neither with
-        // nothing nor with a quota; a bucket's record neither a reservation nor a strike) fit no slot.
+        // The record asked for. Fields that say no kind (a session's booking whose tag is not a
+        // quota; a bucket's record that is neither a reservation nor a strike) fit no slot.
         guard let asked = q.recordKind(wallMs: wallMs) else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }
         let takesFreeSlot = asked.released == nil && asked.confirmed == nil
         if takesFreeSlot, r.opensAtMs > 0, wallMs < r.opensAtMs {

@@ -56,7 +56,8 @@ public enum BookingKind: Hashable, Sendable {
 
     /// Whether the transition table lets a record of this kind become the current record of a
     /// slot that is `status` now. A booking without a hold is a hold confirmed at once
-    /// (free → busy-tentative → busy); an expiry ends only a hold (busy-tentative → free).
+    /// (free → busy-tentative → busy); an expiry ends only a hold (busy-tentative → free); a
+    /// cancellation frees a held or booked slot, never resumes a stopped session.
     public func mayFollow(_ status: SlotStatus) -> Bool {
         switch self {
         case .booking, .quotaReservation, .strike:
@@ -64,7 +65,7 @@ public enum BookingKind: Hashable, Sendable {
         case .hold: status.canTransition(to: .busyTentative)
         case .confirmation: status == .busyTentative && status.canTransition(to: .busy)
         case .expiry: status == .busyTentative && status.canTransition(to: .free)
-        case .cancellation, .release: status != .free && status.canTransition(to: .free)
+        case .cancellation, .release: (status == .busyTentative || status == .busy) && status.canTransition(to: .free)
         case .refusal: false
         }
     }
