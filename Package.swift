@@ -66,7 +66,7 @@ let package = Package(
         ),
 
         // Raft, liveness, lease history and the booking protocol as pure state machines.
-        .target(name: "Consensus", swiftSettings: strict),
+        .target(name: "Consensus", dependencies: ["Domain"], swiftSettings: strict),
 
         // The consensus cores' durable logs: append-only, checksummed, fsynced files.
         .target(name: "ConsensusStorage", dependencies: ["Consensus"], swiftSettings: strict),
@@ -210,7 +210,7 @@ let package = Package(
         .testTarget(name: "DomainTests", dependencies: ["Domain"], swiftSettings: strict),
         .testTarget(name: "ReplicatedCoreTests", dependencies: ["ReplicatedCore"], swiftSettings: strict),
         .testTarget(name: "ReplicatedStoreTests", dependencies: ["ReplicatedStore", "ReplicatedCore", "Domain"], swiftSettings: strict),
-        .testTarget(name: "ConsensusTests", dependencies: ["Consensus"], swiftSettings: strict),
+        .testTarget(name: "ConsensusTests", dependencies: ["Consensus", "Domain"], swiftSettings: strict),
         .testTarget(name: "ConsensusStorageTests", dependencies: ["ConsensusStorage", "Consensus"], swiftSettings: strict),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Consensus", "ReplicatedCore"], swiftSettings: strict),
         .testTarget(name: "ServicesTests", dependencies: ["Services", "Consensus", "Domain"], swiftSettings: strict),

@@ -1,3 +1,5 @@
+import Domain
+
 // The booking-side protocol, one Paxos instance per block: the epoch is the ballot, a takeover
 // is phase 1 (prepare/promise), a quorum-accepted booking is phase 2. Pure value; the shell
 // carries `send`, makes `persist` durable, then calls `persisted(upTo:)`.
@@ -58,8 +60,6 @@ public struct BookingRequest: Sendable, Equatable {
 
     /// Names an existing booking (a release or a confirmation) rather than taking a free slot.
     var targets: String? { releases ?? confirms }
-    /// The holder's own release of a hold that ran out (`ConsensusCore` makes these).
-    var isExpiry: Bool { releases != nil && id.hasPrefix(holdExpiryPrefix) }
 
     public var candidates: [Int] { [slot] + alternatives }
 }
@@ -92,8 +92,8 @@ extension Booking {
     /// The same booking a request asks for (a retry), not another one under a reused id.
     func matches(_ q: BookingRequest) -> Bool {
         // A refusal record names no slot or target: the request's id, block and patient say it is the same.
-        if isRefusal { return block == q.block && patient == q.patient }
-        return block == q.block && patient == q.patient && releases == q.releases && confirms == q.confirms && q.candidates.contains(slot)
+        if case .refusal = kind { return block == q.block && patient == q.patient }
+        return block == q.block && patient == q.patient && kind.released == q.releases && kind.confirmed == q.confirms && q.candidates.contains(slot)
     }
 }
 
@@ -108,7 +108,8 @@ enum RefusalRelease {
 
 /// Blocks whose records are quota reservations (`ConsensusCore` defines and uses them).
 public let quotaBucketPrefix = "quota/"
-/// Request ids of the holder's own releases of holds that ran out: `expire:<hold id>`.
+/// Request ids of the holder's own releases of holds that ran out: `expire:<hold id>` (the
+/// expiry's kind, as the wire and the log say it).
 public let holdExpiryPrefix = "expire:"
 
 /// A write to the node's booking store: the promised epoch of a block and/or booking records.
@@ -172,7 +173,7 @@ public struct BookingDurableState: Sendable, Equatable {
             idsBySlot[SlotKey(block: r.block, slot: r.slot), default: []].insert(r.id)
             versions[r.block, default: 0] += 1
             idsByPatient[r.patient, default: []].insert(r.id)
-            if let target = r.releases { releasesOf[target, default: []].insert(r.id) }
+            if let target = r.kind.released { releasesOf[target, default: []].insert(r.id) }
         }
     }
 
@@ -335,18 +336,21 @@ public struct BookingNode: Sendable {
                 break // never acknowledged: book it afresh under this epoch
             }
         }
-        if q.targets == nil, r.opensAtMs > 0, wallMs < r.opensAtMs {
-            return refuse(q, .notYetOpen, r, state: state)
+        // The record asked for. Fields that say no kind (a session's booking whose tag is not a
+        // quota; a bucket's record that is neither a reservation nor a strike) fit no slot.
+        guard let asked = q.recordKind(wallMs: wallMs) else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }
+        let takesFreeSlot = asked.released == nil && asked.confirmed == nil
+        if takesFreeSlot, r.opensAtMs > 0, wallMs < r.opensAtMs {
+            return refuse(q, asked, .notYetOpen, r, state: state)
         }
         // A strike (no-show, late cancellation) is only recorded; a reservation is checked.
-        if q.block.hasPrefix(quotaBucketPrefix), q.targets == nil, Strike(encoded: q.tag) == nil {
-            guard let tag = QuotaTag(encoded: q.tag) else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }
-            let today = shanghaiDay(wallMs: wallMs)
+        if case .quotaReservation(let tag) = asked {
+            let today = ShanghaiTime.unixDay(wallMs: wallMs)
             if options.quotaPolicy.ban(strikes: strikes(of: q.patient, in: q.block, state: state), today: today) != nil {
-                return refuse(q, .banned, r, state: state)
+                return refuse(q, asked, .banned, r, state: state)
             }
             if options.quotaPolicy.broken(by: tag, held: heldReservations(of: q.patient, in: q.block, state: state)) != nil {
-                return refuse(q, .quotaExceeded, r, state: state)
+                return refuse(q, asked, .quotaExceeded, r, state: state)
             }
         }
         if tried[q.block]?.epoch != r.epoch { tried[q.block] = (r.epoch, [:]) }
@@ -354,47 +358,49 @@ public struct BookingNode: Sendable {
         let view = slotViews(block: q.block, bookings: mine, state: state)
         // Records newer than our history: we cannot say; a retryable answer, never a final one.
         if view.unknown { return [.refused(requestID: q.id, reason: .noHolder)] }
-        // The next generation of the first candidate slot that is free here (for a release: the
-        // slot whose current record is the booking to release, for the same patient).
+        // The next generation of the first candidate slot whose status the transition table lets
+        // the record follow (for a release: the slot whose current record is the booking to
+        // release, for the same patient).
         var chosen: (slot: Int, generation: UInt32)?
         for slot in q.candidates {
             let current = view.views[slot]
             let next = (current?.map(\.generation).max()).map { $0 + 1 } ?? 0
             if tried[q.block]!.slots[SlotGeneration(slot: slot, generation: next)] != nil { continue }
-            if let target = q.targets {
-                guard let held = holdingBooking(current), held.patient == q.patient else { continue }
-                if q.confirms != nil || q.isExpiry {
-                    // Only an unconfirmed hold is confirmed or expired; a confirmation comes in time.
-                    guard held.id == target, held.isHold else { continue }
-                    if q.confirms != nil, wallMs >= held.holdUntilMs { return refuse(q, .holdExpired, r, state: state) }
-                    if q.isExpiry, wallMs < held.holdUntilMs { continue }
-                } else {
-                    guard held.id == target || held.confirms == target else { continue }
-                }
-            } else if current != nil, holdingBooking(current) != nil || current!.count > 1 || pending[current![0].id] != nil
-                        || current![0].reofferAtMs > wallMs {
-                // Held; released by a release not yet quorum-durable; or not back on offer yet.
+            guard asked.mayFollow(slotStatus(current, wallMs: wallMs)) else {
                 #if CLINICMESH_BUG_SWITCHES
-                if !options.bugBookOverBooking { continue }
-                #else
-                continue
+                if options.bugBookOverBooking, takesFreeSlot { chosen = (slot, next); break }
                 #endif
+                continue
+            }
+            switch asked {
+            case .confirmation(let hold, _), .expiry(let hold):
+                // Only the patient's unconfirmed hold is confirmed or expired; a confirmation comes in time.
+                guard let held = holdingBooking(current), held.patient == q.patient, held.id == hold, case .hold(let until, _) = held.kind else { continue }
+                if case .confirmation = asked, wallMs >= until { return refuse(q, asked, .holdExpired, r, state: state) }
+                if case .expiry = asked, wallMs < until { continue }
+            case .cancellation(let target), .release(let target, _):
+                guard let held = holdingBooking(current), held.patient == q.patient, held.id == target || held.kind.confirmed == target else { continue }
+            case .booking, .hold, .quotaReservation, .strike, .refusal:
+                break
             }
             chosen = (slot, next)
             break
         }
         guard let (slot, generation) = chosen else {
-            if let hold = q.confirms {
-                let gone = store.releases(of: hold).contains { bookingStatus($0, in: state) == .active } || r.collected.contains { $0.releases == hold }
-                return refuse(q, gone ? .holdExpired : .notBooked, r, state: state)
+            switch asked {
+            case .confirmation(let hold, _):
+                let gone = store.releases(of: hold).contains { bookingStatus($0, in: state) == .active } || r.collected.contains { $0.kind.released == hold }
+                return refuse(q, asked, gone ? .holdExpired : .notBooked, r, state: state)
+            case .cancellation, .expiry, .release:
+                return refuse(q, asked, .notBooked, r, state: state)
+            case .booking, .hold, .quotaReservation, .strike, .refusal:
+                return refuse(q, asked, .slotTaken, r, state: state)
             }
-            return refuse(q, q.targets == nil ? .slotTaken : .notBooked, r, state: state)
         }
         guard quorumReachable(r) else { return [.refused(requestID: q.id, reason: .noHolder)] }
         tried[q.block]!.slots[SlotGeneration(slot: slot, generation: generation)] = q.id
-        let b = Booking(id: q.id, block: q.block, slot: slot, patient: q.patient, epoch: r.epoch, generation: generation, releases: q.releases,
-                        tag: q.tag, reofferAtMs: q.releases == nil ? 0 : wallMs + reofferDelayMs, confirms: q.confirms,
-                        holdUntilMs: q.holdMs > 0 && q.targets == nil ? wallMs + q.holdMs : 0)
+        let b = Booking(id: q.id, block: q.block, slot: slot, patient: q.patient, epoch: r.epoch, generation: generation, kind: asked,
+                        reofferAtMs: asked.released == nil ? 0 : wallMs + reofferDelayMs)
         persist(records: [b])
         propose(b, voters: r.voters, state: state)
         return drain()
@@ -440,10 +446,10 @@ public struct BookingNode: Sendable {
     /// it tells no one an answer from its stale records; nor does an answer rest on a record of
     /// its own still short of its quorum, which a takeover may lose. A hold's expiry is the
     /// holder's own request, which no one waits for: refused without a record.
-    private mutating func refuse(_ q: BookingRequest, _ reason: RefuseReason, _ r: LeaseRecord, state: ClusterState) -> [BookingAction] {
-        if q.isExpiry { return [.refused(requestID: q.id, reason: reason)] }
+    private mutating func refuse(_ q: BookingRequest, _ asked: BookingKind, _ reason: RefuseReason, _ r: LeaseRecord, state: ClusterState) -> [BookingAction] {
+        if case .expiry = asked { return [.refused(requestID: q.id, reason: reason)] }
         guard quorumReachable(r) else { return [.refused(requestID: q.id, reason: .noHolder)] }
-        let b = Booking(id: q.id, block: q.block, slot: -1, patient: q.patient, epoch: r.epoch, tag: q.tag, refusal: reason.rawValue)
+        let b = Booking(id: q.id, block: q.block, slot: -1, patient: q.patient, epoch: r.epoch, kind: .refusal(reason, requestTag: q.tag))
         persist(records: [b])
         propose(b, voters: r.voters, state: state)
         return drain()
@@ -453,16 +459,27 @@ public struct BookingNode: Sendable {
     /// gave back the reservation of a booking refused for good (`RefusalRelease`); then the
     /// booking's refusal, the request's first outcome.
     func retryAfterRelease(of b: Booking, _ r: LeaseRecord, state: ClusterState) -> RefuseReason {
-        let release = r.collected.first { $0.releases == b.id }
+        let release = r.collected.first { $0.kind.released == b.id }
             ?? store.releases(of: b.id).sorted { $0.id < $1.id }.first { settledRelease($0, state: state) }
-        return release.flatMap { RefusalRelease.reason(tag: $0.tag) } ?? .released
+        if case .release(_, let refused?)? = release?.kind { return refused }
+        return .released
+    }
+
+    /// The status of a slot whose current records (`slotViews`) are `current`, at this holder's
+    /// wall time: a release still short of its quorum, or not back on offer yet, leaves it busy,
+    /// and so would two records of one generation (a double booking).
+    private func slotStatus(_ current: [Booking]?, wallMs: Int64) -> SlotStatus {
+        guard let current else { return .free }
+        guard current.count == 1, let status = current[0].kind.slotStatus else { return .busy }
+        if status == .free, pending[current[0].id] != nil || current[0].reofferAtMs > wallMs { return .busy }
+        return status
     }
 
     /// Whether a valid release ended `b` (naming it, or the hold it confirms) since it was made.
     func releasedSince(_ b: Booking, _ r: LeaseRecord, state: ClusterState) -> Bool {
-        guard !b.isRelease else { return false }
-        return [b.id, b.confirms].compactMap { $0 }.contains { target in
-            r.collected.contains { $0.releases == target } || store.releases(of: target).contains { settledRelease($0, state: state) }
+        guard b.kind.released == nil else { return false }
+        return [b.id, b.kind.confirmed].compactMap { $0 }.contains { target in
+            r.collected.contains { $0.kind.released == target } || store.releases(of: target).contains { settledRelease($0, state: state) }
         }
     }
 
@@ -475,7 +492,10 @@ public struct BookingNode: Sendable {
 
     /// The patient's strikes recorded in a quota bucket (valid, not withdrawn).
     func strikes(of patient: String, in block: BlockID, state: ClusterState) -> [Strike] {
-        activeRecords(of: patient, in: block, state: state).compactMap { Strike(encoded: $0.tag) }
+        activeRecords(of: patient, in: block, state: state).compactMap { b -> Strike? in
+            if case .strike(let strike) = b.kind { return strike }
+            return nil
+        }
     }
 
     /// The patient's valid records in `block` that no valid release ended.
@@ -484,8 +504,9 @@ public struct BookingNode: Sendable {
         for b in store.records(of: patient) where b.block == block { records["\(b.id)@\(b.epoch)"] = b }
         for b in state.blocks[block]?.collected ?? [] where b.patient == patient { records["\(b.id)@\(b.epoch)"] = b }
         let valid = records.values.filter { bookingStatus($0, in: state) == .active }
-        let released = Set(valid.compactMap(\.releases))
-        return valid.filter { !$0.isRelease && !$0.isRefusal && !released.contains($0.id) }
+        let released = Set(valid.compactMap(\.kind.released))
+        // Records that take their place: not a release, not a refusal.
+        return valid.filter { ($0.kind.slotStatus == .busy || $0.kind.slotStatus == .busyTentative) && !released.contains($0.id) }
     }
 
     /// The patient's reservations that count in a quota bucket: valid, not released. Pending ones
@@ -495,7 +516,10 @@ public struct BookingNode: Sendable {
         #if CLINICMESH_BUG_SWITCHES
         if options.bugQuotaIgnoresPending { held = held.filter { pending[$0.id] == nil } }
         #endif
-        return held.compactMap { QuotaTag(encoded: $0.tag) }
+        return held.compactMap { b -> QuotaTag? in
+            if case .quotaReservation(let tag) = b.kind { return tag }
+            return nil
+        }
     }
 
     public mutating func tick(state: ClusterState) -> [BookingAction] {

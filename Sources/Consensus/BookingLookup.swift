@@ -1,3 +1,5 @@
+import Domain
+
 // What the node's services may read of the consensus state: derived answers (a slot's status, an
 // appointment's records, a patient's holds), never the core's stores or indexes. The shell lends
 // one out under its lock for the length of a call; it must not be kept.
@@ -28,7 +30,7 @@ public struct BookingLookup {
         var taken: [Int: BlockAvailability.Taken] = [:]
         for (slot, records) in view.views {
             if let held = holdingBooking(records) {
-                taken[slot] = held.isHold ? .held : .booked
+                taken[slot] = held.kind.slotStatus == .busyTentative ? .held : .booked
             } else if let top = records.first, top.reofferAtMs > 0 {
                 taken[slot] = .releasedUntil(top.reofferAtMs)
             }
@@ -43,8 +45,8 @@ public struct BookingLookup {
         let collected = core.cluster.blocks[block]?.collected ?? []
         for b in core.booking.store.records(in: block, slot: slot) + collected where b.slot == slot && bookingStatus(b, in: core.cluster) == .active {
             if b.id == holdID { found.hold = b }
-            if b.confirms == holdID { found.confirmation = b }
-            if b.releases == holdID { found.release = b }
+            if b.kind.confirmed == holdID { found.confirmation = b }
+            if b.kind.released == holdID { found.release = b }
         }
         return found
     }
@@ -66,7 +68,10 @@ public struct BookingLookup {
 
     /// The patient's holds (their appointments) this node has records of.
     public func holds(of patient: String) -> [Booking] {
-        core.booking.store.records(of: patient).filter { $0.isHold && !$0.block.hasPrefix(quotaBucketPrefix) }
+        core.booking.store.records(of: patient).filter { b in
+            guard case .hold = b.kind else { return false }
+            return !isQuotaBucket(b.block)
+        }
     }
 
     /// Whether this node knows anything of request `holdID` by `patient` in `block`: it waits on
@@ -83,7 +88,7 @@ public struct BookingLookup {
     /// owes patients messages about.
     public func recordsOfHeldBlocks() -> [(block: BlockID, records: [Booking])] {
         var out: [(block: BlockID, records: [Booking])] = []
-        for r in core.cluster.blocks.values where !r.block.hasPrefix(quotaBucketPrefix) && core.booking.holds(r.block, in: core.cluster) {
+        for r in core.cluster.blocks.values where !isQuotaBucket(r.block) && core.booking.holds(r.block, in: core.cluster) {
             let records = core.booking.store.records(in: r.block) + r.collected
             out.append((r.block, records.filter { bookingStatus($0, in: core.cluster) == .active && !core.booking.isPending($0.id) }))
         }
@@ -106,5 +111,15 @@ public struct AppointmentRecords: Sendable, Hashable {
     public var release: Booking?
     public init(hold: Booking? = nil, confirmation: Booking? = nil, release: Booking? = nil) {
         self.hold = hold; self.confirmation = confirmation; self.release = release
+    }
+
+    /// The appointment's status, along the transition table: a hold makes it pending, its
+    /// confirmation books it, a release (cancellation or expiry) cancels it. Nil: no records.
+    public var status: AppointmentStatus? {
+        guard hold != nil || confirmation != nil || release != nil else { return nil }
+        var status = AppointmentStatus.pending
+        if confirmation != nil, status.canTransition(to: .booked) { status = .booked }
+        if release != nil, status.canTransition(to: .cancelled) { status = .cancelled }
+        return status
     }
 }

@@ -1,3 +1,5 @@
+import Domain
+
 // The replicated state machine every node applies from the Raft log: membership, one liveness
 // record per node, and the lease history per block. Deterministic: same entries, same state.
 
@@ -24,43 +26,56 @@ public struct LivenessRecord: Hashable, Sendable, Codable {
     public var live: Bool
 }
 
-/// One record of a slot, made by a block's holder under the epoch it held: a booking, or (with
-/// `releases`) the release of one. Each slot is a sequence of generations; the valid record with
-/// the highest generation says what the slot is now (booked by it, or free after a release).
-public struct Booking: Hashable, Sendable, Codable {
+/// One record of a slot, made by a block's holder under the epoch it held; `kind` says what it
+/// is (a booking, a hold, its confirmation, a release of some sort, ...). Each slot is a sequence
+/// of generations; the valid record with the highest generation says what the slot is now.
+public struct Booking: Hashable, Sendable {
     public var id: String
     public var block: BlockID
     public var slot: Int
     public var patient: String
     public var epoch: Epoch
     public var generation: UInt32
-    /// Set on a release record: the id of the booking it releases.
-    public var releases: String?
+    public var kind: BookingKind
     /// On a release: the slot goes back on offer only from this wall time (the holder's clock),
     /// a random delay after the cancellation, so a cancel-and-rebook hand-off cannot be timed.
     public var reofferAtMs: Int64
-    /// What the booking is for, where a rule needs it (a quota reservation: `QuotaTag.encoded`).
-    public var tag: String
-    /// Set on a confirmation: the id of the hold it confirms. It keeps the slot for the same patient.
-    public var confirms: String?
-    /// On a hold: unless confirmed by then (the holder's wall clock), the holder releases it. 0: not a hold.
-    public var holdUntilMs: Int64
-    /// Set on a refusal record (a `RefuseReason` raw value): the request was refused for good, so a
-    /// later retry is refused too and its quota place can be given back. It takes no slot.
-    public var refusal: String?
-    public init(id: String, block: BlockID, slot: Int, patient: String, epoch: Epoch, generation: UInt32 = 0, releases: String? = nil,
-                tag: String = "", reofferAtMs: Int64 = 0, confirms: String? = nil, holdUntilMs: Int64 = 0, refusal: String? = nil) {
+
+    public init(id: String, block: BlockID, slot: Int, patient: String, epoch: Epoch, generation: UInt32 = 0, kind: BookingKind, reofferAtMs: Int64 = 0) {
         self.id = id; self.block = block; self.slot = slot; self.patient = patient; self.epoch = epoch
-        self.generation = generation; self.releases = releases; self.tag = tag; self.reofferAtMs = reofferAtMs
-        self.confirms = confirms; self.holdUntilMs = holdUntilMs; self.refusal = refusal
+        self.generation = generation; self.kind = kind; self.reofferAtMs = reofferAtMs
     }
 
-    public var isRefusal: Bool { refusal != nil }
+    /// A record from the fields of the wire's and the log's layout (`BookingKind.Fields`); they
+    /// must say a kind (`BookingKind.init?(id:block:fields:)`). Decoders use the failable form.
+    public init(id: String, block: BlockID, slot: Int, patient: String, epoch: Epoch, generation: UInt32 = 0, releases: String? = nil,
+                tag: String = "", reofferAtMs: Int64 = 0, confirms: String? = nil, holdUntilMs: Int64 = 0, refusal: String? = nil) {
+        let fields = BookingKind.Fields(releases: releases, tag: tag, confirms: confirms, holdUntilMs: holdUntilMs, refusal: refusal)
+        guard let kind = BookingKind(id: id, block: block, fields: fields) else { preconditionFailure("no booking kind has the fields \(fields)") }
+        self.init(id: id, block: block, slot: slot, patient: patient, epoch: epoch, generation: generation, kind: kind, reofferAtMs: reofferAtMs)
+    }
 
-    public var isRelease: Bool { releases != nil }
+    // The fields of the wire's and the log's layout, derived from `kind`.
+    public var releases: String? { kind.released }
+    public var confirms: String? { kind.confirmed }
+    public var tag: String { kind.fields.tag }
+    public var holdUntilMs: Int64 { kind.fields.holdUntilMs }
+    public var refusal: String? { kind.fields.refusal }
+
+    public var isRefusal: Bool {
+        if case .refusal = kind { return true }
+        return false
+    }
+    /// A cancellation, an expiry or a reservation's release: it frees the slot it names.
+    public var isRelease: Bool { kind.released != nil }
     /// A hold not confirmed in this record (a confirmation holds the slot for good).
-    public var isHold: Bool { holdUntilMs > 0 }
+    public var isHold: Bool {
+        if case .hold = kind { return true }
+        return false
+    }
+}
 
+extension Booking: Codable {
     enum CodingKeys: String, CodingKey { case id, block, slot, patient, epoch, generation, releases, tag, reofferAtMs, confirms, holdUntilMs, refusal }
 
     public init(from decoder: any Decoder) throws {
@@ -71,12 +86,33 @@ public struct Booking: Hashable, Sendable, Codable {
         patient = try c.decode(String.self, forKey: .patient)
         epoch = try c.decode(Epoch.self, forKey: .epoch)
         generation = try c.decodeIfPresent(UInt32.self, forKey: .generation) ?? 0
-        releases = try c.decodeIfPresent(String.self, forKey: .releases)
-        tag = try c.decodeIfPresent(String.self, forKey: .tag) ?? ""
         reofferAtMs = try c.decodeIfPresent(Int64.self, forKey: .reofferAtMs) ?? 0
-        confirms = try c.decodeIfPresent(String.self, forKey: .confirms)
-        holdUntilMs = try c.decodeIfPresent(Int64.self, forKey: .holdUntilMs) ?? 0
-        refusal = try c.decodeIfPresent(String.self, forKey: .refusal)
+        let fields = BookingKind.Fields(
+            releases: try c.decodeIfPresent(String.self, forKey: .releases), tag: try c.decodeIfPresent(String.self, forKey: .tag) ?? "",
+            confirms: try c.decodeIfPresent(String.self, forKey: .confirms), holdUntilMs: try c.decodeIfPresent(Int64.self, forKey: .holdUntilMs) ?? 0,
+            refusal: try c.decodeIfPresent(String.self, forKey: .refusal))
+        guard let kind = BookingKind(id: id, block: block, fields: fields) else {
+            throw DecodingError.dataCorruptedError(forKey: .tag, in: c, debugDescription: "booking \(id): no kind has the fields \(fields)")
+        }
+        self.kind = kind
+    }
+
+    /// The keys and values the first layout wrote (absent optionals left out).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        let f = kind.fields
+        try c.encode(id, forKey: .id)
+        try c.encode(block, forKey: .block)
+        try c.encode(slot, forKey: .slot)
+        try c.encode(patient, forKey: .patient)
+        try c.encode(epoch, forKey: .epoch)
+        try c.encode(generation, forKey: .generation)
+        try c.encodeIfPresent(f.releases, forKey: .releases)
+        try c.encode(reofferAtMs, forKey: .reofferAtMs)
+        try c.encode(f.tag, forKey: .tag)
+        try c.encodeIfPresent(f.confirms, forKey: .confirms)
+        try c.encode(f.holdUntilMs, forKey: .holdUntilMs)
+        try c.encodeIfPresent(f.refusal, forKey: .refusal)
     }
 }
 
@@ -273,16 +309,21 @@ public func slotViews(block: BlockID, bookings: [Booking], state: ClusterState) 
         if b.generation > top.generation { current[b.slot] = [b] }
         else if b.generation == top.generation, !current[b.slot]!.contains(where: { $0.id == b.id && $0.epoch == b.epoch }) { current[b.slot]!.append(b) }
     }
-    for b in r.collected where !b.isRefusal { add(b) }
+    // A refusal takes no slot (no slot status).
+    for b in r.collected where b.kind.slotStatus != nil { add(b) }
     for b in bookings where b.block == block {
         if b.epoch > r.epoch { return ([:], true) }
-        if b.epoch == r.epoch, !r.collectedIDs.contains(b.id), !b.isRefusal { add(b) }
+        if b.epoch == r.epoch, !r.collectedIDs.contains(b.id), b.kind.slotStatus != nil { add(b) }
     }
     return (current, false)
 }
 
-/// The booking that holds a slot now, from its `slotViews` entry (nil: free, or released).
+/// The booking that holds a slot now, from its `slotViews` entry (nil: free, or released): the
+/// one current record, which leaves its slot busy or busy-tentative.
 public func holdingBooking(_ current: [Booking]?) -> Booking? {
-    guard let c = current, c.count == 1, !c[0].isRelease else { return nil }
-    return c[0]
+    guard let c = current, c.count == 1 else { return nil }
+    switch c[0].kind.slotStatus {
+    case .busy?, .busyTentative?: return c[0]
+    default: return nil
+    }
 }

@@ -269,8 +269,13 @@ public struct ConsensusCore: Sendable {
             return
         }
         // A released slot goes back on offer after a random 5 to 30 minutes (quota places at once).
-        let delay = q.releases == nil || q.block.hasPrefix(quotaBucketPrefix) ? 0
-            : options.reofferDelayMs.lowerBound + Int64(rng.below(UInt64(options.reofferDelayMs.upperBound - options.reofferDelayMs.lowerBound + 1)))
+        let delay: Int64
+        switch q.recordKind(wallMs: lastWallMs) {
+        case .cancellation?, .expiry?:
+            delay = options.reofferDelayMs.lowerBound + Int64(rng.below(UInt64(options.reofferDelayMs.upperBound - options.reofferDelayMs.lowerBound + 1)))
+        default:
+            delay = 0
+        }
         handle(booking.request(q, state: cluster, wallMs: lastWallMs, reofferDelayMs: delay))
     }
 
@@ -384,16 +389,16 @@ public struct ConsensusCore: Sendable {
     private mutating func expireHolds() {
         guard lastWallMs > 0 else { return }
         // In block order, not the dictionary's (which differs between runs): a replay must send the same.
-        for r in cluster.blocks.values.filter({ $0.holder == id && !$0.block.hasPrefix(quotaBucketPrefix) }).sorted(by: { $0.block < $1.block }) {
+        for r in cluster.blocks.values.filter({ $0.holder == id && !isQuotaBucket($0.block) }).sorted(by: { $0.block < $1.block }) {
             guard booking.holds(r.block, in: cluster) else { continue }
             let view = slotViews(block: r.block, bookings: booking.store.records(in: r.block), state: cluster)
             guard !view.unknown else { continue }
             for slot in view.views.keys.sorted() {
-                guard let hold = holdingBooking(view.views[slot]), hold.isHold, hold.holdUntilMs <= lastWallMs else { continue }
+                guard let hold = holdingBooking(view.views[slot]), case .hold(let until, let quota) = hold.kind, until <= lastWallMs else { continue }
                 // A hold whose own round is still open may yet be lost with its epoch; its expiry waits.
                 if booking.isPending(hold.id) { continue }
                 let q = BookingRequest(id: holdExpiryPrefix + hold.id, block: r.block, slot: hold.slot, patient: hold.patient, releases: hold.id)
-                if options.quotaBuckets > 0, QuotaTag(encoded: hold.tag) != nil { releaseWithReservation(q) } else { take(q) }
+                if options.quotaBuckets > 0, quota != nil { releaseWithReservation(q) } else { take(q) }
             }
         }
     }
@@ -495,7 +500,7 @@ public struct ConsensusCore: Sendable {
             case .persist(let w): out.append(.persistBooking(w))
             case .acknowledged(let b):
                 if freshAcked.count < 4096 { freshAcked.append(b) }
-                if let reason = b.refusal.flatMap(RefuseReason.init(rawValue:)) {
+                if case .refusal(let reason, _) = b.kind {
                     finish(.refused(requestID: b.id, reason: reason))
                 } else {
                     finish(.booked(b))

@@ -221,29 +221,33 @@ public enum ConsensusWire {
 }
 
 extension ByteWriter {
+    /// The record in the first layout: its kind as `BookingKind.Fields`.
     package mutating func booking(_ b: Booking) {
+        let f = b.kind.fields
         str(b.id); str(b.block); u64(UInt64(bitPattern: Int64(b.slot))); str(b.patient); u64(b.epoch); u32(b.generation)
-        optionalStr(b.releases); str(b.tag); u64(UInt64(bitPattern: b.reofferAtMs))
-        optionalStr(b.confirms); u64(UInt64(bitPattern: b.holdUntilMs)); optionalStr(b.refusal)
+        optionalStr(f.releases); str(f.tag); u64(UInt64(bitPattern: b.reofferAtMs))
+        optionalStr(f.confirms); u64(UInt64(bitPattern: f.holdUntilMs)); optionalStr(f.refusal)
     }
     package mutating func optionalStr(_ s: String?) { if let s { u8(1); str(s) } else { u8(0) } }
     package mutating func bookings(_ bs: [Booking]) { u32(UInt32(bs.count)); for b in bs { booking(b) } }
 }
 
 extension ByteReader {
-    /// `legacy`: the layout before holds (booking logs written by version 1 keep it).
+    /// `legacy`: the layout before holds (booking logs written by version 1 keep it). Nil also
+    /// for fields that say no kind (`BookingKind.init?(id:block:fields:)`).
     package mutating func booking(legacy: Bool = false) -> Booking? {
         guard let id = str(), let block = str(), let slot = u64(), let patient = str(), let epoch = u64(), let generation = u32(),
               let releases = optionalStr(), let tag = str(), let reoffer = u64() else { return nil }
-        var b = Booking(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient, epoch: epoch,
-                        generation: generation, releases: releases, tag: tag, reofferAtMs: Int64(bitPattern: reoffer))
+        var fields = BookingKind.Fields(releases: releases, tag: tag)
         if !legacy {
             guard let confirms = optionalStr(), let holdUntil = u64(), let refusal = optionalStr() else { return nil }
-            b.confirms = confirms
-            b.holdUntilMs = Int64(bitPattern: holdUntil)
-            b.refusal = refusal
+            fields.confirms = confirms
+            fields.holdUntilMs = Int64(bitPattern: holdUntil)
+            fields.refusal = refusal
         }
-        return b
+        guard let kind = BookingKind(id: id, block: block, fields: fields) else { return nil }
+        return Booking(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient, epoch: epoch,
+                       generation: generation, kind: kind, reofferAtMs: Int64(bitPattern: reoffer))
     }
     /// nil: malformed; .some(nil): absent.
     package mutating func optionalStr() -> String?? {

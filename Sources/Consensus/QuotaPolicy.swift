@@ -154,13 +154,3 @@ public struct QuotaPolicy: Sendable, Hashable, Codable {
         return true
     }
 }
-
-/// Asia/Shanghai is UTC+8 all year (no daylight saving time).
-public let shanghaiOffsetMs: Int64 = 8 * 3_600_000
-
-/// The Asia/Shanghai date of a wall time, in days since 1970-01-01 (the days quotas and strikes
-/// count in); rounds towards minus infinity, so times before 1970 stay on the right day.
-public func shanghaiDay(wallMs: Int64) -> Int {
-    let ms = wallMs + shanghaiOffsetMs
-    return Int(ms >= 0 ? ms / 86_400_000 : -((-ms + 86_400_000 - 1) / 86_400_000))
-}

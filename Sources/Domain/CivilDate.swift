@@ -259,6 +259,15 @@ public enum ShanghaiTime {
         return (date, time)
     }
 
+    /// The Shanghai date of a wall time in ms since 1970, as days since 1970-01-01 (the day
+    /// numbers quotas and strikes count in). Whole numbers, so every wall time has a day (the
+    /// date `civil(of:)` gives, within its years), and one before 1970 rounds to the earlier day.
+    public static func unixDay(wallMs: Int64) -> Int {
+        let dayMs: Int64 = 86_400_000
+        let ms = wallMs + Int64(utcOffsetSeconds) * 1000
+        return Int(ms >= 0 ? ms / dayMs : -((-ms + dayMs - 1) / dayMs))
+    }
+
     /// The instant at which Shanghai clocks show `time` on `date`.
     public static func instant(date: CivilDate, time: LocalTime) -> Date {
         let days = date.dayNumber - CivilDate.unixEpochDayNumber

@@ -99,6 +99,22 @@ import Testing
         #expect(refusal { try ShanghaiTime.civil(of: Date(timeIntervalSince1970: .nan)) }?.code == "date.out_of_range")
     }
 
+    @Test func unixDayIsTheShanghaiDateOfAWallTime() throws {
+        let epoch = Fixture.date("1970-01-01")
+        // 2025-03-13T16:00:00Z is midnight in Shanghai: the day turns there, 8 hours before UTC.
+        #expect(ShanghaiTime.unixDay(wallMs: 1_741_881_600_000 - 1) == Fixture.date("2025-03-13").days(since: epoch))
+        #expect(ShanghaiTime.unixDay(wallMs: 1_741_881_600_000) == Fixture.date("2025-03-14").days(since: epoch))
+        // Before 1970 a wall time rounds to the earlier day, never towards zero.
+        #expect(ShanghaiTime.unixDay(wallMs: -8 * 3_600_000 - 1) == -1)
+        #expect(ShanghaiTime.unixDay(wallMs: -8 * 3_600_000) == 0)
+        var ms: Int64 = -60_000_000_000_000
+        while ms < 60_000_000_000_000 {
+            let civil = try ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(ms) / 1000))
+            #expect(ShanghaiTime.unixDay(wallMs: ms) == civil.date.days(since: epoch), "\(ms)")
+            ms += 7_777_777_777
+        }
+    }
+
     @Test func codableAsStrings() throws {
         let data = try JSONEncoder().encode([Fixture.date("2025-03-07")])
         #expect(String(decoding: data, as: UTF8.self) == #"["2025-03-07"]"#)

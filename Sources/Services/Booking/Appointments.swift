@@ -149,13 +149,6 @@ package final class SessionDirectory: Sendable {
 }
 
 extension AppointmentRecords {
-    package var status: AppointmentStatus? {
-        if release != nil { return .cancelled }
-        if confirmation != nil { return .booked }
-        if hold != nil { return .pending }
-        return nil
-    }
-
     /// The status once `acknowledged` is known to have happened, when these records may lag it:
     /// a confirmation makes a pending hold booked; a cancellation ends every status.
     package func status(after acknowledged: AppointmentStatus?) -> AppointmentStatus? {

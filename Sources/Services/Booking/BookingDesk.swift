@@ -264,7 +264,7 @@ extension BookingDesk {
         switch outcome {
         case .booked?:
             if let info, info.startMs(of: ref.slot) - nowMs < Int64(config.policy.lateCancelHours) * 3_600_000 {
-                let today = shanghaiDay(wallMs: nowMs)
+                let today = ShanghaiTime.unixDay(wallMs: nowMs)
                 // Best effort with a generous wait: the cancellation stands either way.
                 _ = await consensus.strike(Strike(kind: .lateCancel, day: today), patient: session.patient, id: "late:" + ref.holdID, timeout: .seconds(5))
             }
