@@ -14,12 +14,12 @@ package struct AdminCommandTable: Sendable {
     package var names: Set<String> { Set(handlers.keys) }
 
     /// A command whose argument is JSON of type `In`.
-    package mutating func add<In: Decodable, Out: Encodable>(_ name: String, _ type: In.Type, _ body: @escaping @Sendable (In) async throws -> Out) {
+    package mutating func add<In: Decodable & Sendable, Out: Encodable & Sendable>(_ name: String, _ type: In.Type, _ body: @escaping @Sendable (In) async throws -> Out) {
         handlers[name] = { argument in try AdminJSON.encode(try await body(try JSONDecoder().decode(In.self, from: argument))) }
     }
 
     /// A command without an argument.
-    package mutating func add<Out: Encodable>(_ name: String, _ body: @escaping @Sendable () async throws -> Out) {
+    package mutating func add<Out: Encodable & Sendable>(_ name: String, _ body: @escaping @Sendable () async throws -> Out) {
         handlers[name] = { _ in try AdminJSON.encode(try await body()) }
     }
 
