@@ -81,7 +81,7 @@ public struct BookAnswer: Codable, Sendable, Hashable {
         case .booked(let b)?:
             return BookAnswer(outcome: "booked", booking: BookingRecord(b, status: "active"), node: node)
         case .refused(_, let reason)?:
-            let (code, zh, en) = Self.words(reason)
+            let (code, zh, en) = reason.words
             return BookAnswer(outcome: "refused", code: code, messageZh: zh, messageEn: en, node: node)
         case nil:
             return BookAnswer(outcome: "unknown", code: "lease.timeout",
@@ -90,7 +90,6 @@ public struct BookAnswer: Codable, Sendable, Hashable {
         }
     }
 
-    package static func words(_ r: RefuseReason) -> (String, String, String) { r.words }
 }
 
 /// `define-blocks {json}`: doctors' sessions as lease blocks (proposed through the leader).

@@ -11,8 +11,6 @@ package struct AdminCommandTable: Sendable {
 
     package init() {}
 
-    package var names: Set<String> { Set(handlers.keys) }
-
     /// A command whose argument is JSON of type `In`.
     package mutating func add<In: Decodable & Sendable, Out: Encodable & Sendable>(_ name: String, _ type: In.Type, _ body: @escaping @Sendable (In) async throws -> Out) {
         handlers[name] = { argument in try AdminJSON.encode(try await body(try JSONDecoder().decode(In.self, from: argument))) }

@@ -47,8 +47,9 @@ public final class MeshNode: Sendable {
     package let readModel: BookingReadModel
     /// The port the patient API bound, once it listens.
     let patientPortBound = Mutex<Int?>(nil)
-    /// Wakes every peer link after a local write.
-    let signals: WriteSignals
+    /// The replica as the services write it: every local write wakes the peer links.
+    let store: ReplicaStore
+    var signals: WriteSignals { store.signals }
     /// Told of every change batch applied from a peer (the bench load notes its rows' arrival).
     let batchObservers = Mutex<[@Sendable (ReplicatedCore.ChangeBatch) -> Void]>([])
     /// The admin API's commands (`nodeCommands`, and any the composition adds).
@@ -176,12 +177,12 @@ public final class MeshNode: Sendable {
                             en: "cannot open this node's SQLite files (the SMS outbox outbox.sqlite or the read model readmodel.sqlite in \(config.dataDir)): \(error)")
         }
         return MeshNode(config: config, replica: replica, clock: clock, logger: logger, meshServer: meshServer, adminServer: adminServer,
-                        client: client, snapshotFrom: snapshotFrom, consensus: consensus, ownSerial: ownSerial, signals: signals,
+                        client: client, snapshotFrom: snapshotFrom, consensus: consensus, ownSerial: ownSerial, store: store,
                         booking: booking, readModel: readModel, patients: patients)
     }
 
     init(config: NodeConfig, replica: Replica, clock: NodeClock, logger: Logger, meshServer: MeshServer, adminServer: MeshServer, client: MeshClient,
-         snapshotFrom: String?, consensus: ConsensusShell, ownSerial: String, signals: WriteSignals, booking: BookingDesk,
+         snapshotFrom: String?, consensus: ConsensusShell, ownSerial: String, store: ReplicaStore, booking: BookingDesk,
          readModel: BookingReadModel, patients: PatientDesk? = nil) {
         self.snapshotFrom = snapshotFrom
         self.consensus = consensus
@@ -200,7 +201,7 @@ public final class MeshNode: Sendable {
         self.metrics = NodeMetrics(nodeID: config.nodeID, department: config.department, clusterID: config.clusterID,
                                    schemaVersion: NodeSchema.schema.version)
         consensus.report(to: metrics)
-        self.signals = signals
+        self.store = store
         self.booking = booking
         self.readModel = readModel
         self.patients = patients
@@ -230,11 +231,7 @@ public final class MeshNode: Sendable {
 
     /// A local write; peers are told promptly (every link wakes, coalescing bursts).
     @discardableResult
-    public func write<T>(_ body: (LocalWriter) throws -> T) throws -> T {
-        let result = try replica.write(body)
-        notifyLocalWrite()
-        return result
-    }
+    public func write<T>(_ body: (LocalWriter) throws -> T) throws -> T { try store.write(body) }
 
     func notifyLocalWrite() { signals.notify() }
 

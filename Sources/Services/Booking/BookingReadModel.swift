@@ -131,8 +131,9 @@ package final class BookingReadModel: Sendable {
     /// records say of them now.
     package func project(_ blocks: Set<BlockID>, replacingAll: Bool = false) throws {
         guard !blocks.isEmpty || replacingAll else { return }
-        let read = consensus.lookup { lookup in
-            blocks.map { block in (block, lookup.block(block), lookup.appointments(in: block), lookup.availability(of: block)) }
+        // One short read per block: every booking waits for the lock a read holds.
+        let read = blocks.map { block in
+            consensus.lookup { lookup in (block, lookup.block(block), lookup.appointments(in: block), lookup.availability(of: block)) }
         }
         let sessions = (try? directory.sessions(store)) ?? [:]
         var appointments: [AppointmentRow] = [], slots: [SlotRow] = []
