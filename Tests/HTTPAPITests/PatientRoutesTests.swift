@@ -59,7 +59,9 @@ struct PatientRoutesTests {
 
     @Test func aHoldIsAnsweredWithTheConsensusOutcome() async throws {
         let api = try TestAPI()
-        let token = api.patients.tokens.issue(patient: String(repeating: "a1", count: 32), expiresAtMs: api.clock.wallMillis() + 60_000)
+        // A day, not a minute: on a loaded 2-core runner the simulation suites can hold the
+        // cooperative pool long enough for a short token to expire before the first request.
+        let token = api.patients.tokens.issue(patient: String(repeating: "a1", count: 32), expiresAtMs: api.clock.wallMillis() + 86_400_000)
         let auth: HTTPFields = [.authorization: "Bearer \(token)", .contentType: "application/json"]
         try await api.app.test(.router) { client in
             api.consensus.next(.refused(requestID: "", reason: .slotTaken))
