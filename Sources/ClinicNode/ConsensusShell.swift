@@ -125,6 +125,11 @@ final class ConsensusShell: Sendable {
     private let metricsSink = Mutex<NodeMetrics?>(nil)
 
     func report(to metrics: NodeMetrics) { metricsSink.withLock { $0 = metrics } }
+
+    /// Keeps a closed block's final rows (the read model), called under the core's lock when the
+    /// closure is applied: before the booking store's forget of the block is queued for the disk.
+    private let closureSink = Mutex<(@Sendable (BlockClosure) -> Void)?>(nil)
+    func onClosure(_ keep: @escaping @Sendable (BlockClosure) -> Void) { closureSink.withLock { $0 = keep } }
     private var metrics: NodeMetrics? { metricsSink.withLock { $0 } }
 
     /// The encoded messages for `peer`'s link (taken once, by the link's task).
@@ -241,11 +246,13 @@ final class ConsensusShell: Sendable {
                 case .persistBooking(let w):
                     disk.enqueue(booking: w); wrote = true
                     changed.note(w.records.map(\.block))
-                case .applied(let entry, _):
+                case .applied(let entry, let accepted):
                     if case .command(let cmd) = entry.body {
                         switch cmd {
                         case .upsertMember, .evict: membershipChanged = true
                         case .lease(let change): changed.note([change.block])
+                        case .closeBlock(let closure):
+                            if accepted { closureSink.withLock { $0 }?(closure) }
                         case .defineBlock(let block, _, _), .defineSession(let block, _, _, _): changed.note([block])
                         default: break
                         }
@@ -299,6 +306,10 @@ final class ConsensusShell: Sendable {
             if accepted, case .command(.evict(let n)) = entry.body {
                 logger.notice("驱逐已提交 / eviction committed", metadata: ["raft.evicted": "\(n)"])
                 evictionSink.yield(n.rawValue)
+            }
+            if accepted, case .command(.closeBlock(let c)) = entry.body {
+                logger.info("号源时段已关闭并归档 / session closed and archived", metadata: [
+                    "lease.block": "\(c.block)", "lease.epoch": "\(c.fromEpoch)", "lease.collected": "\(c.records.count)"])
             }
             if accepted, case .command(.lease(let c)) = entry.body {
                 logger.info("租约变更 / lease changed", metadata: [

@@ -206,6 +206,12 @@ public final class MeshNode: Sendable {
         self.readModel = readModel
         self.patients = patients
         adminCommands.withLock { $0 = Self.nodeCommands(self) }
+        consensus.onClosure { [readModel, clock, logger] closure in
+            do { try readModel.keepClosed(closure, atMs: clock.wallMillis()) } catch {
+                logger.critical("无法写入已关闭时段的最终预约记录，本节点读模型缺少该时段 / cannot keep a closed session's final rows; this node's read model lacks them",
+                                metadata: ["lease.block": "\(closure.block)", "node.error": "\(error)"])
+            }
+        }
     }
 
     /// Calls `observe` with every change batch applied from a peer, from then on.
@@ -358,6 +364,7 @@ public final class MeshNode: Sendable {
                 if Task.isCancelled { break }
                 self.evaluateClockGuard()
                 self.evaluateDiskGuard()
+                self.closeFinishedSessions()
                 do {
                     if try self.replica.parkedCount() > 0 {
                         let report = try await offload { try self.replica.retryParked() }
@@ -455,5 +462,25 @@ extension MeshNode {
         let credentials = try MeshCredentials.load(directory: config.certDir, kind: .node)
         return TLSConfiguration.makeServerConfiguration(
             certificateChain: credentials.certificateChain.map { .certificate($0) }, privateKey: .privateKey(credentials.privateKey))
+    }
+}
+
+extension MeshNode {
+    /// On the leader: asks the consensus core to close the sessions whose date lies more than
+    /// `tuning.historyRetentionDays` days back (Asia/Shanghai). The core skips blocks already
+    /// closing; asking again after a failed attempt or a new leader is the point of repeating.
+    func closeFinishedSessions() {
+        guard consensus.inspect({ $0.isLeader }) else { return }
+        let finished: [BlockID]
+        do { finished = try readModel.sessionsPastRetention(nowMs: clock.wallMillis(), retentionDays: config.tuning.historyRetentionDays) } catch {
+            logger.warning("无法列出已结束的时段 / cannot list finished sessions", metadata: ["node.error": "\(error)"])
+            return
+        }
+        guard !finished.isEmpty else { return }
+        consensus.step { core in
+            let open = finished.filter { core.cluster.blocks[$0] != nil }
+            if !open.isEmpty { core.close(open) }
+            return []
+        }
     }
 }

@@ -49,6 +49,9 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         public var snapshotWhenNew: Bool = true
         /// The largest snapshot this node accepts from a peer, or serves to one (bytes).
         public var maxSnapshotBytes: Int64 = 8 << 30
+        /// Days after a session's date before its block is closed: its bookings stay in the read
+        /// model for good and leave the consensus state, memory and logs.
+        public var historyRetentionDays: Int = 2
 
         public init() {}
 
@@ -58,6 +61,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
             case maxInFlightBatches = "max_in_flight_batches", batchChanges = "batch_changes"
             case maxClockOffsetMillis = "max_clock_offset_ms", durability
             case snapshotWhenNew = "snapshot_when_new", maxSnapshotBytes = "max_snapshot_bytes"
+            case historyRetentionDays = "history_retention_days"
         }
 
         public init(from decoder: any Decoder) throws {
@@ -74,6 +78,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
             durability = try c.decodeIfPresent(String.self, forKey: .durability) ?? d.durability
             snapshotWhenNew = try c.decodeIfPresent(Bool.self, forKey: .snapshotWhenNew) ?? d.snapshotWhenNew
             maxSnapshotBytes = try c.decodeIfPresent(Int64.self, forKey: .maxSnapshotBytes) ?? d.maxSnapshotBytes
+            historyRetentionDays = try c.decodeIfPresent(Int.self, forKey: .historyRetentionDays) ?? d.historyRetentionDays
         }
     }
 
@@ -215,6 +220,10 @@ public struct NodeConfig: Codable, Sendable, Hashable {
               tuning.antiEntropyMillis >= 10, tuning.reconnectInitialMillis >= 1, tuning.reconnectMaxMillis >= tuning.reconnectInitialMillis,
               tuning.peerTimeoutMillis > tuning.heartbeatMillis, tuning.maxClockOffsetMillis > 0, tuning.maxSnapshotBytes > 0 else {
             throw fail("tuning 中有不合理的取值（见 Cluster/CONFIG.md）。", "tuning holds a value out of range (see Cluster/CONFIG.md).")
+        }
+        guard (0...3650).contains(tuning.historyRetentionDays) else {
+            throw fail("tuning.history_retention_days 必须在 0 到 3650 天之间（就诊日后多少天关闭该时段）。",
+                       "tuning.history_retention_days must be between 0 and 3650 (days after a session's date before it is closed).")
         }
     }
 }

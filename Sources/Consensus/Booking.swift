@@ -19,6 +19,10 @@ public enum LeaseMessage: Sendable, Equatable {
     case resign(incarnation: UInt64)
     /// Anti-entropy: booking records travel between replicas in any order, duplicated or late.
     case gossip([Booking])
+    /// Holder -> voter of the epoch: is `epoch` still the newest you promised for `block`? Asked
+    /// before a retry is answered from the holder's records (`BookingNode.confirmThenAnswer`).
+    case confirm(block: BlockID, epoch: Epoch, round: UInt64)
+    case confirmReply(block: BlockID, epoch: Epoch, round: UInt64, ok: Bool)
     /// Holder -> leader: voters refuse my accepts under `epoch`, the block's current one, because
     /// they promised a newer epoch in a takeover that never committed. Only a new takeover (to the
     /// same holder, above that promise) can make the block bookable again.
@@ -112,16 +116,18 @@ public let quotaBucketPrefix = "quota/"
 /// expiry's kind, as the wire and the log say it).
 public let holdExpiryPrefix = "expire:"
 
-/// A write to the node's booking store: the promised epoch of a block and/or booking records.
+/// A write to the node's booking store: the promised epoch of a block and/or booking records,
+/// or closed blocks whose records and promises the store forgets (`BlockClosure`).
 public struct BookingWrite: Sendable, Equatable {
     public var seq: UInt64
     public var promise: (block: BlockID, epoch: Epoch)?
     public var records: [Booking]
-    public init(seq: UInt64, promise: (block: BlockID, epoch: Epoch)?, records: [Booking]) {
-        self.seq = seq; self.promise = promise; self.records = records
+    public var forget: [BlockID]
+    public init(seq: UInt64, promise: (block: BlockID, epoch: Epoch)?, records: [Booking], forget: [BlockID] = []) {
+        self.seq = seq; self.promise = promise; self.records = records; self.forget = forget
     }
     public static func == (a: BookingWrite, b: BookingWrite) -> Bool {
-        a.seq == b.seq && a.records == b.records && a.promise?.block == b.promise?.block && a.promise?.epoch == b.promise?.epoch
+        a.seq == b.seq && a.records == b.records && a.promise?.block == b.promise?.block && a.promise?.epoch == b.promise?.epoch && a.forget == b.forget
     }
 }
 
@@ -149,6 +155,7 @@ public struct BookingDurableState: Sendable, Equatable {
     public static func == (a: Self, b: Self) -> Bool { a.promised == b.promised && a.records == b.records }
 
     public mutating func apply(_ w: BookingWrite) {
+        for b in w.forget { forget(b) }
         if let p = w.promise { promised[p.block] = max(promised[p.block] ?? 0, p.epoch) }
         for r in w.records where Self.supersedes(r, records[r.id]) {
             if let old = records[r.id], let i = positionInBlock[r.id] {
@@ -176,6 +183,28 @@ public struct BookingDurableState: Sendable, Equatable {
             if let target = r.kind.released { releasesOf[target, default: []].insert(r.id) }
         }
     }
+
+    /// Drops a closed block's records, with their index entries. Its promise becomes final
+    /// (`Epoch.max`): after a restart the cluster state may not know of the closure yet, and this
+    /// voter must not accept a record for the block meanwhile.
+    private mutating func forget(_ block: BlockID) {
+        promised[block] = .max
+        versions[block] = nil
+        for r in byBlock.removeValue(forKey: block) ?? [] {
+            records[r.id] = nil
+            positionInBlock[r.id] = nil
+            idsBySlot[SlotKey(block: r.block, slot: r.slot)] = nil
+            idsByPatient[r.patient]?.remove(r.id)
+            if idsByPatient[r.patient]?.isEmpty == true { idsByPatient[r.patient] = nil }
+            if let target = r.kind.released {
+                releasesOf[target]?.remove(r.id)
+                if releasesOf[target]?.isEmpty == true { releasesOf[target] = nil }
+            }
+        }
+    }
+
+    /// The blocks this store holds records of, or promises that are not final.
+    public var blocks: Set<BlockID> { Set(byBlock.keys).union(promised.filter { $0.value != .max }.keys) }
 
     /// One record per request: the latest epoch it was made under (an older one is inactive).
     package static func supersedes(_ new: Booking, _ old: Booking?) -> Bool { (old?.epoch ?? 0) <= new.epoch }
@@ -250,6 +279,19 @@ public struct BookingNode: Sendable {
     private var tried: [BlockID: (epoch: Epoch, slots: [SlotGeneration: String])] = [:]
     struct SlotGeneration: Hashable { var slot: Int; var generation: UInt32 }
     private var acked: Set<String> = []
+    /// Answers to retries waiting for a quorum to confirm this holder's epoch, per block: the
+    /// round in flight and the answers that came in after it was sent (they wait for the next).
+    struct Confirmation: Sendable {
+        var epoch: Epoch
+        var round: UInt64
+        var voters: [NodeID]
+        var acks: Set<NodeID> = []
+        var answers: [Booking]
+        var next: [Booking] = []
+        var sinceSend = 0
+    }
+    private var confirmations: [BlockID: Confirmation] = [:]
+    private var confirmRounds: UInt64 = 0
     private var persistSeq: UInt64 = 0
     private var durableSeq: UInt64 = 0
     private var held: [(UInt64, LeaseEnvelope)] = []
@@ -298,11 +340,31 @@ public struct BookingNode: Sendable {
         return drain()
     }
 
+    /// Forgets closed blocks (`BlockClosure`): their records and promises leave the store (and,
+    /// by the write, the booking log), with every trace of them in this process.
+    public mutating func forget(_ blocks: [BlockID]) -> [BookingAction] {
+        let held = blocks.filter { store.blocks.contains($0) || tried[$0] != nil }
+        guard !held.isEmpty else { return [] }
+        for b in held {
+            for r in store.records(in: b) { acked.remove(r.id) }
+            tried[b] = nil
+        }
+        let closing = Set(held)
+        pending = pending.filter { !closing.contains($0.value.booking.block) }
+        persistSeq += 1
+        let w = BookingWrite(seq: persistSeq, promise: nil, records: [], forget: held.sorted())
+        store.apply(w)
+        out.append(.persist(w))
+        return drain()
+    }
+
     // MARK: Holder
 
     /// `wallMs`: the holder's wall clock (release windows, re-offer delays: policy, never safety).
     /// `reofferDelayMs`: how long a slot this request releases stays off offer.
     public mutating func request(_ q: BookingRequest, state: ClusterState, wallMs: Int64, reofferDelayMs: Int64 = 0) -> [BookingAction] {
+        // A closed block's session is long over: nothing more is booked or released in it.
+        if state.closed.contains(q.block) { return [.refused(requestID: q.id, reason: .noSuchSlot)] }
         guard let r = state.blocks[q.block] else { return [.refused(requestID: q.id, reason: .noHolder)] }
         // Only the holder answers, retries included: only it knows this epoch's records (a
         // cancellation made since a takeover is not in the takeover's list).
@@ -313,7 +375,9 @@ public struct BookingNode: Sendable {
         // A retry of a request a takeover carried forward: its first outcome, unless released since.
         if r.collectedIDs.contains(q.id), let b = r.collected.first(where: { $0.id == q.id }) {
             guard b.matches(q) else { return [.refused(requestID: q.id, reason: .requestMismatch)] }
-            return [releasedSince(b, r, state: state) ? .refused(requestID: q.id, reason: retryAfterRelease(of: b, r, state: state)) : .acknowledged(b)]
+            if releasedSince(b, r, state: state) { return [.refused(requestID: q.id, reason: retryAfterRelease(of: b, r, state: state))] }
+            confirmThenAnswer(b, r)
+            return drain()
         }
         guard q.candidates.allSatisfy({ $0 >= 0 && $0 < r.slots }), q.alternatives.count <= 64 else {
             return [.refused(requestID: q.id, reason: .noSuchSlot)]
@@ -325,11 +389,12 @@ public struct BookingNode: Sendable {
                 return [.refused(requestID: q.id, reason: retryAfterRelease(of: b, r, state: state))]
             case .active where b.epoch == r.epoch:
                 // Made by this process under the epoch it holds: answered, or its answer is coming.
-                if acked.contains(b.id) { return [.acknowledged(b)] }
+                if acked.contains(b.id) { confirmThenAnswer(b, r); return drain() }
                 if pending[b.id] == nil { propose(b, voters: r.voters, state: state) }
                 return drain()
             case .active:
-                return [.acknowledged(b)]
+                confirmThenAnswer(b, r)
+                return drain()
             case .unknown:
                 return [.refused(requestID: q.id, reason: .noHolder)]
             case .inactive:
@@ -404,6 +469,38 @@ public struct BookingNode: Sendable {
         persist(records: [b])
         propose(b, voters: r.voters, state: state)
         return drain()
+    }
+
+    /// Answers a retry with the booking it made, once a quorum of the epoch's voters confirms
+    /// that no newer epoch was promised since the retry came: a holder paused or cut off while
+    /// its block was taken over (and the booking released there) must not say "booked" from its
+    /// stale records. A refusal for good needs no round: it stays true.
+    private mutating func confirmThenAnswer(_ b: Booking, _ r: LeaseRecord) {
+        if var c = confirmations[r.block], c.epoch == r.epoch {
+            if !c.next.contains(b) { c.next.append(b) }
+            confirmations[r.block] = c
+            return
+        }
+        startConfirmation(r.block, epoch: r.epoch, voters: r.voters, answers: [b])
+    }
+
+    private mutating func startConfirmation(_ block: BlockID, epoch: Epoch, voters: [NodeID], answers: [Booking]) {
+        confirmRounds += 1
+        var c = Confirmation(epoch: epoch, round: confirmRounds, voters: voters, answers: answers)
+        if voters.contains(id) { c.acks.insert(id) } // this holder promised no newer epoch
+        confirmations[block] = c
+        for v in voters where v != id {
+            out.append(.send(LeaseEnvelope(from: id, to: v, body: .confirm(block: block, epoch: epoch, round: c.round))))
+        }
+        finishConfirmation(block)
+    }
+
+    /// With a quorum: the round's answers go out, and answers that came since start a new round.
+    private mutating func finishConfirmation(_ block: BlockID) {
+        guard let c = confirmations[block], c.acks.count >= quorum(of: c.voters.count) else { return }
+        confirmations[block] = nil
+        for b in c.answers { out.append(.acknowledged(b)) }
+        if !c.next.isEmpty { startConfirmation(block, epoch: c.epoch, voters: c.voters, answers: c.next) }
     }
 
     /// Asks a quorum of the epoch's voters to accept `b`: this node (if it votes) and the live,
@@ -523,6 +620,22 @@ public struct BookingNode: Sendable {
     }
 
     public mutating func tick(state: ClusterState) -> [BookingAction] {
+        for block in confirmations.keys.sorted() {
+            guard var c = confirmations[block] else { continue }
+            // Our epoch ended: the retries go unanswered here, and their clients ask again.
+            if state.blocks[block]?.epoch != c.epoch || !holds(block, in: state) {
+                confirmations[block] = nil
+                continue
+            }
+            c.sinceSend += 1
+            if c.sinceSend >= options.retryTicks {
+                c.sinceSend = 0
+                for v in c.voters where !c.acks.contains(v) {
+                    out.append(.send(LeaseEnvelope(from: id, to: v, body: .confirm(block: block, epoch: c.epoch, round: c.round))))
+                }
+            }
+            confirmations[block] = c
+        }
         for key in pending.keys.sorted() {
             guard var p = pending[key] else { continue }
             // Our epoch ended: the outcome is whatever the takeover collected; never acknowledged here.
@@ -556,7 +669,7 @@ public struct BookingNode: Sendable {
         switch e.body {
         case .accept(let b):
             let superseded = max(store.promised[b.block] ?? 0, state.blocks[b.block]?.epoch ?? 0)
-            if b.epoch < superseded {
+            if b.epoch < superseded || state.closed.contains(b.block) {
                 out.append(.send(LeaseEnvelope(from: id, to: e.from, body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: false))))
             } else {
                 if store.records[b.id] != b || (store.promised[b.block] ?? 0) < b.epoch {
@@ -594,6 +707,8 @@ public struct BookingNode: Sendable {
             }
         case .prepare(let block, let epoch):
             let promised = store.promised[block] ?? 0
+            // Closed (in the state, or by the store's final promise): nothing to collect, ever.
+            if state.closed.contains(block) || promised == .max { break }
             if epoch < promised {
                 out.append(.send(LeaseEnvelope(from: id, to: e.from, body: .promise(block: block, epoch: promised, ok: false, bookings: []))))
                 break
@@ -606,8 +721,23 @@ public struct BookingNode: Sendable {
             // Fence first: the epoch is durable before the answer leaves, so older epochs stay refused.
             if epoch > promised { persist(promise: (block, epoch)) }
             sendDurable(reply)
+        case .confirm(let block, let epoch, let round):
+            let newest = max(store.promised[block] ?? 0, state.blocks[block]?.epoch ?? 0)
+            let ok = epoch >= newest && !state.closed.contains(block)
+            out.append(.send(LeaseEnvelope(from: id, to: e.from, body: .confirmReply(block: block, epoch: epoch, round: round, ok: ok))))
+        case .confirmReply(let block, let epoch, let round, let ok):
+            guard var c = confirmations[block], c.round == round, c.epoch == epoch, c.voters.contains(e.from) else { break }
+            guard ok else {
+                confirmations[block] = nil // a newer epoch exists: this holder's records may be stale
+                break
+            }
+            c.acks.insert(e.from)
+            confirmations[block] = c
+            finishConfirmation(block)
         case .gossip(let bs):
-            let fresh = bs.filter { b in store.records[b.id].map { $0.epoch < b.epoch } ?? true }
+            let fresh = bs.filter { b in
+                !state.closed.contains(b.block) && store.promised[b.block] != .max && (store.records[b.id].map { $0.epoch < b.epoch } ?? true)
+            }
             if !fresh.isEmpty { persist(records: fresh) }
         case .promise, .renew, .resign, .epochRefused:
             break // for the leader's LeaseManager

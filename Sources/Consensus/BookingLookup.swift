@@ -27,15 +27,22 @@ public struct BookingLookup {
     /// Which slots of `block` are taken, from its valid records.
     public func availability(of block: BlockID) -> BlockAvailability {
         let view = slotViews(block: block, bookings: core.booking.store.records(in: block), state: core.cluster)
+        return Self.availability(view.views, unknown: view.unknown)
+    }
+
+    /// Which slots of a closed block its final records leave taken.
+    public static func availability(of closure: BlockClosure) -> BlockAvailability { availability(closure.finalSlots, unknown: false) }
+
+    private static func availability(_ views: [Int: [Booking]], unknown: Bool) -> BlockAvailability {
         var taken: [Int: BlockAvailability.Taken] = [:]
-        for (slot, records) in view.views {
+        for (slot, records) in views {
             if let held = holdingBooking(records) {
                 taken[slot] = held.kind.slotStatus == .busyTentative ? .held : .booked
             } else if let top = records.first, top.reofferAtMs > 0 {
                 taken[slot] = .releasedUntil(top.reofferAtMs)
             }
         }
-        return BlockAvailability(unknown: view.unknown, taken: taken)
+        return BlockAvailability(unknown: unknown, taken: taken)
     }
 
     /// The valid records of the appointment whose hold is `holdID` (this node's own and those
@@ -53,9 +60,17 @@ public struct BookingLookup {
 
     /// Every appointment of `block` this node has valid records of, by its hold's id.
     public func appointments(in block: BlockID) -> [String: AppointmentRecords] {
-        var out: [String: AppointmentRecords] = [:]
         let collected = core.cluster.blocks[block]?.collected ?? []
-        for b in core.booking.store.records(in: block) + collected where bookingStatus(b, in: core.cluster) == .active && !b.isRefusal {
+        return Self.appointments(of: (core.booking.store.records(in: block) + collected).filter { bookingStatus($0, in: core.cluster) == .active })
+    }
+
+    /// The appointments of a closed block, from its final records (`BlockClosure`).
+    public static func appointments(of closure: BlockClosure) -> [String: AppointmentRecords] { appointments(of: closure.records) }
+
+    /// Valid records grouped by the appointment (hold) they belong to.
+    private static func appointments(of valid: [Booking]) -> [String: AppointmentRecords] {
+        var out: [String: AppointmentRecords] = [:]
+        for b in valid where !b.isRefusal {
             if b.isHold { out[b.id, default: AppointmentRecords()].hold = b }
             if let hold = b.confirms { out[hold, default: AppointmentRecords()].confirmation = b }
             if let hold = b.releases { out[hold, default: AppointmentRecords()].release = b }
@@ -65,6 +80,9 @@ public struct BookingLookup {
 
     /// Every slot block (a session; not a quota bucket) the committed lease history defines.
     public var slotBlocks: [BlockID] { core.cluster.blocks.keys.filter { !$0.hasPrefix(quotaBucketPrefix) } }
+
+    /// Whether `block` was closed for good (its final rows are in the read model).
+    public func isClosed(_ block: BlockID) -> Bool { core.cluster.closed.contains(block) }
 
     /// The patient's holds (their appointments) this node has records of.
     public func holds(of patient: String) -> [Booking] {

@@ -133,6 +133,30 @@ public struct LeaseChange: Hashable, Sendable, Codable {
     }
 }
 
+/// The end of a block's history: the leader collected its records from a quorum of the voters of
+/// `fromEpoch` under a newer promise (`toEpoch`), as a takeover does, so `records` are its valid
+/// records for good. Every node keeps them in its read model, then forgets the block: its records
+/// leave memory and the booking log, and its lease record leaves the cluster state.
+public struct BlockClosure: Hashable, Sendable, Codable {
+    public var block: BlockID
+    public var fromEpoch: Epoch
+    public var toEpoch: Epoch
+    /// The block's slot count, as defined.
+    public var slots: Int
+    public var records: [Booking]
+    public init(block: BlockID, fromEpoch: Epoch, toEpoch: Epoch, slots: Int, records: [Booking]) {
+        self.block = block; self.fromEpoch = fromEpoch; self.toEpoch = toEpoch; self.slots = slots; self.records = records
+    }
+
+    /// Per slot, the records of its highest generation (`slotViews` over the final records).
+    public var finalSlots: [Int: [Booking]] {
+        var r = LeaseRecord(block: block, home: NodeID(""), slots: 0)
+        r.epoch = toEpoch
+        r.setCollected(records)
+        return slotViews(record: r, bookings: []).views
+    }
+}
+
 public enum ClusterCommand: Hashable, Sendable, Codable {
     case upsertMember(MemberInfo)
     case evict(NodeID)
@@ -146,6 +170,8 @@ public enum ClusterCommand: Hashable, Sendable, Codable {
     /// holder's clock; e.g. 15:00 Asia/Shanghai seven days before the visit).
     case defineSession(BlockID, home: NodeID, slots: Int, opensAtMs: Int64)
     case lease(LeaseChange)
+    /// Proposed only by the leader, after the collection `BlockClosure` describes.
+    case closeBlock(BlockClosure)
 }
 
 public struct LeaseRecord: Hashable, Sendable, Codable {
@@ -199,10 +225,26 @@ public struct ClusterState: Hashable, Sendable, Codable {
     public private(set) var raftConfig: ClusterConfig
     public private(set) var liveness: [NodeID: LivenessRecord] = [:]
     public private(set) var blocks: [BlockID: LeaseRecord] = [:]
+    /// Blocks closed for good (`BlockClosure`): never defined, leased or booked again.
+    public private(set) var closed: Set<BlockID> = []
     public private(set) var appliedIndex: LogIndex = 0
     public private(set) var rejected: Int = 0
 
     public init(config: ClusterConfig) { raftConfig = config }
+
+    enum CodingKeys: String, CodingKey { case members, raftConfig, liveness, blocks, closed, appliedIndex, rejected }
+
+    /// Snapshots written before blocks could close have no `closed` key.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        members = try c.decode([NodeID: MemberInfo].self, forKey: .members)
+        raftConfig = try c.decode(ClusterConfig.self, forKey: .raftConfig)
+        liveness = try c.decode([NodeID: LivenessRecord].self, forKey: .liveness)
+        blocks = try c.decode([BlockID: LeaseRecord].self, forKey: .blocks)
+        closed = try c.decodeIfPresent(Set<BlockID>.self, forKey: .closed) ?? []
+        appliedIndex = try c.decode(LogIndex.self, forKey: .appliedIndex)
+        rejected = try c.decode(Int.self, forKey: .rejected)
+    }
 
     public enum Role: String, Sendable { case voter, learner, none }
     /// Membership role, from the Raft configuration this state has applied.
@@ -261,10 +303,10 @@ public struct ClusterState: Hashable, Sendable, Codable {
             l.epoch += 1
             liveness[n] = l
         case .defineBlock(let b, let home, let slots):
-            guard blocks[b] == nil else { return false }
+            guard blocks[b] == nil, !closed.contains(b) else { return false }
             blocks[b] = LeaseRecord(block: b, home: home, slots: slots)
         case .defineSession(let b, let home, let slots, let opensAt):
-            guard blocks[b] == nil else { return false }
+            guard blocks[b] == nil, !closed.contains(b) else { return false }
             blocks[b] = LeaseRecord(block: b, home: home, slots: slots, opensAtMs: opensAt)
         case .lease(let c):
             guard var r = blocks[c.block], c.fromEpoch == r.epoch, c.toEpoch > r.epoch else { return false }
@@ -276,6 +318,10 @@ public struct ClusterState: Hashable, Sendable, Codable {
             r.setCollected(c.collected)
             r.history[c.toEpoch] = c.holder
             blocks[c.block] = r
+        case .closeBlock(let c):
+            guard let r = blocks[c.block], c.fromEpoch == r.epoch, c.toEpoch > r.epoch else { return false }
+            blocks[c.block] = nil
+            closed.insert(c.block)
         }
         return true
     }
@@ -303,6 +349,12 @@ public enum SlotView: Sendable, Equatable { case free, booked(Booking), unknown 
 /// record under an epoch newer than this replica's history exists.
 public func slotViews(block: BlockID, bookings: [Booking], state: ClusterState) -> (views: [Int: [Booking]], unknown: Bool) {
     guard let r = state.blocks[block] else { return ([:], true) }
+    return slotViews(record: r, bookings: bookings)
+}
+
+/// `slotViews` from the block's lease record (its current epoch and collected records).
+public func slotViews(record r: LeaseRecord, bookings: [Booking]) -> (views: [Int: [Booking]], unknown: Bool) {
+    let block = r.block
     var current: [Int: [Booking]] = [:]
     func add(_ b: Booking) {
         guard let top = current[b.slot]?.first else { current[b.slot] = [b]; return }

@@ -114,6 +114,9 @@ public struct ConsensusCore: Sendable {
     private var epochRefusedSent: [BlockID: UInt64] = [:]
     /// Set by a clean shutdown: no more liveness renewals from this process.
     public private(set) var resigned = false
+    /// Set when the cluster state came from a snapshot: booking records of blocks it says are
+    /// closed are forgotten at the next tick (the write needs an effect).
+    private var forgetClosedRecords = true
     private var out: [CoreEffect] = []
 
     /// `incarnation` must be stored durably and grow on every process start (the shell's job).
@@ -151,6 +154,11 @@ public struct ConsensusCore: Sendable {
         lastNowMs = nowMs
         lastWallMs = wallMs
         handle(raft.tick())
+        if forgetClosedRecords {
+            forgetClosedRecords = false
+            let closed = booking.store.blocks.filter(cluster.closed.contains)
+            if !closed.isEmpty { handle(booking.forget(closed.sorted())) }
+        }
         handle(booking.tick(state: cluster))
         if raft.role == .leader {
             handle(manager.tick(now: nowMs, state: cluster, ready: raft.isReadyLeader))
@@ -235,6 +243,14 @@ public struct ConsensusCore: Sendable {
         if raftUpTo > 0 { handle(raft.persisted(upTo: raftUpTo)) }
         if bookingUpTo > 0 { handle(booking.persisted(upTo: bookingUpTo)) }
         return drain()
+    }
+
+    /// Asks this node, if it leads, to close `blocks` (sessions over, past their retention): each is
+    /// collected from its voters like a takeover, then closed by a committed `BlockClosure`. Ask
+    /// again after a change of leader or a failed attempt; quota buckets are never closed.
+    public mutating func close(_ blocks: [BlockID]) {
+        guard raft.role == .leader else { return }
+        manager.close(blocks.filter { !isQuotaBucket($0) })
     }
 
     /// Proposes on the leader; elsewhere passes definitions on to the leader it knows.
@@ -477,7 +493,14 @@ public struct ConsensusCore: Sendable {
                 for e in es {
                     let rejectedBefore = cluster.rejected
                     cluster.apply(e)
-                    out.append(.applied(e, accepted: cluster.rejected == rejectedBefore))
+                    let accepted = cluster.rejected == rejectedBefore
+                    // The shell keeps the final records (the read model) when it sees `applied`,
+                    // before the booking store's forget is written.
+                    out.append(.applied(e, accepted: accepted))
+                    if accepted, case .command(.closeBlock(let c)) = e.body {
+                        freshAcked.removeAll { $0.block == c.block }
+                        handle(booking.forget([c.block]))
+                    }
                 }
                 if cluster.appliedIndex >= raft.snapshotIndex + options.compactEvery {
                     handle(raft.compact(through: cluster.appliedIndex, data: cluster))
@@ -485,6 +508,7 @@ public struct ConsensusCore: Sendable {
             case .restoreSnapshot(let s):
                 cluster = s.data
                 out.append(.snapshotRestored(s.lastIndex))
+                forgetClosedRecords = true
             case .roleChanged(let role, let term):
                 // Both hooks see the log as it is at the change; the shell learns after them.
                 if role == .leader { manager.becameLeader(now: lastNowMs) } else { manager.steppedDown() }

@@ -52,6 +52,8 @@ public enum ConsensusWire {
             case .gossip(let bs): w.u8(5); w.bookings(bs)
             case .resign(let inc): w.u8(6); w.u64(inc)
             case .epochRefused(let block, let epoch): w.u8(7); w.str(block); w.u64(epoch)
+            case .confirm(let block, let epoch, let round): w.u8(8); w.str(block); w.u64(epoch); w.u64(round)
+            case .confirmReply(let block, let epoch, let round, let ok): w.u8(9); w.str(block); w.u64(epoch); w.u64(round); w.u8(ok ? 1 : 0)
             }
         case .request(let q):
             w.u8(2); w.str(q.id); w.str(q.block); w.u64(UInt64(bitPattern: Int64(q.slot))); w.str(q.patient); w.u8(q.hops)
@@ -140,6 +142,12 @@ public enum ConsensusWire {
             case 7:
                 guard let block = r.str(), let epoch = r.u64() else { throw bad("truncated epoch refusal") }
                 l = .epochRefused(block: block, epoch: epoch)
+            case 8:
+                guard let block = r.str(), let epoch = r.u64(), let round = r.u64() else { throw bad("truncated confirm") }
+                l = .confirm(block: block, epoch: epoch, round: round)
+            case 9:
+                guard let block = r.str(), let epoch = r.u64(), let round = r.u64(), let ok = r.u8(), ok <= 1 else { throw bad("truncated confirm reply") }
+                l = .confirmReply(block: block, epoch: epoch, round: round, ok: ok == 1)
             default:
                 throw bad("unknown lease body \(body)")
             }

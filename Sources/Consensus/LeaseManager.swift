@@ -25,6 +25,8 @@ public struct LeaseManager: Sendable {
         var promises: [NodeID: [Booking]] = [:]
         var started: UInt64
         var proposed = false
+        /// A closing collection (`BlockClosure`), not a move to a new holder.
+        var closes = false
     }
 
     public let id: NodeID
@@ -39,9 +41,12 @@ public struct LeaseManager: Sendable {
     /// Such a block gets a new epoch even though its lease looks right.
     private var fencedAt: [BlockID: Epoch] = [:]
     private var proposedAt: [ClusterCommand: UInt64] = [:]
-    /// The blocks in id order, sorted again only when one is added (blocks are never removed):
-    /// the tick walks them a hundred times a second.
+    /// The blocks in id order, sorted again only when one is added or closed: the tick walks
+    /// them a hundred times a second.
     private var blockOrder: [BlockID] = []
+    private var closedCountSeen = 0
+    /// Blocks this leader was asked to close (`close`); they get no other takeover meanwhile.
+    private var closing: Set<BlockID> = []
     private var out: [LeaseManagerAction] = []
 
     public init(id: NodeID, options: LeaseManagerOptions = .init()) { self.id = id; self.options = options }
@@ -55,8 +60,14 @@ public struct LeaseManager: Sendable {
         proposedAt = [:]
         blockOrder = []
         fencedAt = [:]
+        closing = []
     }
-    public mutating func steppedDown() { active = false; attempts = [:] }
+    public mutating func steppedDown() { active = false; attempts = [:]; closing = [] }
+
+    public mutating func close(_ blocks: [BlockID]) {
+        guard active else { return }
+        closing.formUnion(blocks)
+    }
 
     private mutating func propose(_ c: ClusterCommand, now: UInt64) {
         if let t = proposedAt[c], now < t + options.reproposeMs { return }
@@ -97,10 +108,17 @@ public struct LeaseManager: Sendable {
             guard epoch == a.toEpoch, r.voters.contains(e.from), !a.proposed else { break }
             a.promises[e.from] = bookings
             if a.promises.count >= quorum(of: r.voters.count) {
-                guard let l = state.liveness[a.holder], l.live else { attempts[block] = nil; break }
                 var collected: [String: Booking] = [:]
                 for b in r.collected { collected[b.id] = b }
                 for (_, bs) in a.promises { for b in bs where b.epoch == r.epoch { collected[b.id] = b } }
+                if a.closes {
+                    a.proposed = true
+                    attempts[block] = a
+                    out.append(.propose(.closeBlock(BlockClosure(block: block, fromEpoch: r.epoch, toEpoch: a.toEpoch, slots: r.slots,
+                                                                 records: collected.values.sorted { $0.id < $1.id }))))
+                    break
+                }
+                guard let l = state.liveness[a.holder], l.live else { attempts[block] = nil; break }
                 let change = LeaseChange(block: block, fromEpoch: r.epoch, toEpoch: a.toEpoch, holder: a.holder,
                                          holderLiveness: l.epoch, voters: state.raftConfig.voters,
                                          collected: collected.values.sorted { $0.id < $1.id })
@@ -134,9 +152,13 @@ public struct LeaseManager: Sendable {
         }
 
         let voters = state.raftConfig.voters
-        if blockOrder.count != state.blocks.count { blockOrder = state.blocks.keys.sorted() }
+        if blockOrder.count != state.blocks.count || closedCountSeen != state.closed.count {
+            blockOrder = state.blocks.keys.sorted()
+            closedCountSeen = state.closed.count
+        }
+        closeBlocks(now: now, state: state)
         for b in blockOrder {
-            guard let r = state.blocks[b] else { continue }
+            guard let r = state.blocks[b], !closing.contains(b) else { continue }
             let valid = state.leaseValid(b)
             let homeLive = state.isLive(r.home)
             let wantHolder: NodeID?
@@ -163,6 +185,25 @@ public struct LeaseManager: Sendable {
             for v in r.voters { out.append(.send(LeaseEnvelope(from: id, to: v, body: .prepare(block: b, epoch: to)))) }
         }
         return drain()
+    }
+
+    /// Collects each block asked to close from a quorum of its current voters under a new
+    /// promise, which fences its holder, then proposes the closure (`receive(.promise)`).
+    private mutating func closeBlocks(now: UInt64, state: ClusterState) {
+        for b in closing.sorted() {
+            guard let r = state.blocks[b] else { closing.remove(b); attempts[b] = nil; continue }
+            if let a = attempts[b], a.closes, a.fromEpoch == r.epoch, now < a.started + options.takeoverTimeoutMs { continue }
+            let to = max(r.epoch, epochFloor[b] ?? 0) + 1
+            epochFloor[b] = to
+            if r.epoch == 0 {
+                // Never leased: no record can exist.
+                attempts[b] = Attempt(fromEpoch: 0, toEpoch: to, holder: id, started: now, proposed: true, closes: true)
+                out.append(.propose(.closeBlock(BlockClosure(block: b, fromEpoch: 0, toEpoch: to, slots: r.slots, records: []))))
+                continue
+            }
+            attempts[b] = Attempt(fromEpoch: r.epoch, toEpoch: to, holder: id, started: now, closes: true)
+            for v in r.voters { out.append(.send(LeaseEnvelope(from: id, to: v, body: .prepare(block: b, epoch: to)))) }
+        }
     }
 
     private func pickLive(_ b: BlockID, state: ClusterState) -> NodeID? {

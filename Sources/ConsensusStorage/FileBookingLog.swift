@@ -8,8 +8,10 @@ public final class FileBookingLog {
     public let path: String
     /// What the file holds: the records and promises, without `BookingDurableState`'s read
     /// indexes (the core keeps those; only a restart reads this copy, through `state`).
-    private var records: [String: Booking] = [:]
+    private var records: [BlockID: [String: Booking]] = [:]
     private var promised: [BlockID: Epoch] = [:]
+    /// Records dropped with closed blocks since the last rewrite: their bytes are still in the file.
+    private var forgottenSinceRewrite = 0
     private let file: RecordFile
     public var recoveredTornBytes: Int { file.recoveredTornBytes }
     /// Rewrite the file as records of the whole state once it has grown this much past it.
@@ -37,14 +39,18 @@ public final class FileBookingLog {
         guard !writes.isEmpty else { return }
         try file.append(writes) { $0.bookingWrite($1) }
         for w in writes { keep(w) }
-        if file.size > sizeAfterRewrite + rewriteThreshold { try rewrite() }
+        // Grown well past the last rewrite, or mostly closed blocks' records: the file follows the open blocks.
+        if file.size > sizeAfterRewrite + rewriteThreshold
+            || (forgottenSinceRewrite > 1_000 && forgottenSinceRewrite > records.values.reduce(0, { $0 + $1.count })) {
+            try rewrite()
+        }
     }
 
     /// Replaces the file by records holding the whole state.
     public func rewrite() throws {
         var records: [[UInt8]] = []
         var b = ByteWriter()
-        b.bookingWrite(BookingWrite(seq: 0, promise: nil, records: self.records.values.sorted { $0.id < $1.id }))
+        b.bookingWrite(BookingWrite(seq: 0, promise: nil, records: self.records.values.flatMap(\.values).sorted { $0.id < $1.id }))
         records.append(b.bytes)
         for (block, epoch) in promised.sorted(by: { $0.key < $1.key }) {
             var p = ByteWriter()
@@ -53,27 +59,38 @@ public final class FileBookingLog {
         }
         try file.replace(with: records)
         sizeAfterRewrite = file.size
+        forgottenSinceRewrite = 0
     }
 
     /// The durable state the file holds, indexed for the core.
     public var state: BookingDurableState {
         var s = BookingDurableState()
-        s.apply(BookingWrite(seq: 0, promise: nil, records: Array(records.values)))
+        s.apply(BookingWrite(seq: 0, promise: nil, records: records.values.flatMap(\.values)))
         for (block, epoch) in promised { s.apply(BookingWrite(seq: 0, promise: (block: block, epoch: epoch), records: [])) }
         return s
     }
 
-    /// The same rules as `BookingDurableState.apply`: the highest promise, and per request the
-    /// record of the latest epoch.
+    /// The same rules as `BookingDurableState.apply`: closed blocks forgotten, the highest
+    /// promise, and per request the record of the latest epoch (a request id names one block).
     private func keep(_ w: BookingWrite) {
+        for b in w.forget {
+            promised[b] = .max
+            forgottenSinceRewrite += records.removeValue(forKey: b)?.count ?? 0
+        }
         if let p = w.promise { promised[p.block] = max(promised[p.block] ?? 0, p.epoch) }
-        for r in w.records where BookingDurableState.supersedes(r, records[r.id]) { records[r.id] = r }
+        for r in w.records where BookingDurableState.supersedes(r, records[r.block]?[r.id]) { records[r.block, default: [:]][r.id] = r }
     }
 }
 
 extension ByteWriter {
-    /// The first byte: 2 without a promise, 3 with one (0 and 1: the same before holds, read as legacy).
+    /// The first byte: 2 without a promise, 3 with one (0 and 1: the same before holds, read as
+    /// legacy); 4 lists closed blocks to forget, then the rest of the write follows.
     mutating func bookingWrite(_ w: BookingWrite) {
+        if !w.forget.isEmpty {
+            u8(4)
+            u32(UInt32(w.forget.count))
+            for b in w.forget { str(b) }
+        }
         if let p = w.promise { u8(3); str(p.block); u64(p.epoch) } else { u8(2) }
         bookings(w.records)
     }
@@ -81,7 +98,18 @@ extension ByteWriter {
 
 extension ByteReader {
     mutating func bookingWrite() -> BookingWrite? {
-        guard let flag = u8(), flag <= 3 else { return nil }
+        guard let flag = u8(), flag <= 4 else { return nil }
+        if flag == 4 {
+            guard let n = u32(), n <= 1 << 20 else { return nil }
+            var forget: [BlockID] = []
+            for _ in 0..<n {
+                guard let b = str() else { return nil }
+                forget.append(b)
+            }
+            guard var rest = bookingWrite(), rest.forget.isEmpty else { return nil }
+            rest.forget = forget
+            return rest
+        }
         let legacy = flag < 2
         var promise: (block: BlockID, epoch: Epoch)?
         if flag % 2 == 1 {

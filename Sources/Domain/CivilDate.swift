@@ -96,6 +96,9 @@ public struct CivilDate: Hashable, Comparable, Sendable, CustomStringConvertible
         Self.daysBefore(year: year) + Self.daysBefore(month: month, year: year) + day - 1
     }
 
+    /// Days since 1970-01-01 (`ShanghaiTime.unixDay` of any instant on this Shanghai date).
+    public var unixDay: Int { dayNumber - Self.unixEpochDayNumber }
+
     init?(dayNumber: Int) {
         guard Self.dayNumbers.contains(dayNumber) else { return nil }
         // A 400-year cycle has 146,097 days: estimate the year, then correct by at most one.

@@ -25,6 +25,20 @@ extension ClusterSimulation {
         }
     }
 
+    /// A committed closure lists every acknowledged booking of its block, and its final records
+    /// hold no slot twice.
+    func checkClosure(_ c: BlockClosure) {
+        let listed = Set(c.records.map { "\($0.id)@\($0.epoch)" })
+        for b in acked.values.sorted(by: { $0.id < $1.id }) where b.block == c.block && b.epoch <= c.fromEpoch && !listed.contains("\(b.id)@\(b.epoch)") {
+            fail("no acknowledged booking lost", "closing \(c.block) at epoch \(c.fromEpoch) did not keep acknowledged booking \(b.id) (slot \(b.slot), epoch \(b.epoch))")
+            return
+        }
+        for (slot, records) in c.finalSlots.sorted(by: { $0.key < $1.key }) where records.count > 1 {
+            fail("never two active bookings for one slot", "closed \(c.block) slot \(slot) has \(records.map { "\($0.id)@e\($0.epoch)" }.sorted())")
+            return
+        }
+    }
+
     func checkSafety(full: Bool) {
         let live = nodes.filter(\.up)
         if let ahead = nodes.max(by: { $0.cluster.appliedIndex < $1.cluster.appliedIndex }),
@@ -77,6 +91,16 @@ extension ClusterSimulation {
         var holdingUnderQuota: [String: [String]] = [:] // patient -> request ids
         for id in acked.keys.sorted() {
             let b = acked[id]!
+            if latest.closed.contains(b.block) {
+                // Acknowledged after the closure was checked: it must be among the final records too.
+                if closures[b.block]?.records.contains(where: { $0.id == b.id && $0.epoch == b.epoch }) != true {
+                    let c = closures[b.block]
+                    let same = c?.records.filter { $0.id == b.id }.map { "epoch \($0.epoch)" } ?? []
+                    fail("no acknowledged booking lost", "booking \(b.id) (\(b.block) slot \(b.slot), epoch \(b.epoch)) is not among its closed block's final records (closed from epoch \(c?.fromEpoch ?? 0) to \(c?.toEpoch ?? 0); same id: \(same))")
+                    return
+                }
+                continue
+            }
             let s = bookingStatus(b, in: latest)
             if s != .active {
                 fail("no acknowledged booking lost", "booking \(b.id) (\(b.block) slot \(b.slot), epoch \(b.epoch)) is \(s) under epoch \(latest.blocks[b.block]?.epoch ?? 0) on n\(latestNode + 1)")
@@ -175,8 +199,8 @@ extension ClusterSimulation {
             fail("liveness", "leader n\(l.idx + 1) of term \(l.raft.term) has no quorum behind it \(deadline) ms after faults stopped")
             return
         }
-        guard l.cluster.blocks.count == opt.blocks + coreOptions.quotaBuckets else {
-            fail("liveness", "only \(l.cluster.blocks.count) of \(opt.blocks) blocks and \(coreOptions.quotaBuckets) quota buckets defined \(deadline) ms after faults stopped")
+        guard l.cluster.blocks.count + l.cluster.closed.count == opt.blocks + coreOptions.quotaBuckets else {
+            fail("liveness", "only \(l.cluster.blocks.count) of \(opt.blocks) blocks (\(l.cluster.closed.count) closed) and \(coreOptions.quotaBuckets) quota buckets defined \(deadline) ms after faults stopped")
             return
         }
         for b in l.cluster.blocks.keys.sorted() {
@@ -212,6 +236,13 @@ extension ClusterSimulation {
     func checkReplicasAgree() {
         guard let latest = newestApplied?.state else { return }
         let up = nodes.filter { $0.up && !$0.paused }
+        // A node that knows a block closed keeps none of its records (memory follows open sessions).
+        for n in up where n.core.ticks > 0 {
+            if let b = n.cluster.closed.sorted().first(where: { !n.booking.store.records(in: $0).isEmpty }) {
+                fail("closed blocks are forgotten", "n\(n.idx + 1) still holds \(n.booking.store.records(in: b).count) records of closed \(b)")
+                return
+            }
+        }
         for block in latest.blocks.keys.sorted() {
             let epoch = latest.blocks[block]!.epoch
             var first: (node: Int, holding: [Int: String], unknown: Bool)?

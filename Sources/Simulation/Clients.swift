@@ -82,6 +82,8 @@ extension ClusterSimulation {
         }
         // After a final answer, any answer but "retry" must be the same (slot taken included).
         if Self.saysRetry(o) { return }
+        // A closed block answers every request so: its session is over.
+        if case .refused(_, .noSuchSlot) = o, let q = calls[id]?.request, closures[q.block] != nil { return }
         guard let first = finalOutcome[id] else {
             finalOutcome[id] = o
             return
@@ -163,6 +165,7 @@ extension ClusterSimulation {
             let names = [b.id, b.confirms].compactMap { $0 }
             let valid = releases.contains { $0.releases.map(names.contains) == true && bookingStatus($0, in: latest) == .active }
                 || latest.blocks[b.block]?.collected.contains { $0.releases.map(names.contains) == true } == true
+                || closures[b.block]?.records.contains { $0.releases.map(names.contains) == true } == true
             if !valid {
                 fail("a retried request returns its first outcome", "request \(claim.id) was booked (\(b.block) slot \(b.slot) epoch \(b.epoch)) and answered released on n\(claim.node + 1) at \(claim.atUs / 1000) ms, but no valid release of it exists")
                 return

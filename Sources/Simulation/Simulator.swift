@@ -282,12 +282,24 @@ public final class ClusterSimulation {
     var committedAtLiveness: LogIndex = 0
     var commitTerm: [LogIndex: Term] = [:]
     let coreOptions: ConsensusCoreOptions
+    /// Sessions closed in this run (`BlockClosure`): when the leader is asked, which blocks (of
+    /// those no rush uses), and the closures committed. From their own generator, so a seed's
+    /// other choices are the same as before closing existed.
+    var closeAtUs: UInt64?
+    var closeTargets: [BlockID] = []
+    var closures: [BlockID: BlockClosure] = [:]
 
     public init(seed: UInt64, options: SimOptions = .init()) {
         self.seed = seed
         self.opt = options
         self.rng = SplitMix64(seed: seed)
         self.replicationRng = SplitMix64(seed: seed ^ 0x7265_706C_6963_6173)
+        var closing = SplitMix64(seed: seed ^ 0x636C_6F73_6564)
+        if options.blocks > 2, closing.chance(0.5) {
+            closeAtUs = options.faultMs * (300 + closing.below(500))
+            let first = 2 + Int(closing.below(UInt64(options.blocks - 2)))
+            closeTargets = Array(Set([first, 2 + Int(closing.below(UInt64(options.blocks - 2)))])).sorted().map { "b\($0)" }
+        }
         self.blockedLink = Array(repeating: Array(repeating: false, count: options.nodes), count: options.nodes)
         self.flapping = Array(repeating: false, count: options.nodes)
         let ids = (1...options.nodes).map { NodeID("n\($0)") }
@@ -504,6 +516,11 @@ public final class ClusterSimulation {
 
     func tick(_ n: SimNode) {
         if !setupDone, n.raft.role == .leader, n.raft.isReadyLeader { setup(n) }
+        // The leader's shell asks again now and then until the sessions are closed, as a real one does.
+        if let at = closeAtUs, now >= at, setupDone, n.raft.role == .leader, n.core.ticks % 50 == 0,
+           closeTargets.contains(where: { n.cluster.blocks[$0] != nil }) {
+            n.core.close(closeTargets)
+        }
         // The shell learns of cut links late (about half a second on average), as a real one does.
         if rng.chance(0.02) { n.core.setUnreachable(Set(nodes.filter { blockedLink[n.idx][$0.idx] }.map(\.id))) }
         // Wall clock: the node's own (drifting) clock from a fixed date; policy only, never safety.
@@ -562,6 +579,8 @@ public final class ClusterSimulation {
         case .gossip(let bs): return 6 << 40 | UInt64(bs.count)
         case .resign(let i): return 7 << 40 | i
         case .epochRefused(_, let e): return 8 << 40 | e
+        case .confirm(_, let e, let round): return 9 << 40 | e << 20 | round
+        case .confirmReply(_, let e, let round, let ok): return 10 << 40 | e << 20 | round << 1 | (ok ? 1 : 0)
         }
     }
 
@@ -871,6 +890,10 @@ public final class ClusterSimulation {
             // for checking leader completeness (only leaders of later terms must have it).
             commitTerm[e.index] = n.raft.term
             maxCommitted = max(maxCommitted, e.index)
+        }
+        if case .command(.closeBlock(let c)) = e.body, accepted, closures[c.block] == nil {
+            closures[c.block] = c
+            checkClosure(c)
         }
         if case .command(.lease(let c)) = e.body, accepted {
             let key = "\(c.block)#\(c.toEpoch)"

@@ -8,7 +8,8 @@ import Synchronization
 // The bookings as read tables in this node's own SQLite file (`readmodel.sqlite`): derived from
 // the consensus records, never replicated, rebuilt from them at every start and whenever the
 // consensus state was replaced. Reports, searches and clinical records join on these rows; the
-// booking decisions never read them.
+// booking decisions never read them. A closed block's rows (`BlockClosure`) are final: written
+// durably from the closure before the consensus side forgets the block, and never rebuilt.
 
 /// One appointment as the read model keeps it.
 package struct AppointmentRow: Codable, Sendable, Hashable, FetchableRecord, PersistableRecord {
@@ -93,6 +94,9 @@ package final class BookingReadModel: Sendable {
                     PRIMARY KEY (block, slot));
                 """)
         }
+        migrator.registerMigration("v2 closed_block (final rows)") { db in
+            try db.execute(sql: "CREATE TABLE closed_block (block TEXT PRIMARY KEY, from_epoch INTEGER NOT NULL, closed_at_ms INTEGER NOT NULL)")
+        }
         try migrator.migrate(db)
     }
 
@@ -127,9 +131,47 @@ package final class BookingReadModel: Sendable {
         try project(Set(consensus.lookup { $0.slotBlocks }), replacingAll: true)
     }
 
+    /// Writes a closed block's final rows from its closure, durably (the consensus side forgets
+    /// its records next, so they cannot be projected again). Applying the same closure again
+    /// after a restart writes the same rows.
+    package func keepClosed(_ closure: BlockClosure, atMs: Int64) throws {
+        let info = (try? directory.sessions(store))?[closure.block]
+        let (appointments, slots) = Self.rows(block: closure.block, slots: closure.slots, records: BookingLookup.appointments(of: closure),
+                                              availability: BookingLookup.availability(of: closure), info: info)
+        try db.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            defer { try? db.execute(sql: "PRAGMA synchronous = OFF") }
+            try db.inTransaction {
+                try db.execute(sql: "DELETE FROM appointment_view WHERE block = ?", arguments: [closure.block])
+                try db.execute(sql: "DELETE FROM slot_view WHERE block = ?", arguments: [closure.block])
+                for row in appointments { try row.save(db) }
+                for row in slots { try row.save(db) }
+                try db.execute(sql: "INSERT OR REPLACE INTO closed_block (block, from_epoch, closed_at_ms) VALUES (?, ?, ?)",
+                               arguments: [closure.block, closure.fromEpoch, atMs])
+                return .commit
+            }
+        }
+        _ = written.withLock { $0.removeValue(forKey: closure.block) }
+    }
+
+    /// Sessions (blocks) whose date lies more than `retentionDays` days before `nowMs`'s
+    /// Shanghai date: the ones to close (`ConsensusCore.close`).
+    package func sessionsPastRetention(nowMs: Int64, retentionDays: Int) throws -> [BlockID] {
+        let lastKept = ShanghaiTime.unixDay(wallMs: nowMs) - retentionDays
+        return try directory.sessions(store).values.filter { $0.date.unixDay < lastKept }.map(\.schedule).sorted()
+    }
+
+    /// The closed blocks this read model holds final rows of.
+    package func closedBlocks() throws -> Set<String> {
+        try db.read { Set(try String.fetchAll($0, sql: "SELECT block FROM closed_block")) }
+    }
+
     /// Replaces the rows of `blocks` (of every block, with `replacingAll`) with what the consensus
     /// records say of them now.
     package func project(_ blocks: Set<BlockID>, replacingAll: Bool = false) throws {
+        // A closed block's rows are final (`keepClosed`); the consensus side no longer knows it.
+        let closed = consensus.lookup { lookup in blocks.filter(lookup.isClosed) }
+        let blocks = blocks.subtracting(closed)
         guard !blocks.isEmpty || replacingAll else { return }
         // One short read per block: every booking waits for the lock a read holds.
         let read = blocks.map { block in
@@ -138,37 +180,18 @@ package final class BookingReadModel: Sendable {
         let sessions = (try? directory.sessions(store)) ?? [:]
         var appointments: [AppointmentRow] = [], slots: [SlotRow] = []
         for (block, summary, records, availability) in read {
-            let info = sessions[block]
-            var holderOf: [Int: String] = [:]
-            for (holdID, r) in records {
-                guard let status = r.status, let hold = r.hold else { continue }
-                let times = info.map { $0.times(of: hold.slot) }
-                let deciding = r.release ?? r.confirmation ?? hold
-                appointments.append(AppointmentRow(
-                    holdID: holdID, block: block, slot: hold.slot, patient: hold.patient, department: info?.department,
-                    practitioner: info?.practitioner, date: info?.date.description, halfDay: info?.halfDay.rawValue,
-                    start: times?.start.description, end: times?.end.description, status: status.rawValue, epoch: deciding.epoch,
-                    holdUntilMs: status == .pending ? hold.holdUntilMs : nil, reofferAtMs: r.release.map(\.reofferAtMs),
-                    payment: r.confirmation.flatMap { PaymentTag.decode($0.tag) }))
-                if status != .cancelled { holderOf[hold.slot] = holdID }
-            }
-            for slot in 0..<(summary?.slots ?? 0) {
-                let status: SlotStatus, freeFrom: Int64?
-                switch availability.taken[slot] {
-                case _ where availability.unknown: (status, freeFrom) = (.busyUnavailable, nil)
-                case .booked?: (status, freeFrom) = (.busy, nil)
-                case .held?: (status, freeFrom) = (.busyTentative, nil)
-                case .releasedUntil(let t)?: (status, freeFrom) = (.free, t)
-                case nil: (status, freeFrom) = (.free, nil)
-                }
-                slots.append(SlotRow(block: block, slot: slot, status: status.rawValue, freeFromMs: freeFrom, holdID: holderOf[slot]))
-            }
+            let rows = Self.rows(block: block, slots: summary?.slots ?? 0, records: records, availability: availability, info: sessions[block])
+            appointments += rows.appointments
+            slots += rows.slots
         }
         let fresh = Dictionary(grouping: appointments, by: \.block).mapValues { Dictionary(uniqueKeysWithValues: $0.map { ($0.holdID, $0) }) }
         let freshSlots = Dictionary(grouping: slots, by: \.block)
         let before = replacingAll ? [:] : written.withLock { w in blocks.reduce(into: [BlockID: (appointments: [String: AppointmentRow], slots: [SlotRow])]()) { $0[$1] = w[$1] } }
         try db.write { db in
-            if replacingAll { try db.execute(sql: "DELETE FROM appointment_view; DELETE FROM slot_view") }
+            if replacingAll {
+                try db.execute(sql: "DELETE FROM appointment_view WHERE block NOT IN (SELECT block FROM closed_block)")
+                try db.execute(sql: "DELETE FROM slot_view WHERE block NOT IN (SELECT block FROM closed_block)")
+            }
             for block in blocks {
                 let old = before[block], new = fresh[block] ?? [:], newSlots = freshSlots[block] ?? []
                 for (id, row) in old?.appointments ?? [:] where new[id] == nil { try row.delete(db) }
@@ -182,6 +205,37 @@ package final class BookingReadModel: Sendable {
             if replacingAll { w.removeAll() }
             for block in blocks { w[block] = (fresh[block] ?? [:], freshSlots[block] ?? []) }
         }
+    }
+
+    /// A block's rows from its appointments' records and its slots' availability.
+    private static func rows(block: BlockID, slots count: Int, records: [String: AppointmentRecords], availability: BlockAvailability,
+                             info: SessionInfo?) -> (appointments: [AppointmentRow], slots: [SlotRow]) {
+        var appointments: [AppointmentRow] = [], slots: [SlotRow] = []
+        var holderOf: [Int: String] = [:]
+        for (holdID, r) in records {
+            guard let status = r.status, let hold = r.hold else { continue }
+            let times = info.map { $0.times(of: hold.slot) }
+            let deciding = r.release ?? r.confirmation ?? hold
+            appointments.append(AppointmentRow(
+                holdID: holdID, block: block, slot: hold.slot, patient: hold.patient, department: info?.department,
+                practitioner: info?.practitioner, date: info?.date.description, halfDay: info?.halfDay.rawValue,
+                start: times?.start.description, end: times?.end.description, status: status.rawValue, epoch: deciding.epoch,
+                holdUntilMs: status == .pending ? hold.holdUntilMs : nil, reofferAtMs: r.release.map(\.reofferAtMs),
+                payment: r.confirmation.flatMap { PaymentTag.decode($0.tag) }))
+            if status != .cancelled { holderOf[hold.slot] = holdID }
+        }
+        for slot in 0..<count {
+            let status: SlotStatus, freeFrom: Int64?
+            switch availability.taken[slot] {
+            case _ where availability.unknown: (status, freeFrom) = (.busyUnavailable, nil)
+            case .booked?: (status, freeFrom) = (.busy, nil)
+            case .held?: (status, freeFrom) = (.busyTentative, nil)
+            case .releasedUntil(let t)?: (status, freeFrom) = (.free, t)
+            case nil: (status, freeFrom) = (.free, nil)
+            }
+            slots.append(SlotRow(block: block, slot: slot, status: status.rawValue, freeFromMs: freeFrom, holdID: holderOf[slot]))
+        }
+        return (appointments, slots)
     }
 
     // MARK: - Queries
