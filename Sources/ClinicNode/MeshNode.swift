@@ -205,6 +205,7 @@ public final class MeshNode: Sendable {
         self.booking = booking
         self.readModel = readModel
         self.patients = patients
+        booking.keepHistory(in: readModel)
         adminCommands.withLock { $0 = Self.nodeCommands(self) }
         consensus.onClosure { [readModel, clock, logger] closure in
             do { try readModel.keepClosed(closure, atMs: clock.wallMillis()) } catch {

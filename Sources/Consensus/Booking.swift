@@ -476,6 +476,10 @@ public struct BookingNode: Sendable {
     /// its block was taken over (and the booking released there) must not say "booked" from its
     /// stale records. A refusal for good needs no round: it stays true.
     private mutating func confirmThenAnswer(_ b: Booking, _ r: LeaseRecord) {
+        if b.isRefusal {
+            out.append(.acknowledged(b))
+            return
+        }
         if var c = confirmations[r.block], c.epoch == r.epoch {
             if !c.next.contains(b) { c.next.append(b) }
             confirmations[r.block] = c

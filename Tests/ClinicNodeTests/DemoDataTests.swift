@@ -2,6 +2,7 @@
 @testable import DemoAndBench
 @testable import AdminAPI
 @testable import Services
+import Domain
 import Foundation
 import ReplicatedCore
 import ReplicatedStore
@@ -11,16 +12,18 @@ import Testing
 struct DemoDataTests {
     @Test("each department node writes its own doctors, sessions and slots; they reach the others and become lease blocks")
     func seedsEveryDepartment() async throws {
+        // From tomorrow: sessions more than `history_retention_days` back would be closed meanwhile.
+        let start = try ShanghaiTime.civil(of: Date()).date.adding(days: 1).description
         try await withRunningCluster(["neike", "waike", "erke"]) { nodes in
             var sessions = 0
             for id in ["neike", "waike", "erke"] {
-                let summary = try DemoData.seed(nodes[id]!.node, DemoSeedRequest(startDate: "2026-11-30", days: 7))
+                let summary = try DemoData.seed(nodes[id]!.node, DemoSeedRequest(startDate: start, days: 7))
                 #expect(summary.practitioners == 4)
                 #expect(summary.schedules > 0 && summary.slots > summary.schedules)
                 #expect(summary.patients == (id == "neike" ? 20 : 0))
                 sessions += summary.schedules
                 // Seeding again writes nothing new.
-                #expect(try DemoData.seed(nodes[id]!.node, DemoSeedRequest(startDate: "2026-11-30", days: 7)).schedules == 0)
+                #expect(try DemoData.seed(nodes[id]!.node, DemoSeedRequest(startDate: start, days: 7)).schedules == 0)
             }
             let erke = nodes["erke"]!.node
             #expect(await eventually { try erke.replica.liveRows("schedule").count == sessions })

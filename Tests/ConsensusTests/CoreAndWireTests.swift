@@ -19,7 +19,7 @@ import Testing
         let first = acts.compactMap { if case .acknowledged(let b) = $0 { return b }; return nil }
         #expect(first.count == 1)
         // The same request again: the same booking, no new record, no new accept round.
-        let again = n1.request(q, state: s, wallMs: testWallMs)
+        let again = retried(&n1, q, state: s)
         #expect(again == [.acknowledged(first[0])])
         // The same id for another slot or patient is refused, not booked.
         #expect(n1.request(BookingRequest(id: "r1", block: "b", slot: 3, patient: "p"), state: s, wallMs: testWallMs) == [.refused(requestID: "r1", reason: .requestMismatch)])
@@ -31,7 +31,7 @@ import Testing
         let s = leasedState(epoch: 2, collected: [booked])
         // The new holder answers a retry from the committed takeover entry, without a new booking.
         var n1 = BookingNode(id: "n1", incarnation: 1)
-        #expect(n1.request(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), state: s, wallMs: testWallMs) == [.acknowledged(booked)])
+        #expect(retried(&n1, BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), state: s) == [.acknowledged(booked)])
         // Another node passes it on: only the holder knows whether it was cancelled since.
         var n3 = BookingNode(id: "n3", incarnation: 1)
         #expect(n3.request(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), state: s, wallMs: testWallMs) == [.forward(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), to: "n1")])
@@ -47,11 +47,35 @@ import Testing
         acts += n1.persisted(upTo: lastPersistSeq(acts)!)
         #expect(sends(acts).contains { if case .accept(let b) = $0.body { return b.releases == "r9" && b.generation == 1 }; return false })
         let retry = BookingRequest(id: "r9", block: "b", slot: 1, patient: "p")
-        #expect(n1.request(retry, state: s, wallMs: testWallMs) == [.acknowledged(booked)], "the release is still open")
+        #expect(retried(&n1, retry, state: s) == [.acknowledged(booked)], "the release is still open")
         for v in ["n1", "n2"] as [NodeID] {
             _ = n1.receive(LeaseEnvelope(from: v, to: "n1", body: .acceptReply(bookingID: "x9", block: "b", epoch: 2, ok: true)), state: s)
         }
         #expect(n1.request(retry, state: s, wallMs: testWallMs) == [.refused(requestID: "r9", reason: .released)])
+    }
+
+    /// A holder paused or cut off while its block moved on must not answer a retry "booked" from
+    /// its records (the booking may have been released under the newer epoch): a voter that
+    /// promised a newer epoch says no, and the retry goes unanswered here.
+    @Test func aRetryIsAnsweredOnlyOnceTheVotersConfirmTheHoldersEpoch() {
+        let booked = Booking(id: "r9", block: "b", slot: 1, patient: "p", epoch: 1)
+        let s = leasedState(epoch: 2, collected: [booked])
+        var n1 = BookingNode(id: "n1", incarnation: 1)
+        let asked = n1.request(BookingRequest(id: "r9", block: "b", slot: 1, patient: "p"), state: s, wallMs: testWallMs)
+        let confirms = sends(asked).filter { if case .confirm(block: "b", epoch: 2, _) = $0.body { return true }; return false }
+        #expect(asked.allSatisfy { if case .send = $0 { return true }; return false }, "no answer before the voters confirm")
+        #expect(Set(confirms.map(\.to)) == ["n2", "n3"])
+        var later: [BookingAction] = []
+        for e in confirms {
+            guard case .confirm(let block, let epoch, let round) = e.body else { continue }
+            later += n1.receive(LeaseEnvelope(from: e.to, to: "n1", body: .confirmReply(block: block, epoch: epoch, round: round, ok: false)), state: s)
+        }
+        #expect(later.isEmpty, "voters promised a newer epoch: no answer from this holder")
+        // A voter asked answers from its own promise.
+        var n2 = BookingNode(id: "n2", incarnation: 1)
+        _ = n2.receive(LeaseEnvelope(from: "n9", to: "n2", body: .prepare(block: "b", epoch: 3)), state: s)
+        #expect(sends(n2.receive(LeaseEnvelope(from: "n1", to: "n2", body: .confirm(block: "b", epoch: 2, round: 7)), state: s)).map(\.body)
+                == [.confirmReply(block: "b", epoch: 2, round: 7, ok: false)])
     }
 
     @Test func anUnacknowledgedRequestIsBookedAfreshUnderTheNewEpoch() {
@@ -115,13 +139,15 @@ import Testing
         let lease: [LeaseMessage] = [
             .accept(b), .acceptReply(bookingID: "r1", block: "b", epoch: 3, ok: true), .prepare(block: "b", epoch: 4),
             .promise(block: "b", epoch: 4, ok: true, bookings: [b, b]), .renew(incarnation: 77), .resign(incarnation: 77), .gossip([b]),
-            .epochRefused(block: "b", epoch: 9),
+            .epochRefused(block: "b", epoch: 9), .confirm(block: "b", epoch: 4, round: 12),
+            .confirmReply(block: "b", epoch: 4, round: 12, ok: false),
         ]
         all += lease.map { .lease(LeaseEnvelope(from: "n2", to: "n1", body: $0)) }
         all += [
             .request(BookingRequest(id: "r2", block: "b", slot: -1, patient: "p", hops: 2)),
             .outcome(.booked(b)), .outcome(.refused(requestID: "r3", reason: .slotTaken)),
             .proposal(.defineBlock("b", home: "n1", slots: 30)),
+            .proposal(.closeBlock(BlockClosure(block: "b", fromEpoch: 3, toEpoch: 4, slots: 30, records: [b]))),
         ]
         return all
     }

@@ -23,7 +23,7 @@ import Testing
         let expiry = BookingRequest(id: holdExpiryPrefix + "h1", block: "s", slot: 1, patient: "p", releases: "h1")
         #expect(answer(&n1, expiry, state: s, wallMs: t0 + 2_000_000) == .refused(requestID: expiry.id, reason: .notBooked))
         // A retry of the confirmation answers the same record.
-        #expect(n1.request(BookingRequest(id: "c1", block: "s", slot: 1, patient: "p", confirms: "h1"), state: s, wallMs: t0 + 2_000_000) == [.acknowledged(c!)])
+        #expect(retried(&n1, BookingRequest(id: "c1", block: "s", slot: 1, patient: "p", confirms: "h1"), state: s, wallMs: t0 + 2_000_000) == [.acknowledged(c!)])
     }
 
     @Test func aConfirmationAtTheExpiryInstantIsRefused() {

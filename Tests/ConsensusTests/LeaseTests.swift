@@ -37,7 +37,25 @@ func throughQuorum(_ holder: inout BookingNode, _ q: BookingRequest, state s: Cl
             acts += holder.receive(LeaseEnvelope(from: e.to, to: holder.id, body: .acceptReply(bookingID: b.id, block: b.block, epoch: b.epoch, ok: true)), state: s)
         }
     }
-    return acts
+    return acts + confirmedByVoters(&holder, acts, state: s)
+}
+
+/// A retry answered from the holder's records: what it says once the voters asked confirm
+/// that its epoch is still the newest (no sends in the result).
+func retried(_ holder: inout BookingNode, _ q: BookingRequest, state s: ClusterState, wallMs: Int64 = testWallMs) -> [BookingAction] {
+    let acts = holder.request(q, state: s, wallMs: wallMs)
+    return (acts + confirmedByVoters(&holder, acts, state: s)).filter { if case .send = $0 { return false }; return true }
+}
+
+/// The voters' answers to the epoch confirmations among `acts`, all "yes".
+func confirmedByVoters(_ holder: inout BookingNode, _ acts: [BookingAction], state s: ClusterState) -> [BookingAction] {
+    var out: [BookingAction] = []
+    for e in sends(acts) {
+        if case .confirm(let block, let epoch, let round) = e.body {
+            out += holder.receive(LeaseEnvelope(from: e.to, to: holder.id, body: .confirmReply(block: block, epoch: epoch, round: round, ok: true)), state: s)
+        }
+    }
+    return out
 }
 
 /// What the client of `q` hears once a quorum accepted whatever the holder wrote for it: a

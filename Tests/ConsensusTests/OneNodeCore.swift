@@ -8,6 +8,8 @@ struct OneNodeCore {
     var now: UInt64 = 0
     let wall: Int64 = 1_796_000_000_000
     var outcomes: [BookingOutcome] = []
+    /// Committed commands as the cluster state accepted them.
+    var accepted: [ClusterCommand] = []
     /// Booking writes kept back, in order, and which to keep back.
     var heldWrites: [BookingWrite] = []
     var holdBack: (BookingWrite) -> Bool = { _ in false }
@@ -35,6 +37,7 @@ struct OneNodeCore {
                 if holdBack(w) || !heldWrites.isEmpty { heldWrites.append(w) } else { queue += core.persisted(raftUpTo: 0, bookingUpTo: w.seq) }
             case .send(let to, let m) where to == "n1": queue += core.receive(m, from: "n1", nowMs: now)
             case .outcome(let out): outcomes.append(out)
+            case .applied(let e, accepted: true): if case .command(let c) = e.body { accepted.append(c) }
             default: break
             }
         }

@@ -110,10 +110,16 @@ package final class BookingDesk: Sendable {
     package let directory = SessionDirectory()
     package let availability = AvailabilityCache()
     package let staffStatuses = StaffStatusCache()
+    /// Where appointments of closed sessions are kept (`BookingReadModel.keepClosed`): the
+    /// consensus side no longer knows them.
+    private let history = Mutex<BookingReadModel?>(nil)
 
     package init(consensus: any BookingConsensus, store: any RecordStore, clock: NodeClock, nodeID: String, config: PatientConfig) {
         self.consensus = consensus; self.store = store; self.clock = clock; self.nodeID = nodeID; self.config = config
     }
+
+    /// Answers for closed sessions' appointments from `readModel` from now on.
+    package func keepHistory(in readModel: BookingReadModel) { history.withLock { $0 = readModel } }
 
     package var nowMs: Int64 { clock.wallMillis() }
 }
@@ -276,16 +282,36 @@ extension BookingDesk {
 
     /// One of the patient's appointments, as this node knows it now.
     package func appointment(_ id: String, session: PatientSession) throws(PatientError) -> AppointmentResource {
+        if let ref = AppointmentRef(encoded: id), consensus.lookup({ $0.isClosed(ref.block) }) {
+            guard let found = closedAppointments(patient: session.patient).first(where: { $0.id == ref.encoded }) else { throw PatientError.notFound }
+            return found
+        }
         let ref = try ownRef(id, session)
         return try appointmentNow(ref, acknowledged: nil)
     }
 
-    /// Every appointment of the patient this node knows.
+    /// Every appointment of the patient this node knows, closed sessions' included.
     package func appointments(session: PatientSession) -> [AppointmentResource] {
         let holds = consensus.lookup { $0.holds(of: session.patient) }
-        return holds.sorted { $0.id < $1.id }.compactMap {
+        let live = holds.sorted { $0.id < $1.id }.compactMap {
             try? appointmentNow(AppointmentRef(holdID: $0.id, block: $0.block, slot: $0.slot), acknowledged: nil)
         }
+        return live + closedAppointments(patient: session.patient)
+    }
+
+    /// The patient's appointments in closed sessions, from the read model's final rows.
+    private func closedAppointments(patient: String) -> [AppointmentResource] {
+        guard let history = history.withLock({ $0 }), let rows = try? history.appointments(patient: patient) else { return [] }
+        let closed = consensus.lookup { lookup in Set(rows.map(\.block).filter(lookup.isClosed)) }
+        return rows.filter { closed.contains($0.block) }.map(closedAppointment)
+    }
+
+    private func closedAppointment(_ row: AppointmentRow) -> AppointmentResource {
+        let ref = AppointmentRef(holdID: row.holdID, block: row.block, slot: row.slot)
+        var status = AppointmentStatus(rawValue: row.status) ?? .cancelled
+        if status == .booked, let staff = staffStatuses.status(of: row.holdID, in: store), let s = AppointmentStatus(rawValue: staff) { status = s }
+        let info = try? directory.sessions(store)[row.block]
+        return appointment(ref, status: status, hold: nil, info: info, payment: row.payment)
     }
 
     private func ownRef(_ id: String, _ session: PatientSession) throws(PatientError) -> AppointmentRef {
