@@ -360,12 +360,15 @@ public final class MeshNode: Sendable {
 
     func runMaintenance() async {
         await cancelWhenGracefulShutdown {
+            var loops = 0
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(min(500, self.config.tuning.heartbeatMillis)))
                 if Task.isCancelled { break }
                 self.evaluateClockGuard()
                 self.evaluateDiskGuard()
-                self.closeFinishedSessions()
+                loops += 1
+                // Every 20th round (10 s at most): a year of sessions is a long list to walk, and closing can wait.
+                if loops % 20 == 0 { self.closeFinishedSessions() }
                 do {
                     if try self.replica.parkedCount() > 0 {
                         let report = try await offload { try self.replica.retryParked() }

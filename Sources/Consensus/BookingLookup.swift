@@ -84,6 +84,9 @@ public struct BookingLookup {
     /// Whether `block` was closed for good (its final rows are in the read model).
     public func isClosed(_ block: BlockID) -> Bool { core.cluster.closed.contains(block) }
 
+    /// Every block closed for good.
+    public var closedBlocks: Set<BlockID> { core.cluster.closed }
+
     /// The patient's holds (their appointments) this node has records of.
     public func holds(of patient: String) -> [Booking] {
         core.booking.store.records(of: patient).filter { b in

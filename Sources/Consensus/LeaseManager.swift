@@ -191,7 +191,12 @@ public struct LeaseManager: Sendable {
     /// promise, which fences its holder, then proposes the closure (`receive(.promise)`).
     private mutating func closeBlocks(now: UInt64, state: ClusterState) {
         for b in closing.sorted() {
-            guard let r = state.blocks[b] else { closing.remove(b); attempts[b] = nil; continue }
+            guard let r = state.blocks[b] else {
+                // Closed (or never defined here): nothing of it stays with this leader.
+                closing.remove(b)
+                attempts[b] = nil; epochFloor[b] = nil; fencedAt[b] = nil
+                continue
+            }
             if let a = attempts[b], a.closes, a.fromEpoch == r.epoch, now < a.started + options.takeoverTimeoutMs { continue }
             let to = max(r.epoch, epochFloor[b] ?? 0) + 1
             epochFloor[b] = to

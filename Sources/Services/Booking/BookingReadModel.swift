@@ -189,6 +189,11 @@ package final class BookingReadModel: Sendable {
         let before = replacingAll ? [:] : written.withLock { w in blocks.reduce(into: [BlockID: (appointments: [String: AppointmentRow], slots: [SlotRow])]()) { $0[$1] = w[$1] } }
         try db.write { db in
             if replacingAll {
+                // A closure this node learnt of only from a snapshot never reached `keepClosed`:
+                // its rows as last projected stay, marked closed (from epoch 0: not the closure's).
+                for block in consensus.lookup({ $0.closedBlocks }) {
+                    try db.execute(sql: "INSERT OR IGNORE INTO closed_block (block, from_epoch, closed_at_ms) VALUES (?, 0, 0)", arguments: [block])
+                }
                 try db.execute(sql: "DELETE FROM appointment_view WHERE block NOT IN (SELECT block FROM closed_block)")
                 try db.execute(sql: "DELETE FROM slot_view WHERE block NOT IN (SELECT block FROM closed_block)")
             }
