@@ -37,10 +37,15 @@ let package = Package(
         ),
         .target(name: "LZ4", dependencies: ["CLZ4"], swiftSettings: strict),
 
+        // The one error shape every layer throws: a code, the message in Chinese and English, the
+        // input it is about, a cause and where it was raised. Depends on nothing, so that every
+        // module, PKI and Mesh included, can use it.
+        .target(name: "ClinicErrors", swiftSettings: strict),
+
         // Pure domain model: FHIR-named records, Chinese identifiers, status tables.
         .target(
             name: "Domain",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["ClinicErrors", .product(name: "Crypto", package: "swift-crypto")],
             resources: [.copy("STATUS-TRANSITIONS.md")],
             swiftSettings: strict
         ),
@@ -57,7 +62,7 @@ let package = Package(
         .target(
             name: "ReplicatedStore",
             dependencies: [
-                "ReplicatedCore", "LZ4",
+                "ClinicErrors", "ReplicatedCore", "LZ4",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -78,6 +83,7 @@ let package = Package(
         .target(
             name: "PKI",
             dependencies: [
+                "ClinicErrors",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -108,7 +114,7 @@ let package = Package(
         .target(
             name: "Services",
             dependencies: [
-                "Domain", "Consensus", "ReplicatedCore", "ReplicatedStore",
+                "ClinicErrors", "Domain", "Consensus", "ReplicatedCore", "ReplicatedStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
