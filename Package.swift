@@ -212,13 +212,17 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Helpers the test targets share (SwiftPM test targets cannot import each other); only
+        // test targets depend on it.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+
         .testTarget(name: "LZ4Tests", dependencies: ["LZ4"], swiftSettings: strict),
         .testTarget(name: "DomainTests", dependencies: ["Domain"], swiftSettings: strict),
-        .testTarget(name: "ReplicatedCoreTests", dependencies: ["ReplicatedCore"], swiftSettings: strict),
-        .testTarget(name: "ReplicatedStoreTests", dependencies: ["ReplicatedStore", "ReplicatedCore", "Domain"], swiftSettings: strict),
+        .testTarget(name: "ReplicatedCoreTests", dependencies: ["ReplicatedCore", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "ReplicatedStoreTests", dependencies: ["ReplicatedStore", "ReplicatedCore", "Domain", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ConsensusTests", dependencies: ["Consensus", "Domain"], swiftSettings: strict),
-        .testTarget(name: "ConsensusStorageTests", dependencies: ["ConsensusStorage", "Consensus"], swiftSettings: strict),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Consensus", "ReplicatedCore"], swiftSettings: strict),
+        .testTarget(name: "ConsensusStorageTests", dependencies: ["ConsensusStorage", "Consensus", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Consensus", "ReplicatedCore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ServicesTests", dependencies: ["Services", "Consensus", "Domain"], swiftSettings: strict),
         .testTarget(name: "AdminAPITests", dependencies: ["AdminAPI", "Services"], swiftSettings: strict),
         .testTarget(
@@ -231,11 +235,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "DrillTests", dependencies: ["Drills", "ClinicNode", "Services", "AdminAPI"], swiftSettings: strict),
+        .testTarget(name: "DrillTests", dependencies: ["Drills", "ClinicNode", "Services", "AdminAPI", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "PKITests",
             dependencies: [
-                "PKI",
+                "PKI", "TestSupport",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -244,7 +248,7 @@ let package = Package(
         .testTarget(
             name: "MeshTests",
             dependencies: [
-                "Mesh", "PKI", "LZ4",
+                "Mesh", "PKI", "LZ4", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -260,7 +264,7 @@ let package = Package(
         .testTarget(
             name: "ClinicNodeTests",
             dependencies: [
-                "ClinicNode", "Services", "HTTPAPI", "AdminAPI", "DemoAndBench", "Consensus", "ReplicatedStore", "Mesh", "PKI", "Domain", "Drills",
+                "ClinicNode", "Services", "HTTPAPI", "AdminAPI", "DemoAndBench", "Consensus", "ReplicatedStore", "Mesh", "PKI", "Domain", "Drills", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -7,6 +7,7 @@ import Mesh
 import PKI
 import ReplicatedCore
 import ReplicatedStore
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -6,6 +6,7 @@ import PKI
 import ReplicatedCore
 import ReplicatedStore
 import Synchronization
+import TestSupport
 import Testing
 
 @Suite("Back-pressure towards a stuck peer", .serialized, .timeLimit(.minutes(5)))

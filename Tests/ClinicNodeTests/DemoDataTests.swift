@@ -5,6 +5,7 @@
 import Foundation
 import ReplicatedCore
 import ReplicatedStore
+import TestSupport
 import Testing
 
 @Suite("Demo data", .serialized, .timeLimit(.minutes(5)))

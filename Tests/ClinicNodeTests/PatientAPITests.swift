@@ -10,6 +10,7 @@ import Foundation
 import Hummingbird
 import NIOHTTP1
 import Synchronization
+import TestSupport
 import Testing
 
 /// The patient API over real HTTPS against three in-process department nodes: the booking flow,

@@ -7,6 +7,7 @@ import Domain
 import Drills
 import Foundation
 import NIOHTTP1
+import TestSupport
 import Testing
 
 /// Three department nodes in this process with the patient API on, the demo's doctors and
