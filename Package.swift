@@ -35,7 +35,7 @@ let package = Package(
             pkgConfig: "liblz4",
             providers: [.apt(["liblz4-dev"])]
         ),
-        .target(name: "LZ4", dependencies: ["CLZ4"], swiftSettings: strict),
+        .target(name: "LZ4", dependencies: ["CLZ4", "ClinicErrors"], swiftSettings: strict),
 
         // The one error shape every layer throws: a code, the message in Chinese and English, the
         // input it is about, a cause and where it was raised. Depends on nothing, so that every
@@ -95,7 +95,7 @@ let package = Package(
         .target(
             name: "Mesh",
             dependencies: [
-                "PKI", "LZ4",
+                "ClinicErrors", "PKI", "LZ4",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

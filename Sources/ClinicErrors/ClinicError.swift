@@ -52,11 +52,11 @@ public struct ClinicError<Code: ClinicErrorCode>: Error, CustomStringConvertible
         return "\(self.message)\n  原因 / cause: \(cause)"
     }
 
-    /// One line for the log: Chinese, English, then the subject and code; the cause on a second
-    /// line if there is one.
+    /// One line for the log: Chinese, English, then the subject and code, then the cause if
+    /// there is one.
     public var description: String {
         var text = "\(self.zh) / \(self.en) [\(self.subject.map { "\($0): " } ?? "")\(self.code.machineCode)]"
-        if let cause { text += "\n  原因 / cause: \(cause)" }
+        if let cause { text += " (原因 / cause: \(cause))" }
         return text
     }
 
