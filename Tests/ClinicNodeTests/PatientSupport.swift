@@ -178,7 +178,7 @@ extension PatientClient {
             guard clock.now < deadline else {
                 throw TestFailure("timed out after 60 s waiting for an answer other than 503 to \(method) \(path); last: \(answer.text)")
             }
-            try await Task.sleep(for: .milliseconds(50))
+            try await Task.sleep(for: .milliseconds(200))  // a client's pace, not a poll of local state
         }
     }
 }
