@@ -35,12 +35,17 @@ let package = Package(
             pkgConfig: "liblz4",
             providers: [.apt(["liblz4-dev"])]
         ),
-        .target(name: "LZ4", dependencies: ["CLZ4"], swiftSettings: strict),
+        .target(name: "LZ4", dependencies: ["CLZ4", "ClinicErrors"], swiftSettings: strict),
+
+        // The one error shape every layer throws: a code, the message in Chinese and English, the
+        // input it is about, a cause and where it was raised. Depends on nothing, so that every
+        // module, PKI and Mesh included, can use it.
+        .target(name: "ClinicErrors", swiftSettings: strict),
 
         // Pure domain model: FHIR-named records, Chinese identifiers, status tables.
         .target(
             name: "Domain",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["ClinicErrors", .product(name: "Crypto", package: "swift-crypto")],
             resources: [.copy("STATUS-TRANSITIONS.md")],
             swiftSettings: strict
         ),
@@ -57,7 +62,7 @@ let package = Package(
         .target(
             name: "ReplicatedStore",
             dependencies: [
-                "ReplicatedCore", "LZ4",
+                "ClinicErrors", "ReplicatedCore", "LZ4",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -78,6 +83,7 @@ let package = Package(
         .target(
             name: "PKI",
             dependencies: [
+                "ClinicErrors",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -89,7 +95,7 @@ let package = Package(
         .target(
             name: "Mesh",
             dependencies: [
-                "PKI", "LZ4",
+                "ClinicErrors", "PKI", "LZ4",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -108,7 +114,7 @@ let package = Package(
         .target(
             name: "Services",
             dependencies: [
-                "Domain", "Consensus", "ReplicatedCore", "ReplicatedStore",
+                "ClinicErrors", "Domain", "Consensus", "ReplicatedCore", "ReplicatedStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -206,13 +212,17 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Helpers the test targets share (SwiftPM test targets cannot import each other); only
+        // test targets depend on it.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+
         .testTarget(name: "LZ4Tests", dependencies: ["LZ4"], swiftSettings: strict),
         .testTarget(name: "DomainTests", dependencies: ["Domain"], swiftSettings: strict),
-        .testTarget(name: "ReplicatedCoreTests", dependencies: ["ReplicatedCore"], swiftSettings: strict),
-        .testTarget(name: "ReplicatedStoreTests", dependencies: ["ReplicatedStore", "ReplicatedCore", "Domain"], swiftSettings: strict),
+        .testTarget(name: "ReplicatedCoreTests", dependencies: ["ReplicatedCore", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "ReplicatedStoreTests", dependencies: ["ReplicatedStore", "ReplicatedCore", "Domain", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ConsensusTests", dependencies: ["Consensus", "Domain"], swiftSettings: strict),
-        .testTarget(name: "ConsensusStorageTests", dependencies: ["ConsensusStorage", "Consensus"], swiftSettings: strict),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Consensus", "ReplicatedCore"], swiftSettings: strict),
+        .testTarget(name: "ConsensusStorageTests", dependencies: ["ConsensusStorage", "Consensus", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Consensus", "ReplicatedCore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ServicesTests", dependencies: ["Services", "Consensus", "Domain"], swiftSettings: strict),
         .testTarget(name: "AdminAPITests", dependencies: ["AdminAPI", "Services"], swiftSettings: strict),
         .testTarget(
@@ -225,11 +235,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "DrillTests", dependencies: ["Drills", "ClinicNode", "Services", "AdminAPI"], swiftSettings: strict),
+        .testTarget(name: "DrillTests", dependencies: ["Drills", "ClinicNode", "Services", "AdminAPI", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "PKITests",
             dependencies: [
-                "PKI",
+                "PKI", "TestSupport",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -238,7 +248,7 @@ let package = Package(
         .testTarget(
             name: "MeshTests",
             dependencies: [
-                "Mesh", "PKI", "LZ4",
+                "Mesh", "PKI", "LZ4", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -254,7 +264,7 @@ let package = Package(
         .testTarget(
             name: "ClinicNodeTests",
             dependencies: [
-                "ClinicNode", "Services", "HTTPAPI", "AdminAPI", "DemoAndBench", "Consensus", "ReplicatedStore", "Mesh", "PKI", "Domain", "Drills",
+                "ClinicNode", "Services", "HTTPAPI", "AdminAPI", "DemoAndBench", "Consensus", "ReplicatedStore", "Mesh", "PKI", "Domain", "Drills", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -148,8 +148,8 @@ public struct BookingRush: Sendable {
             return view.blocks.count > 16 && view.blocks.allSatisfy(\.valid)
         }
         let ca = try String(contentsOfFile: cluster.folder + "/certs/admin/ca.crt", encoding: .utf8)
-        // The generator's connections share two event loop threads. One alone got too small a share
-        // of the saturated machine in the first seconds, and its timers ran over 100 ms late.
+        // The generator's connections share two event loop threads, so that the generator keeps
+        // enough of a saturated machine for its timers to fire on time.
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         defer { group.shutdownGracefully { _ in } }
 
@@ -261,8 +261,8 @@ public struct BookingRush: Sendable {
             state = Mutex(State(rng: SplitMix64(seed: seed)))
         }
         /// Each patient's own reproducible choices. SplitMix64 mixes its output, so patients whose
-        /// seeds differ by one draw unrelated values. (A bare xorshift of such seeds drew the same
-        /// first value for every patient: all 2000 first requests came due within 3 µs.)
+        /// seeds differ by one draw unrelated values; a generator that does not mix (a bare
+        /// xorshift) would make neighbouring patients' first requests come due together.
         func random() -> Double {
             state.withLock { s in Double(s.rng.next() >> 11) / Double(1 << 53) }
         }

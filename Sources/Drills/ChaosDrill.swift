@@ -267,7 +267,7 @@ public struct ChaosDrill: Sendable {
         let effective = Date()
         // One more client books through the majority alone while the fault is on. The shared
         // clients pick a node at random, so each soon waits out its request's timeout on the lone
-        // node; in a short fault they may ask the majority nothing (CI, stop 15: 0 in 3 s).
+        // node; in a short fault they may ask the majority nothing at all.
         let majorityClient = Task { [clients] in await client(clients, cluster: cluster, ids: others, blocks: blocks, hot: hot, ledger: ledger) }
         try await Task.sleep(for: .seconds(faultSeconds))
         let healAt = Date()

@@ -13,7 +13,7 @@ import NIOPosix
 import Glibc
 #endif
 
-/// The storm drill (issue 18), as an outside tester ran it against the demo cluster: three
+/// The storm drill, the way an outside tester runs it against the demo cluster: three
 /// department nodes seeded like `demo seed`, patients signed in by SMS code, load through the
 /// patient API only with every request to a random node (four waves in which every patient
 /// rushes the same 10 slots, plus spread holds, confirmations, cancellations and lists), one node

@@ -1,7 +1,8 @@
-// The patient API's hot answers (slot lists, appointments) written straight to bytes. Foundation's
-// JSONEncoder was a quarter of a node's CPU in the release-rush profile (`clinicmesh bench booking`
-// under `perf`): it boxes every value and sorts every object's keys. Key names still come from each
-// type's `CodingKeys`, so the Codable decoding that tests and clients use reads the same names.
+// The patient API's hot answers (slot lists, appointments) written straight to bytes, because
+// Foundation's JSONEncoder boxes every value and sorts every object's keys, which costs too much
+// on the busiest path of the release rush (`clinicmesh bench booking` shows it). Key names still
+// come from each type's `CodingKeys`, so the Codable decoding that tests and clients use reads the
+// same names.
 import Services
 
 

@@ -2,9 +2,10 @@ import PKI
 
 /// Who may join the mesh: the node ids and, for each, the certificate serials currently accepted.
 ///
-/// Every TLS handshake, on both sides, asks this after the certificate chain checked out. Today a
-/// static list from the node's config file implements it; once the lease issue wires Raft
-/// membership in, the replicated membership will (a rotation records the new serial there).
+/// Every TLS handshake, on both sides, asks this after the certificate chain checked out. A node
+/// answers from the replicated membership (a rotation records the new serial there, an eviction
+/// refuses the node), falling back to the static list of its config file for nodes the membership
+/// does not name yet; tests use the static list alone.
 public protocol MembershipView: Sendable {
     /// Whether `nodeID` is a member and `serial` (cluster form, see `SerialFormat`) is one of its
     /// accepted certificate serials.

@@ -37,7 +37,7 @@ public struct MeshMessageDecoder: ByteToMessageDecoder {
             let left = buffer.readableBytes
             buffer.moveReaderIndex(forwardBy: left)
             throw MeshProtocolError(
-                .truncatedStream, "连接在帧中途结束，剩余 \(left) 字节 / the stream ended inside a frame with \(left) bytes left over")
+                .truncatedStream, zh: "连接在帧中途结束，剩余 \(left) 字节", en: "the stream ended inside a frame with \(left) bytes left over")
         }
         return .needMoreData
     }

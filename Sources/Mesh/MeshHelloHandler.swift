@@ -1,3 +1,4 @@
+import ClinicErrors
 import Logging
 import NIOCore
 import NIOSSL
@@ -17,10 +18,29 @@ public struct MeshPeer: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// Why a connection ended before it became a session.
-public struct MeshHandshakeError: Error, Sendable, CustomStringConvertible {
-    public let reason: String
-    public init(_ reason: String) { self.reason = reason }
-    public var description: String { self.reason }
+public typealias MeshHandshakeError = ClinicError<MeshHandshakeErrorCode>
+
+public enum MeshHandshakeErrorCode: String, ClinicErrorCode {
+    /// TLS and Hello did not finish within the handshake timeout.
+    case timeout = "mesh.handshake.timeout"
+    /// The connection closed before the Hello exchange finished.
+    case closedBeforeHello = "mesh.handshake.closed_before_hello"
+    /// The peer refused this node's certificate, or this node refused the peer's.
+    case certificateRefused = "mesh.handshake.certificate_refused"
+    /// Data arrived before the TLS handshake completed.
+    case dataBeforeTLS = "mesh.handshake.data_before_tls"
+    /// The first message was not a Hello.
+    case notHello = "mesh.handshake.not_hello"
+    /// A Hello arrived but the peer certificate had not been verified.
+    case certificateNotVerified = "mesh.handshake.certificate_not_verified"
+    /// The peer speaks another protocol version.
+    case protocolVersion = "mesh.handshake.protocol_version"
+    /// The peer belongs to another cluster.
+    case clusterMismatch = "mesh.handshake.cluster_mismatch"
+    /// The Hello names another node than the certificate.
+    case identityMismatch = "mesh.handshake.identity_mismatch"
+    /// The node connected to itself.
+    case connectedToSelf = "mesh.handshake.connected_to_self"
 }
 
 /// The Hello exchange, right after the TLS handshake, on both sides.
@@ -62,7 +82,7 @@ final class MeshHelloHandler: ChannelInboundHandler, RemovableChannelHandler {
             let (handler, context) = loopBound.value
             handler.fail(
                 context: context,
-                MeshHandshakeError("\(handler.timeout) 内未完成 TLS 与 Hello / no TLS handshake and Hello within \(handler.timeout)"),
+                MeshHandshakeError(.timeout, zh: "\(handler.timeout) 内未完成 TLS 与 Hello", en: "no TLS handshake and Hello within \(handler.timeout)"),
                 notify: nil)
         }
     }
@@ -71,7 +91,7 @@ final class MeshHelloHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.timeoutTask?.cancel()
         if self.state != .done {
             self.state = .done
-            self.peerPromise.fail(MeshHandshakeError("连接在 Hello 之前关闭 / the connection closed before Hello"))
+            self.peerPromise.fail(MeshHandshakeError(.closedBeforeHello, zh: "连接在 Hello 之前关闭", en: "the connection closed before Hello"))
         }
     }
 
@@ -90,39 +110,39 @@ final class MeshHelloHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         let message = self.unwrapInboundIn(data)
         guard self.state == .waitingForHello else {
-            self.fail(context: context, MeshHandshakeError("TLS 握手前收到数据 / data before the TLS handshake"), notify: nil)
+            self.fail(context: context, MeshHandshakeError(.dataBeforeTLS, zh: "TLS 握手前收到数据", en: "data before the TLS handshake"), notify: nil)
             return
         }
         guard case .hello(let hello) = message else {
             self.fail(
                 context: context,
-                MeshHandshakeError("第一条消息是 \(message.type) 而不是 Hello / the first message was \(message.type), not Hello"),
+                MeshHandshakeError(.notHello, zh: "第一条消息是 \(message.type) 而不是 Hello", en: "the first message was \(message.type), not Hello"),
                 notify: .protocolViolation)
             return
         }
         guard case .accepted(let certificate) = self.record.current else {
-            self.fail(context: context, MeshHandshakeError("对端证书未通过验证 / the peer certificate was not verified"), notify: nil)
+            self.fail(context: context, MeshHandshakeError(.certificateNotVerified, zh: "对端证书未通过验证", en: "the peer certificate was not verified"), notify: nil)
             return
         }
         if hello.protocolVersion != MeshWire.protocolVersion {
             self.fail(
                 context: context,
-                MeshHandshakeError("对端协议版本 \(hello.protocolVersion)，本节点为 \(MeshWire.protocolVersion) / peer speaks protocol \(hello.protocolVersion), this node \(MeshWire.protocolVersion)"),
+                MeshHandshakeError(.protocolVersion, zh: "对端协议版本 \(hello.protocolVersion)，本节点为 \(MeshWire.protocolVersion)", en: "peer speaks protocol \(hello.protocolVersion), this node \(MeshWire.protocolVersion)"),
                 notify: .unsupportedProtocolVersion)
         } else if hello.clusterID != self.ownHello.clusterID {
             self.fail(
                 context: context,
-                MeshHandshakeError("对端集群 “\(hello.clusterID)” 不是本集群 “\(self.ownHello.clusterID)” / peer is in cluster \"\(hello.clusterID)\", not \"\(self.ownHello.clusterID)\""),
+                MeshHandshakeError(.clusterMismatch, zh: "对端集群 “\(hello.clusterID)” 不是本集群 “\(self.ownHello.clusterID)”", en: "peer is in cluster \"\(hello.clusterID)\", not \"\(self.ownHello.clusterID)\""),
                 notify: .clusterMismatch)
         } else if hello.nodeID != certificate.identity.name {
             self.fail(
                 context: context,
-                MeshHandshakeError("Hello 中的节点 \(hello.nodeID) 与证书中的 \(certificate.identity) 不符 / Hello names node \(hello.nodeID) but the certificate names \(certificate.identity)"),
+                MeshHandshakeError(.identityMismatch, zh: "Hello 中的节点 \(hello.nodeID) 与证书中的 \(certificate.identity) 不符", en: "Hello names node \(hello.nodeID) but the certificate names \(certificate.identity)"),
                 notify: .identityMismatch)
         } else if hello.nodeID == self.ownHello.nodeID {
             self.fail(
                 context: context,
-                MeshHandshakeError("连接到了自己（\(hello.nodeID)）/ connected to itself (\(hello.nodeID))"),
+                MeshHandshakeError(.connectedToSelf, zh: "连接到了自己（\(hello.nodeID)）", en: "connected to itself (\(hello.nodeID))"),
                 notify: .protocolViolation)
         } else {
             self.state = .done
@@ -145,13 +165,16 @@ final class MeshHelloHandler: ChannelInboundHandler, RemovableChannelHandler {
         if self.state != .done {
             self.state = .done
             self.timeoutTask?.cancel()
-            let reason: String
+            let error: MeshHandshakeError
             if case .refused(let refusal) = self.record.current {
-                reason = "对端证书被拒绝 / the peer certificate was refused: \(refusal)"
+                error = MeshHandshakeError(
+                    .certificateRefused, zh: "对端证书被拒绝：\(refusal)", en: "the peer certificate was refused: \(refusal)")
             } else {
-                reason = "连接在 Hello 之前关闭（对端可能拒绝了本节点的证书）/ the connection closed before Hello (the peer may have refused this node's certificate)"
+                error = MeshHandshakeError(
+                    .closedBeforeHello, zh: "连接在 Hello 之前关闭（对端可能拒绝了本节点的证书）",
+                    en: "the connection closed before Hello (the peer may have refused this node's certificate)")
             }
-            self.peerPromise.fail(MeshHandshakeError(reason))
+            self.peerPromise.fail(error)
         }
         context.fireChannelInactive()
     }
@@ -165,7 +188,7 @@ final class MeshHelloHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.logger.warning("Hello 失败，关闭连接 / Hello failed, closing connection", metadata: metadata)
         self.peerPromise.fail(error)
         if let code {
-            let message = MeshErrorMessage(code: code, message: error.reason)
+            let message = MeshErrorMessage(code: code, message: "\(error.zh) / \(error.en)")
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
             context.writeAndFlush(self.wrapOutboundOut(.error(message))).whenComplete { _ in
                 loopBound.value.close(promise: nil)

@@ -23,7 +23,7 @@ public struct MeshCredentials: Sendable {
         self.caCertificates = try NIOSSLCertificate.fromPEMBytes(Array(caCertificatePEM.utf8))
         self.trust = try ClusterTrust(rootsPEM: caCertificatePEM)
         guard !self.certificateChain.isEmpty else {
-            throw PKIError(.malformedPEM, "证书文件中没有证书 / the certificate file holds no certificate")
+            throw PKIError(.malformedPEM, zh: "证书文件中没有证书", en: "the certificate file holds no certificate")
         }
     }
 

@@ -53,11 +53,11 @@ public enum MeshWire {
         let maximumFrameSize = min(maximumFrameSize, largestMaximumFrameSize)
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
         guard length >= fixedAfterLength else {
-            throw MeshProtocolError(.frameTooShort, "帧长度 \(length) 小于 3 / frame length \(length) is below the 3 header bytes that must follow it")
+            throw MeshProtocolError(.frameTooShort, zh: "帧长度 \(length) 小于 3", en: "frame length \(length) is below the 3 header bytes that must follow it")
         }
         guard UInt64(length) <= UInt64(max(maximumFrameSize, fixedAfterLength)) else {
             throw MeshProtocolError(
-                .frameTooLarge, "帧长度 \(length) 超过上限 \(maximumFrameSize) / frame length \(length) exceeds the \(maximumFrameSize)-byte limit")
+                .frameTooLarge, zh: "帧长度 \(length) 超过上限 \(maximumFrameSize)", en: "frame length \(length) exceeds the \(maximumFrameSize)-byte limit")
         }
         guard buffer.readableBytes >= headerSize,
             let version = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt8.self),
@@ -66,13 +66,13 @@ public enum MeshWire {
         else { return nil }
         guard version == frameVersion else {
             throw MeshProtocolError(
-                .unsupportedFrameVersion, "帧版本 \(version) 不受支持（本节点为 \(frameVersion)）/ frame version \(version) is not supported (this node speaks \(frameVersion))")
+                .unsupportedFrameVersion, zh: "帧版本 \(version) 不受支持（本节点为 \(frameVersion)）", en: "frame version \(version) is not supported (this node speaks \(frameVersion))")
         }
         guard let type = MeshMessageType(rawValue: typeByte) else {
-            throw MeshProtocolError(.unknownMessageType, "未知消息类型 \(typeByte) / unknown message type \(typeByte)")
+            throw MeshProtocolError(.unknownMessageType, zh: "未知消息类型 \(typeByte)", en: "unknown message type \(typeByte)")
         }
         guard flags & reservedFlagsMask == 0 else {
-            throw MeshProtocolError(.reservedFlags, "保留标志位被置位：0x\(String(flags, radix: 16)) / reserved flag bits set: 0x\(String(flags, radix: 16))")
+            throw MeshProtocolError(.reservedFlags, zh: "保留标志位被置位：0x\(String(flags, radix: 16))", en: "reserved flag bits set: 0x\(String(flags, radix: 16))")
         }
         let payloadLength = Int(length) - fixedAfterLength
         guard buffer.readableBytes - headerSize >= payloadLength else { return nil }
@@ -88,17 +88,17 @@ public enum MeshWire {
         if frame.flags & flagLZ4 != 0 {
             let compressed = Array(payload.readableBytesView)
             guard compressed.count >= 4 else {
-                throw MeshProtocolError(.decompressionFailed, "LZ4 负载短于 4 字节 / LZ4 payload shorter than its 4-byte length")
+                throw MeshProtocolError(.decompressionFailed, zh: "LZ4 负载短于 4 字节", en: "LZ4 payload shorter than its 4-byte length")
             }
             let declared = Int(compressed[0]) | Int(compressed[1]) << 8 | Int(compressed[2]) << 16 | Int(compressed[3]) << 24
             guard declared <= maximumFrameSize else {
                 throw MeshProtocolError(
-                    .decompressionFailed, "LZ4 解压后长度 \(declared) 超过上限 \(maximumFrameSize) / LZ4 payload declares \(declared) bytes, over the \(maximumFrameSize)-byte limit")
+                    .decompressionFailed, zh: "LZ4 解压后长度 \(declared) 超过上限 \(maximumFrameSize)", en: "LZ4 payload declares \(declared) bytes, over the \(maximumFrameSize)-byte limit")
             }
             do {
                 payload = ByteBuffer(bytes: try LZ4Block.decompress(compressed))
             } catch {
-                throw MeshProtocolError(.decompressionFailed, "LZ4 解压失败 / LZ4 decompression failed: \(error)")
+                throw MeshProtocolError(.decompressionFailed, zh: "LZ4 解压失败", en: "LZ4 decompression failed", cause: error)
             }
         }
         var reader = WireReader(buffer: payload, type: frame.type)
@@ -121,7 +121,7 @@ public enum MeshWire {
         let limit = min(options.maximumFrameSize, largestMaximumFrameSize)
         guard payload.readableBytes + fixedAfterLength <= limit else {
             throw MeshProtocolError(
-                .messageTooLarge, "\(message.type) 消息编码后 \(payload.readableBytes + fixedAfterLength) 字节，超过帧上限 \(limit) / \(message.type) message encodes to \(payload.readableBytes + fixedAfterLength) bytes, over the \(limit)-byte frame limit")
+                .messageTooLarge, zh: "\(message.type) 消息编码后 \(payload.readableBytes + fixedAfterLength) 字节，超过帧上限 \(limit)", en: "\(message.type) message encodes to \(payload.readableBytes + fixedAfterLength) bytes, over the \(limit)-byte frame limit")
         }
         var flags: UInt8 = 0
         if let threshold = options.compressionThreshold, payload.readableBytes >= threshold,
@@ -165,7 +165,7 @@ public enum MeshWire {
         let size = uncompressedPayloadSize(of: message) + fixedAfterLength
         guard size <= limit else {
             throw MeshProtocolError(
-                .messageTooLarge, "\(message.type) 消息编码后 \(size) 字节，超过帧上限 \(limit) / \(message.type) message encodes to \(size) bytes, over the \(limit)-byte frame limit")
+                .messageTooLarge, zh: "\(message.type) 消息编码后 \(size) 字节，超过帧上限 \(limit)", en: "\(message.type) message encodes to \(size) bytes, over the \(limit)-byte frame limit")
         }
         let strings: [String]
         switch message {
@@ -176,7 +176,7 @@ public enum MeshWire {
         default: strings = []
         }
         if strings.contains(where: { $0.utf8.count > Int(UInt16.max) }) {
-            throw MeshProtocolError(.messageTooLarge, "\(message.type) 消息含超过 65535 字节的字符串 / \(message.type) message has a string over 65535 bytes")
+            throw MeshProtocolError(.messageTooLarge, zh: "\(message.type) 消息含超过 65535 字节的字符串", en: "\(message.type) message has a string over 65535 bytes")
         }
     }
 
@@ -202,7 +202,7 @@ struct WireReader {
 
     func fail(_ what: String) -> MeshProtocolError {
         MeshProtocolError(
-            .malformedPayload, "\(self.type) 消息无法解码：\(what) / \(self.type) message does not decode: \(what) (\(self.buffer.readableBytes) bytes left)")
+            .malformedPayload, zh: "\(self.type) 消息无法解码：\(what)", en: "\(self.type) message does not decode: \(what) (\(self.buffer.readableBytes) bytes left)")
     }
 
     mutating func integer<T: FixedWidthInteger>(_ field: String, as: T.Type = T.self) throws(MeshProtocolError) -> T {
@@ -310,7 +310,7 @@ enum WireWriter {
     static func string(_ text: String, _ field: String, into out: inout ByteBuffer) throws(MeshProtocolError) {
         let utf8 = text.utf8
         guard utf8.count <= Int(UInt16.max) else {
-            throw MeshProtocolError(.messageTooLarge, "字符串字段 \(field) 超过 65535 字节 / string field \(field) is over 65535 bytes")
+            throw MeshProtocolError(.messageTooLarge, zh: "字符串字段 \(field) 超过 65535 字节", en: "string field \(field) is over 65535 bytes")
         }
         out.writeInteger(UInt16(utf8.count))
         out.writeBytes(utf8)
@@ -318,7 +318,7 @@ enum WireWriter {
 
     static func bytes(_ bytes: [UInt8], _ field: String, into out: inout ByteBuffer) throws(MeshProtocolError) {
         guard bytes.count <= Int(UInt32.max) else {
-            throw MeshProtocolError(.messageTooLarge, "字节字段 \(field) 过长 / bytes field \(field) is too long")
+            throw MeshProtocolError(.messageTooLarge, zh: "字节字段 \(field) 过长", en: "bytes field \(field) is too long")
         }
         out.writeInteger(UInt32(bytes.count))
         out.writeBytes(bytes)
@@ -326,7 +326,7 @@ enum WireWriter {
 
     static func versionEntries(_ entries: [VersionEntry], _ field: String, into out: inout ByteBuffer) throws(MeshProtocolError) {
         guard entries.count <= Int(UInt32.max) else {
-            throw MeshProtocolError(.messageTooLarge, "列表 \(field) 过长 / list \(field) is too long")
+            throw MeshProtocolError(.messageTooLarge, zh: "列表 \(field) 过长", en: "list \(field) is too long")
         }
         out.writeInteger(UInt32(entries.count))
         for entry in entries {

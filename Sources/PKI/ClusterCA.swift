@@ -93,8 +93,8 @@ public struct ClusterCA: Sendable {
         } catch {
             throw PKIError(
                 .malformedPEM,
-                "\(source) 的 CA 证书不是有效的 PEM 证书。请检查文件是否完整，是否为“-----BEGIN CERTIFICATE-----”开头。\n"
-                    + "The CA certificate at \(source) is not a valid PEM certificate: check that the file is complete and starts with -----BEGIN CERTIFICATE-----.",
+                zh: "\(source) 的 CA 证书不是有效的 PEM 证书。请检查文件是否完整，是否为“-----BEGIN CERTIFICATE-----”开头。",
+                en: "The CA certificate at \(source) is not a valid PEM certificate: check that the file is complete and starts with -----BEGIN CERTIFICATE-----.",
                 subject: source, cause: error)
         }
         let key: Certificate.PrivateKey
@@ -103,22 +103,22 @@ public struct ClusterCA: Sendable {
         } catch {
             throw PKIError(
                 .malformedPEM,
-                "\(source) 的 CA 私钥无法读取（须为未加密的 PEM：PKCS#8、SEC1 或 PKCS#1）。若私钥有口令，请先用 openssl 解密到一个只有管理员可读的文件。\n"
-                    + "The CA private key at \(source) cannot be read (it must be an unencrypted PEM key: PKCS#8, SEC1 or PKCS#1). If it has a passphrase, decrypt it with openssl into a file only admins can read.",
+                zh: "\(source) 的 CA 私钥无法读取（须为未加密的 PEM：PKCS#8、SEC1 或 PKCS#1）。若私钥有口令，请先用 openssl 解密到一个只有管理员可读的文件。",
+                en: "The CA private key at \(source) cannot be read (it must be an unencrypted PEM key: PKCS#8, SEC1 or PKCS#1). If it has a passphrase, decrypt it with openssl into a file only admins can read.",
                 subject: source, cause: error)
         }
         guard case .isCertificateAuthority = (try? certificate.extensions.basicConstraints) ?? .notCertificateAuthority else {
             throw PKIError(
                 .notACertificateAuthority,
-                "\(source) 的证书不是 CA 证书（缺少 basicConstraints CA:TRUE）。请使用集群 CA 的证书。\n"
-                    + "The certificate at \(source) is not a CA certificate (no basicConstraints CA:TRUE): use the cluster CA's certificate.",
+                zh: "\(source) 的证书不是 CA 证书（缺少 basicConstraints CA:TRUE）。请使用集群 CA 的证书。",
+                en: "The certificate at \(source) is not a CA certificate (no basicConstraints CA:TRUE): use the cluster CA's certificate.",
                 subject: source)
         }
         guard key.publicKey == certificate.publicKey else {
             throw PKIError(
                 .keyDoesNotMatchCertificate,
-                "\(source) 的 CA 私钥与 CA 证书不匹配。请确认两个文件来自同一个 CA。\n"
-                    + "The CA private key at \(source) does not belong to the CA certificate: make sure both files come from the same CA.",
+                zh: "\(source) 的 CA 私钥与 CA 证书不匹配。请确认两个文件来自同一个 CA。",
+                en: "The CA private key at \(source) does not belong to the CA certificate: make sure both files come from the same CA.",
                 subject: source)
         }
         self.init(certificate: certificate, privateKey: key)
@@ -213,8 +213,8 @@ public struct ClusterCA: Sendable {
         guard validity.isFinite, validity >= 60, validity <= 30 * 365 * 86_400 else {
             throw PKIError(
                 .invalidValidity,
-                "有效期 \(validity) 秒无效：须在 1 分钟到 30 年之间。\n"
-                    + "Invalid validity of \(validity) seconds: it must be between one minute and 30 years.")
+                zh: "有效期 \(validity) 秒无效：须在 1 分钟到 30 年之间。",
+                en: "Invalid validity of \(validity) seconds: it must be between one minute and 30 years.")
         }
     }
 
@@ -224,8 +224,8 @@ public struct ClusterCA: Sendable {
         guard !trimmed.isEmpty, trimmed == department, department.count <= 64, !hasControl else {
             throw PKIError(
                 .invalidName,
-                "科室名称“\(department)”无效：不能为空、不能有首尾空白或控制字符，最多 64 个字符（例如“内科”）。\n"
-                    + "Invalid department \"\(department)\": it must be non-empty, without leading/trailing blanks or control characters, at most 64 characters (e.g. 内科).",
+                zh: "科室名称“\(department)”无效：不能为空、不能有首尾空白或控制字符，最多 64 个字符（例如“内科”）。",
+                en: "Invalid department \"\(department)\": it must be non-empty, without leading/trailing blanks or control characters, at most 64 characters (e.g. 内科).",
                 subject: department)
         }
     }
@@ -239,8 +239,8 @@ public struct ClusterCA: Sendable {
         guard Self.isValidDNSName(lowered) else {
             throw PKIError(
                 .invalidHost,
-                "主机“\(host)”既不是 IP 地址也不是有效的域名。请给出节点被访问时用的地址，例如 10.1.2.3 或 neike.hospital.local。\n"
-                    + "Host \"\(host)\" is neither an IP address nor a valid DNS name: give the address the node is reached at, e.g. 10.1.2.3 or neike.hospital.local.",
+                zh: "主机“\(host)”既不是 IP 地址也不是有效的域名。请给出节点被访问时用的地址，例如 10.1.2.3 或 neike.hospital.local。",
+                en: "Host \"\(host)\" is neither an IP address nor a valid DNS name: give the address the node is reached at, e.g. 10.1.2.3 or neike.hospital.local.",
                 subject: host)
         }
         return .dnsName(lowered)

@@ -80,8 +80,8 @@ public enum ClusterIdentity: Hashable, Sendable, CustomStringConvertible {
         guard Self.isValidName(name) else {
             throw PKIError(
                 .invalidName,
-                "\(whatChinese)“\(name)”无效：须为 1 到 64 个 ASCII 字母、数字、“.”、“_”或“-”，并以字母或数字开头。请换一个\(whatChinese)。\n"
-                    + "Invalid \(what) \"\(name)\": use 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit.",
+                zh: "\(whatChinese)“\(name)”无效：须为 1 到 64 个 ASCII 字母、数字、“.”、“_”或“-”，并以字母或数字开头。请换一个\(whatChinese)。",
+                en: "Invalid \(what) \"\(name)\": use 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit.",
                 subject: name
             )
         }

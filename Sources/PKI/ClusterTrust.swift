@@ -48,15 +48,15 @@ public struct ClusterTrust: Sendable {
         guard !roots.isEmpty else {
             throw PKIError(
                 .fileMissing,
-                "没有 CA 证书：节点至少需要集群 CA 的证书（ca.crt）才能验证对端。\n"
-                    + "No CA certificate: a node needs at least the cluster CA's certificate (ca.crt) to verify its peers.")
+                zh: "没有 CA 证书：节点至少需要集群 CA 的证书（ca.crt）才能验证对端。",
+                en: "No CA certificate: a node needs at least the cluster CA's certificate (ca.crt) to verify its peers.")
         }
         for root in roots {
             guard case .isCertificateAuthority = (try? root.extensions.basicConstraints) ?? .notCertificateAuthority else {
                 throw PKIError(
                     .notACertificateAuthority,
-                    "信任根“\(root.subject)”不是 CA 证书。请使用集群 CA 的 ca.crt。\n"
-                        + "Trust root \"\(root.subject)\" is not a CA certificate: use the cluster CA's ca.crt.")
+                    zh: "信任根“\(root.subject)”不是 CA 证书。请使用集群 CA 的 ca.crt。",
+                    en: "Trust root \"\(root.subject)\" is not a CA certificate: use the cluster CA's ca.crt.")
             }
         }
         self.roots = roots
@@ -73,7 +73,7 @@ public struct ClusterTrust: Sendable {
         } catch {
             throw PKIError(
                 .malformedPEM,
-                "\(source) 不是有效的 PEM 证书文件。\n\(source) is not a valid PEM certificate file.",
+                zh: "\(source) 不是有效的 PEM 证书文件。", en: "\(source) is not a valid PEM certificate file.",
                 subject: source, cause: error)
         }
     }

@@ -83,8 +83,8 @@ public enum PKIFiles {
         guard FileManager.default.fileExists(atPath: path) else {
             throw PKIError(
                 .fileMissing,
-                "找不到\(zh)文件 \(path)。请检查路径；CA 文件夹由“clinicmesh certs init-ca --out 文件夹”生成，节点与管理员文件夹由“clinicmesh certs issue / issue-admin”生成。\n"
-                    + "The \(en) file \(path) does not exist: check the path; a CA folder is made by `clinicmesh certs init-ca --out DIR`, node and admin folders by `clinicmesh certs issue` / `issue-admin`.",
+                zh: "找不到\(zh)文件 \(path)。请检查路径；CA 文件夹由“clinicmesh certs init-ca --out 文件夹”生成，节点与管理员文件夹由“clinicmesh certs issue / issue-admin”生成。",
+                en: "The \(en) file \(path) does not exist: check the path; a CA folder is made by `clinicmesh certs init-ca --out DIR`, node and admin folders by `clinicmesh certs issue` / `issue-admin`.",
                 subject: path)
         }
         do {
@@ -92,8 +92,8 @@ public enum PKIFiles {
         } catch {
             throw PKIError(
                 .fileUnreadable,
-                "无法读取 \(path)。请检查文件权限（私钥只有属主可读）和文件内容。\n"
-                    + "Cannot read \(path): check its permissions (private keys are readable by their owner only) and contents.",
+                zh: "无法读取 \(path)。请检查文件权限（私钥只有属主可读）和文件内容。",
+                en: "Cannot read \(path): check its permissions (private keys are readable by their owner only) and contents.",
                 subject: path, cause: error)
         }
     }
@@ -105,8 +105,8 @@ public enum PKIFiles {
         } catch {
             throw PKIError(
                 .fileUnwritable,
-                "无法创建文件夹 \(directory)。请检查上级文件夹是否存在且可写。\n"
-                    + "Cannot create folder \(directory): check that its parent exists and is writable.",
+                zh: "无法创建文件夹 \(directory)。请检查上级文件夹是否存在且可写。",
+                en: "Cannot create folder \(directory): check that its parent exists and is writable.",
                 subject: directory, cause: error)
         }
     }
@@ -118,8 +118,8 @@ public enum PKIFiles {
             if FileManager.default.fileExists(atPath: path) {
                 throw PKIError(
                     .fileExists,
-                    "\(path) 已存在，未覆盖。若确实要替换（例如轮换证书），请加 --force；否则换一个 --out 文件夹。\n"
-                        + "\(path) already exists and was left alone: add --force if you really mean to replace it (e.g. to rotate a certificate), or choose another --out folder.",
+                    zh: "\(path) 已存在，未覆盖。若确实要替换（例如轮换证书），请加 --force；否则换一个 --out 文件夹。",
+                    en: "\(path) already exists and was left alone: add --force if you really mean to replace it (e.g. to rotate a certificate), or choose another --out folder.",
                     subject: path)
             }
         }
@@ -144,8 +144,8 @@ public enum PKIFiles {
             unlink(temporary)
             throw PKIError(
                 .fileUnwritable,
-                "无法替换 \(path)（\(String(cString: strerror(code)))）。请检查文件夹权限。\n"
-                    + "Cannot replace \(path) (\(String(cString: strerror(code)))): check the folder's permissions.",
+                zh: "无法替换 \(path)（\(String(cString: strerror(code)))）。请检查文件夹权限。",
+                en: "Cannot replace \(path) (\(String(cString: strerror(code)))): check the folder's permissions.",
                 subject: path)
         }
     }
@@ -157,14 +157,14 @@ public enum PKIFiles {
             if code == EEXIST {
                 throw PKIError(
                     .fileExists,
-                    "\(path) 已存在，未覆盖。若确实要替换，请加 --force。\n"
-                        + "\(path) already exists and was left alone: add --force if you really mean to replace it.",
+                    zh: "\(path) 已存在，未覆盖。若确实要替换，请加 --force。",
+                    en: "\(path) already exists and was left alone: add --force if you really mean to replace it.",
                     subject: path)
             }
             throw PKIError(
                 .fileUnwritable,
-                "无法创建 \(path)（\(String(cString: strerror(code)))）。请检查文件夹是否存在且可写。\n"
-                    + "Cannot create \(path) (\(String(cString: strerror(code)))): check that the folder exists and is writable.",
+                zh: "无法创建 \(path)（\(String(cString: strerror(code)))）。请检查文件夹是否存在且可写。",
+                en: "Cannot create \(path) (\(String(cString: strerror(code)))): check that the folder exists and is writable.",
                 subject: path)
         }
         defer { close(fd) }
@@ -177,8 +177,8 @@ public enum PKIFiles {
                 unlink(path)
                 throw PKIError(
                     .fileUnwritable,
-                    "写入 \(path) 失败（\(String(cString: strerror(code)))）。请检查磁盘空间。\n"
-                        + "Writing \(path) failed (\(String(cString: strerror(code)))): check the free disk space.",
+                    zh: "写入 \(path) 失败（\(String(cString: strerror(code)))）。请检查磁盘空间。",
+                    en: "Writing \(path) failed (\(String(cString: strerror(code)))): check the free disk space.",
                     subject: path)
             }
             offset += written
@@ -188,8 +188,8 @@ public enum PKIFiles {
             unlink(path)
             throw PKIError(
                 .fileUnwritable,
-                "写入 \(path) 后同步到磁盘失败（\(String(cString: strerror(code)))）。\n"
-                    + "Syncing \(path) to disk failed (\(String(cString: strerror(code)))).",
+                zh: "写入 \(path) 后同步到磁盘失败（\(String(cString: strerror(code)))）。",
+                en: "Syncing \(path) to disk failed (\(String(cString: strerror(code)))).",
                 subject: path)
         }
     }

@@ -1,3 +1,4 @@
+import ClinicErrors
 import LZ4
 import ReplicatedCore
 
@@ -19,9 +20,8 @@ import ReplicatedCore
 public enum ChangeBatchCodec {
     public static let formatVersion: UInt8 = 1
 
-    public struct DecodingError: Error, CustomStringConvertible, Equatable {
-        public let description: String
-    }
+    /// Why a batch did not decode; the code names which check failed.
+    public typealias DecodingError = ClinicError<ChangeBatchDecodingErrorCode>
 
     public static func encode(_ batch: ChangeBatch) -> [UInt8] {
         var strings: [String: Int] = [:]
@@ -75,7 +75,8 @@ public enum ChangeBatchCodec {
         var reader = ByteReader(bytes)
         let version = try reader.byte()
         guard version == formatVersion else {
-            throw DecodingError(description: "change batch format \(version) is not supported (expected \(formatVersion))")
+            throw DecodingError(.unsupportedFormat, zh: "变更批次格式 \(version) 不受支持（应为 \(formatVersion)）",
+                                en: "change batch format \(version) is not supported (expected \(formatVersion))")
         }
         let stringCount = try reader.count(minimumBytesEach: 1)
         var strings: [String] = []
@@ -84,20 +85,21 @@ public enum ChangeBatchCodec {
             let length = try reader.count(minimumBytesEach: 1)
             let raw = try reader.bytes(length)
             guard let s = String(validating: raw, as: UTF8.self) else {
-                throw DecodingError(description: "string \(strings.count) is not valid UTF-8")
+                throw DecodingError(.invalidUTF8, zh: "第 \(strings.count) 个字符串不是有效的 UTF-8", en: "string \(strings.count) is not valid UTF-8")
             }
             strings.append(s)
         }
         func string() throws -> String {
             let i = try reader.varint()
             guard i < UInt64(strings.count) else {
-                throw DecodingError(description: "string index \(i) is out of range (\(strings.count) strings)")
+                throw DecodingError(.stringIndexOutOfRange, zh: "字符串序号 \(i) 超出范围（共 \(strings.count) 个）",
+                                    en: "string index \(i) is out of range (\(strings.count) strings)")
             }
             return strings[Int(i)]
         }
         func incarnation() throws -> UInt32 {
             let v = try reader.varint()
-            guard let i = UInt32(exactly: v) else { throw DecodingError(description: "incarnation \(v) is out of range") }
+            guard let i = UInt32(exactly: v) else { throw DecodingError(.incarnationOutOfRange, zh: "incarnation \(v) 超出范围", en: "incarnation \(v) is out of range") }
             return i
         }
         func vector() throws -> VersionVector {
@@ -124,17 +126,17 @@ public enum ChangeBatchCodec {
             case 2: value = .real(Double(bitPattern: try reader.fixed64()))
             case 3: value = .text(try string())
             case 4: value = .blob(try reader.bytes(try reader.count(minimumBytesEach: 1)))
-            case let tag: throw DecodingError(description: "unknown value tag \(tag)")
+            case let tag: throw DecodingError(.unknownValueTag, zh: "未知的值标记 \(tag)", en: "unknown value tag \(tag)")
             }
             let hlc = HLCTimestamp(rawValue: try reader.fixed64())
             let origin = OriginID(node: try string(), incarnation: try incarnation())
             let seq = try reader.varint()
-            guard seq > 0 else { throw DecodingError(description: "sequence number 0 is not valid") }
+            guard seq > 0 else { throw DecodingError(.zeroSequence, zh: "序号 0 无效", en: "sequence number 0 is not valid") }
             changes.append(Change(table: table, key: key, column: column, value: value,
                                   version: ChangeVersion(hlc: hlc, origin: origin, seq: seq)))
         }
         guard reader.isAtEnd else {
-            throw DecodingError(description: "\(reader.remaining) unexpected bytes after the last change")
+            throw DecodingError(.trailingBytes, zh: "最后一个变更之后多出 \(reader.remaining) 字节", en: "\(reader.remaining) unexpected bytes after the last change")
         }
         return ChangeBatch(changes: changes, base: base, coverage: coverage)
     }
@@ -179,7 +181,8 @@ struct ByteReader {
     var isAtEnd: Bool { offset == bytes.count }
 
     private func truncated(_ what: String) -> ChangeBatchCodec.DecodingError {
-        ChangeBatchCodec.DecodingError(description: "truncated input: \(what) at byte \(offset) of \(bytes.count)")
+        ChangeBatchCodec.DecodingError(.truncated, zh: "输入在第 \(offset) 字节处截断（共 \(bytes.count) 字节）",
+                                       en: "truncated input: \(what) at byte \(offset) of \(bytes.count)")
     }
 
     mutating func byte() throws -> UInt8 {
@@ -199,12 +202,12 @@ struct ByteReader {
         for shift in stride(from: 0, through: 63, by: 7) {
             let b = try byte()
             if shift == 63 && b > 1 {
-                throw ChangeBatchCodec.DecodingError(description: "varint overflows 64 bits at byte \(offset)")
+                throw ChangeBatchCodec.DecodingError(.varintOverflow, zh: "第 \(offset) 字节处的 varint 超出 64 位", en: "varint overflows 64 bits at byte \(offset)")
             }
             result |= UInt64(b & 0x7f) << UInt64(shift)
             if b & 0x80 == 0 { return result }
         }
-        throw ChangeBatchCodec.DecodingError(description: "varint longer than 10 bytes at byte \(offset)")
+        throw ChangeBatchCodec.DecodingError(.varintTooLong, zh: "第 \(offset) 字节处的 varint 超过 10 字节", en: "varint longer than 10 bytes at byte \(offset)")
     }
 
     /// A count of items that each take at least `minimumBytesEach` bytes: refused if the input
@@ -212,7 +215,9 @@ struct ByteReader {
     mutating func count(minimumBytesEach: Int) throws -> Int {
         let v = try varint()
         guard v <= UInt64(remaining / max(1, minimumBytesEach)) else {
-            throw ChangeBatchCodec.DecodingError(description: "count \(v) at byte \(offset) exceeds what the remaining \(remaining) bytes can hold")
+            throw ChangeBatchCodec.DecodingError(
+                .countTooLarge, zh: "第 \(offset) 字节处的数量 \(v) 超出剩余 \(remaining) 字节所能容纳",
+                en: "count \(v) at byte \(offset) exceeds what the remaining \(remaining) bytes can hold")
         }
         return Int(v)
     }
@@ -226,4 +231,19 @@ struct ByteReader {
         let b = try bytes(4)
         return b.enumerated().reduce(0) { $0 | UInt32($1.element) << UInt32($1.offset * 8) }
     }
+}
+
+/// What `ChangeBatchCodec.decode` refused.
+public enum ChangeBatchDecodingErrorCode: String, ClinicErrorCode {
+    case unsupportedFormat = "batch.unsupported_format"
+    case invalidUTF8 = "batch.invalid_utf8"
+    case stringIndexOutOfRange = "batch.string_index_out_of_range"
+    case incarnationOutOfRange = "batch.incarnation_out_of_range"
+    case unknownValueTag = "batch.unknown_value_tag"
+    case zeroSequence = "batch.zero_sequence"
+    case trailingBytes = "batch.trailing_bytes"
+    case truncated = "batch.truncated"
+    case varintOverflow = "batch.varint_overflow"
+    case varintTooLong = "batch.varint_too_long"
+    case countTooLarge = "batch.count_too_large"
 }

@@ -36,8 +36,8 @@ public final class NodeClock: Sendable {
 }
 
 /// Threads for blocking store work (SQLite commits, fsyncs). Swift's tasks run on a pool as wide
-/// as the cores, and on Linux `DispatchQueue.global()` is that same pool (the profile shows both on
-/// the same threads): an fsync there holds one of the two threads that serve every request.
+/// as the cores, and on Linux `DispatchQueue.global()` runs on that same pool: an fsync there
+/// would hold one of the few threads that serve every request.
 private let blockingThreads: NIOThreadPool = {
     let pool = NIOThreadPool(numberOfThreads: 8)
     pool.start()

@@ -18,7 +18,7 @@ struct CertsCommand: ParsableCommand {
             try body()
             return
         } catch let error as PKIError {
-            message = error.description
+            message = error.messageWithCause
         } catch {
             message = "证书操作失败：\(error)\nCertificate operation failed: \(error)"
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct ClinicMesh: AsyncParsableCommand {
@@ -11,4 +12,12 @@ struct ClinicMesh: AsyncParsableCommand {
             RaftLogTortureCommand.self,
         ]
     )
+}
+
+extension ClinicMesh {
+    /// The executable that drills and benches start node processes from: `CLINICMESH_BIN` if set
+    /// (Cluster/test sets it), else this very program.
+    static var nodeExecutable: String {
+        ProcessInfo.processInfo.environment["CLINICMESH_BIN"] ?? Bundle.main.executablePath ?? CommandLine.arguments[0]
+    }
 }

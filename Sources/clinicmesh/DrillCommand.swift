@@ -158,9 +158,7 @@ struct DrillCommand: AsyncParsableCommand {
         return report.passed
     }
 
-    static var binary: String {
-        ProcessInfo.processInfo.environment["CLINICMESH_BIN"] ?? Bundle.main.executablePath ?? CommandLine.arguments[0]
-    }
+    static var binary: String { ClinicMesh.nodeExecutable }
 
     /// Runs one operations drill (partition, eviction, clock skew, full disk); returns whether it passed.
     static func chaos(_ name: String, _ options: Options) async throws -> Bool {

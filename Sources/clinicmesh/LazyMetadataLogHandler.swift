@@ -2,7 +2,7 @@ import Logging
 
 /// A standard-error log handler that formats metadata only when it writes a line.
 /// `StreamLogHandler` formats its metadata again on every change, and Hummingbird sets a request id
-/// on every request's logger: at a release rush that alone was several per cent of a node's CPU,
+/// on every request's logger, so at a release rush that formatting costs CPU on every request,
 /// almost all of it for lines below the log level that are never written.
 struct LazyMetadataLogHandler: LogHandler {
     private var stream: StreamLogHandler

@@ -215,7 +215,7 @@ struct RotateCert: AsyncParsableCommand {
             FileHandle.standardError.write(Data("\(error)\n".utf8))
             throw ExitCode.failure
         } catch let error as PKIError {
-            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            FileHandle.standardError.write(Data("\(error.messageWithCause)\n".utf8))
             throw ExitCode.failure
         }
     }

@@ -7,6 +7,7 @@ import Mesh
 import PKI
 import ReplicatedCore
 import ReplicatedStore
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -124,11 +125,18 @@ struct AddNodeTests {
             try PKIFiles.writeIssued(issued, ca: files.ca, to: files.root + "/rotated", force: false)
             let rotation = CertRotation(node: "waike", serial: issued.serial)
             try await cluster.recordRotation(rotation, timeout: .seconds(60))
-            // Both accepted, and waike (still on the old certificate) does not undo it.
-            try await Task.sleep(for: .seconds(3))
+            // Both accepted, and waike (still on the old certificate) does not undo it: once every
+            // node, waike included, has applied the rotation, the leader still lists both serials.
+            try await waitUntil("every node's membership to list waike's new serial, then its old one") {
+                ["neike", "waike", "erke"].allSatisfy { id in
+                    guard let member = nodes[id]!.node.membershipView().members.first(where: { $0.id == "waike" }) else { return false }
+                    let serials = MemberSerials.list(member.serial)
+                    return serials.count == 2 && MemberSerials.same(serials[0], issued.serial)
+                }
+            }
             let during = try #require(try await cluster.leaderView().members.first { $0.id == "waike" })
             #expect(MemberSerials.list(during.serial).count == 2 && MemberSerials.same(MemberSerials.list(during.serial)[0], issued.serial))
-            #expect(try nodes["neike"]!.node.status().peers.first { $0.id == "waike" }?.reachable == true)
+            #expect(await eventually { try nodes["neike"]!.node.status().peers.first { $0.id == "waike" }?.reachable == true })
 
             // Restart waike with the new certificate, same data and mesh port.
             let port = nodes["waike"]!.node.meshPort

@@ -8,6 +8,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import PKI
+import TestSupport
 import Testing
 
 @Suite("Admin API over TLS", .serialized, .timeLimit(.minutes(5)))

@@ -6,6 +6,7 @@ import PKI
 import ReplicatedCore
 import ReplicatedStore
 import Synchronization
+import TestSupport
 import Testing
 
 @Suite("Back-pressure towards a stuck peer", .serialized, .timeLimit(.minutes(5)))
@@ -14,6 +15,7 @@ struct BackPressureTests {
     final class Seen: Sendable {
         let batches = Mutex(0)
         let probes = Mutex(0)
+        let heartbeats = Mutex(0)
     }
 
     @Test("a peer that never acknowledges gets at most max_in_flight_batches batches, however much is written")
@@ -42,6 +44,7 @@ struct BackPressureTests {
                     case .changeBatch:
                         seen.batches.withLock { $0 += 1 }
                     case .heartbeat(let beat):
+                        seen.heartbeats.withLock { $0 += 1 }
                         try await session.send(.heartbeatAck(HeartbeatAck(echo: beat, hlc: 0, wallMillis: Int64(Date().timeIntervalSince1970 * 1000))))
                     default:
                         break
@@ -59,7 +62,12 @@ struct BackPressureTests {
             }
         }
         #expect(await eventually { seen.batches.withLock { $0 } == 2 })
-        try await Task.sleep(for: .seconds(2))  // writes and probes go on; nothing more is sent
+        // The link keeps running: every tick sends a heartbeat and tries to send more. After
+        // several more ticks, still nothing more has been sent.
+        let beatsAtSecondBatch = seen.heartbeats.withLock { $0 }
+        try await waitUntil("five more heartbeats from neike after its second batch") {
+            seen.heartbeats.withLock { $0 } >= beatsAtSecondBatch + 5
+        }
         #expect(seen.batches.withLock { $0 } == 2)
         let status = try neike.status()
         #expect(status.peers.first?.lagChanges == 200)  // in writes (sequence numbers)

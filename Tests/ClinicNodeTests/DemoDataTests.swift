@@ -6,6 +6,7 @@ import Domain
 import Foundation
 import ReplicatedCore
 import ReplicatedStore
+import TestSupport
 import Testing
 
 @Suite("Demo data", .serialized, .timeLimit(.minutes(5)))

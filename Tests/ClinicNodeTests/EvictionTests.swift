@@ -2,6 +2,7 @@
 @testable import Services
 import Consensus
 import Foundation
+import TestSupport
 import Testing
 
 @Suite("Eviction", .serialized, .timeLimit(.minutes(5)))

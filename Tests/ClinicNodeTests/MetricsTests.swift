@@ -7,6 +7,7 @@ import Domain
 import Foundation
 import InMemoryLogging
 import Logging
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -10,6 +10,7 @@ import Foundation
 import Hummingbird
 import NIOHTTP1
 import Synchronization
+import TestSupport
 import Testing
 
 /// The patient API over real HTTPS against three in-process department nodes: the booking flow,
@@ -217,7 +218,8 @@ struct PatientAPITests {
                 let booked = answers.filter { $0.1.status == 201 }
                 #expect(booked.count == 2, "two per date: \(answers.map { "\($0.0) \($0.1.status) \($0.1.code ?? "")" })")
                 #expect(Set(booked.map(\.0)).count == booked.count, "one per department")
-                #expect(answers.filter { $0.1.status != 201 }.allSatisfy { $0.1.code == "quota.exceeded" })
+                #expect(answers.filter { $0.1.status != 201 }.allSatisfy { $0.1.code == "quota.exceeded" },
+                        "the others are refused over the quota: \(answers.map { "\($0.0) \($0.1.status) \($0.1.code ?? "") \($0.1.text)" })")
             }
         }
     }

@@ -12,6 +12,7 @@ import NIOTLS
 import ReplicatedCore
 import ReplicatedStore
 import Synchronization
+import TestSupport
 import Testing
 
 /// What a stranger can do to the patient port: sign in as someone whose name and resident ID they

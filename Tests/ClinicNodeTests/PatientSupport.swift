@@ -7,6 +7,7 @@ import Domain
 import Drills
 import Foundation
 import NIOHTTP1
+import TestSupport
 import Testing
 
 /// Three department nodes in this process with the patient API on, the demo's doctors and
@@ -163,17 +164,22 @@ extension PatientClient {
         try await call(.POST, "/api/v1/appointments", json: ["request_id": request, "schedule_id": schedule], token: token)
     }
 
-    /// Sends, and like a real client repeats a 503 (no outcome in time, a failover) unchanged, for
-    /// up to 30 s: bookings, confirmations and cancellations are idempotent by their ids. A lease
-    /// that moves on a loaded machine (a node's liveness expired) can take seconds to settle.
+    /// Sends, and like a real client repeats a 503 (no outcome in time, a failover) unchanged until
+    /// a definite answer comes: bookings, confirmations and cancellations are idempotent by their
+    /// ids. A lease that moves on a loaded machine (a node's liveness expired) can take seconds to
+    /// settle, so the deadline is a generous 60 s, and running out of it fails with the last answer.
+    /// An error from `send` itself (the connection failed) is not retried.
     func call(_ method: HTTPMethod, _ path: String, json: [String: String]? = nil, token: String? = nil) async throws -> Answer {
-        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
-        var answer = try await send(method, path, json: json, token: token)
-        while answer.status == 503, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(200))
-            answer = try await send(method, path, json: json, token: token)
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: .seconds(60))
+        while true {
+            let answer = try await send(method, path, json: json, token: token)
+            guard answer.status == 503 else { return answer }
+            guard clock.now < deadline else {
+                throw TestFailure("timed out after 60 s waiting for an answer other than 503 to \(method) \(path); last: \(answer.text)")
+            }
+            try await Task.sleep(for: .milliseconds(200))  // a client's pace, not a poll of local state
         }
-        return answer
     }
 }
 

@@ -7,6 +7,7 @@ import Mesh
 import PKI
 import ReplicatedCore
 import ReplicatedStore
+import TestSupport
 import Testing
 
 @Suite("Three nodes on loopback with mTLS", .serialized, .timeLimit(.minutes(5)))

@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import PKI
 import Synchronization
+import TestSupport
 import Testing
 
 @Suite("Node shutdown", .serialized, .timeLimit(.minutes(5)))

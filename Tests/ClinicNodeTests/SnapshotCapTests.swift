@@ -3,6 +3,7 @@ import Services
 import Foundation
 import InMemoryLogging
 import Logging
+import TestSupport
 import Testing
 
 @Suite("Snapshot size cap", .serialized, .timeLimit(.minutes(5)))

@@ -98,17 +98,6 @@ func startCluster(_ files: TestClusterFiles, only: [String]? = nil, clocks: [Str
     return nodes.mapValues { RunningNode($0) }
 }
 
-/// Polls `condition` until it holds or a generous deadline passes; never asserts a duration.
-func eventually(timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async -> Bool {
-    let clock = ContinuousClock()
-    let deadline = clock.now.advanced(by: timeout)
-    while clock.now < deadline {
-        if (try? await condition()) == true { return true }
-        try? await Task.sleep(for: .milliseconds(50))
-    }
-    return (try? await condition()) == true
-}
-
 /// Starts a cluster of `ids`, runs `body` with its running nodes, and stops every node whether
 /// `body` throws or not (the files are removed afterwards).
 func withRunningCluster(_ ids: [String], _ body: ([String: RunningNode]) async throws -> Void) async throws {

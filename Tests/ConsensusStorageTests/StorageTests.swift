@@ -1,6 +1,7 @@
 import Consensus
 import ConsensusStorage
 import Foundation
+import TestSupport
 import Testing
 
 func tempDir(_ name: String) -> String {
@@ -80,7 +81,7 @@ func entry(_ i: LogIndex, _ t: Term, _ s: String) -> LogEntry<[UInt8]> {
     /// reopen, and every acked entry must be there, intact. Three rounds, so recovery after a
     /// kill is itself killed.
     @Test func sigkilledWriterLosesNoAckedEntry() throws {
-        let bin = try #require(ProcessInfo.processInfo.environment["CLINICMESH_BIN"], "set CLINICMESH_BIN to the built clinicmesh (Cluster/test does)")
+        let bin = try clinicmeshBinary()
         let d = tempDir("torture")
         var highestAcked: UInt64 = 0
         for round in 0..<3 {

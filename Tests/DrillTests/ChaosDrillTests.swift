@@ -1,13 +1,14 @@
 import ClinicNode
 import Drills
 import Foundation
+import TestSupport
 import Testing
 
 /// Short runs of the operations drills, in the lease drills' serialized suite (one cluster at a
 /// time). Each waits for conditions with generous deadlines and never asserts a duration.
 extension LeaseDrillTests {
     func chaos(_ kind: ChaosDrill.Kind) async throws -> ChaosDrill.Report {
-        let binary = try #require(ProcessInfo.processInfo.environment["CLINICMESH_BIN"], "set CLINICMESH_BIN to the built clinicmesh (Cluster/test does)")
+        let binary = try clinicmeshBinary()
         var drill = ChaosDrill(kind: kind, binary: binary)
         drill.clients = 8
         drill.recordClients = 2

@@ -1,5 +1,6 @@
 import Drills
 import Foundation
+import TestSupport
 import Testing
 
 /// One suite, serialized: each drill runs three node processes, and two at once on two cores
@@ -8,7 +9,7 @@ import Testing
 struct LeaseDrillTests {
     @Test("SIGKILL the hottest holder, restart it, SIGSTOP another past its lease, SIGTERM the third: no double booking, no lost acknowledgement")
     func killAndPause() async throws {
-        let binary = try #require(ProcessInfo.processInfo.environment["CLINICMESH_BIN"], "set CLINICMESH_BIN to the built clinicmesh (Cluster/test does)")
+        let binary = try clinicmeshBinary()
         let report = try await LeaseDrill(binary: binary).run()
         print("lease drill: requests \(report.requests), booked \(report.booked), refused \(report.refusedByReason), faults \(report.faults.map { "\($0.kind) \($0.node) recovery \($0.recoveryS.map { "\($0) s" } ?? "none")" })")
         #expect(report.booked > 0)
@@ -24,7 +25,7 @@ struct LeaseDrillTests {
 
     @Test("SIGKILL the Raft leader under load: a new leader, its blocks taken over, bookings resume, nothing lost")
     func killLeader() async throws {
-        let binary = try #require(ProcessInfo.processInfo.environment["CLINICMESH_BIN"], "set CLINICMESH_BIN to the built clinicmesh (Cluster/test does)")
+        let binary = try clinicmeshBinary()
         var drill = LeaseDrill(binary: binary)
         drill.name = "kill-leader"
         drill.steps = try #require(LeaseDrill.scenarios["kill-leader"])

@@ -2,6 +2,7 @@ import ClinicNode
 import AdminAPI
 import Drills
 import Foundation
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -25,7 +26,7 @@ private func run(_ binary: String, _ arguments: [String]) throws -> (status: Int
 struct OperationsTests {
     @Test("clinicmesh status (table and --json) over three node processes; each process serves /metrics and counts a booking")
     func statusAndMetrics() async throws {
-        let binary = try #require(ProcessInfo.processInfo.environment["CLINICMESH_BIN"], "set CLINICMESH_BIN to the built clinicmesh (Cluster/test does)")
+        let binary = try clinicmeshBinary()
         var adminPorts: [String: Int] = [:]
         var metricsPorts: [String: Int] = [:]
         let cluster = try LocalCluster(departments: [("neike", "内科"), ("waike", "外科"), ("erke", "儿科")], binary: binary,

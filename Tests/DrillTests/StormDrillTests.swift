@@ -2,6 +2,7 @@ import ClinicNode
 import AdminAPI
 @testable import Drills
 import Foundation
+import TestSupport
 import Testing
 
 /// The storm drill's checks on made-up answers and views: each must fail on the violation it is
@@ -123,7 +124,7 @@ extension LeaseDrillTests {
     /// The short storm (CI); the 70 s one is run by hand (`chaos/run storm --runs 10 --json`).
     @Test("Storm, short: patients through the patient API only, SIGKILL and restart, SIGSTOP and SIGCONT; no double booking, no lost acknowledgement, every retry its first outcome, the nodes agree, every block acknowledges again")
     func storm() async throws {
-        let binary = try #require(ProcessInfo.processInfo.environment["CLINICMESH_BIN"], "set CLINICMESH_BIN to the built clinicmesh (Cluster/test does)")
+        let binary = try clinicmeshBinary()
         var drill = StormDrill(binary: binary)
         drill.seconds = StormDrill.shortSeconds
         let report = try await drill.run()

@@ -48,32 +48,6 @@ extension InMemoryLogHandler {
     func contains(_ needle: String) -> Bool { self.texts.contains { $0.contains(needle) } }
 }
 
-/// Polls `condition` until it holds or a generous deadline passes; never asserts a duration.
-func eventually(
-    timeout: Duration = .seconds(30), _ condition: @Sendable () async -> Bool
-) async -> Bool {
-    let clock = ContinuousClock()
-    let deadline = clock.now.advanced(by: timeout)
-    while clock.now < deadline {
-        if await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return await condition()
-}
-
-/// Deterministic PRNG (SplitMix64) for the fuzzer: the same seed gives the same run.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// One of every message type, with contents chosen by `rng` (short and long, empty and full,
 /// ASCII and Chinese strings, compressible and random bytes).
 func sampleMessages<G: RandomNumberGenerator>(using rng: inout G) -> [MeshMessage] {

@@ -2,6 +2,7 @@ import Foundation
 import Mesh
 import NIOCore
 import NIOEmbedded
+import TestSupport
 import Testing
 
 /// Throws at least 100,000 frames at the decoder: random frames and mutations of valid encodings of
@@ -28,7 +29,7 @@ import Testing
     @Test func decoderSurvivesRandomAndMutatedFrames() throws {
         let seed = self.seed
         print("FuzzTests seed: \(seed) (rerun with MESH_FUZZ_SEED=\(seed))")
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededRandom(seed: seed)
         var stats = Stats()
         let maximumFrameSize = 64 * 1024
         var corpus: [MeshMessage] = []
@@ -104,7 +105,7 @@ import Testing
     @Test func mutatedFramesThroughTheHandlersNeverStall() throws {
         let seed = self.seed &+ 1
         print("FuzzTests handler seed: \(seed)")
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededRandom(seed: seed)
         let (logger, _) = makeLogger("fuzz")
         for _ in 0..<2_000 {
             let corpus = sampleMessages(using: &rng)

@@ -1,6 +1,7 @@
 import Foundation
 import Mesh
 import PKI
+import TestSupport
 import Testing
 import X509
 
@@ -22,18 +23,12 @@ func runScript(_ name: String, _ arguments: [String]) throws -> (status: Int32, 
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
-func temporaryDirectory() throws -> String {
-    let path = NSTemporaryDirectory() + "mesh-openssl-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
 /// A hospital with its own CA made by openssl: a node certificate made by the openssl script is
 /// accepted by the verifier and in a real mutual-TLS handshake with a node whose certificate
 /// `clinicmesh` issued from the same openssl CA.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct OpenSSLInteropTests {
     @Test func opensslNodeCertificateIsAcceptedByVerifierAndHandshake() async throws {
-        let directory = try temporaryDirectory()
+        let directory = try makeTemporaryDirectory("mesh-openssl")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let caDirectory = directory + "/hospital-ca"
         let opensslNode = directory + "/neike-1"
@@ -91,7 +86,7 @@ func temporaryDirectory() throws -> String {
     }
 
     @Test func opensslScriptRefusesBadInputInBothLanguages() throws {
-        let directory = try temporaryDirectory()
+        let directory = try makeTemporaryDirectory("mesh-openssl")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try #require(try runScript("openssl-ca.sh", ["--out", directory + "/ca"]).status == 0)
         let bad = try runScript(

@@ -7,6 +7,7 @@ import NIOPosix
 import NIOSSL
 import NIOTLS
 import PKI
+import TestSupport
 import Testing
 import X509
 
@@ -363,7 +364,7 @@ func exchange(_ session: MeshSession, _ iterator: inout NIOAsyncChannelInboundSt
                     var badInbound = bad.inbound.makeAsyncIterator()
                     _ = try await badInbound.next()
                     try await exchange(bad, &badInbound)
-                    var random = SplitMix64(seed: 1)
+                    var random = SeededRandom(seed: 1)
                     try await bad.send(.raft((0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &random) }))
                     // The server closes this connection: its inbound stream ends or fails.
                     do {

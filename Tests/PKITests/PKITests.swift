@@ -1,13 +1,13 @@
 import Crypto
 import Foundation
 import PKI
+import TestSupport
 import Testing
 import X509
 
 /// A fresh temporary folder per test, removed afterwards.
 func withTemporaryDirectory<R>(_ body: (String) throws -> R) throws -> R {
-    let path = NSTemporaryDirectory() + "pki-tests-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    let path = try makeTemporaryDirectory("pki-tests")
     defer { try? FileManager.default.removeItem(atPath: path) }
     return try body(path)
 }

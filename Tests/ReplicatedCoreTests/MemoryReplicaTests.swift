@@ -1,4 +1,5 @@
 import ReplicatedCore
+import TestSupport
 import Testing
 
 let shapes: [String: [String]] = ["patient": ["name", "mobile", "sex"], "practitioner": ["name", "title"]]
@@ -58,7 +59,7 @@ func pull(_ to: inout MemoryReplica, from: MemoryReplica, limit: Int = 10_000, w
     /// (Version vectors may still differ: an origin whose every change was superseded before a
     /// replica heard of it is not worth an entry there.)
     @Test func randomWritesAndAntiEntropyConverge() throws {
-        var rng = TestRandom(seed: 7)
+        var rng = SeededRandom(seed: 7)
         for round in 0..<200 {
             var r = replicas(3)
             var wall: Int64 = 1_000

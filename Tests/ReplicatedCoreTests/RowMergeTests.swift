@@ -1,20 +1,6 @@
 import ReplicatedCore
+import TestSupport
 import Testing
-
-/// SplitMix64: seeded, so every failure replays.
-struct TestRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ bound: UInt64) -> UInt64 { next() % bound }
-    mutating func chance(_ p: Double) -> Bool { Double(next() >> 11) / Double(1 << 53) < p }
-}
 
 /// A version written by `node` at wall-clock millisecond `ms` (logical counter `logical`).
 func v(_ node: String, _ ms: Int64, _ logical: UInt64 = 0, seq: UInt64 = 1, incarnation: UInt32 = 1) -> ChangeVersion {
@@ -59,7 +45,7 @@ func merged(_ groups: [[SlotChange]], columns: Int, rules: MergeRules = MergeRul
 
     /// Any order, any grouping, with duplicates: the same row.
     @Test func mergingIsCommutativeAndIdempotentOverShuffledDuplicatedChanges() {
-        var rng = TestRandom(seed: 20261206)
+        var rng = SeededRandom(seed: 20261206)
         for round in 0..<500 {
             let nodes = ["n1", "n2", "n3"]
             var changes: [SlotChange] = []

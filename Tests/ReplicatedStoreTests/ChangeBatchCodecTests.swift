@@ -1,4 +1,5 @@
 import ReplicatedCore
+import TestSupport
 import Testing
 @testable import ReplicatedStore
 

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import ReplicatedCore
+import TestSupport
 import Testing
 @testable import ReplicatedStore
 

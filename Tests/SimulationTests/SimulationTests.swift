@@ -1,6 +1,7 @@
 import Consensus
 import Foundation
 @testable import Simulation
+import TestSupport
 import Testing
 
 @Suite struct SimulationTests {
@@ -16,7 +17,7 @@ import Testing
 
     /// Another process (its own hash seed, its own Dictionary order) must replay the same trace.
     @Test func replayInAnotherProcessGivesTheSameTraceHash() throws {
-        let bin = try #require(ProcessInfo.processInfo.environment["CLINICMESH_BIN"], "set CLINICMESH_BIN to the built clinicmesh (Cluster/test does)")
+        let bin = try clinicmeshBinary()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: bin)
         p.arguments = ["simulate", "--seed", "5", "--json"]

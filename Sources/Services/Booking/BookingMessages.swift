@@ -31,7 +31,7 @@ package struct BookingMessages: Sendable {
 
     /// Queues what the holder owes every few seconds and delivers the outbox, until cancelled.
     /// The outbox's SQLite writes and the file sender's fsyncs run on `offload` threads: on the
-    /// two cooperative threads they stalled every patient request behind them at the rush.
+    /// cooperative threads (as many as the cores) they would stall every patient request behind them.
     package func run() async {
         var rng = SystemRandomNumberGenerator()
         var lastScan: UInt64 = 0

@@ -16,7 +16,7 @@ package struct PatientSession: Sendable, Hashable {
 package final class SessionTokens: Sendable {
     private let key: SymmetricKey
     /// Tokens whose signature was checked already: every request of a patient carries the same
-    /// one, and the HMAC was a few per cent of a node's CPU at the rush. Looked up by the whole
+    /// one, and checking its HMAC on every request is CPU the rush needs. Looked up by the whole
     /// token (hashed with the process's random seed), bounded, and expiry is still checked.
     private let verified = Mutex<[String: PatientSession]>([:])
     private let verifiedLimit = 20_000

@@ -52,7 +52,7 @@ struct BookingBench: AsyncParsableCommand {
 
     func run() async throws {
         let environment = BenchEnvironment.current()
-        let binary = ProcessInfo.processInfo.environment["CLINICMESH_BIN"] ?? Bundle.main.executablePath ?? CommandLine.arguments[0]
+        let binary = ClinicMesh.nodeExecutable
         let say: @Sendable (String) -> Void = { line in FileHandle.standardError.write(Data("==> \(line)\n".utf8)) }
         var options = BookingRush.Options(binary: binary)
         options.nodes = nodes

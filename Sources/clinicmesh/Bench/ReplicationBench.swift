@@ -59,7 +59,7 @@ struct ReplicationBench: AsyncParsableCommand {
         tuning.reconnectInitialMillis = 50
         tuning.reconnectMaxMillis = 500
         tuning.snapshotWhenNew = false
-        let binary = ProcessInfo.processInfo.environment["CLINICMESH_BIN"] ?? Bundle.main.executablePath ?? CommandLine.arguments[0]
+        let binary = ClinicMesh.nodeExecutable
         let cluster = try LocalCluster(
             departments: ids.map { (id: $0, department: "内科") }, binary: binary, tuning: tuning, logLevel: "warning",
             folderPrefix: "clinicmesh-repl-"
