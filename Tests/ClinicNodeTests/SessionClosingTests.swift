@@ -3,6 +3,7 @@
 import Consensus
 import Domain
 import Foundation
+import TestSupport
 import Testing
 
 /// Bounded history over real nodes: a session past `history_retention_days` closes on every
