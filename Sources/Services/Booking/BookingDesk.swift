@@ -301,7 +301,7 @@ extension BookingDesk {
 
     /// The patient's appointments in closed sessions, from the read model's final rows.
     private func closedAppointments(patient: String) -> [AppointmentResource] {
-        guard let history = history.withLock({ $0 }), let rows = try? history.appointments(patient: patient) else { return [] }
+        guard let history = history.withLock({ $0 }), history.hasClosedBlocks, let rows = try? history.appointments(patient: patient) else { return [] }
         let closed = consensus.lookup { lookup in Set(rows.map(\.block).filter(lookup.isClosed)) }
         return rows.filter { closed.contains($0.block) }.map(closedAppointment)
     }

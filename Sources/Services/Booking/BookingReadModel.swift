@@ -61,7 +61,10 @@ package struct SlotRow: Codable, Sendable, Hashable, FetchableRecord, Persistabl
 
 /// Projects the consensus records into the read tables and answers queries over them.
 package final class BookingReadModel: Sendable {
-    private let db: DatabaseQueue
+    /// A pool: the patients' reads go on while the projection writes (WAL readers never wait).
+    private let db: DatabasePool
+    /// Closed blocks with final rows here: while there are none, no request needs to read them.
+    private let closedCount = Atomic<Int>(0)
     private let consensus: any BookingConsensus
     private let store: any RecordStore
     private let directory: SessionDirectory
@@ -75,7 +78,7 @@ package final class BookingReadModel: Sendable {
         var config = Configuration()
         config.journalMode = .wal
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = OFF") }
-        db = try DatabaseQueue(path: path, configuration: config)
+        db = try DatabasePool(path: path, configuration: config)
         self.consensus = consensus; self.store = store; self.directory = directory; self.logger = logger
         var migrator = DatabaseMigrator()
         // A read model: any change of shape drops and rebuilds it from the consensus records.
@@ -98,7 +101,11 @@ package final class BookingReadModel: Sendable {
             try db.execute(sql: "CREATE TABLE closed_block (block TEXT PRIMARY KEY, from_epoch INTEGER NOT NULL, closed_at_ms INTEGER NOT NULL)")
         }
         try migrator.migrate(db)
+        closedCount.store(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM closed_block") ?? 0 }, ordering: .relaxed)
     }
+
+    /// Whether any block's final rows are kept here.
+    package var hasClosedBlocks: Bool { closedCount.load(ordering: .relaxed) > 0 }
 
     /// Projects every block now, then the changed ones every `every`, until cancelled.
     package func run(every: Duration = .seconds(1)) async {
@@ -152,6 +159,7 @@ package final class BookingReadModel: Sendable {
             }
         }
         _ = written.withLock { $0.removeValue(forKey: closure.block) }
+        closedCount.store(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM closed_block") ?? 0 }, ordering: .relaxed)
     }
 
     /// Sessions (blocks) whose date lies more than `retentionDays` days before `nowMs`'s
@@ -206,6 +214,7 @@ package final class BookingReadModel: Sendable {
                 for (i, row) in newSlots.enumerated() where i >= oldSlots.count || oldSlots[i] != row { try row.save(db) }
             }
         }
+        if replacingAll { closedCount.store(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM closed_block") ?? 0 }, ordering: .relaxed) }
         written.withLock { w in
             if replacingAll { w.removeAll() }
             for block in blocks { w[block] = (fresh[block] ?? [:], freshSlots[block] ?? []) }
