@@ -23,6 +23,9 @@ package struct AdminCommandTable: Sendable {
 
     /// "<command>" or "<command> <json argument>" -> the command's name and its JSON answer. Every
     /// failure is an answer (`{"error": ...}`), never the end of the admin's session.
+    /// Whether `name` is a command of this table.
+    package func has(_ name: String) -> Bool { handlers[name] != nil }
+
     package func answer(_ text: String) async -> (command: String, body: [UInt8], failed: Bool) {
         let command = String(text.prefix { $0 != " " }.prefix(64))
         let argument = Data(text.drop { $0 != " " }.dropFirst().utf8)

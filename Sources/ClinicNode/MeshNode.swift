@@ -470,6 +470,9 @@ extension MeshNode {
 }
 
 extension MeshNode {
+    /// Sessions asked to close per round of `closeFinishedSessions`.
+    static let closingsPerRound = 16
+
     /// On the leader: asks the consensus core to close the sessions whose date lies more than
     /// `tuning.historyRetentionDays` days back (Asia/Shanghai). The core skips blocks already
     /// closing; asking again after a failed attempt or a new leader is the point of repeating.
@@ -482,8 +485,10 @@ extension MeshNode {
         }
         guard !finished.isEmpty else { return }
         consensus.step { core in
-            let open = finished.filter { core.cluster.blocks[$0] != nil }
-            if !open.isEmpty { core.close(open) }
+            // A few at a time: each closure writes its final rows under the core's lock.
+            let blocks = core.cluster.blocks
+            let open = finished.filter { blocks[$0] != nil }.prefix(Self.closingsPerRound)
+            if !open.isEmpty { core.close(Array(open)) }
             return []
         }
     }

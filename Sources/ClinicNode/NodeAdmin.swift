@@ -87,8 +87,10 @@ extension MeshNode {
     func serveAdmin(_ session: MeshSession) async throws {
         let channelID = register(session.channel, as: .admin)
         defer { unregister(channelID) }
-        try await AdminServer.serve(session, commands: adminCommands.withLock { $0 }, logger: logger) { command, failed in
-            self.metrics.adminCommand(command, failed: failed)
+        let commands = adminCommands.withLock { $0 }
+        try await AdminServer.serve(session, commands: commands, logger: logger) { command, failed in
+            // The label stays bounded: names this node serves, and "unknown" for anything else.
+            self.metrics.adminCommand(commands.has(command) ? command : "unknown", failed: failed)
         }
     }
 
