@@ -43,8 +43,10 @@ struct PatientCluster {
         let ready = await eventually {
             cluster.ids.allSatisfy { id in
                 let atHome = nodes[id]!.node.bookingsView().blocks.filter { $0.valid && $0.holder == $0.home }
+                // Every node has every session's row too: a hold through any node finds its session.
                 return atHome.filter { !$0.block.hasPrefix("quota/") }.count == expected
                     && atHome.filter { $0.block.hasPrefix("quota/") }.count == 16
+                    && (try? nodes[id]!.node.replica.liveRows("schedule").count) == expected
                     && nodes[id]!.node.patientPort != nil
             }
         }

@@ -89,6 +89,15 @@ package final class SessionDirectory: Sendable {
 
     package func sessions(_ store: any RecordStore) throws -> [String: SessionInfo] { try current(store).byKey }
 
+    /// One session by key. While another request reloads, `current` answers from the copy
+    /// before the change; a session missing from that copy is read afresh rather than called
+    /// unknown (a booking refused "no such session" is a final answer).
+    package func session(_ key: String, in store: any RecordStore) throws -> SessionInfo? {
+        if let found = try current(store).byKey[key] { return found }
+        let stale = cache.withLock { $0.stamps != Self.tables.map { store.changeStamp(table: $0) } }
+        return stale ? try Self.load(store)[key] : nil
+    }
+
     /// Every session by date, morning first, then schedule id.
     package func ordered(_ store: any RecordStore) throws -> [SessionInfo] { try current(store).ordered }
 

@@ -205,7 +205,7 @@ extension BookingDesk {
         }
         let info: SessionInfo
         do {
-            guard let found = try directory.sessions(store)[schedule] else {
+            guard let found = try directory.session(schedule, in: store) else {
                 throw PatientError(404, "slot.unknown", zh: "没有这个出诊时段。", en: "there is no such session.")
             }
             info = found
