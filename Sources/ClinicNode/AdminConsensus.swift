@@ -48,7 +48,7 @@ extension MeshNode {
                                   messageZh: "quota.visit_date 须为 yyyy-mm-dd 的日期，quota.department 不能为空。",
                                   messageEn: "quota.visit_date must be a yyyy-mm-dd date and quota.department must not be empty.", node: config.nodeID)
             }
-            quota = QuotaTag(visitDay: dayNumber(date), department: given.department)
+            quota = QuotaTag(visitDay: date.unixDay, department: given.department)
         }
         return BookAnswer.from(await consensus.book(q, quota: quota, timeout: timeout), node: config.nodeID)
     }

@@ -125,12 +125,12 @@ final class ConsensusShell: Sendable {
     private let metricsSink = Mutex<NodeMetrics?>(nil)
 
     func report(to metrics: NodeMetrics) { metricsSink.withLock { $0 = metrics } }
+    private var metrics: NodeMetrics? { metricsSink.withLock { $0 } }
 
     /// Keeps a closed block's final rows (the read model), called under the core's lock when the
     /// closure is applied: before the booking store's forget of the block is queued for the disk.
     private let closureSink = Mutex<(@Sendable (BlockClosure) -> Void)?>(nil)
     func onClosure(_ keep: @escaping @Sendable (BlockClosure) -> Void) { closureSink.withLock { $0 = keep } }
-    private var metrics: NodeMetrics? { metricsSink.withLock { $0 } }
 
     /// The encoded messages for `peer`'s link (taken once, by the link's task).
     func outbound(for peer: String) -> LinkMailbox? {

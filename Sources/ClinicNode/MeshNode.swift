@@ -479,7 +479,7 @@ extension MeshNode {
     func closeFinishedSessions() {
         guard consensus.inspect({ $0.isLeader }) else { return }
         let finished: [BlockID]
-        do { finished = try readModel.sessionsPastRetention(nowMs: clock.wallMillis(), retentionDays: config.tuning.historyRetentionDays) } catch {
+        do { finished = try booking.sessionsPastRetention(retentionDays: config.tuning.historyRetentionDays) } catch {
             logger.warning("无法列出已结束的时段 / cannot list finished sessions", metadata: ["node.error": "\(error)"])
             return
         }

@@ -92,10 +92,10 @@ extension MeshNode {
         let me = MemberInfo(node: NodeID(config.nodeID), address: "\(config.mesh.host):\(meshPort)",
                             department: config.department, certificateSerial: ownSerial)
         while !Task.isCancelled {
-            if let recorded = consensus.inspect({ $0.cluster.members[me.node] }), recorded != me,
-               !MemberSerials.shouldRegister(own: me, recorded: recorded) {
+            let recorded = consensus.inspect { $0.cluster.members[me.node] }
+            if let recorded, recorded != me, !MemberSerials.shouldRegister(own: me, recorded: recorded) {
                 // A rotation recorded a newer certificate: this process keeps the old one until it restarts.
-            } else if consensus.inspect({ $0.cluster.members[me.node] }) != me {
+            } else if recorded != me {
                 consensus.propose(.upsertMember(me))
             }
             reproposeBlocks()

@@ -317,9 +317,9 @@ public struct BookingNode: Sendable {
         return state.liveness[id]?.incarnation == incarnation
     }
 
-    private mutating func persist(promise: (BlockID, Epoch)? = nil, records: [Booking] = []) {
+    private mutating func persist(promise: (BlockID, Epoch)? = nil, records: [Booking] = [], forget: [BlockID] = []) {
         persistSeq += 1
-        let w = BookingWrite(seq: persistSeq, promise: promise.map { (block: $0.0, epoch: $0.1) }, records: records)
+        let w = BookingWrite(seq: persistSeq, promise: promise.map { (block: $0.0, epoch: $0.1) }, records: records, forget: forget)
         store.apply(w)
         out.append(.persist(w))
     }
@@ -343,7 +343,8 @@ public struct BookingNode: Sendable {
     /// Forgets closed blocks (`BlockClosure`): their records and promises leave the store (and,
     /// by the write, the booking log), with every trace of them in this process.
     public mutating func forget(_ blocks: [BlockID]) -> [BookingAction] {
-        let held = blocks.filter { store.blocks.contains($0) || tried[$0] != nil }
+        let known = store.blocks
+        let held = blocks.filter { known.contains($0) || tried[$0] != nil }
         guard !held.isEmpty else { return [] }
         for b in held {
             for r in store.records(in: b) { acked.remove(r.id) }
@@ -351,10 +352,7 @@ public struct BookingNode: Sendable {
         }
         let closing = Set(held)
         pending = pending.filter { !closing.contains($0.value.booking.block) }
-        persistSeq += 1
-        let w = BookingWrite(seq: persistSeq, promise: nil, records: [], forget: held.sorted())
-        store.apply(w)
-        out.append(.persist(w))
+        persist(forget: held.sorted())
         return drain()
     }
 

@@ -79,7 +79,7 @@ public struct BookingLookup {
     }
 
     /// Every slot block (a session; not a quota bucket) the committed lease history defines.
-    public var slotBlocks: [BlockID] { core.cluster.blocks.keys.filter { !$0.hasPrefix(quotaBucketPrefix) } }
+    public var slotBlocks: [BlockID] { core.cluster.blocks.keys.filter { !isQuotaBucket($0) } }
 
     /// Whether `block` was closed for good (its final rows are in the read model).
     public func isClosed(_ block: BlockID) -> Bool { core.cluster.closed.contains(block) }

@@ -55,7 +55,7 @@ public enum DemoData {
         switch doctor.title {
         case .chiefPhysician: return weekend ? [] : [.morning]
         case .residentPhysician: return [.morning, .afternoon]
-        default: return weekend ? [] : ((dayNumber(date) + index) % 2 == 0 ? [.morning, .afternoon] : [.afternoon])
+        default: return weekend ? [] : ((date.unixDay + index) % 2 == 0 ? [.morning, .afternoon] : [.afternoon])
         }
     }
 

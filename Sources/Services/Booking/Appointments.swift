@@ -64,7 +64,7 @@ package struct SessionInfo: Sendable, Hashable {
         return Int64(ShanghaiTime.instant(date: date, time: t).timeIntervalSince1970 * 1000)
     }
 
-    package var quotaTag: QuotaTag { QuotaTag(visitDay: dayNumber(date), department: department) }
+    package var quotaTag: QuotaTag { QuotaTag(visitDay: date.unixDay, department: department) }
 }
 
 /// The sessions and doctors, read from the replica and kept in memory while the replica's
@@ -244,10 +244,4 @@ package final class AvailabilityCache: Sendable {
         entries.withLock { $0[block] = (summary.version, summary.epoch, value) }
         return value
     }
-}
-
-/// Days since 1970-01-01: the day numbers `QuotaTag.visitDay` counts in.
-package func dayNumber(_ date: CivilDate) -> Int {
-    guard let zero = try? CivilDate(year: 1970, month: 1, day: 1) else { return 0 }
-    return date.days(since: zero)
 }

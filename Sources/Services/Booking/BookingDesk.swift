@@ -301,9 +301,15 @@ extension BookingDesk {
 
     /// The patient's appointments in closed sessions, from the read model's final rows.
     private func closedAppointments(patient: String) -> [AppointmentResource] {
-        guard let history = history.withLock({ $0 }), history.hasClosedBlocks, let rows = try? history.appointments(patient: patient) else { return [] }
-        let closed = consensus.lookup { lookup in Set(rows.map(\.block).filter(lookup.isClosed)) }
-        return rows.filter { closed.contains($0.block) }.map(closedAppointment)
+        guard let rows = try? history.withLock({ $0 })?.closedAppointments(patient: patient) else { return [] }
+        return rows.map(closedAppointment)
+    }
+
+    /// Sessions whose date lies more than `retentionDays` days before today (Asia/Shanghai):
+    /// the ones to close (`ConsensusCore.close`), oldest key first.
+    package func sessionsPastRetention(retentionDays: Int) throws -> [BlockID] {
+        let lastKept = ShanghaiTime.unixDay(wallMs: nowMs) - retentionDays
+        return try directory.sessions(store).values.filter { $0.date.unixDay < lastKept }.map(\.schedule).sorted()
     }
 
     private func closedAppointment(_ row: AppointmentRow) -> AppointmentResource {

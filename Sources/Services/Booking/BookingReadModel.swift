@@ -101,11 +101,12 @@ package final class BookingReadModel: Sendable {
             try db.execute(sql: "CREATE TABLE closed_block (block TEXT PRIMARY KEY, from_epoch INTEGER NOT NULL, closed_at_ms INTEGER NOT NULL)")
         }
         try migrator.migrate(db)
-        closedCount.store(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM closed_block") ?? 0 }, ordering: .relaxed)
+        try countClosed()
     }
 
-    /// Whether any block's final rows are kept here.
-    package var hasClosedBlocks: Bool { closedCount.load(ordering: .relaxed) > 0 }
+    private func countClosed() throws {
+        closedCount.store(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM closed_block") ?? 0 }, ordering: .relaxed)
+    }
 
     /// Projects every block now, then the changed ones every `every`, until cancelled.
     package func run(every: Duration = .seconds(1)) async {
@@ -142,7 +143,7 @@ package final class BookingReadModel: Sendable {
     /// its records next, so they cannot be projected again). Applying the same closure again
     /// after a restart writes the same rows.
     package func keepClosed(_ closure: BlockClosure, atMs: Int64) throws {
-        let info = (try? directory.sessions(store))?[closure.block]
+        let info = try? directory.session(closure.block, in: store)
         let (appointments, slots) = Self.rows(block: closure.block, slots: closure.slots, records: BookingLookup.appointments(of: closure),
                                               availability: BookingLookup.availability(of: closure), info: info)
         try db.writeWithoutTransaction { db in
@@ -159,14 +160,7 @@ package final class BookingReadModel: Sendable {
             }
         }
         _ = written.withLock { $0.removeValue(forKey: closure.block) }
-        closedCount.store(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM closed_block") ?? 0 }, ordering: .relaxed)
-    }
-
-    /// Sessions (blocks) whose date lies more than `retentionDays` days before `nowMs`'s
-    /// Shanghai date: the ones to close (`ConsensusCore.close`).
-    package func sessionsPastRetention(nowMs: Int64, retentionDays: Int) throws -> [BlockID] {
-        let lastKept = ShanghaiTime.unixDay(wallMs: nowMs) - retentionDays
-        return try directory.sessions(store).values.filter { $0.date.unixDay < lastKept }.map(\.schedule).sorted()
+        try countClosed()
     }
 
     /// The closed blocks this read model holds final rows of.
@@ -214,7 +208,7 @@ package final class BookingReadModel: Sendable {
                 for (i, row) in newSlots.enumerated() where i >= oldSlots.count || oldSlots[i] != row { try row.save(db) }
             }
         }
-        if replacingAll { closedCount.store(try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM closed_block") ?? 0 }, ordering: .relaxed) }
+        if replacingAll { try countClosed() }
         written.withLock { w in
             if replacingAll { w.removeAll() }
             for block in blocks { w[block] = (fresh[block] ?? [:], freshSlots[block] ?? []) }
@@ -253,6 +247,17 @@ package final class BookingReadModel: Sendable {
     }
 
     // MARK: - Queries
+
+    /// The patient's appointments in closed sessions (final rows); none read while no block is closed here.
+    package func closedAppointments(patient: String) throws -> [AppointmentRow] {
+        guard closedCount.load(ordering: .relaxed) > 0 else { return [] }
+        return try db.read { db in
+            try AppointmentRow.fetchAll(db, sql: """
+                SELECT appointment_view.* FROM appointment_view JOIN closed_block USING (block)
+                WHERE patient = ? ORDER BY hold_id
+                """, arguments: [patient])
+        }
+    }
 
     package func appointments(patient: String) throws -> [AppointmentRow] {
         try db.read { try AppointmentRow.filter(Column("patient") == patient).order(Column("hold_id")).fetchAll($0) }

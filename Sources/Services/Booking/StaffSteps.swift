@@ -54,7 +54,7 @@ extension BookingDesk {
         if next == .noshow {
             // The visit date is the session's; the schedule row is there wherever the hold is.
             let visit = try store.liveRow("schedule", key: ref.block)?["date"]?.text.flatMap { try? CivilDate(parsing: $0) }
-            let visitDay = visit.map(dayNumber) ?? ShanghaiTime.unixDay(wallMs: nowMs)
+            let visitDay = visit?.unixDay ?? ShanghaiTime.unixDay(wallMs: nowMs)
             let outcome = await consensus.strike(Strike(kind: .noShow, day: visitDay), patient: hold.patient, id: "noshow:" + ref.holdID, timeout: .seconds(5))
             if case .booked? = outcome { recorded = true } else { recorded = false }
         }
