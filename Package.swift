@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         // liblz4 from Debian's liblz4-dev, wrapped the way GRDB wraps SQLite.
@@ -71,7 +72,11 @@ let package = Package(
         ),
 
         // Raft, liveness, lease history and the booking protocol as pure state machines.
-        .target(name: "Consensus", dependencies: ["Domain"], swiftSettings: strict),
+        .target(
+            name: "Consensus",
+            dependencies: ["Domain", .product(name: "HashTreeCollections", package: "swift-collections")],
+            swiftSettings: strict
+        ),
 
         // The consensus cores' durable logs: append-only, checksummed, fsynced files.
         .target(name: "ConsensusStorage", dependencies: ["Consensus"], swiftSettings: strict),

@@ -12,18 +12,17 @@ import Mesh
 extension MeshNode {
     func consensusStatus() -> ConsensusStatus {
         let failure = consensus.failure
-        return consensus.inspect { c in
-            let held = Dictionary(grouping: c.cluster.blocks.values.filter { c.cluster.leaseValid($0.block) }, by: { $0.holder })
-            let ids = Set(c.cluster.members.keys).union(c.cluster.raftConfig.members).sorted()
-            let members = ids.map { n in
-                let m = c.cluster.members[n]
-                return MemberStatus(id: n.rawValue, role: c.cluster.role(of: n).rawValue, department: m?.department ?? "",
-                                    address: m?.address ?? "", live: c.cluster.isLive(n), evicted: m?.evicted ?? false,
-                                    blocksHeld: held[n]?.count ?? 0)
-            }
-            return ConsensusStatus(role: c.raft.role.rawValue, term: c.raft.term, leader: c.raft.leader?.rawValue,
-                                   commitIndex: c.raft.commitIndex, members: members, blocks: c.cluster.blocks.count, failure: failure)
+        let c = consensus.view
+        let held = Dictionary(grouping: c.cluster.blocks.values.filter { c.cluster.leaseValid($0.block) }, by: { $0.holder })
+        let ids = Set(c.cluster.members.keys).union(c.cluster.raftConfig.members).sorted()
+        let members = ids.map { n in
+            let m = c.cluster.members[n]
+            return MemberStatus(id: n.rawValue, role: c.cluster.role(of: n).rawValue, department: m?.department ?? "",
+                                address: m?.address ?? "", live: c.cluster.isLive(n), evicted: m?.evicted ?? false,
+                                blocksHeld: held[n]?.count ?? 0)
         }
+        return ConsensusStatus(role: c.role.rawValue, term: c.term, leader: c.leader?.rawValue,
+                               commitIndex: c.commitIndex, members: members, blocks: c.cluster.blocks.count, failure: failure)
     }
 
     /// The booking primitive: acknowledged only once quorum-durable under the current epoch.
@@ -71,45 +70,46 @@ extension MeshNode {
     func reproposeBlocks() {
         let evictions = runtime.withLock { $0.pendingEvictions }
         if !evictions.isEmpty {
-            let left = consensus.inspect { c in evictions.filter { c.cluster.members[NodeID($0)]?.evicted != true } }
+            let cluster = consensus.view.cluster
+            let left = evictions.filter { cluster.members[NodeID($0)]?.evicted != true }
             runtime.withLock { $0.pendingEvictions = left }
             for n in left { consensus.propose(.evict(NodeID(n))) }
         }
         let pending = runtime.withLock { $0.pendingBlocks }
         guard !pending.isEmpty else { return }
-        let missing = consensus.inspect { c in pending.filter { c.cluster.blocks[$0.block] == nil } }
+        let blocks = consensus.view.cluster.blocks
+        let missing = pending.filter { blocks[$0.block] == nil }
         runtime.withLock { $0.pendingBlocks = missing }
         for b in missing { consensus.propose(b.command) }
     }
 
     public func bookingsView() -> BookingsView {
-        consensus.inspect { c in
-            var all: [String: Booking] = [:]
-            for b in c.booking.store.records.values { all["\(b.id)@\(b.epoch)"] = b }
-            for r in c.cluster.blocks.values { for b in r.collected { all["\(b.id)@\(b.epoch)"] = b } }
-            let byBlock = Dictionary(grouping: all.values, by: \.block)
-            let views = byBlock.mapValues { slotViews(block: $0[0].block, bookings: $0, state: c.cluster).views }
-            let releasedIDs = Set(all.values.filter { $0.isRelease && bookingStatus($0, in: c.cluster) == .active }.compactMap(\.releases))
-            let bookings = all.values.sorted { ($0.id, $0.epoch) < ($1.id, $1.epoch) }.map { b -> BookingRecord in
-                let s: String
-                switch bookingStatus(b, in: c.cluster) {
-                case .inactive: s = "inactive"
-                case .unknown: s = "unknown"
-                case .active where b.isRelease: s = "release"
-                case .active where b.isRefusal: s = "refused"
-                case .active:
-                    // Valid: it holds its slot if it is the slot's newest record, else a release ended it.
-                    if views[b.block]?[b.slot]?.contains(where: { $0.id == b.id && $0.epoch == b.epoch }) == true { s = "active" }
-                    else { s = releasedIDs.contains(b.id) ? "released" : "superseded" }
-                }
-                return BookingRecord(b, status: s)
+        let c = consensus.view
+        var all: [String: Booking] = [:]
+        for b in c.records { all["\(b.id)@\(b.epoch)"] = b }
+        for r in c.cluster.blocks.values { for b in r.collected { all["\(b.id)@\(b.epoch)"] = b } }
+        let byBlock = Dictionary(grouping: all.values, by: \.block)
+        let views = byBlock.mapValues { slotViews(block: $0[0].block, bookings: $0, state: c.cluster).views }
+        let releasedIDs = Set(all.values.filter { $0.isRelease && bookingStatus($0, in: c.cluster) == .active }.compactMap(\.releases))
+        let bookings = all.values.sorted { ($0.id, $0.epoch) < ($1.id, $1.epoch) }.map { b -> BookingRecord in
+            let s: String
+            switch bookingStatus(b, in: c.cluster) {
+            case .inactive: s = "inactive"
+            case .unknown: s = "unknown"
+            case .active where b.isRelease: s = "release"
+            case .active where b.isRefusal: s = "refused"
+            case .active:
+                // Valid: it holds its slot if it is the slot's newest record, else a release ended it.
+                if views[b.block]?[b.slot]?.contains(where: { $0.id == b.id && $0.epoch == b.epoch }) == true { s = "active" }
+                else { s = releasedIDs.contains(b.id) ? "released" : "superseded" }
             }
-            let blocks = c.cluster.blocks.values.sorted { $0.block < $1.block }.map {
-                BlockView(block: $0.block, home: $0.home.rawValue, holder: $0.holder?.rawValue, epoch: $0.epoch,
-                          valid: c.cluster.leaseValid($0.block), collected: $0.collected.count, opensAtMs: $0.opensAtMs)
-            }
-            return BookingsView(node: config.nodeID, appliedIndex: c.cluster.appliedIndex, blocks: blocks, bookings: bookings)
+            return BookingRecord(b, status: s)
         }
+        let blocks = c.cluster.blocks.values.sorted { $0.block < $1.block }.map {
+            BlockView(block: $0.block, home: $0.home.rawValue, holder: $0.holder?.rawValue, epoch: $0.epoch,
+                      valid: c.cluster.leaseValid($0.block), collected: $0.collected.count, opensAtMs: $0.opensAtMs)
+        }
+        return BookingsView(node: config.nodeID, appliedIndex: c.cluster.appliedIndex, blocks: blocks, bookings: bookings)
     }
 }
 

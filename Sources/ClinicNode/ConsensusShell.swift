@@ -22,6 +22,8 @@ final class ConsensusShell: Sendable {
     /// takes this lock; with more threads than the two cores, the lock then sat with a waiter not
     /// yet running while others spun and queued behind it.
     private let core: NIOLockedValueBox<ConsensusCore>
+    /// The core's state after its last step, for every reader: nobody else takes the core's lock.
+    private let published: Mutex<ConsensusView>
     private let disk: DurableQueue
     private let outboxes: Mutex<[NodeID: LinkMailbox]>
     private let waiters = Mutex<Waiters>(Waiters())
@@ -108,6 +110,7 @@ final class ConsensusShell: Sendable {
         let core = ConsensusCore(id: NodeID(id), incarnation: incarnation, bootstrap: bootstrap, options: options,
                                  restoringRaft: restored, restoringBooking: bookingLog.state)
         self.core = NIOLockedValueBox(core)
+        self.published = Mutex(core.view)
         self.disk = DurableQueue(raftLog: raftLog, bookingLog: bookingLog, directory: directory)
         let boxes = Dictionary(uniqueKeysWithValues: peers.map { (NodeID($0), LinkMailbox(capacity: Self.linkCapacity)) })
         self.outboxes = Mutex(boxes)
@@ -140,8 +143,8 @@ final class ConsensusShell: Sendable {
     /// Blocks whose booking records or lease changed since the read model last asked.
     let changed = ChangedBlocks()
 
-    /// Reads the core under its lock (status, the booking view); keep `body` short.
-    func inspect<T>(_ body: (ConsensusCore) -> T) -> T { core.withLockedValue { body($0) } }
+    /// The consensus state as of the core's last step.
+    var view: ConsensusView { published.withLock { $0 } }
 
     /// Why this node stopped taking part in consensus, if it did.
     var failure: String? { diskError.withLock { $0 } }
@@ -215,7 +218,7 @@ final class ConsensusShell: Sendable {
 
     /// One step of the core. Writes are queued in order while the core is locked; everything
     /// else (sends, answers, logs) happens after. Messages to self are fed back in a loop.
-    func step(_ body: (inout ConsensusCore) -> [CoreEffect]) {
+    private func step(_ body: (inout ConsensusCore) -> [CoreEffect]) {
         guard !stopped.load(ordering: .relaxed), !paused.load(ordering: .relaxed) else { return }
         var effects = runLocked(body)
         while !effects.isEmpty {
@@ -268,6 +271,8 @@ final class ConsensusShell: Sendable {
             if wrote { disk.kick() }
             if membershipChanged { membership.update(c.cluster) }
             countEvents(rest, in: c)
+            let view = c.view
+            published.withLock { $0 = view }
             return rest
         }
     }
@@ -358,6 +363,19 @@ final class ConsensusShell: Sendable {
             step(start)
         }
     }
+
+    /// On the leader: starts closing at most `limit` of `blocks` that are still defined.
+    func close(_ blocks: [BlockID], atMost limit: Int) {
+        step { core in
+            let defined = core.cluster.blocks
+            let open = blocks.filter { defined[$0] != nil }.prefix(limit)
+            if !open.isEmpty { core.close(Array(open)) }
+            return []
+        }
+    }
+
+    /// A clean shutdown: no more liveness renewals; hands leadership on if it leads.
+    func resign() { step { $0.resign() } }
 
     /// Proposes (or passes on to the leader) a definition command.
     func propose(_ command: ClusterCommand) {
@@ -578,6 +596,6 @@ final class LiveMembership: MembershipView, Sendable {
 }
 
 extension ConsensusShell: BookingConsensus {
-    func lookup<T>(_ body: (BookingLookup) -> T) -> T { core.withLockedValue { body(BookingLookup($0)) } }
+    func lookup<T>(_ body: (BookingLookup) -> T) -> T { body(BookingLookup(view)) }
     func takeChangedBlocks() -> ChangedBlocks.Taken { changed.take() }
 }

@@ -21,17 +21,16 @@ extension NodeConfig.Endpoint {
 
 extension MeshNode {
     public func membershipView() -> RaftMembership {
-        consensus.inspect { c in
-            let ids = Set(c.cluster.members.keys).union(c.cluster.raftConfig.members).sorted()
-            let members = ids.map { n in
-                let m = c.cluster.members[n]
-                return MembershipEntry(id: n.rawValue, role: c.cluster.role(of: n).rawValue, department: m?.department ?? "",
-                                       address: m?.address ?? "", serial: m?.certificateSerial ?? "", evicted: m?.evicted ?? false,
-                                       live: c.cluster.isLive(n), matchIndex: n == c.id ? c.raft.lastIndex : c.raft.matchIndex(of: n))
-            }
-            return RaftMembership(node: config.nodeID, leader: c.raft.leader?.rawValue, term: c.raft.term, lastIndex: c.raft.lastIndex,
-                                  commitIndex: c.raft.commitIndex, members: members)
+        let c = consensus.view
+        let ids = Set(c.cluster.members.keys).union(c.cluster.raftConfig.members).sorted()
+        let members = ids.map { n in
+            let m = c.cluster.members[n]
+            return MembershipEntry(id: n.rawValue, role: c.cluster.role(of: n).rawValue, department: m?.department ?? "",
+                                   address: m?.address ?? "", serial: m?.certificateSerial ?? "", evicted: m?.evicted ?? false,
+                                   live: c.cluster.isLive(n), matchIndex: n == c.id ? c.lastIndex : c.matchIndex(of: n))
         }
+        return RaftMembership(node: config.nodeID, leader: c.leader?.rawValue, term: c.term, lastIndex: c.lastIndex,
+                              commitIndex: c.commitIndex, members: members)
     }
 
     /// Records the new node (address, department, certificate serial: handshakes accept it from
@@ -47,9 +46,8 @@ extension MeshNode {
             return MembershipAnswer("refused", zh: "需要科室与十六进制的证书序列号。", en: "a department and a hex certificate serial are required.")
         }
         let me = NodeID(r.node)
-        let (leader, existing, inConfig) = consensus.inspect { c in
-            (c.isLeader ? nil : (c.raft.leader?.rawValue ?? "") as String?, c.cluster.members[me], c.cluster.raftConfig.isMember(me))
-        }
+        let c = consensus.view
+        let (leader, existing, inConfig) = (c.isLeader ? nil : (c.leader?.rawValue ?? "") as String?, c.cluster.members[me], c.cluster.raftConfig.isMember(me))
         if let leader { return notLeader(leader) }
         if existing?.evicted == true {
             return MembershipAnswer("refused", zh: "节点 ID \(r.node) 已被驱逐，不能再用；请换一个新的节点 ID。",
@@ -66,7 +64,8 @@ extension MeshNode {
     /// Promotes a learner to voter once the leader sees it caught up.
     public func promote(_ node: String) -> MembershipAnswer {
         let id = NodeID(node)
-        let (leader, role) = consensus.inspect { c in (c.isLeader ? nil : (c.raft.leader?.rawValue ?? "") as String?, c.cluster.role(of: id)) }
+        let c = consensus.view
+        let (leader, role) = (c.isLeader ? nil : (c.leader?.rawValue ?? "") as String?, c.cluster.role(of: id))
         if let leader { return notLeader(leader) }
         switch role {
         case .voter: return MembershipAnswer("voter")
@@ -98,9 +97,8 @@ extension MeshNode {
     /// Members the replicated membership names that this node has no link to yet: it dials them
     /// like the peers of its config, at the address each registered.
     func adoptNewMembers() -> [String] {
-        let members = consensus.inspect { c in
-            c.cluster.members.values.filter { !$0.evicted && $0.node != c.id }.map { ($0.node.rawValue, $0.address) }
-        }
+        let c = consensus.view
+        let members = c.cluster.members.values.filter { !$0.evicted && $0.node != c.id }.map { ($0.node.rawValue, $0.address) }
         return runtime.withLock { r in
             var added: [String] = []
             for (id, address) in members where r.peers[id] == nil {
@@ -124,7 +122,8 @@ extension MeshNode {
             return MembershipAnswer("refused", zh: "证书序列号 \(r.serial) 不是十六进制。", en: "the certificate serial \(r.serial) is not hex.")
         }
         let id = NodeID(r.node)
-        let (leader, existing) = consensus.inspect { c in (c.isLeader ? nil : (c.raft.leader?.rawValue ?? "") as String?, c.cluster.members[id]) }
+        let c = consensus.view
+        let (leader, existing) = (c.isLeader ? nil : (c.leader?.rawValue ?? "") as String?, c.cluster.members[id])
         if let leader {
             return MembershipAnswer("not_leader", leader: leader.isEmpty ? nil : leader,
                                     zh: leader.isEmpty ? "现在没有 Leader，请稍后再试。" : "请向 Leader \(leader) 发送。",

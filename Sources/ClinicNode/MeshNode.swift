@@ -477,19 +477,14 @@ extension MeshNode {
     /// `tuning.historyRetentionDays` days back (Asia/Shanghai). The core skips blocks already
     /// closing; asking again after a failed attempt or a new leader is the point of repeating.
     func closeFinishedSessions() {
-        guard consensus.inspect({ $0.isLeader }) else { return }
+        guard consensus.view.isLeader else { return }
         let finished: [BlockID]
         do { finished = try booking.sessionsPastRetention(retentionDays: config.tuning.historyRetentionDays) } catch {
             logger.warning("无法列出已结束的时段 / cannot list finished sessions", metadata: ["node.error": "\(error)"])
             return
         }
         guard !finished.isEmpty else { return }
-        consensus.step { core in
-            // A few at a time: each closure writes its final rows under the core's lock.
-            let blocks = core.cluster.blocks
-            let open = finished.filter { blocks[$0] != nil }.prefix(Self.closingsPerRound)
-            if !open.isEmpty { core.close(Array(open)) }
-            return []
-        }
+        // A few at a time: each closure writes its final rows under the core's lock.
+        consensus.close(finished, atMost: Self.closingsPerRound)
     }
 }

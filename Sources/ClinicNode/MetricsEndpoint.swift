@@ -48,9 +48,8 @@ extension MeshNode {
             let own = status.versionVector.filter { $0.key.hasPrefix(config.nodeID + "#") }.values.reduce(0, +)
             metrics.sample(store: status, reviewItems: reviewItems, disk: DiskSpace.of(config.dataDir), localChanges: own)
         }
-        let (applied, unleased) = consensus.inspect { c in
-            (c.cluster.appliedIndex, c.cluster.blocks.keys.filter { !c.cluster.leaseValid($0) }.count)
-        }
+        let cluster = consensus.view.cluster
+        let (applied, unleased) = (cluster.appliedIndex, cluster.blocks.keys.filter { !cluster.leaseValid($0) }.count)
         metrics.sample(appliedIndex: applied, blocksWithoutLease: unleased)
         return metrics.exposition()
     }

@@ -48,8 +48,8 @@ extension MeshNode {
         let me = NodeID(config.nodeID)
         let deadline = ContinuousClock.now.advanced(by: limit)
         while ContinuousClock.now < deadline {
-            consensus.step { $0.resign() }
-            if !consensus.inspect({ $0.cluster.isLive(me) }) { break }
+            consensus.resign()
+            if !consensus.view.cluster.isLive(me) { break }
             try? await Task.sleep(for: .milliseconds(100))
         }
     }
@@ -92,7 +92,7 @@ extension MeshNode {
         let me = MemberInfo(node: NodeID(config.nodeID), address: "\(config.mesh.host):\(meshPort)",
                             department: config.department, certificateSerial: ownSerial)
         while !Task.isCancelled {
-            let recorded = consensus.inspect { $0.cluster.members[me.node] }
+            let recorded = consensus.view.cluster.members[me.node]
             if let recorded, recorded != me, !MemberSerials.shouldRegister(own: me, recorded: recorded) {
                 // A rotation recorded a newer certificate: this process keeps the old one until it restarts.
             } else if recorded != me {

@@ -1,4 +1,5 @@
 import Domain
+import HashTreeCollections
 
 // The booking-side protocol, one Paxos instance per block: the epoch is the ballot, a takeover
 // is phase 1 (prepare/promise), a quorum-accepted booking is phase 2. Pure value; the shell
@@ -134,82 +135,96 @@ public struct BookingWrite: Sendable, Equatable {
 /// What survives a crash of the booking store (only writes the shell made durable).
 public struct BookingDurableState: Sendable, Equatable {
     public private(set) var promised: [BlockID: Epoch] = [:]
-    public private(set) var records: [String: Booking] = [:]
-    /// Indexes over `records`, so a request looks at its block (or the patient's records, or the
-    /// releases of one booking), never at every record the node holds. A block's index holds the
-    /// records themselves, not their ids: the slot search's availability reads a hot block's whole
-    /// list again whenever it moves, hundreds of times a second at the rush.
-    private var byBlock: [BlockID: [Booking]] = [:]
-    private var positionInBlock: [String: Int] = [:]
-    private var idsBySlot: [SlotKey: Set<String>] = [:]
-    private var idsByPatient: [String: Set<String>] = [:]
-    private var releasesOf: [String: Set<String>] = [:]
-    /// Grows whenever a record of the block is written: views derived from a block's records
-    /// (the slot search's availability) are kept until it moves.
-    public private(set) var versions: [BlockID: UInt64] = [:]
-    struct SlotKey: Hashable { var block: BlockID; var slot: Int }
+    /// The records with their indexes, in persistent trees: the core publishes them after every
+    /// step (`ConsensusView`) at the cost of a copied path per write, never a copied table.
+    public private(set) var index = BookingRecordIndex()
 
     public init() {}
 
+    public var records: TreeDictionary<String, Booking> { index.records }
+    public var versions: TreeDictionary<BlockID, UInt64> { index.versions }
+
     /// The same promises and records (indexes and versions follow from them).
-    public static func == (a: Self, b: Self) -> Bool { a.promised == b.promised && a.records == b.records }
+    public static func == (a: Self, b: Self) -> Bool { a.promised == b.promised && a.index.records == b.index.records }
 
     public mutating func apply(_ w: BookingWrite) {
-        for b in w.forget { forget(b) }
+        for b in w.forget {
+            // Final: after a restart the cluster state may not know of the closure yet, and this
+            // voter must not accept a record for the block meanwhile.
+            promised[b] = .max
+            index.forget(b)
+        }
         if let p = w.promise { promised[p.block] = max(promised[p.block] ?? 0, p.epoch) }
-        for r in w.records where Self.supersedes(r, records[r.id]) {
-            if let old = records[r.id], let i = positionInBlock[r.id] {
-                if old.block == r.block {
-                    byBlock[r.block]![i] = r
-                } else {
-                    // Never made by this code (a request id names one block); kept exact anyway.
-                    byBlock[old.block]!.remove(at: i)
-                    for (j, moved) in byBlock[old.block]!.enumerated().dropFirst(i) { positionInBlock[moved.id] = j }
-                    positionInBlock[r.id] = byBlock[r.block, default: []].count
-                    byBlock[r.block, default: []].append(r)
-                }
-            } else {
-                positionInBlock[r.id] = byBlock[r.block, default: []].count
-                byBlock[r.block, default: []].append(r)
-            }
-            // A request remade under a later epoch may take another slot: it leaves the old one's index.
-            if let old = records[r.id], old.block != r.block || old.slot != r.slot {
-                idsBySlot[SlotKey(block: old.block, slot: old.slot)]?.remove(r.id)
-            }
-            records[r.id] = r
-            idsBySlot[SlotKey(block: r.block, slot: r.slot), default: []].insert(r.id)
-            versions[r.block, default: 0] += 1
-            idsByPatient[r.patient, default: []].insert(r.id)
-            if let target = r.kind.released { releasesOf[target, default: []].insert(r.id) }
-        }
-    }
-
-    /// Drops a closed block's records, with their index entries. Its promise becomes final
-    /// (`Epoch.max`): after a restart the cluster state may not know of the closure yet, and this
-    /// voter must not accept a record for the block meanwhile.
-    private mutating func forget(_ block: BlockID) {
-        promised[block] = .max
-        versions[block] = nil
-        for r in byBlock.removeValue(forKey: block) ?? [] {
-            records[r.id] = nil
-            positionInBlock[r.id] = nil
-            idsBySlot[SlotKey(block: r.block, slot: r.slot)] = nil
-            idsByPatient[r.patient]?.remove(r.id)
-            if idsByPatient[r.patient]?.isEmpty == true { idsByPatient[r.patient] = nil }
-            if let target = r.kind.released {
-                releasesOf[target]?.remove(r.id)
-                if releasesOf[target]?.isEmpty == true { releasesOf[target] = nil }
-            }
-        }
+        for r in w.records where Self.supersedes(r, index.records[r.id]) { index.put(r) }
     }
 
     /// The blocks this store holds records of, or promises that are not final.
-    public var blocks: Set<BlockID> { Set(byBlock.keys).union(promised.filter { $0.value != .max }.keys) }
+    public var blocks: Set<BlockID> { Set(index.blocks).union(promised.filter { $0.value != .max }.keys) }
 
     /// One record per request: the latest epoch it was made under (an older one is inactive).
     package static func supersedes(_ new: Booking, _ old: Booking?) -> Bool { (old?.epoch ?? 0) <= new.epoch }
 
-    public func records(in block: BlockID) -> [Booking] { byBlock[block] ?? [] }
+    public func records(in block: BlockID) -> [Booking] { index.records(in: block) }
+    public func records(in block: BlockID, slot: Int) -> [Booking] { index.records(in: block, slot: slot) }
+    public func records(of patient: String) -> [Booking] { index.records(of: patient) }
+    public func releases(of bookingID: String) -> [Booking] { index.releases(of: bookingID) }
+}
+
+/// Booking records, one per request id, with the indexes a request or a reader looks through (its
+/// block, its slot, the patient's records, the releases of one booking), never every record.
+public struct BookingRecordIndex: Sendable {
+    public private(set) var records: TreeDictionary<String, Booking> = [:]
+    private var idsByBlock: TreeDictionary<BlockID, TreeSet<String>> = [:]
+    private var idsBySlot: TreeDictionary<SlotKey, TreeSet<String>> = [:]
+    private var idsByPatient: TreeDictionary<String, TreeSet<String>> = [:]
+    private var releasesOf: TreeDictionary<String, TreeSet<String>> = [:]
+    /// Grows whenever a record of the block is written: views derived from a block's records
+    /// (the slot search's availability) are kept until it moves.
+    public private(set) var versions: TreeDictionary<BlockID, UInt64> = [:]
+    struct SlotKey: Hashable { var block: BlockID; var slot: Int }
+
+    /// Adds `r`, or replaces the record of its request id.
+    mutating func put(_ r: Booking) {
+        if let old = records[r.id] {
+            // A request remade under a later epoch may take another slot: it leaves the old one's index.
+            if old.block != r.block || old.slot != r.slot || old.patient != r.patient || old.kind.released != r.kind.released {
+                removeFromIndexes(old)
+            }
+        }
+        records[r.id] = r
+        idsByBlock[r.block, default: []].insert(r.id)
+        idsBySlot[SlotKey(block: r.block, slot: r.slot), default: []].insert(r.id)
+        idsByPatient[r.patient, default: []].insert(r.id)
+        if let target = r.kind.released { releasesOf[target, default: []].insert(r.id) }
+        versions[r.block, default: 0] += 1
+    }
+
+    /// Drops a closed block's records, with their index entries.
+    mutating func forget(_ block: BlockID) {
+        versions[block] = nil
+        for id in idsByBlock.removeValue(forKey: block) ?? [] {
+            guard let r = records.removeValue(forKey: id) else { continue }
+            removeFromIndexes(r)
+        }
+    }
+
+    private mutating func removeFromIndexes(_ r: Booking) {
+        Self.remove(r.id, from: &idsByBlock, at: r.block)
+        Self.remove(r.id, from: &idsBySlot, at: SlotKey(block: r.block, slot: r.slot))
+        Self.remove(r.id, from: &idsByPatient, at: r.patient)
+        if let target = r.kind.released { Self.remove(r.id, from: &releasesOf, at: target) }
+    }
+
+    private static func remove<K: Hashable>(_ id: String, from index: inout TreeDictionary<K, TreeSet<String>>, at key: K) {
+        guard var ids = index.removeValue(forKey: key) else { return }
+        ids.remove(id)
+        if !ids.isEmpty { index[key] = ids }
+    }
+
+    /// The blocks with records here.
+    public var blocks: some Collection<BlockID> { idsByBlock.keys }
+
+    public func records(in block: BlockID) -> [Booking] { (idsByBlock[block] ?? []).compactMap { records[$0] } }
     /// The records of one slot of a block (a release and a confirmation are on their hold's slot).
     public func records(in block: BlockID, slot: Int) -> [Booking] {
         (idsBySlot[SlotKey(block: block, slot: slot)] ?? []).compactMap { records[$0] }
@@ -273,7 +288,8 @@ public struct BookingNode: Sendable {
     public let options: BookingOptions
     /// Everything written, durable or not yet; the shell's durable copy is what survives a crash.
     public private(set) var store: BookingDurableState
-    private var pending: [String: Pending] = [:]
+    /// Persistent, like the store: the published view answers "still pending?" from it.
+    private(set) var pending: TreeDictionary<String, Pending> = [:]
     /// Slot generations this process already proposed a value for under an epoch: one value per
     /// (slot, generation) per ballot.
     private var tried: [BlockID: (epoch: Epoch, slots: [SlotGeneration: String])] = [:]
@@ -310,10 +326,15 @@ public struct BookingNode: Sendable {
 
     /// True if this process may book in `block` now, according to the history it has applied.
     public func holds(_ block: BlockID, in state: ClusterState) -> Bool {
-        guard let r = state.blocks[block], r.holder == id, state.leaseValid(block) else { return false }
         #if CLINICMESH_BUG_SWITCHES
-        if options.bugBookAfterRestart { return true }
+        if options.bugBookAfterRestart, let r = state.blocks[block], r.holder == id, state.leaseValid(block) { return true }
         #endif
+        return Self.holds(block, id: id, incarnation: incarnation, in: state)
+    }
+
+    /// Whether process `incarnation` of node `id` holds a valid lease on `block` in `state`.
+    static func holds(_ block: BlockID, id: NodeID, incarnation: UInt64, in state: ClusterState) -> Bool {
+        guard let r = state.blocks[block], r.holder == id, state.leaseValid(block) else { return false }
         return state.liveness[id]?.incarnation == incarnation
     }
 

@@ -1,13 +1,13 @@
 import Domain
 
 // What the node's services may read of the consensus state: derived answers (a slot's status, an
-// appointment's records, a patient's holds), never the core's stores or indexes. The shell lends
-// one out under its lock for the length of a call; it must not be kept.
+// appointment's records, a patient's holds) over the view the core published last, never the
+// core itself. A lookup is a value: a reader may keep it for as long as it reads one moment.
 
-public struct BookingLookup {
-    private let core: ConsensusCore
+public struct BookingLookup: Sendable {
+    private let view: ConsensusView
 
-    public init(_ core: ConsensusCore) { self.core = core }
+    public init(_ view: ConsensusView) { self.view = view }
 
     /// A block as the committed lease history has it.
     public struct Block: Sendable, Hashable {
@@ -20,13 +20,13 @@ public struct BookingLookup {
     }
 
     public func block(_ id: BlockID) -> Block? {
-        guard let r = core.cluster.blocks[id] else { return nil }
-        return Block(slots: r.slots, opensAtMs: r.opensAtMs, epoch: r.epoch, version: core.booking.store.versions[id] ?? 0)
+        guard let r = view.cluster.blocks[id] else { return nil }
+        return Block(slots: r.slots, opensAtMs: r.opensAtMs, epoch: r.epoch, version: view.store.versions[id] ?? 0)
     }
 
     /// Which slots of `block` are taken, from its valid records.
     public func availability(of block: BlockID) -> BlockAvailability {
-        let view = slotViews(block: block, bookings: core.booking.store.records(in: block), state: core.cluster)
+        let view = slotViews(block: block, bookings: view.store.records(in: block), state: view.cluster)
         return Self.availability(view.views, unknown: view.unknown)
     }
 
@@ -49,8 +49,8 @@ public struct BookingLookup {
     /// the takeovers collected).
     public func appointment(holdID: String, block: BlockID, slot: Int) -> AppointmentRecords {
         var found = AppointmentRecords()
-        let collected = core.cluster.blocks[block]?.collected ?? []
-        for b in core.booking.store.records(in: block, slot: slot) + collected where b.slot == slot && bookingStatus(b, in: core.cluster) == .active {
+        let collected = view.cluster.blocks[block]?.collected ?? []
+        for b in view.store.records(in: block, slot: slot) + collected where b.slot == slot && bookingStatus(b, in: view.cluster) == .active {
             if b.id == holdID { found.hold = b }
             if b.kind.confirmed == holdID { found.confirmation = b }
             if b.kind.released == holdID { found.release = b }
@@ -60,8 +60,8 @@ public struct BookingLookup {
 
     /// Every appointment of `block` this node has valid records of, by its hold's id.
     public func appointments(in block: BlockID) -> [String: AppointmentRecords] {
-        let collected = core.cluster.blocks[block]?.collected ?? []
-        return Self.appointments(of: (core.booking.store.records(in: block) + collected).filter { bookingStatus($0, in: core.cluster) == .active })
+        let collected = view.cluster.blocks[block]?.collected ?? []
+        return Self.appointments(of: (view.store.records(in: block) + collected).filter { bookingStatus($0, in: view.cluster) == .active })
     }
 
     /// The appointments of a closed block, from its final records (`BlockClosure`).
@@ -79,17 +79,17 @@ public struct BookingLookup {
     }
 
     /// Every slot block (a session; not a quota bucket) the committed lease history defines.
-    public var slotBlocks: [BlockID] { core.cluster.blocks.keys.filter { !isQuotaBucket($0) } }
+    public var slotBlocks: [BlockID] { view.cluster.blocks.keys.filter { !isQuotaBucket($0) } }
 
     /// Whether `block` was closed for good (its final rows are in the read model).
-    public func isClosed(_ block: BlockID) -> Bool { core.cluster.closed.contains(block) }
+    public func isClosed(_ block: BlockID) -> Bool { view.cluster.closed.contains(block) }
 
     /// Every block closed for good.
-    public var closedBlocks: Set<BlockID> { core.cluster.closed }
+    public var closedBlocks: Set<BlockID> { view.cluster.closed }
 
     /// The patient's holds (their appointments) this node has records of.
     public func holds(of patient: String) -> [Booking] {
-        core.booking.store.records(of: patient).filter { b in
+        view.store.records(of: patient).filter { b in
             guard case .hold = b.kind else { return false }
             return !isQuotaBucket(b.block)
         }
@@ -100,18 +100,18 @@ public struct BookingLookup {
     /// reach the holder, which answers it with its first outcome.
     public func knowsRequest(_ holdID: String, block: BlockID, patient: String) -> Bool {
         let reservation = ConsensusCore.reservationID(of: holdID)
-        let bucket = core.cluster.blocks[ConsensusCore.quotaBucket(patient: patient, buckets: core.options.quotaBuckets)]
-        return core.isOpen(holdID) || core.booking.store.records[holdID] != nil || core.cluster.blocks[block]?.collectedIDs.contains(holdID) == true
-            || core.booking.store.records[reservation] != nil || bucket?.collectedIDs.contains(reservation) == true
+        let bucket = view.cluster.blocks[ConsensusCore.quotaBucket(patient: patient, buckets: view.quotaBuckets)]
+        return view.isOpen(holdID) || view.store.records[holdID] != nil || view.cluster.blocks[block]?.collectedIDs.contains(holdID) == true
+            || view.store.records[reservation] != nil || bucket?.collectedIDs.contains(reservation) == true
     }
 
     /// The acknowledged, valid records of every slot block this node holds now: what its holder
     /// owes patients messages about.
     public func recordsOfHeldBlocks() -> [(block: BlockID, records: [Booking])] {
         var out: [(block: BlockID, records: [Booking])] = []
-        for r in core.cluster.blocks.values where !isQuotaBucket(r.block) && core.booking.holds(r.block, in: core.cluster) {
-            let records = core.booking.store.records(in: r.block) + r.collected
-            out.append((r.block, records.filter { bookingStatus($0, in: core.cluster) == .active && !core.booking.isPending($0.id) }))
+        for r in view.cluster.blocks.values where !isQuotaBucket(r.block) && view.holds(r.block) {
+            let records = view.store.records(in: r.block) + r.collected
+            out.append((r.block, records.filter { bookingStatus($0, in: view.cluster) == .active && !view.isPending($0.id) }))
         }
         return out
     }

@@ -1,3 +1,5 @@
+import HashTreeCollections
+
 // One node's whole consensus side as a pure value: Raft, the replicated cluster state, the booking
 // protocol (holder and voter) and, while leading, the lease manager. The simulator and the real
 // node shell drive this same value: they feed it ticks, messages, client requests and "persisted"
@@ -91,7 +93,7 @@ public struct ConsensusCore: Sendable {
     public private(set) var ticks: UInt64 = 0
     private var rng: SplitMix64
     /// Who passed us a request still open here, so the answer can go back the same way.
-    private var replyTo: [String: NodeID] = [:]
+    private(set) var replyTo: TreeDictionary<String, NodeID> = [:]
     /// The monotonic time of the last input, for the leader hook that runs inside `handle`.
     private var lastNowMs: UInt64 = 0
     /// The wall clock (ms since 1970) at the last tick: release windows and re-offer delays only.
@@ -104,7 +106,7 @@ public struct ConsensusCore: Sendable {
     private var sweepNext = 0
     /// Bookings under a per-person quota taken in here, by request id, between their reservation
     /// (`quota:<request id>`) and their outcome.
-    private var quotaFlows: [String: BookingRequest] = [:]
+    private(set) var quotaFlows: TreeDictionary<String, BookingRequest> = [:]
     /// Releases of reservations still to be confirmed (retried on ticks).
     private var pendingReleases: [String: BookingRequest] = [:]
     /// A booking's release -> the release of its reservation, sent once the first is acknowledged.

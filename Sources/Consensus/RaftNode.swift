@@ -35,7 +35,7 @@ public struct RaftNode<Command: Sendable & Equatable, SnapshotData: Sendable>: S
     private var heartbeatElapsed = 0
     private var randomizedTimeout = 0
     private var votes: [NodeID: Bool] = [:]
-    private var progress: [NodeID: Progress] = [:]
+    private(set) var progress: [NodeID: Progress] = [:]
     private var rng: SplitMix64
     private var transferTarget: NodeID?
 

@@ -26,7 +26,7 @@ struct EvictionTests {
                 }, "\(id) closed erke's connections")
                 #expect(node.consensus.membership.admits(nodeID: "erke", serial: "00") == false)
             }
-            #expect(await eventually { neike.consensus.inspect { !$0.cluster.raftConfig.isMember("erke") } }, "erke left the Raft configuration")
+            #expect(await eventually { !neike.consensus.view.cluster.raftConfig.isMember("erke") }, "erke left the Raft configuration")
             // erke itself can no longer reach anyone (it may never hear of the eviction: it is cut
             // off as the entry commits), and its status says so in words.
             let erke = nodes["erke"]!.node

@@ -241,11 +241,9 @@ struct PatientAPITests {
             #expect(theirs.status == 201)
             let seen = await eventually {
                 c.ids.allSatisfy { id in
-                    c.node(id).consensus.inspect { core in
-                        let records = core.booking.store.records.values
-                        return records.contains { $0.refusal == RefuseReason.quotaExceeded.rawValue }
-                            && records.contains { $0.block == afternoon && $0.slot == 0 && $0.refusal == nil }
-                    }
+                    let records = c.node(id).consensus.view.records
+                    return records.contains { $0.refusal == RefuseReason.quotaExceeded.rawValue }
+                        && records.contains { $0.block == afternoon && $0.slot == 0 && $0.refusal == nil }
                 }
             }
             #expect(seen, "the refusal and the other patient's hold reached every node")

@@ -29,9 +29,8 @@ struct SessionClosingTests {
                     let n = c.node(node)
                     let closed = try n.readModel.closedBlocks()
                     let rows = try n.readModel.appointments(block: past)
-                    let forgotten = n.consensus.inspect { core in
-                        core.cluster.closed.contains(past) && core.cluster.blocks[past] == nil && core.booking.store.records(in: past).isEmpty
-                    }
+                    let view = n.consensus.view
+                    let forgotten = view.cluster.closed.contains(past) && view.cluster.blocks[past] == nil && !view.records.contains { $0.block == past }
                     return forgotten && closed.contains(past) && !closed.contains(kept)
                         && rows.count == 1 && rows[0].status == "booked" && rows[0].payment == "insurance" && rows[0].date == c.day(0).description
                 }, "\(node) closed day 0's session and kept its final rows")

@@ -52,7 +52,7 @@ import Testing
         try FileManager.default.createDirectory(atPath: oldDir, withIntermediateDirectories: true)
         try Data(old).write(to: URL(fileURLWithPath: oldDir + "/bookings.log"))
         let read = try FileBookingLog(directory: oldDir).state
-        #expect(read.records == Dictionary(uniqueKeysWithValues: (session + bucket).map { ($0.id, $0) }))
+        #expect(Dictionary(uniqueKeysWithValues: read.records.map { ($0.key, $0.value) }) == Dictionary(uniqueKeysWithValues: (session + bucket).map { ($0.id, $0) }))
         #expect(read.promised == ["neike-dr0": 4])
 
         let log = try FileBookingLog(directory: newDir)

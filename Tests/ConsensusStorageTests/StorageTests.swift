@@ -23,6 +23,7 @@ func entry(_ i: LogIndex, _ t: Term, _ s: String) -> LogEntry<[UInt8]> {
 @Suite struct StorageTests {
     @Test func roundTripsEveryKindOfWrite() throws {
         let d = tempDir("roundtrip")
+        defer { try? FileManager.default.removeItem(atPath: d) }
         do {
             let log = try FileRaftLog(directory: d)
             try log.write(BytePersist(seq: 1, hardState: HardState(term: 3, votedFor: "n2"), snapshot: nil, truncateFrom: nil, entries: [entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 2, "c")]))
@@ -45,6 +46,7 @@ func entry(_ i: LogIndex, _ t: Term, _ s: String) -> LogEntry<[UInt8]> {
 
     @Test func tornTailIsCutAndAppendsContinue() throws {
         let d = tempDir("torn")
+        defer { try? FileManager.default.removeItem(atPath: d) }
         do {
             let log = try FileRaftLog(directory: d)
             for i in 1...10 { try log.write(BytePersist(seq: UInt64(i), hardState: nil, snapshot: nil, truncateFrom: nil, entries: [entry(LogIndex(i), 1, "e\(i)")])) }
@@ -66,6 +68,7 @@ func entry(_ i: LogIndex, _ t: Term, _ s: String) -> LogEntry<[UInt8]> {
 
     @Test func corruptionBeforeValidRecordsRefusesToOpen() throws {
         let d = tempDir("corrupt")
+        defer { try? FileManager.default.removeItem(atPath: d) }
         do {
             let log = try FileRaftLog(directory: d)
             for i in 1...5 { try log.write(BytePersist(seq: UInt64(i), hardState: nil, snapshot: nil, truncateFrom: nil, entries: [entry(LogIndex(i), 1, "entry-\(i)")])) }
@@ -83,6 +86,7 @@ func entry(_ i: LogIndex, _ t: Term, _ s: String) -> LogEntry<[UInt8]> {
     @Test func sigkilledWriterLosesNoAckedEntry() throws {
         let bin = try clinicmeshBinary()
         let d = tempDir("torture")
+        defer { try? FileManager.default.removeItem(atPath: d) }
         var highestAcked: UInt64 = 0
         for round in 0..<3 {
             let p = Process()
@@ -130,6 +134,7 @@ func entry(_ i: LogIndex, _ t: Term, _ s: String) -> LogEntry<[UInt8]> {
     @Test func nodeRestartsFromTheFileWithTermVoteAndLog() throws {
         typealias BNode = RaftNode<[UInt8], [UInt8]>
         let d = tempDir("raft-on-file")
+        defer { try? FileManager.default.removeItem(atPath: d) }
         let cfg = ClusterConfig(voters: ["solo"])
         var log = try FileRaftLog(directory: d)
         var n = BNode(id: "solo", options: RaftConfig(), bootstrap: cfg, restoring: log.state)

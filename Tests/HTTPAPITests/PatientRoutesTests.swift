@@ -164,6 +164,6 @@ private final class ScriptedConsensus: BookingConsensus {
     }
 
     func strike(_ strike: Strike, patient: String, id: String, timeout: Duration) async -> BookingOutcome? { nil }
-    func lookup<T>(_ body: (BookingLookup) -> T) -> T { body(BookingLookup(empty)) }
+    func lookup<T>(_ body: (BookingLookup) -> T) -> T { body(BookingLookup(empty.view)) }
     func takeChangedBlocks() -> ChangedBlocks.Taken { .some([]) }
 }
