@@ -74,12 +74,12 @@ let package = Package(
         // Raft, liveness, lease history and the booking protocol as pure state machines.
         .target(
             name: "Consensus",
-            dependencies: ["Domain", .product(name: "HashTreeCollections", package: "swift-collections")],
+            dependencies: ["ClinicErrors", "Domain", .product(name: "HashTreeCollections", package: "swift-collections")],
             swiftSettings: strict
         ),
 
         // The consensus cores' durable logs: append-only, checksummed, fsynced files.
-        .target(name: "ConsensusStorage", dependencies: ["Consensus"], swiftSettings: strict),
+        .target(name: "ConsensusStorage", dependencies: ["ClinicErrors", "Consensus"], swiftSettings: strict),
 
         // Deterministic whole-cluster simulator driving the Consensus cores and in-memory replicas.
         .target(name: "Simulation", dependencies: ["Consensus", "ReplicatedCore"], swiftSettings: strict),

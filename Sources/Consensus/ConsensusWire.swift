@@ -1,12 +1,19 @@
+import ClinicErrors
 import Foundation
 
 // The consensus messages' binary form (inside a mesh `raft` frame), and the bridge between the
 // typed Raft state and `FileRaftLog`'s bytes (`ConsensusStorage`). Layout: `Consensus.docc/PROTOCOL.md`, "On the wire".
 // Everything is length-checked: a bad message from a peer is an error, never a trap.
 
-public struct ConsensusWireError: Error, Sendable, CustomStringConvertible {
-    public let message: String
-    public var description: String { "consensus message: \(message)" }
+/// A consensus message (or a Raft log record) that does not decode.
+public typealias ConsensusWireError = ClinicError<ConsensusWireErrorCode>
+
+public enum ConsensusWireErrorCode: String, ClinicErrorCode { case malformed = "consensus.malformed" }
+
+extension ClinicError where Code == ConsensusWireErrorCode {
+    init(_ detail: String) {
+        self.init(.malformed, zh: "共识消息无法解码：\(detail)", en: "a consensus message does not decode: \(detail)")
+    }
 }
 
 public enum ConsensusWire {
@@ -71,7 +78,7 @@ public enum ConsensusWire {
 
     public static func decode(_ bytes: [UInt8]) throws -> ConsensusMessage {
         var r = ByteReader(bytes)
-        func bad(_ what: String) -> ConsensusWireError { ConsensusWireError(message: what) }
+        func bad(_ what: String) -> ConsensusWireError { ConsensusWireError(what) }
         guard let v = r.u8() else { throw bad("empty") }
         guard v == version else { throw bad("unknown version \(v)") }
         guard let kind = r.u8() else { throw bad("truncated") }
@@ -223,7 +230,7 @@ public enum ConsensusWire {
 
     static func unjson<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
         do { return try JSONDecoder().decode(type, from: Data(bytes)) } catch {
-            throw ConsensusWireError(message: "undecodable \(type): \(error)")
+            throw ConsensusWireError("undecodable \(type): \(error)")
         }
     }
 }

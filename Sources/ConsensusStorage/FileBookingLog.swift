@@ -26,7 +26,7 @@ public final class FileBookingLog {
         file = try RecordFile(path: path, mode: 0o600) { payload, offset in
             var r = ByteReader(payload)
             guard let w = r.bookingWrite(), r.o == payload.count else {
-                throw StorageError(code: .corrupt, message: "undecodable record at offset \(offset)", path: path)
+                throw StorageError.corrupt(path, offset: offset, "undecodable record")
             }
             restored.append(w)
         }

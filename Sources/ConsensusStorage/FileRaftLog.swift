@@ -2,15 +2,30 @@
 // fsynced before `write` returns. On open, a torn last record (a crash mid-write) is cut off;
 // a bad record followed by good data is corruption and refuses to open rather than guess.
 
+import ClinicErrors
 import Consensus
 import Foundation
 
-public struct StorageError: Error, CustomStringConvertible, Sendable {
-    public enum Code: String, Sendable { case io, corrupt }
-    public let code: Code
-    public let message: String
-    public let path: String
-    public var description: String { "raft log \(code.rawValue) at \(path): \(message)" }
+/// A consensus log that cannot be read or written; `subject` is the file's path.
+public typealias StorageError = ClinicError<StorageErrorCode>
+
+public enum StorageErrorCode: String, ClinicErrorCode {
+    /// The system refused a read, write, fsync or rename (a full disk, permissions).
+    case io = "storage.io"
+    /// Records that do not decode, followed by ones that do: not a torn tail, so nothing is guessed.
+    case corrupt = "storage.corrupt"
+}
+
+extension ClinicError where Code == StorageErrorCode {
+    static func io(_ path: String, _ what: String) -> StorageError {
+        StorageError(.io, zh: "共识日志 \(path) 读写失败（\(what)）：\(String(cString: strerror(errno)))。请检查磁盘空间与权限。",
+                     en: "the consensus log \(path) failed (\(what)): \(String(cString: strerror(errno))). Check disk space and permissions.", subject: path)
+    }
+
+    static func corrupt(_ path: String, offset: Int, _ detail: String) -> StorageError {
+        StorageError(.corrupt, zh: "共识日志 \(path) 在偏移 \(offset) 处损坏（\(detail)）。请从备份恢复或重建该节点。",
+                     en: "the consensus log \(path) is corrupt at offset \(offset) (\(detail)). Restore from a backup or rebuild this node.", subject: path)
+    }
 }
 
 public final class FileRaftLog {
@@ -31,7 +46,7 @@ public final class FileRaftLog {
         file = try RecordFile(path: path, mode: 0o644) { payload, offset in
             var r = ByteReader(payload)
             guard let p = r.persist() else {
-                throw StorageError(code: .corrupt, message: "undecodable record at offset \(offset)", path: path)
+                throw StorageError.corrupt(path, offset: offset, "undecodable record")
             }
             restored.apply(p)
         }

@@ -24,18 +24,18 @@ final class RecordFile {
         self.path = path
         self.mode = mode
         fd = open(path, O_RDWR | O_CREAT, mode)
-        guard fd >= 0 else { throw StorageError(code: .io, message: "open: \(String(cString: strerror(errno)))", path: path) }
+        guard fd >= 0 else { throw StorageError.io(path, "open") }
         do {
             let bytes = [UInt8]((try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data())
             var off = 0
             while off < bytes.count {
                 guard let (payload, next) = Self.record(bytes, at: off) else {
                     if Self.anyValidRecord(bytes, after: off) {
-                        throw StorageError(code: .corrupt, message: "bad record at offset \(off) followed by valid records", path: path)
+                        throw StorageError.corrupt(path, offset: off, "a bad record followed by valid records")
                     }
                     recoveredTornBytes = bytes.count - off
                     guard ftruncate(fd, off_t(off)) == 0, fsync(fd) == 0 else {
-                        throw StorageError(code: .io, message: "truncate torn tail: \(String(cString: strerror(errno)))", path: path)
+                        throw StorageError.io(path, "truncate torn tail")
                     }
                     break
                 }
@@ -57,8 +57,8 @@ final class RecordFile {
     func append(_ payloads: [[UInt8]]) throws {
         guard !payloads.isEmpty else { return }
         let bytes = payloads.flatMap(Self.framed)
-        guard Self.writeFully(fd, bytes) else { throw StorageError(code: .io, message: "write: \(String(cString: strerror(errno)))", path: path) }
-        guard fsync(fd) == 0 else { throw StorageError(code: .io, message: "fsync: \(String(cString: strerror(errno)))", path: path) }
+        guard Self.writeFully(fd, bytes) else { throw StorageError.io(path, "write") }
+        guard fsync(fd) == 0 else { throw StorageError.io(path, "fsync") }
         size += bytes.count
     }
 
@@ -76,14 +76,14 @@ final class RecordFile {
         let bytes = payloads.flatMap(Self.framed)
         let tmp = path + ".tmp"
         let t = open(tmp, O_RDWR | O_CREAT | O_TRUNC, mode)
-        guard t >= 0 else { throw StorageError(code: .io, message: "open temp", path: tmp) }
+        guard t >= 0 else { throw StorageError.io(tmp, "open") }
         let ok = Self.writeFully(t, bytes) && fsync(t) == 0
         close(t)
-        guard ok, rename(tmp, path) == 0 else { throw StorageError(code: .io, message: "rewrite failed", path: path) }
+        guard ok, rename(tmp, path) == 0 else { throw StorageError.io(path, "rewrite") }
         Self.fsyncFolder(of: path)
         close(fd)
         fd = open(path, O_RDWR, mode)
-        guard fd >= 0 else { throw StorageError(code: .io, message: "reopen after rewrite", path: path) }
+        guard fd >= 0 else { throw StorageError.io(path, "reopen after rewrite") }
         size = bytes.count
         _ = lseek(fd, off_t(size), SEEK_SET)
     }

@@ -28,7 +28,7 @@ package protocol BookingConsensus: Sendable {
     func book(_ q: BookingRequest, quota: QuotaTag?, timeout: Duration) async -> BookingOutcome?
     /// Records a strike against a patient in their quota bucket; nil if no outcome came in time.
     func strike(_ strike: Strike, patient: String, id: String, timeout: Duration) async -> BookingOutcome?
-    /// Reads the booking state; keep `body` short (every booking waits for it).
+    /// Reads the booking state as the core published it after its last step (no lock is taken).
     func lookup<T>(_ body: (BookingLookup) -> T) -> T
     /// The blocks whose records or lease changed since the last call (the read model's feed).
     func takeChangedBlocks() -> ChangedBlocks.Taken

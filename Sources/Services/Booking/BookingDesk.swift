@@ -157,8 +157,7 @@ extension BookingDesk {
             matching.append(sessions[i])
         }
         let now = nowMs
-        // Under the core's lock only which slots to list and their status (every booking waits
-        // for that lock); the resources, strings and all, are made after it.
+        // Which slots to list and their status, from one published view; the resources after.
         let picked = consensus.lookup { lookup in
             var out: [(session: Int, slot: Int, status: SlotStatus, opensAtMs: Int64?)] = []
             for (i, s) in matching.enumerated() {

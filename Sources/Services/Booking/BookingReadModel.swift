@@ -171,14 +171,13 @@ package final class BookingReadModel: Sendable {
     /// Replaces the rows of `blocks` (of every block, with `replacingAll`) with what the consensus
     /// records say of them now.
     package func project(_ blocks: Set<BlockID>, replacingAll: Bool = false) throws {
-        // A closed block's rows are final (`keepClosed`); the consensus side no longer knows it.
-        let closed = consensus.lookup { lookup in blocks.filter(lookup.isClosed) }
-        let blocks = blocks.subtracting(closed)
-        guard !blocks.isEmpty || replacingAll else { return }
-        // One short read per block: every booking waits for the lock a read holds.
-        let read = blocks.map { block in
-            consensus.lookup { lookup in (block, lookup.block(block), lookup.appointments(in: block), lookup.availability(of: block)) }
+        // One view for the whole batch: every block as of the same step of the core.
+        let (blocks, read) = consensus.lookup { lookup in
+            // A closed block's rows are final (`keepClosed`); the consensus side no longer knows it.
+            let open = blocks.filter { !lookup.isClosed($0) }
+            return (open, open.map { ($0, lookup.block($0), lookup.appointments(in: $0), lookup.availability(of: $0)) })
         }
+        guard !blocks.isEmpty || replacingAll else { return }
         let sessions = (try? directory.sessions(store)) ?? [:]
         var appointments: [AppointmentRow] = [], slots: [SlotRow] = []
         for (block, summary, records, availability) in read {
