@@ -622,7 +622,7 @@ public struct BookingNode: Sendable {
     private func activeRecords(of patient: String, in block: BlockID, state: ClusterState) -> [Booking] {
         var records: [String: Booking] = [:]
         for b in store.records(of: patient) where b.block == block { records["\(b.id)@\(b.epoch)"] = b }
-        for b in state.blocks[block]?.collected ?? [] where b.patient == patient { records["\(b.id)@\(b.epoch)"] = b }
+        for b in state.blocks[block]?.collected(of: patient) ?? [] { records["\(b.id)@\(b.epoch)"] = b }
         let valid = records.values.filter { bookingStatus($0, in: state) == .active }
         let released = Set(valid.compactMap(\.kind.released))
         // Records that take their place: not a release, not a refusal.

@@ -184,12 +184,15 @@ public struct LeaseRecord: Hashable, Sendable, Codable {
     public var holder: NodeID?
     public var holderLiveness: UInt64 = 0
     public var voters: [NodeID] = []
-    public var collected: [Booking] = []
-    public var collectedIDs: Set<String> = []
+    public private(set) var collected: [Booking] = []
+    public private(set) var collectedIDs: Set<String> = []
     /// The epoch of each collected record, by id: derived from `collected`, never stored. A
     /// replica may still hold an older record under the same id (one never acknowledged, whose
     /// retry the takeover collected): that one is not the collected record.
     public private(set) var collectedEpochs: [String: Epoch] = [:]
+    /// Positions in `collected` by patient, derived like `collectedEpochs`: a quota check reads
+    /// one patient's records of a bucket whose collected list may hold everyone's.
+    private(set) var collectedByPatient: [String: [Int]] = [:]
     /// (epoch, holder) of every grant so far, oldest first.
     public var history: [Epoch: NodeID] = [:]
 
@@ -197,7 +200,11 @@ public struct LeaseRecord: Hashable, Sendable, Codable {
         collected = records
         collectedIDs = Set(records.map(\.id))
         collectedEpochs = Dictionary(records.map { ($0.id, $0.epoch) }, uniquingKeysWith: max)
+        collectedByPatient = Dictionary(grouping: records.indices, by: { records[$0].patient })
     }
+
+    /// The collected records of one patient.
+    public func collected(of patient: String) -> [Booking] { (collectedByPatient[patient] ?? []).map { collected[$0] } }
 
     enum CodingKeys: String, CodingKey {
         case block, home, slots, opensAtMs, epoch, holder, holderLiveness, voters, collected, collectedIDs, history
