@@ -470,9 +470,6 @@ extension MeshNode {
 }
 
 extension MeshNode {
-    /// Sessions asked to close per round of `closeFinishedSessions`.
-    static let closingsPerRound = 16
-
     /// On the leader: asks the consensus core to close the sessions whose date lies more than
     /// `tuning.historyRetentionDays` days back (Asia/Shanghai). The core skips blocks already
     /// closing; asking again after a failed attempt or a new leader is the point of repeating.
@@ -485,9 +482,9 @@ extension MeshNode {
         }
         guard !finished.isEmpty else { return }
         consensus.step { core in
-            // A few at a time: each closure writes its final rows under the core's lock.
+            // A few at a time (`tuning.closingsPerRound`): each closure writes its final rows under the core's lock.
             let blocks = core.cluster.blocks
-            let open = finished.filter { blocks[$0] != nil }.prefix(Self.closingsPerRound)
+            let open = finished.filter { blocks[$0] != nil }.prefix(config.tuning.closingsPerRound)
             if !open.isEmpty { core.close(Array(open)) }
             return []
         }
