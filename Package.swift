@@ -144,6 +144,7 @@ let package = Package(
             dependencies: [
                 "Services", "Consensus", "Mesh", "PKI",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
             ],
             swiftSettings: strict
