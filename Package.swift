@@ -149,6 +149,7 @@ let package = Package(
             dependencies: [
                 "Services", "Consensus", "Mesh", "PKI",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
             ],
             swiftSettings: strict

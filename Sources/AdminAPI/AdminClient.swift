@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Mesh
+import NIOCore
 import PKI
 import Services
 import X509
@@ -22,15 +23,28 @@ public enum AdminClient {
     }
 
     /// Sends one command to node `expectedNodeID` at `host:port` and returns its JSON answer.
-    ///
-    /// Symmetric with the node's side, which accepts only admin certificates of the cluster CA: the
-    /// TLS handshake refuses a server whose certificate is not a node certificate of the cluster CA
-    /// for `expectedNodeID`, or (when `serials` is not empty) whose serial is not one of them.
     public static func request(
         host: String, port: Int, command: String, clusterID: String, credentials: MeshCredentials,
         expectedNodeID: String, serials: [String] = [],
         logger: Logger = AdminClient.quietLogger
     ) async throws -> [UInt8] {
+        try await withSession(host: host, port: port, clusterID: clusterID, credentials: credentials, expectedNodeID: expectedNodeID,
+                              serials: serials, logger: logger) { try await $0.request(command) }
+    }
+
+    /// One admin session with node `expectedNodeID` at `host:port`, kept open for many commands
+    /// (the node answers a session's commands one at a time, in order): for a caller that sends
+    /// thousands, a TLS handshake each would cost more than the commands.
+    ///
+    /// Symmetric with the node's side, which accepts only admin certificates of the cluster CA: the
+    /// TLS handshake refuses a server whose certificate is not a node certificate of the cluster CA
+    /// for `expectedNodeID`, or (when `serials` is not empty) whose serial is not one of them.
+    public static func withSession<Result: Sendable>(
+        host: String, port: Int, clusterID: String, credentials: MeshCredentials,
+        expectedNodeID: String, serials: [String] = [],
+        logger: Logger = AdminClient.quietLogger,
+        _ body: (AdminSession) async throws -> Result
+    ) async throws -> Result {
         guard let leaf = credentials.certificateChain.first,
               let certificate = try? Certificate(derEncoded: leaf.toDERBytes()) else {
             throw NodeError(.admin, zh: "管理员证书无法解析。", en: "the admin certificate does not parse.")
@@ -45,19 +59,9 @@ public enum AdminClient {
         let tls = try MeshTLS(credentials: credentials, membership: membership, accepting: .node)
         let configuration = MeshConfiguration(nodeID: own.identity.name, clusterID: clusterID, handshakeTimeout: .seconds(10))
         let client = MeshClient(configuration: configuration, tls: tls, logger: logger)
-        let answer: [UInt8]
         do {
-            answer = try await client.withSession(host: host, port: port, expectedNodeID: expectedNodeID) { session in
-                try await session.send(.forward(Forward(requestID: 1, bytes: Array(command.utf8))))
-                for try await message in session.inbound {
-                    switch message {
-                    case .forward(let answer) where answer.requestID == 1: return answer.bytes
-                    case .error(let error):
-                        throw NodeError(.admin, zh: "节点拒绝了请求：\(error.message)", en: "the node refused the request: \(error.message)")
-                    default: continue
-                    }
-                }
-                throw NodeError(.admin, zh: "节点未应答就关闭了连接。", en: "the node closed the connection without answering.")
+            return try await client.withSession(host: host, port: port, expectedNodeID: expectedNodeID) { session in
+                try await body(AdminSession(session))
             }
         } catch let error as NodeError {
             throw error
@@ -70,7 +74,6 @@ public enum AdminClient {
                 zh: "无法与 \(host):\(port) 建立管理会话；那里应是本集群的节点 \(expectedNodeID)\(serialsText)：\(error)",
                 en: "no admin session with \(host):\(port); it should be node \(expectedNodeID) of this cluster\(serialsTextEn): \(error)")
         }
-        return answer
     }
 
     public static func status(
@@ -103,9 +106,39 @@ extension AdminClient {
                               expectedNodeID: expectedNodeID)
     }
 
-    public static func bookings(host: String, port: Int, clusterID: String, credentials: MeshCredentials, expectedNodeID: String) async throws -> BookingsView {
-        try AdminJSON.decode(BookingsView.self, try await request(
-            host: host, port: port, command: "bookings", clusterID: clusterID, credentials: credentials, expectedNodeID: expectedNodeID))
+    public static func bookings(host: String, port: Int, clusterID: String, credentials: MeshCredentials, expectedNodeID: String,
+                                quotaBucketRecords: Bool = true) async throws -> BookingsView {
+        let command = quotaBucketRecords ? "bookings" : "bookings " + String(decoding: try AdminJSON.encode(BookingsQuery(quotaBuckets: false)), as: UTF8.self)
+        return try AdminJSON.decode(BookingsView.self, try await request(
+            host: host, port: port, command: command, clusterID: clusterID, credentials: credentials, expectedNodeID: expectedNodeID))
+    }
+}
+
+/// An open admin session (`AdminClient.withSession`): one command at a time.
+public final class AdminSession {
+    private let session: MeshSession
+    private var answers: NIOAsyncChannelInboundStream<MeshMessage>.AsyncIterator
+    private var lastRequestID: UInt64 = 0
+
+    init(_ session: MeshSession) {
+        self.session = session
+        answers = session.inbound.makeAsyncIterator()
+    }
+
+    /// Sends one command ("<name>" or "<name> <json>") and returns the node's JSON answer.
+    public func request(_ command: String) async throws -> [UInt8] {
+        lastRequestID += 1
+        let id = lastRequestID
+        try await session.send(.forward(Forward(requestID: id, bytes: Array(command.utf8))))
+        while let message = try await answers.next() {
+            switch message {
+            case .forward(let answer) where answer.requestID == id: return answer.bytes
+            case .error(let error):
+                throw NodeError(.admin, zh: "节点拒绝了请求：\(error.message)", en: "the node refused the request: \(error.message)")
+            default: continue
+            }
+        }
+        throw NodeError(.admin, zh: "节点未应答就关闭了连接。", en: "the node closed the connection without answering.")
     }
 }
 

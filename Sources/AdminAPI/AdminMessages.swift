@@ -131,6 +131,14 @@ public struct BlockView: Codable, Sendable, Hashable {
 }
 
 /// `bookings`: everything this node knows of bookings and leases, with derived statuses.
+/// `bookings` or `bookings {"quota_buckets": false}`: every record this node knows, or all but
+/// the quota buckets' (every block is listed either way).
+public struct BookingsQuery: Codable, Sendable, Hashable {
+    public var quotaBuckets: Bool?
+    public init(quotaBuckets: Bool? = nil) { self.quotaBuckets = quotaBuckets }
+    package enum CodingKeys: String, CodingKey { case quotaBuckets = "quota_buckets" }
+}
+
 public struct BookingsView: Codable, Sendable, Hashable {
     package init(node: String, appliedIndex: UInt64, blocks: [BlockView], bookings: [BookingRecord]) {
         self.node = node; self.appliedIndex = appliedIndex; self.blocks = blocks; self.bookings = bookings

@@ -16,6 +16,13 @@ package struct AdminCommandTable: Sendable {
         handlers[name] = { argument in try AdminJSON.encode(try await body(try JSONDecoder().decode(In.self, from: argument))) }
     }
 
+    /// A command whose JSON argument of type `In` may be left out (then nil).
+    package mutating func add<In: Decodable & Sendable, Out: Encodable & Sendable>(_ name: String, optional type: In.Type, _ body: @escaping @Sendable (In?) async throws -> Out) {
+        handlers[name] = { argument in
+            try AdminJSON.encode(try await body(argument.isEmpty ? nil : try JSONDecoder().decode(In.self, from: argument)))
+        }
+    }
+
     /// A command without an argument.
     package mutating func add<Out: Encodable & Sendable>(_ name: String, _ body: @escaping @Sendable () async throws -> Out) {
         handlers[name] = { _ in try AdminJSON.encode(try await body()) }

@@ -83,11 +83,14 @@ extension MeshNode {
         for b in missing { consensus.propose(b.command) }
     }
 
-    public func bookingsView() -> BookingsView {
+    /// `quotaBucketRecords: false` leaves the quota buckets' records out (the blocks stay listed):
+    /// the buckets never close, so after a long history they hold a record for every booking ever made.
+    public func bookingsView(quotaBucketRecords: Bool = true) -> BookingsView {
         let c = consensus.view
         var all: [String: Booking] = [:]
-        for b in c.records { all["\(b.id)@\(b.epoch)"] = b }
-        for r in c.cluster.blocks.values { for b in r.collected { all["\(b.id)@\(b.epoch)"] = b } }
+        let wanted = { (b: Booking) in quotaBucketRecords || !isQuotaBucket(b.block) }
+        for b in c.records where wanted(b) { all["\(b.id)@\(b.epoch)"] = b }
+        for r in c.cluster.blocks.values { for b in r.collected where wanted(b) { all["\(b.id)@\(b.epoch)"] = b } }
         let byBlock = Dictionary(grouping: all.values, by: \.block)
         let views = byBlock.mapValues { slotViews(block: $0[0].block, bookings: $0, state: c.cluster).views }
         let releasedIDs = Set(all.values.filter { $0.isRelease && bookingStatus($0, in: c.cluster) == .active }.compactMap(\.releases))

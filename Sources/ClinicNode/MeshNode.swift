@@ -470,9 +470,6 @@ extension MeshNode {
 }
 
 extension MeshNode {
-    /// Sessions asked to close per round of `closeFinishedSessions`.
-    static let closingsPerRound = 16
-
     /// On the leader: asks the consensus core to close the sessions whose date lies more than
     /// `tuning.historyRetentionDays` days back (Asia/Shanghai). The core skips blocks already
     /// closing; asking again after a failed attempt or a new leader is the point of repeating.
@@ -484,7 +481,7 @@ extension MeshNode {
             return
         }
         guard !finished.isEmpty else { return }
-        // A few at a time: each closure writes its final rows under the core's lock.
-        consensus.close(finished, atMost: Self.closingsPerRound)
+        // A few at a time (`tuning.closingsPerRound`): each closure writes its final rows under the core's lock.
+        consensus.close(finished, atMost: config.tuning.closingsPerRound)
     }
 }

@@ -109,7 +109,7 @@ extension MeshNode {
             node.defineBlocks(blocks)
             return ["proposed": blocks.count]
         }
-        t.add("bookings") { node.bookingsView() }
+        t.add("bookings", optional: BookingsQuery.self) { node.bookingsView(quotaBucketRecords: $0?.quotaBuckets ?? true) }
         t.add("evict", [String: String].self) { request -> [String: String] in
             guard let target = request["node"], !target.isEmpty, target != node.config.nodeID else {
                 return ["error": "evict 需要 {\"node\": \"<另一个节点 ID>\"} / evict needs {\"node\": \"<another node's id>\"}"]

@@ -52,6 +52,10 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         /// Days after a session's date before its block is closed: its bookings stay in the read
         /// model for good and leave the consensus state, memory and logs.
         public var historyRetentionDays: Int = 2
+        /// Sessions the leader asks to close per closing round (one round every 20 maintenance
+        /// rounds): each closure writes its final rows under the consensus core's lock, so a small
+        /// number keeps bookings quick while a backlog of past sessions drains.
+        public var closingsPerRound: Int = 16
 
         public init() {}
 
@@ -61,7 +65,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
             case maxInFlightBatches = "max_in_flight_batches", batchChanges = "batch_changes"
             case maxClockOffsetMillis = "max_clock_offset_ms", durability
             case snapshotWhenNew = "snapshot_when_new", maxSnapshotBytes = "max_snapshot_bytes"
-            case historyRetentionDays = "history_retention_days"
+            case historyRetentionDays = "history_retention_days", closingsPerRound = "closings_per_round"
         }
 
         public init(from decoder: any Decoder) throws {
@@ -79,6 +83,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
             snapshotWhenNew = try c.decodeIfPresent(Bool.self, forKey: .snapshotWhenNew) ?? d.snapshotWhenNew
             maxSnapshotBytes = try c.decodeIfPresent(Int64.self, forKey: .maxSnapshotBytes) ?? d.maxSnapshotBytes
             historyRetentionDays = try c.decodeIfPresent(Int.self, forKey: .historyRetentionDays) ?? d.historyRetentionDays
+            closingsPerRound = try c.decodeIfPresent(Int.self, forKey: .closingsPerRound) ?? d.closingsPerRound
         }
     }
 
@@ -224,6 +229,10 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         guard (0...3650).contains(tuning.historyRetentionDays) else {
             throw fail("tuning.history_retention_days 必须在 0 到 3650 天之间（就诊日后多少天关闭该时段）。",
                        "tuning.history_retention_days must be between 0 and 3650 (days after a session's date before it is closed).")
+        }
+        guard (1...4096).contains(tuning.closingsPerRound) else {
+            throw fail("tuning.closings_per_round 必须在 1 到 4096 之间（领导者每轮请求关闭的时段数）。",
+                       "tuning.closings_per_round must be between 1 and 4096 (sessions the leader asks to close per round).")
         }
     }
 }

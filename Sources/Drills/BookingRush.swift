@@ -99,12 +99,30 @@ public struct BookingRush: Sendable {
     /// Days of sessions seeded from the first visit date (the release window is a week).
     static let seededDays = 7
 
+    /// The rush on a cluster of its own, removed afterwards (unless `CLINICMESH_BENCH_KEEP` is set).
     public func run() async throws -> Report {
-        let ids = Array(Self.departments.prefix(options.nodes).map(\.0))
+        let cluster = try Self.makeCluster(nodes: options.nodes, binary: options.binary)
+        defer {
+            cluster.stopAll()
+            if ProcessInfo.processInfo.environment["CLINICMESH_BENCH_KEEP"] == nil { cluster.remove() }
+        }
+        try cluster.startAll()
+        return try await run(on: cluster)
+    }
+
+    /// The rush's nodes' tuning: the drills', with full durability (acknowledged means fsynced).
+    public static var tuning: NodeConfig.Tuning {
         var tuning = LocalCluster.drillTuning
         tuning.durability = "full"
-        let cluster = try LocalCluster(departments: Array(Self.departments.prefix(options.nodes)).map { (id: $0.0, department: $0.1) },
-                                       binary: options.binary, tuning: tuning, logLevel: "warning", folderPrefix: "clinicmesh-rush-") { _, config in
+        return tuning
+    }
+
+    /// A cluster (not started) of the first `nodes` departments, as the rush needs it: the patient
+    /// API and the metrics endpoint on every node.
+    public static func makeCluster(nodes: Int, binary: String, tuning: NodeConfig.Tuning = BookingRush.tuning,
+                                   folderPrefix: String = "clinicmesh-rush-") throws -> LocalCluster {
+        try LocalCluster(departments: Array(departments.prefix(nodes)).map { (id: $0.0, department: $0.1) },
+                         binary: binary, tuning: tuning, logLevel: "warning", folderPrefix: folderPrefix) { _, config in
             var p = PatientConfig()
             p.port = (try? LocalCluster.freePort()) ?? 0
             // Clients here are distinct addresses at about 1 request/s each; back to back they
@@ -114,15 +132,14 @@ public struct BookingRush: Sendable {
             config.patients = p
             config.metrics = .init(host: "127.0.0.1", port: (try? LocalCluster.freePort()) ?? 0)
         }
-        defer {
-            cluster.stopAll()
-            if ProcessInfo.processInfo.environment["CLINICMESH_BENCH_KEEP"] == nil { cluster.remove() }
-        }
-        try cluster.startAll()
-        let configs = try ids.reduce(into: [String: NodeConfig]()) { out, id in
-            let data = try Data(contentsOf: URL(fileURLWithPath: cluster.folder + "/\(id).json"))
-            out[id] = try JSONDecoder().decode(NodeConfig.self, from: data)
-        }
+    }
+
+    /// The rush against `cluster`, started and made by `makeCluster` (its nodes, not
+    /// `options.nodes`, decide the departments); the cluster keeps running afterwards. Sessions
+    /// of the coming week are seeded into it; whatever else it holds stays.
+    public func run(on cluster: LocalCluster) async throws -> Report {
+        let ids = cluster.ids
+        let configs = try ids.reduce(into: [String: NodeConfig]()) { out, id in out[id] = try cluster.config(id) }
         let ports = configs.compactMapValues { $0.patients?.port }
         let metricsPorts = configs.compactMapValues { $0.metrics?.port }
         // Sessions of all three departments, on their own nodes (all on one node when alone).
@@ -130,21 +147,12 @@ public struct BookingRush: Sendable {
         say("准备：播种 \(Self.seededDays) 天出诊，每时段 \(options.capacity) 个号 / seeding \(Self.seededDays) days of sessions, \(options.capacity) slots each")
         var slots = 0
         for (i, id) in ids.enumerated() {
-            let mine = options.nodes == 1 ? Self.departments.map(\.0) : [Self.departments[i].0]
-            let body = String(decoding: try JSONEncoder().encode(DemoSeedRequest(startDate: start.description, days: Self.seededDays, departments: mine, capacity: options.capacity)), as: UTF8.self)
-            var summary: DemoData.Summary?
-            try await waitFor("seed \(id)", seconds: 60) {
-                let answer = try await cluster.call(id, "seed-demo " + body)
-                guard let s = try? JSONDecoder().decode(DemoData.Summary.self, from: Data(answer)) else {
-                    throw DrillError("seed-demo on \(id): \(String(decoding: answer, as: UTF8.self))")
-                }
-                summary = s
-                return true
-            }
-            slots += summary?.slots ?? 0
+            let mine = ids.count == 1 ? Self.departments.map(\.0) : [Self.departments[i].0]
+            let request = DemoSeedRequest(startDate: start.description, days: Self.seededDays, departments: mine, capacity: options.capacity)
+            slots += try await Self.seed(cluster, id, request).slots
         }
         try await waitFor("every session and quota bucket leased", seconds: 120) {
-            let view = try await cluster.bookings(ids[0])
+            let view = try await cluster.bookings(ids[0], quotaBucketRecords: false)
             return view.blocks.count > 16 && view.blocks.allSatisfy(\.valid)
         }
         let ca = try String(contentsOfFile: cluster.folder + "/certs/admin/ca.crt", encoding: .utf8)
@@ -188,6 +196,7 @@ public struct BookingRush: Sendable {
         try await Task.sleep(for: .seconds(2))
         let (double, lost) = try await verify(cluster: cluster, ids: ids, patients: patients)
         var report = stats.report(options: options, elapsed: elapsed, doubleBookings: double, lostAcks: lost, slots: slots)
+        report.nodes = ids.count
         after.fill(&report, since: before)
         if let cpuUsed, report.requests > 0 {
             let nodes = cpuUsed.filter { $0.key != Self.generatorName }.values.reduce(0, +)
@@ -200,6 +209,21 @@ public struct BookingRush: Sendable {
         return report
     }
 
+    /// Writes demo sessions (and their blocks) through node `id`, asking again while it starts up.
+    static func seed(_ cluster: LocalCluster, _ id: String, _ request: DemoSeedRequest) async throws -> DemoData.Summary {
+        let body = String(decoding: try JSONEncoder().encode(request), as: UTF8.self)
+        var summary: DemoData.Summary?
+        try await waitFor("seed \(id)", seconds: 60) {
+            let answer = try await cluster.call(id, "seed-demo " + body)
+            guard let s = try? JSONDecoder().decode(DemoData.Summary.self, from: Data(answer)) else {
+                throw DrillError("seed-demo on \(id): \(String(decoding: answer, as: UTF8.self))")
+            }
+            summary = s
+            return true
+        }
+        return summary!
+    }
+
     /// What the cluster had counted at one moment; two of them, before and after the run, say
     /// whether a failover or a stalling disk came during it.
     struct Marks {
@@ -210,7 +234,7 @@ public struct BookingRush: Sendable {
 
         static func read(_ cluster: LocalCluster, _ id: String, metricsPorts: [String: Int]) async -> Marks {
             var consensus: (term: UInt64, epochs: [String: UInt64])?
-            if let status = try? await cluster.status(id), let blocks = try? await cluster.bookings(id).blocks {
+            if let status = try? await cluster.status(id), let blocks = try? await cluster.bookings(id, quotaBucketRecords: false).blocks {
                 consensus = (status.consensus?.term ?? 0, Dictionary(blocks.map { ($0.block, $0.epoch) }, uniquingKeysWith: max))
             }
             var disks: [String: DiskWrites.Buckets] = [:]
@@ -500,7 +524,8 @@ public struct BookingRush: Sendable {
         var views: [String: BookingsView] = [:]
         // The records reach every node by gossip; after an overload that takes a while.
         _ = try? await waitFor("every acknowledged confirmation on every node", seconds: 60) {
-            for id in ids { views[id] = try await cluster.bookings(id) }
+            // The quota buckets' records never close: after a long history they would be most of the answer.
+            for id in ids { views[id] = try await cluster.bookings(id, quotaBucketRecords: false) }
             return views.values.allSatisfy { v in expected.isSubset(of: Set(v.bookings.filter { $0.status == "active" }.map(\.requestID))) }
         }
         for id in ids {

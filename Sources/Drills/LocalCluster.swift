@@ -84,6 +84,18 @@ public final class LocalCluster: @unchecked Sendable {
     }
 
     func configPath(_ id: String) -> String { folder + "/\(id).json" }
+
+    /// The node's config as written (`start` reads it afresh).
+    public func config(_ id: String) throws -> NodeConfig {
+        try JSONDecoder().decode(NodeConfig.self, from: Data(contentsOf: URL(fileURLWithPath: configPath(id))))
+    }
+
+    /// Changes the node's config; it takes effect when the node next starts.
+    public func changeConfig(_ id: String, _ change: (inout NodeConfig) -> Void) throws {
+        var config = try config(id)
+        change(&config)
+        try JSONEncoder().encode(config).write(to: URL(fileURLWithPath: configPath(id)))
+    }
     public func logPath(_ id: String) -> String { folder + "/\(id).log" }
 
     /// Starts (or restarts) the node's process; its log is appended to `logPath(id)`.
@@ -106,11 +118,7 @@ public final class LocalCluster: @unchecked Sendable {
     /// of `slots` slots homed on each node (`<node>-dr<i>`) and waits until each is leased at home.
     public func startWithBlocks(perNode: Int, slots: Int) async throws -> [BlockDefinition] {
         try startAll()
-        try await waitFor("a leader and every node registered and live") {
-            let s = try await self.status(self.ids[0])
-            guard let c = s.consensus, c.leader != nil else { return false }
-            return self.ids.allSatisfy { id in c.members.contains { $0.id == id && $0.live } }
-        }
+        try await waitUntilLed()
         let blocks = ids.flatMap { id in (0..<perNode).map { BlockDefinition(block: "\(id)-dr\($0)", home: id, slots: slots) } }
         try await defineBlocks(ids[0], blocks)
         // The leader defines the per-person quota buckets on its own, about a second after every
@@ -130,6 +138,33 @@ public final class LocalCluster: @unchecked Sendable {
             throw DrillError("\(error); \(unmet.joined(separator: "; "))")
         }
         return blocks
+    }
+
+    /// Waits until `ids[0]` knows a leader and sees every node registered and live.
+    public func waitUntilLed(seconds: Double = 60) async throws {
+        try await waitFor("a leader and every node registered and live", seconds: seconds) {
+            let s = try await self.status(self.ids[0])
+            guard let c = s.consensus, c.leader != nil else { return false }
+            return self.ids.allSatisfy { id in c.members.contains { $0.id == id && $0.live } }
+        }
+    }
+
+    /// The node's resident memory (VmRSS in `/proc/<pid>/status`, MiB); nil if not running.
+    public func residentMiB(_ id: String) -> Double? {
+        guard let p = pid(id), let text = try? String(contentsOfFile: "/proc/\(p)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kib = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) else { return nil }
+        return kib / 1024
+    }
+
+    /// The size of each file in the node's consensus folder (`raft.log`, with its snapshots, and
+    /// `bookings.log`), in bytes.
+    public func consensusLogBytes(_ id: String) -> [String: Int64] {
+        let folder = dataDir(id) + "/consensus"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        return names.reduce(into: [:]) { out, name in
+            if let size = (try? FileManager.default.attributesOfItem(atPath: folder + "/" + name))?[.size] as? Int64 { out[name] = size }
+        }
     }
 
     public func pid(_ id: String) -> Int32? { lock.withLock { processes[id].map(\.processIdentifier) } }
@@ -220,8 +255,16 @@ public final class LocalCluster: @unchecked Sendable {
                                       expectedNodeID: id)
     }
 
-    public func bookings(_ id: String) async throws -> BookingsView {
-        try await AdminClient.bookings(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin, expectedNodeID: id)
+    /// `quotaBucketRecords: false`: without the quota buckets' records, which never close.
+    public func bookings(_ id: String, quotaBucketRecords: Bool = true) async throws -> BookingsView {
+        try await AdminClient.bookings(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin, expectedNodeID: id,
+                                       quotaBucketRecords: quotaBucketRecords)
+    }
+
+    /// One admin session with the node for many commands (`AdminClient.withSession`).
+    public func withAdminSession<Result: Sendable>(_ id: String, _ body: (AdminSession) async throws -> Result) async throws -> Result {
+        try await AdminClient.withSession(host: "127.0.0.1", port: ports[id]!.admin, clusterID: clusterID, credentials: admin,
+                                          expectedNodeID: id, body)
     }
 
     public func registerPatient(_ id: String, _ command: RegisterPatientCommand) async throws -> RegisterPatientAnswer {

@@ -50,4 +50,21 @@ struct SessionClosingTests {
             #expect(try await erke.call(.POST, "/api/v1/appointments/\(id)/cancel", token: later).status == 404)
         }
     }
+
+    @Test("closings per round: 16 by default, 1 to 4096 in a config")
+    func closingsPerRoundIsValidated() throws {
+        let base = """
+            {"node_id": "neike", "department": "内科", "cluster_id": "c", "mesh": {"host": "127.0.0.1", "port": 1},
+             "admin": {"host": "127.0.0.1", "port": 2}, "data_dir": "d", "cert_dir": "c", "data_key_file": "k", "peers": [],
+             "tuning": {"closings_per_round": VALUE}}
+            """
+        func config(_ value: Int) throws -> NodeConfig {
+            try JSONDecoder().decode(NodeConfig.self, from: Data(base.replacingOccurrences(of: "VALUE", with: "\(value)").utf8))
+        }
+        #expect(NodeConfig.Tuning().closingsPerRound == 16)
+        #expect(try config(1000).tuning.closingsPerRound == 1000)
+        try config(4096).validate()
+        #expect(throws: NodeError.self) { try config(0).validate() }
+        #expect(throws: NodeError.self) { try config(4097).validate() }
+    }
 }

@@ -31,23 +31,9 @@ struct BenchEnvironment: Encodable {
     }
 }
 
-/// Monotonic stopwatch.
-struct Stopwatch {
-    private let start = ContinuousClock.now
-    var seconds: Double {
-        let elapsed = ContinuousClock.now - start
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-    }
-}
-
 func printJSON(_ value: some Encodable) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     encoder.keyEncodingStrategy = .convertToSnakeCase
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
-}
-
-func rounded(_ value: Double, _ places: Int = 1) -> Double {
-    let scale = pow(10, Double(places))
-    return (value * scale).rounded() / scale
 }
