@@ -174,7 +174,9 @@ public struct BookingDurableState: Sendable, Equatable {
 /// block, its slot, the patient's records, the releases of one booking), never every record.
 public struct BookingRecordIndex: Sendable {
     public private(set) var records: TreeDictionary<String, Booking> = [:]
-    private var idsByBlock: TreeDictionary<BlockID, TreeSet<String>> = [:]
+    /// A block's records themselves, not their ids: the slot search's availability reads a hot
+    /// block's whole list again whenever it moves, hundreds of times a second at the rush.
+    private var byBlock: TreeDictionary<BlockID, TreeDictionary<String, Booking>> = [:]
     private var idsBySlot: TreeDictionary<SlotKey, TreeSet<String>> = [:]
     private var idsByPatient: TreeDictionary<String, TreeSet<String>> = [:]
     private var releasesOf: TreeDictionary<String, TreeSet<String>> = [:]
@@ -192,7 +194,7 @@ public struct BookingRecordIndex: Sendable {
             }
         }
         records[r.id] = r
-        idsByBlock[r.block, default: []].insert(r.id)
+        byBlock[r.block, default: [:]][r.id] = r
         idsBySlot[SlotKey(block: r.block, slot: r.slot), default: []].insert(r.id)
         idsByPatient[r.patient, default: []].insert(r.id)
         if let target = r.kind.released { releasesOf[target, default: []].insert(r.id) }
@@ -202,14 +204,18 @@ public struct BookingRecordIndex: Sendable {
     /// Drops a closed block's records, with their index entries.
     mutating func forget(_ block: BlockID) {
         versions[block] = nil
-        for id in idsByBlock.removeValue(forKey: block) ?? [] {
-            guard let r = records.removeValue(forKey: id) else { continue }
+        guard let gone = byBlock.removeValue(forKey: block) else { return }
+        for r in gone.values {
+            records[r.id] = nil
             removeFromIndexes(r)
         }
     }
 
     private mutating func removeFromIndexes(_ r: Booking) {
-        Self.remove(r.id, from: &idsByBlock, at: r.block)
+        if byBlock[r.block] != nil {
+            byBlock[r.block]![r.id] = nil
+            if byBlock[r.block]!.isEmpty { byBlock[r.block] = nil }
+        }
         Self.remove(r.id, from: &idsBySlot, at: SlotKey(block: r.block, slot: r.slot))
         Self.remove(r.id, from: &idsByPatient, at: r.patient)
         if let target = r.kind.released { Self.remove(r.id, from: &releasesOf, at: target) }
@@ -222,9 +228,9 @@ public struct BookingRecordIndex: Sendable {
     }
 
     /// The blocks with records here.
-    public var blocks: some Collection<BlockID> { idsByBlock.keys }
+    public var blocks: some Collection<BlockID> { byBlock.keys }
 
-    public func records(in block: BlockID) -> [Booking] { (idsByBlock[block] ?? []).compactMap { records[$0] } }
+    public func records(in block: BlockID) -> [Booking] { byBlock[block].map { Array($0.values) } ?? [] }
     /// The records of one slot of a block (a release and a confirmation are on their hold's slot).
     public func records(in block: BlockID, slot: Int) -> [Booking] {
         (idsBySlot[SlotKey(block: block, slot: slot)] ?? []).compactMap { records[$0] }
