@@ -140,6 +140,9 @@ final class ConsensusShell: Sendable {
         untaken.withLock { $0.removeValue(forKey: NodeID(peer)) }
     }
 
+    /// Log entries as encoded when first written: a lagging follower is sent them again.
+    private let entryBytes = EncodedEntries()
+
     /// Blocks whose booking records or lease changed since the read model last asked.
     let changed = ChangedBlocks()
 
@@ -245,7 +248,7 @@ final class ConsensusShell: Sendable {
             var membershipChanged = false
             for e in effects {
                 switch e {
-                case .persistRaft(let p): disk.enqueue(raft: ConsensusWire.bytes(p)); wrote = true
+                case .persistRaft(let p): disk.enqueue(raft: ConsensusWire.bytes(p, entryBytes: entryBytes.bytes)); wrote = true
                 case .persistBooking(let w):
                     disk.enqueue(booking: w); wrote = true
                     changed.note(w.records.map(\.block))
@@ -300,7 +303,7 @@ final class ConsensusShell: Sendable {
     private func perform(_ e: CoreEffect) {
         switch e {
         case .send(let to, let m):
-            let bytes = ConsensusWire.encode(m)
+            let bytes = ConsensusWire.encode(m, entryBytes: entryBytes.bytes)
             outboxes.withLock { $0[to] }?.post(bytes)
         case .outcome(let o):
             let ws = waiters.withLock { $0.byRequest.removeValue(forKey: o.requestID) }
@@ -419,6 +422,29 @@ final class ConsensusShell: Sendable {
             untaken.withLock { $0[id] = box }
             return true
         }
+    }
+}
+
+/// Encoded log entries by index. An entry (index, term) never changes, and a follower that lags
+/// is sent the same entries again; a lease change of a quota bucket carries every record its
+/// takeover collected, and encoding it is the costly part of a send.
+final class EncodedEntries: Sendable {
+    private let byIndex = Mutex<[LogIndex: LogEntry<[UInt8]>]>([:])
+    /// Entries kept below the newest one asked for.
+    static let keep: LogIndex = 4096
+
+    func bytes(_ e: LogEntry<ClusterCommand>) -> LogEntry<[UInt8]> {
+        guard case .command = e.body else { return ConsensusWire.bytes(e) }
+        if let hit = byIndex.withLock({ $0[e.index] }), hit.term == e.term { return hit }
+        let encoded = ConsensusWire.bytes(e)
+        byIndex.withLock { cache in
+            cache[e.index] = encoded
+            if cache.count > 2 * Int(Self.keep) {
+                let floor = e.index > Self.keep ? e.index - Self.keep : 0
+                cache = cache.filter { $0.key > floor }
+            }
+        }
+        return encoded
     }
 }
 

@@ -444,8 +444,9 @@ public struct BookingNode: Sendable {
             }
         }
         if tried[q.block]?.epoch != r.epoch { tried[q.block] = (r.epoch, [:]) }
-        let mine = Set(q.candidates).flatMap { store.records(in: q.block, slot: $0) }
-        let view = slotViews(block: q.block, bookings: mine, state: state)
+        let candidates = Set(q.candidates)
+        let mine = candidates.flatMap { store.records(in: q.block, slot: $0) }
+        let view = slotViews(block: q.block, bookings: mine, state: state, slots: candidates)
         // Records newer than our history: we cannot say; a retryable answer, never a final one.
         if view.unknown { return [.refused(requestID: q.id, reason: .noHolder)] }
         // The next generation of the first candidate slot whose status the transition table lets

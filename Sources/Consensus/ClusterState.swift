@@ -193,6 +193,9 @@ public struct LeaseRecord: Hashable, Sendable, Codable {
     /// Positions in `collected` by patient, derived like `collectedEpochs`: a quota check reads
     /// one patient's records of a bucket whose collected list may hold everyone's.
     private(set) var collectedByPatient: [String: [Int]] = [:]
+    /// Positions in `collected` by slot, derived likewise: a request looks at its candidate slots
+    /// (a quota bucket's slot is its patient), not at every collected record.
+    private(set) var collectedBySlot: [Int: [Int]] = [:]
     /// (epoch, holder) of every grant so far, oldest first.
     public var history: [Epoch: NodeID] = [:]
 
@@ -201,7 +204,11 @@ public struct LeaseRecord: Hashable, Sendable, Codable {
         collectedIDs = Set(records.map(\.id))
         collectedEpochs = Dictionary(records.map { ($0.id, $0.epoch) }, uniquingKeysWith: max)
         collectedByPatient = Dictionary(grouping: records.indices, by: { records[$0].patient })
+        collectedBySlot = Dictionary(grouping: records.indices, by: { records[$0].slot })
     }
+
+    /// The collected records of one slot.
+    public func collected(inSlot slot: Int) -> [Booking] { (collectedBySlot[slot] ?? []).map { collected[$0] } }
 
     /// The collected records of one patient.
     public func collected(of patient: String) -> [Booking] { (collectedByPatient[patient] ?? []).map { collected[$0] } }
@@ -354,13 +361,14 @@ public enum SlotView: Sendable, Equatable { case free, booked(Booking), unknown 
 /// Per slot, the valid records of its highest generation (one, unless the protocol broke: two
 /// records for one slot generation is a double booking). `unknown` for the whole block while a
 /// record under an epoch newer than this replica's history exists.
-public func slotViews(block: BlockID, bookings: [Booking], state: ClusterState) -> (views: [Int: [Booking]], unknown: Bool) {
+public func slotViews(block: BlockID, bookings: [Booking], state: ClusterState, slots: Set<Int>? = nil) -> (views: [Int: [Booking]], unknown: Bool) {
     guard let r = state.blocks[block] else { return ([:], true) }
-    return slotViews(record: r, bookings: bookings)
+    return slotViews(record: r, bookings: bookings, slots: slots)
 }
 
-/// `slotViews` from the block's lease record (its current epoch and collected records).
-public func slotViews(record r: LeaseRecord, bookings: [Booking]) -> (views: [Int: [Booking]], unknown: Bool) {
+/// `slotViews` from the block's lease record (its current epoch and collected records); with
+/// `slots`, of those slots only (`bookings` must then be theirs).
+public func slotViews(record r: LeaseRecord, bookings: [Booking], slots: Set<Int>? = nil) -> (views: [Int: [Booking]], unknown: Bool) {
     let block = r.block
     var current: [Int: [Booking]] = [:]
     func add(_ b: Booking) {
@@ -369,7 +377,8 @@ public func slotViews(record r: LeaseRecord, bookings: [Booking]) -> (views: [In
         else if b.generation == top.generation, !current[b.slot]!.contains(where: { $0.id == b.id && $0.epoch == b.epoch }) { current[b.slot]!.append(b) }
     }
     // A refusal takes no slot (no slot status).
-    for b in r.collected where b.kind.slotStatus != nil { add(b) }
+    let collected = slots.map { $0.sorted().flatMap(r.collected(inSlot:)) } ?? r.collected
+    for b in collected where b.kind.slotStatus != nil { add(b) }
     for b in bookings where b.block == block {
         if b.epoch > r.epoch { return ([:], true) }
         if b.epoch == r.epoch, !r.collectedIDs.contains(b.id), b.kind.slotStatus != nil { add(b) }

@@ -21,7 +21,8 @@ public enum ConsensusWire {
     public static let version: UInt8 = 2
     static let maxItems: UInt32 = 100_000
 
-    public static func encode(_ m: ConsensusMessage) -> [UInt8] {
+    /// `entryBytes` encodes one log entry (a cache may answer: an entry never changes).
+    public static func encode(_ m: ConsensusMessage, entryBytes: (LogEntry<ClusterCommand>) -> LogEntry<[UInt8]> = bytes) -> [UInt8] {
         var w = ByteWriter()
         w.u8(version)
         switch m {
@@ -34,7 +35,7 @@ public enum ConsensusWire {
                 w.u8(1); w.u8((granted ? 1 : 0) | (pre ? 2 : 0))
             case .appendEntries(let pi, let pt, let es, let commit):
                 w.u8(2); w.u64(pi); w.u64(pt); w.u32(UInt32(es.count))
-                for e in es { w.entry(bytes(e)) }
+                for e in es { w.entry(entryBytes(e)) }
                 w.u64(commit)
             case .appendEntriesResponse(let ok, let pi, let match, let ct, let ci):
                 w.u8(3); w.u8(ok ? 1 : 0); w.u64(pi); w.u64(match)
@@ -194,10 +195,10 @@ public enum ConsensusWire {
 
     // MARK: Raft state <-> bytes (FileRaftLog)
 
-    public static func bytes(_ p: ClusterPersist) -> BytePersist {
+    public static func bytes(_ p: ClusterPersist, entryBytes: (LogEntry<ClusterCommand>) -> LogEntry<[UInt8]> = bytes) -> BytePersist {
         BytePersist(seq: p.seq, hardState: p.hardState,
                     snapshot: p.snapshot.map { Snapshot(lastIndex: $0.lastIndex, lastTerm: $0.lastTerm, config: $0.config, data: json($0.data)) },
-                    truncateFrom: p.truncateFrom, entries: p.entries.map(bytes))
+                    truncateFrom: p.truncateFrom, entries: p.entries.map(entryBytes))
     }
 
     public static func typed(_ s: ByteRaftState) throws -> DurableRaftState<ClusterCommand, ClusterState> {
@@ -205,7 +206,7 @@ public enum ConsensusWire {
         return DurableRaftState(hardState: s.hardState, snapshot: snap, entries: try s.entries.map(typed))
     }
 
-    static func bytes(_ e: LogEntry<ClusterCommand>) -> LogEntry<[UInt8]> {
+    public static func bytes(_ e: LogEntry<ClusterCommand>) -> LogEntry<[UInt8]> {
         switch e.body {
         case .noop: return LogEntry(index: e.index, term: e.term, body: .noop)
         case .config(let c): return LogEntry(index: e.index, term: e.term, body: .config(c))
