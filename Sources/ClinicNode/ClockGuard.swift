@@ -53,13 +53,17 @@ public struct ClockGuard: Sendable, Hashable {
         self.peerCount = peerCount
     }
 
-    /// - Parameter offsets: fresh offset estimates (peer minus this node), by peer id.
-    public func evaluate(offsets: [String: Int64]) -> Verdict {
+    /// - Parameter estimates: fresh estimates by peer id: the offset (peer minus this node) and the
+    ///   round trip it came from. An offset is only known to within half its round trip (the delay
+    ///   may all be on one way), so a peer counts as off only if it is off by more than the bound
+    ///   even then: a loaded node whose heartbeats queue for seconds does not refuse writes for it.
+    public func evaluate(_ estimates: [String: (offsetMillis: Int64, rttMillis: Double)]) -> Verdict {
         guard peerCount > 0 else { return .allow }
         let majority = peerCount / 2 + 1
-        let off = offsets.filter { abs($0.value) > boundMillis }
-        if off.count >= majority { return .refuse(offPeers: off) }
-        if offsets.count - off.count >= majority { return .allow }
+        let off = estimates.filter { Double(abs($0.value.offsetMillis)) - $0.value.rttMillis / 2 > Double(boundMillis) }
+        let agree = estimates.filter { abs($0.value.offsetMillis) <= boundMillis }
+        if off.count >= majority { return .refuse(offPeers: off.mapValues(\.offsetMillis)) }
+        if agree.count >= majority { return .allow }
         return .undecided
     }
 }

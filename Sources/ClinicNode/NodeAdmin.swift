@@ -17,10 +17,10 @@ extension MeshNode {
     func evaluateClockGuard() {
         let now = clock.monotonicNanos()
         let maxAge = UInt64(max(5_000, 5 * config.tuning.heartbeatMillis)) * 1_000_000
-        let offsets = runtime.withLock { r in
-            r.peers.compactMapValues { $0.estimator.estimate(nowMonotonicNanos: now, maxAgeNanos: maxAge)?.offsetMillis }
+        let estimates = runtime.withLock { r in
+            r.peers.compactMapValues { $0.estimator.estimate(nowMonotonicNanos: now, maxAgeNanos: maxAge).map { ($0.offsetMillis, $0.rttMillis) } }
         }
-        let verdict = ClockGuard(boundMillis: config.tuning.maxClockOffsetMillis, peerCount: runtime.withLock { $0.peers.count }).evaluate(offsets: offsets)
+        let verdict = ClockGuard(boundMillis: config.tuning.maxClockOffsetMillis, peerCount: runtime.withLock { $0.peers.count }).evaluate(estimates)
         switch verdict {
         case .refuse(let off):
             guard runtime.withLock({ $0.guardReason }) == nil else { return }

@@ -138,11 +138,21 @@ struct NodeCoreTests {
     @Test("clock guard counts a majority of all peers, not only the measured ones")
     func guardMajority() {
         let g = ClockGuard(boundMillis: 500, peerCount: 2)
-        #expect(g.evaluate(offsets: ["a": 900, "b": -700]) == .refuse(offPeers: ["a": 900, "b": -700]))
-        #expect(g.evaluate(offsets: ["a": 900, "b": 10]) == .undecided)
-        #expect(g.evaluate(offsets: ["a": 900]) == .undecided)
-        #expect(g.evaluate(offsets: ["a": 1, "b": 2]) == .allow)
-        #expect(ClockGuard(boundMillis: 500, peerCount: 0).evaluate(offsets: [:]) == .allow)
+        func fast(_ offsets: [String: Int64]) -> [String: (offsetMillis: Int64, rttMillis: Double)] { offsets.mapValues { ($0, 2) } }
+        #expect(g.evaluate(fast(["a": 900, "b": -700])) == .refuse(offPeers: ["a": 900, "b": -700]))
+        #expect(g.evaluate(fast(["a": 900, "b": 10])) == .undecided)
+        #expect(g.evaluate(fast(["a": 900])) == .undecided)
+        #expect(g.evaluate(fast(["a": 1, "b": 2])) == .allow)
+        #expect(ClockGuard(boundMillis: 500, peerCount: 0).evaluate([:]) == .allow)
+    }
+
+    @Test("clock guard does not refuse for offsets its round trips cannot tell from queueing")
+    func guardUncertainty() {
+        let g = ClockGuard(boundMillis: 500, peerCount: 2)
+        // A loaded node: heartbeats answered after 6 s, offsets of 2.6 and 1.1 s either way.
+        #expect(g.evaluate(["a": (-2_580, 6_000), "b": (-1_090, 5_000)]) == .undecided)
+        // Off by 2.6 s even with all of a 1 s round trip on one side: off.
+        #expect(g.evaluate(["a": (-2_580, 1_000), "b": (3_000, 800)]) == .refuse(offPeers: ["a": -2_580, "b": 3_000]))
     }
 
     @Test("offset estimate takes the fastest round trip")
