@@ -49,8 +49,8 @@ public struct BookingLookup: Sendable {
     /// the takeovers collected).
     public func appointment(holdID: String, block: BlockID, slot: Int) -> AppointmentRecords {
         var found = AppointmentRecords()
-        let collected = view.cluster.blocks[block]?.collected ?? []
-        for b in view.store.records(in: block, slot: slot) + collected where b.slot == slot && bookingStatus(b, in: view.cluster) == .active {
+        let collected = view.cluster.blocks[block]?.collected(inSlot: slot) ?? []
+        for b in view.store.records(in: block, slot: slot) + collected where bookingStatus(b, in: view.cluster) == .active {
             if b.id == holdID { found.hold = b }
             if b.kind.confirmed == holdID { found.confirmation = b }
             if b.kind.released == holdID { found.release = b }

@@ -139,9 +139,7 @@ public struct ConsensusCore: Sendable {
 
     /// Whether a request taken in here still waits for its outcome (its quota round or its
     /// holder's answer): a retry of it must wait for that outcome too, not be answered afresh.
-    public func isOpen(_ requestID: String) -> Bool {
-        quotaFlows[requestID] != nil || replyTo[requestID] != nil || booking.isPending(requestID)
-    }
+    public func isOpen(_ requestID: String) -> Bool { view.isOpen(requestID) }
 
     private mutating func drain() -> [CoreEffect] {
         defer { out.removeAll(keepingCapacity: true) }

@@ -17,9 +17,11 @@ public enum StorageErrorCode: String, ClinicErrorCode {
 }
 
 extension ClinicError where Code == StorageErrorCode {
+    /// Call right after the failing system call: `errno` says why.
     static func io(_ path: String, _ what: String) -> StorageError {
-        StorageError(.io, zh: "共识日志 \(path) 读写失败（\(what)）：\(String(cString: strerror(errno)))。请检查磁盘空间与权限。",
-                     en: "the consensus log \(path) failed (\(what)): \(String(cString: strerror(errno))). Check disk space and permissions.", subject: path)
+        let reason = String(cString: strerror(errno))
+        return StorageError(.io, zh: "共识日志 \(path) 读写失败（\(what)）：\(reason)。请检查磁盘空间与权限。",
+                            en: "the consensus log \(path) failed (\(what)): \(reason). Check disk space and permissions.", subject: path)
     }
 
     static func corrupt(_ path: String, offset: Int, _ detail: String) -> StorageError {

@@ -85,7 +85,7 @@ public struct BookingHistory: Sendable {
         let cluster = try BookingRush.makeCluster(nodes: 3, binary: options.binary, tuning: tuning, folderPrefix: "clinicmesh-history-")
         defer {
             cluster.stopAll()
-            if ProcessInfo.processInfo.environment["CLINICMESH_BENCH_KEEP"] == nil { cluster.remove() }
+            cluster.removeUnlessKept()
         }
         let ids = cluster.ids
         try cluster.startAll()
@@ -224,7 +224,7 @@ public struct BookingHistory: Sendable {
 
     /// The patient's key as a node makes it (64 hex digits of an HMAC): here a hash of the index.
     static func patientKey(_ n: Int) -> String {
-        SHA256.hash(data: Array("history-patient-\(n)".utf8)).map { String(format: "%02x", $0) }.joined()
+        lowercaseHex(SHA256.hash(data: Array("history-patient-\(n)".utf8)))
     }
 
     // MARK: Conditions

@@ -104,7 +104,7 @@ public struct BookingRush: Sendable {
         let cluster = try Self.makeCluster(nodes: options.nodes, binary: options.binary)
         defer {
             cluster.stopAll()
-            if ProcessInfo.processInfo.environment["CLINICMESH_BENCH_KEEP"] == nil { cluster.remove() }
+            cluster.removeUnlessKept()
         }
         try cluster.startAll()
         return try await run(on: cluster)

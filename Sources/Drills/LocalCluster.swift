@@ -210,6 +210,11 @@ public final class LocalCluster: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: folder)
     }
 
+    /// A bench's end: the folder goes unless `CLINICMESH_BENCH_KEEP` is set (to look at logs and data).
+    public func removeUnlessKept() {
+        if ProcessInfo.processInfo.environment["CLINICMESH_BENCH_KEEP"] == nil { remove() }
+    }
+
     public func isRunning(_ id: String) -> Bool { lock.withLock { processes[id]?.isRunning ?? false } }
 
     public func dataDir(_ id: String) -> String { folder + "/data/" + id }

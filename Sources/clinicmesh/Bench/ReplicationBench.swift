@@ -67,7 +67,7 @@ struct ReplicationBench: AsyncParsableCommand {
             config.bench = .init(rowsPerS: rowsPerNode, seconds: seconds, report: folder + "/\(config.nodeID).report.json")
         }
         let folder = cluster.folder
-        defer { if ProcessInfo.processInfo.environment["CLINICMESH_BENCH_KEEP"] == nil { cluster.remove() } }
+        defer { cluster.removeUnlessKept() }
         try cluster.startAll()
         // Load (after every link is up) plus time to drain, then an ordered stop (SIGTERM); a
         // node that has not written its report within the grace period is reported below.
