@@ -1,5 +1,6 @@
 import Consensus
 import ConsensusStorage
+import Domain
 import Foundation
 import Logging
 import Mesh
@@ -373,6 +374,16 @@ final class ConsensusShell: Sendable {
             let defined = core.cluster.blocks
             let open = blocks.filter { defined[$0] != nil }.prefix(limit)
             if !open.isEmpty { core.close(Array(open)) }
+            return []
+        }
+    }
+
+    /// On the leader: trims the quota buckets for today's date (`QuotaPolicy.trim`), sessions
+    /// staying open `openDaysBack` days after their date.
+    func trimQuotaBuckets(openDaysBack: Int) {
+        let today = ShanghaiTime.unixDay(wallMs: clock.wallMillis())
+        step { core in
+            core.trimQuota(core.options.booking.quotaPolicy.trim(today: today, openDaysBack: openDaysBack))
             return []
         }
     }

@@ -471,10 +471,12 @@ extension MeshNode {
 
 extension MeshNode {
     /// On the leader: asks the consensus core to close the sessions whose date lies more than
-    /// `tuning.historyRetentionDays` days back (Asia/Shanghai). The core skips blocks already
-    /// closing; asking again after a failed attempt or a new leader is the point of repeating.
+    /// `tuning.historyRetentionDays` days back (Asia/Shanghai), and to trim the quota buckets of
+    /// what no booking from then on can count. The core skips blocks already closing or trimmed;
+    /// asking again after a failed attempt or a new leader is the point of repeating.
     func closeFinishedSessions() {
         guard consensus.view.isLeader else { return }
+        consensus.trimQuotaBuckets(openDaysBack: config.tuning.historyRetentionDays)
         let finished: [BlockID]
         do { finished = try booking.sessionsPastRetention(retentionDays: config.tuning.historyRetentionDays) } catch {
             logger.warning("无法列出已结束的时段 / cannot list finished sessions", metadata: ["node.error": "\(error)"])

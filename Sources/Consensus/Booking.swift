@@ -118,18 +118,31 @@ public let quotaBucketPrefix = "quota/"
 public let holdExpiryPrefix = "expire:"
 
 /// A write to the node's booking store: the promised epoch of a block and/or booking records,
-/// or closed blocks whose records and promises the store forgets (`BlockClosure`).
+/// closed blocks whose records and promises the store forgets (`BlockClosure`), or records that
+/// became inactive for good and are deleted (`drop`, after a quota bucket's trim).
 public struct BookingWrite: Sendable, Equatable {
     public var seq: UInt64
     public var promise: (block: BlockID, epoch: Epoch)?
     public var records: [Booking]
     public var forget: [BlockID]
-    public init(seq: UInt64, promise: (block: BlockID, epoch: Epoch)?, records: [Booking], forget: [BlockID] = []) {
-        self.seq = seq; self.promise = promise; self.records = records; self.forget = forget
+    public var drop: [RecordRef]
+    public init(seq: UInt64, promise: (block: BlockID, epoch: Epoch)?, records: [Booking], forget: [BlockID] = [], drop: [RecordRef] = []) {
+        self.seq = seq; self.promise = promise; self.records = records; self.forget = forget; self.drop = drop
     }
     public static func == (a: BookingWrite, b: BookingWrite) -> Bool {
-        a.seq == b.seq && a.records == b.records && a.promise?.block == b.promise?.block && a.promise?.epoch == b.promise?.epoch && a.forget == b.forget
+        a.seq == b.seq && a.records == b.records && a.promise?.block == b.promise?.block && a.promise?.epoch == b.promise?.epoch
+            && a.forget == b.forget && a.drop == b.drop
     }
+}
+
+/// One record version: the record of request `id` in `block` made under `epoch` (a later version
+/// under the same id is another record, which a drop of this one leaves alone).
+public struct RecordRef: Sendable, Hashable {
+    public var block: BlockID
+    public var id: String
+    public var epoch: Epoch
+    public init(block: BlockID, id: String, epoch: Epoch) { self.block = block; self.id = id; self.epoch = epoch }
+    public init(_ b: Booking) { self.init(block: b.block, id: b.id, epoch: b.epoch) }
 }
 
 /// What survives a crash of the booking store (only writes the shell made durable).
@@ -154,6 +167,7 @@ public struct BookingDurableState: Sendable, Equatable {
             promised[b] = .max
             index.forget(b)
         }
+        for ref in w.drop where index.records[ref.id].map({ $0.block == ref.block && $0.epoch <= ref.epoch }) == true { index.remove(ref.id) }
         if let p = w.promise { promised[p.block] = max(promised[p.block] ?? 0, p.epoch) }
         for r in w.records where Self.supersedes(r, index.records[r.id]) { index.put(r) }
     }
@@ -198,6 +212,13 @@ public struct BookingRecordIndex: Sendable {
         idsBySlot[SlotKey(block: r.block, slot: r.slot), default: []].insert(r.id)
         idsByPatient[r.patient, default: []].insert(r.id)
         if let target = r.kind.released { releasesOf[target, default: []].insert(r.id) }
+        versions[r.block, default: 0] += 1
+    }
+
+    /// Deletes one record, with its index entries.
+    mutating func remove(_ id: String) {
+        guard let r = records.removeValue(forKey: id) else { return }
+        removeFromIndexes(r)
         versions[r.block, default: 0] += 1
     }
 
@@ -274,6 +295,9 @@ public struct BookingOptions: Sendable {
     public var bugBookAfterRestart = false
     /// Bug switch: a voter replies to an accept before the booking is durable.
     public var bugAcceptReplyBeforeDurable = false
+    /// Bug switch: a quota bucket's trim drops every reservation before the first visit date
+    /// still bookable, including those the quota windows of later visits count.
+    public var bugTrimDropsCounted = false
     #endif
     public init() {}
 }
@@ -344,9 +368,9 @@ public struct BookingNode: Sendable {
         return state.liveness[id]?.incarnation == incarnation
     }
 
-    private mutating func persist(promise: (BlockID, Epoch)? = nil, records: [Booking] = [], forget: [BlockID] = []) {
+    private mutating func persist(promise: (BlockID, Epoch)? = nil, records: [Booking] = [], forget: [BlockID] = [], drop: [RecordRef] = []) {
         persistSeq += 1
-        let w = BookingWrite(seq: persistSeq, promise: promise.map { (block: $0.0, epoch: $0.1) }, records: records, forget: forget)
+        let w = BookingWrite(seq: persistSeq, promise: promise.map { (block: $0.0, epoch: $0.1) }, records: records, forget: forget, drop: drop)
         store.apply(w)
         out.append(.persist(w))
     }
@@ -380,6 +404,19 @@ public struct BookingNode: Sendable {
         let closing = Set(held)
         pending = pending.filter { !closing.contains($0.value.booking.block) }
         persist(forget: held.sorted())
+        return drain()
+    }
+
+    /// Deletes `block`'s records that are inactive for good: made under an epoch before the current
+    /// one and not carried forward by its takeover, so no later takeover collects them either (it
+    /// collects the current epoch's records and the collected ones). Run after a quota bucket's trim,
+    /// which leaves the records it drops in exactly that state.
+    public mutating func dropInactive(in block: BlockID, state: ClusterState) -> [BookingAction] {
+        guard let r = state.blocks[block] else { return [] }
+        let gone = store.records(in: block).filter { $0.epoch < r.epoch && r.collectedEpochs[$0.id] != $0.epoch }
+        guard !gone.isEmpty else { return [] }
+        for b in gone { acked.remove(b.id) }
+        persist(drop: gone.map(RecordRef.init).sorted { $0.id < $1.id })
         return drain()
     }
 
@@ -435,6 +472,9 @@ public struct BookingNode: Sendable {
         }
         // A strike (no-show, late cancellation) is only recorded; a reservation is checked.
         if case .quotaReservation(let tag) = asked {
+            // A visit this long ago: its session is closed or closing, and the trimmed records
+            // its windows would count are gone.
+            if let trim = r.trim, tag.visitDay < trim.visitsFrom { return refuse(q, asked, .noSuchSlot, r, state: state) }
             let today = ShanghaiTime.unixDay(wallMs: wallMs)
             if options.quotaPolicy.ban(strikes: strikes(of: q.patient, in: q.block, state: state), today: today) != nil {
                 return refuse(q, asked, .banned, r, state: state)
@@ -765,8 +805,11 @@ public struct BookingNode: Sendable {
             confirmations[block] = c
             finishConfirmation(block)
         case .gossip(let bs):
+            // A record no takeover will collect again (inactive) is of no use here: after a quota
+            // bucket's trim, a replica that has not dropped it yet would send it back.
             let fresh = bs.filter { b in
                 !state.closed.contains(b.block) && store.promised[b.block] != .max && (store.records[b.id].map { $0.epoch < b.epoch } ?? true)
+                    && bookingStatus(b, in: state) != .inactive
             }
             if !fresh.isEmpty { persist(records: fresh) }
         case .promise, .renew, .resign, .epochRefused:

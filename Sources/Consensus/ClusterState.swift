@@ -127,9 +127,13 @@ public struct LeaseChange: Hashable, Sendable, Codable {
     public var holderLiveness: UInt64
     public var voters: [NodeID]
     public var collected: [Booking]
-    public init(block: BlockID, fromEpoch: Epoch, toEpoch: Epoch, holder: NodeID, holderLiveness: UInt64, voters: [NodeID], collected: [Booking]) {
+    /// A quota bucket's trim, carried by the takeover that made it (`QuotaTrim`): `collected`
+    /// leaves out what it drops. Nil in entries of versions before trims, and in other takeovers.
+    public var trim: QuotaTrim?
+    public init(block: BlockID, fromEpoch: Epoch, toEpoch: Epoch, holder: NodeID, holderLiveness: UInt64, voters: [NodeID], collected: [Booking],
+                trim: QuotaTrim? = nil) {
         self.block = block; self.fromEpoch = fromEpoch; self.toEpoch = toEpoch; self.holder = holder
-        self.holderLiveness = holderLiveness; self.voters = voters; self.collected = collected
+        self.holderLiveness = holderLiveness; self.voters = voters; self.collected = collected; self.trim = trim
     }
 }
 
@@ -198,6 +202,9 @@ public struct LeaseRecord: Hashable, Sendable, Codable {
     private(set) var collectedBySlot: [Int: [Int]] = [:]
     /// (epoch, holder) of every grant so far, oldest first.
     public var history: [Epoch: NodeID] = [:]
+    /// A quota bucket's latest trim: what its collected list no longer keeps, and the visit dates
+    /// its holder no longer takes reservations for.
+    public internal(set) var trim: QuotaTrim?
 
     mutating func setCollected(_ records: [Booking]) {
         collected = records
@@ -214,7 +221,7 @@ public struct LeaseRecord: Hashable, Sendable, Codable {
     public func collected(of patient: String) -> [Booking] { (collectedByPatient[patient] ?? []).map { collected[$0] } }
 
     enum CodingKeys: String, CodingKey {
-        case block, home, slots, opensAtMs, epoch, holder, holderLiveness, voters, collected, collectedIDs, history
+        case block, home, slots, opensAtMs, epoch, holder, holderLiveness, voters, collected, collectedIDs, history, trim
     }
 }
 
@@ -230,6 +237,7 @@ extension LeaseRecord {
         holderLiveness = try c.decodeIfPresent(UInt64.self, forKey: .holderLiveness) ?? 0
         voters = try c.decodeIfPresent([NodeID].self, forKey: .voters) ?? []
         history = try c.decodeIfPresent([Epoch: NodeID].self, forKey: .history) ?? [:]
+        trim = try c.decodeIfPresent(QuotaTrim.self, forKey: .trim)
         setCollected(try c.decodeIfPresent([Booking].self, forKey: .collected) ?? [])
     }
 }
@@ -329,7 +337,9 @@ public struct ClusterState: Hashable, Sendable, Codable {
             r.holder = c.holder
             r.holderLiveness = c.holderLiveness
             r.voters = c.voters
-            r.setCollected(c.collected)
+            // Every takeover keeps to the bucket's trim, whether or not its leader knew of it.
+            r.trim = QuotaTrim.latest(r.trim, c.trim)
+            r.setCollected(r.trim.map { $0.kept(c.collected) } ?? c.collected)
             r.history[c.toEpoch] = c.holder
             blocks[c.block] = r
         case .closeBlock(let c):

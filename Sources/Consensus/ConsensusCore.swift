@@ -77,6 +77,9 @@ public struct ConsensusCoreOptions: Sendable {
     public var maxHops: UInt8 = 3
     /// Ticks between sweeps of this node's blocks for holds that ran out (released by their holder).
     public var expireHoldsEveryTicks: UInt64 = 100
+    /// Ticks before the leader looks through a quota bucket again for records the same trim
+    /// would drop (`trimQuota`): each look reads the whole bucket.
+    public var trimLookEveryTicks: UInt64 = 6_000
     /// Seeds the core's random choices: re-offer delays (the simulator's seed, or anything in a real node).
     public var seed: UInt64 = 0
     public init() {}
@@ -117,8 +120,11 @@ public struct ConsensusCore: Sendable {
     /// Set by a clean shutdown: no more liveness renewals from this process.
     public private(set) var resigned = false
     /// Set when the cluster state came from a snapshot: booking records of blocks it says are
-    /// closed are forgotten at the next tick (the write needs an effect).
+    /// closed are forgotten at the next tick (the write needs an effect), and those a quota
+    /// bucket's trim made inactive are dropped.
     private var forgetClosedRecords = true
+    /// Per quota bucket, the trim this leader last looked for records to drop under, and when (tick).
+    private var trimLookedAt: [BlockID: (trim: QuotaTrim, tick: UInt64)] = [:]
     private var out: [CoreEffect] = []
 
     /// `incarnation` must be stored durably and grow on every process start (the shell's job).
@@ -158,6 +164,9 @@ public struct ConsensusCore: Sendable {
             forgetClosedRecords = false
             let closed = booking.store.blocks.filter(cluster.closed.contains)
             if !closed.isEmpty { handle(booking.forget(closed.sorted())) }
+            for b in booking.store.blocks.sorted() where cluster.blocks[b]?.trim != nil {
+                handle(booking.dropInactive(in: b, state: cluster))
+            }
         }
         handle(booking.tick(state: cluster))
         if raft.role == .leader {
@@ -253,6 +262,26 @@ public struct ConsensusCore: Sendable {
         manager.close(blocks.filter { !isQuotaBucket($0) })
     }
 
+    /// Asks this node, if it leads, to trim the quota buckets to `wanted` (`QuotaPolicy.trim`):
+    /// each bucket with enough records to drop (a sixteenth of what it holds here) is taken over
+    /// with the trim. Ask again as the days pass; a bucket is looked at again for the same trim
+    /// only after `trimLookEveryTicks`.
+    public mutating func trimQuota(_ wanted: QuotaTrim) {
+        guard raft.role == .leader else { return }
+        #if CLINICMESH_BUG_SWITCHES
+        var wanted = wanted
+        if options.booking.bugTrimDropsCounted { wanted.reservationsBefore = wanted.visitsFrom }
+        #endif
+        for (b, r) in cluster.blocks where isQuotaBucket(b) && !(r.trim?.covers(wanted) ?? false) {
+            if let last = trimLookedAt[b], last.trim == wanted, ticks < last.tick + options.trimLookEveryTicks { continue }
+            trimLookedAt[b] = (wanted, ticks)
+            guard let trim = QuotaTrim.latest(r.trim, wanted) else { continue }
+            let records = r.collected + booking.store.records(in: b)
+            let dropped = records.count - trim.kept(records).count
+            if dropped > 0, dropped * 16 >= records.count { manager.trim(b, to: trim) }
+        }
+    }
+
     /// Proposes on the leader; elsewhere passes definitions on to the leader it knows.
     public mutating func propose(_ c: ClusterCommand) -> (Result<LogIndex, ProposeError>, [CoreEffect]) {
         let r = submit(c)
@@ -324,7 +353,7 @@ public struct ConsensusCore: Sendable {
         if let flow = quotaFlows.removeValue(forKey: o.requestID), case .refused(_, let reason) = o, Self.finalRefusals.contains(reason) {
             let reservation = Self.reservationPrefix + flow.id
             // The release says why, so a retry of the request meets this refusal again, not `released`.
-            let release = BookingRequest(id: "release:" + reservation, block: Self.quotaBucket(patient: flow.patient, buckets: options.quotaBuckets),
+            let release = BookingRequest(id: Self.reservationReleasePrefix + reservation, block: Self.quotaBucket(patient: flow.patient, buckets: options.quotaBuckets),
                                          slot: Self.reservationSlot(reservation), patient: flow.patient, releases: reservation,
                                          tag: RefusalRelease.tag(reason))
             pendingReleases[release.id] = release
@@ -336,6 +365,8 @@ public struct ConsensusCore: Sendable {
     // MARK: Per-person quotas
 
     static let reservationPrefix = "quota:"
+    /// A reservation's release: `release:<reservation id>`.
+    static let reservationReleasePrefix = "release:"
     /// The id of the quota reservation a booking request takes first (`request(_:quota:)`).
     public static func reservationID(of requestID: String) -> String { reservationPrefix + requestID }
     /// A booking's refusals that give its quota reservation back: the holder made them durable
@@ -381,7 +412,7 @@ public struct ConsensusCore: Sendable {
     private mutating func releaseWithReservation(_ q: BookingRequest) {
         guard let booking = q.releases else { return }
         let reservation = Self.reservationPrefix + booking
-        releaseAfter[q.id] = BookingRequest(id: "release:" + reservation, block: Self.quotaBucket(patient: q.patient, buckets: options.quotaBuckets),
+        releaseAfter[q.id] = BookingRequest(id: Self.reservationReleasePrefix + reservation, block: Self.quotaBucket(patient: q.patient, buckets: options.quotaBuckets),
                                             slot: Self.reservationSlot(reservation), patient: q.patient, releases: reservation)
         take(q)
     }
@@ -432,9 +463,10 @@ public struct ConsensusCore: Sendable {
 
     /// A reservation's refusals that are the booking's final answer too: the quota or a ban; a
     /// retry of a request whose reservation was given back (`released` for a cancelled booking,
-    /// the booking's own refusal for one refused for good); the id reused for another patient.
+    /// the booking's own refusal for one refused for good); the id reused for another patient; a
+    /// visit date the bucket's trim has passed (`noSuchSlot`, as its closed session would say).
     /// Anything else (no holder, a timeout) says only that the bucket cannot decide now.
-    static let reservationFinalRefusals = finalRefusals.union([.quotaExceeded, .banned, .released, .requestMismatch])
+    static let reservationFinalRefusals = finalRefusals.union([.quotaExceeded, .banned, .released, .requestMismatch, .noSuchSlot])
 
     /// The leader defines the quota buckets once members are known, spread over the members.
     private mutating func defineBuckets() {
@@ -500,6 +532,9 @@ public struct ConsensusCore: Sendable {
                     if accepted, case .command(.closeBlock(let c)) = e.body {
                         freshAcked.removeAll { $0.block == c.block }
                         handle(booking.forget([c.block]))
+                    }
+                    if accepted, case .command(.lease(let c)) = e.body, c.trim != nil {
+                        handle(booking.dropInactive(in: c.block, state: cluster))
                     }
                 }
                 if cluster.appliedIndex >= raft.snapshotIndex + options.compactEvery {

@@ -47,6 +47,8 @@ public struct LeaseManager: Sendable {
     private var closedCountSeen = 0
     /// Blocks this leader was asked to close (`close`); they get no other takeover meanwhile.
     private var closing: Set<BlockID> = []
+    /// Quota buckets this leader was asked to trim (`trim`), until their lease record has the trim.
+    private var trimming: [BlockID: QuotaTrim] = [:]
     private var out: [LeaseManagerAction] = []
 
     public init(id: NodeID, options: LeaseManagerOptions = .init()) { self.id = id; self.options = options }
@@ -61,12 +63,27 @@ public struct LeaseManager: Sendable {
         blockOrder = []
         fencedAt = [:]
         closing = []
+        trimming = [:]
     }
-    public mutating func steppedDown() { active = false; attempts = [:]; closing = [] }
+    public mutating func steppedDown() { active = false; attempts = [:]; closing = []; trimming = [:] }
 
     public mutating func close(_ blocks: [BlockID]) {
         guard active else { return }
         closing.formUnion(blocks)
+    }
+
+    /// Trims quota bucket `block` (`QuotaTrim`) by a takeover to the holder it would have anyway.
+    public mutating func trim(_ block: BlockID, to trim: QuotaTrim) {
+        guard active else { return }
+        trimming[block] = QuotaTrim.latest(trimming[block], trim)
+    }
+
+    /// The trim a takeover of `r` carries: the bucket's own, moved on by one this leader was asked for.
+    private func trim(for r: LeaseRecord) -> QuotaTrim? { QuotaTrim.latest(r.trim, trimming[r.block]) }
+
+    private func needsTrim(_ r: LeaseRecord) -> Bool {
+        guard let wanted = trimming[r.block] else { return false }
+        return !(r.trim?.covers(wanted) ?? false)
     }
 
     private mutating func propose(_ c: ClusterCommand, now: UInt64) {
@@ -119,9 +136,11 @@ public struct LeaseManager: Sendable {
                     break
                 }
                 guard let l = state.liveness[a.holder], l.live else { attempts[block] = nil; break }
+                let trim = trim(for: r)
+                let records = collected.values.sorted { $0.id < $1.id }
                 let change = LeaseChange(block: block, fromEpoch: r.epoch, toEpoch: a.toEpoch, holder: a.holder,
                                          holderLiveness: l.epoch, voters: state.raftConfig.voters,
-                                         collected: collected.values.sorted { $0.id < $1.id })
+                                         collected: trim.map { $0.kept(records) } ?? records, trim: trim)
                 a.proposed = true
                 out.append(.propose(.lease(change)))
             }
@@ -169,7 +188,8 @@ public struct LeaseManager: Sendable {
             // An attempt overtaken by an earlier one's commit may have left voters promised above
             // the epoch that won: they would refuse every booking under it.
             if let a = attempts[b], a.fromEpoch < r.epoch, a.toEpoch > r.epoch { fencedAt[b] = r.epoch }
-            if valid && r.holder == target && r.voters == voters && fencedAt[b] != r.epoch { attempts[b] = nil; continue }
+            if trimming[b] != nil, !needsTrim(r) { trimming[b] = nil }
+            if valid && r.holder == target && r.voters == voters && fencedAt[b] != r.epoch && !needsTrim(r) { attempts[b] = nil; continue }
             if let a = attempts[b], a.fromEpoch == r.epoch, now < a.started + options.takeoverTimeoutMs { continue }
             guard let l = state.liveness[target], l.live else { continue }
             let to = max(r.epoch, epochFloor[b] ?? 0) + 1
@@ -178,7 +198,7 @@ public struct LeaseManager: Sendable {
             if r.epoch == 0 {
                 // First grant: no epoch before it, so no booking can exist to collect.
                 attempts[b] = Attempt(fromEpoch: 0, toEpoch: to, holder: target, started: now, proposed: true)
-                out.append(.propose(.lease(LeaseChange(block: b, fromEpoch: 0, toEpoch: to, holder: target, holderLiveness: l.epoch, voters: voters, collected: []))))
+                out.append(.propose(.lease(LeaseChange(block: b, fromEpoch: 0, toEpoch: to, holder: target, holderLiveness: l.epoch, voters: voters, collected: [], trim: trim(for: r)))))
                 continue
             }
             attempts[b] = Attempt(fromEpoch: r.epoch, toEpoch: to, holder: target, started: now)

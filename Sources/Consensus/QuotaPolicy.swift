@@ -154,3 +154,89 @@ public struct QuotaPolicy: Sendable, Hashable, Codable {
         return true
     }
 }
+
+extension QuotaPolicy {
+    /// The longest window any rule counts reservations over.
+    public var longestWindowDays: Int { rules.map(\.windowDays).max() ?? 0 }
+    /// How far back a strike can still count towards a ban in force: a ban's window before its
+    /// last strike, and the ban itself after it.
+    public var longestBanReachDays: Int { bans.map { $0.windowDays + $0.banDays }.max() ?? 0 }
+
+    /// Days of slack between what a trim drops and what the next request may still count: the
+    /// closing of past sessions lags, and the holder's clock may be a day off.
+    public static let trimSlackDays = 7
+
+    /// The trim of the quota buckets on `today` (days since 1970, Asia/Shanghai) when sessions stay
+    /// open `openDaysBack` days after their date: reservations old enough that no window of a
+    /// booking still possible reaches them, and strikes no ban from today on can count.
+    public func trim(today: Int, openDaysBack: Int) -> QuotaTrim {
+        let visitsFrom = today - max(0, openDaysBack) - Self.trimSlackDays
+        return QuotaTrim(reservationsBefore: visitsFrom - longestWindowDays, visitsFrom: visitsFrom,
+                         strikesBefore: today - Self.trimSlackDays - longestBanReachDays)
+    }
+}
+
+/// What a quota bucket no longer keeps (`LeaseChange.trim`): a bucket holds every reservation and
+/// strike of its patients, so without trimming it grows with the years. A trim is a takeover of the
+/// bucket whose collected list leaves out the records it drops; the records it drops are then
+/// inactive on every node (not made under the new epoch, not collected), and each node deletes them.
+/// Decisions stay exact because the holder refuses reservations whose windows would reach the dropped
+/// ones (`visitsFrom`), and no ban from now on counts a dropped strike.
+public struct QuotaTrim: Sendable, Hashable, Codable {
+    /// Reservations (and their releases and refusals) for visit dates before this day are dropped.
+    public var reservationsBefore: Int
+    /// The earliest visit date the bucket's holder takes a reservation for: every window that
+    /// contains it starts on or after `reservationsBefore`.
+    public var visitsFrom: Int
+    /// Strikes of days before this one are dropped.
+    public var strikesBefore: Int
+
+    public init(reservationsBefore: Int, visitsFrom: Int, strikesBefore: Int) {
+        self.reservationsBefore = reservationsBefore; self.visitsFrom = visitsFrom; self.strikesBefore = strikesBefore
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case reservationsBefore = "reservations_before", visitsFrom = "visits_from", strikesBefore = "strikes_before"
+    }
+
+    /// Whether this trim drops at least what `other` drops.
+    public func covers(_ other: QuotaTrim) -> Bool {
+        reservationsBefore >= other.reservationsBefore && visitsFrom >= other.visitsFrom && strikesBefore >= other.strikesBefore
+    }
+
+    /// The later of two trims, field by field: a bucket's trim never moves back.
+    public static func latest(_ a: QuotaTrim?, _ b: QuotaTrim?) -> QuotaTrim? {
+        guard let a else { return b }
+        guard let b else { return a }
+        return QuotaTrim(reservationsBefore: max(a.reservationsBefore, b.reservationsBefore), visitsFrom: max(a.visitsFrom, b.visitsFrom),
+                         strikesBefore: max(a.strikesBefore, b.strikesBefore))
+    }
+
+    /// `records` (a bucket's, complete as a takeover collects them) without the ones this trim
+    /// drops: old reservations and strikes by their own dates, refusals by the request's tag, and
+    /// releases, or refused releases, of a dropped reservation.
+    public func kept(_ records: [Booking]) -> [Booking] {
+        var dropped: Set<String> = []
+        for b in records where dropsByDate(b) { dropped.insert(b.id) }
+        return records.filter { b in
+            if dropped.contains(b.id) { return false }
+            if let target = b.kind.released { return !dropped.contains(target) }
+            if case .refusal = b.kind, b.id.hasPrefix(ConsensusCore.reservationReleasePrefix) {
+                return !dropped.contains(String(b.id.dropFirst(ConsensusCore.reservationReleasePrefix.count)))
+            }
+            return true
+        }
+    }
+
+    private func dropsByDate(_ b: Booking) -> Bool {
+        switch b.kind {
+        case .quotaReservation(let tag): return tag.visitDay < reservationsBefore
+        case .strike(let strike): return strike.day < strikesBefore
+        case .refusal(_, let requestTag):
+            if let tag = QuotaTag(encoded: requestTag) { return tag.visitDay < reservationsBefore }
+            if let strike = Strike(encoded: requestTag) { return strike.day < strikesBefore }
+            return false
+        case .booking, .hold, .confirmation, .cancellation, .expiry, .release: return false
+        }
+    }
+}

@@ -10,7 +10,8 @@ public final class FileBookingLog {
     /// indexes (the core keeps those; only a restart reads this copy, through `state`).
     private var records: [BlockID: [String: Booking]] = [:]
     private var promised: [BlockID: Epoch] = [:]
-    /// Records dropped with closed blocks since the last rewrite: their bytes are still in the file.
+    /// Records dropped with closed blocks, or by a quota bucket's trim, since the last rewrite:
+    /// their bytes are still in the file.
     private var forgottenSinceRewrite = 0
     private let file: RecordFile
     public var recoveredTornBytes: Int { file.recoveredTornBytes }
@@ -77,6 +78,10 @@ public final class FileBookingLog {
             promised[b] = .max
             forgottenSinceRewrite += records.removeValue(forKey: b)?.count ?? 0
         }
+        for ref in w.drop where records[ref.block]?[ref.id].map({ $0.epoch <= ref.epoch }) == true {
+            records[ref.block]![ref.id] = nil
+            forgottenSinceRewrite += 1
+        }
         if let p = w.promise { promised[p.block] = max(promised[p.block] ?? 0, p.epoch) }
         for r in w.records where BookingDurableState.supersedes(r, records[r.block]?[r.id]) { records[r.block, default: [:]][r.id] = r }
     }
@@ -84,12 +89,18 @@ public final class FileBookingLog {
 
 extension ByteWriter {
     /// The first byte: 2 without a promise, 3 with one (0 and 1: the same before holds, read as
-    /// legacy); 4 lists closed blocks to forget, then the rest of the write follows.
+    /// legacy); 4 lists closed blocks to forget, 5 records to drop (block, id, epoch), then the
+    /// rest of the write follows.
     mutating func bookingWrite(_ w: BookingWrite) {
         if !w.forget.isEmpty {
             u8(4)
             u32(UInt32(w.forget.count))
             for b in w.forget { str(b) }
+        }
+        if !w.drop.isEmpty {
+            u8(5)
+            u32(UInt32(w.drop.count))
+            for ref in w.drop { str(ref.block); str(ref.id); u64(ref.epoch) }
         }
         if let p = w.promise { u8(3); str(p.block); u64(p.epoch) } else { u8(2) }
         bookings(w.records)
@@ -98,7 +109,18 @@ extension ByteWriter {
 
 extension ByteReader {
     mutating func bookingWrite() -> BookingWrite? {
-        guard let flag = u8(), flag <= 4 else { return nil }
+        guard let flag = u8(), flag <= 5 else { return nil }
+        if flag == 5 {
+            guard let n = u32(), n <= 1 << 24 else { return nil }
+            var drop: [RecordRef] = []
+            for _ in 0..<n {
+                guard let block = str(), let id = str(), let epoch = u64() else { return nil }
+                drop.append(RecordRef(block: block, id: id, epoch: epoch))
+            }
+            guard var rest = bookingWrite(), rest.forget.isEmpty, rest.drop.isEmpty else { return nil }
+            rest.drop = drop
+            return rest
+        }
         if flag == 4 {
             guard let n = u32(), n <= 1 << 20 else { return nil }
             var forget: [BlockID] = []

@@ -19,10 +19,32 @@ extension ClusterSimulation {
     /// A committed takeover lists every acknowledged booking that was active when it read.
     func checkTakeover(_ c: LeaseChange) {
         let listed = Set(c.collected.map(\.id))
-        for b in acked.values.sorted(by: { $0.id < $1.id }) where b.block == c.block && b.epoch <= c.fromEpoch && !listed.contains(b.id) {
+        let trimmed = trimmedAcked(in: c.block, by: QuotaTrim.latest(newestApplied?.state.blocks[c.block]?.trim, c.trim))
+        for b in acked.values.sorted(by: { $0.id < $1.id }) where b.block == c.block && b.epoch <= c.fromEpoch && !listed.contains(b.id) && !trimmed.contains(b.id) {
             fail("no acknowledged booking lost", "takeover of \(c.block) to epoch \(c.toEpoch) did not collect acknowledged booking \(b.id) (slot \(b.slot), epoch \(b.epoch))")
             return
         }
+    }
+
+    /// The acknowledged records of a quota bucket that `trim` may drop, by the visit date the
+    /// client asked for: a reservation, its release, and the refusal of that release, if no
+    /// window of a visit still bookable (from `visitsFrom`) reaches that date.
+    func trimmedAcked(in block: BlockID, by trim: QuotaTrim?) -> Set<String> {
+        guard let trim else { return [] }
+        let before = min(trim.reservationsBefore, trim.visitsFrom - simQuotaPolicy.longestWindowDays)
+        let reservation = "quota:", release = "release:"
+        var dropped: Set<String> = []
+        for b in acked.values where b.block == block {
+            let day: Int?
+            if case .quotaReservation(let tag) = b.kind, !b.id.hasPrefix(reservation) {
+                day = tag.visitDay // a probe's, made straight in the bucket
+            } else {
+                let reserved = b.releases ?? (b.id.hasPrefix(release) ? String(b.id.dropFirst(release.count)) : b.id)
+                day = reserved.hasPrefix(reservation) ? quotaRequests[String(reserved.dropFirst(reservation.count))]?.tag.visitDay : nil
+            }
+            if let day, day < before { dropped.insert(b.id) }
+        }
+        return dropped
     }
 
     /// A committed closure lists every acknowledged booking of its block, and its final records
@@ -89,8 +111,13 @@ extension ClusterSimulation {
             confirmationsOf[block] = confirmations
         }
         var holdingUnderQuota: [String: [String]] = [:] // patient -> request ids
+        var trimmed: [BlockID: Set<String>] = [:]
         for id in acked.keys.sorted() {
             let b = acked[id]!
+            if let trim = latest.blocks[b.block]?.trim {
+                if trimmed[b.block] == nil { trimmed[b.block] = trimmedAcked(in: b.block, by: trim) }
+                if trimmed[b.block]!.contains(b.id) { continue }
+            }
             if latest.closed.contains(b.block) {
                 // Acknowledged after the closure was checked: it must be among the final records too.
                 if closures[b.block]?.records.contains(where: { $0.id == b.id && $0.epoch == b.epoch }) != true {
@@ -241,6 +268,16 @@ extension ClusterSimulation {
             if let b = n.cluster.closed.sorted().first(where: { !n.booking.store.records(in: $0).isEmpty }) {
                 fail("closed blocks are forgotten", "n\(n.idx + 1) still holds \(n.booking.store.records(in: b).count) records of closed \(b)")
                 return
+            }
+        }
+        // Nor records a quota bucket's trim made inactive for good.
+        for n in up where n.core.ticks > 0 {
+            for (block, r) in n.cluster.blocks.sorted(by: { $0.key < $1.key }) where r.trim != nil {
+                let stale = n.booking.store.records(in: block).filter { $0.epoch < r.epoch && r.collectedEpochs[$0.id] != $0.epoch }
+                if let b = stale.first {
+                    fail("trimmed records are forgotten", "n\(n.idx + 1) still holds \(stale.count) inactive records of trimmed \(block), such as \(b.id)@e\(b.epoch)")
+                    return
+                }
             }
         }
         for block in latest.blocks.keys.sorted() {

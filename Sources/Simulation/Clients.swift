@@ -84,6 +84,8 @@ extension ClusterSimulation {
         if Self.saysRetry(o) { return }
         // A closed block answers every request so: its session is over.
         if case .refused(_, .noSuchSlot) = o, let q = calls[id]?.request, closures[q.block] != nil { return }
+        // So does a quota bucket for a visit date its trim has passed, once the request's own reservation is gone.
+        if case .refused(_, .noSuchSlot) = o, let day = quotaRequests[id]?.tag.visitDay, let trim = trimAsked, day < trim.visitsFrom { return }
         guard let first = finalOutcome[id] else {
             finalOutcome[id] = o
             return
@@ -110,7 +112,7 @@ extension ClusterSimulation {
         for b in state.blocks.keys.sorted() {
             let q = b.hasPrefix(quotaBucketPrefix)
                 ? BookingRequest(id: "probe:\(b)", block: b, slot: Int(Int32.max) - 1, patient: "probe:\(b)",
-                                 tag: QuotaTag(visitDay: 0, department: "probe").encoded)
+                                 tag: QuotaTag(visitDay: today, department: "probe").encoded)
                 : BookingRequest(id: "probe:\(b)", block: b, slot: opt.slotsPerBlock, patient: "probe:\(b)")
             probes[q.id] = b
             sendClient(q, via: up[Int(rng.below(UInt64(up.count)))], afterUs: 100 + rng.below(2_000), quiet: true)

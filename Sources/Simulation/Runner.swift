@@ -41,6 +41,8 @@ public struct CampaignSummary: Sendable, Codable {
     public var events = 0
     public var elections = 0
     public var takeovers = 0
+    public var quota_trims = 0
+    public var records_trimmed = 0
     public var pauses = 0
     public var pauses_longer_than_lease = 0
     public var crashes = 0
@@ -113,6 +115,8 @@ public func summarize(_ rs: [SeedResult], options: SimOptions) -> CampaignSummar
         s.events += t.events
         s.elections += t.elections
         s.takeovers += t.takeovers
+        s.quota_trims += t.quotaTrims
+        s.records_trimmed += t.recordsTrimmed
         s.pauses += t.pauses
         s.pauses_longer_than_lease += t.pausesLongerThanLease
         s.crashes += t.crashes

@@ -17,6 +17,8 @@ public enum BugSwitch: String, Sendable, CaseIterable {
     case acceptReplyBeforeDurable = "accept-reply-before-durable"
     /// The CRDT merge: on equal HLC stamps the change merged last wins, whichever node wrote it.
     case mergeTieIgnoresNode = "merge-tie-ignores-node"
+    /// A quota bucket's trim drops reservations that the windows of visits still bookable count.
+    case trimDropsCounted = "trim-drops-counted"
 }
 
 public struct SimOptions: Sendable {
@@ -51,6 +53,9 @@ public struct SimStats: Sendable, Codable {
     public var events = 0
     public var elections = 0
     public var takeovers = 0
+    /// Takeovers of quota buckets that trimmed them, and the acknowledged records they dropped.
+    public var quotaTrims = 0
+    public var recordsTrimmed = 0
     public var pauses = 0
     public var pausesLongerThanLease = 0
     public var crashes = 0
@@ -288,12 +293,25 @@ public final class ClusterSimulation {
     var closeAtUs: UInt64?
     var closeTargets: [BlockID] = []
     var closures: [BlockID: BlockClosure] = [:]
+    /// Quota-bucket trims in this run (half the seeds, from their own generator): the quota
+    /// clients' visit dates move on with time (`simDayUs` a day) and the leader trims the buckets
+    /// behind them, as a real one does each day. The latest trim asked for, if any.
+    var trims = false
+    var trimAsked: QuotaTrim?
+    var trimsSeen: [BlockID: QuotaTrim] = [:]
+    var trimmedCount: [BlockID: Int] = [:]
+    static let simDayUs: UInt64 = 50_000
+    /// Visit dates this many days behind today stay bookable (sessions open after their date,
+    /// and the policy's slack): retries of requests this old still find what they first found.
+    static let trimSlackDays = 30
 
     public init(seed: UInt64, options: SimOptions = .init()) {
         self.seed = seed
         self.opt = options
         self.rng = SplitMix64(seed: seed)
         self.replicationRng = SplitMix64(seed: seed ^ 0x7265_706C_6963_6173)
+        var trimming = SplitMix64(seed: seed ^ 0x7472_696D)
+        trims = (trimming.chance(0.5) || options.bug == .trimDropsCounted)
         var closing = SplitMix64(seed: seed ^ 0x636C_6F73_6564)
         if options.blocks > 2, closing.chance(0.5) {
             closeAtUs = options.faultMs * (300 + closing.below(500))
@@ -319,6 +337,7 @@ public final class ClusterSimulation {
         case .bookAfterRestart: bo.bugBookAfterRestart = true
         case .acceptReplyBeforeDurable: bo.bugAcceptReplyBeforeDurable = true
         case .mergeTieIgnoresNode: mergeRules.bugTieBreakIgnoresNode = true
+        case .trimDropsCounted: bo.bugTrimDropsCounted = true
         case nil: break
         }
         #endif
@@ -521,11 +540,19 @@ public final class ClusterSimulation {
            closeTargets.contains(where: { n.cluster.blocks[$0] != nil }) {
             n.core.close(closeTargets)
         }
+        if trims, setupDone, n.raft.role == .leader, n.core.ticks % 200 == 0 {
+            let trim = simQuotaPolicy.trim(today: today, openDaysBack: Self.trimSlackDays - QuotaPolicy.trimSlackDays)
+            trimAsked = QuotaTrim.latest(trimAsked, trim)
+            n.core.trimQuota(trim)
+        }
         // The shell learns of cut links late (about half a second on average), as a real one does.
         if rng.chance(0.02) { n.core.setUnreachable(Set(nodes.filter { blockedLink[n.idx][$0.idx] }.map(\.id))) }
         // Wall clock: the node's own (drifting) clock from a fixed date; policy only, never safety.
         handle(n, n.core.tick(nowMs: n.localMs(now), wallMs: 1_795_000_000_000 + Int64(n.localMs(now))))
     }
+
+    /// The quota clients' first visit date now: day 0 unless this run trims.
+    var today: Int { trims ? Int(now / Self.simDayUs) : 0 }
 
     /// The admin's first act: members and the doctors' sessions, proposed once there is a leader.
     func setup(_ leader: SimNode) {
@@ -628,7 +655,7 @@ public final class ClusterSimulation {
             let holdMs = rng.chance(0.25) ? Int64(1_500 + rng.below(3_000)) : 0
             q = BookingRequest(id: "r\(requestCounter)", block: "b\(block)",
                                slot: slot, patient: patient, alternatives: alternatives, holdMs: holdMs)
-            if quota { quotaRequests[q.id] = (patient, QuotaTag(visitDay: Int(rng.below(12)), department: "d\(block % 3)")) }
+            if quota { quotaRequests[q.id] = (patient, QuotaTag(visitDay: today + Int(rng.below(12)), department: "d\(block % 3)")) }
             recentRequests.append(q)
             if recentRequests.count > 64 { recentRequests.removeFirst() }
         }
@@ -901,6 +928,12 @@ public final class ClusterSimulation {
                 stats.takeovers += 1
                 if let s = takeoverStart[key] { stats.takeoverMs.append((now - s) / 1000) }
                 checkTakeover(c)
+                if let trim = c.trim, trim != trimsSeen[c.block] {
+                    trimsSeen[c.block] = trim
+                    stats.quotaTrims += 1
+                    trimmedCount[c.block] = trimmedAcked(in: c.block, by: trim).count
+                    stats.recordsTrimmed = trimmedCount.values.reduce(0, +)
+                }
             }
         }
     }

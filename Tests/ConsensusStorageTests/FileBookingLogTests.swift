@@ -27,6 +27,29 @@ import Testing
         #expect(try FileBookingLog(directory: dir).state == log.state)
     }
 
+    /// A drop (after a quota bucket's trim) deletes the record version it names, across a reopen
+    /// and a rewrite; a later version of the same request stays.
+    @Test func droppedRecordsStayDroppedAndALaterVersionStays() throws {
+        let dir = NSTemporaryDirectory() + "booking-log-drop-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let old = Booking(id: "quota:r1", block: "quota/0", slot: 1, patient: "p", epoch: 1, kind: .quotaReservation(QuotaTag(visitDay: 100, department: "neike")))
+        let kept = Booking(id: "quota:r2", block: "quota/0", slot: 2, patient: "p", epoch: 1, kind: .quotaReservation(QuotaTag(visitDay: 300, department: "neike")))
+        var remade = old
+        remade.epoch = 3
+        do {
+            let log = try FileBookingLog(directory: dir)
+            try log.write([BookingWrite(seq: 1, promise: (block: "quota/0", epoch: 1), records: [old, kept])])
+            try log.write([BookingWrite(seq: 2, promise: nil, records: [], drop: [RecordRef(old)])])
+        }
+        var log = try FileBookingLog(directory: dir)
+        #expect(log.state.records == ["quota:r2": kept])
+        try log.rewrite()
+        log = try FileBookingLog(directory: dir)
+        #expect(log.state.records == ["quota:r2": kept])
+        try log.write([BookingWrite(seq: 3, promise: nil, records: [remade]), BookingWrite(seq: 4, promise: nil, records: [], drop: [RecordRef(old)])])
+        #expect(try FileBookingLog(directory: dir).state.records == ["quota:r1": remade, "quota:r2": kept])
+    }
+
     /// A log the code before `BookingKind` wrote (captured from it), with records of most kinds:
     /// this version reads each record as its kind, and writes the same log byte for byte.
     @Test func aLogWrittenBeforeBookingKindReadsAsKindsAndIsWrittenAlike() throws {
