@@ -37,6 +37,8 @@ let package = Package(
             providers: [.apt(["liblz4-dev"])]
         ),
         .target(name: "LZ4", dependencies: ["CLZ4", "ClinicErrors"], swiftSettings: strict),
+        // glibc's <malloc.h> (malloc_trim), part of libc: nothing to link.
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
 
         // The one error shape every layer throws: a code, the message in Chinese and English, the
         // input it is about, a cause and where it was raised. Depends on nothing, so that every
@@ -161,6 +163,7 @@ let package = Package(
             name: "ClinicNode",
             dependencies: [
                 "Domain", "ReplicatedCore", "ReplicatedStore", "Consensus", "ConsensusStorage", "Mesh", "PKI", "Services", "HTTPAPI", "AdminAPI",
+                .target(name: "CMalloc", condition: .when(platforms: [.linux])),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),

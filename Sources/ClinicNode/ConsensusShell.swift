@@ -112,7 +112,10 @@ final class ConsensusShell: Sendable {
                                  restoringRaft: restored, restoringBooking: bookingLog.state)
         self.core = NIOLockedValueBox(core)
         self.published = Mutex(core.view)
-        self.disk = DurableQueue(raftLog: raftLog, bookingLog: bookingLog, directory: directory)
+        let entryBytes = self.entryBytes, stateBytes = self.stateBytes
+        self.disk = DurableQueue(raftLog: raftLog, bookingLog: bookingLog, directory: directory) {
+            ConsensusWire.bytes($0, entryBytes: entryBytes.bytes, stateBytes: stateBytes.bytes)
+        }
         let boxes = Dictionary(uniqueKeysWithValues: peers.map { (NodeID($0), LinkMailbox(capacity: Self.linkCapacity)) })
         self.outboxes = Mutex(boxes)
         (evictions, evictionSink) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .unbounded)
@@ -143,6 +146,7 @@ final class ConsensusShell: Sendable {
 
     /// Log entries as encoded when first written: a lagging follower is sent them again.
     private let entryBytes = EncodedEntries()
+    private let stateBytes = EncodedState()
 
     /// Blocks whose booking records or lease changed since the read model last asked.
     let changed = ChangedBlocks()
@@ -249,7 +253,7 @@ final class ConsensusShell: Sendable {
             var membershipChanged = false
             for e in effects {
                 switch e {
-                case .persistRaft(let p): disk.enqueue(raft: ConsensusWire.bytes(p, entryBytes: entryBytes.bytes)); wrote = true
+                case .persistRaft(let p): disk.enqueue(raft: p); wrote = true
                 case .persistBooking(let w):
                     disk.enqueue(booking: w); wrote = true
                     changed.note(w.records.map(\.block))
@@ -304,7 +308,7 @@ final class ConsensusShell: Sendable {
     private func perform(_ e: CoreEffect) {
         switch e {
         case .send(let to, let m):
-            let bytes = ConsensusWire.encode(m, entryBytes: entryBytes.bytes)
+            let bytes = ConsensusWire.encode(m, entryBytes: entryBytes.bytes, stateBytes: stateBytes.bytes)
             outboxes.withLock { $0[to] }?.post(bytes)
         case .outcome(let o):
             let ws = waiters.withLock { $0.byRequest.removeValue(forKey: o.requestID) }
@@ -459,6 +463,21 @@ final class EncodedEntries: Sendable {
     }
 }
 
+/// The encoded state of the newest snapshot: it is persisted once and sent to each follower
+/// that lags behind it, and a state with long quota buckets is costly to encode.
+final class EncodedState: Sendable {
+    private let newest = Mutex<(index: LogIndex, term: Term, bytes: [UInt8])?>(nil)
+
+    func bytes(_ s: Snapshot<ClusterState>) -> [UInt8] {
+        if let hit = newest.withLock({ $0 }), hit.index == s.lastIndex, hit.term == s.lastTerm { return hit.bytes }
+        let encoded = ConsensusWire.stateBytes(s)
+        newest.withLock { n in
+            if (n?.index ?? 0) <= s.lastIndex { n = (s.lastIndex, s.lastTerm, encoded) }
+        }
+        return encoded
+    }
+}
+
 /// The durable process incarnation: grows on every start, never below seconds since 2025, so
 /// even a node that lost this file cannot reuse one.
 enum Incarnation {
@@ -481,10 +500,11 @@ enum Incarnation {
 }
 
 /// Writes for the consensus logs, made durable on a thread of their own: everything queued is
-/// written with one fsync per log, then `done` reports the highest sequence numbers written.
+/// encoded there (`encode`: a snapshot's state takes long, and the core's lock is not held for
+/// it), written with one fsync per log, then `done` reports the highest sequence numbers written.
 final class DurableQueue: Sendable {
     private struct State {
-        var raft: [BytePersist] = []
+        var raft: [ClusterPersist] = []
         var bookings: [BookingWrite] = []
         var stop = false
     }
@@ -492,13 +512,16 @@ final class DurableQueue: Sendable {
     private let wake = DispatchSemaphore(value: 0)
     private let logs: Mutex<(FileRaftLog, FileBookingLog)>
     private let directory: String
+    private let encode: @Sendable (ClusterPersist) -> BytePersist
 
-    init(raftLog: sending FileRaftLog, bookingLog: sending FileBookingLog, directory: String) {
+    init(raftLog: sending FileRaftLog, bookingLog: sending FileBookingLog, directory: String,
+         encode: @escaping @Sendable (ClusterPersist) -> BytePersist) {
         logs = Mutex((raftLog, bookingLog))
         self.directory = directory
+        self.encode = encode
     }
 
-    func enqueue(raft p: BytePersist) { state.withLock { $0.raft.append(p) } }
+    func enqueue(raft p: ClusterPersist) { state.withLock { $0.raft.append(p) } }
     func enqueue(booking w: BookingWrite) { state.withLock { $0.bookings.append(w) } }
     func kick() { wake.signal() }
     func stop() {
@@ -519,11 +542,12 @@ final class DurableQueue: Sendable {
             let clock = ContinuousClock()
             while true {
                 wake.wait()
-                var (raft, bookings, stop) = state.withLock { s in
+                let (queued, bookingsQueued, stop) = state.withLock { s in
                     defer { s.raft = []; s.bookings = [] }
                     return (s.raft, s.bookings, s.stop)
                 }
                 if stop { return }
+                var raft = queued.map(encode), bookings = bookingsQueued
                 if raft.isEmpty && bookings.isEmpty { continue }
                 let raftSeq = raft.last?.seq ?? 0, bookingSeq = bookings.last?.seq ?? 0
                 let raftPath = directory + "/raft.log", bookingsPath = directory + "/bookings.log"

@@ -18,6 +18,10 @@ import UnixSignals
 import X509
 import Synchronization
 
+#if canImport(CMalloc)
+import CMalloc
+#endif
+
 /// One running node: the replica, the mesh listener, one outbound link per peer (anti-entropy,
 /// heartbeats), the clock guard and the admin API, run as ordered services (`makeServiceGroup`).
 ///
@@ -369,6 +373,7 @@ public final class MeshNode: Sendable {
                 loops += 1
                 // Every 20th round (10 s at most): a year of sessions is a long list to walk, and closing can wait.
                 if loops % 20 == 0 { self.closeFinishedSessions() }
+                if loops % 40 == 0 { HeapTrim.returnFreePages() }
                 do {
                     if try self.replica.parkedCount() > 0 {
                         let report = try await offload { try self.replica.retryParked() }
@@ -485,5 +490,16 @@ extension MeshNode {
         guard !finished.isEmpty else { return }
         // A few at a time (`tuning.closingsPerRound`): each closure writes its final rows under the core's lock.
         consensus.close(finished, atMost: config.tuning.closingsPerRound)
+    }
+}
+
+/// Gives the heap's free pages back to the system. A node's allocations come in bursts (a closing
+/// round, a snapshot of a large state, a rush) from many threads, and glibc keeps what each
+/// thread's arena freed: without this a node that went through a long history stays at its peak.
+enum HeapTrim {
+    static func returnFreePages() {
+        #if canImport(CMalloc)
+        _ = malloc_trim(0)
+        #endif
     }
 }

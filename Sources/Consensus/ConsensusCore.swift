@@ -71,7 +71,8 @@ public struct ConsensusCoreOptions: Sendable {
     public var reofferDelayMs: ClosedRange<Int64> = 300_000...1_800_000
     /// Per-person quota buckets (blocks `quota/N`), defined by the leader; 0 turns quotas off.
     public var quotaBuckets = 16
-    /// Compact the Raft log into a snapshot of the cluster state every this many applied entries.
+    /// Compact the Raft log into a snapshot of the cluster state every this many applied entries,
+    /// or more (`ConsensusCore.compactionSpacing`) when the state is large.
     public var compactEvery: LogIndex = 64
     /// A request passed on more often than this is refused (two nodes disagreeing on the holder).
     public var maxHops: UInt8 = 3
@@ -260,6 +261,14 @@ public struct ConsensusCore: Sendable {
     public mutating func close(_ blocks: [BlockID]) {
         guard raft.role == .leader else { return }
         manager.close(blocks.filter { !isQuotaBucket($0) })
+    }
+
+    /// Applied entries between two snapshots: `compactEvery`, or one per 64 records the lease
+    /// records carry if that is more. A snapshot costs in proportion to the state (the quota
+    /// buckets' collected records), the entries between two in proportion to their number.
+    var compactionSpacing: LogIndex {
+        let records = cluster.blocks.values.reduce(0) { $0 + $1.collected.count }
+        return max(options.compactEvery, LogIndex(records / 64))
     }
 
     /// Asks this node, if it leads, to trim the quota buckets to `wanted` (`QuotaPolicy.trim`):
@@ -537,7 +546,7 @@ public struct ConsensusCore: Sendable {
                         handle(booking.dropInactive(in: c.block, state: cluster))
                     }
                 }
-                if cluster.appliedIndex >= raft.snapshotIndex + options.compactEvery {
+                if cluster.appliedIndex >= raft.snapshotIndex + compactionSpacing {
                     handle(raft.compact(through: cluster.appliedIndex, data: cluster))
                 }
             case .restoreSnapshot(let s):

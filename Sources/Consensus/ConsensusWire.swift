@@ -21,8 +21,10 @@ public enum ConsensusWire {
     public static let version: UInt8 = 2
     static let maxItems: UInt32 = 100_000
 
-    /// `entryBytes` encodes one log entry (a cache may answer: an entry never changes).
-    public static func encode(_ m: ConsensusMessage, entryBytes: (LogEntry<ClusterCommand>) -> LogEntry<[UInt8]> = bytes) -> [UInt8] {
+    /// `entryBytes` encodes one log entry, `stateBytes` a snapshot's state (a cache may answer:
+    /// neither an entry nor the state at a snapshot's index ever changes).
+    public static func encode(_ m: ConsensusMessage, entryBytes: (LogEntry<ClusterCommand>) -> LogEntry<[UInt8]> = bytes,
+                              stateBytes: (Snapshot<ClusterState>) -> [UInt8] = stateBytes) -> [UInt8] {
         var w = ByteWriter()
         w.u8(version)
         switch m {
@@ -42,7 +44,7 @@ public enum ConsensusWire {
                 if let ct { w.u8(1); w.u64(ct) } else { w.u8(0) }
                 w.u64(ci)
             case .installSnapshot(let s):
-                w.u8(4); w.u64(s.lastIndex); w.u64(s.lastTerm); w.config(s.config); w.blob(json(s.data))
+                w.u8(4); w.u64(s.lastIndex); w.u64(s.lastTerm); w.config(s.config); w.blob(stateBytes(s))
             case .installSnapshotResponse(let match):
                 w.u8(5); w.u64(match)
             case .timeoutNow:
@@ -195,11 +197,15 @@ public enum ConsensusWire {
 
     // MARK: Raft state <-> bytes (FileRaftLog)
 
-    public static func bytes(_ p: ClusterPersist, entryBytes: (LogEntry<ClusterCommand>) -> LogEntry<[UInt8]> = bytes) -> BytePersist {
+    public static func bytes(_ p: ClusterPersist, entryBytes: (LogEntry<ClusterCommand>) -> LogEntry<[UInt8]> = bytes,
+                             stateBytes: (Snapshot<ClusterState>) -> [UInt8] = stateBytes) -> BytePersist {
         BytePersist(seq: p.seq, hardState: p.hardState,
-                    snapshot: p.snapshot.map { Snapshot(lastIndex: $0.lastIndex, lastTerm: $0.lastTerm, config: $0.config, data: json($0.data)) },
+                    snapshot: p.snapshot.map { Snapshot(lastIndex: $0.lastIndex, lastTerm: $0.lastTerm, config: $0.config, data: stateBytes($0)) },
                     truncateFrom: p.truncateFrom, entries: p.entries.map(entryBytes))
     }
+
+    /// A snapshot's state as it is persisted and sent.
+    public static func stateBytes(_ s: Snapshot<ClusterState>) -> [UInt8] { json(s.data) }
 
     public static func typed(_ s: ByteRaftState) throws -> DurableRaftState<ClusterCommand, ClusterState> {
         let snap = try s.snapshot.map { Snapshot(lastIndex: $0.lastIndex, lastTerm: $0.lastTerm, config: $0.config, data: try unjson(ClusterState.self, $0.data)) }

@@ -108,6 +108,8 @@ public struct BookingHistory: Sendable {
         try await waitForBlocks(cluster, "every past session closed on every node", seconds: 600 + Double(sessions.count) / 5) { $0 == buckets + ids.count }
         let closeS = closing.seconds
 
+        // A node gives freed heap back every 10 s or so (`HeapTrim`): memory as it stays, not its peak.
+        try await Task.sleep(for: .seconds(12))
         var rss: [String: Double] = [:], logs: [String: [String: Double]] = [:]
         for id in ids {
             rss[id] = rounded(cluster.residentMiB(id) ?? 0)
