@@ -362,9 +362,8 @@ public struct ConsensusCore: Sendable {
         if let flow = quotaFlows.removeValue(forKey: o.requestID), case .refused(_, let reason) = o, Self.finalRefusals.contains(reason) {
             let reservation = Self.reservationPrefix + flow.id
             // The release says why, so a retry of the request meets this refusal again, not `released`.
-            let release = BookingRequest(id: Self.reservationReleasePrefix + reservation, block: Self.quotaBucket(patient: flow.patient, buckets: options.quotaBuckets),
-                                         slot: Self.reservationSlot(reservation), patient: flow.patient, releases: reservation,
-                                         tag: RefusalRelease.tag(reason))
+            let release = Self.bucketRequest(Self.reservationReleasePrefix + reservation, block: Self.quotaBucket(patient: flow.patient, buckets: options.quotaBuckets),
+                                             patient: flow.patient, places: reservation, releases: reservation, tag: RefusalRelease.tag(reason))
             pendingReleases[release.id] = release
             take(release)
         }
@@ -382,17 +381,30 @@ public struct ConsensusCore: Sendable {
     /// (`BookingNode.refuse`), and they say nothing about the patient's quota.
     static let finalRefusals: Set<RefuseReason> = [.slotTaken, .notYetOpen]
 
-    /// The patient's quota bucket, and the slot a reservation takes in it (unique per request).
+    /// The patient's quota bucket (the places a reservation takes in it: `reservationSlots`).
     public static func quotaBucket(patient: String, buckets: Int) -> BlockID {
         var h = FNV1a64()
         h.add(patient)
         return quotaBucketPrefix + String(Int(h.value % UInt64(max(1, buckets))))
     }
 
-    static func reservationSlot(_ reservationID: String) -> Int {
-        var h = FNV1a64()
-        h.add(reservationID)
-        return Int(h.value % UInt64(Int32.max))
+    /// The places a reservation (or a strike) may take in its bucket, the first free one of them:
+    /// one place per id collides with another id's now and then (a bucket holds tens of thousands
+    /// of reservations in 2^31 places), and the later reservation would be refused `slotTaken`.
+    /// Its release names the same places, where the holder finds it.
+    static func reservationSlots(_ reservationID: String) -> [Int] {
+        (0..<8).map { k in
+            var h = FNV1a64()
+            h.add(k == 0 ? reservationID : reservationID + "#\(k)")
+            return Int(h.value % UInt64(Int32.max))
+        }
+    }
+
+    /// A request for a place in a quota bucket, at the first free one of the id's places.
+    static func bucketRequest(_ id: String, block: BlockID, patient: String, places of: String, releases: String? = nil, tag: String = "") -> BookingRequest {
+        let places = reservationSlots(of)
+        return BookingRequest(id: id, block: block, slot: places[0], patient: patient, alternatives: Array(places.dropFirst()),
+                              releases: releases, tag: tag)
     }
 
     /// A booking under the per-person quotas: a reservation from the holder of the patient's
@@ -408,7 +420,7 @@ public struct ConsensusCore: Sendable {
         }
         let id = Self.reservationPrefix + q.id
         let bucket = Self.quotaBucket(patient: q.patient, buckets: options.quotaBuckets)
-        let reservation = BookingRequest(id: id, block: bucket, slot: Self.reservationSlot(id), patient: q.patient, tag: quota.encoded)
+        let reservation = Self.bucketRequest(id, block: bucket, patient: q.patient, places: id, tag: quota.encoded)
         // The booking carries its quota tag, so whoever releases it later knows to give the place back.
         var booking = q
         booking.tag = quota.encoded
@@ -421,8 +433,8 @@ public struct ConsensusCore: Sendable {
     private mutating func releaseWithReservation(_ q: BookingRequest) {
         guard let booking = q.releases else { return }
         let reservation = Self.reservationPrefix + booking
-        releaseAfter[q.id] = BookingRequest(id: Self.reservationReleasePrefix + reservation, block: Self.quotaBucket(patient: q.patient, buckets: options.quotaBuckets),
-                                            slot: Self.reservationSlot(reservation), patient: q.patient, releases: reservation)
+        releaseAfter[q.id] = Self.bucketRequest(Self.reservationReleasePrefix + reservation, block: Self.quotaBucket(patient: q.patient, buckets: options.quotaBuckets),
+                                                patient: q.patient, places: reservation, releases: reservation)
         take(q)
     }
 
@@ -435,8 +447,7 @@ public struct ConsensusCore: Sendable {
     public mutating func strike(_ strike: Strike, patient: String, id: String) -> [CoreEffect] {
         let rid = Self.strikeRequestID(id)
         guard options.quotaBuckets > 0 else { return [.outcome(.refused(requestID: rid, reason: .quotaUnavailable))] }
-        take(BookingRequest(id: rid, block: Self.quotaBucket(patient: patient, buckets: options.quotaBuckets),
-                            slot: Self.reservationSlot(rid), patient: patient, tag: strike.encoded))
+        take(Self.bucketRequest(rid, block: Self.quotaBucket(patient: patient, buckets: options.quotaBuckets), patient: patient, places: rid, tag: strike.encoded))
         return drain()
     }
 
