@@ -278,8 +278,10 @@ extension ByteReader {
         guard has == 1, let s = str() else { return nil }
         return .some(s)
     }
-    package mutating func bookings(legacy: Bool = false) -> [Booking]? {
-        guard let n = u32(), n <= ConsensusWire.maxItems else { return nil }
+    /// `most`: a message from a peer carries at most `maxItems`; a node's own checksummed log may
+    /// carry more (a rewrite before it was written in chunks put a whole long bucket in one record).
+    package mutating func bookings(legacy: Bool = false, most: UInt32 = ConsensusWire.maxItems) -> [Booking]? {
+        guard let n = u32(), n <= most else { return nil }
         var out: [Booking] = []
         for _ in 0..<n { guard let b = booking(legacy: legacy) else { return nil }; out.append(b) }
         return out

@@ -17,6 +17,7 @@ public final class FileBookingLog {
     public var recoveredTornBytes: Int { file.recoveredTornBytes }
     /// Rewrite the file as records of the whole state once it has grown this much past it.
     public var rewriteThreshold = 8 << 20
+    static let rewriteChunk = 10_000
     private var sizeAfterRewrite: Int
 
     public init(directory: String) throws {
@@ -47,12 +48,16 @@ public final class FileBookingLog {
         }
     }
 
-    /// Replaces the file by records holding the whole state.
+    /// Replaces the file by records holding the whole state, at most `rewriteChunk` bookings each
+    /// (a record of more would not be read back: a reader takes at most `ConsensusWire.maxItems`).
     public func rewrite() throws {
         var records: [[UInt8]] = []
-        var b = ByteWriter()
-        b.bookingWrite(BookingWrite(seq: 0, promise: nil, records: self.records.values.flatMap(\.values).sorted { $0.id < $1.id }))
-        records.append(b.bytes)
+        let all = self.records.values.flatMap(\.values).sorted { $0.id < $1.id }
+        for start in stride(from: 0, to: all.count, by: Self.rewriteChunk) {
+            var b = ByteWriter()
+            b.bookingWrite(BookingWrite(seq: 0, promise: nil, records: Array(all[start..<min(all.count, start + Self.rewriteChunk)])))
+            records.append(b.bytes)
+        }
         for (block, epoch) in promised.sorted(by: { $0.key < $1.key }) {
             var p = ByteWriter()
             p.bookingWrite(BookingWrite(seq: 0, promise: (block: block, epoch: epoch), records: []))
@@ -138,7 +143,7 @@ extension ByteReader {
             guard let b = str(), let e = u64() else { return nil }
             promise = (b, e)
         }
-        guard let rs = bookings(legacy: legacy) else { return nil }
+        guard let rs = bookings(legacy: legacy, most: 1 << 24) else { return nil }
         return BookingWrite(seq: 0, promise: promise, records: rs)
     }
 }

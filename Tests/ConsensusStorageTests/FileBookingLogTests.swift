@@ -27,6 +27,22 @@ import Testing
         #expect(try FileBookingLog(directory: dir).state == log.state)
     }
 
+    /// A rewrite of more records than one log record may carry (a long quota bucket) reads back.
+    @Test func aRewriteOfManyRecordsReadsBack() throws {
+        let dir = NSTemporaryDirectory() + "booking-log-many-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let many = (0..<120_000).map { i in
+            Booking(id: "quota:r\(i)", block: "quota/\(i % 16)", slot: i, patient: "p\(i)", epoch: 1,
+                    kind: .quotaReservation(QuotaTag(visitDay: 20_000 + i % 90, department: "neike")))
+        }
+        let log = try FileBookingLog(directory: dir)
+        try log.write([BookingWrite(seq: 1, promise: nil, records: Array(many[..<60_000])), BookingWrite(seq: 2, promise: nil, records: Array(many[60_000...]))])
+        try log.rewrite()
+        let read = try FileBookingLog(directory: dir).state
+        #expect(read.records.count == many.count)
+        #expect(read == log.state)
+    }
+
     /// A drop (after a quota bucket's trim) deletes the record version it names, across a reopen
     /// and a rewrite; a later version of the same request stays.
     @Test func droppedRecordsStayDroppedAndALaterVersionStays() throws {
