@@ -72,7 +72,7 @@ public struct ConsensusCoreOptions: Sendable {
     /// Per-person quota buckets (blocks `quota/N`), defined by the leader; 0 turns quotas off.
     public var quotaBuckets = 16
     /// Compact the Raft log into a snapshot of the cluster state every this many applied entries,
-    /// or more (`ConsensusCore.compactionSpacing`) when the state is large.
+    /// or later when the state is large (`ConsensusCore.compactionDue`).
     public var compactEvery: LogIndex = 64
     /// A request passed on more often than this is refused (two nodes disagreeing on the holder).
     public var maxHops: UInt8 = 3
@@ -124,6 +124,9 @@ public struct ConsensusCore: Sendable {
     /// closed are forgotten at the next tick (the write needs an effect), and those a quota
     /// bucket's trim made inactive are dropped.
     private var forgetClosedRecords = true
+    /// What the entries applied since the last snapshot carry (`compactionDue`); from a restart
+    /// on, what was applied since it.
+    private var weightSinceSnapshot = 0
     /// Per quota bucket, the trim this leader last looked for records to drop under, and when (tick).
     private var trimLookedAt: [BlockID: (trim: QuotaTrim, tick: UInt64)] = [:]
     private var out: [CoreEffect] = []
@@ -263,12 +266,23 @@ public struct ConsensusCore: Sendable {
         manager.close(blocks.filter { !isQuotaBucket($0) })
     }
 
-    /// Applied entries between two snapshots: `compactEvery`, or one per 64 records the lease
-    /// records carry if that is more. A snapshot costs in proportion to the state (the quota
-    /// buckets' collected records), the entries between two in proportion to their number.
-    var compactionSpacing: LogIndex {
-        let records = cluster.blocks.values.reduce(0) { $0 + $1.collected.count }
-        return max(options.compactEvery, LogIndex(records / 64))
+    /// Whether to take a snapshot now: after `compactEvery` applied entries, once the entries since
+    /// the last one carry at least half as much as the state would (records collected or closed,
+    /// one per entry). A snapshot costs in proportion to the state, whose quota buckets may hold
+    /// months of reservations; the log between two in proportion to what its entries carry.
+    var compactionDue: Bool {
+        guard cluster.appliedIndex >= raft.snapshotIndex + options.compactEvery else { return false }
+        let state = cluster.blocks.values.reduce(cluster.blocks.count) { $0 + $1.collected.count }
+        return weightSinceSnapshot * 2 >= state
+    }
+
+    /// What an applied entry adds to the log's weight (`compactionDue`).
+    static func weight(_ e: LogEntry<ClusterCommand>) -> Int {
+        switch e.body {
+        case .command(.lease(let c)): 1 + c.collected.count
+        case .command(.closeBlock(let c)): 1 + c.records.count
+        default: 1
+        }
     }
 
     /// Asks this node, if it leads, to trim the quota buckets to `wanted` (`QuotaPolicy.trim`):
@@ -543,6 +557,7 @@ public struct ConsensusCore: Sendable {
                 out.append(.persistRaft(p))
             case .apply(let es):
                 for e in es {
+                    weightSinceSnapshot += Self.weight(e)
                     let rejectedBefore = cluster.rejected
                     cluster.apply(e)
                     let accepted = cluster.rejected == rejectedBefore
@@ -557,11 +572,13 @@ public struct ConsensusCore: Sendable {
                         handle(booking.dropInactive(in: c.block, state: cluster))
                     }
                 }
-                if cluster.appliedIndex >= raft.snapshotIndex + compactionSpacing {
+                if compactionDue {
+                    weightSinceSnapshot = 0
                     handle(raft.compact(through: cluster.appliedIndex, data: cluster))
                 }
             case .restoreSnapshot(let s):
                 cluster = s.data
+                weightSinceSnapshot = 0
                 out.append(.snapshotRestored(s.lastIndex))
                 forgetClosedRecords = true
             case .roleChanged(let role, let term):
