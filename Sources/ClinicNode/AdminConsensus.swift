@@ -84,7 +84,7 @@ extension MeshNode {
     }
 
     /// `quotaBucketRecords: false` leaves the quota buckets' records out (the blocks stay listed):
-    /// the buckets never close, so after a long history they hold a record for every booking ever made.
+    /// the buckets never close, and they keep months of reservations (`QuotaTrim`).
     public func bookingsView(quotaBucketRecords: Bool = true) -> BookingsView {
         let c = consensus.view
         var all: [String: Booking] = [:]

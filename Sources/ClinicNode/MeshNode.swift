@@ -481,7 +481,10 @@ extension MeshNode {
     /// asking again after a failed attempt or a new leader is the point of repeating.
     func closeFinishedSessions() {
         guard consensus.view.isLeader else { return }
-        consensus.trimQuotaBuckets(openDaysBack: config.tuning.historyRetentionDays)
+        // A trim never moves back: never from a clock the guard does not trust.
+        if runtime.withLock({ $0.guardReason }) == nil {
+            consensus.trimQuotaBuckets(openDaysBack: config.tuning.historyRetentionDays)
+        }
         let finished: [BlockID]
         do { finished = try booking.sessionsPastRetention(retentionDays: config.tuning.historyRetentionDays) } catch {
             logger.warning("无法列出已结束的时段 / cannot list finished sessions", metadata: ["node.error": "\(error)"])

@@ -62,6 +62,7 @@ extension MeshNode {
         var rng = SystemRandomNumberGenerator()
         let backoff = Backoff(initialMillis: config.tuning.reconnectInitialMillis, capMillis: config.tuning.reconnectMaxMillis)
         var attempt = 0
+        var tooLargeLoggedAt: ContinuousClock.Instant?
         while !Task.isCancelled, !consensus.isStopped {
             guard let address = runtime.withLock({ $0.peers[peerID]?.address }) else { return }
             mailbox.linkDown(nowMs: consensus.nowMs())
@@ -78,8 +79,12 @@ extension MeshNode {
                 return // the shell stopped: the mailbox finished
             } catch let error as MeshProtocolError where error.code == .messageTooLarge {
                 // Raft retransmits it, and it will never fit: the peer cannot catch up this way.
-                logger.error("共识消息超过帧上限，对端无法追上（多为过大的快照）/ a consensus message is over the frame limit and the peer cannot catch up (most likely a snapshot too large)",
-                             metadata: ["mesh.peer": "\(peerID)", "node.error": "\(error)"])
+                let now = ContinuousClock.now
+                if tooLargeLoggedAt.map({ now >= $0 + .seconds(60) }) ?? true {
+                    tooLargeLoggedAt = now
+                    logger.error("共识消息超过帧上限，对端无法追上（多为过大的快照）/ a consensus message is over the frame limit and the peer cannot catch up (most likely a snapshot too large)",
+                                 metadata: ["mesh.peer": "\(peerID)", "node.error": "\(error)"])
+                }
             } catch {
                 // The batch being written when the link failed is lost with it (retransmitted).
             }

@@ -473,8 +473,10 @@ public struct BookingNode: Sendable {
         // A strike (no-show, late cancellation) is only recorded; a reservation is checked.
         if case .quotaReservation(let tag) = asked {
             // A visit this long ago: its session is closed or closing, and the trimmed records
-            // its windows would count are gone.
-            if let trim = r.trim, tag.visitDay < trim.visitsFrom { return refuse(q, asked, .noSuchSlot, r, state: state) }
+            // its windows (by this holder's rules) would count are gone.
+            if let trim = r.trim, tag.visitDay < max(trim.visitsFrom, trim.reservationsBefore + options.quotaPolicy.longestWindowDays) {
+                return refuse(q, asked, .noSuchSlot, r, state: state)
+            }
             let today = ShanghaiTime.unixDay(wallMs: wallMs)
             if options.quotaPolicy.ban(strikes: strikes(of: q.patient, in: q.block, state: state), today: today) != nil {
                 return refuse(q, asked, .banned, r, state: state)

@@ -338,7 +338,7 @@ public struct ClusterState: Hashable, Sendable, Codable {
             r.holderLiveness = c.holderLiveness
             r.voters = c.voters
             // Every takeover keeps to the bucket's trim, whether or not its leader knew of it.
-            r.trim = QuotaTrim.latest(r.trim, c.trim)
+            if isQuotaBucket(c.block) { r.trim = QuotaTrim.latest(r.trim, c.trim) }
             r.setCollected(r.trim.map { $0.kept(c.collected) } ?? c.collected)
             r.history[c.toEpoch] = c.holder
             blocks[c.block] = r

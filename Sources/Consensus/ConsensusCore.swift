@@ -78,9 +78,6 @@ public struct ConsensusCoreOptions: Sendable {
     public var maxHops: UInt8 = 3
     /// Ticks between sweeps of this node's blocks for holds that ran out (released by their holder).
     public var expireHoldsEveryTicks: UInt64 = 100
-    /// Ticks before the leader looks through a quota bucket again for records the same trim
-    /// would drop (`trimQuota`): each look reads the whole bucket.
-    public var trimLookEveryTicks: UInt64 = 6_000
     /// Seeds the core's random choices: re-offer delays (the simulator's seed, or anything in a real node).
     public var seed: UInt64 = 0
     public init() {}
@@ -127,8 +124,9 @@ public struct ConsensusCore: Sendable {
     /// What the entries applied since the last snapshot carry (`compactionDue`); from a restart
     /// on, what was applied since it.
     private var weightSinceSnapshot = 0
-    /// Per quota bucket, the trim this leader last looked for records to drop under, and when (tick).
-    private var trimLookedAt: [BlockID: (trim: QuotaTrim, tick: UInt64)] = [:]
+    /// Per quota bucket, the trim this leader last looked for records to drop under: each look
+    /// reads the whole bucket under the core's lock, so once per trim (a day) is enough.
+    private var trimLookedAt: [BlockID: QuotaTrim] = [:]
     private var out: [CoreEffect] = []
 
     /// `incarnation` must be stored durably and grow on every process start (the shell's job).
@@ -287,8 +285,7 @@ public struct ConsensusCore: Sendable {
 
     /// Asks this node, if it leads, to trim the quota buckets to `wanted` (`QuotaPolicy.trim`):
     /// each bucket with enough records to drop (a sixteenth of what it holds here) is taken over
-    /// with the trim. Ask again as the days pass; a bucket is looked at again for the same trim
-    /// only after `trimLookEveryTicks`.
+    /// with the trim. Ask again as the days pass; a bucket is looked at once per trim and leadership.
     public mutating func trimQuota(_ wanted: QuotaTrim) {
         guard raft.role == .leader else { return }
         #if CLINICMESH_BUG_SWITCHES
@@ -296,8 +293,8 @@ public struct ConsensusCore: Sendable {
         if options.booking.bugTrimDropsCounted { wanted.reservationsBefore = wanted.visitsFrom }
         #endif
         for (b, r) in cluster.blocks where isQuotaBucket(b) && !(r.trim?.covers(wanted) ?? false) {
-            if let last = trimLookedAt[b], last.trim == wanted, ticks < last.tick + options.trimLookEveryTicks { continue }
-            trimLookedAt[b] = (wanted, ticks)
+            if trimLookedAt[b] == wanted { continue }
+            trimLookedAt[b] = wanted
             guard let trim = QuotaTrim.latest(r.trim, wanted) else { continue }
             let records = r.collected + booking.store.records(in: b)
             let dropped = records.count - trim.kept(records).count
@@ -568,7 +565,7 @@ public struct ConsensusCore: Sendable {
                         freshAcked.removeAll { $0.block == c.block }
                         handle(booking.forget([c.block]))
                     }
-                    if accepted, case .command(.lease(let c)) = e.body, c.trim != nil {
+                    if accepted, case .command(.lease(let c)) = e.body, cluster.blocks[c.block]?.trim != nil {
                         handle(booking.dropInactive(in: c.block, state: cluster))
                     }
                 }
@@ -584,6 +581,7 @@ public struct ConsensusCore: Sendable {
             case .roleChanged(let role, let term):
                 // Both hooks see the log as it is at the change; the shell learns after them.
                 if role == .leader { manager.becameLeader(now: lastNowMs) } else { manager.steppedDown() }
+                trimLookedAt = [:]
                 out.append(.roleChanged(role, term: term))
             }
         }

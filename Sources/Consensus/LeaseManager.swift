@@ -74,7 +74,7 @@ public struct LeaseManager: Sendable {
 
     /// Trims quota bucket `block` (`QuotaTrim`) by a takeover to the holder it would have anyway.
     public mutating func trim(_ block: BlockID, to trim: QuotaTrim) {
-        guard active else { return }
+        guard active, isQuotaBucket(block) else { return }
         trimming[block] = QuotaTrim.latest(trimming[block], trim)
     }
 

@@ -64,7 +64,8 @@ public struct BookingHistory: Sendable {
         /// Blocks left open on each node once every past session closed: quota buckets, the
         /// restart probes (`<node>/restart-probe`) and nothing else.
         public var openBlocks: Int
-        /// Quota reservations made (one per booking with `quota`): they stay in the buckets.
+        /// Quota reservations made (one per booking with `quota`); the buckets keep those of
+        /// the last months (`QuotaTrim`: about 97 days behind today with retention 0).
         public var quotaReservations: Int
     }
 
@@ -108,7 +109,8 @@ public struct BookingHistory: Sendable {
         try await waitForBlocks(cluster, "every past session closed on every node", seconds: 600 + Double(sessions.count) / 5) { $0 == buckets + ids.count }
         let closeS = closing.seconds
 
-        // A node gives freed heap back every 10 s or so (`HeapTrim`): memory as it stays, not its peak.
+        // A node gives freed heap back every 40 maintenance rounds (`HeapTrim`; 10 s with these
+        // nodes' 250 ms heartbeat): memory as it stays, not its peak.
         try await Task.sleep(for: .seconds(12))
         var rss: [String: Double] = [:], logs: [String: [String: Double]] = [:]
         for id in ids {
