@@ -247,12 +247,16 @@ enum StormChecks {
 
     /// How the nodes' bookings views differ (records by id and epoch, leases by block); empty when
     /// they agree. The applied index may differ: it is where each node is, not what it holds.
+    /// Inactive records are left out: no takeover collects them again, so they count nowhere, and
+    /// gossip no longer spreads them (a node may keep one that the others never heard of).
     static func viewDifferences(_ views: [String: BookingsView]) -> [String] {
         let nodes = views.keys.sorted()
         var records: [String: [String: String]] = [:]
         var leases: [String: [String: String]] = [:]
         for node in nodes {
-            for b in views[node]!.bookings { records["\(b.requestID)@\(b.epoch)", default: [:]][node] = "\(b.block)#\(b.slot) \(b.status ?? "-")" }
+            for b in views[node]!.bookings where b.status != "inactive" {
+                records["\(b.requestID)@\(b.epoch)", default: [:]][node] = "\(b.block)#\(b.slot) \(b.status ?? "-")"
+            }
             for l in views[node]!.blocks { leases[l.block, default: [:]][node] = "holder \(l.holder ?? "-") epoch \(l.epoch)\(l.valid ? "" : " invalid")" }
         }
         func differing(_ table: [String: [String: String]], _ what: String) -> [String] {
