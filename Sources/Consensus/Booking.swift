@@ -143,6 +143,9 @@ public struct RecordRef: Sendable, Hashable {
     public var epoch: Epoch
     public init(block: BlockID, id: String, epoch: Epoch) { self.block = block; self.id = id; self.epoch = epoch }
     public init(_ b: Booking) { self.init(block: b.block, id: b.id, epoch: b.epoch) }
+
+    /// Whether a drop of this version deletes `b` (this version or an older one of the request).
+    public func drops(_ b: Booking) -> Bool { b.block == block && b.id == id && b.epoch <= epoch }
 }
 
 /// What survives a crash of the booking store (only writes the shell made durable).
@@ -167,7 +170,7 @@ public struct BookingDurableState: Sendable, Equatable {
             promised[b] = .max
             index.forget(b)
         }
-        for ref in w.drop where index.records[ref.id].map({ $0.block == ref.block && $0.epoch <= ref.epoch }) == true { index.remove(ref.id) }
+        for ref in w.drop where index.records[ref.id].map(ref.drops) == true { index.remove(ref.id) }
         if let p = w.promise { promised[p.block] = max(promised[p.block] ?? 0, p.epoch) }
         for r in w.records where Self.supersedes(r, index.records[r.id]) { index.put(r) }
     }

@@ -296,7 +296,10 @@ public struct ConsensusCore: Sendable {
             if trimLookedAt[b] == wanted { continue }
             trimLookedAt[b] = wanted
             guard let trim = QuotaTrim.latest(r.trim, wanted) else { continue }
-            let records = r.collected + booking.store.records(in: b)
+            // One record per request: the collected list and the leader's store mostly hold the same.
+            var latest: [String: Booking] = [:]
+            for record in r.collected + booking.store.records(in: b) where (latest[record.id]?.epoch ?? 0) <= record.epoch { latest[record.id] = record }
+            let records = Array(latest.values)
             let dropped = records.count - trim.kept(records).count
             if dropped > 0, dropped * 16 >= records.count { manager.trim(b, to: trim) }
         }
@@ -374,7 +377,7 @@ public struct ConsensusCore: Sendable {
             let reservation = Self.reservationPrefix + flow.id
             // The release says why, so a retry of the request meets this refusal again, not `released`.
             let release = Self.bucketRequest(Self.reservationReleasePrefix + reservation, block: Self.quotaBucket(patient: flow.patient, buckets: options.quotaBuckets),
-                                             patient: flow.patient, places: reservation, releases: reservation, tag: RefusalRelease.tag(reason))
+                                             patient: flow.patient, placesOf: reservation, releases: reservation, tag: RefusalRelease.tag(reason))
             pendingReleases[release.id] = release
             take(release)
         }
@@ -412,8 +415,9 @@ public struct ConsensusCore: Sendable {
     }
 
     /// A request for a place in a quota bucket, at the first free one of the id's places.
-    static func bucketRequest(_ id: String, block: BlockID, patient: String, places of: String, releases: String? = nil, tag: String = "") -> BookingRequest {
-        let places = reservationSlots(of)
+    static func bucketRequest(_ id: String, block: BlockID, patient: String, placesOf reservation: String, releases: String? = nil,
+                              tag: String = "") -> BookingRequest {
+        let places = reservationSlots(reservation)
         return BookingRequest(id: id, block: block, slot: places[0], patient: patient, alternatives: Array(places.dropFirst()),
                               releases: releases, tag: tag)
     }
@@ -431,7 +435,7 @@ public struct ConsensusCore: Sendable {
         }
         let id = Self.reservationPrefix + q.id
         let bucket = Self.quotaBucket(patient: q.patient, buckets: options.quotaBuckets)
-        let reservation = Self.bucketRequest(id, block: bucket, patient: q.patient, places: id, tag: quota.encoded)
+        let reservation = Self.bucketRequest(id, block: bucket, patient: q.patient, placesOf: id, tag: quota.encoded)
         // The booking carries its quota tag, so whoever releases it later knows to give the place back.
         var booking = q
         booking.tag = quota.encoded
@@ -445,7 +449,7 @@ public struct ConsensusCore: Sendable {
         guard let booking = q.releases else { return }
         let reservation = Self.reservationPrefix + booking
         releaseAfter[q.id] = Self.bucketRequest(Self.reservationReleasePrefix + reservation, block: Self.quotaBucket(patient: q.patient, buckets: options.quotaBuckets),
-                                                patient: q.patient, places: reservation, releases: reservation)
+                                                patient: q.patient, placesOf: reservation, releases: reservation)
         take(q)
     }
 
@@ -458,7 +462,7 @@ public struct ConsensusCore: Sendable {
     public mutating func strike(_ strike: Strike, patient: String, id: String) -> [CoreEffect] {
         let rid = Self.strikeRequestID(id)
         guard options.quotaBuckets > 0 else { return [.outcome(.refused(requestID: rid, reason: .quotaUnavailable))] }
-        take(Self.bucketRequest(rid, block: Self.quotaBucket(patient: patient, buckets: options.quotaBuckets), patient: patient, places: rid, tag: strike.encoded))
+        take(Self.bucketRequest(rid, block: Self.quotaBucket(patient: patient, buckets: options.quotaBuckets), patient: patient, placesOf: rid, tag: strike.encoded))
         return drain()
     }
 

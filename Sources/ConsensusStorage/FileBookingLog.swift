@@ -83,7 +83,7 @@ public final class FileBookingLog {
             promised[b] = .max
             forgottenSinceRewrite += records.removeValue(forKey: b)?.count ?? 0
         }
-        for ref in w.drop where records[ref.block]?[ref.id].map({ $0.epoch <= ref.epoch }) == true {
+        for ref in w.drop where records[ref.block]?[ref.id].map(ref.drops) == true {
             records[ref.block]![ref.id] = nil
             forgottenSinceRewrite += 1
         }
