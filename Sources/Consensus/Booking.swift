@@ -56,11 +56,14 @@ public struct BookingRequest: Sendable, Equatable {
     public var tag: String
     /// How many nodes passed it on towards the holder.
     public var hops: UInt8
+    /// Set to ask only for the first outcome of an earlier attempt: a holder with no record of the
+    /// request refuses it `unknownRequest` and records nothing.
+    public var onlyIfKnown: Bool
     public init(id: String, block: BlockID, slot: Int, patient: String, alternatives: [Int] = [], releases: String? = nil,
-                confirms: String? = nil, holdMs: Int64 = 0, tag: String = "", hops: UInt8 = 0) {
+                confirms: String? = nil, holdMs: Int64 = 0, tag: String = "", hops: UInt8 = 0, onlyIfKnown: Bool = false) {
         self.id = id; self.block = block; self.slot = slot; self.patient = patient
         self.alternatives = alternatives; self.releases = releases; self.confirms = confirms; self.holdMs = holdMs
-        self.tag = tag; self.hops = hops
+        self.tag = tag; self.hops = hops; self.onlyIfKnown = onlyIfKnown
     }
 
     /// Names an existing booking (a release or a confirmation) rather than taking a free slot.
@@ -91,6 +94,8 @@ public enum RefuseReason: String, Sendable, Equatable, CaseIterable {
     case holdExpired
     /// The patient is banned from booking for now (no-shows or late cancellations: `BanRule`).
     case banned
+    /// An `onlyIfKnown` request the holder has no record of: nothing was done.
+    case unknownRequest
 }
 
 extension Booking {
@@ -466,6 +471,7 @@ public struct BookingNode: Sendable {
                 break // never acknowledged: book it afresh under this epoch
             }
         }
+        if q.onlyIfKnown { return [.refused(requestID: q.id, reason: .unknownRequest)] }
         // The record asked for. Fields that say no kind (a session's booking whose tag is not a
         // quota; a bucket's record that is neither a reservation nor a strike) fit no slot.
         guard let asked = q.recordKind(wallMs: wallMs) else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }

@@ -435,10 +435,14 @@ public struct ConsensusCore: Sendable {
         }
         let id = Self.reservationPrefix + q.id
         let bucket = Self.quotaBucket(patient: q.patient, buckets: options.quotaBuckets)
-        let reservation = Self.bucketRequest(id, block: bucket, patient: q.patient, placesOf: id, tag: quota.encoded)
+        var reservation = Self.bucketRequest(id, block: bucket, patient: q.patient, placesOf: id, tag: quota.encoded)
+        // Only a known reservation goes on: an earlier attempt got that far, and its booking's
+        // outcome (or the first one, if it never reached the holder) is the answer.
+        reservation.onlyIfKnown = q.onlyIfKnown
         // The booking carries its quota tag, so whoever releases it later knows to give the place back.
         var booking = q
         booking.tag = quota.encoded
+        booking.onlyIfKnown = false
         quotaFlows[q.id] = booking
         take(reservation)
         return drain()
@@ -492,7 +496,8 @@ public struct ConsensusCore: Sendable {
             take(request)
         case .refused(_, let reason):
             quotaFlows[request.id] = nil
-            finish(.refused(requestID: request.id, reason: Self.reservationFinalRefusals.contains(reason) ? reason : .quotaUnavailable))
+            let passedOn = Self.reservationFinalRefusals.contains(reason) || reason == .unknownRequest
+            finish(.refused(requestID: request.id, reason: passedOn ? reason : .quotaUnavailable))
         }
     }
 

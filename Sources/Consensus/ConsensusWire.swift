@@ -69,6 +69,8 @@ public enum ConsensusWire {
             w.u8(2); w.str(q.id); w.str(q.block); w.u64(UInt64(bitPattern: Int64(q.slot))); w.str(q.patient); w.u8(q.hops)
             w.u32(UInt32(q.alternatives.count)); for a in q.alternatives { w.u64(UInt64(bitPattern: Int64(a))) }
             w.optionalStr(q.releases); w.str(q.tag); w.optionalStr(q.confirms); w.u64(UInt64(bitPattern: q.holdMs))
+            // Flags only when set: a request without them is the same bytes as before they came.
+            if q.onlyIfKnown { w.u8(1) }
         case .outcome(.booked(let b)):
             w.u8(3); w.u8(0); w.booking(b)
         case .outcome(.refused(let id, let reason)):
@@ -173,9 +175,14 @@ public enum ConsensusWire {
             guard let releases = r.optionalStr(), let tag = r.str(), let confirms = r.optionalStr(), let holdMs = r.u64() else {
                 throw bad("truncated request")
             }
+            var flags: UInt8 = 0
+            if r.o < bytes.count {
+                guard let f = r.u8(), f == 1 else { throw bad("unknown request flags") }
+                flags = f
+            }
             m = .request(BookingRequest(id: id, block: block, slot: Int(truncatingIfNeeded: Int64(bitPattern: slot)), patient: patient,
                                         alternatives: alternatives, releases: releases, confirms: confirms,
-                                        holdMs: Int64(bitPattern: holdMs), tag: tag, hops: hops))
+                                        holdMs: Int64(bitPattern: holdMs), tag: tag, hops: hops, onlyIfKnown: flags & 1 != 0))
         case 3:
             guard let k = r.u8() else { throw bad("truncated outcome") }
             if k == 0 {

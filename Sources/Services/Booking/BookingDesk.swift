@@ -216,24 +216,24 @@ extension BookingDesk {
             throw PatientError(404, "slot.unknown", zh: "该时段没有这个号。", en: "this session has no such slot.")
         }
         let holdID = AppointmentRef.holdID(patient: session.patient, requestID: r.requestID)
-        // A session this node sees full is refused here, before the quota round and the holder: a
-        // released slot goes back on offer only minutes later, and by then its records have
-        // reached every node. Refusing never risks a double booking; the holder decides every
-        // booking, and every retry of a request this node knows a record of (its hold, or its
-        // reservation or the reservation's refusal in the patient's quota bucket) or still waits
-        // on: a retry is answered with its first outcome, not with what the session looks like now.
+        // A session this node sees full is refused without a quota round or a booking: a released
+        // slot goes back on offer only minutes later, and by then its records have reached every
+        // node. Refusing never risks a double booking; the holder decides every booking. But the
+        // request may be a retry of one answered through another node whose records have not come
+        // yet (its quota refused it, say): the patient's quota bucket is asked for the request's
+        // first outcome, and only a request it has no record of is refused here.
         let now = nowMs
         let anyFree = consensus.lookup { lookup -> Bool in
             guard let block = lookup.block(schedule), !lookup.knowsRequest(holdID, block: schedule, patient: session.patient) else { return true }
             let a = availability.availability(of: schedule, block, in: lookup)
             return a.unknown || candidates.contains { a.status(of: $0, nowMs: now) == .free }
         }
-        guard anyFree else { throw PatientError.refused(.slotTaken) }
         let q = BookingRequest(id: holdID, block: schedule, slot: first, patient: session.patient, alternatives: Array(candidates.dropFirst()),
-                               holdMs: Int64(config.holdMinutes) * 60_000)
+                               holdMs: Int64(config.holdMinutes) * 60_000, onlyIfKnown: !anyFree)
         switch await consensus.book(q, quota: info.quotaTag, timeout: .seconds(5)) {
         case .booked(let b)?:
             return appointment(AppointmentRef(holdID: holdID, block: schedule, slot: b.slot), status: .pending, hold: b, info: info)
+        case .refused(_, .unknownRequest)?: throw PatientError.refused(.slotTaken)
         case .refused(_, let reason)?: throw PatientError.refused(reason)
         case nil: throw PatientError.timeout
         }

@@ -29,6 +29,8 @@ extension RefuseReason {
         case .banned:
             return ("booking.banned", "因多次爽约或临近就诊退号，您的预约资格暂停中，期满后自动恢复。",
                     "booking is suspended for you after repeated no-shows or late cancellations; it resumes by itself when the ban ends.")
+        case .unknownRequest:
+            return ("lease.unknown_request", "没有该请求号的记录。", "there is no record of this request id.")
         case .requestMismatch:
             return ("lease.request_mismatch", "该请求号已用于另一笔预约；新的预约请使用新的请求号。",
                     "this request id was already used for another booking; use a new request id for a new booking.")

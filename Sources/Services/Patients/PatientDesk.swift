@@ -53,7 +53,7 @@ public struct PatientError: Error, Codable, Sendable, Hashable {
         switch r {
         case .noHolder, .notHolder, .quotaUnavailable: status = 503
         case .slotTaken, .released, .requestMismatch, .notBooked: status = 409
-        case .noSuchSlot: status = 404
+        case .noSuchSlot, .unknownRequest: status = 404
         case .notYetOpen, .banned: status = 403
         case .quotaExceeded: status = 409
         case .holdExpired: status = 410
