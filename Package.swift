@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         // liblz4 from Debian's liblz4-dev, wrapped the way GRDB wraps SQLite.
@@ -123,10 +124,12 @@ let package = Package(
             dependencies: [
                 "ClinicErrors", "Domain", "Consensus", "ReplicatedCore", "ReplicatedStore",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            resources: [.copy("Access/RBAC.md")],
             swiftSettings: strict
         ),
 
@@ -134,13 +137,15 @@ let package = Package(
         .target(
             name: "HTTPAPI",
             dependencies: [
-                "Services", "Domain", "Consensus",
+                "Services", "Domain", "Consensus", "ReplicatedCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            resources: [.copy("Pages/Templates"), .copy("Pages/Static")],
             swiftSettings: strict
         ),
 

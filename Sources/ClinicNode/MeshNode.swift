@@ -45,6 +45,8 @@ public final class MeshNode: Sendable {
     let ownSerial: String
     /// The patient API's state (sign-in codes, rate limits, SMS outbox), if the config enables it.
     let patients: PatientDesk?
+    /// Staff accounts, sign-in, sessions and this node's audit chain.
+    let staff: StaffDesk
     /// Slot search, holds, confirmations, cancellations and staff steps over this node's consensus shell.
     let booking: BookingDesk
     /// The bookings as read tables in this node's `readmodel.sqlite`, kept up to date from the consensus records.
@@ -163,8 +165,11 @@ public final class MeshNode: Sendable {
         let signals = WriteSignals()
         let store = ReplicaStore(replica: replica, signals: signals)
         let booking = BookingDesk(consensus: consensus, store: store, clock: clock, nodeID: config.nodeID, config: config.patients ?? PatientConfig())
-        let patients: PatientDesk?, readModel: BookingReadModel
+        let patients: PatientDesk?, readModel: BookingReadModel, staff: StaffDesk
         do {
+            let audit = try AuditTrail(store: store, node: config.nodeID, incarnation: replica.origin.incarnation, clock: clock)
+            staff = StaffDesk(store: store, clock: clock, node: config.nodeID, dataKey: dataKey, rules: try AccessRules.shipped(), audit: audit,
+                              idleSeconds: config.staff?.sessionIdleSeconds ?? StaffConfig.defaultIdleSeconds, logger: logger)
             patients = try config.patients.map {
                 try PatientDesk(config: $0, dataDir: config.dataDir, smsFile: NodeConfig.resolve($0.smsFile, base: config.dataDir), dataKey: dataKey,
                                 store: store, clock: clock)
@@ -177,17 +182,17 @@ public final class MeshNode: Sendable {
             await adminServer.close()
             try? await adminServer.run { _ in }
             try? replica.close()
-            throw NodeError(.startup, zh: "无法打开本节点的 SQLite 文件（短信发件箱 outbox.sqlite 或读模型 readmodel.sqlite，在 \(config.dataDir)）：\(error)",
-                            en: "cannot open this node's SQLite files (the SMS outbox outbox.sqlite or the read model readmodel.sqlite in \(config.dataDir)): \(error)")
+            throw NodeError(.startup, zh: "无法打开本节点的 SQLite 文件（短信发件箱 outbox.sqlite 或读模型 readmodel.sqlite，在 \(config.dataDir)），或读取审计链与权限表：\(error)",
+                            en: "cannot open this node's SQLite files (the SMS outbox outbox.sqlite or the read model readmodel.sqlite in \(config.dataDir)), or read the audit chain and the access table: \(error)")
         }
         return MeshNode(config: config, replica: replica, clock: clock, logger: logger, meshServer: meshServer, adminServer: adminServer,
                         client: client, snapshotFrom: snapshotFrom, consensus: consensus, ownSerial: ownSerial, store: store,
-                        booking: booking, readModel: readModel, patients: patients)
+                        booking: booking, readModel: readModel, staff: staff, patients: patients)
     }
 
     init(config: NodeConfig, replica: Replica, clock: NodeClock, logger: Logger, meshServer: MeshServer, adminServer: MeshServer, client: MeshClient,
          snapshotFrom: String?, consensus: ConsensusShell, ownSerial: String, store: ReplicaStore, booking: BookingDesk,
-         readModel: BookingReadModel, patients: PatientDesk? = nil) {
+         readModel: BookingReadModel, staff: StaffDesk, patients: PatientDesk? = nil) {
         self.snapshotFrom = snapshotFrom
         self.consensus = consensus
         self.ownSerial = ownSerial
@@ -209,6 +214,7 @@ public final class MeshNode: Sendable {
         self.booking = booking
         self.readModel = readModel
         self.patients = patients
+        self.staff = staff
         booking.keepHistory(in: readModel)
         adminCommands.withLock { $0 = Self.nodeCommands(self) }
         consensus.onClosure { [readModel, clock, logger] closure in
@@ -312,8 +318,14 @@ public final class MeshNode: Sendable {
             NodeService(name: "consensus") { await self.runConsensus() },
             NodeService(name: "read-model") { await cancelWhenGracefulShutdown { await self.readModel.run() } },
         ]
+        // The staff pages share the patient API's HTTPS port; without it a node has no pages.
+        let staffPages: StaffPages?
+        do { staffPages = try StaffPages(desk: staff, logger: logger) } catch {
+            logger.error("员工页面模板无法读取，本节点不提供员工页面 / staff page templates unreadable, no staff pages on this node", metadata: ["pages.error": "\(error)"])
+            staffPages = nil
+        }
         if let desk = patients {
-            let api = PatientAPI(patients: desk, booking: booking, logger: logger)
+            let api = PatientAPI(patients: desk, booking: booking, staffPages: staffPages, logger: logger)
             let messages = BookingMessages(booking: booking, patients: desk, logger: logger)
             services.append(NodeService(name: "patients") { try await api.run(tls: try self.patientTLS()) { port in self.patientPortBound.withLock { $0 = port } } })
             services.append(NodeService(name: "sms") { await cancelWhenGracefulShutdown { await messages.run() } })
@@ -454,6 +466,10 @@ struct ReplicaStore: RecordStore {
     func liveRow(_ table: String, key: String) throws -> [String: ColumnValue]? { try replica.liveRow(table, key: key) }
     func liveRows(_ table: String) throws -> [String: [String: ColumnValue]] { try replica.liveRows(table) }
     func liveRows(_ table: String, keys: Set<String>) throws -> [String: [String: ColumnValue]] { try replica.liveRows(table, keys: keys) }
+    func liveRows(_ table: String, equal: [String: ColumnValue], range: (column: String, from: ColumnValue?, to: ColumnValue?)?,
+                  limit: Int) throws -> [(key: String, row: [String: ColumnValue])] {
+        try replica.liveRows(table, equal: equal, range: range, limit: limit)
+    }
     func changeStamp(table: String) -> UInt64 { replica.rowStamps.stamp(table: table) }
     func changeStamp(table: String, key: String) -> UInt64 { replica.rowStamps.stamp(table: table, key: key) }
 

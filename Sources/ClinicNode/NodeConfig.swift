@@ -106,6 +106,8 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     public var bench: BenchLoad?
     /// The patient HTTPS API and its booking rules; nil: no patient API on this node.
     public var patients: PatientConfig?
+    /// Staff sign-in settings; nil: the defaults.
+    public var staff: StaffConfig?
 
     public struct BenchLoad: Codable, Sendable, Hashable {
         /// Rows written per second by this node (one transaction per 10 ms tick).
@@ -140,7 +142,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     enum CodingKeys: String, CodingKey {
         case metrics
         case nodeID = "node_id", department, clusterID = "cluster_id", mesh, admin
-        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, voters, tuning, bench, patients
+        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, voters, tuning, bench, patients, staff
     }
 
     public init(from decoder: any Decoder) throws {
@@ -159,6 +161,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         tuning = try c.decodeIfPresent(Tuning.self, forKey: .tuning) ?? Tuning()
         bench = try c.decodeIfPresent(BenchLoad.self, forKey: .bench)
         patients = try c.decodeIfPresent(PatientConfig.self, forKey: .patients)
+        staff = try c.decodeIfPresent(StaffConfig.self, forKey: .staff)
     }
 
     /// Reads and checks a config file; relative paths in it are taken from the file's folder.
@@ -211,6 +214,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
             }
         }
         try patients?.validate()
+        try staff?.validate()
         if let voters {
             let known = Set(peers.map(\.id) + [nodeID])
             // A node joining as a learner (cluster add-node) lists the voters as they are, odd or not.
@@ -237,3 +241,26 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     }
 }
 
+
+/// Staff sign-in settings (`"staff"` in a node's config).
+public struct StaffConfig: Codable, Sendable, Hashable {
+    public static let defaultIdleSeconds = 1800
+    /// How long a session lasts without use; the cookie carries the deadline this node sets.
+    public var sessionIdleSeconds: Int
+
+    public init(sessionIdleSeconds: Int = Self.defaultIdleSeconds) { self.sessionIdleSeconds = sessionIdleSeconds }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        sessionIdleSeconds = try c.decodeIfPresent(Int.self, forKey: .sessionIdleSeconds) ?? Self.defaultIdleSeconds
+    }
+
+    func validate() throws {
+        guard (10...86_400).contains(sessionIdleSeconds) else {
+            throw NodeError(.config, zh: "staff.session_idle_seconds 应在 10 到 86400 之间（默认 1800，即 30 分钟）。",
+                            en: "staff.session_idle_seconds must be between 10 and 86400 (default 1800, 30 minutes).")
+        }
+    }
+
+    enum CodingKeys: String, CodingKey { case sessionIdleSeconds = "session_idle_seconds" }
+}

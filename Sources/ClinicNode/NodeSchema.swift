@@ -39,8 +39,36 @@ public enum NodeSchema {
         .init("patient", .text), .init("payment", .text), .init("status", .text), .init("updated_by", .text),
     ], indexes: [["patient"]])
 
+    /// Key: `StaffNumber.rawValue` (master data). `roles` and `departments` are comma-separated;
+    /// `password_hash` is a scrypt string (`PasswordHasher`); sessions issued before
+    /// `sessions_after_ms` are refused on every node (a disable or a password reset).
+    public static let staff = ReplicatedTable("staff", columns: [
+        .init("name", .text), .init("roles", .text), .init("departments", .text), .init("practitioner", .text),
+        .init("active", .integer), .init("password_hash", .text), .init("must_change_password", .integer),
+        .init("sessions_after_ms", .integer),
+    ])
+    /// Key: `<staff number>/<node>`: failed sign-ins counted where they happened; each node writes
+    /// only its own row, and the lockout sums every node's (`StaffSignIn`).
+    public static let staffSignIn = ReplicatedTable("staff_sign_in", columns: [
+        .init("staff", .text), .init("node", .text), .init("failures", .integer), .init("window_start_ms", .integer),
+        .init("locked_until_ms", .integer),
+    ], indexes: [["staff"]])
+    /// Key: a session id: the session was signed out, and no node accepts it again.
+    public static let staffSessionEnd = ReplicatedTable("staff_session_end", columns: [
+        .init("staff", .text), .init("ended_ms", .integer),
+    ])
+    /// Key: `<chain>/<sequence, 12 digits>`, the chain being `<node>.<incarnation>`: one insert-only
+    /// hash chain per node process history (`AuditTrail`).
+    public static let auditEvent = ReplicatedTable("audit_event", columns: [
+        .init("chain", .text), .init("sequence", .integer), .init("at_ms", .integer), .init("node", .text),
+        .init("staff", .text), .init("role", .text), .init("action", .text), .init("patient", .text),
+        .init("resource", .text), .init("outcome", .text), .init("detail", .text),
+        .init("previous_hash", .text), .init("hash", .text),
+    ], indexes: [["staff"], ["patient"], ["action"], ["at_ms"]])
+
     public static let schema = ReplicaSchema(versions: [
         [.createTable(department), .createTable(practitioner), .createTable(patient), .createTable(schedule), .createTable(slot)],
         [.createTable(appointment)],
+        [.createTable(staff), .createTable(staffSignIn), .createTable(staffSessionEnd), .createTable(auditEvent)],
     ])
 }

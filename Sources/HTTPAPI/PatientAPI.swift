@@ -35,10 +35,12 @@ package struct PatientRequestContext: RequestContext {
 package struct PatientAPI: Sendable {
     package let patients: PatientDesk
     package let booking: BookingDesk
+    /// The staff pages on the same port (under /staff), if the node has them.
+    package let staffPages: StaffPages?
     package let logger: Logger
 
-    package init(patients: PatientDesk, booking: BookingDesk, logger: Logger) {
-        self.patients = patients; self.booking = booking; self.logger = logger
+    package init(patients: PatientDesk, booking: BookingDesk, staffPages: StaffPages? = nil, logger: Logger) {
+        self.patients = patients; self.booking = booking; self.staffPages = staffPages; self.logger = logger
     }
 
     /// Serves the API over HTTPS at the patient config's address until a graceful shutdown;
@@ -69,6 +71,8 @@ package struct PatientAPI: Sendable {
     /// The routes behind the gate (rate limits, in-flight limit, answers in both languages).
     package func router() -> Router<PatientRequestContext> {
         let router = Router(context: PatientRequestContext.self)
+        // Added before the gate, so outside it: pages answer in HTML, with their own checks.
+        staffPages?.add(to: router)
         router.add(middleware: PatientGate(desk: patients, logger: logger))
         addPatientRoutes(to: router)
         return router

@@ -59,3 +59,17 @@ func hex(_ bytes: some Sequence<UInt8>) -> String {
     }
     return out
 }
+
+extension ColumnValue {
+    /// The text, if this is text.
+    public var textValue: String? {
+        if case .text(let v) = self { return v }
+        return nil
+    }
+
+    /// The integer, if this is an integer.
+    public var integerValue: Int64? {
+        if case .integer(let v) = self { return v }
+        return nil
+    }
+}

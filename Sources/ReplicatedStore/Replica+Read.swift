@@ -32,6 +32,35 @@ extension Replica {
         return rows
     }
 
+    /// Live rows whose plain columns equal `equal` and whose `range` column lies in its bounds,
+    /// newest key first, at most `limit` (the audit trail's filters; encrypted columns cannot be
+    /// matched, their stored values are ciphertext).
+    public func liveRows(_ table: String, equal: [String: ColumnValue], range: (column: String, from: ColumnValue?, to: ColumnValue?)? = nil,
+                         limit: Int) throws -> [(key: String, row: [String: ColumnValue])] {
+        guard let info = tables[table] else { throw StoreError.unknownTable(table) }
+        let named = Array(equal.keys) + (range.map { [$0.column] } ?? [])
+        for name in named where info.table.columns.first(where: { $0.name == name && !$0.encrypted }) == nil {
+            throw StoreError(.unknownColumn, zh: "表 \(table) 没有可按其筛选的列 \(name)。", en: "table \(table) has no column \(name) to filter by.")
+        }
+        var conditions = ["crdt_alive > 0"]
+        var arguments: [DatabaseValue] = []
+        for (name, value) in equal.sorted(by: { $0.key < $1.key }) {
+            conditions.append("\(name.quotedDatabaseIdentifier) = ?")
+            arguments.append(value.databaseValue)
+        }
+        if let range {
+            if let from = range.from { conditions.append("\(range.column.quotedDatabaseIdentifier) >= ?"); arguments.append(from.databaseValue) }
+            if let to = range.to { conditions.append("\(range.column.quotedDatabaseIdentifier) < ?"); arguments.append(to.databaseValue) }
+        }
+        let key = info.table.keyColumn.quotedDatabaseIdentifier
+        let sql = "SELECT \(key) FROM \(table.quotedDatabaseIdentifier) WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(key) DESC LIMIT ?"
+        arguments.append(max(0, limit).databaseValue)
+        let states = try read { db in
+            try String.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map { try RowState.load(db, info, key: $0) }
+        }
+        return try states.filter { $0.alive != RowState.deleted }.map { ($0.key, try opened($0, info)) }
+    }
+
     private func opened(_ row: RowState, _ info: TableInfo) throws -> [String: ColumnValue] {
         var values: [String: ColumnValue] = [:]
         for (i, column) in info.table.columns.enumerated() {

@@ -12,6 +12,9 @@ package protocol RecordStore: Sendable {
     func liveRow(_ table: String, key: String) throws -> [String: ColumnValue]?
     func liveRows(_ table: String) throws -> [String: [String: ColumnValue]]
     func liveRows(_ table: String, keys: Set<String>) throws -> [String: [String: ColumnValue]]
+    /// Live rows matching plain column values (and a range on one column), newest key first.
+    func liveRows(_ table: String, equal: [String: ColumnValue], range: (column: String, from: ColumnValue?, to: ColumnValue?)?,
+                  limit: Int) throws -> [(key: String, row: [String: ColumnValue])]
     /// Grows whenever a row of `table` changes here (written or merged).
     func changeStamp(table: String) -> UInt64
     /// Grows whenever row `key` of `table` changes here.

@@ -1,0 +1,42 @@
+// The words of the staff pages, Simplified Chinese first, English on the switch (`?lang=en`).
+
+enum PageLanguage: String, Sendable {
+    case zh, en
+
+    var htmlTag: String { self == .zh ? "zh-CN" : "en" }
+    var other: PageLanguage { self == .zh ? .en : .zh }
+
+    var texts: [String: String] { self == .zh ? PageTexts.zh : PageTexts.en }
+}
+
+enum PageTexts {
+    static let zh: [String: String] = [
+        "brand": "门诊", "node": "节点", "otherLanguage": "English", "signOut": "退出登录", "footer": "ClinicMesh 门诊系统 · 每个科室一个节点",
+        "signInTitle": "员工登录", "staffNumber": "工号", "password": "密码", "signIn": "登录",
+        "homeTitle": "工作台", "departments": "科室", "whatYouCanDo": "可进行的操作",
+        "passwordTitle": "修改密码", "mustChange": "管理员重置了您的密码：请先设置新密码再继续。", "currentPassword": "当前密码", "newPassword": "新密码",
+        "passwordRule": "密码至少 10 个字符，不能与工号相同。", "save": "保存",
+        "scheduleTitle": "我的出诊", "date": "日期", "halfDay": "时段", "capacity": "号源数", "status": "状态", "noSessions": "暂无出诊安排。",
+        "accountsTitle": "员工账户", "name": "姓名", "rolesLabel": "角色", "disable": "停用", "addAccount": "新建账户",
+        "departmentsHint": "科室代码（多个用逗号分隔，如 neike,waike）", "initialPassword": "初始密码", "mustChangeNote": "首次登录须修改。", "add": "新建",
+        "auditTitle": "审计日志", "patientKey": "患者标识", "action": "操作", "from": "起", "to": "止", "filter": "筛选", "exportCSV": "导出 CSV",
+        "auditShown": "按时间倒序，最多显示 500 条；导出包含全部符合条件的事件。", "time": "时间", "resource": "对象", "outcome": "结果",
+        "refusedTitle": "无法完成", "backHome": "返回工作台",
+        "morning": "上午", "afternoon": "下午", "active": "在用", "disabled": "已停用",
+    ]
+    static let en: [String: String] = [
+        "brand": "Outpatients", "node": "Node", "otherLanguage": "中文", "signOut": "Sign out", "footer": "ClinicMesh outpatient system · one node per department",
+        "signInTitle": "Staff sign-in", "staffNumber": "Staff number", "password": "Password", "signIn": "Sign in",
+        "homeTitle": "Home", "departments": "Departments", "whatYouCanDo": "What you can do",
+        "passwordTitle": "Change password", "mustChange": "An administrator reset your password: set a new one before you go on.", "currentPassword": "Current password",
+        "newPassword": "New password", "passwordRule": "At least 10 characters, not the staff number.", "save": "Save",
+        "scheduleTitle": "My clinic sessions", "date": "Date", "halfDay": "Half-day", "capacity": "Slots", "status": "Status", "noSessions": "No clinic sessions.",
+        "accountsTitle": "Staff accounts", "name": "Name", "rolesLabel": "Roles", "disable": "Disable", "addAccount": "New account",
+        "departmentsHint": "Department codes (comma-separated, such as neike,waike)", "initialPassword": "Initial password", "mustChangeNote": "To be changed at first sign-in.",
+        "add": "Create",
+        "auditTitle": "Audit trail", "patientKey": "Patient key", "action": "Action", "from": "From", "to": "To", "filter": "Filter", "exportCSV": "Export CSV",
+        "auditShown": "Newest first, at most 500 shown; the export holds every matching event.", "time": "Time", "resource": "Resource", "outcome": "Outcome",
+        "refusedTitle": "Could not be done", "backHome": "Back to home",
+        "morning": "Morning", "afternoon": "Afternoon", "active": "Active", "disabled": "Disabled",
+    ]
+}

@@ -1,0 +1,437 @@
+import Domain
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Mustache
+import NIOCore
+import ReplicatedCore
+import Services
+
+// The staff pages, server-rendered under /staff on every node's HTTPS port. Every route declares
+// the action it takes (`StaffPages.routes`, checked against `RBAC.md` by a test both ways); a route
+// whose action the signed-in roles lack answers 403 and leaves an audit event. Forms carry a CSRF
+// token; every answer carries a strict Content-Security-Policy and no inline script or style.
+
+/// One staff route: its method, path and the `RBAC.md` action it takes ("public": no session).
+package struct StaffRoute: Sendable, Hashable {
+    package var method: HTTPRequest.Method
+    package var path: String
+    package var action: String
+}
+
+package struct StaffPages: Sendable {
+    package let desk: StaffDesk
+    let renderer: PageRenderer
+    let logger: Logger
+
+    package init(desk: StaffDesk, logger: Logger) throws {
+        self.desk = desk
+        self.logger = logger
+        renderer = try PageRenderer.shipped()
+    }
+
+    /// Every staff route. The router registers exactly these.
+    package static let routes: [StaffRoute] = [
+        StaffRoute(method: .get, path: "/staff/sign-in", action: "public"),
+        StaffRoute(method: .post, path: "/staff/sign-in", action: "public"),
+        StaffRoute(method: .get, path: "/staff/static/style.css", action: "public"),
+        StaffRoute(method: .get, path: "/staff", action: "public"),
+        StaffRoute(method: .post, path: "/staff/sign-out", action: "home"),
+        StaffRoute(method: .get, path: "/staff/", action: "home"),
+        StaffRoute(method: .get, path: "/staff/password", action: "password.change"),
+        StaffRoute(method: .post, path: "/staff/password", action: "password.change"),
+        StaffRoute(method: .get, path: "/staff/schedule", action: "schedule.own"),
+        StaffRoute(method: .get, path: "/staff/accounts", action: "staff.manage"),
+        StaffRoute(method: .post, path: "/staff/accounts", action: "staff.manage"),
+        StaffRoute(method: .post, path: "/staff/accounts/{number}/disable", action: "staff.manage"),
+        StaffRoute(method: .get, path: "/staff/audit", action: "audit.read"),
+        StaffRoute(method: .get, path: "/staff/audit.csv", action: "audit.read"),
+    ]
+
+    /// Where a home page's link for an action goes.
+    static let actionPaths: [String: String] = [
+        "home": "/staff/", "password.change": "/staff/password", "schedule.own": "/staff/schedule",
+        "staff.manage": "/staff/accounts", "audit.read": "/staff/audit",
+    ]
+
+    static let sessionCookie = "cm_staff"
+    static let preSessionCookie = "cm_pre"
+    static let languageCookie = "cm_lang"
+    static let securityHeaders: [(HTTPField.Name, String)] = [
+        (.contentSecurityPolicy, "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"),
+        (.xContentTypeOptions, "nosniff"),
+        (HTTPField.Name("Referrer-Policy")!, "no-referrer"),
+        (.cacheControl, "no-store"),
+        (HTTPField.Name("X-Frame-Options")!, "DENY"),
+    ]
+
+    package func add(to router: Router<PatientRequestContext>) {
+        for route in Self.routes {
+            router.on(RouterPath(route.path), method: route.method) { request, context in
+                await self.serve(route, request, context)
+            }
+        }
+    }
+
+    // MARK: Dispatch
+
+    /// One request: the language, the session and its action's check, the CSRF check of a post,
+    /// then the page; every refusal is a page in both languages with `#message[data-code]`.
+    func serve(_ route: StaffRoute, _ request: Request, _ context: PatientRequestContext) async -> Response {
+        let lang = language(request)
+        var page = PageAnswer(lang: lang, node: desk.node)
+        if let asked = request.uri.queryParameters["lang"].flatMap({ PageLanguage(rawValue: String($0)) }) {
+            page.cookies.append(Cookie(name: Self.languageCookie, value: asked.rawValue, maxAge: 365 * 86_400, path: "/staff", secure: true, httpOnly: true, sameSite: .strict))
+        }
+        do throws(StaffError) {
+            var form: [String: [String]] = [:]
+            if route.method == .post { form = try await Self.form(request) }
+            if route.action == "public" { return try await publicRoute(route, request, form: form, page: page) }
+            let signedIn: (session: StaffSession, account: StaffAccount, renewed: String?)
+            do { signedIn = try desk.session(cookie: request.cookies[Self.sessionCookie]?.value) } catch {
+                if error == .storeUnavailable { throw error }
+                // No cookie at all: just the sign-in page; otherwise say why.
+                let reason = request.cookies[Self.sessionCookie] == nil ? "" : "?reason=\(error.code.split(separator: ".").last ?? "")"
+                return page.redirect("/staff/sign-in\(reason)", clearing: Self.sessionCookie)
+            }
+            if let renewed = signedIn.renewed { page.cookies.append(Self.sessionCookie(renewed)) }
+            page.signedIn = (signedIn.session, signedIn.account, desk.tokens.csrf(session: signedIn.session))
+            if route.method == .post {
+                guard let token = form["csrf"]?.first, desk.tokens.equal(token, desk.tokens.csrf(session: signedIn.session)) else {
+                    try desk.record(AuditEvent(staff: signedIn.account.number, role: desk.roleText(signedIn.account), action: "csrf.refused",
+                                               resource: route.path, outcome: "denied"))
+                    return page.refusal(.csrf, renderer)
+                }
+            }
+            try desk.authorize(signedIn.account, action: route.action, resource: request.uri.path)
+            // A reset password is changed before anything else.
+            if signedIn.account.mustChangePassword, route.action != "password.change", route.path != "/staff/sign-out" {
+                return page.redirect("/staff/password")
+            }
+            return try await signedInRoute(route, request, context, form: form, page: page, signedIn.session, signedIn.account)
+        } catch {
+            return page.refusal(error, renderer)
+        }
+    }
+
+    func language(_ request: Request) -> PageLanguage {
+        if let asked = request.uri.queryParameters["lang"].flatMap({ PageLanguage(rawValue: String($0)) }) { return asked }
+        return request.cookies[Self.languageCookie].flatMap { PageLanguage(rawValue: $0.value) } ?? .zh
+    }
+
+    static func sessionCookie(_ value: String) -> Cookie {
+        Cookie(name: sessionCookie, value: value, path: "/staff", secure: true, httpOnly: true, sameSite: .strict)
+    }
+
+    // MARK: Public routes
+
+    func publicRoute(_ route: StaffRoute, _ request: Request, form: [String: [String]], page: PageAnswer) async throws(StaffError) -> Response {
+        var page = page
+        switch (route.method, route.path) {
+        case (.get, "/staff/static/style.css"):
+            return page.asset(renderer.stylesheet, contentType: "text/css; charset=utf-8")
+        case (.get, "/staff"):
+            return page.redirect("/staff/")
+        case (.get, "/staff/sign-in"):
+            let reason = request.uri.queryParameters["reason"].map(String.init) ?? ""
+            let message: StaffError? = ["expired": .expired, "invalid": .invalid, "revoked": .revoked, "signed_out": .signedOut][reason]
+            return signInPage(&page, message: message, status: message == nil || message == .signedOut ? 200 : 401, staffNumber: "")
+        case (.post, "/staff/sign-in"):
+            guard let pre = request.cookies[Self.preSessionCookie]?.value, let token = form["csrf"]?.first,
+                  desk.tokens.equal(token, desk.tokens.csrf(preSession: pre)) else {
+                try desk.record(AuditEvent(staff: "-", action: "csrf.refused", resource: route.path, outcome: "denied"))
+                return signInPage(&page, message: .csrf, status: 403, staffNumber: "")
+            }
+            let number = form["staff_number"]?.first ?? ""
+            do {
+                let (cookie, account) = try await desk.signIn(number: number, password: form["password"]?.first ?? "")
+                page.cookies.append(Self.sessionCookie(cookie))
+                return page.redirect(account.mustChangePassword ? "/staff/password" : "/staff/")
+            } catch {
+                return signInPage(&page, message: error, status: error.status, staffNumber: String(number.prefix(16)))
+            }
+        default:
+            throw StaffError(404, "route.unknown", zh: "没有这个页面。", en: "there is no such page.")
+        }
+    }
+
+    /// The sign-in form, with a fresh pre-session cookie its CSRF token is bound to.
+    func signInPage(_ page: inout PageAnswer, message: StaffError?, status: Int, staffNumber: String) -> Response {
+        let pre = StaffTokens.newSessionID() + StaffTokens.newSessionID()
+        page.cookies.append(Cookie(name: Self.preSessionCookie, value: pre, path: "/staff", secure: true, httpOnly: true, sameSite: .strict))
+        var values = page.values(title: page.text("signInTitle"), message: message)
+        values["csrf"] = desk.tokens.csrf(preSession: pre)
+        values["staffNumber"] = staffNumber.unicodeScalars.allSatisfy({ $0.isASCII && !$0.properties.isWhitespace }) ? staffNumber : ""
+        return page.html(renderer.render("sign-in", values), status: status)
+    }
+
+    // MARK: Signed-in routes
+
+    func signedInRoute(_ route: StaffRoute, _ request: Request, _ context: PatientRequestContext, form: [String: [String]], page: PageAnswer,
+                       _ session: StaffSession, _ account: StaffAccount) async throws(StaffError) -> Response {
+        var page = page
+        switch (route.method, route.path) {
+        case (.post, "/staff/sign-out"):
+            try desk.signOut(session)
+            return page.redirect("/staff/sign-in?reason=signed_out", clearing: Self.sessionCookie)
+        case (.get, "/staff/"):
+            var values = page.values(title: page.text("homeTitle"))
+            values["account"] = ["number": account.number, "name": account.name]
+            values["roles"] = account.sortedRoles.map { page.lang == .zh ? $0.zh : $0.en }
+            values["hasDepartments"] = !account.departments.isEmpty
+            values["departments"] = account.departments.joined(separator: ", ")
+            values["actions"] = desk.rules.allowed(for: account.roles).filter { $0.name != "home" }.map { a -> [String: Any] in
+                ["name": a.name, "label": page.lang == .zh ? a.zh : a.en, "path": Self.actionPaths[a.name] ?? "/staff/"]
+            }
+            return page.html(renderer.render("home", values))
+        case (.get, "/staff/password"):
+            var values = page.values(title: page.text("passwordTitle"))
+            values["mustChange"] = account.mustChangePassword
+            return page.html(renderer.render("password", values))
+        case (.post, "/staff/password"):
+            do {
+                let cookie = try await desk.changePassword(session, current: form["current"]?.first ?? "", new: form["new"]?.first ?? "")
+                page.cookies.append(Self.sessionCookie(cookie))
+                return page.redirect("/staff/")
+            } catch {
+                var values = page.values(title: page.text("passwordTitle"), message: error)
+                values["mustChange"] = account.mustChangePassword
+                return page.html(renderer.render("password", values), status: error.status)
+            }
+        case (.get, "/staff/schedule"):
+            return try schedulePage(page, account)
+        case (.get, "/staff/accounts"):
+            return try accountsPage(page, message: nil, status: 200)
+        case (.post, "/staff/accounts"):
+            do {
+                let departments = (form["departments"]?.first ?? "").split(whereSeparator: { $0 == "," || $0 == "，" }).map(String.init)
+                _ = try await desk.addAccount(number: form["staff_number"]?.first ?? "", name: form["name"]?.first ?? "", roles: form["roles"] ?? [],
+                                              departments: departments, password: form["password"]?.first ?? "", mustChangePassword: true, by: account.number)
+                return page.redirect("/staff/accounts")
+            } catch {
+                return try accountsPage(page, message: error, status: error.status)
+            }
+        case (.post, _) where route.path == "/staff/accounts/{number}/disable":
+            let number = context.parameters.get("number") ?? ""
+            try desk.disable(number, by: account.number)
+            return page.redirect("/staff/accounts")
+        case (.get, "/staff/audit"):
+            let filter = try AuditFilter(request)
+            let events = try auditEvents(filter, limit: 500)
+            try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "audit.read", resource: "audit", outcome: "ok",
+                                       detail: filter.query))
+            var values = page.values(title: page.text("auditTitle"))
+            values["filter"] = filter.fields
+            values["query"] = filter.query
+            values["events"] = events.map { e -> [String: Any] in
+                ["time": Self.shanghai(e.row["at_ms"]?.integerValue ?? 0), "staff": text(e, "staff"), "role": text(e, "role"), "action": text(e, "action"),
+                 "patient": text(e, "patient"), "resource": text(e, "resource"), "outcome": text(e, "outcome"), "node": text(e, "node")]
+            }
+            return page.html(renderer.render("audit", values))
+        case (.get, "/staff/audit.csv"):
+            let filter = try AuditFilter(request)
+            let events = try auditEvents(filter, limit: 1_000_000)
+            try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "audit.export", resource: "audit", outcome: "ok",
+                                       detail: filter.query))
+            var csv = "at,node,chain,sequence,staff,role,action,patient,resource,outcome,detail,hash\r\n"
+            for e in events {
+                let fields = [Self.shanghai(e.row["at_ms"]?.integerValue ?? 0), text(e, "node"), text(e, "chain"), String(e.row["sequence"]?.integerValue ?? 0),
+                              text(e, "staff"), text(e, "role"), text(e, "action"), text(e, "patient"), text(e, "resource"), text(e, "outcome"),
+                              text(e, "detail"), text(e, "hash")]
+                csv += fields.map(Self.csvField).joined(separator: ",") + "\r\n"
+            }
+            page.extraHeaders.append((.contentDisposition, "attachment; filename=\"audit.csv\""))
+            return page.asset(csv, contentType: "text/csv; charset=utf-8")
+        default:
+            throw StaffError(404, "route.unknown", zh: "没有这个页面。", en: "there is no such page.")
+        }
+    }
+
+    func text(_ e: (key: String, row: [String: ColumnValue]), _ column: String) -> String { e.row[column]?.textValue ?? "" }
+
+    func schedulePage(_ page: PageAnswer, _ account: StaffAccount) throws(StaffError) -> Response {
+        let rows: [(key: String, row: [String: ColumnValue])]
+        do {
+            rows = account.practitioner.isEmpty ? [] : try desk.store.liveRows("schedule", equal: ["practitioner": .text(account.practitioner)], range: nil, limit: 1_000)
+        } catch { throw .storeUnavailable }
+        var values = page.values(title: page.text("scheduleTitle"))
+        values["sessions"] = rows.sorted { $0.key < $1.key }.map { r -> [String: Any] in
+            let half = r.row["half_day"]?.textValue ?? ""
+            return ["id": r.key, "date": r.row["date"]?.textValue ?? "", "halfDay": page.text(half).isEmpty ? half : page.text(half),
+                    "capacity": r.row["capacity"]?.integerValue ?? 0, "status": r.row["status"]?.textValue ?? ""]
+        }
+        return page.html(renderer.render("schedule", values))
+    }
+
+    func accountsPage(_ page: PageAnswer, message: StaffError?, status: Int) throws(StaffError) -> Response {
+        var values = page.values(title: page.text("accountsTitle"), message: message)
+        values["accounts"] = try desk.accounts().map { a -> [String: Any] in
+            ["number": a.number, "name": a.name, "roles": a.sortedRoles.map { page.lang == .zh ? $0.zh : $0.en }.joined(separator: ", "),
+             "departments": a.departments.joined(separator: ", "), "active": a.active, "state": page.text(a.active ? "active" : "disabled")]
+        }
+        values["roleChoices"] = StaffRole.allCases.map { ["value": $0.rawValue, "label": page.lang == .zh ? $0.zh : $0.en] }
+        return page.html(renderer.render("accounts", values), status: status)
+    }
+
+    func auditEvents(_ f: AuditFilter, limit: Int) throws(StaffError) -> [(key: String, row: [String: ColumnValue])] {
+        var equal: [String: ColumnValue] = [:]
+        if !f.staff.isEmpty { equal["staff"] = .text(f.staff) }
+        if !f.patient.isEmpty { equal["patient"] = .text(f.patient) }
+        if !f.action.isEmpty { equal["action"] = .text(f.action) }
+        let range = f.fromMs == nil && f.toMs == nil ? nil : (column: "at_ms", from: f.fromMs.map { ColumnValue.integer($0) }, to: f.toMs.map { ColumnValue.integer($0) })
+        do {
+            // Newest first across every node's chain (keys sort by chain, so order by time here).
+            return try desk.store.liveRows(AuditTrail.table, equal: equal, range: range, limit: 1_000_000)
+                .sorted { ($0.row["at_ms"]?.integerValue ?? 0) > ($1.row["at_ms"]?.integerValue ?? 0) }.prefix(limit).map { $0 }
+        } catch { throw .storeUnavailable }
+    }
+
+    static func shanghai(_ ms: Int64) -> String {
+        guard let c = try? ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(ms) / 1000)) else { return "" }
+        let seconds = ((ms / 1000) % 60 + 60) % 60
+        return "\(c.date) \(c.time):\(seconds < 10 ? "0" : "")\(seconds)"
+    }
+
+    /// A CSV field, quoted when it must be, and never read as a formula by a spreadsheet.
+    static func csvField(_ s: String) -> String {
+        var v = s
+        if let first = v.first, "=+-@".contains(first) { v = "'" + v }
+        return v.contains(where: { ",\"\r\n".contains($0) }) ? "\"" + v.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : v
+    }
+
+    // MARK: Forms
+
+    /// An urlencoded form body (at most 64 KiB): each name with its values in order.
+    static func form(_ request: Request) async throws(StaffError) -> [String: [String]] {
+        let buffer: ByteBuffer
+        do { buffer = try await request.body.collect(upTo: 64 * 1024) } catch {
+            throw StaffError(413, "request.too_large", zh: "表单过大（最多 64 KiB）。", en: "the form is too large (at most 64 KiB).")
+        }
+        var fields: [String: [String]] = [:]
+        for pair in String(buffer: buffer).split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ s: Substring) -> String? { String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding }
+            guard let name = decode(parts[0]), let value = parts.count > 1 ? decode(parts[1]) : "" else {
+                throw StaffError(400, "request.form", zh: "表单编码有误。", en: "the form is not properly encoded.")
+            }
+            guard !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control && $0 != "\n" && $0 != "\r" && $0 != "\t" }) else {
+                throw StaffError(400, "request.control_character", zh: "表单字段 \(name.prefix(30)) 含有控制字符。", en: "form field \(name.prefix(30)) contains control characters.")
+            }
+            fields[name, default: []].append(value)
+        }
+        return fields
+    }
+}
+
+/// The auditor's filters, from the query string.
+struct AuditFilter {
+    var staff = "", patient = "", action = "", from = "", to = ""
+    var fromMs: Int64?, toMs: Int64?
+
+    init(_ request: Request) throws(StaffError) {
+        let q = request.uri.queryParameters
+        func value(_ name: String, _ limit: Int) throws(StaffError) -> String {
+            let v = (q[name[...]].map { String($0) } ?? "").trimmingCharacters(in: .whitespaces)
+            guard v.count <= limit, !v.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw StaffError(400, "audit.filter", zh: "筛选条件 \(name) 过长或含控制字符。", en: "filter \(name) is too long or contains control characters.")
+            }
+            return v
+        }
+        staff = try value("staff", 16).uppercased()
+        patient = try value("patient", 64)
+        action = try value("action", 40)
+        from = try value("from", 10)
+        to = try value("to", 10)
+        func day(_ text: String, _ name: String) throws(StaffError) -> Int64? {
+            guard !text.isEmpty else { return nil }
+            do {
+                let d = try CivilDate(parsing: text, field: name)
+                return Int64(ShanghaiTime.instant(date: d, time: try LocalTime(minuteOfDay: 0)).timeIntervalSince1970 * 1000)
+            } catch { throw .invalid(error) }
+        }
+        fromMs = try day(from, "from")
+        toMs = try day(to, "to").map { $0 + 86_400_000 }
+    }
+
+    var fields: [String: String] { ["staff": staff, "patient": patient, "action": action, "from": from, "to": to] }
+
+    var query: String {
+        fields.sorted { $0.key < $1.key }.filter { !$0.value.isEmpty }
+            .map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&")
+    }
+}
+
+/// What one answer is made of: its language, cookies to set and the signed-in person, if any.
+struct PageAnswer {
+    var lang: PageLanguage
+    var node: String
+    var cookies: [Cookie] = []
+    var extraHeaders: [(HTTPField.Name, String)] = []
+    var signedIn: (session: StaffSession, account: StaffAccount, csrf: String)?
+
+    init(lang: PageLanguage, node: String) { self.lang = lang; self.node = node }
+
+    func text(_ key: String) -> String { lang.texts[key] ?? "" }
+
+    func values(title: String, message: StaffError? = nil) -> [String: Any] {
+        var v: [String: Any] = ["lang": lang.htmlTag, "otherLang": lang.other.rawValue, "t": lang.texts, "title": title, "node": node]
+        if let signedIn { v["signedIn"] = true; v["csrf"] = signedIn.csrf }
+        if let message {
+            v["message"] = ["code": message.code, "text": lang == .zh ? message.zh : message.en, "kind": message.status < 300 ? "info" : "error"]
+        }
+        return v
+    }
+
+    func headers(contentType: String) -> HTTPFields {
+        var h = HTTPFields()
+        h[.contentType] = contentType
+        for (name, value) in StaffPages.securityHeaders + extraHeaders { h[name] = value }
+        for c in cookies { h.append(HTTPField(name: .setCookie, value: c.description)) }
+        return h
+    }
+
+    func html(_ body: String, status: Int = 200) -> Response {
+        Response(status: .init(code: status), headers: headers(contentType: "text/html; charset=utf-8"), body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    func asset(_ body: String, contentType: String) -> Response {
+        Response(status: .ok, headers: headers(contentType: contentType), body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    func redirect(_ location: String, clearing cookie: String? = nil) -> Response {
+        var page = self
+        if let cookie { page.cookies.append(Cookie(name: cookie, value: "", maxAge: 0, path: "/staff", secure: true, httpOnly: true, sameSite: .strict)) }
+        var h = page.headers(contentType: "text/html; charset=utf-8")
+        h[.location] = location
+        return Response(status: .seeOther, headers: h)
+    }
+
+    func refusal(_ error: StaffError, _ renderer: PageRenderer) -> Response {
+        html(renderer.render("refused", values(title: text("refusedTitle"), message: error)), status: error.status)
+    }
+}
+
+/// The templates and the stylesheet, shipped as the module's resources.
+struct PageRenderer: Sendable {
+    let library: MustacheLibrary
+    let stylesheet: String
+
+    static func shipped() throws -> PageRenderer {
+        guard let base = Bundle.module.resourceURL else {
+            throw StaffError(500, "pages.missing", zh: "找不到页面模板（安装不完整）。", en: "the page templates are missing (an incomplete install).")
+        }
+        var library = MustacheLibrary()
+        let folder = base.appendingPathComponent("Templates")
+        for name in try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() where name.hasSuffix(".mustache") {
+            let text = try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
+            try library.register(text, named: String(name.dropLast(".mustache".count)))
+        }
+        let css = try String(contentsOf: base.appendingPathComponent("Static/style.css"), encoding: .utf8)
+        return PageRenderer(library: library, stylesheet: css)
+    }
+
+    func render(_ template: String, _ values: [String: Any]) -> String {
+        library.render(values, withTemplate: template) ?? "<!DOCTYPE html><title>ClinicMesh</title><p>模板缺失 / template missing: \(template)</p>"
+    }
+}
