@@ -375,3 +375,84 @@ public struct AppointmentsQuery: Codable, Sendable, Hashable {
         self.patient = patient; self.block = block; self.date = date; self.department = department
     }
 }
+
+/// `staff-add {json}`: a new staff account (`staff add`); `staff-disable` and
+/// `staff-reset-password` name one by its staff number.
+public struct StaffAccountCommand: Codable, Sendable, Hashable {
+    public var staffNumber: String
+    public var name: String?
+    public var roles: [String]?
+    public var departments: [String]?
+    public var practitioner: String?
+    public var password: String?
+    /// A new account must change its password at first sign-in (default true).
+    public var mustChangePassword: Bool?
+
+    public init(staffNumber: String, name: String? = nil, roles: [String]? = nil, departments: [String]? = nil, practitioner: String? = nil,
+                password: String? = nil, mustChangePassword: Bool? = nil) {
+        self.staffNumber = staffNumber; self.name = name; self.roles = roles; self.departments = departments
+        self.practitioner = practitioner; self.password = password; self.mustChangePassword = mustChangePassword
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case staffNumber = "staff_number", name, roles, departments, practitioner, password, mustChangePassword = "must_change_password"
+    }
+}
+
+/// A staff account as the admin API shows it (never its password hash).
+public struct StaffAccountView: Codable, Sendable, Hashable {
+    public var staffNumber: String
+    public var name: String
+    public var roles: [String]
+    public var departments: [String]
+    public var practitioner: String
+    public var active: Bool
+    public var mustChangePassword: Bool
+
+    package init(_ a: StaffAccount) {
+        staffNumber = a.number; name = a.name; roles = a.sortedRoles.map(\.rawValue); departments = a.departments
+        practitioner = a.practitioner; active = a.active; mustChangePassword = a.mustChangePassword
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case staffNumber = "staff_number", name, roles, departments, practitioner, active, mustChangePassword = "must_change_password"
+    }
+}
+
+/// What a staff command did: `ok`, or `refused` with a code and the reason in both languages.
+public struct StaffAnswer: Codable, Sendable, Hashable {
+    public var outcome: String
+    public var account: StaffAccountView?
+    public var code: String?
+    public var messageZh: String?
+    public var messageEn: String?
+
+    package init(account: StaffAccount?) { outcome = "ok"; self.account = account.map(StaffAccountView.init) }
+    package init(refused e: StaffError) { outcome = "refused"; code = e.code; messageZh = e.zh; messageEn = e.en }
+
+    enum CodingKeys: String, CodingKey { case outcome, account, code, messageZh = "message_zh", messageEn = "message_en" }
+}
+
+/// `audit-verify`: every audit chain this node holds, checked link by link.
+public struct AuditVerifyAnswer: Codable, Sendable, Hashable {
+    public struct Chain: Codable, Sendable, Hashable {
+        public var chain: String
+        public var events: Int64
+        public var brokenAt: String?
+        public var reasonZh: String?
+        public var reasonEn: String?
+        public init(chain: String, events: Int64, brokenAt: String?, reasonZh: String?, reasonEn: String?) {
+            self.chain = chain; self.events = events; self.brokenAt = brokenAt; self.reasonZh = reasonZh; self.reasonEn = reasonEn
+        }
+        enum CodingKeys: String, CodingKey { case chain, events, brokenAt = "broken_at", reasonZh = "reason_zh", reasonEn = "reason_en" }
+    }
+    public var node: String
+    public var events: Int
+    public var seconds: Double
+    public var intact: Bool
+    public var chains: [Chain]
+
+    public init(node: String, events: Int, seconds: Double, intact: Bool, chains: [Chain]) {
+        self.node = node; self.events = events; self.seconds = seconds; self.intact = intact; self.chains = chains
+    }
+}

@@ -46,7 +46,7 @@ public final class MeshNode: Sendable {
     /// The patient API's state (sign-in codes, rate limits, SMS outbox), if the config enables it.
     let patients: PatientDesk?
     /// Staff accounts, sign-in, sessions and this node's audit chain.
-    let staff: StaffDesk
+    package let staff: StaffDesk
     /// Slot search, holds, confirmations, cancellations and staff steps over this node's consensus shell.
     let booking: BookingDesk
     /// The bookings as read tables in this node's `readmodel.sqlite`, kept up to date from the consensus records.

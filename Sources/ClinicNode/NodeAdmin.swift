@@ -91,6 +91,11 @@ extension MeshNode {
         try await AdminServer.serve(session, commands: commands, logger: logger) { command, failed in
             // The label stays bounded: names this node serves, and "unknown" for anything else.
             self.metrics.adminCommand(commands.has(command) ? command : "unknown", failed: failed)
+            // Every admin command but the monitoring probes is an audit event; one that cannot be
+            // written (a full disk) is left out rather than fail the command after the fact.
+            if commands.has(command), !["status", "health"].contains(command) {
+                try? self.staff.audit.record(AuditEvent(staff: Self.adminActor, role: "admin", action: "admin.\(command)", outcome: failed ? "failed" : "ok"))
+            }
         }
     }
 
@@ -130,6 +135,11 @@ extension MeshNode {
         #if CLINICMESH_BUG_SWITCHES
         t.add("clock-offset", [String: Int64].self) { try node.setClockOffset($0) }
         #endif
+        t.add("staff-add", StaffAccountCommand.self) { await node.addStaff($0) }
+        t.add("staff-list") { try node.listStaff() }
+        t.add("staff-disable", StaffAccountCommand.self) { node.disableStaff($0) }
+        t.add("staff-reset-password", StaffAccountCommand.self) { await node.resetStaffPassword($0) }
+        t.add("audit-verify") { try node.verifyAudit() }
         t.add("membership") { node.membershipView() }
         t.add("add-node", MemberAddRequest.self) { node.addNode($0) }
         t.add("rotate-cert", CertRotation.self) { node.rotateCert($0) }

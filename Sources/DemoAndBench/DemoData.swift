@@ -41,6 +41,8 @@ public enum DemoData {
 
     public struct Summary: Codable, Sendable, Hashable {
         public var department: String
+        /// Demo staff accounts made (`DemoStaff`).
+        public var staff = 0
         public var practitioners: Int
         public var schedules: Int
         public var slots: Int
@@ -134,7 +136,17 @@ public enum DemoData {
 extension DemoData {
     /// Adds `seed-demo` to the node's admin API.
     package static func install(on node: MeshNode) {
-        node.addAdminCommands { $0.add("seed-demo", DemoSeedRequest.self) { try seed(node, $0) } }
+        node.addAdminCommands {
+            $0.add("seed-demo", DemoSeedRequest.self) { request in
+                var summary = try seed(node, request)
+                for department in request.departments ?? [node.config.nodeID] {
+                    do { summary.staff += try await DemoStaff.seed(node.staff, department: department) } catch {
+                        throw NodeError(.admin, zh: "演示员工账户未能全部写入：\(error)", en: "not every demo staff account was written: \(error)")
+                    }
+                }
+                return summary
+            }
+        }
     }
 
     /// Writes the demo rows of `request.departments` (default the node's own) and proposes their blocks.

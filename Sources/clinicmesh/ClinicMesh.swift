@@ -8,7 +8,7 @@ struct ClinicMesh: AsyncParsableCommand {
         abstract: "ClinicMesh 门诊节点与运维工具 / ClinicMesh outpatient node and operations tool",
         subcommands: [
             NodeCommand.self, StatusCommand.self, BookCommandLine.self, BookingsCommand.self, ClusterAdminCommand.self, DemoCommand.self, CertsCommand.self,
-            SimulateCommand.self, BenchCommand.self, DrillCommand.self,
+            SimulateCommand.self, BenchCommand.self, DrillCommand.self, StaffCommand.self, AuditCommand.self,
             RaftLogTortureCommand.self,
         ]
     )

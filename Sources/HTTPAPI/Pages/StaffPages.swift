@@ -36,7 +36,6 @@ package struct StaffPages: Sendable {
         StaffRoute(method: .get, path: "/staff/sign-in", action: "public"),
         StaffRoute(method: .post, path: "/staff/sign-in", action: "public"),
         StaffRoute(method: .get, path: "/staff/static/style.css", action: "public"),
-        StaffRoute(method: .get, path: "/staff", action: "public"),
         StaffRoute(method: .post, path: "/staff/sign-out", action: "home"),
         StaffRoute(method: .get, path: "/staff/", action: "home"),
         StaffRoute(method: .get, path: "/staff/password", action: "password.change"),
@@ -131,8 +130,6 @@ package struct StaffPages: Sendable {
         switch (route.method, route.path) {
         case (.get, "/staff/static/style.css"):
             return page.asset(renderer.stylesheet, contentType: "text/css; charset=utf-8")
-        case (.get, "/staff"):
-            return page.redirect("/staff/")
         case (.get, "/staff/sign-in"):
             let reason = request.uri.queryParameters["reason"].map(String.init) ?? ""
             let message: StaffError? = ["expired": .expired, "invalid": .invalid, "revoked": .revoked, "signed_out": .signedOut][reason]

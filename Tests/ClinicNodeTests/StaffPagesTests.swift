@@ -1,0 +1,251 @@
+@testable import ClinicNode
+import Crypto
+import Domain
+import Foundation
+import GRDB
+@testable import HTTPAPI
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import ReplicatedCore
+import ReplicatedStore
+@testable import Services
+import Testing
+
+// The staff pages through Hummingbird's router test support (no sockets), over a real replica in
+// a temporary file, with scrypt at a low cost so that the sign-ins stay quick. The browser tests
+// (Cluster/pages) drive the same pages through chromium on a real cluster.
+
+@Suite("Staff pages and access (router, no sockets)")
+struct StaffPagesTests {
+    @Test func everyRouteDeclaresAnActionOfTheTableAndEveryActionHasARoute() throws {
+        let rules = try AccessRules.shipped()
+        let tableActions = Set(rules.actions.map(\.name))
+        let routeActions = Set(StaffPages.routes.map(\.action)).subtracting(["public"])
+        #expect(routeActions.subtracting(tableActions).isEmpty, "routes whose action RBAC.md lacks: \(routeActions.subtracting(tableActions))")
+        #expect(tableActions.subtracting(routeActions).isEmpty, "RBAC.md actions no route takes: \(tableActions.subtracting(routeActions))")
+        // Deny by default: a role with an empty cell, or no role at all, gets nothing.
+        #expect(rules.scope(of: "staff.manage", for: [.doctor, .nurse]) == nil)
+        #expect(rules.scope(of: "audit.read", for: []) == nil)
+        #expect(rules.scope(of: "no.such.action", for: Set(StaffRole.allCases)) == nil)
+        #expect(rules.scope(of: "staff.manage", for: [.hospitalAdmin]) == .all)
+        // Every page action is on a home page, with a link.
+        for a in rules.actions { #expect(StaffPages.actionPaths[a.name] != nil, "no home link for \(a.name)") }
+    }
+
+    @Test func aMalformedTableIsRefusedWithTheReason() {
+        #expect(throws: ValidationError.self) { try AccessRules(markdown: "| action | 中文 | English | doctor |\n|---|---|---|---|\n| home | 首页 | Home | own |") }
+        let roles = StaffRole.allCases.map(\.rawValue).joined(separator: " | ")
+        let blanks = StaffRole.allCases.dropFirst().map { _ in "" }.joined(separator: " | ")
+        #expect(throws: ValidationError.self) {
+            try AccessRules(markdown: "| action | 中文 | English | \(roles) |\n|---|\n| home | 首页 | Home | everything | \(blanks) |")
+        }
+    }
+
+    @Test func signInSessionsRolesCSRFAndSignOut() async throws {
+        let f = try StaffFixture()
+        try await f.add("N001", roles: ["doctor"], departments: ["neike"], practitioner: "neike-wang-jianguo")
+        try await f.add("N101", roles: ["nurse"], departments: ["neike"])
+        try await f.app.test(.router) { client in
+            // Wrong password and unknown staff number: the same answer.
+            let wrong = try await f.signIn(client, "N001", "not-the-password")
+            let unknown = try await f.signIn(client, "X999", "not-the-password")
+            #expect(wrong.status == .unauthorized && unknown.status == .unauthorized)
+            #expect(wrong.code == "auth.wrong_credentials" && unknown.code == "auth.wrong_credentials")
+
+            let doctor = try await f.signIn(client, "N001", StaffFixture.password)
+            #expect(doctor.status == .seeOther && doctor.location == "/staff/")
+            let cookie = try #require(doctor.session)
+            try await client.execute(uri: "/staff/", method: .get, headers: [.cookie: "cm_staff=\(cookie)"]) { r in
+                #expect(r.status == .ok)
+                let html = String(buffer: r.body)
+                #expect(html.contains("id=\"who\"") && html.contains("N001"))
+                #expect(html.contains("data-action=\"schedule.own\""))
+                #expect(!html.contains("data-action=\"staff.manage\""))
+                #expect(!html.contains("<script"), "no script on a page")
+                let csp = r.headers[.contentSecurityPolicy] ?? ""
+                #expect(csp.contains("default-src 'self'") && !csp.contains("unsafe-inline"))
+            }
+            try await client.execute(uri: "/staff/schedule", method: .get, headers: [.cookie: "cm_staff=\(cookie)"]) { r in
+                #expect(r.status == .ok)
+                #expect(String(buffer: r.body).contains("id=\"schedule\""))
+            }
+
+            // A nurse is refused the doctor's page, and the refusal is audited.
+            let nurse = try #require(try await f.signIn(client, "N101", StaffFixture.password).session)
+            try await client.execute(uri: "/staff/schedule", method: .get, headers: [.cookie: "cm_staff=\(nurse)"]) { r in
+                #expect(r.status == .forbidden)
+                #expect(String(buffer: r.body).contains("data-code=\"access.denied\""))
+            }
+            let denied = try f.replica.liveRows("audit_event", equal: ["action": .text("access.denied"), "staff": .text("N101")], range: nil, limit: 10)
+            #expect(denied.count == 1)
+
+            // A post without the CSRF token changes nothing.
+            try await client.execute(uri: "/staff/sign-out", method: .post, headers: [.cookie: "cm_staff=\(cookie)", .contentType: "application/x-www-form-urlencoded"],
+                                     body: ByteBuffer(string: "")) { r in
+                #expect(r.status == .forbidden)
+                #expect(String(buffer: r.body).contains("data-code=\"csrf.invalid\""))
+            }
+            try await client.execute(uri: "/staff/", method: .get, headers: [.cookie: "cm_staff=\(cookie)"]) { r in #expect(r.status == .ok) }
+
+            // Forged: one character changed.
+            var forged = Array(cookie)
+            forged[5] = forged[5] == "0" ? "1" : "0"
+            try await client.execute(uri: "/staff/", method: .get, headers: [.cookie: "cm_staff=\(String(forged))"]) { r in
+                #expect(r.status == .seeOther)
+                #expect(r.headers[.location] == "/staff/sign-in?reason=invalid")
+            }
+            try await client.execute(uri: "/staff/", method: .get) { r in
+                #expect(r.status == .seeOther && r.headers[.location] == "/staff/sign-in")
+            }
+
+            // Signing out with the token ends the session (on every node: the row replicates).
+            let csrf = f.desk.tokens.csrf(session: try #require(try? f.desk.session(cookie: cookie).session))
+            try await client.execute(uri: "/staff/sign-out", method: .post, headers: [.cookie: "cm_staff=\(cookie)", .contentType: "application/x-www-form-urlencoded"],
+                                     body: ByteBuffer(string: "csrf=\(csrf)")) { r in
+                #expect(r.status == .seeOther && r.headers[.location] == "/staff/sign-in?reason=signed_out")
+            }
+            try await client.execute(uri: "/staff/", method: .get, headers: [.cookie: "cm_staff=\(cookie)"]) { r in
+                #expect(r.headers[.location] == "/staff/sign-in?reason=revoked")
+            }
+        }
+    }
+
+    @Test func fiveFailuresLockTheAccountEvenForTheRightPassword() async throws {
+        let f = try StaffFixture()
+        try await f.add("W401", roles: ["cashier"], departments: [])
+        try await f.app.test(.router) { client in
+            for _ in 0..<StaffDesk.lockAfterFailures {
+                #expect(try await f.signIn(client, "W401", "wrong-password!").code == "auth.wrong_credentials")
+            }
+            let locked = try await f.signIn(client, "W401", StaffFixture.password)
+            #expect(locked.status == .forbidden && locked.code == "auth.locked")
+        }
+        // Another node's failures count too: a row per node, summed.
+        #expect(try f.desk.lockedUntil("W401") != nil)
+        try await f.desk.resetPassword("W401", to: "a-new-password-1", by: "test")
+        #expect(try f.desk.lockedUntil("W401") == nil, "a reset clears the lockout")
+    }
+
+    @Test func anExpiredSessionSaysSo() async throws {
+        let f = try StaffFixture(idleSeconds: 10)
+        try await f.add("E201", roles: ["registration_clerk"], departments: [])
+        let cookie = try await f.desk.signIn(number: "E201", password: StaffFixture.password).cookie
+        f.clock.offsetMillis = 11_000
+        try await f.app.test(.router) { client in
+            try await client.execute(uri: "/staff/", method: .get, headers: [.cookie: "cm_staff=\(cookie)"]) { r in
+                #expect(r.headers[.location] == "/staff/sign-in?reason=expired")
+            }
+            try await client.execute(uri: "/staff/sign-in?reason=expired", method: .get) { r in
+                #expect(String(buffer: r.body).contains("data-code=\"session.expired\""))
+            }
+        }
+    }
+
+    @Test func passwordsFollowTheRuleAndAResetMustBeChanged() async throws {
+        let f = try StaffFixture()
+        await #expect(throws: StaffError.self) { try await f.add("N002", password: "short", roles: ["doctor"], departments: ["neike"]) }
+        await #expect(throws: StaffError.self) { try await f.add("N002ABCDEFG", password: "n002abcdefg", roles: ["doctor"], departments: ["neike"]) }
+        await #expect(throws: StaffError.self) { try await f.add("N003", roles: ["surgeon"], departments: ["neike"]) }
+        await #expect(throws: StaffError.self) { try await f.add("N004", roles: ["doctor"], departments: ["nowhere"]) }
+        try await f.add("N005", roles: ["doctor"], departments: ["neike"])
+        try await f.desk.resetPassword("N005", to: "reset-by-admin-1", by: "test")
+        #expect(try f.desk.account("N005")?.mustChangePassword == true)
+        try await f.app.test(.router) { client in
+            let s = try await f.signIn(client, "N005", "reset-by-admin-1")
+            #expect(s.location == "/staff/password")
+            try await client.execute(uri: "/staff/", method: .get, headers: [.cookie: "cm_staff=\(s.session ?? "")"]) { r in
+                #expect(r.headers[.location] == "/staff/password", "a reset password is changed before anything else")
+            }
+        }
+    }
+
+    @Test func auditVerifyNamesARowEditedByHandInSQLite() async throws {
+        let f = try StaffFixture()
+        try await f.add("AUD01", roles: ["auditor"], departments: [])
+        for i in 0..<20 { try f.desk.audit.record(AuditEvent(staff: "AUD01", action: "audit.read", resource: "audit", outcome: "ok", detail: "look \(i)")) }
+        #expect(try AuditVerification.verify(f.replica, node: "n1").intact)
+        let victim = AuditTrail.key(chain: f.desk.audit.chain, sequence: 7)
+        let db = try DatabaseQueue(path: f.path)
+        try await db.write { try $0.execute(sql: "UPDATE audit_event SET outcome = 'denied' WHERE id = ?", arguments: [victim]) }
+        let answer = try AuditVerification.verify(f.replica, node: "n1")
+        #expect(!answer.intact)
+        #expect(answer.chains.first?.brokenAt == victim, "\(answer)")
+        #expect(answer.chains.first?.reasonEn?.contains("changed") == true)
+        // A removed row is a gap at the next one.
+        try await db.write { try $0.execute(sql: "DELETE FROM audit_event WHERE id = ?", arguments: [AuditTrail.key(chain: f.desk.audit.chain, sequence: 3)]) }
+        #expect(try AuditVerification.verify(f.replica, node: "n1").chains.first?.brokenAt == AuditTrail.key(chain: f.desk.audit.chain, sequence: 4))
+    }
+}
+
+/// A staff desk and the pages over a replica in a temporary file.
+struct StaffFixture {
+    static let password = "correct-horse-1"
+    let clock = NodeClock()
+    let path: String
+    let replica: Replica
+    let desk: StaffDesk
+    let app: Application<RouterResponder<PatientRequestContext>>
+
+    init(idleSeconds: Int = 1800) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("staff-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        path = dir + "/replica.sqlite"
+        replica = try Replica.open(path: path, node: "n1", schema: NodeSchema.schema)
+        let store = FixtureStore(replica: replica)
+        try replica.write { w in _ = try w.insert("department", key: "neike", values: ["name": .text("内科"), "code": .text("Internal Medicine")]) }
+        let audit = try AuditTrail(store: store, node: "n1", incarnation: replica.origin.incarnation, clock: clock)
+        desk = StaffDesk(store: store, clock: clock, node: "n1", dataKey: SymmetricKey(size: .bits256), hasher: PasswordHasher(logRounds: 10),
+                         rules: try AccessRules.shipped(), audit: audit, idleSeconds: idleSeconds, logger: Logger(label: "staff-test"))
+        let router = Router(context: PatientRequestContext.self)
+        try StaffPages(desk: desk, logger: Logger(label: "staff-test")).add(to: router)
+        app = Application(router: router)
+    }
+
+    func add(_ number: String, password: String = Self.password, roles: [String], departments: [String], practitioner: String = "") async throws {
+        _ = try await desk.addAccount(number: number, name: "测试", roles: roles, departments: departments, practitioner: practitioner,
+                                      password: password, mustChangePassword: false, by: "test")
+    }
+
+    struct SignIn { var status: HTTPResponse.Status; var code: String?; var location: String?; var session: String? }
+
+    /// The sign-in form as a browser uses it: its pre-session cookie and CSRF token, then the post.
+    func signIn(_ client: some TestClientProtocol, _ number: String, _ password: String) async throws -> SignIn {
+        let (pre, csrf) = try await client.execute(uri: "/staff/sign-in", method: .get) { r -> (String, String) in
+            let pre = Self.cookie("cm_pre", in: r.headers) ?? ""
+            let html = String(buffer: r.body)
+            let token = html.components(separatedBy: "name=\"csrf\" value=\"").dropFirst().first?.prefix(while: { $0 != "\"" }) ?? ""
+            return (pre, String(token))
+        }
+        let body = "csrf=\(csrf)&staff_number=\(number)&password=\(password.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")"
+        return try await client.execute(uri: "/staff/sign-in", method: .post,
+                                        headers: [.cookie: "cm_pre=\(pre)", .contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: body)) { r in
+            let html = String(buffer: r.body)
+            let code = html.components(separatedBy: "data-code=\"").dropFirst().first.map { String($0.prefix(while: { $0 != "\"" })) }
+            let session = Self.cookie("cm_staff", in: r.headers).flatMap { $0.isEmpty ? nil : $0 }
+            return SignIn(status: r.status, code: code, location: r.headers[.location], session: session)
+        }
+    }
+
+    static func cookie(_ name: String, in headers: HTTPFields) -> String? {
+        for value in headers[values: .setCookie] where value.hasPrefix(name + "=") {
+            return String(value.dropFirst(name.count + 1).prefix(while: { $0 != ";" }))
+        }
+        return nil
+    }
+}
+
+private struct FixtureStore: RecordStore {
+    let replica: Replica
+    func liveRow(_ table: String, key: String) throws -> [String: ColumnValue]? { try replica.liveRow(table, key: key) }
+    func liveRows(_ table: String) throws -> [String: [String: ColumnValue]] { try replica.liveRows(table) }
+    func liveRows(_ table: String, keys: Set<String>) throws -> [String: [String: ColumnValue]] { try replica.liveRows(table, keys: keys) }
+    func liveRows(_ table: String, equal: [String: ColumnValue], range: (column: String, from: ColumnValue?, to: ColumnValue?)?,
+                  limit: Int) throws -> [(key: String, row: [String: ColumnValue])] {
+        try replica.liveRows(table, equal: equal, range: range, limit: limit)
+    }
+    func changeStamp(table: String) -> UInt64 { replica.rowStamps.stamp(table: table) }
+    func changeStamp(table: String, key: String) -> UInt64 { replica.rowStamps.stamp(table: table, key: key) }
+    func write<T>(_ body: (LocalWriter) throws -> T) throws -> T { try replica.write(body) }
+}
