@@ -750,8 +750,23 @@ def test_admin_adds_an_account_that_signs_in_on_another_node(urls, browsing):
         return rows == 1, f"{rows} rows for {number} on {page.url}"
 
     poll(on_waike, f"the new account {number} to show on waike's /staff/accounts", timeout=30)
+    # A new account must change its initial password before anything else.
     newcomer = browsing.page()
-    sign_in(newcomer, waike, number, new_password)
+    post_sign_in(newcomer, waike, number, new_password)
+    assert path_of(newcomer.url) == "/staff/password", (
+        f"expected the new account {number} to be sent to /staff/password at its first sign-in, ended at {newcomer.url}"
+    )
+    newcomer.goto(waike + "/staff/")
+    assert path_of(newcomer.url) == "/staff/password", (
+        f"expected /staff/ to send {number} back to /staff/password until the password is changed, ended at {newcomer.url}"
+    )
+    change = newcomer.locator("form#change-password")
+    change.locator("input[name=current]").fill(new_password)
+    change.locator("input[name=new]").fill(new_password + "-changed")
+    submit(newcomer, change, "button#change-password-submit")
+    assert path_of(newcomer.url) == "/staff/", (
+        f"expected a changed password to lead to /staff/, ended at {newcomer.url} with #message {message_code(newcomer)!r}"
+    )
     assert role_shown(newcomer.locator("#roles"), "nurse"), (
         f"expected the new account's home to list the role nurse, got {newcomer.locator('#roles').inner_text()!r}"
     )

@@ -20,7 +20,7 @@ package struct StaffError: Error, Sendable, Equatable {
     package static let locked = StaffError(403, "auth.locked", zh: "连续登录失败次数过多，账户已锁定 15 分钟；请稍后再试，或请管理员重置密码。",
                                            en: "too many failed sign-ins: the account is locked for 15 minutes; try later, or ask an administrator to reset the password.")
     package static let disabled = StaffError(403, "auth.disabled", zh: "该账户已停用，请联系管理员。", en: "this account is disabled; contact an administrator.")
-    package static let expired = StaffError(401, "session.expired", zh: "登录已超时（30 分钟无操作），请重新登录。", en: "your session timed out after inactivity; please sign in again.")
+    package static let expired = StaffError(401, "session.expired", zh: "登录已因长时间无操作而失效，请重新登录。", en: "your session timed out after inactivity; please sign in again.")
     package static let invalid = StaffError(401, "session.invalid", zh: "登录凭据无效，请重新登录。", en: "the session is not valid; please sign in again.")
     package static let revoked = StaffError(401, "session.revoked", zh: "该登录已注销或被管理员撤销，请重新登录。", en: "this session was signed out or revoked; please sign in again.")
     package static let signedOut = StaffError(200, "session.signed_out", zh: "已退出登录。", en: "you have signed out.")
@@ -219,7 +219,8 @@ package final class StaffDesk: Sendable {
             try record(AuditEvent(staff: who, role: roleText(account), action: "staff.sign_in", outcome: "disabled"))
             throw StaffError.disabled
         }
-        do { try store.write { w in try clearFailures(account.number, w) } } catch { throw .storeUnavailable }
+        // A success does not clear the failures: they lapse 15 minutes after their first, so that a
+        // node that has not yet heard of another node's failures cannot wipe them out.
         try record(AuditEvent(staff: who, role: roleText(account), action: "staff.sign_in", outcome: "ok"))
         let now = nowMs
         let session = StaffSession(staff: account.number, id: StaffTokens.newSessionID(), issuedAtMs: now, expiresAtMs: now + idleMs)
@@ -288,9 +289,10 @@ package final class StaffDesk: Sendable {
             let ended: Bool
             do { ended = try store.liveRow("staff_session_end", key: s.id) != nil } catch { throw .storeUnavailable }
             if ended { throw StaffError.revoked }
-            // Renewed at most once a minute: the idle deadline moves with use.
+            // The idle deadline moves with use; the cookie is renewed at most once a minute (or a
+            // quarter of the idle time, if that is shorter).
             var renewed: String?
-            if s.expiresAtMs - now < idleMs - 60_000 {
+            if s.expiresAtMs - now <= idleMs - min(60_000, idleMs / 4) {
                 var next = s
                 next.expiresAtMs = now + idleMs
                 renewed = tokens.cookie(next)
