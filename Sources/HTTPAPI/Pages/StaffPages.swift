@@ -177,7 +177,10 @@ package struct StaffPages: Sendable {
             values["account"] = ["number": account.number, "name": account.name]
             values["roles"] = account.sortedRoles.map { page.lang == .zh ? $0.zh : $0.en }
             values["hasDepartments"] = !account.departments.isEmpty
-            values["departments"] = account.departments.joined(separator: ", ")
+            // Department names as the department rows give them (the code if a row has not come yet).
+            values["departments"] = account.departments.map { code in
+                (try? desk.store.liveRow("department", key: code))??["name"]?.textValue.map { "\($0) (\(code))" } ?? code
+            }.joined(separator: ", ")
             values["actions"] = desk.rules.allowed(for: account.roles).filter { $0.name != "home" }.map { a -> [String: Any] in
                 ["name": a.name, "label": page.lang == .zh ? a.zh : a.en, "path": Self.actionPaths[a.name] ?? "/staff/"]
             }
