@@ -896,3 +896,61 @@ def test_every_staff_page_has_a_strict_csp_and_no_inline_script(urls, browsing):
         if not facts.has_lang_link:
             problems.append(f"{what} ({status}): expected the language link a#lang")
     assert not problems, "expected every staff page to be strict:\n" + "\n".join(problems)
+
+
+# --- patients and break-glass --------------------------------------------------------------------------------
+
+# 赵一鸣, a demo patient (registered on neike) with no appointment: outside every doctor's care.
+DEMO_RESIDENT_ID = "130102195001011001"
+
+
+def test_a_doctor_is_refused_another_departments_patient_until_break_glass_which_the_auditor_sees(urls, browsing):
+    waike, neike = urls["waike"], urls["neike"]
+    doctor = browsing.page()
+    sign_in(doctor, waike, "W004")
+
+    def found():
+        doctor.goto(waike + "/staff/patients")
+        form = doctor.locator("form#patient-search")
+        form.locator("input[name=resident_id]").fill(DEMO_RESIDENT_ID)
+        answer = submit(doctor, form)
+        return path_of(doctor.url).startswith("/staff/patients/"), f"{answer.status} at {doctor.url}, #message {message_code(doctor)!r}"
+
+    # The patient row was written on neike: wait for it to reach waike.
+    poll(found, f"the search for {DEMO_RESIDENT_ID} on waike to lead to the patient's page", timeout=30)
+    patient_url = doctor.url
+    key = path_of(patient_url).rsplit("/", 1)[-1]
+    assert doctor.locator("#message").get_attribute("data-code") == "access.break_glass_required", (
+        f"expected a doctor of waike to be refused a patient with no waike appointment (access.break_glass_required), got {message_code(doctor)!r}"
+    )
+    assert "赵一鸣" not in doctor.content(), "expected nothing of the patient on the refusal page"
+    form = doctor.locator("form#break-glass")
+    expect(form, "expected form#break-glass on the refusal page").to_be_visible()
+    csrf_of(doctor, "form#break-glass")
+
+    # A reason too short is refused, and changes nothing.
+    form.locator("textarea[name=reason]").evaluate("t => t.removeAttribute('minlength')")
+    form.locator("textarea[name=reason]").fill("太短")
+    response = submit(doctor, form, "button#break-glass-submit")
+    assert response.status == 400 and message_code(doctor) == "break_glass.reason", (
+        f"expected a short reason to answer 400 with break_glass.reason, got {response.status} {message_code(doctor)!r}"
+    )
+    reason = "夜间急诊会诊，需核对既往用药史"
+    doctor.locator("form#break-glass textarea[name=reason]").fill(reason)
+    submit(doctor, doctor.locator("form#break-glass"), "button#break-glass-submit")
+    assert doctor.url == patient_url, f"expected break-glass to lead back to {patient_url}, ended at {doctor.url}"
+    expect(doctor.locator("#patient-name"), "expected the patient's name after break-glass").to_contain_text("赵一鸣")
+    expect(doctor.locator("#break-glass-note"), "expected the page to say it was opened by break-glass").to_contain_text(reason)
+    assert DEMO_RESIDENT_ID not in doctor.content(), "expected the resident ID to be masked on the patient page"
+
+    # The auditor, on another node, sees the break-glass with its reason's staff and patient.
+    auditor = browsing.page(browsing.context())
+    sign_in(auditor, neike, "AUD01")
+    url = neike + "/staff/audit?action=patient.break_glass&staff=W004"
+
+    def seen():
+        auditor.goto(url)
+        rows = audit_rows(auditor)
+        return any(r["patient"] == key and r["staff"] == "W004" for r in rows), rows
+
+    poll(seen, f"the auditor's page on neike to list W004's break-glass of patient {key}", timeout=30, interval=1)

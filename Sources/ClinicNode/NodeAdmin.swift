@@ -84,6 +84,9 @@ extension MeshNode {
 
     // MARK: - Admin API
 
+    /// Read-only views, polled by monitoring and drills: not audit events.
+    static let unauditedAdminCommands: Set<String> = ["status", "health", "bookings", "records", "membership", "staff-list", "audit-verify"]
+
     func serveAdmin(_ session: MeshSession) async throws {
         let channelID = register(session.channel, as: .admin)
         defer { unregister(channelID) }
@@ -91,9 +94,11 @@ extension MeshNode {
         try await AdminServer.serve(session, commands: commands, logger: logger) { command, failed in
             // The label stays bounded: names this node serves, and "unknown" for anything else.
             self.metrics.adminCommand(commands.has(command) ? command : "unknown", failed: failed)
-            // Every admin command but the monitoring probes is an audit event; one that cannot be
-            // written (a full disk) is left out rather than fail the command after the fact.
-            if commands.has(command), !["status", "health"].contains(command) {
+            // Every admin command that changes something or reads patient data is an audit event;
+            // the read-only views that monitoring and drills poll are not (a digest read would
+            // otherwise change the digest it reports). One that cannot be written (a full disk) is
+            // left out rather than fail the command after the fact.
+            if commands.has(command), !Self.unauditedAdminCommands.contains(command) {
                 try? self.staff.audit.record(AuditEvent(staff: Self.adminActor, role: "admin", action: "admin.\(command)", outcome: failed ? "failed" : "ok"))
             }
         }

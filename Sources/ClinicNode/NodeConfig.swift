@@ -247,12 +247,19 @@ public struct StaffConfig: Codable, Sendable, Hashable {
     public static let defaultIdleSeconds = 1800
     /// How long a session lasts without use; the cookie carries the deadline this node sets.
     public var sessionIdleSeconds: Int
+    /// A patient is in a staff member's care (`patient.read` in `dept` scope) with an appointment
+    /// in their department this many days either side of today.
+    public var careWindowDays: Int
 
-    public init(sessionIdleSeconds: Int = Self.defaultIdleSeconds) { self.sessionIdleSeconds = sessionIdleSeconds }
+    public init(sessionIdleSeconds: Int = Self.defaultIdleSeconds, careWindowDays: Int = 30) {
+        self.sessionIdleSeconds = sessionIdleSeconds
+        self.careWindowDays = careWindowDays
+    }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         sessionIdleSeconds = try c.decodeIfPresent(Int.self, forKey: .sessionIdleSeconds) ?? Self.defaultIdleSeconds
+        careWindowDays = try c.decodeIfPresent(Int.self, forKey: .careWindowDays) ?? 30
     }
 
     func validate() throws {
@@ -260,7 +267,10 @@ public struct StaffConfig: Codable, Sendable, Hashable {
             throw NodeError(.config, zh: "staff.session_idle_seconds 应在 10 到 86400 之间（默认 1800，即 30 分钟）。",
                             en: "staff.session_idle_seconds must be between 10 and 86400 (default 1800, 30 minutes).")
         }
+        guard (0...3650).contains(careWindowDays) else {
+            throw NodeError(.config, zh: "staff.care_window_days 应在 0 到 3650 之间（默认 30）。", en: "staff.care_window_days must be between 0 and 3650 (default 30).")
+        }
     }
 
-    enum CodingKeys: String, CodingKey { case sessionIdleSeconds = "session_idle_seconds" }
+    enum CodingKeys: String, CodingKey { case sessionIdleSeconds = "session_idle_seconds", careWindowDays = "care_window_days" }
 }

@@ -57,6 +57,11 @@ public enum NodeSchema {
     public static let staffSessionEnd = ReplicatedTable("staff_session_end", columns: [
         .init("staff", .text), .init("ended_ms", .integer),
     ])
+    /// Key: `<staff number>/<patient key>`: a break-glass opening of a patient outside the staff
+    /// member's departments, with its reason, until `until_ms` (every node accepts it).
+    public static let staffBreakGlass = ReplicatedTable("staff_break_glass", columns: [
+        .init("staff", .text), .init("patient", .text), .init("reason", .text), .init("until_ms", .integer),
+    ])
     /// Key: `<chain>/<sequence, 12 digits>`, the chain being `<node>.<incarnation>`: one insert-only
     /// hash chain per node process history (`AuditTrail`).
     public static let auditEvent = ReplicatedTable("audit_event", columns: [
@@ -69,6 +74,6 @@ public enum NodeSchema {
     public static let schema = ReplicaSchema(versions: [
         [.createTable(department), .createTable(practitioner), .createTable(patient), .createTable(schedule), .createTable(slot)],
         [.createTable(appointment)],
-        [.createTable(staff), .createTable(staffSignIn), .createTable(staffSessionEnd), .createTable(auditEvent)],
+        [.createTable(staff), .createTable(staffSignIn), .createTable(staffSessionEnd), .createTable(staffBreakGlass), .createTable(auditEvent)],
     ])
 }

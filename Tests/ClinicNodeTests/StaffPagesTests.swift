@@ -31,7 +31,7 @@ struct StaffPagesTests {
         #expect(rules.scope(of: "no.such.action", for: Set(StaffRole.allCases)) == nil)
         #expect(rules.scope(of: "staff.manage", for: [.hospitalAdmin]) == .all)
         // Every page action is on a home page, with a link.
-        for a in rules.actions { #expect(StaffPages.actionPaths[a.name] != nil, "no home link for \(a.name)") }
+        for a in rules.actions where !StaffPages.pageOnlyActions.contains(a.name) { #expect(StaffPages.actionPaths[a.name] != nil, "no home link for \(a.name)") }
     }
 
     @Test func aMalformedTableIsRefusedWithTheReason() {
@@ -161,6 +161,64 @@ struct StaffPagesTests {
         }
     }
 
+    @Test func aDoctorOpensOnlyTheirDepartmentsPatientsUntilBreakGlassWhichTheAuditSays() async throws {
+        let f = try StaffFixture()
+        try f.replica.write { w in _ = try w.insert("department", key: "waike", values: ["name": .text("外科"), "code": .text("Surgery")]) }
+        try await f.add("N001", roles: ["doctor"], departments: ["neike"])
+        try await f.add("W001", roles: ["doctor"], departments: ["waike"])
+        try await f.add("N301", roles: ["pharmacist"], departments: ["neike"])
+        let today = try ShanghaiTime.civil(of: Date()).date
+        let resident = try ResidentID.make(regionCode: "130102", birthDate: try CivilDate(year: 1950, month: 1, day: 1), sequence: 100)
+        let key = try PatientKey(residentID: resident, clusterSecret: PatientDesk.patientKeySecret(dataKey: f.dataKey)).hex
+        try f.replica.write { w in
+            _ = try w.insert("patient", key: key, values: ["name": .text("赵一鸣"), "resident_id": .text(resident.value), "mobile": .text("13903111000"),
+                                                           "sex": .text("male"), "birth_date": .text("1950-01-01")])
+        }
+        f.appointments.rows = [AppointmentRow(holdID: "h1", block: "waike-sun-lei/\(today)/morning", slot: 0, patient: key, department: "waike",
+                                              practitioner: "waike-sun-lei", date: today.description, halfDay: "morning", status: "booked", epoch: 1)]
+        try await f.app.test(.router) { client in
+            let doctor = try #require(try await f.signIn(client, "N001", StaffFixture.password).session)
+            let headers: HTTPFields = [.cookie: "cm_staff=\(doctor)"]
+            try await client.execute(uri: "/staff/patients?resident_id=\(resident.value)", method: .get, headers: headers) { r in
+                #expect(r.status == .seeOther && r.headers[.location] == "/staff/patients/\(key)")
+            }
+            try await client.execute(uri: "/staff/patients/\(key)", method: .get, headers: headers) { r in
+                let html = String(buffer: r.body)
+                #expect(r.status == .forbidden && html.contains("data-code=\"access.break_glass_required\"") && html.contains("id=\"break-glass\""))
+                #expect(!html.contains("赵一鸣"), "nothing of the patient before break-glass")
+            }
+            let csrf = f.desk.tokens.csrf(session: try #require(try? f.desk.session(cookie: doctor).session))
+            let form: HTTPFields = [.cookie: "cm_staff=\(doctor)", .contentType: "application/x-www-form-urlencoded"]
+            try await client.execute(uri: "/staff/patients/\(key)/break-glass", method: .post, headers: form, body: ByteBuffer(string: "csrf=\(csrf)&reason=short")) { r in
+                #expect(r.status == .badRequest && String(buffer: r.body).contains("data-code=\"break_glass.reason\""))
+            }
+            let reason = "急诊会诊，需要查看既往就诊记录"
+            let body = "csrf=\(csrf)&reason=\(reason.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)"
+            try await client.execute(uri: "/staff/patients/\(key)/break-glass", method: .post, headers: form, body: ByteBuffer(string: body)) { r in
+                #expect(r.status == .seeOther && r.headers[.location] == "/staff/patients/\(key)")
+            }
+            try await client.execute(uri: "/staff/patients/\(key)", method: .get, headers: headers) { r in
+                let html = String(buffer: r.body)
+                #expect(r.status == .ok && html.contains("赵一鸣") && html.contains("id=\"break-glass-note\""))
+                #expect(!html.contains(resident.value) && html.contains("130102"), "the resident ID is masked")
+            }
+            // The surgeon with the appointment opens the record without breaking glass; a pharmacist not at all.
+            let surgeon = try #require(try await f.signIn(client, "W001", StaffFixture.password).session)
+            try await client.execute(uri: "/staff/patients/\(key)", method: .get, headers: [.cookie: "cm_staff=\(surgeon)"]) { r in
+                #expect(r.status == .ok && !String(buffer: r.body).contains("break-glass-note"))
+            }
+            let pharmacist = try #require(try await f.signIn(client, "N301", StaffFixture.password).session)
+            try await client.execute(uri: "/staff/patients/\(key)", method: .get, headers: [.cookie: "cm_staff=\(pharmacist)"]) { r in
+                #expect(r.status == .forbidden && String(buffer: r.body).contains("data-code=\"access.denied\""))
+            }
+        }
+        let glass = try f.replica.liveRows("audit_event", equal: ["action": .text("patient.break_glass")], range: nil, limit: 10)
+        #expect(glass.count == 1 && glass.first?.row["staff"] == .text("N001") && glass.first?.row["patient"] == .text(key)
+                && glass.first?.row["detail"] == .text("急诊会诊，需要查看既往就诊记录"))
+        let reads = try f.replica.liveRows("audit_event", equal: ["action": .text("patient.read"), "patient": .text(key)], range: nil, limit: 10)
+        #expect(Set(reads.compactMap { $0.row["outcome"]?.textValue }) == ["denied", "ok_break_glass", "ok"])
+    }
+
     @Test func auditVerifyNamesARowEditedByHandInSQLite() async throws {
         let f = try StaffFixture()
         try await f.add("AUD01", roles: ["auditor"], departments: [])
@@ -188,18 +246,23 @@ struct StaffFixture {
     let desk: StaffDesk
     let app: Application<RouterResponder<PatientRequestContext>>
 
+    let dataKey = SymmetricKey(size: .bits256)
+    let appointments = FixtureAppointments()
+
     init(idleSeconds: Int = 1800) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("staff-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         path = dir + "/replica.sqlite"
-        replica = try Replica.open(path: path, node: "n1", schema: NodeSchema.schema)
-        let store = FixtureStore(replica: replica)
+        var options = Replica.Options()
+        options.cipher = FieldCipher(dataKey: dataKey)
+        replica = try Replica.open(path: path, node: "n1", schema: NodeSchema.schema, options: options)
+        let store = ReplicaStore(replica: replica, signals: WriteSignals())
         try replica.write { w in _ = try w.insert("department", key: "neike", values: ["name": .text("内科"), "code": .text("Internal Medicine")]) }
         let audit = try AuditTrail(store: store, node: "n1", incarnation: replica.origin.incarnation, clock: clock)
-        desk = StaffDesk(store: store, clock: clock, node: "n1", dataKey: SymmetricKey(size: .bits256), hasher: PasswordHasher(logRounds: 10),
+        desk = StaffDesk(store: store, clock: clock, node: "n1", dataKey: dataKey, hasher: PasswordHasher(logRounds: 10),
                          rules: try AccessRules.shipped(), audit: audit, idleSeconds: idleSeconds, logger: Logger(label: "staff-test"))
         let router = Router(context: PatientRequestContext.self)
-        try StaffPages(desk: desk, logger: Logger(label: "staff-test")).add(to: router)
+        try StaffPages(desk: desk, appointments: appointments, logger: Logger(label: "staff-test")).add(to: router)
         app = Application(router: router)
     }
 
@@ -236,16 +299,8 @@ struct StaffFixture {
     }
 }
 
-private struct FixtureStore: RecordStore {
-    let replica: Replica
-    func liveRow(_ table: String, key: String) throws -> [String: ColumnValue]? { try replica.liveRow(table, key: key) }
-    func liveRows(_ table: String) throws -> [String: [String: ColumnValue]] { try replica.liveRows(table) }
-    func liveRows(_ table: String, keys: Set<String>) throws -> [String: [String: ColumnValue]] { try replica.liveRows(table, keys: keys) }
-    func liveRows(_ table: String, equal: [String: ColumnValue], range: (column: String, from: ColumnValue?, to: ColumnValue?)?,
-                  limit: Int) throws -> [(key: String, row: [String: ColumnValue])] {
-        try replica.liveRows(table, equal: equal, range: range, limit: limit)
-    }
-    func changeStamp(table: String) -> UInt64 { replica.rowStamps.stamp(table: table) }
-    func changeStamp(table: String, key: String) -> UInt64 { replica.rowStamps.stamp(table: table, key: key) }
-    func write<T>(_ body: (LocalWriter) throws -> T) throws -> T { try replica.write(body) }
+/// Appointments by patient key, as a read model would give them.
+final class FixtureAppointments: PatientAppointments, @unchecked Sendable {
+    var rows: [AppointmentRow] = []
+    func appointments(patient: String) throws -> [AppointmentRow] { rows.filter { $0.patient == patient } }
 }

@@ -22,6 +22,10 @@ enum PageTexts {
         "auditTitle": "审计日志", "patientKey": "患者标识", "action": "操作", "from": "起", "to": "止", "filter": "筛选", "exportCSV": "导出 CSV",
         "auditShown": "按时间倒序，最多显示 500 条；导出包含全部符合条件的事件。", "time": "时间", "resource": "对象", "outcome": "结果",
         "refusedTitle": "无法完成", "backHome": "返回工作台",
+        "patientsTitle": "患者查询", "residentID": "身份证号", "search": "查询", "patientTitle": "患者信息", "mobile": "手机",
+        "appointmentsTitle": "预约与就诊", "practitioner": "医生", "noAppointments": "暂无预约。", "male": "男", "female": "女",
+        "breakGlassReason": "紧急查看理由", "breakGlassHint": "至少 10 个字；此次查看将记入审计，由审计员复核，8 小时内有效。", "breakGlass": "紧急查看",
+        "openedByBreakGlass": "本次为紧急查看，理由：", "detail": "说明", "breakGlassOnly": "只看紧急查看（破窗）",
         "morning": "上午", "afternoon": "下午", "active": "在用", "disabled": "已停用",
     ]
     static let en: [String: String] = [
@@ -37,6 +41,10 @@ enum PageTexts {
         "auditTitle": "Audit trail", "patientKey": "Patient key", "action": "Action", "from": "From", "to": "To", "filter": "Filter", "exportCSV": "Export CSV",
         "auditShown": "Newest first, at most 500 shown; the export holds every matching event.", "time": "Time", "resource": "Resource", "outcome": "Outcome",
         "refusedTitle": "Could not be done", "backHome": "Back to home",
+        "patientsTitle": "Find a patient", "residentID": "Resident ID", "search": "Search", "patientTitle": "Patient", "mobile": "Mobile",
+        "appointmentsTitle": "Appointments and visits", "practitioner": "Doctor", "noAppointments": "No appointments.", "male": "Male", "female": "Female",
+        "breakGlassReason": "Reason for break-glass access", "breakGlassHint": "At least 10 characters; this look is audited, reviewed by the auditor, and lasts 8 hours.",
+        "breakGlass": "Break glass", "openedByBreakGlass": "Opened by break-glass; reason: ", "detail": "Detail", "breakGlassOnly": "Break-glass only",
         "morning": "Morning", "afternoon": "Afternoon", "active": "Active", "disabled": "Disabled",
     ]
 }

@@ -22,11 +22,14 @@ package struct StaffRoute: Sendable, Hashable {
 
 package struct StaffPages: Sendable {
     package let desk: StaffDesk
+    /// The patients' appointments (the node's read model): the care relation `dept` scope checks.
+    let appointments: (any PatientAppointments)?
     let renderer: PageRenderer
     let logger: Logger
 
-    package init(desk: StaffDesk, logger: Logger) throws {
+    package init(desk: StaffDesk, appointments: (any PatientAppointments)? = nil, logger: Logger) throws {
         self.desk = desk
+        self.appointments = appointments
         self.logger = logger
         renderer = try PageRenderer.shipped()
     }
@@ -46,12 +49,18 @@ package struct StaffPages: Sendable {
         StaffRoute(method: .post, path: "/staff/accounts/{number}/disable", action: "staff.manage"),
         StaffRoute(method: .get, path: "/staff/audit", action: "audit.read"),
         StaffRoute(method: .get, path: "/staff/audit.csv", action: "audit.read"),
+        StaffRoute(method: .get, path: "/staff/patients", action: "patient.read"),
+        StaffRoute(method: .get, path: "/staff/patients/{key}", action: "patient.read"),
+        StaffRoute(method: .post, path: "/staff/patients/{key}/break-glass", action: "patient.break_glass"),
     ]
+
+    /// Actions taken from a page rather than from a home page's link.
+    package static let pageOnlyActions: Set<String> = ["patient.break_glass"]
 
     /// Where a home page's link for an action goes.
     static let actionPaths: [String: String] = [
         "home": "/staff/", "password.change": "/staff/password", "schedule.own": "/staff/schedule",
-        "staff.manage": "/staff/accounts", "audit.read": "/staff/audit",
+        "staff.manage": "/staff/accounts", "audit.read": "/staff/audit", "patient.read": "/staff/patients",
     ]
 
     static let sessionCookie = "cm_staff"
@@ -181,7 +190,7 @@ package struct StaffPages: Sendable {
             values["departments"] = account.departments.map { code in
                 (try? desk.store.liveRow("department", key: code))??["name"]?.textValue.map { "\($0) (\(code))" } ?? code
             }.joined(separator: ", ")
-            values["actions"] = desk.rules.allowed(for: account.roles).filter { $0.name != "home" }.map { a -> [String: Any] in
+            values["actions"] = desk.rules.allowed(for: account.roles).filter { $0.name != "home" && Self.actionPaths[$0.name] != nil }.map { a -> [String: Any] in
                 ["name": a.name, "label": page.lang == .zh ? a.zh : a.en, "path": Self.actionPaths[a.name] ?? "/staff/"]
             }
             return page.html(renderer.render("home", values))
@@ -216,6 +225,36 @@ package struct StaffPages: Sendable {
             let number = context.parameters.get("number") ?? ""
             try desk.disable(number, by: account.number)
             return page.redirect("/staff/accounts")
+        case (.get, "/staff/patients"):
+            let residentID = (request.uri.queryParameters["resident_id"].map { String($0) } ?? "").trimmingCharacters(in: .whitespaces)
+            guard !residentID.isEmpty else { return page.html(renderer.render("patients", page.values(title: page.text("patientsTitle")))) }
+            do {
+                let key = try desk.patientKey(residentID: residentID)
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "patient.search", patient: key, outcome: "found"))
+                return page.redirect("/staff/patients/\(key)")
+            } catch {
+                if error != .storeUnavailable {
+                    try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "patient.search", outcome: error.code))
+                }
+                var values = page.values(title: page.text("patientsTitle"), message: error)
+                values["residentID"] = String(residentID.prefix(18))
+                return page.html(renderer.render("patients", values), status: error.status)
+            }
+        case (.get, "/staff/patients/{key}"):
+            let key = try Self.patientKey(context)
+            do {
+                return page.html(renderer.render("patient", patientValues(page, try desk.openPatient(key, for: account, appointments: appointments))))
+            } catch where error == .breakGlassRequired {
+                return lockedPatientPage(page, key: key, account: account, message: error)
+            }
+        case (.post, "/staff/patients/{key}/break-glass"):
+            let key = try Self.patientKey(context)
+            do {
+                try desk.breakGlass(key, for: account, reason: form["reason"]?.first ?? "")
+                return page.redirect("/staff/patients/\(key)")
+            } catch where error == .reasonTooShort {
+                return lockedPatientPage(page, key: key, account: account, message: error)
+            }
         case (.get, "/staff/audit"):
             let filter = try AuditFilter(request)
             let events = try auditEvents(filter, limit: 500)
@@ -226,7 +265,8 @@ package struct StaffPages: Sendable {
             values["query"] = filter.query
             values["events"] = events.map { e -> [String: Any] in
                 ["time": Self.shanghai(e.row["at_ms"]?.integerValue ?? 0), "staff": text(e, "staff"), "role": text(e, "role"), "action": text(e, "action"),
-                 "patient": text(e, "patient"), "resource": text(e, "resource"), "outcome": text(e, "outcome"), "node": text(e, "node")]
+                 "patient": text(e, "patient"), "resource": text(e, "resource"), "outcome": text(e, "outcome"), "detail": text(e, "detail"),
+                 "node": text(e, "node")]
             }
             return page.html(renderer.render("audit", values))
         case (.get, "/staff/audit.csv"):
@@ -249,6 +289,38 @@ package struct StaffPages: Sendable {
     }
 
     func text(_ e: (key: String, row: [String: ColumnValue]), _ column: String) -> String { e.row[column]?.textValue ?? "" }
+
+    /// A patient key from the path: 64 lowercase hex digits, else no such patient.
+    static func patientKey(_ context: PatientRequestContext) throws(StaffError) -> String {
+        let key = context.parameters.get("key") ?? ""
+        guard key.count == 64, key.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) || ("a"..."f").contains($0) }) else { throw .patientNotFound }
+        return key
+    }
+
+    func patientValues(_ page: PageAnswer, _ r: PatientRecordView) -> [String: Any] {
+        var values = page.values(title: page.text("patientTitle"))
+        var record: [String: Any] = [
+            "key": r.key, "name": r.name, "sex": page.text(r.sex).isEmpty ? r.sex : page.text(r.sex), "birthDate": r.birthDate,
+            "residentID": r.residentIDMasked, "mobile": r.mobileMasked,
+            "appointments": r.appointments.map { a -> [String: Any] in
+                ["date": a.date ?? "", "halfDay": page.text(a.halfDay ?? "").isEmpty ? (a.halfDay ?? "") : page.text(a.halfDay ?? ""),
+                 "department": a.department ?? "", "practitioner": a.practitioner ?? "", "status": a.status]
+            },
+        ]
+        if let reason = r.breakGlassReason { record["breakGlassReason"] = reason }
+        values["record"] = record
+        return values
+    }
+
+    /// A patient outside the staff member's care: the reason, and the break-glass form if their
+    /// roles may break glass.
+    func lockedPatientPage(_ page: PageAnswer, key: String, account: StaffAccount, message: StaffError) -> Response {
+        var values = page.values(title: page.text("patientTitle"), message: message)
+        values["locked"] = true
+        values["key"] = key
+        values["mayBreakGlass"] = desk.rules.scope(of: "patient.break_glass", for: account.roles) != nil
+        return page.html(renderer.render("patient", values), status: message.status)
+    }
 
     func schedulePage(_ page: PageAnswer, _ account: StaffAccount) throws(StaffError) -> Response {
         let rows: [(key: String, row: [String: ColumnValue])]

@@ -73,13 +73,19 @@ package final class StaffDesk: Sendable {
     package let rules: AccessRules
     package let audit: AuditTrail
     package let idleMs: Int64
+    /// `patient.read` in `dept` scope: an appointment in the staff member's department this many
+    /// days either side of today.
+    package let careWindowDays: Int
+    let patientKeySecret: SymmetricKey
     let logger: Logger
 
     package init(store: any RecordStore, clock: NodeClock, node: String, dataKey: SymmetricKey, hasher: PasswordHasher = PasswordHasher(),
-                 rules: AccessRules, audit: AuditTrail, idleSeconds: Int, logger: Logger) {
+                 rules: AccessRules, audit: AuditTrail, idleSeconds: Int, careWindowDays: Int = 30, logger: Logger) {
         self.store = store; self.clock = clock; self.node = node; self.hasher = hasher; self.rules = rules; self.audit = audit
         tokens = StaffTokens(dataKey: dataKey)
+        patientKeySecret = PatientDesk.patientKeySecret(dataKey: dataKey)
         idleMs = Int64(idleSeconds) * 1000
+        self.careWindowDays = careWindowDays
         self.logger = logger
     }
 
