@@ -468,8 +468,8 @@ struct ReplicaStore: RecordStore {
     func liveRows(_ table: String) throws -> [String: [String: ColumnValue]] { try replica.liveRows(table) }
     func liveRows(_ table: String, keys: Set<String>) throws -> [String: [String: ColumnValue]] { try replica.liveRows(table, keys: keys) }
     func liveRows(_ table: String, equal: [String: ColumnValue], range: (column: String, from: ColumnValue?, to: ColumnValue?)?,
-                  limit: Int) throws -> [(key: String, row: [String: ColumnValue])] {
-        try replica.liveRows(table, equal: equal, range: range, limit: limit)
+                  newestBy: String?, limit: Int) throws -> [(key: String, row: [String: ColumnValue])] {
+        try replica.liveRows(table, equal: equal, range: range, newestBy: newestBy, limit: limit)
     }
     func changeStamp(table: String) -> UInt64 { replica.rowStamps.stamp(table: table) }
     func changeStamp(table: String, key: String) -> UInt64 { replica.rowStamps.stamp(table: table, key: key) }

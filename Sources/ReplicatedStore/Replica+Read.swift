@@ -33,12 +33,12 @@ extension Replica {
     }
 
     /// Live rows whose plain columns equal `equal` and whose `range` column lies in its bounds,
-    /// newest key first, at most `limit` (the audit trail's filters; encrypted columns cannot be
-    /// matched, their stored values are ciphertext).
+    /// newest first (by `newestBy`, then by key; by key alone if nil), at most `limit` (the audit
+    /// trail's filters; encrypted columns cannot be matched, their stored values are ciphertext).
     public func liveRows(_ table: String, equal: [String: ColumnValue], range: (column: String, from: ColumnValue?, to: ColumnValue?)? = nil,
-                         limit: Int) throws -> [(key: String, row: [String: ColumnValue])] {
+                         newestBy: String? = nil, limit: Int) throws -> [(key: String, row: [String: ColumnValue])] {
         guard let info = tables[table] else { throw StoreError.unknownTable(table) }
-        let named = Array(equal.keys) + (range.map { [$0.column] } ?? [])
+        let named = Array(equal.keys) + (range.map { [$0.column] } ?? []) + (newestBy.map { [$0] } ?? [])
         for name in named where info.table.columns.first(where: { $0.name == name && !$0.encrypted }) == nil {
             throw StoreError(.unknownColumn, zh: "表 \(table) 没有可按其筛选的列 \(name)。", en: "table \(table) has no column \(name) to filter by.")
         }
@@ -53,7 +53,8 @@ extension Replica {
             if let to = range.to { conditions.append("\(range.column.quotedDatabaseIdentifier) < ?"); arguments.append(to.databaseValue) }
         }
         let key = info.table.keyColumn.quotedDatabaseIdentifier
-        let sql = "SELECT \(key) FROM \(table.quotedDatabaseIdentifier) WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(key) DESC LIMIT ?"
+        let order = (newestBy.map { "\($0.quotedDatabaseIdentifier) DESC, " } ?? "") + "\(key) DESC"
+        let sql = "SELECT \(key) FROM \(table.quotedDatabaseIdentifier) WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(order) LIMIT ?"
         arguments.append(max(0, limit).databaseValue)
         let states = try read { db in
             try String.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map { try RowState.load(db, info, key: $0) }

@@ -12,9 +12,10 @@ package protocol RecordStore: Sendable {
     func liveRow(_ table: String, key: String) throws -> [String: ColumnValue]?
     func liveRows(_ table: String) throws -> [String: [String: ColumnValue]]
     func liveRows(_ table: String, keys: Set<String>) throws -> [String: [String: ColumnValue]]
-    /// Live rows matching plain column values (and a range on one column), newest key first.
+    /// Live rows matching plain column values (and a range on one column), newest first by
+    /// `newestBy` (a column) then by key.
     func liveRows(_ table: String, equal: [String: ColumnValue], range: (column: String, from: ColumnValue?, to: ColumnValue?)?,
-                  limit: Int) throws -> [(key: String, row: [String: ColumnValue])]
+                  newestBy: String?, limit: Int) throws -> [(key: String, row: [String: ColumnValue])]
     /// Grows whenever a row of `table` changes here (written or merged).
     func changeStamp(table: String) -> UInt64
     /// Grows whenever row `key` of `table` changes here.

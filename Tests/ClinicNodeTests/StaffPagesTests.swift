@@ -78,7 +78,7 @@ struct StaffPagesTests {
                 #expect(r.status == .forbidden)
                 #expect(String(buffer: r.body).contains("data-code=\"access.denied\""))
             }
-            let denied = try f.replica.liveRows("audit_event", equal: ["action": .text("access.denied"), "staff": .text("N101")], range: nil, limit: 10)
+            let denied = try f.replica.liveRows("audit_event", equal: ["action": .text("access.denied"), "staff": .text("N101")], range: nil, newestBy: nil, limit: 10)
             #expect(denied.count == 1)
 
             // A post without the CSRF token changes nothing.
@@ -212,10 +212,10 @@ struct StaffPagesTests {
                 #expect(r.status == .forbidden && String(buffer: r.body).contains("data-code=\"access.denied\""))
             }
         }
-        let glass = try f.replica.liveRows("audit_event", equal: ["action": .text("patient.break_glass")], range: nil, limit: 10)
+        let glass = try f.replica.liveRows("audit_event", equal: ["action": .text("patient.break_glass")], range: nil, newestBy: nil, limit: 10)
         #expect(glass.count == 1 && glass.first?.row["staff"] == .text("N001") && glass.first?.row["patient"] == .text(key)
                 && glass.first?.row["detail"] == .text("急诊会诊，需要查看既往就诊记录"))
-        let reads = try f.replica.liveRows("audit_event", equal: ["action": .text("patient.read"), "patient": .text(key)], range: nil, limit: 10)
+        let reads = try f.replica.liveRows("audit_event", equal: ["action": .text("patient.read"), "patient": .text(key)], range: nil, newestBy: nil, limit: 10)
         #expect(Set(reads.compactMap { $0.row["outcome"]?.textValue }) == ["denied", "ok_break_glass", "ok"])
     }
 

@@ -144,7 +144,7 @@ private final class MemoryStore: RecordStore, @unchecked Sendable {
     func liveRows(_ table: String) throws -> [String: [String: ColumnValue]] { rows[table] ?? [:] }
     func liveRows(_ table: String, keys: Set<String>) throws -> [String: [String: ColumnValue]] { (rows[table] ?? [:]).filter { keys.contains($0.key) } }
     func liveRows(_ table: String, equal: [String: ColumnValue], range: (column: String, from: ColumnValue?, to: ColumnValue?)?,
-                  limit: Int) throws -> [(key: String, row: [String: ColumnValue])] {
+                  newestBy: String?, limit: Int) throws -> [(key: String, row: [String: ColumnValue])] {
         (rows[table] ?? [:]).filter { r in equal.allSatisfy { r.value[$0.key] == $0.value } }.sorted { $0.key > $1.key }.prefix(limit).map { ($0.key, $0.value) }
     }
     func changeStamp(table: String) -> UInt64 { 1 }

@@ -63,6 +63,8 @@ package struct StaffPages: Sendable {
         "staff.manage": "/staff/accounts", "audit.read": "/staff/audit", "patient.read": "/staff/patients",
     ]
 
+    /// The most events one CSV export holds (a longer span is exported in parts, by date).
+    static let exportLimit = 200_000
     static let sessionCookie = "cm_staff"
     static let preSessionCookie = "cm_pre"
     static let languageCookie = "cm_lang"
@@ -271,7 +273,7 @@ package struct StaffPages: Sendable {
             return page.html(renderer.render("audit", values))
         case (.get, "/staff/audit.csv"):
             let filter = try AuditFilter(request)
-            let events = try auditEvents(filter, limit: 1_000_000)
+            let events = try auditEvents(filter, limit: Self.exportLimit)
             try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "audit.export", resource: "audit", outcome: "ok",
                                        detail: filter.query))
             var csv = "at,node,chain,sequence,staff,role,action,patient,resource,outcome,detail,hash\r\n"
@@ -325,7 +327,7 @@ package struct StaffPages: Sendable {
     func schedulePage(_ page: PageAnswer, _ account: StaffAccount) throws(StaffError) -> Response {
         let rows: [(key: String, row: [String: ColumnValue])]
         do {
-            rows = account.practitioner.isEmpty ? [] : try desk.store.liveRows("schedule", equal: ["practitioner": .text(account.practitioner)], range: nil, limit: 1_000)
+            rows = account.practitioner.isEmpty ? [] : try desk.store.liveRows("schedule", equal: ["practitioner": .text(account.practitioner)], range: nil, newestBy: nil, limit: 1_000)
         } catch { throw .storeUnavailable }
         var values = page.values(title: page.text("scheduleTitle"))
         values["sessions"] = rows.sorted { $0.key < $1.key }.map { r -> [String: Any] in
@@ -352,11 +354,8 @@ package struct StaffPages: Sendable {
         if !f.patient.isEmpty { equal["patient"] = .text(f.patient) }
         if !f.action.isEmpty { equal["action"] = .text(f.action) }
         let range = f.fromMs == nil && f.toMs == nil ? nil : (column: "at_ms", from: f.fromMs.map { ColumnValue.integer($0) }, to: f.toMs.map { ColumnValue.integer($0) })
-        do {
-            // Newest first across every node's chain (keys sort by chain, so order by time here).
-            return try desk.store.liveRows(AuditTrail.table, equal: equal, range: range, limit: 1_000_000)
-                .sorted { ($0.row["at_ms"]?.integerValue ?? 0) > ($1.row["at_ms"]?.integerValue ?? 0) }.prefix(limit).map { $0 }
-        } catch { throw .storeUnavailable }
+        // Newest first across every node's chain, by the time each event was recorded.
+        do { return try desk.store.liveRows(AuditTrail.table, equal: equal, range: range, newestBy: "at_ms", limit: limit) } catch { throw .storeUnavailable }
     }
 
     static func shanghai(_ ms: Int64) -> String {

@@ -236,7 +236,7 @@ package final class StaffDesk: Sendable {
     /// Until when the account is locked, counting every node's failures; nil: not locked.
     package func lockedUntil(_ number: String) throws(StaffError) -> Int64? {
         let rows: [(key: String, row: [String: ColumnValue])]
-        do { rows = try store.liveRows("staff_sign_in", equal: ["staff": .text(number)], range: nil, limit: 1_000) } catch { throw .storeUnavailable }
+        do { rows = try store.liveRows("staff_sign_in", equal: ["staff": .text(number)], range: nil, newestBy: nil, limit: 1_000) } catch { throw .storeUnavailable }
         let now = nowMs
         var failures = 0
         var until: Int64 = 0
@@ -264,7 +264,7 @@ package final class StaffDesk: Sendable {
                 let failures = fresh ? 1 : (row?["failures"]?.integerValue ?? 0) + 1
                 var values: [String: ColumnValue] = ["staff": .text(number), "node": .text(node), "failures": .integer(failures),
                                                      "window_start_ms": .integer(fresh ? now : start)]
-                let others = try store.liveRows("staff_sign_in", equal: ["staff": .text(number)], range: nil, limit: 1_000)
+                let others = try store.liveRows("staff_sign_in", equal: ["staff": .text(number)], range: nil, newestBy: nil, limit: 1_000)
                     .filter { $0.key != key && now - ($0.row["window_start_ms"]?.integerValue ?? 0) < Self.lockWindowMs }
                     .reduce(0) { $0 + ($1.row["failures"]?.integerValue ?? 0) }
                 if failures + others >= Int64(Self.lockAfterFailures) { values["locked_until_ms"] = .integer(now + Self.lockWindowMs) }
@@ -274,7 +274,7 @@ package final class StaffDesk: Sendable {
     }
 
     private func clearFailures(_ number: String, _ w: LocalWriter) throws {
-        for r in try store.liveRows("staff_sign_in", equal: ["staff": .text(number)], range: nil, limit: 1_000)
+        for r in try store.liveRows("staff_sign_in", equal: ["staff": .text(number)], range: nil, newestBy: nil, limit: 1_000)
         where (r.row["failures"]?.integerValue ?? 0) != 0 || (r.row["locked_until_ms"]?.integerValue ?? 0) != 0 {
             _ = try w.update("staff_sign_in", key: r.key, values: ["failures": .integer(0), "locked_until_ms": .integer(0)])
         }

@@ -36,7 +36,7 @@ package final class AuditTrail: Sendable {
     package init(store: any RecordStore, node: String, incarnation: UInt32, clock: NodeClock) throws {
         self.store = store; self.node = node; self.clock = clock
         chain = "\(node).\(incarnation)"
-        if let last = try store.liveRows(Self.table, equal: ["chain": .text(chain)], range: nil, limit: 1).first {
+        if let last = try store.liveRows(Self.table, equal: ["chain": .text(chain)], range: nil, newestBy: nil, limit: 1).first {
             tail.withLock { $0 = (last.row["sequence"]?.integerValue ?? 0, last.row["hash"]?.textValue ?? "") }
         }
     }
