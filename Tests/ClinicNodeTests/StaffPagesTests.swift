@@ -219,6 +219,31 @@ struct StaffPagesTests {
         #expect(Set(reads.compactMap { $0.row["outcome"]?.textValue }) == ["denied", "ok_break_glass", "ok"])
     }
 
+    @Test func theAdminResetsAPasswordFromThePageAndAnAddressIsSlowedDown() async throws {
+        let f = try StaffFixture()
+        try await f.add("ADM01", roles: ["hospital_admin"], departments: [])
+        try await f.add("N101", roles: ["nurse"], departments: ["neike"])
+        try await f.app.test(.router) { client in
+            let admin = try #require(try await f.signIn(client, "ADM01", StaffFixture.password).session)
+            let csrf = f.desk.tokens.csrf(session: try #require(try? f.desk.session(cookie: admin).session))
+            let form: HTTPFields = [.cookie: "cm_staff=\(admin)", .contentType: "application/x-www-form-urlencoded"]
+            try await client.execute(uri: "/staff/accounts/N101/reset-password", method: .post, headers: form, body: ByteBuffer(string: "csrf=\(csrf)&password=short")) { r in
+                #expect(r.status == .badRequest && String(buffer: r.body).contains("data-code=\"password.too_short\""))
+            }
+            try await client.execute(uri: "/staff/accounts/N101/reset-password", method: .post, headers: form,
+                                     body: ByteBuffer(string: "csrf=\(csrf)&password=new-nurse-pass-1")) { r in
+                #expect(r.status == .seeOther && r.headers[.location] == "/staff/accounts")
+            }
+            #expect(try f.desk.account("N101")?.mustChangePassword == true)
+            #expect(try await f.signIn(client, "N101", "new-nurse-pass-1").location == "/staff/password")
+
+            // Forty attempts from one address in a moment: the burst of 30 passes, then 429 with Retry-After.
+            var limited = 0
+            for _ in 0..<40 where try await f.signIn(client, "X404", "some-password-1").status == .tooManyRequests { limited += 1 }
+            #expect(limited >= 5, "\(limited) of 40 rapid sign-ins were slowed down")
+        }
+    }
+
     @Test func auditVerifyNamesARowEditedByHandInSQLite() async throws {
         let f = try StaffFixture()
         try await f.add("AUD01", roles: ["auditor"], departments: [])

@@ -25,7 +25,7 @@ enum PageTexts {
         "patientsTitle": "患者查询", "residentID": "身份证号", "search": "查询", "patientTitle": "患者信息", "mobile": "手机",
         "appointmentsTitle": "预约与就诊", "practitioner": "医生", "noAppointments": "暂无预约。", "male": "男", "female": "女",
         "breakGlassReason": "紧急查看理由", "breakGlassHint": "至少 10 个字；此次查看将记入审计，由审计员复核，8 小时内有效。", "breakGlass": "紧急查看",
-        "openedByBreakGlass": "本次为紧急查看，理由：", "detail": "说明", "breakGlassOnly": "只看紧急查看（破窗）",
+        "openedByBreakGlass": "本次为紧急查看，理由：", "detail": "说明", "resetPassword": "重置密码（下次登录须修改）", "breakGlassOnly": "只看紧急查看（破窗）",
         "morning": "上午", "afternoon": "下午", "active": "在用", "disabled": "已停用",
     ]
     static let en: [String: String] = [
@@ -44,7 +44,7 @@ enum PageTexts {
         "patientsTitle": "Find a patient", "residentID": "Resident ID", "search": "Search", "patientTitle": "Patient", "mobile": "Mobile",
         "appointmentsTitle": "Appointments and visits", "practitioner": "Doctor", "noAppointments": "No appointments.", "male": "Male", "female": "Female",
         "breakGlassReason": "Reason for break-glass access", "breakGlassHint": "At least 10 characters; this look is audited, reviewed by the auditor, and lasts 8 hours.",
-        "breakGlass": "Break glass", "openedByBreakGlass": "Opened by break-glass; reason: ", "detail": "Detail", "breakGlassOnly": "Break-glass only",
+        "breakGlass": "Break glass", "openedByBreakGlass": "Opened by break-glass; reason: ", "detail": "Detail", "resetPassword": "Reset password (to be changed at next sign-in)", "breakGlassOnly": "Break-glass only",
         "morning": "Morning", "afternoon": "Afternoon", "active": "Active", "disabled": "Disabled",
     ]
 }

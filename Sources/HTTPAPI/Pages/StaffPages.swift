@@ -25,6 +25,9 @@ package struct StaffPages: Sendable {
     /// The patients' appointments (the node's read model): the care relation `dept` scope checks.
     let appointments: (any PatientAppointments)?
     let renderer: PageRenderer
+    /// Sign-in attempts per client address on this node: a burst of 30, then one a second. The
+    /// lockout guards each account; this guards the node (each attempt costs a 32 MiB scrypt).
+    let signInLimiter = RateLimiter(burst: 30, perSecond: 1)
     let logger: Logger
 
     package init(desk: StaffDesk, appointments: (any PatientAppointments)? = nil, logger: Logger) throws {
@@ -47,6 +50,7 @@ package struct StaffPages: Sendable {
         StaffRoute(method: .get, path: "/staff/accounts", action: "staff.manage"),
         StaffRoute(method: .post, path: "/staff/accounts", action: "staff.manage"),
         StaffRoute(method: .post, path: "/staff/accounts/{number}/disable", action: "staff.manage"),
+        StaffRoute(method: .post, path: "/staff/accounts/{number}/reset-password", action: "staff.manage"),
         StaffRoute(method: .get, path: "/staff/audit", action: "audit.read"),
         StaffRoute(method: .get, path: "/staff/audit.csv", action: "audit.read"),
         StaffRoute(method: .get, path: "/staff/patients", action: "patient.read"),
@@ -97,7 +101,7 @@ package struct StaffPages: Sendable {
         do throws(StaffError) {
             var form: [String: [String]] = [:]
             if route.method == .post { form = try await Self.form(request) }
-            if route.action == "public" { return try await publicRoute(route, request, form: form, page: page) }
+            if route.action == "public" { return try await publicRoute(route, request, context, form: form, page: page) }
             let signedIn: (session: StaffSession, account: StaffAccount, renewed: String?)
             do { signedIn = try desk.session(cookie: request.cookies[Self.sessionCookie]?.value) } catch {
                 if error == .storeUnavailable { throw error }
@@ -136,7 +140,8 @@ package struct StaffPages: Sendable {
 
     // MARK: Public routes
 
-    func publicRoute(_ route: StaffRoute, _ request: Request, form: [String: [String]], page: PageAnswer) async throws(StaffError) -> Response {
+    func publicRoute(_ route: StaffRoute, _ request: Request, _ context: PatientRequestContext, form: [String: [String]],
+                     page: PageAnswer) async throws(StaffError) -> Response {
         var page = page
         switch (route.method, route.path) {
         case (.get, "/staff/static/style.css"):
@@ -146,6 +151,10 @@ package struct StaffPages: Sendable {
             let message: StaffError? = ["expired": .expired, "invalid": .invalid, "revoked": .revoked, "signed_out": .signedOut][reason]
             return signInPage(&page, message: message, status: message == nil || message == .signedOut ? 200 : 401, staffNumber: "")
         case (.post, "/staff/sign-in"):
+            if let wait = signInLimiter.take(context.clientAddress, nowNanos: desk.clock.monotonicNanos()) {
+                page.extraHeaders.append((.retryAfter, "\(wait)"))
+                return signInPage(&page, message: .rateLimited(retryAfterS: wait), status: 429, staffNumber: "")
+            }
             guard let pre = request.cookies[Self.preSessionCookie]?.value, let token = form["csrf"]?.first,
                   desk.tokens.equal(token, desk.tokens.csrf(preSession: pre)) else {
                 try desk.record(AuditEvent(staff: "-", action: "csrf.refused", resource: route.path, outcome: "denied"))
@@ -227,6 +236,13 @@ package struct StaffPages: Sendable {
             let number = context.parameters.get("number") ?? ""
             try desk.disable(number, by: account.number)
             return page.redirect("/staff/accounts")
+        case (.post, _) where route.path == "/staff/accounts/{number}/reset-password":
+            do {
+                try await desk.resetPassword(context.parameters.get("number") ?? "", to: form["password"]?.first ?? "", by: account.number)
+                return page.redirect("/staff/accounts")
+            } catch {
+                return try accountsPage(page, message: error, status: error.status)
+            }
         case (.get, "/staff/patients"):
             let residentID = (request.uri.queryParameters["resident_id"].map { String($0) } ?? "").trimmingCharacters(in: .whitespaces)
             guard !residentID.isEmpty else { return page.html(renderer.render("patients", page.values(title: page.text("patientsTitle")))) }

@@ -30,6 +30,10 @@ package struct StaffError: Error, Sendable, Equatable {
     package static let storeUnavailable = StaffError(503, "store.unavailable", zh: "数据暂时无法读写，请稍后再试。", en: "the records cannot be read or written right now; try again shortly.")
 
     package static func invalid(_ e: ValidationError) -> StaffError { StaffError(400, e.code, zh: e.zh, en: e.en) }
+
+    package static func rateLimited(retryAfterS: Int) -> StaffError {
+        StaffError(429, "rate.limited", zh: "来自此地址的登录尝试过多，请 \(retryAfterS) 秒后再试。", en: "too many sign-in attempts from this address; try again in \(retryAfterS) s.")
+    }
 }
 
 /// A staff account as the `staff` table holds it.
