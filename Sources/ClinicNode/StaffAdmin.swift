@@ -46,7 +46,7 @@ extension MeshNode {
 /// `audit verify` over a replica: streams the rows in key order (each chain's events in sequence
 /// order) and names the first broken link of each chain.
 package enum AuditVerification {
-    static let columns = ["chain", "sequence", "at_ms", "node", "staff", "role", "action", "patient", "resource", "outcome", "detail", "previous_hash", "hash"]
+    static let columns = NodeSchema.auditEvent.columns.map(\.name)
 
     package static func verify(_ replica: Replica, node: String) throws -> AuditVerifyAnswer {
         let started = DispatchTime.now().uptimeNanoseconds

@@ -42,6 +42,8 @@ package enum DemoStaff {
             let exists: Bool
             do { exists = try desk.account(m.number) != nil } catch { throw error }
             if exists { continue }
+            // Caught into a Result, not `catch where`: Swift 6.3 crashes in SILGen on a
+            // `catch where` over this typed-throws call inside an async loop.
             let result: Result<StaffAccount, StaffError>
             do {
                 result = .success(try await desk.addAccount(number: m.number, name: m.name, roles: m.roles.map(\.rawValue), departments: m.departments,

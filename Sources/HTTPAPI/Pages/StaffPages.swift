@@ -93,9 +93,9 @@ package struct StaffPages: Sendable {
     /// One request: the language, the session and its action's check, the CSRF check of a post,
     /// then the page; every refusal is a page in both languages with `#message[data-code]`.
     func serve(_ route: StaffRoute, _ request: Request, _ context: PatientRequestContext) async -> Response {
-        let lang = language(request)
-        var page = PageAnswer(lang: lang, node: desk.node)
-        if let asked = request.uri.queryParameters["lang"].flatMap({ PageLanguage(rawValue: String($0)) }) {
+        let asked = request.uri.queryParameters["lang"].flatMap { PageLanguage(rawValue: String($0)) }
+        var page = PageAnswer(lang: asked ?? request.cookies[Self.languageCookie].flatMap { PageLanguage(rawValue: $0.value) } ?? .zh, node: desk.node)
+        if let asked {
             page.cookies.append(Cookie(name: Self.languageCookie, value: asked.rawValue, maxAge: 365 * 86_400, path: "/staff", secure: true, httpOnly: true, sameSite: .strict))
         }
         do throws(StaffError) {
@@ -127,11 +127,6 @@ package struct StaffPages: Sendable {
         } catch {
             return page.refusal(error, renderer)
         }
-    }
-
-    func language(_ request: Request) -> PageLanguage {
-        if let asked = request.uri.queryParameters["lang"].flatMap({ PageLanguage(rawValue: String($0)) }) { return asked }
-        return request.cookies[Self.languageCookie].flatMap { PageLanguage(rawValue: $0.value) } ?? .zh
     }
 
     static func sessionCookie(_ value: String) -> Cookie {

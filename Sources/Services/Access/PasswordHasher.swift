@@ -35,7 +35,7 @@ package struct PasswordHasher: Sendable {
             return false
         }
         guard let key = try? await Self.derive(password, salt: Array(salt), logRounds: n, blockSize: r, parallelism: p) else { return false }
-        return key.count == expected.count && zip(key, expected).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+        return constantTimeEqual(key, expected)
     }
 
     /// A hash no password matches, at this hasher's cost: an unknown staff number is checked

@@ -240,7 +240,7 @@ package final class StaffDesk: Sendable {
     /// Until when the account is locked, counting every node's failures; nil: not locked.
     package func lockedUntil(_ number: String) throws(StaffError) -> Int64? {
         let rows: [(key: String, row: [String: ColumnValue])]
-        do { rows = try store.liveRows("staff_sign_in", equal: ["staff": .text(number)], range: nil, newestBy: nil, limit: 1_000) } catch { throw .storeUnavailable }
+        do { rows = try signInRows(number) } catch { throw .storeUnavailable }
         let now = nowMs
         var failures = 0
         var until: Int64 = 0
@@ -262,14 +262,14 @@ package final class StaffDesk: Sendable {
         let now = nowMs
         do {
             try store.write { w in
-                let row = try store.liveRow("staff_sign_in", key: key)
+                let rows = try signInRows(number)
+                let row = rows.first { $0.key == key }?.row
                 let start = row?["window_start_ms"]?.integerValue ?? 0
                 let fresh = now - start >= Self.lockWindowMs
                 let failures = fresh ? 1 : (row?["failures"]?.integerValue ?? 0) + 1
                 var values: [String: ColumnValue] = ["staff": .text(number), "node": .text(node), "failures": .integer(failures),
                                                      "window_start_ms": .integer(fresh ? now : start)]
-                let others = try store.liveRows("staff_sign_in", equal: ["staff": .text(number)], range: nil, newestBy: nil, limit: 1_000)
-                    .filter { $0.key != key && now - ($0.row["window_start_ms"]?.integerValue ?? 0) < Self.lockWindowMs }
+                let others = rows.filter { $0.key != key && now - ($0.row["window_start_ms"]?.integerValue ?? 0) < Self.lockWindowMs }
                     .reduce(0) { $0 + ($1.row["failures"]?.integerValue ?? 0) }
                 if failures + others >= Int64(Self.lockAfterFailures) { values["locked_until_ms"] = .integer(now + Self.lockWindowMs) }
                 if row == nil { _ = try w.insert("staff_sign_in", key: key, values: values) } else { _ = try w.update("staff_sign_in", key: key, values: values) }
@@ -277,8 +277,13 @@ package final class StaffDesk: Sendable {
         } catch { throw .storeUnavailable }
     }
 
+    /// The account's failure rows, one per node that counted failures.
+    private func signInRows(_ number: String) throws -> [(key: String, row: [String: ColumnValue])] {
+        try store.liveRows("staff_sign_in", equal: ["staff": .text(number)], range: nil, newestBy: nil, limit: 1_000)
+    }
+
     private func clearFailures(_ number: String, _ w: LocalWriter) throws {
-        for r in try store.liveRows("staff_sign_in", equal: ["staff": .text(number)], range: nil, newestBy: nil, limit: 1_000)
+        for r in try signInRows(number)
         where (r.row["failures"]?.integerValue ?? 0) != 0 || (r.row["locked_until_ms"]?.integerValue ?? 0) != 0 {
             _ = try w.update("staff_sign_in", key: r.key, values: ["failures": .integer(0), "locked_until_ms": .integer(0)])
         }

@@ -49,10 +49,7 @@ package final class StaffTokens: Sendable {
     /// The CSRF token of the sign-in form, bound to the pre-session cookie's random value.
     package func csrf(preSession value: String) -> String { mac("pre|\(value)") }
 
-    package func equal(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        return x.count == y.count && zip(x, y).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
-    }
+    package func equal(_ a: String, _ b: String) -> Bool { constantTimeEqual(a.utf8, b.utf8) }
 
     private func mac(_ text: String) -> String {
         HMAC<SHA256>.authenticationCode(for: Data(text.utf8), using: key).withUnsafeBytes { lowercaseHex($0) }

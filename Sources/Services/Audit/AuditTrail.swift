@@ -1,4 +1,5 @@
 import Crypto
+import Domain
 import Foundation
 import ReplicatedCore
 import Synchronization
@@ -67,7 +68,7 @@ package final class AuditTrail: Sendable {
         for field in [chain, String(sequence), String(atMs), node, e.staff, e.role, e.action, e.patient, e.resource, e.outcome, e.detail, previous] {
             h.update(data: Array("\(field.utf8.count):".utf8) + Array(field.utf8))
         }
-        return h.finalize().withUnsafeBytes { Data($0) }.map { String(format: "%02x", $0) }.joined()
+        return h.finalize().withUnsafeBytes { lowercaseHex($0) }
     }
 }
 

@@ -44,7 +44,7 @@ package final class SessionTokens: Sendable {
         let parts = token.split(separator: ".").map(String.init)
         guard parts.count == 4, parts[0] == "cm1", parts[1].count == 64, let expires = Int64(parts[2]), expires > nowMs else { return nil }
         let expected = Array(mac(parts[1], expires).utf8), given = Array(parts[3].utf8)
-        guard expected.count == given.count, zip(expected, given).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0 else { return nil }
+        guard constantTimeEqual(expected, given) else { return nil }
         return PatientSession(patient: parts[1], expiresAtMs: expires)
     }
 
