@@ -7,10 +7,14 @@ Every wait is for a condition, with a generous deadline; no test asserts how lon
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
+import hmac
 import html.parser
 import json
 import re
+import struct
 import time
 import urllib.parse
 import warnings
@@ -954,3 +958,73 @@ def test_a_doctor_is_refused_another_departments_patient_until_break_glass_which
         return any(r["patient"] == key and r["staff"] == "W004" for r in rows), rows
 
     poll(seen, f"the auditor's page on neike to list W004's break-glass of patient {key}", timeout=30, interval=1)
+
+
+# --- two-step sign-in -----------------------------------------------------------------------------------------
+
+
+def totp(setup_key: str, at: float) -> str:
+    """RFC 6238 (HMAC-SHA1, 6 digits, 30 s) from the key an authenticator app is given, as an app computes it."""
+    key_text = setup_key.replace(" ", "").upper()
+    key = base64.b32decode(key_text + "=" * (-len(key_text) % 8))
+    digest = hmac.new(key, struct.pack(">Q", int(at // 30)), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    value = struct.unpack(">I", digest[offset:offset + 4])[0] & 0x7FFFFFFF
+    return f"{value % 1_000_000:06d}"
+
+
+def test_two_step_sign_in_with_an_authenticator_code_on_another_node(urls, browsing):
+    waike, neike = urls["waike"], urls["neike"]
+    staff = "W301"  # waike's pharmacist: no other test signs in as it
+    page = browsing.page()
+    sign_in(page, waike, staff)
+    page.goto(waike + "/staff/password")
+    with page.expect_navigation():
+        page.locator("a#two-step-link").click()
+    expect(page.locator("#two-step-state"), "expected two-step sign-in to start off").to_have_attribute("data-state", "off")
+    setup_key = page.locator("code#setup-key").inner_text()
+    url = page.locator("code#authenticator-url").inner_text()
+    assert url.startswith("otpauth://totp/") and "secret=" + setup_key.replace(" ", "") in url, (
+        f"expected an otpauth://totp/ address carrying the setup key {setup_key!r}, got {url!r}"
+    )
+    form = page.locator("form#two-step-on")
+    form.locator("input[name=code]").fill("000000" if totp(setup_key, time.time()) != "000000" else "111111")
+    form.locator("input[name=password]").fill(PASSWORD)
+    submit(page, form, "button#two-step-on-submit")
+    expect_message(page, "two_step.code_wrong", "a wrong code must not turn two-step sign-in on")
+    expect(page.locator("code#setup-key"), "expected the same key back after a wrong code").to_have_text(setup_key)
+    form = page.locator("form#two-step-on")
+    form.locator("input[name=code]").fill(totp(setup_key, time.time()))
+    form.locator("input[name=password]").fill(PASSWORD)
+    submit(page, form, "button#two-step-on-submit")
+    expect(page.locator("#two-step-state"), "expected two-step sign-in to be on after the app's code").to_have_attribute("data-state", "on")
+
+    # The admin's accounts page on neike shows it on once the row has replicated.
+    admin = browsing.page()
+    sign_in(admin, neike, "ADM01")
+
+    def on_at_neike():
+        admin.goto(neike + "/staff/accounts")
+        state = admin.locator(f'tr[data-staff="{staff}"] td.two-step').get_attribute("data-state")
+        return state == "on", f"two-step {state!r} for {staff} on {admin.url}"
+
+    poll(on_at_neike, f"{staff}'s two-step sign-in to show on at neike", timeout=30)
+    without = browsing.page()
+    post_sign_in(without, neike, staff, PASSWORD)
+    expect_message(without, "auth.wrong_credentials", "the password alone must not sign in an account with two-step on")
+    # The code that turned it on is spent; the next step's code is within the accepted drift.
+    with_code = browsing.page()
+    open_sign_in(with_code, neike)
+    form = with_code.locator("form#sign-in")
+    form.locator("input[name=staff_number]").fill(staff)
+    form.locator("input[name=password]").fill(PASSWORD)
+    form.locator("input[name=code]").fill(totp(setup_key, time.time() + 30))
+    submit(with_code, form, "button#submit")
+    assert path_of(with_code.url) == "/staff/", (
+        f"expected {staff} with password and code to reach /staff/, ended at {with_code.url} with #message {message_code(with_code)!r}"
+    )
+    with_code.goto(neike + "/staff/two-step")
+    off = with_code.locator("form#two-step-off")
+    off.locator("input[name=password]").fill(PASSWORD)
+    submit(with_code, off, "button#two-step-off-submit")
+    expect(with_code.locator("#two-step-state"), "expected two-step sign-in off again").to_have_attribute("data-state", "off")

@@ -128,6 +128,44 @@ struct StaffPagesTests {
         #expect(try f.desk.lockedUntil("W401") == nil, "a reset clears the lockout")
     }
 
+    @Test func twoStepSignInTakesEachCodeOnceAndAResetTurnsItOff() async throws {
+        let f = try StaffFixture()
+        try await f.add("E301", roles: ["pharmacist"], departments: [])
+        let session = try f.desk.session(cookie: try await f.desk.signIn(number: "E301", password: StaffFixture.password).cookie).session
+        let secret = TwoStepCodes.newSecret()
+        #expect(TwoStepCodes.authenticatorURL(secret: secret, staffNumber: "E301").contains("secret=\(TwoStepCodes.setupKey(secret: secret).filter { $0 != " " })"))
+        let stale = TwoStepCodes.code(secret: secret, nowMs: f.desk.nowMs - 3_600_000)
+        await #expect(throws: StaffError.self) { try await f.desk.enableTwoStep(session, password: StaffFixture.password, secret: secret, code: stale) }
+        await #expect(throws: StaffError.self) {
+            try await f.desk.enableTwoStep(session, password: "not-the-password", secret: secret, code: TwoStepCodes.code(secret: secret, nowMs: f.desk.nowMs))
+        }
+        #expect(try !f.desk.twoStepEnabled("E301"))
+        try await f.desk.enableTwoStep(session, password: StaffFixture.password, secret: secret, code: TwoStepCodes.code(secret: secret, nowMs: f.desk.nowMs))
+        #expect(try f.desk.twoStepEnabled("E301"))
+        #expect(try f.replica.liveRow("staff_two_step", key: "E301")?["secret"]?.textValue == secret)
+
+        f.clock.offsetMillis = 30_000  // the next step: the code used to turn it on is spent
+        let code = TwoStepCodes.code(secret: secret, nowMs: f.desk.nowMs)
+        try await f.app.test(.router) { client in
+            let without = try await f.signIn(client, "E301", StaffFixture.password)
+            #expect(without.status == .unauthorized && without.code == "auth.wrong_credentials" && without.session == nil)
+            let with = try await f.signIn(client, "E301", StaffFixture.password, code: code)
+            #expect(with.status == .seeOther && with.session != nil)
+            let replayed = try await f.signIn(client, "E301", StaffFixture.password, code: code)
+            #expect(replayed.code == "auth.wrong_credentials", "a code is taken once")
+        }
+        let wrongCodes = try f.replica.liveRows("audit_event", equal: ["staff": .text("E301"), "action": .text("staff.sign_in"), "outcome": .text("wrong_code")], range: nil, newestBy: nil, limit: 10)
+        #expect(wrongCodes.count == 2)
+
+        // A lost phone: the admin's reset turns two-step off with the password.
+        try await f.desk.resetPassword("E301", to: "reset-by-admin-2", by: "test")
+        #expect(try !f.desk.twoStepEnabled("E301"))
+        try await f.app.test(.router) { client in
+            let afterReset = try await f.signIn(client, "E301", "reset-by-admin-2")
+            #expect(afterReset.location == "/staff/password")
+        }
+    }
+
     @Test func anExpiredSessionSaysSo() async throws {
         let f = try StaffFixture(idleSeconds: 10)
         try await f.add("E201", roles: ["registration_clerk"], departments: [])
@@ -299,14 +337,14 @@ struct StaffFixture {
     struct SignIn { var status: HTTPResponse.Status; var code: String?; var location: String?; var session: String? }
 
     /// The sign-in form as a browser uses it: its pre-session cookie and CSRF token, then the post.
-    func signIn(_ client: some TestClientProtocol, _ number: String, _ password: String) async throws -> SignIn {
+    func signIn(_ client: some TestClientProtocol, _ number: String, _ password: String, code: String = "") async throws -> SignIn {
         let (pre, csrf) = try await client.execute(uri: "/staff/sign-in", method: .get) { r -> (String, String) in
             let pre = Self.cookie("cm_pre", in: r.headers) ?? ""
             let html = String(buffer: r.body)
             let token = html.components(separatedBy: "name=\"csrf\" value=\"").dropFirst().first?.prefix(while: { $0 != "\"" }) ?? ""
             return (pre, String(token))
         }
-        let body = "csrf=\(csrf)&staff_number=\(number)&password=\(password.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")"
+        let body = "csrf=\(csrf)&staff_number=\(number)&password=\(password.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")&code=\(code)"
         return try await client.execute(uri: "/staff/sign-in", method: .post,
                                         headers: [.cookie: "cm_pre=\(pre)", .contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: body)) { r in
             let html = String(buffer: r.body)

@@ -25,8 +25,13 @@ enum PageTexts {
         "patientsTitle": "患者查询", "residentID": "身份证号", "search": "查询", "patientTitle": "患者信息", "mobile": "手机",
         "appointmentsTitle": "预约与就诊", "practitioner": "医生", "noAppointments": "暂无预约。", "male": "男", "female": "女",
         "breakGlassReason": "紧急查看理由", "breakGlassHint": "至少 10 个字；此次查看将记入审计，由审计员复核，8 小时内有效。", "breakGlass": "紧急查看",
-        "openedByBreakGlass": "本次为紧急查看，理由：", "detail": "说明", "resetPassword": "重置密码（下次登录须修改）", "breakGlassOnly": "只看紧急查看（破窗）",
+        "openedByBreakGlass": "本次为紧急查看，理由：", "detail": "说明", "resetPassword": "重置密码（下次登录须修改；两步验证随之关闭）", "breakGlassOnly": "只看紧急查看（破窗）",
         "morning": "上午", "afternoon": "下午", "active": "在用", "disabled": "已停用",
+        "twoStepTitle": "两步验证", "twoStepCode": "动态验证码", "twoStepCodeHint": "（开启两步验证的账户填写）",
+        "twoStepOn": "两步验证已开启：登录时需填写验证器中的 6 位动态验证码。", "twoStepTurnOff": "关闭两步验证",
+        "twoStepOff": "两步验证未开启。开启后，登录除密码外还需手机验证器（如 Google Authenticator、Microsoft Authenticator）中的 6 位动态验证码。",
+        "twoStepSetup": "在验证器中添加账户，手动输入以下密钥（基于时间，6 位，30 秒）：", "twoStepURL": "或打开此地址：",
+        "twoStepTurnOn": "开启两步验证", "on": "已开启", "off": "未开启",
     ]
     static let en: [String: String] = [
         "brand": "Outpatients", "node": "Node", "otherLanguage": "中文", "signOut": "Sign out", "footer": "ClinicMesh outpatient system · one node per department",
@@ -44,7 +49,12 @@ enum PageTexts {
         "patientsTitle": "Find a patient", "residentID": "Resident ID", "search": "Search", "patientTitle": "Patient", "mobile": "Mobile",
         "appointmentsTitle": "Appointments and visits", "practitioner": "Doctor", "noAppointments": "No appointments.", "male": "Male", "female": "Female",
         "breakGlassReason": "Reason for break-glass access", "breakGlassHint": "At least 10 characters; this look is audited, reviewed by the auditor, and lasts 8 hours.",
-        "breakGlass": "Break glass", "openedByBreakGlass": "Opened by break-glass; reason: ", "detail": "Detail", "resetPassword": "Reset password (to be changed at next sign-in)", "breakGlassOnly": "Break-glass only",
+        "breakGlass": "Break glass", "openedByBreakGlass": "Opened by break-glass; reason: ", "detail": "Detail", "resetPassword": "Reset password (to be changed at next sign-in; turns two-step sign-in off)", "breakGlassOnly": "Break-glass only",
         "morning": "Morning", "afternoon": "Afternoon", "active": "Active", "disabled": "Disabled",
+        "twoStepTitle": "Two-step sign-in", "twoStepCode": "Two-step code", "twoStepCodeHint": "(for accounts with two-step sign-in)",
+        "twoStepOn": "Two-step sign-in is on: signing in needs the 6-digit code from your authenticator app.", "twoStepTurnOff": "Turn two-step sign-in off",
+        "twoStepOff": "Two-step sign-in is off. Once on, signing in needs, besides the password, the 6-digit code from an authenticator app on your phone (such as Google or Microsoft Authenticator).",
+        "twoStepSetup": "Add an account in the app and type this key by hand (time-based, 6 digits, 30 s):", "twoStepURL": "Or open this address:",
+        "twoStepTurnOn": "Turn two-step sign-in on", "on": "On", "off": "Off",
     ]
 }

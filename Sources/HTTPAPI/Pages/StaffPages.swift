@@ -46,6 +46,9 @@ package struct StaffPages: Sendable {
         StaffRoute(method: .get, path: "/staff/", action: "home"),
         StaffRoute(method: .get, path: "/staff/password", action: "password.change"),
         StaffRoute(method: .post, path: "/staff/password", action: "password.change"),
+        StaffRoute(method: .get, path: "/staff/two-step", action: "password.change"),
+        StaffRoute(method: .post, path: "/staff/two-step", action: "password.change"),
+        StaffRoute(method: .post, path: "/staff/two-step/disable", action: "password.change"),
         StaffRoute(method: .get, path: "/staff/schedule", action: "schedule.own"),
         StaffRoute(method: .get, path: "/staff/accounts", action: "staff.manage"),
         StaffRoute(method: .post, path: "/staff/accounts", action: "staff.manage"),
@@ -157,7 +160,7 @@ package struct StaffPages: Sendable {
             }
             let number = form["staff_number"]?.first ?? ""
             do {
-                let (cookie, account) = try await desk.signIn(number: number, password: form["password"]?.first ?? "")
+                let (cookie, account) = try await desk.signIn(number: number, password: form["password"]?.first ?? "", code: form["code"]?.first ?? "")
                 page.cookies.append(Self.sessionCookie(cookie))
                 return page.redirect(account.mustChangePassword ? "/staff/password" : "/staff/")
             } catch {
@@ -213,6 +216,22 @@ package struct StaffPages: Sendable {
                 var values = page.values(title: page.text("passwordTitle"), message: error)
                 values["mustChange"] = account.mustChangePassword
                 return page.html(renderer.render("password", values), status: error.status)
+            }
+        case (.get, "/staff/two-step"):
+            return try twoStepPage(page, account, message: nil, status: 200)
+        case (.post, "/staff/two-step"):
+            do {
+                try await desk.enableTwoStep(session, password: form["password"]?.first ?? "", secret: form["secret"]?.first ?? "", code: form["code"]?.first ?? "")
+                return page.redirect("/staff/two-step")
+            } catch {
+                return try twoStepPage(page, account, message: error, status: error.status, secret: form["secret"]?.first)
+            }
+        case (.post, "/staff/two-step/disable"):
+            do {
+                try await desk.disableTwoStep(session, password: form["password"]?.first ?? "")
+                return page.redirect("/staff/two-step")
+            } catch {
+                return try twoStepPage(page, account, message: error, status: error.status)
             }
         case (.get, "/staff/schedule"):
             return try schedulePage(page, account)
@@ -303,6 +322,22 @@ package struct StaffPages: Sendable {
 
     func text(_ e: (key: String, row: [String: ColumnValue]), _ column: String) -> String { e.row[column]?.textValue ?? "" }
 
+    /// Two-step sign-in: on, with a form to turn it off; or off, with a fresh secret to put in an
+    /// authenticator app and a form to turn it on (the secret a refused form sent comes back, so
+    /// the app need not be set up again).
+    func twoStepPage(_ page: PageAnswer, _ account: StaffAccount, message: StaffError?, status: Int, secret: String? = nil) throws(StaffError) -> Response {
+        var values = page.values(title: page.text("twoStepTitle"), message: message)
+        if try desk.twoStepEnabled(account.number) {
+            values["enabled"] = true
+        } else {
+            let secret = secret.flatMap { TwoStepCodes.isWellFormed($0) ? $0 : nil } ?? TwoStepCodes.newSecret()
+            values["secret"] = secret
+            values["setupKey"] = TwoStepCodes.setupKey(secret: secret)
+            values["authenticatorURL"] = TwoStepCodes.authenticatorURL(secret: secret, staffNumber: account.number)
+        }
+        return page.html(renderer.render("two-step", values), status: status)
+    }
+
     /// A patient key from the path: 64 lowercase hex digits, else no such patient.
     static func patientKey(_ context: PatientRequestContext) throws(StaffError) -> String {
         let key = context.parameters.get("key") ?? ""
@@ -351,9 +386,11 @@ package struct StaffPages: Sendable {
 
     func accountsPage(_ page: PageAnswer, message: StaffError?, status: Int) throws(StaffError) -> Response {
         var values = page.values(title: page.text("accountsTitle"), message: message)
+        let twoStep = try desk.twoStepAccounts()
         values["accounts"] = try desk.accounts().map { a -> [String: Any] in
             ["number": a.number, "name": a.name, "roles": a.sortedRoles.map { page.lang == .zh ? $0.zh : $0.en }.joined(separator: ", "),
-             "departments": a.departments.joined(separator: ", "), "active": a.active, "state": page.text(a.active ? "active" : "disabled")]
+             "departments": a.departments.joined(separator: ", "), "active": a.active, "state": page.text(a.active ? "active" : "disabled"),
+             "twoStepState": twoStep.contains(a.number) ? "on" : "off", "twoStep": page.text(twoStep.contains(a.number) ? "on" : "off")]
         }
         values["roleChoices"] = StaffRole.allCases.map { ["value": $0.rawValue, "label": page.lang == .zh ? $0.zh : $0.en] }
         return page.html(renderer.render("accounts", values), status: status)

@@ -16,7 +16,8 @@ package struct StaffError: Error, Sendable, Equatable {
         self.status = status; self.code = code; self.zh = zh; self.en = en
     }
 
-    package static let wrongCredentials = StaffError(401, "auth.wrong_credentials", zh: "工号或密码不正确。", en: "wrong staff number or password.")
+    package static let wrongCredentials = StaffError(401, "auth.wrong_credentials", zh: "工号、密码或动态验证码不正确（开启了两步验证的账户须填写验证码）。",
+                                                     en: "wrong staff number, password or two-step code (an account with two-step sign-in needs its code).")
     package static let locked = StaffError(403, "auth.locked", zh: "连续登录失败次数过多，账户已锁定 15 分钟；请稍后再试，或请管理员重置密码。",
                                            en: "too many failed sign-ins: the account is locked for 15 minutes; try later, or ask an administrator to reset the password.")
     package static let disabled = StaffError(403, "auth.disabled", zh: "该账户已停用，请联系管理员。", en: "this account is disabled; contact an administrator.")
@@ -169,8 +170,8 @@ package final class StaffDesk: Sendable {
         try record(AuditEvent(staff: by, action: "staff.disable", resource: "staff/\(a.number)", outcome: "ok"))
     }
 
-    /// Sets a new password that must be changed at the next sign-in; ends the account's sessions
-    /// and clears its lockout.
+    /// Sets a new password that must be changed at the next sign-in; ends the account's sessions,
+    /// clears its lockout and turns two-step sign-in off (a reset is how a lost phone is replaced).
     package func resetPassword(_ number: String, to password: String, by: String) async throws(StaffError) {
         guard let a = try account(number) else { throw StaffError(404, "staff.unknown", zh: "没有这个工号。", en: "there is no such staff number.") }
         do { try StaffPasswordRule.check(password, staffNumber: try StaffNumber(a.number)) } catch { throw .invalid(error) }
@@ -181,18 +182,28 @@ package final class StaffDesk: Sendable {
                 _ = try w.update("staff", key: a.number, values: ["password_hash": .text(hash), "must_change_password": .integer(1),
                                                                    "active": .integer(1), "sessions_after_ms": .integer(nowMs)])
                 try clearFailures(a.number, w)
+                if try store.liveRow(Self.twoStepTable, key: a.number) != nil {
+                    _ = try w.update(Self.twoStepTable, key: a.number, values: ["secret": .null, "enabled_ms": .integer(0)])
+                }
             }
         } catch { throw .storeUnavailable }
         try record(AuditEvent(staff: by, action: "staff.reset_password", resource: "staff/\(a.number)", outcome: "ok"))
     }
 
-    /// The signed-in person changes their own password; their other sessions end.
-    package func changePassword(_ session: StaffSession, current: String, new: String) async throws(StaffError) -> String {
+    /// The signed-in person's account, once `password` proves it is them (a wrong one is audited
+    /// under `action`).
+    private func accountForSecurityChange(_ session: StaffSession, password: String, action: String) async throws(StaffError) -> StaffAccount {
         guard let a = try account(session.staff) else { throw StaffError.revoked }
-        guard await hasher.verify(current, against: a.passwordHash) else {
-            try record(AuditEvent(staff: a.number, action: "staff.change_password", resource: "staff/\(a.number)", outcome: "wrong_credentials"))
+        guard await hasher.verify(String(password.prefix(StaffPasswordRule.maximumLength)), against: a.passwordHash) else {
+            try record(AuditEvent(staff: a.number, role: roleText(a), action: action, resource: "staff/\(a.number)", outcome: "wrong_credentials"))
             throw StaffError(400, "password.current_wrong", zh: "当前密码不正确。", en: "the current password is wrong.")
         }
+        return a
+    }
+
+    /// The signed-in person changes their own password; their other sessions end.
+    package func changePassword(_ session: StaffSession, current: String, new: String) async throws(StaffError) -> String {
+        let a = try await accountForSecurityChange(session, password: current, action: "staff.change_password")
         do { try StaffPasswordRule.check(new, staffNumber: try StaffNumber(a.number)) } catch { throw .invalid(error) }
         guard new != current else { throw StaffError(400, "password.unchanged", zh: "新密码不能与当前密码相同。", en: "the new password must differ from the current one.") }
         let hash: String
@@ -209,9 +220,10 @@ package final class StaffDesk: Sendable {
 
     // MARK: Sign-in
 
-    /// Checks a staff number and password. The answer, and the time it takes, are the same for an
-    /// unknown number as for a wrong password: both cost one scrypt derivation.
-    package func signIn(number: String, password: String) async throws(StaffError) -> (cookie: String, account: StaffAccount) {
+    /// Checks a staff number, password and, for an account with two-step sign-in, its code. The
+    /// answer, and the time it takes, are the same for an unknown number as for a wrong password:
+    /// both cost one scrypt derivation; a wrong code gets the same answer and counts as a failure.
+    package func signIn(number: String, password: String, code: String = "") async throws(StaffError) -> (cookie: String, account: StaffAccount) {
         let staff = try? StaffNumber(number)
         let found = try staff.flatMap { s throws(StaffError) in try account(s.rawValue) }
         let who = staff?.rawValue ?? "-"
@@ -228,6 +240,11 @@ package final class StaffDesk: Sendable {
         guard account.active else {
             try record(AuditEvent(staff: who, role: roleText(account), action: "staff.sign_in", outcome: "disabled"))
             throw StaffError.disabled
+        }
+        guard try takeTwoStepCode(account.number, code) else {
+            try countFailure(account.number)
+            try record(AuditEvent(staff: who, role: roleText(account), action: "staff.sign_in", outcome: "wrong_code"))
+            throw StaffError.wrongCredentials
         }
         // A success does not clear the failures: they lapse 15 minutes after their first, so that a
         // node that has not yet heard of another node's failures cannot wipe them out.
@@ -287,6 +304,72 @@ package final class StaffDesk: Sendable {
         where (r.row["failures"]?.integerValue ?? 0) != 0 || (r.row["locked_until_ms"]?.integerValue ?? 0) != 0 {
             _ = try w.update("staff_sign_in", key: r.key, values: ["failures": .integer(0), "locked_until_ms": .integer(0)])
         }
+    }
+
+    // MARK: Two-step sign-in
+
+    static let twoStepTable = "staff_two_step"
+
+    /// Whether the account signs in with a code as well as its password.
+    package func twoStepEnabled(_ number: String) throws(StaffError) -> Bool {
+        do { return try store.liveRow(Self.twoStepTable, key: number)?["secret"]?.textValue != nil } catch { throw .storeUnavailable }
+    }
+
+    /// The staff numbers that have two-step sign-in on.
+    package func twoStepAccounts() throws(StaffError) -> Set<String> {
+        do { return Set(try store.liveRows(Self.twoStepTable).filter { ($0.value["enabled_ms"]?.integerValue ?? 0) > 0 }.keys) } catch { throw .storeUnavailable }
+    }
+
+    /// True if the account has no two-step sign-in, or `code` is valid now and newer than the last
+    /// one taken (which it then becomes).
+    private func takeTwoStepCode(_ number: String, _ code: String) throws(StaffError) -> Bool {
+        let now = nowMs
+        do {
+            return try store.write { w -> Bool in
+                guard let row = try store.liveRow(Self.twoStepTable, key: number), let secret = row["secret"]?.textValue else { return true }
+                guard let step = TwoStepCodes.matchingStep(code: code, secret: secret, nowMs: now),
+                      step > (row["last_step"]?.integerValue ?? 0) else { return false }
+                _ = try w.update(Self.twoStepTable, key: number, values: ["last_step": .integer(step)])
+                return true
+            }
+        } catch { throw .storeUnavailable }
+    }
+
+    /// Turns two-step sign-in on with a secret the person's app now holds: their password, and a
+    /// code from the app, prove both.
+    package func enableTwoStep(_ session: StaffSession, password: String, secret: String, code: String) async throws(StaffError) {
+        let a = try await accountForSecurityChange(session, password: password, action: "staff.two_step_on")
+        guard TwoStepCodes.isWellFormed(secret) else {
+            throw StaffError(400, "two_step.secret_invalid", zh: "密钥无效，请重新打开两步验证页面。", en: "the secret is not valid; open the two-step page again.")
+        }
+        guard let step = TwoStepCodes.matchingStep(code: code, secret: secret, nowMs: nowMs) else {
+            try record(AuditEvent(staff: a.number, role: roleText(a), action: "staff.two_step_on", resource: "staff/\(a.number)", outcome: "wrong_code"))
+            throw StaffError(400, "two_step.code_wrong", zh: "验证码不正确：请确认手机时间准确，并输入验证器当前显示的 6 位数字。",
+                             en: "the code is wrong: check the phone's clock and type the 6 digits the app shows now.")
+        }
+        let values: [String: ColumnValue] = ["secret": .text(secret), "enabled_ms": .integer(nowMs), "last_step": .integer(step)]
+        do {
+            try store.write { w in
+                if try store.liveRow(Self.twoStepTable, key: a.number) == nil {
+                    _ = try w.insert(Self.twoStepTable, key: a.number, values: values)
+                } else {
+                    _ = try w.update(Self.twoStepTable, key: a.number, values: values)
+                }
+            }
+        } catch { throw .storeUnavailable }
+        try record(AuditEvent(staff: a.number, role: roleText(a), action: "staff.two_step_on", resource: "staff/\(a.number)", outcome: "ok"))
+    }
+
+    /// Turns two-step sign-in off (the password proves it is the person).
+    package func disableTwoStep(_ session: StaffSession, password: String) async throws(StaffError) {
+        let a = try await accountForSecurityChange(session, password: password, action: "staff.two_step_off")
+        do {
+            try store.write { w in
+                guard try store.liveRow(Self.twoStepTable, key: a.number) != nil else { return }
+                _ = try w.update(Self.twoStepTable, key: a.number, values: ["secret": .null, "enabled_ms": .integer(0)])
+            }
+        } catch { throw .storeUnavailable }
+        try record(AuditEvent(staff: a.number, role: roleText(a), action: "staff.two_step_off", resource: "staff/\(a.number)", outcome: "ok"))
     }
 
     // MARK: Sessions
