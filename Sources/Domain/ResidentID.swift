@@ -139,13 +139,19 @@ public struct ResidentID: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+extension ResidentID {
+    /// An ID read back from the store: re-checked except for the "not after today" rule, which
+    /// was applied when it was entered.
+    public init(stored text: String) throws(ValidationError) {
+        try self.init(validating: text, today: nil, field: "residentID")
+    }
+}
+
 extension ResidentID: Codable {
     /// A stored ID is re-checked except for the "not after today" rule, which was applied when
     /// it was entered and needs a date the decoder does not have.
     public init(from decoder: any Decoder) throws {
-        self = try decodeValidatedString(decoder) { text throws(ValidationError) in
-            try ResidentID(validating: text, today: nil, field: "residentID")
-        }
+        self = try decodeValidatedString(decoder) { text throws(ValidationError) in try ResidentID(stored: text) }
     }
 
     public func encode(to encoder: any Encoder) throws {

@@ -76,13 +76,10 @@ extension StaffDesk {
         }
         try record(AuditEvent(staff: account.number, role: roleText(account), action: "patient.read", patient: key, resource: "patient/\(key)",
                               outcome: reason == nil ? "ok" : "ok_break_glass"))
-        func masked(_ value: String?, keepFirst: Int, keepLast: Int) -> String {
-            guard let v = value, v.count > keepFirst + keepLast else { return "" }
-            return String(v.prefix(keepFirst)) + String(repeating: "*", count: v.count - keepFirst - keepLast) + String(v.suffix(keepLast))
-        }
+        // Masked the way Domain masks them everywhere; a value that no longer parses shows nothing.
         return PatientRecordView(key: key, name: row["name"]?.textValue ?? "", sex: row["sex"]?.textValue ?? "", birthDate: row["birth_date"]?.textValue ?? "",
-                                 residentIDMasked: masked(row["resident_id"]?.textValue, keepFirst: 6, keepLast: 4),
-                                 mobileMasked: masked(row["mobile"]?.textValue, keepFirst: 3, keepLast: 4),
+                                 residentIDMasked: row["resident_id"]?.textValue.flatMap { try? ResidentID(stored: $0).masked } ?? "",
+                                 mobileMasked: row["mobile"]?.textValue.flatMap { try? MobileNumber($0).masked } ?? "",
                                  appointments: appointments, breakGlassReason: reason)
     }
 
