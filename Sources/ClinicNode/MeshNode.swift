@@ -437,8 +437,10 @@ package struct NodeService: Service, CustomStringConvertible {
 }
 
 /// Wakes the peer links after local writes, coalescing bursts (one pending wake per link).
-final class WriteSignals: Sendable {
+package final class WriteSignals: Sendable {
     private let links = Mutex<(next: Int, streams: [Int: AsyncStream<Void>.Continuation])>((0, [:]))
+
+    package init() {}
 
     func notify() {
         for signal in links.withLock({ Array($0.streams.values) }) { signal.yield() }
@@ -460,22 +462,24 @@ final class WriteSignals: Sendable {
 }
 
 /// The replica as the services see it: a local write wakes the peer links, as `MeshNode.write` does.
-struct ReplicaStore: RecordStore {
+package struct ReplicaStore: RecordStore {
     let replica: Replica
     let signals: WriteSignals
 
-    func liveRow(_ table: String, key: String) throws -> [String: ColumnValue]? { try replica.liveRow(table, key: key) }
-    func liveRows(_ table: String) throws -> [String: [String: ColumnValue]] { try replica.liveRows(table) }
-    func liveRows(_ table: String, keys: Set<String>) throws -> [String: [String: ColumnValue]] { try replica.liveRows(table, keys: keys) }
-    func liveRows(_ table: String, equal: [String: ColumnValue], range: (column: String, from: ColumnValue?, to: ColumnValue?)?,
+    package init(replica: Replica, signals: WriteSignals) { self.replica = replica; self.signals = signals }
+
+    package func liveRow(_ table: String, key: String) throws -> [String: ColumnValue]? { try replica.liveRow(table, key: key) }
+    package func liveRows(_ table: String) throws -> [String: [String: ColumnValue]] { try replica.liveRows(table) }
+    package func liveRows(_ table: String, keys: Set<String>) throws -> [String: [String: ColumnValue]] { try replica.liveRows(table, keys: keys) }
+    package func liveRows(_ table: String, equal: [String: ColumnValue], range: (column: String, from: ColumnValue?, to: ColumnValue?)?,
                   newestBy: String?, limit: Int) throws -> [(key: String, row: [String: ColumnValue])] {
         try replica.liveRows(table, equal: equal, range: range, newestBy: newestBy, limit: limit)
     }
-    func changeStamp(table: String) -> UInt64 { replica.rowStamps.stamp(table: table) }
-    func changeStamp(table: String, key: String) -> UInt64 { replica.rowStamps.stamp(table: table, key: key) }
+    package func changeStamp(table: String) -> UInt64 { replica.rowStamps.stamp(table: table) }
+    package func changeStamp(table: String, key: String) -> UInt64 { replica.rowStamps.stamp(table: table, key: key) }
 
     @discardableResult
-    func write<T>(_ body: (LocalWriter) throws -> T) throws -> T {
+    package func write<T>(_ body: (LocalWriter) throws -> T) throws -> T {
         let result = try replica.write(body)
         signals.notify()
         return result

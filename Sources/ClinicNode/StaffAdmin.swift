@@ -55,9 +55,9 @@ package enum AuditVerification {
         try replica.read { db in
             let cursor = try Row.fetchCursor(db, sql: "SELECT id, \(columns.joined(separator: ", ")) FROM audit_event WHERE crdt_alive > 0 ORDER BY id")
             while let row = try cursor.next() {
-                var values: [String: ColumnValue] = [:]
-                for c in columns { values[c] = ColumnValue(row[c] as DatabaseValue) }
-                check.check(key: row["id"], row: values)
+                var values: [String: ColumnValue] = Dictionary(minimumCapacity: columns.count)
+                for (i, c) in columns.enumerated() { values[c] = ColumnValue(row[i + 1] as DatabaseValue) }
+                check.check(key: row[0], row: values)
                 counts[values["chain"]?.textValue ?? "", default: 0] += 1
             }
         }

@@ -12,6 +12,14 @@ public final class PatientClient: Sendable {
     public struct Answer: Sendable {
         public var status: Int
         public var body: [UInt8]
+        public var headers: HTTPHeaders = [:]
+        /// The value a `Set-Cookie` header of the answer gives `name`, if any.
+        public func cookie(_ name: String) -> String? {
+            for value in headers["Set-Cookie"] where value.hasPrefix(name + "=") {
+                return String(value.dropFirst(name.count + 1).prefix { $0 != ";" })
+            }
+            return nil
+        }
         public var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] }
         /// A string field of a flat JSON object (`"key":"value"`, the nodes' compact encoding),
         /// found without parsing the whole answer: the bench reads one field of thousands of
@@ -76,15 +84,36 @@ public final class PatientClient: Sendable {
     /// `send` for code on the connection's event loop (the bench's generator): the answer
     /// completes there, and a request made there is written at once, without a hop.
     public func request(_ method: HTTPMethod, _ path: String, json: (any Encodable & Sendable)? = nil, token: String? = nil) -> EventLoopFuture<Answer> {
-        var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
-        head.headers.add(name: "Host", value: host)
         var body: ByteBuffer?
+        var headers: HTTPHeaders = [:]
         if let json {
             do { body = ByteBuffer(bytes: try JSONEncoder().encode(json)) } catch { return channel.eventLoop.makeFailedFuture(error) }
-            head.headers.add(name: "Content-Type", value: "application/json")
+            headers.add(name: "Content-Type", value: "application/json")
         }
+        if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
+        return request(method, path, body: body, headers: headers)
+    }
+
+    /// A page request as a browser sends it: `cookies` in a `Cookie` header, and `form`, if given,
+    /// as an `application/x-www-form-urlencoded` body.
+    public func page(_ method: HTTPMethod, _ path: String, cookies: [String: String], form: [(String, String)]? = nil) -> EventLoopFuture<Answer> {
+        var headers: HTTPHeaders = [:]
+        if !cookies.isEmpty { headers.add(name: "Cookie", value: cookies.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "; ")) }
+        var body: ByteBuffer?
+        if let form {
+            var allowed = CharacterSet.alphanumerics
+            allowed.insert(charactersIn: "-._~")
+            body = ByteBuffer(string: form.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")" }.joined(separator: "&"))
+            headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        }
+        return request(method, path, body: body, headers: headers)
+    }
+
+    func request(_ method: HTTPMethod, _ path: String, body: ByteBuffer?, headers: HTTPHeaders) -> EventLoopFuture<Answer> {
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
+        head.headers.add(name: "Host", value: host)
+        head.headers.add(contentsOf: headers)
         head.headers.add(name: "Content-Length", value: "\(body?.readableBytes ?? 0)")
-        if let token { head.headers.add(name: "Authorization", value: "Bearer \(token)") }
         let promise = channel.eventLoop.makePromise(of: Answer.self)
         let request = Outgoing(head: head, body: body, answer: promise)
         let channel = self.channel
@@ -120,6 +149,7 @@ final class PipelinedResponses: ChannelDuplexHandler {
 
     private var waiting = CircularBuffer<EventLoopPromise<PatientClient.Answer>>()
     private var status = 0
+    private var headers: HTTPHeaders = [:]
     private var body: [UInt8] = []
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -134,11 +164,12 @@ final class PipelinedResponses: ChannelDuplexHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             status = Int(head.status.code)
+            headers = head.headers
             body = []
         case .body(let buffer):
             body += buffer.readableBytesView
         case .end:
-            if let next = waiting.popFirst() { next.succeed(PatientClient.Answer(status: status, body: body)) }
+            if let next = waiting.popFirst() { next.succeed(PatientClient.Answer(status: status, body: body, headers: headers)) }
         }
     }
 

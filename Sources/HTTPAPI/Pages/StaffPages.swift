@@ -70,6 +70,8 @@ package struct StaffPages: Sendable {
         "staff.manage": "/staff/accounts", "audit.read": "/staff/audit", "patient.read": "/staff/patients",
     ]
 
+    /// Events on one page of the auditor's view (older ones on the next page).
+    static let auditPageSize = 100
     /// The most events one CSV export holds (a longer span is exported in parts, by date).
     static let exportLimit = 200_000
     static let sessionCookie = "cm_staff"
@@ -289,17 +291,14 @@ package struct StaffPages: Sendable {
             }
         case (.get, "/staff/audit"):
             let filter = try AuditFilter(request)
-            let events = try auditEvents(filter, limit: 500)
+            let (events, older) = try auditPage(filter)
             try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "audit.read", resource: "audit", outcome: "ok",
-                                       detail: filter.query))
+                                       detail: filter.query + (filter.beforeMs.map { "&before=\($0)" } ?? "")))
             var values = page.values(title: page.text("auditTitle"))
             values["filter"] = filter.fields
             values["query"] = filter.query
-            values["events"] = events.map { e -> [String: Any] in
-                ["time": Self.shanghai(e.row["at_ms"]?.integerValue ?? 0), "staff": text(e, "staff"), "role": text(e, "role"), "action": text(e, "action"),
-                 "patient": text(e, "patient"), "resource": text(e, "resource"), "outcome": text(e, "outcome"), "detail": text(e, "detail"),
-                 "node": text(e, "node")]
-            }
+            if let older { values["older"] = "/staff/audit?" + (filter.query.isEmpty ? "" : filter.query + "&") + "before=\(older)" }
+            values["eventRows"] = Self.auditRows(events)
             return page.html(renderer.render("audit", values))
         case (.get, "/staff/audit.csv"):
             let filter = try AuditFilter(request)
@@ -396,12 +395,59 @@ package struct StaffPages: Sendable {
         return page.html(renderer.render("accounts", values), status: status)
     }
 
+    static let auditCells = ["staff", "role", "action", "patient", "resource", "outcome", "detail", "node"]
+
+    /// The auditor's table rows, escaped here rather than by the template engine: a page of 100
+    /// rows through Mustache's dynamic lookups cost most of the page's CPU.
+    static func auditRows(_ events: [(key: String, row: [String: ColumnValue])]) -> String {
+        var html = ""
+        html.reserveCapacity(events.count * 400)
+        for e in events {
+            html += "<tr class=\"event\"><td class=\"time\">\(shanghai(e.row["at_ms"]?.integerValue ?? 0))</td>"
+            for cell in auditCells { html += "<td class=\"\(cell)\">" + htmlEscaped(e.row[cell]?.textValue ?? "") + "</td>" }
+            html += "</tr>\n"
+        }
+        return html
+    }
+
+    /// Text made safe for an element's content or a quoted attribute value.
+    static func htmlEscaped(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    /// One page of the auditor's view, newest first, and where the next (older) page starts: it
+    /// ends before the oldest time shown, so that no event of a millisecond the page cut through
+    /// is skipped (the page then shows fewer rows; a single millisecond with more events than a
+    /// page goes on to the next millisecond).
+    func auditPage(_ f: AuditFilter) throws(StaffError) -> (events: [(key: String, row: [String: ColumnValue])], olderBeforeMs: Int64?) {
+        var events = try auditEvents(f, limit: Self.auditPageSize + 1)
+        guard events.count > Self.auditPageSize else { return (events, nil) }
+        let cut = events[Self.auditPageSize].row["at_ms"]?.integerValue ?? 0
+        events.removeLast()
+        let whole = events.filter { ($0.row["at_ms"]?.integerValue ?? 0) != cut }
+        if !whole.isEmpty { events = whole }
+        return (events, whole.isEmpty ? cut : whole.last?.row["at_ms"]?.integerValue)
+    }
+
     func auditEvents(_ f: AuditFilter, limit: Int) throws(StaffError) -> [(key: String, row: [String: ColumnValue])] {
         var equal: [String: ColumnValue] = [:]
         if !f.staff.isEmpty { equal["staff"] = .text(f.staff) }
         if !f.patient.isEmpty { equal["patient"] = .text(f.patient) }
         if !f.action.isEmpty { equal["action"] = .text(f.action) }
-        let range = f.fromMs == nil && f.toMs == nil ? nil : (column: "at_ms", from: f.fromMs.map { ColumnValue.integer($0) }, to: f.toMs.map { ColumnValue.integer($0) })
+        let to = [f.toMs, f.beforeMs].compactMap { $0 }.min()
+        let range = f.fromMs == nil && to == nil ? nil : (column: "at_ms", from: f.fromMs.map { ColumnValue.integer($0) }, to: to.map { ColumnValue.integer($0) })
         // Newest first across every node's chain, by the time each event was recorded.
         do { return try desk.store.liveRows(AuditTrail.table, equal: equal, range: range, newestBy: "at_ms", limit: limit) } catch { throw .storeUnavailable }
     }
@@ -447,6 +493,8 @@ package struct StaffPages: Sendable {
 struct AuditFilter {
     var staff = "", patient = "", action = "", from = "", to = ""
     var fromMs: Int64?, toMs: Int64?
+    /// A page of the auditor's view: events recorded before this instant (the older-page link).
+    var beforeMs: Int64?
 
     init(_ request: Request) throws(StaffError) {
         let q = request.uri.queryParameters
@@ -471,6 +519,13 @@ struct AuditFilter {
         }
         fromMs = try day(from, "from")
         toMs = try day(to, "to").map { $0 + 86_400_000 }
+        let before = try value("before", 15)
+        if !before.isEmpty {
+            guard let ms = Int64(before), ms > 0 else {
+                throw StaffError(400, "audit.filter", zh: "before 应为毫秒时间戳。", en: "before is a time in milliseconds.")
+            }
+            beforeMs = ms
+        }
     }
 
     var fields: [String: String] { ["staff": staff, "patient": patient, "action": action, "from": from, "to": to] }

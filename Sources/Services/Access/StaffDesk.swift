@@ -324,6 +324,7 @@ package final class StaffDesk: Sendable {
     /// one taken (which it then becomes).
     private func takeTwoStepCode(_ number: String, _ code: String) throws(StaffError) -> Bool {
         let now = nowMs
+        guard try twoStepEnabled(number) else { return true }
         do {
             return try store.write { w -> Bool in
                 guard let row = try store.liveRow(Self.twoStepTable, key: number), let secret = row["secret"]?.textValue else { return true }

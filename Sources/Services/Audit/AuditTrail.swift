@@ -42,31 +42,49 @@ package final class AuditTrail: Sendable {
         }
     }
 
-    package static func key(chain: String, sequence: Int64) -> String { "\(chain)/\(String(format: "%012lld", sequence))" }
+    package static func key(chain: String, sequence: Int64) -> String {
+        let digits = String(sequence)
+        return chain + "/" + String(repeating: "0", count: max(0, 12 - digits.count)) + digits
+    }
 
     /// Appends `event`; throws if the write failed (the caller refuses what it was doing: an
     /// access that cannot be audited does not happen).
     package func record(_ event: AuditEvent) throws {
+        try record(contentsOf: CollectionOfOne(event))
+    }
+
+    /// Appends `events` in order, in one transaction: all of them, or (if the write fails) none.
+    package func record(contentsOf events: some Collection<AuditEvent>) throws {
         let at = clock.wallMillis()
         try tail.withLock { t in
-            let sequence = t.sequence + 1
-            let hash = Self.hash(chain: chain, sequence: sequence, atMs: at, node: node, event: event, previous: t.hash)
-            let values: [String: ColumnValue] = [
-                "chain": .text(chain), "sequence": .integer(sequence), "at_ms": .integer(at), "node": .text(node),
-                "staff": .text(event.staff), "role": .text(event.role), "action": .text(event.action), "patient": .text(event.patient),
-                "resource": .text(event.resource), "outcome": .text(event.outcome), "detail": .text(event.detail),
-                "previous_hash": .text(t.hash), "hash": .text(hash),
-            ]
-            try store.write { w in _ = try w.insert(Self.table, key: Self.key(chain: chain, sequence: sequence), values: values) }
-            t = (sequence, hash)
+            var next = t
+            try store.write { w in
+                for event in events {
+                    let sequence = next.sequence + 1
+                    let hash = Self.hash(chain: chain, sequence: sequence, atMs: at, node: node, event: event, previous: next.hash)
+                    let values: [String: ColumnValue] = [
+                        "chain": .text(chain), "sequence": .integer(sequence), "at_ms": .integer(at), "node": .text(node),
+                        "staff": .text(event.staff), "role": .text(event.role), "action": .text(event.action), "patient": .text(event.patient),
+                        "resource": .text(event.resource), "outcome": .text(event.outcome), "detail": .text(event.detail),
+                        "previous_hash": .text(next.hash), "hash": .text(hash),
+                    ]
+                    _ = try w.insert(Self.table, key: Self.key(chain: chain, sequence: sequence), values: values)
+                    next = (sequence, hash)
+                }
+            }
+            t = next
         }
     }
 
     /// SHA-256 over every field, each length-prefixed (no separator a field could contain).
     package static func hash(chain: String, sequence: Int64, atMs: Int64, node: String, event e: AuditEvent, previous: String) -> String {
         var h = SHA256()
-        for field in [chain, String(sequence), String(atMs), node, e.staff, e.role, e.action, e.patient, e.resource, e.outcome, e.detail, previous] {
-            h.update(data: Array("\(field.utf8.count):".utf8) + Array(field.utf8))
+        for var field in [chain, String(sequence), String(atMs), node, e.staff, e.role, e.action, e.patient, e.resource, e.outcome, e.detail, previous] {
+            field.withUTF8 { bytes in
+                var length = String(bytes.count) + ":"
+                length.withUTF8 { h.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+                h.update(bufferPointer: UnsafeRawBufferPointer(bytes))
+            }
         }
         return h.finalize().withUnsafeBytes { lowercaseHex($0) }
     }
