@@ -250,16 +250,24 @@ public struct StaffConfig: Codable, Sendable, Hashable {
     /// A patient is in a staff member's care (`patient.read` in `dept` scope) with an appointment
     /// in their department this many days either side of today.
     public var careWindowDays: Int
+    /// Sign-in attempts per client address on this node: a burst, then so many a second (each
+    /// attempt costs one 32 MiB scrypt; the lockout guards each account, this the node).
+    public var signInBurst: Int
+    public var signInPerSecond: Double
 
-    public init(sessionIdleSeconds: Int = Self.defaultIdleSeconds, careWindowDays: Int = 30) {
+    public init(sessionIdleSeconds: Int = Self.defaultIdleSeconds, careWindowDays: Int = 30, signInBurst: Int = 30, signInPerSecond: Double = 1) {
         self.sessionIdleSeconds = sessionIdleSeconds
         self.careWindowDays = careWindowDays
+        self.signInBurst = signInBurst
+        self.signInPerSecond = signInPerSecond
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         sessionIdleSeconds = try c.decodeIfPresent(Int.self, forKey: .sessionIdleSeconds) ?? Self.defaultIdleSeconds
         careWindowDays = try c.decodeIfPresent(Int.self, forKey: .careWindowDays) ?? 30
+        signInBurst = try c.decodeIfPresent(Int.self, forKey: .signInBurst) ?? 30
+        signInPerSecond = try c.decodeIfPresent(Double.self, forKey: .signInPerSecond) ?? 1
     }
 
     func validate() throws {
@@ -270,7 +278,13 @@ public struct StaffConfig: Codable, Sendable, Hashable {
         guard (0...3650).contains(careWindowDays) else {
             throw NodeError(.config, zh: "staff.care_window_days 应在 0 到 3650 之间（默认 30）。", en: "staff.care_window_days must be between 0 and 3650 (default 30).")
         }
+        guard (1...10_000).contains(signInBurst), signInPerSecond > 0, signInPerSecond <= 10_000 else {
+            throw NodeError(.config, zh: "staff.sign_in_burst 应在 1 到 10000 之间（默认 30），staff.sign_in_per_second 应大于 0、不超过 10000（默认 1）。",
+                            en: "staff.sign_in_burst must be between 1 and 10000 (default 30), staff.sign_in_per_second above 0 and at most 10000 (default 1).")
+        }
     }
 
-    enum CodingKeys: String, CodingKey { case sessionIdleSeconds = "session_idle_seconds", careWindowDays = "care_window_days" }
+    enum CodingKeys: String, CodingKey {
+        case sessionIdleSeconds = "session_idle_seconds", careWindowDays = "care_window_days", signInBurst = "sign_in_burst", signInPerSecond = "sign_in_per_second"
+    }
 }

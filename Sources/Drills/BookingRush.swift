@@ -166,12 +166,7 @@ public struct BookingRush: Sendable {
         // Patients sign in before 15:00: their records reach every replica before the rush, not
         // during its first seconds.
         say("准备：等待登录数据复制到每个节点 / waiting for the sign-ins to reach every replica")
-        try await waitFor("every sign-in on every replica", seconds: 120) {
-            var vectors: [[String: UInt64]] = []
-            for id in ids { vectors.append(try await cluster.status(id).versionVector) }
-            let newest = vectors.reduce(into: [String: UInt64]()) { $0.merge($1) { max($0, $1) } }
-            return vectors.allSatisfy { $0 == newest }
-        }
+        try await cluster.waitUntilReplicasAgree("every sign-in on every replica")
 
         say("运行：\(options.seconds) 秒，平均思考 \(options.thinkMs) ms / running \(options.seconds) s, mean think time \(options.thinkMs) ms")
         let (schedules, listed) = try await sessionList(patients[0], from: start)

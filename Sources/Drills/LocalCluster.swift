@@ -149,6 +149,16 @@ public final class LocalCluster: @unchecked Sendable {
         }
     }
 
+    /// Waits until every node holds every record any node holds (their version vectors agree).
+    public func waitUntilReplicasAgree(_ what: String, seconds: Double = 120) async throws {
+        try await waitFor(what, seconds: seconds) {
+            var vectors: [[String: UInt64]] = []
+            for id in self.ids { vectors.append(try await self.status(id).versionVector) }
+            let newest = vectors.reduce(into: [String: UInt64]()) { $0.merge($1) { max($0, $1) } }
+            return vectors.allSatisfy { $0 == newest }
+        }
+    }
+
     /// The node's resident memory (VmRSS in `/proc/<pid>/status`, MiB); nil if not running.
     public func residentMiB(_ id: String) -> Double? {
         guard let p = pid(id), let text = try? String(contentsOfFile: "/proc/\(p)/status", encoding: .utf8),

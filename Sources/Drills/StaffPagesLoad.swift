@@ -91,12 +91,7 @@ public struct StaffPagesLoad: Sendable {
             }
         }
         say("准备：等待账户复制到每个节点 / waiting for the accounts to reach every replica")
-        try await waitFor("every account on every replica", seconds: 120) {
-            var vectors: [[String: UInt64]] = []
-            for id in ids { vectors.append(try await cluster.status(id).versionVector) }
-            let newest = vectors.reduce(into: [String: UInt64]()) { $0.merge($1) { max($0, $1) } }
-            return vectors.allSatisfy { $0 == newest }
-        }
+        try await cluster.waitUntilReplicasAgree("every account on every replica")
 
         let ca = try String(contentsOfFile: cluster.folder + "/certs/admin/ca.crt", encoding: .utf8)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)

@@ -472,12 +472,7 @@ final class StormRun: @unchecked Sendable {
         ca = try String(contentsOfFile: cluster.folder + "/certs/admin/ca.crt", encoding: .utf8)
         let patients = try await signIn()
         // Sign-ins are replicated records: wait until every node has them before the load.
-        try await waitFor("every sign-in on every replica", seconds: 120) {
-            var vectors: [[String: UInt64]] = []
-            for id in self.ids { vectors.append(try await self.cluster.status(id).versionVector) }
-            let newest = vectors.reduce(into: [String: UInt64]()) { $0.merge($1) { max($0, $1) } }
-            return vectors.allSatisfy { $0 == newest }
-        }
+        try await cluster.waitUntilReplicasAgree("every sign-in on every replica")
         var sessions: [String: StormSession] = [:]
         for (dept, _) in StormDrill.departments {
             for day in 0..<7 {

@@ -16,8 +16,8 @@ struct LeaseDrillTests {
         #expect(report.doubleBookings == 0, "\(report.problems)")
         #expect(report.lostAcks == 0, "\(report.problems)")
         #expect(report.converged, "\(report.problems)")
-        #expect(report.quotaBurstBooked == 1, "one patient, quota 1, six bookings at once through three nodes")
-        #expect(report.quotaFreedByCancel)
+        #expect(report.quotaBurstBooked == 1, "one patient, quota 1, six bookings at once through three nodes: \(report.problems)")
+        #expect(report.quotaFreedByCancel, "\(report.problems)")
         #expect(report.faults.map(\.kind) == ["sigkill", "sigstop", "sigterm"])
         #expect(report.passed, "\(report.problems)")
         for f in report.faults { #expect(f.recoveryS != nil, "no booking in \(f.node)'s blocks after \(f.kind)") }

@@ -25,14 +25,15 @@ package struct StaffPages: Sendable {
     /// The patients' appointments (the node's read model): the care relation `dept` scope checks.
     let appointments: (any PatientAppointments)?
     let renderer: PageRenderer
-    /// Sign-in attempts per client address on this node: a burst of 30, then one a second. The
-    /// lockout guards each account; this guards the node (each attempt costs a 32 MiB scrypt).
-    let signInLimiter = RateLimiter(burst: 30, perSecond: 1)
+    /// Sign-in attempts per client address on this node (`staff.sign_in_burst`, `_per_second`).
+    /// The lockout guards each account; this guards the node (each attempt costs a 32 MiB scrypt).
+    let signInLimiter: RateLimiter
     let logger: Logger
 
-    package init(desk: StaffDesk, appointments: (any PatientAppointments)? = nil, logger: Logger) throws {
+    package init(desk: StaffDesk, appointments: (any PatientAppointments)? = nil, signInBurst: Int = 30, signInPerSecond: Double = 1, logger: Logger) throws {
         self.desk = desk
         self.appointments = appointments
+        signInLimiter = RateLimiter(burst: signInBurst, perSecond: signInPerSecond)
         self.logger = logger
         renderer = try PageRenderer.shipped()
     }
@@ -298,7 +299,7 @@ package struct StaffPages: Sendable {
             values["filter"] = filter.fields
             values["query"] = filter.query
             if let older { values["older"] = "/staff/audit?" + (filter.query.isEmpty ? "" : filter.query + "&") + "before=\(older)" }
-            values["eventRows"] = Self.auditRows(events)
+            values["eventRows"] = Self.auditRows(events, lang: page.lang)
             return page.html(renderer.render("audit", values))
         case (.get, "/staff/audit.csv"):
             let filter = try AuditFilter(request)
@@ -398,13 +399,22 @@ package struct StaffPages: Sendable {
     static let auditCells = ["staff", "role", "action", "patient", "resource", "outcome", "detail", "node"]
 
     /// The auditor's table rows, escaped here rather than by the template engine: a page of 100
-    /// rows through Mustache's dynamic lookups cost most of the page's CPU.
-    static func auditRows(_ events: [(key: String, row: [String: ColumnValue])]) -> String {
+    /// rows through Mustache's dynamic lookups cost most of the page's CPU. Roles are named in
+    /// the page's language (`data-roles` keeps the codes).
+    static func auditRows(_ events: [(key: String, row: [String: ColumnValue])], lang: PageLanguage) -> String {
         var html = ""
         html.reserveCapacity(events.count * 400)
         for e in events {
             html += "<tr class=\"event\"><td class=\"time\">\(shanghai(e.row["at_ms"]?.integerValue ?? 0))</td>"
-            for cell in auditCells { html += "<td class=\"\(cell)\">" + htmlEscaped(e.row[cell]?.textValue ?? "") + "</td>" }
+            for cell in auditCells {
+                let value = e.row[cell]?.textValue ?? ""
+                if cell == "role" {
+                    let names = value.split(separator: ",").map { code in StaffRole(rawValue: String(code)).map { lang == .zh ? $0.zh : $0.en } ?? String(code) }
+                    html += "<td class=\"role\" data-roles=\"\(htmlEscaped(value))\">" + htmlEscaped(names.joined(separator: lang == .zh ? "、" : ", ")) + "</td>"
+                } else {
+                    html += "<td class=\"\(cell)\">" + htmlEscaped(value) + "</td>"
+                }
+            }
             html += "</tr>\n"
         }
         return html
