@@ -350,13 +350,7 @@ package final class StaffDesk: Sendable {
         }
         let values: [String: ColumnValue] = ["secret": .text(secret), "enabled_ms": .integer(nowMs), "last_step": .integer(step)]
         do {
-            try store.write { w in
-                if try store.liveRow(Self.twoStepTable, key: a.number) == nil {
-                    _ = try w.insert(Self.twoStepTable, key: a.number, values: values)
-                } else {
-                    _ = try w.update(Self.twoStepTable, key: a.number, values: values)
-                }
-            }
+            try store.write { w in _ = try w.upsert(Self.twoStepTable, key: a.number, values: values) }
         } catch { throw .storeUnavailable }
         try record(AuditEvent(staff: a.number, role: roleText(a), action: "staff.two_step_on", resource: "staff/\(a.number)", outcome: "ok"))
     }
