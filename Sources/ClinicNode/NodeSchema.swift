@@ -62,9 +62,9 @@ public enum NodeSchema {
     public static let staffBreakGlass = ReplicatedTable("staff_break_glass", columns: [
         .init("staff", .text), .init("patient", .text), .init("reason", .text), .init("until_ms", .integer),
     ])
-    /// Key: `StaffNumber.rawValue`: the account's two-step sign-in (`TwoStepCodes`). `secret` is
-    /// sealed at the origin and null when two-step is off; `last_step` is the newest time step a
-    /// code was accepted for, so a code is not taken twice.
+    /// Key: `StaffNumber.rawValue` (master data, LWW per column): the account's two-step sign-in
+    /// (`TwoStepCodes`). `secret` is sealed at the origin and null when two-step is off;
+    /// `last_step` is the newest time step a code was accepted for, so a code is not taken twice.
     public static let staffTwoStep = ReplicatedTable("staff_two_step", columns: [
         .init("secret", .text, encrypted: true), .init("enabled_ms", .integer), .init("last_step", .integer),
     ])
