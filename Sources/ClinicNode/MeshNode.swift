@@ -169,8 +169,7 @@ public final class MeshNode: Sendable {
         do {
             let audit = try AuditTrail(store: store, node: config.nodeID, incarnation: replica.origin.incarnation, clock: clock)
             staff = StaffDesk(store: store, clock: clock, node: config.nodeID, dataKey: dataKey, rules: try AccessRules.shipped(), audit: audit,
-                              idleSeconds: config.staff?.sessionIdleSeconds ?? StaffConfig.defaultIdleSeconds,
-                              careWindowDays: config.staff?.careWindowDays ?? 30, logger: logger)
+                              idleSeconds: config.staffSettings.sessionIdleSeconds, careWindowDays: config.staffSettings.careWindowDays, logger: logger)
             patients = try config.patients.map {
                 try PatientDesk(config: $0, dataDir: config.dataDir, smsFile: NodeConfig.resolve($0.smsFile, base: config.dataDir), dataKey: dataKey,
                                 store: store, clock: clock)
@@ -321,10 +320,9 @@ public final class MeshNode: Sendable {
         ]
         // The staff pages share the patient API's HTTPS port; without it a node has no pages.
         let staffPages: StaffPages?
-        let staffConfig = config.staff ?? StaffConfig()
         do {
-            staffPages = try StaffPages(desk: staff, appointments: readModel, signInBurst: staffConfig.signInBurst,
-                                        signInPerSecond: staffConfig.signInPerSecond, logger: logger)
+            staffPages = try StaffPages(desk: staff, appointments: readModel, signInBurst: config.staffSettings.signInBurst,
+                                        signInPerSecond: config.staffSettings.signInPerSecond, logger: logger)
         } catch {
             logger.error("员工页面模板无法读取，本节点不提供员工页面 / staff page templates unreadable, no staff pages on this node", metadata: ["pages.error": "\(error)"])
             staffPages = nil

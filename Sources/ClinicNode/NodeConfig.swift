@@ -108,6 +108,8 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     public var patients: PatientConfig?
     /// Staff sign-in settings; nil: the defaults.
     public var staff: StaffConfig?
+    /// `staff` as given, or its defaults when the file has no `staff` section.
+    public var staffSettings: StaffConfig { staff ?? StaffConfig() }
 
     public struct BenchLoad: Codable, Sendable, Hashable {
         /// Rows written per second by this node (one transaction per 10 ms tick).

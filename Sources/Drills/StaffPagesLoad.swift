@@ -127,22 +127,12 @@ public struct StaffPagesLoad: Sendable {
         let pids = ids.reduce(into: [String: Int32]()) { $0[$1] = cluster.pid($1) }
         try await Task.sleep(for: .seconds(1))
         let idle = ProcessCPU.Meter(pids)
-        let idleStarted = ContinuousClock.now
+        let idleWatch = Stopwatch()
         try await Task.sleep(for: .seconds(Self.idleSeconds))
-        let idleCPU = idle.used().map { $0.values.reduce(0, +) }
-        let idleElapsed = Self.ms(since: idleStarted) / 1000
+        let idleRate = idle.used().map { $0.values.reduce(0, +) / idleWatch.seconds }
 
         say("浏览：\(options.seconds) 秒，平均思考 \(options.thinkMs) ms / browsing: \(options.seconds) s, mean think time \(options.thinkMs) ms")
-        let cpu = ProcessCPU.Meter(pids)
-        let browseStarted = ContinuousClock.now
-        let deadline = browseStarted + .milliseconds(Int(options.seconds * 1000))
-        await withTaskGroup(of: Void.self) { tasks in
-            for p in people {
-                tasks.addTask { await self.browse(p, until: deadline, stats: stats) }
-            }
-        }
-        let browseCPU = cpu.used().map { $0.values.reduce(0, +) }
-        let browseElapsed = Self.ms(since: browseStarted) / 1000
+        let browseCPU = await Self.busyCPU(pids, idleRate: idleRate) { await self.browse(people, for: options.seconds, stats: stats) }
 
         // The auditor's page is the one page of the mix that records an audit event: its CPU,
         // alone (auditors only, nothing else browsing), to weigh the audit event against.
@@ -152,16 +142,9 @@ public struct StaffPagesLoad: Sendable {
             let seconds = max(5, options.seconds / 3)
             say("审计页单独：\(seconds) 秒，仅审计员浏览审计页 / the auditor's page alone: \(seconds) s, auditors only")
             let alone = Stats()
-            let meter = ProcessCPU.Meter(pids)
-            let started = ContinuousClock.now
-            let until = started + .milliseconds(Int(seconds * 1000))
-            await withTaskGroup(of: Void.self) { tasks in
-                for p in auditorsOnly { tasks.addTask { await self.browse(p, until: until, stats: alone, only: "audit") } }
-            }
-            let count = alone.figures("audit")?.count ?? 0
-            if let used = meter.used().map({ $0.values.reduce(0, +) }), let idleCPU, count > 0 {
-                auditPageCPU = Self.rounded(max(0, used - idleCPU / idleElapsed * Self.ms(since: started) / 1000) * 1000 / Double(count))
-            }
+            let used = await Self.busyCPU(pids, idleRate: idleRate) { await self.browse(auditorsOnly, for: seconds, stats: alone, only: "audit") }
+            let count = alone.pagesServed()
+            if let used, count > 0 { auditPageCPU = rounded(used * 1000 / Double(count), 3) }
             for (what, n) in alone.unexpectedCounts() { for _ in 0..<n { stats.unexpected(what) } }
         }
         for p in people { await p.client.close() }
@@ -176,17 +159,32 @@ public struct StaffPagesLoad: Sendable {
             pages: ["home", "audit"].reduce(into: [:]) { out, page in out[page] = stats.figures(page) },
             signIn: stats.figures("sign_in") ?? Figures(count: 0, p50Ms: 0, p99Ms: 0, maxMs: 0),
             unexpected: stats.unexpectedCounts(),
-            nodeIdleCPUCores: idleCPU.map { Self.rounded($0 / idleElapsed) },
-            nodeCPUMsPerPage: browseCPU.flatMap { used in
-                idleCPU.map { pages > 0 ? Self.rounded(max(0, used - $0 / idleElapsed * browseElapsed) * 1000 / Double(pages)) : 0 }
-            },
-            auditEventsPerPage: pages > 0 ? Self.rounded(Double(audited) / Double(pages)) : 0,
+            nodeIdleCPUCores: idleRate.map { rounded($0, 3) },
+            nodeCPUMsPerPage: browseCPU.map { pages > 0 ? rounded($0 * 1000 / Double(pages), 3) : 0 },
+            auditEventsPerPage: pages > 0 ? rounded(Double(audited) / Double(pages), 3) : 0,
             nodeCPUMsPerAuditPage: auditPageCPU,
             nodeVerifyEvents: verify.events, nodeVerifySeconds: verify.seconds, nodeVerifyIntact: verify.intact)
     }
 
     static func number(_ n: Int) -> String { "B" + String(format: "%04d", n) }
-    static func rounded(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }
+
+    /// The nodes' CPU seconds (all of them) while `body` runs, less their idle rate for as long;
+    /// nil if a node's CPU or the idle rate could not be read.
+    static func busyCPU(_ pids: [String: Int32], idleRate: Double?, during body: () async -> Void) async -> Double? {
+        let meter = ProcessCPU.Meter(pids)
+        let watch = Stopwatch()
+        await body()
+        guard let used = meter.used().map({ $0.values.reduce(0, +) }), let idleRate else { return nil }
+        return max(0, used - idleRate * watch.seconds)
+    }
+
+    /// Everyone in `people` browsing at once for `seconds` (see `browse`).
+    func browse(_ people: [Person], for seconds: Double, stats: Stats, only: String? = nil) async {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        await withTaskGroup(of: Void.self) { tasks in
+            for p in people { tasks.addTask { await self.browse(p, until: deadline, stats: stats, only: only) } }
+        }
+    }
 
     final class Person: Sendable {
         let client: PatientClient
@@ -206,25 +204,20 @@ public struct StaffPagesLoad: Sendable {
             stats.unexpected("sign_in_form \(form.status)")
             return nil
         }
-        let started = ContinuousClock.now
+        let watch = Stopwatch()
         let answer = try await client.page(.POST, "/staff/sign-in", cookies: ["cm_pre": pre],
                                            form: [("csrf", csrf), ("staff_number", number), ("password", password), ("code", "")]).get()
         guard answer.status == 303, let cookie = answer.cookie("cm_staff"), !cookie.isEmpty else {
             stats.unexpected("sign_in \(answer.status)")
             return nil
         }
-        stats.record("sign_in", ms: Self.ms(since: started))
+        stats.record("sign_in", ms: watch.seconds * 1000)
         return cookie
     }
 
     static func csrf(in html: String) -> String? {
         guard let range = html.range(of: "name=\"csrf\" value=\"") else { return nil }
         return String(html[range.upperBound...].prefix { $0 != "\"" })
-    }
-
-    static func ms(since start: ContinuousClock.Instant) -> Double {
-        let d = ContinuousClock.now - start
-        return Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
     }
 
     /// One person's pages until `deadline`: home, and for an auditor every other page the
@@ -237,10 +230,10 @@ public struct StaffPagesLoad: Sendable {
             guard ContinuousClock.now < deadline else { return }
             let page = only ?? (p.auditor && turn % 2 == 1 ? "audit" : "home")
             turn += 1
-            let started = ContinuousClock.now
+            let watch = Stopwatch()
             do {
                 let answer = try await p.client.page(.GET, page == "audit" ? "/staff/audit" : "/staff/", cookies: ["cm_staff": p.cookie.withLock { $0 }]).get()
-                let ms = Self.ms(since: started)
+                let ms = watch.seconds * 1000
                 guard answer.status == 200 else {
                     stats.unexpected("\(page) \(answer.status)")
                     continue
@@ -265,8 +258,8 @@ public struct StaffPagesLoad: Sendable {
         func figures(_ page: String) -> Figures? {
             let sorted = state.withLock { $0.ms[page] ?? [] }.sorted()
             guard !sorted.isEmpty else { return nil }
-            func pct(_ p: Double) -> Double { StaffPagesLoad.rounded(sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]) }
-            return Figures(count: sorted.count, p50Ms: pct(0.5), p99Ms: pct(0.99), maxMs: StaffPagesLoad.rounded(sorted.last!))
+            func pct(_ p: Double) -> Double { rounded(sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)], 3) }
+            return Figures(count: sorted.count, p50Ms: pct(0.5), p99Ms: pct(0.99), maxMs: rounded(sorted.last!, 3))
         }
     }
 }

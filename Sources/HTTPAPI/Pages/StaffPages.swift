@@ -294,11 +294,11 @@ package struct StaffPages: Sendable {
             let filter = try AuditFilter(request)
             let (events, older) = try auditPage(filter)
             try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "audit.read", resource: "audit", outcome: "ok",
-                                       detail: filter.query + (filter.beforeMs.map { "&before=\($0)" } ?? "")))
+                                       detail: filter.query(before: filter.beforeMs)))
             var values = page.values(title: page.text("auditTitle"))
             values["filter"] = filter.fields
             values["query"] = filter.query
-            if let older { values["older"] = "/staff/audit?" + (filter.query.isEmpty ? "" : filter.query + "&") + "before=\(older)" }
+            if let older { values["older"] = "/staff/audit?" + filter.query(before: older) }
             values["eventRows"] = Self.auditRows(events, lang: page.lang)
             return page.html(renderer.render("audit", values))
         case (.get, "/staff/audit.csv"):
@@ -540,9 +540,13 @@ struct AuditFilter {
 
     var fields: [String: String] { ["staff": staff, "patient": patient, "action": action, "from": from, "to": to] }
 
-    var query: String {
-        fields.sorted { $0.key < $1.key }.filter { !$0.value.isEmpty }
-            .map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&")
+    var query: String { query(before: nil) }
+
+    /// The filter as a query string, and the page (`before`) if given.
+    func query(before: Int64?) -> String {
+        let filtered = fields.sorted { $0.key < $1.key }.filter { !$0.value.isEmpty }
+            .map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }
+        return (filtered + (before.map { ["before=\($0)"] } ?? [])).joined(separator: "&")
     }
 }
 

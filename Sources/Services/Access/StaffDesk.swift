@@ -310,14 +310,17 @@ package final class StaffDesk: Sendable {
 
     static let twoStepTable = "staff_two_step"
 
+    /// Two-step is on while the row holds a secret.
+    static func twoStepOn(_ row: [String: ColumnValue]) -> Bool { row["secret"]?.textValue != nil }
+
     /// Whether the account signs in with a code as well as its password.
     package func twoStepEnabled(_ number: String) throws(StaffError) -> Bool {
-        do { return try store.liveRow(Self.twoStepTable, key: number)?["secret"]?.textValue != nil } catch { throw .storeUnavailable }
+        do { return try store.liveRow(Self.twoStepTable, key: number).map(Self.twoStepOn) ?? false } catch { throw .storeUnavailable }
     }
 
     /// The staff numbers that have two-step sign-in on.
     package func twoStepAccounts() throws(StaffError) -> Set<String> {
-        do { return Set(try store.liveRows(Self.twoStepTable).filter { ($0.value["enabled_ms"]?.integerValue ?? 0) > 0 }.keys) } catch { throw .storeUnavailable }
+        do { return Set(try store.liveRows(Self.twoStepTable).filter { Self.twoStepOn($0.value) }.keys) } catch { throw .storeUnavailable }
     }
 
     /// True if the account has no two-step sign-in, or `code` is valid now and newer than the last

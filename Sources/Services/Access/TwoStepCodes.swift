@@ -50,7 +50,7 @@ package enum TwoStepCodes {
         return nil
     }
 
-    /// The code for the step holding `nowMs` (tests and the page benchmark sign in with it).
+    /// The code for the step holding `nowMs`, as an app shows it (the tests sign in with it).
     package static func code(secret: String, nowMs: Int64) -> String {
         let value = TOTP(secret: secret).compute(date: Date(timeIntervalSince1970: TimeInterval(nowMs / 1000 / stepSeconds * stepSeconds)))
         let text = String(value)

@@ -96,9 +96,9 @@ struct PagesBench: AsyncParsableCommand {
         let pageP99 = report.pages.values.map(\.p99Ms).max() ?? 0
         let output = Output(
             environment: environment, run: report, pageP99Ms: pageP99, signinP99Ms: report.signIn.p99Ms, audit: cost,
-            auditCPUOverheadRatio: report.nodeCPUMsPerAuditPage.flatMap { $0 > cost.clusterCPUMs ? Self.rounded(cost.clusterCPUMs / ($0 - cost.clusterCPUMs)) : nil },
-            auditCPUShareOfBrowsing: report.nodeCPUMsPerPage.flatMap { $0 > 0 ? Self.rounded(report.auditEventsPerPage * cost.clusterCPUMs / $0) : nil },
-            auditVerifyEvents: verifyEvents, auditVerifyS: Self.rounded(verify), auditVerifySPerMillion: Self.rounded(verify * 1_000_000 / Double(verifyEvents)))
+            auditCPUOverheadRatio: report.nodeCPUMsPerAuditPage.flatMap { $0 > cost.clusterCPUMs ? rounded(cost.clusterCPUMs / ($0 - cost.clusterCPUMs), 3) : nil },
+            auditCPUShareOfBrowsing: report.nodeCPUMsPerPage.flatMap { $0 > 0 ? rounded(report.auditEventsPerPage * cost.clusterCPUMs / $0, 3) : nil },
+            auditVerifyEvents: verifyEvents, auditVerifyS: rounded(verify, 3), auditVerifySPerMillion: rounded(verify * 1_000_000 / Double(verifyEvents), 3))
         if json {
             try printJSON(output)
         } else {
@@ -119,8 +119,6 @@ struct PagesBench: AsyncParsableCommand {
         }
         if !report.unexpected.isEmpty || !report.nodeVerifyIntact { throw ExitCode.failure }
     }
-
-    static func rounded(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }
 
     /// CPU seconds this thread has used (the measured loops are synchronous, on one thread).
     static func threadCPUSeconds() -> Double {
@@ -161,7 +159,7 @@ struct PagesBench: AsyncParsableCommand {
         try origin.close()
         try peer.close()
         let record = recordCPU * 1000 / Double(events), merge = mergeCPU * 1000 / Double(events)
-        return AuditCost(recordCPUMs: rounded(record), mergeCPUMs: rounded(merge), clusterCPUMs: rounded(record + merge * Double(max(0, nodes - 1))))
+        return AuditCost(recordCPUMs: rounded(record, 3), mergeCPUMs: rounded(merge, 3), clusterCPUMs: rounded(record + merge * Double(max(0, nodes - 1)), 3))
     }
 
     /// Seconds `audit verify` takes over `events` events (written in batches first, not timed).
