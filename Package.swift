@@ -78,7 +78,7 @@ let package = Package(
         // Raft, liveness, lease history and the booking protocol as pure state machines.
         .target(
             name: "Consensus",
-            dependencies: ["ClinicErrors", "Domain", .product(name: "HashTreeCollections", package: "swift-collections")],
+            dependencies: ["ClinicErrors", "Domain", "LZ4", .product(name: "HashTreeCollections", package: "swift-collections")],
             swiftSettings: strict
         ),
 

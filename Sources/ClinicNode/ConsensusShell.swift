@@ -85,8 +85,9 @@ final class ConsensusShell: Sendable {
 
     /// Opens the Raft log and the booking log in `directory`, bumps the durable incarnation.
     init(id: String, directory: String, bootstrap: ClusterConfig, peers: [String], membership: LiveMembership,
-         clock: NodeClock, logger: Logger, policy: QuotaPolicy = .standard) throws {
+         clock: NodeClock, logger: Logger, policy: QuotaPolicy = .standard, snapshotChunkBytes: Int = 4 << 20) throws {
         self.id = NodeID(id)
+        self.snapshotChunkBytes = snapshotChunkBytes
         self.logger = logger
         self.clock = clock
         self.membership = membership
@@ -147,6 +148,11 @@ final class ConsensusShell: Sendable {
     /// Log entries as encoded when first written: a lagging follower is sent them again.
     private let entryBytes = EncodedEntries()
     private let stateBytes = EncodedState()
+    /// State bytes per snapshot chunk (`tuning.snapshot_chunk_bytes`), and entry bytes per append.
+    private let snapshotChunkBytes: Int
+    /// The newest snapshot sent to each peer, and when.
+    private let snapshotsSent = Mutex<[NodeID: (index: LogIndex, atMs: UInt64)]>([:])
+    private let snapshotAssembly = Mutex(SnapshotAssembly())
 
     /// Blocks whose booking records or lease changed since the read model last asked.
     let changed = ChangedBlocks()
@@ -308,6 +314,17 @@ final class ConsensusShell: Sendable {
     private func perform(_ e: CoreEffect) {
         switch e {
         case .send(let to, let m):
+            if case .raft(let r) = m, case .installSnapshot(let s) = r.body {
+                sendSnapshot(r, s, to: to)
+                return
+            }
+            if case .raft(let r) = m, case .appendEntries = r.body {
+                // Entries that carry long lists of records would not fit one frame together.
+                for part in ConsensusWire.appendParts(r, entryBytes: entryBytes.bytes, maxBytes: snapshotChunkBytes) {
+                    outboxes.withLock { $0[to] }?.post(ConsensusWire.encode(.raft(part), entryBytes: entryBytes.bytes, stateBytes: stateBytes.bytes))
+                }
+                return
+            }
             let bytes = ConsensusWire.encode(m, entryBytes: entryBytes.bytes, stateBytes: stateBytes.bytes)
             outboxes.withLock { $0[to] }?.post(bytes)
         case .outcome(let o):
@@ -335,12 +352,39 @@ final class ConsensusShell: Sendable {
         }
     }
 
+    /// Sends a snapshot in chunks that each fit a mesh frame. Raft asks for it again on every
+    /// append the follower refuses while it is still on its way; the same snapshot is not sent to
+    /// the same peer again until the first transfer had time to arrive.
+    private func sendSnapshot(_ r: ClusterRaftMessage, _ s: Snapshot<ClusterState>, to peer: NodeID) {
+        let now = nowMs()
+        let state = stateBytes.bytes(s)
+        let chunks = ConsensusWire.snapshotChunks(r, state: state, chunkBytes: snapshotChunkBytes)
+        let allowance = 3_000 + 1_000 * UInt64(chunks.count)
+        let due = snapshotsSent.withLock { sent -> Bool in
+            if let last = sent[peer], last.index == s.lastIndex, now < last.atMs + allowance { return false }
+            sent[peer] = (s.lastIndex, now)
+            return true
+        }
+        guard due, let box = outboxes.withLock({ $0[peer] }) else { return }
+        logger.info("向落后的节点发送快照 / sending a snapshot to a lagging peer", metadata: [
+            "mesh.peer": "\(peer)", "raft.snapshot_index": "\(s.lastIndex)", "raft.snapshot_bytes": "\(state.count)", "raft.chunks": "\(chunks.count)"])
+        for c in chunks { box.post(c) }
+    }
+
     // MARK: Inputs from the node
 
     /// A message from `peer`'s consensus link.
     func received(_ bytes: [UInt8], from peer: String) {
         let m: ConsensusMessage
-        do { m = try ConsensusWire.decode(bytes) } catch {
+        do {
+            switch try ConsensusWire.decodeInbound(bytes) {
+            case .message(let whole): m = whole
+            case .snapshotChunk(let chunk):
+                // Decoding a whole state takes long: it happens here, on the link's task, not under the core's lock.
+                guard chunk.from == NodeID(peer), let whole = snapshotAssembly.withLock({ $0.add(chunk) }) else { return }
+                m = .raft(try ConsensusWire.installSnapshot(whole))
+            }
+        } catch {
             logger.warning("无法解码共识消息，已丢弃 / undecodable consensus message dropped", metadata: ["mesh.peer": "\(peer)", "raft.error": "\(error)"])
             return
         }
@@ -444,22 +488,40 @@ final class ConsensusShell: Sendable {
 /// is sent the same entries again; a lease change of a quota bucket carries every record its
 /// takeover collected, and encoding it is the costly part of a send.
 final class EncodedEntries: Sendable {
-    private let byIndex = Mutex<[LogIndex: LogEntry<[UInt8]>]>([:])
+    private struct Cache {
+        var byIndex: [LogIndex: LogEntry<[UInt8]>] = [:]
+        var bytes = 0
+    }
+    private let cache = Mutex(Cache())
     /// Entries kept below the newest one asked for.
     static let keep: LogIndex = 4096
+    /// Bytes kept, at most: a few entries may each carry megabytes of records.
+    static let budget = 64 << 20
 
     func bytes(_ e: LogEntry<ClusterCommand>) -> LogEntry<[UInt8]> {
         guard case .command = e.body else { return ConsensusWire.bytes(e) }
-        if let hit = byIndex.withLock({ $0[e.index] }), hit.term == e.term { return hit }
+        if let hit = cache.withLock({ $0.byIndex[e.index] }), hit.term == e.term { return hit }
         let encoded = ConsensusWire.bytes(e)
-        byIndex.withLock { cache in
-            cache[e.index] = encoded
-            if cache.count > 2 * Int(Self.keep) {
+        cache.withLock { c in
+            if let old = c.byIndex.updateValue(encoded, forKey: e.index) { c.bytes -= Self.size(old) }
+            c.bytes += Self.size(encoded)
+            if c.byIndex.count > 2 * Int(Self.keep) {
                 let floor = e.index > Self.keep ? e.index - Self.keep : 0
-                cache = cache.filter { $0.key > floor }
+                c.byIndex = c.byIndex.filter { $0.key > floor }
+                c.bytes = c.byIndex.values.reduce(0) { $0 + Self.size($1) }
+            }
+            if c.bytes > Self.budget {
+                for i in c.byIndex.keys.sorted() where c.bytes > Self.budget / 2 {
+                    if let dropped = c.byIndex.removeValue(forKey: i) { c.bytes -= Self.size(dropped) }
+                }
             }
         }
         return encoded
+    }
+
+    private static func size(_ e: LogEntry<[UInt8]>) -> Int {
+        if case .command(let c) = e.body { return c.count }
+        return 0
     }
 }
 

@@ -139,7 +139,7 @@ public final class MeshNode: Sendable {
                 id: config.nodeID, directory: (config.dataDir as NSString).appendingPathComponent("consensus"),
                 bootstrap: ClusterConfig(voters: voters.map { Consensus.NodeID($0) }, learners: learners.map { Consensus.NodeID($0) }),
                 peers: config.peers.map(\.id), membership: membership, clock: clock, logger: logger,
-                policy: config.patients?.policy ?? .standard)
+                policy: config.patients?.policy ?? .standard, snapshotChunkBytes: config.tuning.snapshotChunkBytes)
         } catch {
             try? replica.close()
             throw error

@@ -56,6 +56,9 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         /// rounds): each closure writes its final rows under the consensus core's lock, so a small
         /// number keeps bookings quick while a backlog of past sessions drains.
         public var closingsPerRound: Int = 16
+        /// State bytes per chunk when a snapshot goes to a lagging follower: each chunk is one
+        /// mesh frame, under the 8 MiB frame limit.
+        public var snapshotChunkBytes: Int = 4 << 20
 
         public init() {}
 
@@ -66,6 +69,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
             case maxClockOffsetMillis = "max_clock_offset_ms", durability
             case snapshotWhenNew = "snapshot_when_new", maxSnapshotBytes = "max_snapshot_bytes"
             case historyRetentionDays = "history_retention_days", closingsPerRound = "closings_per_round"
+            case snapshotChunkBytes = "snapshot_chunk_bytes"
         }
 
         public init(from decoder: any Decoder) throws {
@@ -84,6 +88,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
             maxSnapshotBytes = try c.decodeIfPresent(Int64.self, forKey: .maxSnapshotBytes) ?? d.maxSnapshotBytes
             historyRetentionDays = try c.decodeIfPresent(Int.self, forKey: .historyRetentionDays) ?? d.historyRetentionDays
             closingsPerRound = try c.decodeIfPresent(Int.self, forKey: .closingsPerRound) ?? d.closingsPerRound
+            snapshotChunkBytes = try c.decodeIfPresent(Int.self, forKey: .snapshotChunkBytes) ?? d.snapshotChunkBytes
         }
     }
 
@@ -239,6 +244,10 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         guard (1...4096).contains(tuning.closingsPerRound) else {
             throw fail("tuning.closings_per_round 必须在 1 到 4096 之间（领导者每轮请求关闭的时段数）。",
                        "tuning.closings_per_round must be between 1 and 4096 (sessions the leader asks to close per round).")
+        }
+        guard (1024...(6 << 20)).contains(tuning.snapshotChunkBytes) else {
+            throw fail("tuning.snapshot_chunk_bytes 必须在 1024 到 6291456 字节之间（每个快照分块须装进一个 8 MiB 的网格帧）。",
+                       "tuning.snapshot_chunk_bytes must be between 1024 and 6291456 bytes (each snapshot chunk must fit one 8 MiB mesh frame).")
         }
     }
 }

@@ -81,6 +81,39 @@ public enum ConsensusWire {
         return w.bytes
     }
 
+    /// An append as several appends, each with entries of at most `maxBytes` encoded (but at least
+    /// one entry), chained by their previous index and term. A follower takes them in order on
+    /// the link as it would take the whole; each gets its own answer.
+    public static func appendParts(_ m: ClusterRaftMessage, entryBytes: (LogEntry<ClusterCommand>) -> LogEntry<[UInt8]> = bytes,
+                                   maxBytes: Int) -> [ClusterRaftMessage] {
+        guard case .appendEntries(let prev, let prevTerm, let es, let commit) = m.body, es.count > 1 else { return [m] }
+        var parts: [ClusterRaftMessage] = []
+        var start = 0, size = 0, partPrev = prev, partPrevTerm = prevTerm
+        func close(_ end: Int) {
+            parts.append(ClusterRaftMessage(from: m.from, to: m.to, term: m.term,
+                                            body: .appendEntries(prevLogIndex: partPrev, prevLogTerm: partPrevTerm, entries: Array(es[start..<end]), leaderCommit: commit)))
+            partPrev = es[end - 1].index
+            partPrevTerm = es[end - 1].term
+            start = end
+            size = 0
+        }
+        for (i, e) in es.enumerated() {
+            let n = encodedSize(entryBytes(e))
+            if i > start, size + n > maxBytes { close(i) }
+            size += n
+        }
+        close(es.count)
+        return parts
+    }
+
+    static func encodedSize(_ e: LogEntry<[UInt8]>) -> Int {
+        switch e.body {
+        case .noop: return 17
+        case .command(let c): return 21 + c.count
+        case .config(let c): return 22 + c.node.rawValue.utf8.count
+        }
+    }
+
     public static func decode(_ bytes: [UInt8]) throws -> ConsensusMessage {
         var r = ByteReader(bytes)
         func bad(_ what: String) -> ConsensusWireError { ConsensusWireError(what) }
@@ -116,7 +149,7 @@ public enum ConsensusWire {
                 b = .appendEntriesResponse(success: ok == 1, prevLogIndex: pi, matchIndex: match, conflictTerm: ct, conflictIndex: ci)
             case 4:
                 guard let li = r.u64(), let lt = r.u64(), let c = r.config(), let d = r.blob() else { throw bad("truncated snapshot") }
-                b = .installSnapshot(Snapshot(lastIndex: li, lastTerm: lt, config: c, data: try unjson(ClusterState.self, d)))
+                b = .installSnapshot(Snapshot(lastIndex: li, lastTerm: lt, config: c, data: try state(from: d)))
             case 5:
                 guard let match = r.u64() else { throw bad("truncated snapshot response") }
                 b = .installSnapshotResponse(matchIndex: match)
@@ -211,11 +244,8 @@ public enum ConsensusWire {
                     truncateFrom: p.truncateFrom, entries: p.entries.map(entryBytes))
     }
 
-    /// A snapshot's state as it is persisted and sent.
-    public static func stateBytes(_ s: Snapshot<ClusterState>) -> [UInt8] { json(s.data) }
-
     public static func typed(_ s: ByteRaftState) throws -> DurableRaftState<ClusterCommand, ClusterState> {
-        let snap = try s.snapshot.map { Snapshot(lastIndex: $0.lastIndex, lastTerm: $0.lastTerm, config: $0.config, data: try unjson(ClusterState.self, $0.data)) }
+        let snap = try s.snapshot.map { Snapshot(lastIndex: $0.lastIndex, lastTerm: $0.lastTerm, config: $0.config, data: try state(from: $0.data)) }
         return DurableRaftState(hardState: s.hardState, snapshot: snap, entries: try s.entries.map(typed))
     }
 

@@ -80,4 +80,40 @@ struct OperationsTests {
         }
         cluster.stopAll()
     }
+
+    @Test("a node that was down while the log was compacted catches up by a snapshot sent in many chunks")
+    func catchUpByChunkedSnapshot() async throws {
+        var tuning = LocalCluster.drillTuning
+        tuning.snapshotChunkBytes = 1_024
+        let cluster = try LocalCluster(departments: [("neike", "内科"), ("waike", "外科"), ("erke", "儿科")], binary: try clinicmeshBinary(),
+                                       tuning: tuning, folderPrefix: "clinicmesh-ops-")
+        defer { cluster.remove() }
+        do {
+            try cluster.startAll()
+            try await cluster.waitUntilLed()
+            cluster.signal("erke", SIGTERM)
+            cluster.waitForExit("erke")
+            // Well over the 64 entries between compactions: each block is defined, then leased.
+            let blocks = (0..<80).map { BlockDefinition(block: "ops-chunk-\($0)", home: "neike", slots: 30) }
+            try await cluster.defineBlocks("neike", blocks)
+            try await waitFor("the 80 blocks committed without erke") { try await cluster.status("neike").consensus?.blocks ?? 0 >= 80 }
+
+            try cluster.start("erke")
+            let names = Set(blocks.map(\.block))
+            try await waitFor("erke to hold every block the others hold", seconds: 120) {
+                let mine = try await cluster.bookings("erke").blocks.filter { names.contains($0.block) }
+                return mine.count == blocks.count
+            }
+            let sent = cluster.ids.flatMap { id in
+                ((try? String(contentsOfFile: cluster.logPath(id), encoding: .utf8)) ?? "").split(separator: "\n")
+                    .filter { $0.contains("sending a snapshot to a lagging peer") && $0.contains("mesh.peer=erke") }
+            }
+            let chunks = sent.compactMap { line in line.firstMatch(of: /raft\.chunks=(\d+)/).flatMap { Int($0.1) } }
+            #expect(chunks.contains { $0 > 1 }, "erke caught up by a snapshot in more than one chunk: \(sent)")
+        } catch {
+            cluster.stopAll()
+            throw error
+        }
+        cluster.stopAll()
+    }
 }
