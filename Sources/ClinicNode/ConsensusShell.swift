@@ -358,14 +358,14 @@ final class ConsensusShell: Sendable {
     private func sendSnapshot(_ r: ClusterRaftMessage, _ s: Snapshot<ClusterState>, to peer: NodeID) {
         let now = nowMs()
         let state = stateBytes.bytes(s)
-        let chunks = ConsensusWire.snapshotChunks(r, state: state, chunkBytes: snapshotChunkBytes)
-        let allowance = 3_000 + 1_000 * UInt64(chunks.count)
+        let allowance = 3_000 + 1_000 * UInt64((state.count + snapshotChunkBytes - 1) / snapshotChunkBytes)
         let due = snapshotsSent.withLock { sent -> Bool in
             if let last = sent[peer], last.index == s.lastIndex, now < last.atMs + allowance { return false }
             sent[peer] = (s.lastIndex, now)
             return true
         }
         guard due, let box = outboxes.withLock({ $0[peer] }) else { return }
+        let chunks = ConsensusWire.snapshotChunks(r, state: state, chunkBytes: snapshotChunkBytes)
         logger.info("向落后的节点发送快照 / sending a snapshot to a lagging peer", metadata: [
             "mesh.peer": "\(peer)", "raft.snapshot_index": "\(s.lastIndex)", "raft.snapshot_bytes": "\(state.count)", "raft.chunks": "\(chunks.count)"])
         for c in chunks { box.post(c) }

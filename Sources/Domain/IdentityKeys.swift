@@ -36,8 +36,8 @@ public struct ScheduleKey: Hashable, Sendable, CustomStringConvertible {
     private static func formatError(field: String) -> ValidationError {
         ValidationError(
             field: field, code: "schedule_key.format",
-            zh: "出诊键格式不正确，应为“医生标识/年-月-日/morning 或 afternoon”，例如 dr-wang-li/2025-03-07/morning。",
-            en: "The schedule key is malformed; it must read practitioner-id/YYYY-MM-DD/morning or afternoon, for example dr-wang-li/2025-03-07/morning.")
+            zh: "出诊键格式不正确，应为“医生标识/年-月-日/morning、afternoon 或 evening”，例如 dr-wang-li/2025-03-07/morning。",
+            en: "The schedule key is malformed; it must read practitioner-id/YYYY-MM-DD/morning, afternoon or evening, for example dr-wang-li/2025-03-07/morning.")
     }
 }
 
@@ -82,8 +82,8 @@ public struct SlotKey: Hashable, Sendable, CustomStringConvertible {
         guard Schedule.capacityRange.contains(sequence) else {
             throw ValidationError(
                 field: field, code: "slot.sequence",
-                zh: "号序应在 1 至 200 之间，当前为 \(sequence)，请核对。",
-                en: "The slot sequence number must be between 1 and 200, \(sequence) was given; please check it.")
+                zh: "号序应在 1 至 500 之间，当前为 \(sequence)，请核对。",
+                en: "The slot sequence number must be between 1 and 500, \(sequence) was given; please check it.")
         }
     }
 }
@@ -148,7 +148,7 @@ public func scheduleKey(practitionerID: PractitionerID, date: CivilDate, halfDay
     ScheduleKey(practitionerID: practitionerID, date: date, halfDay: halfDay)
 }
 
-/// The slot key for 号序 `sequence` (1...200) of a schedule.
+/// The slot key for 号序 `sequence` (1...500) of a schedule.
 public func slotKey(scheduleKey: ScheduleKey, sequence: Int) throws(ValidationError) -> SlotKey {
     try SlotKey(scheduleKey: scheduleKey, sequence: sequence)
 }

@@ -4,11 +4,14 @@ import Foundation
 public enum HalfDay: String, CaseIterable, Hashable, Sendable, Codable {
     case morning
     case afternoon
+    /// 夜间门诊.
+    case evening
 
     public var zh: String {
         switch self {
         case .morning: "上午"
         case .afternoon: "下午"
+        case .evening: "晚间"
         }
     }
 
@@ -16,14 +19,16 @@ public enum HalfDay: String, CaseIterable, Hashable, Sendable, Codable {
         switch self {
         case .morning: "morning"
         case .afternoon: "afternoon"
+        case .evening: "evening"
         }
     }
 
-    /// Default clinic hours: 08:00-12:00 and 13:30-17:30.
+    /// Default clinic hours: 08:00-12:00, 13:30-17:30 and 18:00-21:00.
     public var defaultStart: LocalTime {
         switch self {
         case .morning: LocalTime(uncheckedMinuteOfDay: 8 * 60)
         case .afternoon: LocalTime(uncheckedMinuteOfDay: 13 * 60 + 30)
+        case .evening: LocalTime(uncheckedMinuteOfDay: 18 * 60)
         }
     }
 
@@ -31,15 +36,27 @@ public enum HalfDay: String, CaseIterable, Hashable, Sendable, Codable {
         switch self {
         case .morning: LocalTime(uncheckedMinuteOfDay: 12 * 60)
         case .afternoon: LocalTime(uncheckedMinuteOfDay: 17 * 60 + 30)
+        case .evening: LocalTime(uncheckedMinuteOfDay: 21 * 60)
         }
     }
 
     /// Where a session of this half-day may start: morning sessions before noon, afternoon ones
-    /// from noon on, so that a session's half-day always says when it happens.
+    /// from noon to 18:00, evening ones from 18:00 on, so that a session's half-day always says
+    /// when it happens.
     var allowedStarts: Range<Int> {
         switch self {
         case .morning: 0..<12 * 60
-        case .afternoon: 12 * 60..<24 * 60
+        case .afternoon: 12 * 60..<18 * 60
+        case .evening: 18 * 60..<24 * 60
+        }
+    }
+
+    /// Morning, afternoon, evening: the order of a day.
+    public var order: Int {
+        switch self {
+        case .morning: 0
+        case .afternoon: 1
+        case .evening: 2
         }
     }
 }
@@ -65,7 +82,8 @@ public struct Schedule: Hashable, Sendable {
     public let start: LocalTime
     public let end: LocalTime
 
-    public static let capacityRange = 1...200
+    /// Up to 500 slots: a busy specialist's day of short visits stays well inside it.
+    public static let capacityRange = 1...500
 
     /// The identity key: two nodes that create this session make the same key.
     public var key: ScheduleKey {
@@ -84,15 +102,15 @@ public struct Schedule: Hashable, Sendable {
         guard Self.capacityRange.contains(capacity) else {
             throw ValidationError(
                 field: "capacity", code: "schedule.capacity",
-                zh: "号源数量应在 1 至 200 之间，当前为 \(capacity)，请重新填写。",
-                en: "The capacity must be between 1 and 200 slots, \(capacity) was given; please enter it again.")
+                zh: "号源数量应在 1 至 500 之间，当前为 \(capacity)，请重新填写。",
+                en: "The capacity must be between 1 and 500 slots, \(capacity) was given; please enter it again.")
         }
         try FeeTable.validateFee(feeFen, field: "feeFen")
         guard halfDay.allowedStarts.contains(start.minuteOfDay) else {
             throw ValidationError(
                 field: "start", code: "schedule.start",
-                zh: "\(halfDay.zh)出诊的开始时间 \(start) 不在\(halfDay.zh)（上午须早于 12:00，下午须不早于 12:00），请修改开始时间或选择另一半天。",
-                en: "A \(halfDay.en) session cannot start at \(start) (morning sessions start before 12:00, afternoon ones at 12:00 or later); change the start time or the half-day.")
+                zh: "\(halfDay.zh)出诊的开始时间 \(start) 不在\(halfDay.zh)（上午须早于 12:00，下午在 12:00 至 18:00 之前，晚间不早于 18:00），请修改开始时间或选择另一时段。",
+                en: "A \(halfDay.en) session cannot start at \(start) (morning sessions start before 12:00, afternoon ones from 12:00 to before 18:00, evening ones at 18:00 or later); change the start time or the half-day.")
         }
         guard start < end else {
             throw ValidationError(

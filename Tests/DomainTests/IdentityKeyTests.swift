@@ -22,10 +22,10 @@ import Testing
     @Test func slotKeysAreReadableDeterministicAndDistinct() throws {
         let schedule = scheduleKey(practitionerID: Fixture.drWang, date: Fixture.date("2025-03-07"), halfDay: .afternoon)
         #expect(try slotKey(scheduleKey: schedule, sequence: 12).rawValue == "dr-wang-li/2025-03-07/afternoon/012")
-        #expect(try slotKey(scheduleKey: schedule, sequence: 200).rawValue == "dr-wang-li/2025-03-07/afternoon/200")
+        #expect(try slotKey(scheduleKey: schedule, sequence: 500).rawValue == "dr-wang-li/2025-03-07/afternoon/500")
         #expect(try slotKey(scheduleKey: schedule, sequence: 5) == slotKey(scheduleKey: schedule, sequence: 5))
-        let keys = try (1...200).map { try slotKey(scheduleKey: schedule, sequence: $0).rawValue }
-        #expect(Set(keys).count == 200)
+        let keys = try (1...500).map { try slotKey(scheduleKey: schedule, sequence: $0).rawValue }
+        #expect(Set(keys).count == 500)
         #expect(keys == keys.sorted())   // zero padding keeps 号序 order
         #expect(refusal { try slotKey(scheduleKey: schedule, sequence: 0) }?.code == "slot.sequence")
         #expect(refusal { try slotKey(scheduleKey: schedule, sequence: Int.max) }?.code == "slot.sequence")
@@ -33,14 +33,14 @@ import Testing
         #expect(try SlotKey(rawValue: key.rawValue) == key)
     }
 
-    @Test(arguments: ["", "/", "dr-wang-li/2025-03-07", "dr-wang-li/2025-03-07/evening", "Dr/2025-03-07/morning",
+    @Test(arguments: ["", "/", "dr-wang-li/2025-03-07", "dr-wang-li/2025-03-07/night", "Dr/2025-03-07/morning",
                       "dr-wang-li/2025-02-30/morning", "a/b/2025-03-07/morning"])
     func malformedScheduleKeysAreRefused(_ text: String) {
         #expect(refusal { try ScheduleKey(rawValue: text) }?.code == "schedule_key.format")
     }
 
     @Test(arguments: ["", "dr-wang-li/2025-03-07/morning", "dr-wang-li/2025-03-07/morning/7",
-                      "dr-wang-li/2025-03-07/morning/000", "dr-wang-li/2025-03-07/morning/201", "x/2025-03-07/noon/001"])
+                      "dr-wang-li/2025-03-07/morning/000", "dr-wang-li/2025-03-07/morning/501", "x/2025-03-07/noon/001"])
     func malformedSlotKeysAreRefused(_ text: String) {
         #expect(refusal { try SlotKey(rawValue: text) }?.code == "slot_key.format")
     }

@@ -12,7 +12,9 @@ import Testing
         #expect(HalfDay.morning.defaultEnd.description == "12:00")
         #expect(HalfDay.afternoon.defaultStart.description == "13:30")
         #expect(HalfDay.afternoon.defaultEnd.description == "17:30")
-        #expect(HalfDay.morning.zh == "上午" && HalfDay.afternoon.zh == "下午")
+        #expect(HalfDay.morning.zh == "上午" && HalfDay.afternoon.zh == "下午" && HalfDay.evening.zh == "晚间")
+        #expect(HalfDay.evening.defaultStart.description == "18:00" && HalfDay.evening.defaultEnd.description == "21:00")
+        #expect(HalfDay.allCases.sorted { $0.order < $1.order } == [.morning, .afternoon, .evening])
     }
 
     @Test func slotsSplitTheMorningEvenly() throws {
@@ -70,12 +72,16 @@ import Testing
             }
         }
         #expect(make(capacity: 0)?.code == "schedule.capacity")
-        #expect(make(capacity: 201)?.field == "capacity")
+        #expect(make(capacity: 501)?.field == "capacity")
+        #expect(make(capacity: 500, start: "08:00", end: "17:00") == nil)
         #expect(make(capacity: Int.min)?.code == "schedule.capacity")
         #expect(make(feeFen: -1)?.field == "feeFen")
         #expect(make(feeFen: Int.max)?.code == "fee.out_of_range")
         #expect(make(halfDay: .morning, start: "13:00", end: "14:00")?.code == "schedule.start")
         #expect(make(halfDay: .afternoon, start: "09:00", end: "11:00")?.field == "start")
+        #expect(make(halfDay: .afternoon, start: "18:00", end: "20:00")?.code == "schedule.start", "18:00 on is the evening's")
+        #expect(make(halfDay: .evening, start: "17:59", end: "20:00")?.code == "schedule.start")
+        #expect(make(halfDay: .evening, start: "18:00", end: "21:00") == nil)
         #expect(make(start: "10:00", end: "10:00")?.code == "schedule.end")
         #expect(make(capacity: 61, start: "08:00", end: "09:00")?.code == "schedule.capacity.exceeds_minutes")
         #expect(make(capacity: 60, start: "08:00", end: "09:00") == nil)

@@ -113,7 +113,7 @@ package final class SessionDirectory: Sendable {
             // Stamps taken before the read: a change committed meanwhile makes the next request reload.
             let byKey = try Self.load(store)
             let ordered = byKey.values.sorted {
-                ($0.date, $0.halfDay == .morning ? 0 : 1, $0.schedule) < ($1.date, $1.halfDay == .morning ? 0 : 1, $1.schedule)
+                ($0.date, $0.halfDay.order, $0.schedule) < ($1.date, $1.halfDay.order, $1.schedule)
             }
             let fresh = Loaded(byKey: byKey, ordered: ordered)
             cache.withLock { $0 = Cache(stamps: stamps, loaded: fresh) }
