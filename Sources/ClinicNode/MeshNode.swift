@@ -51,6 +51,8 @@ public final class MeshNode: Sendable {
     let booking: BookingDesk
     /// The bookings as read tables in this node's `readmodel.sqlite`, kept up to date from the consensus records.
     package let readModel: BookingReadModel
+    /// The departments' rotas: templates, plans, and publishing them as sessions held here.
+    package var rota: RotaDesk { RotaDesk(store: store, blocks: self, node: config.nodeID, clock: clock) }
     /// The port the patient API bound, once it listens.
     let patientPortBound = Mutex<Int?>(nil)
     /// The replica as the services write it: every local write wakes the peer links.

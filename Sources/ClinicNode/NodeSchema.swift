@@ -77,10 +77,25 @@ public enum NodeSchema {
         .init("previous_hash", .text), .init("hash", .text),
     ], indexes: [["staff"], ["patient"], ["action"], ["at_ms"]])
 
+    /// Key: `<practitioner>/<weekday 1-7>/<half-day>` (master data, LWW per column): one line of
+    /// a doctor's weekly template (`ClinicTemplate`); the rota is generated from these.
+    public static let clinicTemplate = ReplicatedTable("clinic_template", columns: [
+        .init("practitioner", .text), .init("department", .text), .init("weekday", .integer), .init("half_day", .text),
+        .init("room", .text), .init("start", .text), .init("capacity", .integer), .init("minutes_per_slot", .integer),
+        .init("walk_in_reserve", .integer),
+    ], indexes: [["department"]])
+    /// What a published rota adds to a schedule: where and when exactly, the walk-in reserve, the
+    /// fee, when its slots open and the node that holds its block (null on demo sessions).
+    static let scheduleRotaColumns: [ReplicatedTable.Column] = [
+        .init("room", .text), .init("start", .text), .init("end", .text), .init("walk_in_reserve", .integer),
+        .init("fee_fen", .integer), .init("opens_at_ms", .integer), .init("home", .text),
+    ]
+
     public static let schema = ReplicaSchema(versions: [
         [.createTable(department), .createTable(practitioner), .createTable(patient), .createTable(schedule), .createTable(slot)],
         [.createTable(appointment)],
         [.createTable(staff), .createTable(staffSignIn), .createTable(staffSessionEnd), .createTable(staffBreakGlass), .createTable(auditEvent)],
         [.createTable(staffTwoStep)],
+        [.createTable(clinicTemplate)] + scheduleRotaColumns.map { .addColumn(table: "schedule", $0) },
     ])
 }

@@ -121,6 +121,23 @@ public struct RotaSession: Hashable, Sendable {
     }
 }
 
+/// What the conflict checks need of a session, planned or published: whose, when, where
+/// (sessions published before rooms were recorded have none).
+public struct SessionPlace: Hashable, Sendable {
+    public let key: ScheduleKey
+    public let start: LocalTime
+    public let end: LocalTime
+    public let room: String?
+
+    public init(key: ScheduleKey, start: LocalTime, end: LocalTime, room: String?) {
+        self.key = key; self.start = start; self.end = end; self.room = room
+    }
+}
+
+extension RotaSession {
+    public var place: SessionPlace { SessionPlace(key: key, start: schedule.start, end: schedule.end, room: room) }
+}
+
 /// Two sessions of a rota that cannot both happen.
 public struct RotaConflict: Hashable, Sendable {
     public enum Kind: String, Sendable {
@@ -130,22 +147,28 @@ public struct RotaConflict: Hashable, Sendable {
         case roomTwice = "rota.room_twice"
     }
     public let kind: Kind
-    public let first: ScheduleKey
-    public let second: ScheduleKey
+    public let first: SessionPlace
+    public let second: SessionPlace
 
     public var code: String { kind.rawValue }
 
-    public func message(_ sessions: [ScheduleKey: RotaSession]) -> (zh: String, en: String) {
-        let a = sessions[first], b = sessions[second]
-        let times = "\(a.map { "\($0.schedule.start)-\($0.schedule.end)" } ?? "?") / \(b.map { "\($0.schedule.start)-\($0.schedule.end)" } ?? "?")"
+    public var zh: String {
+        let (a, b) = (first, second)
         switch kind {
         case .doctorTwice:
-            return ("医生 \(first.practitionerID) 在 \(first.date) 同时有两次出诊（\(first.halfDay.zh) 与 \(second.halfDay.zh)，\(times)），请删除或改动其中一次。",
-                    "Doctor \(first.practitionerID) has two sessions at once on \(first.date) (\(first.halfDay.en) and \(second.halfDay.en), \(times)); remove or move one of them.")
+            return "医生 \(a.key.practitionerID) 在 \(a.key.date) 同时有两次出诊（\(a.key.halfDay.zh) \(a.start)-\(a.end) 与 \(b.key.halfDay.zh) \(b.start)-\(b.end)），请删除或改动其中一次。"
         case .roomTwice:
-            let room = a?.room ?? "?"
-            return ("诊室「\(room)」在 \(first.date) 同时排了两次出诊（\(first.practitionerID) 与 \(second.practitionerID)，\(times)），请为其中一次换诊室或时间。",
-                    "Room \"\(room)\" holds two sessions at once on \(first.date) (\(first.practitionerID) and \(second.practitionerID), \(times)); give one of them another room or time.")
+            return "诊室「\(a.room ?? "")」在 \(a.key.date) 同时排了两次出诊（\(a.key.practitionerID) \(a.start)-\(a.end) 与 \(b.key.practitionerID) \(b.start)-\(b.end)），请为其中一次换诊室或时间。"
+        }
+    }
+
+    public var en: String {
+        let (a, b) = (first, second)
+        switch kind {
+        case .doctorTwice:
+            return "Doctor \(a.key.practitionerID) has two sessions at once on \(a.key.date) (\(a.key.halfDay.en) \(a.start)-\(a.end) and \(b.key.halfDay.en) \(b.start)-\(b.end)); remove or move one of them."
+        case .roomTwice:
+            return "Room \"\(a.room ?? "")\" holds two sessions at once on \(a.key.date) (\(a.key.practitionerID) \(a.start)-\(a.end) and \(b.key.practitionerID) \(b.start)-\(b.end)); give one of them another room or time."
         }
     }
 }
@@ -208,25 +231,27 @@ public enum Rota {
     /// Every pair of sessions that cannot both happen: one doctor twice at once (or twice in a
     /// half-day, which the schedule's identity allows once), one room twice at once. Sessions
     /// that only touch (one ends when the other starts) do not conflict.
-    public static func conflicts(_ sessions: [RotaSession]) -> [RotaConflict] {
+    public static func conflicts(_ sessions: [SessionPlace]) -> [RotaConflict] {
         var out: [RotaConflict] = []
-        func scan(_ groups: [[RotaSession]], _ kind: RotaConflict.Kind) {
+        func scan(_ groups: some Sequence<[SessionPlace]>, _ kind: RotaConflict.Kind) {
             for group in groups where group.count > 1 {
-                let sorted = group.sorted { ($0.schedule.start, $0.key.rawValue) < ($1.schedule.start, $1.key.rawValue) }
+                let sorted = group.sorted { ($0.start, $0.key.rawValue) < ($1.start, $1.key.rawValue) }
                 for (i, a) in sorted.enumerated() {
                     for b in sorted[(i + 1)...] {
                         // Starts of one half-day sort together, so a later one of a's half-day is not past this break.
                         let sameHalfDay = kind == .doctorTwice && a.key == b.key
-                        guard sameHalfDay || b.schedule.start < a.schedule.end else { break }
-                        out.append(RotaConflict(kind: kind, first: a.key, second: b.key))
+                        guard sameHalfDay || b.start < a.end else { break }
+                        out.append(RotaConflict(kind: kind, first: a, second: b))
                     }
                 }
             }
         }
-        scan(Array(Dictionary(grouping: sessions) { DoctorDay(doctor: $0.schedule.practitionerID, date: $0.schedule.date) }.values), .doctorTwice)
-        scan(Array(Dictionary(grouping: sessions) { RoomDay(room: $0.room, date: $0.schedule.date) }.values), .roomTwice)
-        return out.sorted { ($0.first.rawValue, $0.second.rawValue, $0.code) < ($1.first.rawValue, $1.second.rawValue, $1.code) }
+        scan(Dictionary(grouping: sessions) { DoctorDay(doctor: $0.key.practitionerID, date: $0.key.date) }.values, .doctorTwice)
+        scan(Dictionary(grouping: sessions.filter { $0.room != nil }) { RoomDay(room: $0.room ?? "", date: $0.key.date) }.values, .roomTwice)
+        return out.sorted { ($0.first.key.rawValue, $0.second.key.rawValue, $0.code) < ($1.first.key.rawValue, $1.second.key.rawValue, $1.code) }
     }
+
+    public static func conflicts(_ sessions: [RotaSession]) -> [RotaConflict] { conflicts(sessions.map(\.place)) }
 
     private struct DoctorDay: Hashable { var doctor: PractitionerID; var date: CivilDate }
     private struct RoomDay: Hashable { var room: String; var date: CivilDate }

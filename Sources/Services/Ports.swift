@@ -38,6 +38,25 @@ package protocol BookingConsensus: Sendable {
     func takeChangedBlocks() -> ChangedBlocks.Taken
 }
 
+/// A published session's lease block, for the node to propose to the cluster.
+package struct SessionBlock: Sendable, Hashable {
+    package var block: BlockID
+    /// The node that holds the block (where the department's staff work).
+    package var home: String
+    package var slots: Int
+    /// When its slots open for booking (ms since 1970).
+    package var opensAtMs: Int64
+
+    package init(block: BlockID, home: String, slots: Int, opensAtMs: Int64) {
+        self.block = block; self.home = home; self.slots = slots; self.opensAtMs = opensAtMs
+    }
+}
+
+/// Defining sessions' lease blocks: proposed now and again until they are committed.
+package protocol SessionBlocks: Sendable {
+    func defineSessions(_ sessions: [SessionBlock])
+}
+
 /// Blocks changed since they were last taken; `all` after the state was replaced (a snapshot).
 package final class ChangedBlocks: Sendable {
     package enum Taken: Sendable, Equatable { case some(Set<BlockID>), all }

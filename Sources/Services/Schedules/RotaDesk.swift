@@ -1,0 +1,205 @@
+import Consensus
+import Domain
+import Foundation
+import ReplicatedCore
+
+/// A department's rota (排班表): its doctors' weekly templates, the sessions planned from them for
+/// the coming weeks, and publishing those: schedule and slot rows that every node receives, and a
+/// lease block per session, held on this node, that opens at the session's release time.
+package struct RotaDesk: Sendable {
+    let store: any RecordStore
+    let blocks: any SessionBlocks
+    /// This node: it holds the blocks of the sessions it publishes.
+    let node: String
+    let clock: NodeClock
+    let fees: FeeTable
+    let release: ReleaseRule
+
+    package init(store: any RecordStore, blocks: any SessionBlocks, node: String, clock: NodeClock,
+                 fees: FeeTable = .standard, release: ReleaseRule = .standard) {
+        self.store = store; self.blocks = blocks; self.node = node; self.clock = clock; self.fees = fees; self.release = release
+    }
+
+    /// Weeks of a department's rota as they would be published.
+    package struct Plan: Sendable {
+        /// Sessions not published yet, in date order.
+        package var sessions: [RotaSession]
+        /// Sessions of the templates that are published already (publishing leaves them as they are).
+        package var published: [ScheduleKey]
+        /// Pairs that cannot both happen, each with at least one new session in it.
+        package var conflicts: [RotaConflict]
+    }
+
+    // MARK: Templates
+
+    /// Saves one line of a doctor's weekly template (a line for the same weekday and half-day is
+    /// replaced); returns the doctor's department.
+    @discardableResult
+    package func saveTemplate(_ t: ClinicTemplate) throws(StaffError) -> String {
+        let department = try departmentOf(t.practitionerID)
+        try storing {
+            try store.write { w in
+                try w.upsert("clinic_template", key: Self.templateKey(t.practitionerID, t.weekday, t.halfDay), values: [
+                    "practitioner": .text(t.practitionerID.rawValue), "department": .text(department),
+                    "weekday": .integer(Int64(t.weekday.rawValue)), "half_day": .text(t.halfDay.rawValue), "room": .text(t.room),
+                    "start": .text(t.start.description), "capacity": .integer(Int64(t.capacity)),
+                    "minutes_per_slot": .integer(Int64(t.minutesPerSlot)), "walk_in_reserve": .integer(Int64(t.walkInReserve)),
+                ])
+            }
+        }
+        return department
+    }
+
+    package func deleteTemplate(_ doctor: PractitionerID, _ weekday: Weekday, _ halfDay: HalfDay) throws(StaffError) {
+        let key = Self.templateKey(doctor, weekday, halfDay)
+        try storing {
+            guard try store.liveRow("clinic_template", key: key) != nil else {
+                throw StaffError(404, "template.not_found", zh: "没有这一行出诊模板（\(doctor) \(weekday.zh)\(halfDay.zh)），无需删除。",
+                                 en: "there is no template line for \(doctor) on \(weekday.en) \(halfDay.en); nothing to delete.")
+            }
+            try store.write { w in _ = try w.delete("clinic_template", key: key) }
+        }
+    }
+
+    /// The department's template lines, by doctor, weekday and half-day.
+    package func templates(department: String) throws(StaffError) -> [ClinicTemplate] {
+        let rows = try storing {
+            try store.liveRows("clinic_template", equal: ["department": .text(department)], range: nil, newestBy: nil, limit: 100_000)
+        }
+        return rows.compactMap { Self.template($0.row) }
+            .sorted { ($0.practitionerID.rawValue, $0.weekday.rawValue, $0.halfDay.order) < ($1.practitionerID.rawValue, $1.weekday.rawValue, $1.halfDay.order) }
+    }
+
+    // MARK: Planning and publishing
+
+    /// The department's sessions of `weeks` weeks from `from`, made from its templates, beside
+    /// what is published already.
+    package func plan(department: String, from: CivilDate, weeks: Int) throws(StaffError) -> Plan {
+        let today = try today()
+        let doctors = try doctors(department: department)
+        let sessions: [RotaSession]
+        do {
+            sessions = try Rota.generate(templates: try templates(department: department), practitioners: doctors, from: from,
+                                         weeks: weeks, today: today, fees: fees, release: release)
+        } catch let e as ValidationError {
+            throw .invalid(e)
+        } catch let e as StaffError {
+            throw e
+        } catch {
+            throw .storeUnavailable
+        }
+        let last = (try? from.adding(days: 7 * weeks - 1)) ?? from
+        let existing = try published(department: department, from: from, through: last)
+        let fresh = sessions.filter { existing[$0.key] == nil }
+        let freshKeys = Set(fresh.map(\.key))
+        let conflicts = Rota.conflicts(fresh.map(\.place) + existing.values)
+            .filter { freshKeys.contains($0.first.key) || freshKeys.contains($0.second.key) }
+        return Plan(sessions: fresh, published: sessions.map(\.key).filter { existing[$0] != nil }, conflicts: conflicts)
+    }
+
+    /// Publishes the plan's new sessions, or nothing if any of them conflicts: their schedule and
+    /// slot rows, and their blocks (held here, opening at their release times).
+    package func publish(department: String, from: CivilDate, weeks: Int) throws(StaffError) -> Plan {
+        let plan = try plan(department: department, from: from, weeks: weeks)
+        if let first = plan.conflicts.first {
+            let more = plan.conflicts.count - 1
+            throw StaffError(409, first.code, zh: first.zh + (more > 0 ? "另有 \(more) 处冲突。" : "") + "排班未发布。",
+                             en: first.en + (more > 0 ? " \(more) more conflict(s)." : "") + " Nothing was published.")
+        }
+        try storing {
+            try store.write { w in
+                for s in plan.sessions {
+                    let schedule = s.schedule
+                    let key = schedule.key.rawValue
+                    try w.insert("schedule", key: key, values: [
+                        "practitioner": .text(schedule.practitionerID.rawValue), "department": .text(department),
+                        "date": .text(schedule.date.description), "half_day": .text(schedule.halfDay.rawValue),
+                        "capacity": .integer(Int64(schedule.capacity)), "status": .text("active"), "room": .text(s.room),
+                        "start": .text(schedule.start.description), "end": .text(schedule.end.description),
+                        "walk_in_reserve": .integer(Int64(s.walkInReserve)), "fee_fen": .integer(Int64(schedule.feeFen)),
+                        "opens_at_ms": .integer(Self.ms(s.opensAt)), "home": .text(node),
+                    ])
+                    for slot in schedule.slots() {
+                        try w.insert("slot", key: slot.key.rawValue, values: [
+                            "schedule": .text(key), "sequence": .integer(Int64(slot.sequence)), "status": .text(slot.status.rawValue)])
+                    }
+                }
+            }
+        }
+        blocks.defineSessions(plan.sessions.map {
+            SessionBlock(block: $0.key.rawValue, home: node, slots: $0.schedule.capacity, opensAtMs: Self.ms($0.opensAt))
+        })
+        return plan
+    }
+
+    // MARK: Rows
+
+    static func templateKey(_ doctor: PractitionerID, _ weekday: Weekday, _ halfDay: HalfDay) -> String {
+        "\(doctor.rawValue)/\(weekday.rawValue)/\(halfDay.rawValue)"
+    }
+
+    /// A stored line; nil if it does not validate (a later version wrote what this one cannot read).
+    static func template(_ row: [String: ColumnValue]) -> ClinicTemplate? {
+        guard let doctor = row["practitioner"]?.textValue.flatMap({ try? PractitionerID($0) }),
+              let weekday = row["weekday"]?.integerValue.flatMap({ Weekday(rawValue: Int($0)) }),
+              let halfDay = row["half_day"]?.textValue.flatMap(HalfDay.init(rawValue:)),
+              let room = row["room"]?.textValue, let start = row["start"]?.textValue.flatMap({ try? LocalTime(parsing: $0) }),
+              let capacity = row["capacity"]?.integerValue, let minutes = row["minutes_per_slot"]?.integerValue,
+              let reserve = row["walk_in_reserve"]?.integerValue else { return nil }
+        return try? ClinicTemplate(practitionerID: doctor, weekday: weekday, halfDay: halfDay, room: room, start: start,
+                                   capacity: Int(capacity), minutesPerSlot: Int(minutes), walkInReserve: Int(reserve))
+    }
+
+    /// The department's published sessions from `from` through `last`, as the conflict checks see
+    /// them (sessions published before rooms and times were kept have the half-day's usual hours).
+    func published(department: String, from: CivilDate, through last: CivilDate) throws(StaffError) -> [ScheduleKey: SessionPlace] {
+        let rows = try storing {
+            try store.liveRows("schedule", equal: ["department": .text(department)],
+                               range: (column: "date", from: .text(from.description), to: .text(last.description)), newestBy: nil, limit: 1_000_000)
+        }
+        var out: [ScheduleKey: SessionPlace] = [:]
+        for (key, row) in rows {
+            guard let k = try? ScheduleKey(rawValue: key), row["status"]?.textValue != "cancelled" else { continue }
+            let start = row["start"]?.textValue.flatMap { try? LocalTime(parsing: $0) } ?? k.halfDay.defaultStart
+            let end = row["end"]?.textValue.flatMap { try? LocalTime(parsing: $0) } ?? k.halfDay.defaultEnd
+            out[k] = SessionPlace(key: k, start: start, end: end, room: row["room"]?.textValue)
+        }
+        return out
+    }
+
+    func doctors(department: String) throws(StaffError) -> [PractitionerID: Practitioner] {
+        let rows = try storing {
+            try store.liveRows("practitioner", equal: ["department": .text(department)], range: nil, newestBy: nil, limit: 100_000)
+        }
+        var out: [PractitionerID: Practitioner] = [:]
+        for (key, row) in rows {
+            guard let id = try? PractitionerID(key), let title = row["title"]?.textValue.flatMap(PractitionerTitle.init(rawValue:)),
+                  let dept = try? DepartmentID(department),
+                  let doctor = try? Practitioner(id: id, name: row["name"]?.textValue ?? "", title: title, departmentID: dept) else { continue }
+            out[id] = doctor
+        }
+        return out
+    }
+
+    func departmentOf(_ doctor: PractitionerID) throws(StaffError) -> String {
+        let row = try storing { try store.liveRow("practitioner", key: doctor.rawValue) }
+        guard let department = row?["department"]?.textValue else {
+            throw StaffError(404, "rota.unknown_doctor", zh: "医生 \(doctor) 不存在，请先建立该医生。",
+                             en: "doctor \(doctor) does not exist; add the doctor first.")
+        }
+        return department
+    }
+
+    func today() throws(StaffError) -> CivilDate {
+        do { return try ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(clock.wallMillis()) / 1000)).date } catch {
+            throw .invalid(error)
+        }
+    }
+
+    static func ms(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+
+    /// Store work: a refusal passes through; anything else means the records cannot be used now.
+    func storing<T>(_ body: () throws -> T) throws(StaffError) -> T {
+        do { return try body() } catch let e as StaffError { throw e } catch { throw .storeUnavailable }
+    }
+}

@@ -1,0 +1,128 @@
+@testable import ClinicNode
+import Domain
+import Foundation
+import ReplicatedCore
+import ReplicatedStore
+@testable import Services
+import Synchronization
+import Testing
+
+/// The rota desk over a real replica: templates saved and read back, a plan, publishing it as
+/// schedule and slot rows with their blocks, and what it refuses.
+@Suite("Rota desk")
+struct RotaDeskTests {
+    final class Blocks: SessionBlocks {
+        let defined = Mutex<[SessionBlock]>([])
+        func defineSessions(_ sessions: [SessionBlock]) { defined.withLock { $0 += sessions } }
+    }
+
+    let replica: Replica
+    let blocks = Blocks()
+    let desk: RotaDesk
+    /// Friday 2025-03-14, 10:00 in Shanghai.
+    static let now: Int64 = 1_741_917_600_000
+
+    init() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("rota-\(UUID().uuidString).sqlite").path
+        replica = try Replica.open(path: path, node: "neike", schema: NodeSchema.schema, options: Replica.Options())
+        let store = ReplicaStore(replica: replica, signals: WriteSignals())
+        let clock = NodeClock()
+        clock.frozenAtMillis = Self.now
+        desk = RotaDesk(store: store, blocks: blocks, node: "neike", clock: clock)
+        try replica.write { w in
+            _ = try w.insert("department", key: "neike", values: ["name": .text("内科"), "code": .text("Internal Medicine")])
+            _ = try w.insert("practitioner", key: "dr-wang-li", values: ["name": .text("王丽"), "department": .text("neike"), "title": .text("chiefPhysician")])
+            _ = try w.insert("practitioner", key: "dr-li-na", values: ["name": .text("李娜"), "department": .text("neike"), "title": .text("residentPhysician")])
+            _ = try w.insert("practitioner", key: "dr-zhao", values: ["name": .text("赵强"), "department": .text("waike"), "title": .text("attendingPhysician")])
+        }
+    }
+
+    func line(_ doctor: String, _ weekday: Weekday, _ halfDay: HalfDay = .morning, room: String = "内科 1 诊室", start: String? = nil,
+              capacity: Int = 12, minutes: Int = 20, reserve: Int = 2) throws -> ClinicTemplate {
+        try ClinicTemplate(practitionerID: PractitionerID(doctor), weekday: weekday, halfDay: halfDay, room: room,
+                           start: start.map { try LocalTime(parsing: $0) }, capacity: capacity, minutesPerSlot: minutes, walkInReserve: reserve)
+    }
+
+    static func date(_ text: String) throws -> CivilDate { try CivilDate(parsing: text) }
+
+    @Test("templates are saved per doctor, weekday and half-day, and read back by department")
+    func templates() throws {
+        #expect(try desk.saveTemplate(line("dr-wang-li", .monday)) == "neike")
+        try desk.saveTemplate(line("dr-li-na", .wednesday, .afternoon, room: "内科 2 诊室"))
+        try desk.saveTemplate(line("dr-wang-li", .monday, capacity: 10))  // replaces the Monday morning line
+        try desk.saveTemplate(line("dr-zhao", .friday))
+        let mine = try desk.templates(department: "neike")
+        #expect(mine.map { "\($0.practitionerID)/\($0.weekday.rawValue)/\($0.halfDay.rawValue)" } == ["dr-li-na/3/afternoon", "dr-wang-li/1/morning"])
+        #expect(mine.last?.capacity == 10 && mine.last?.walkInReserve == 2 && mine.first?.room == "内科 2 诊室")
+        #expect(try desk.templates(department: "waike").count == 1)
+
+        #expect(throws: StaffError.self) { try desk.saveTemplate(line("dr-nobody", .monday)) }
+        try desk.deleteTemplate(PractitionerID("dr-li-na"), .wednesday, .afternoon)
+        #expect(try desk.templates(department: "neike").count == 1)
+        let again = #expect(throws: StaffError.self) { try desk.deleteTemplate(PractitionerID("dr-li-na"), .wednesday, .afternoon) }
+        #expect(again?.code == "template.not_found" && again?.status == 404)
+    }
+
+    @Test("publishing writes the sessions and slots every node reads, and defines their blocks here")
+    func publish() throws {
+        try desk.saveTemplate(line("dr-wang-li", .monday))
+        try desk.saveTemplate(line("dr-li-na", .wednesday, .afternoon, room: "内科 2 诊室", capacity: 8, minutes: 30, reserve: 0))
+        let from = try Self.date("2025-03-17")
+        let plan = try desk.publish(department: "neike", from: from, weeks: 2)
+        #expect(plan.sessions.count == 4 && plan.conflicts.isEmpty && plan.published.isEmpty)
+
+        let schedule = try #require(try replica.liveRow("schedule", key: "dr-wang-li/2025-03-17/morning"))
+        #expect(schedule["room"]?.textValue == "内科 1 诊室" && schedule["capacity"]?.integerValue == 12)
+        #expect(schedule["start"]?.textValue == "08:00" && schedule["end"]?.textValue == "12:00")
+        #expect(schedule["walk_in_reserve"]?.integerValue == 2 && schedule["fee_fen"]?.integerValue == 5000 && schedule["home"]?.textValue == "neike")
+        #expect(schedule["opens_at_ms"]?.integerValue == 1_741_590_000_000, "2025-03-10 15:00 in Shanghai")
+        #expect(try replica.liveRow("slot", key: "dr-wang-li/2025-03-17/morning/012")?["schedule"]?.textValue == "dr-wang-li/2025-03-17/morning")
+        #expect(try replica.liveRow("slot", key: "dr-li-na/2025-03-26/afternoon/008") != nil)
+
+        let defined = blocks.defined.withLock { $0 }
+        #expect(defined.map(\.block).sorted() == ["dr-li-na/2025-03-19/afternoon", "dr-li-na/2025-03-26/afternoon",
+                                                   "dr-wang-li/2025-03-17/morning", "dr-wang-li/2025-03-24/morning"])
+        #expect(defined.allSatisfy { $0.home == "neike" } && defined.first { $0.block.hasPrefix("dr-li-na") }?.slots == 8)
+
+        // Published again, and one week further: only the new week's sessions are new.
+        let next = try desk.publish(department: "neike", from: from, weeks: 3)
+        #expect(next.published.count == 4 && next.sessions.map(\.key.rawValue) == ["dr-wang-li/2025-03-31/morning", "dr-li-na/2025-04-02/afternoon"])
+        #expect(blocks.defined.withLock { $0.count } == 6)
+    }
+
+    @Test("a plan that conflicts with itself or with what is published publishes nothing and says why")
+    func conflicts() throws {
+        // Dr Wang's Monday morning runs 09:00-13:00 in room 1; Dr Li's Monday in the same room from 11:00.
+        try desk.saveTemplate(line("dr-wang-li", .monday, start: "09:00"))
+        try desk.saveTemplate(line("dr-li-na", .monday, start: "11:00", capacity: 3))
+        let from = try Self.date("2025-03-17")
+        let refused = #expect(throws: StaffError.self) { try desk.publish(department: "neike", from: from, weeks: 1) }
+        #expect(refused?.status == 409 && refused?.code == "rota.room_twice")
+        #expect(refused?.zh.contains("排班未发布") == true && refused?.en.contains("Nothing was published") == true)
+        #expect(try replica.liveRow("schedule", key: "dr-wang-li/2025-03-17/morning") == nil)
+        #expect(blocks.defined.withLock { $0.isEmpty })
+
+        // In another room it publishes. Then an afternoon for Dr Wang from 12:30 meets his published morning.
+        try desk.saveTemplate(line("dr-li-na", .monday, room: "内科 2 诊室", start: "11:00", capacity: 3))
+        _ = try desk.publish(department: "neike", from: from, weeks: 1)
+        try desk.saveTemplate(line("dr-wang-li", .monday, .afternoon, room: "内科 3 诊室", start: "12:30"))
+        let plan = try desk.plan(department: "neike", from: from, weeks: 1)
+        #expect(plan.published.count == 2 && plan.sessions.map(\.key.rawValue) == ["dr-wang-li/2025-03-17/afternoon"])
+        #expect(plan.conflicts.map(\.code) == ["rota.doctor_twice"])
+        // From 13:00 it only touches the morning.
+        try desk.saveTemplate(line("dr-wang-li", .monday, .afternoon, room: "内科 3 诊室", start: "13:00"))
+        #expect(try desk.plan(department: "neike", from: from, weeks: 1).conflicts.isEmpty)
+    }
+
+    @Test("bad dates and unknown doctors are refused with a reason and write nothing")
+    func badInput() throws {
+        try desk.saveTemplate(line("dr-wang-li", .monday))
+        let past = #expect(throws: StaffError.self) { try desk.publish(department: "neike", from: Self.date("2025-03-10"), weeks: 1) }
+        #expect(past?.code == "rota.past" && past?.status == 400)
+        let far = #expect(throws: StaffError.self) { try desk.publish(department: "neike", from: Self.date("2026-03-10"), weeks: 1) }
+        #expect(far?.code == "rota.too_far")
+        let weeks = #expect(throws: StaffError.self) { try desk.plan(department: "neike", from: Self.date("2025-03-17"), weeks: 0) }
+        #expect(weeks?.code == "rota.weeks")
+        #expect(try replica.liveRows("schedule").isEmpty && blocks.defined.withLock { $0.isEmpty })
+    }
+}
