@@ -7,17 +7,18 @@ import ReplicatedStore
 import Synchronization
 import Testing
 
+/// Block definitions as a node would propose them, kept for the test to read.
+final class RecordedSessionBlocks: SessionBlocks {
+    let defined = Mutex<[SessionBlock]>([])
+    func defineSessions(_ sessions: [SessionBlock]) { defined.withLock { $0 += sessions } }
+}
+
 /// The rota desk over a real replica: templates saved and read back, a plan, publishing it as
 /// schedule and slot rows with their blocks, and what it refuses.
 @Suite("Rota desk")
 struct RotaDeskTests {
-    final class Blocks: SessionBlocks {
-        let defined = Mutex<[SessionBlock]>([])
-        func defineSessions(_ sessions: [SessionBlock]) { defined.withLock { $0 += sessions } }
-    }
-
     let replica: Replica
-    let blocks = Blocks()
+    let blocks = RecordedSessionBlocks()
     let desk: RotaDesk
     /// Friday 2025-03-14, 10:00 in Shanghai.
     static let now: Int64 = 1_741_917_600_000
@@ -84,6 +85,10 @@ struct RotaDeskTests {
                                                    "dr-wang-li/2025-03-17/morning", "dr-wang-li/2025-03-24/morning"])
         #expect(defined.allSatisfy { $0.home == "neike" } && defined.first { $0.block.hasPrefix("dr-li-na") }?.slots == 8)
 
+        // A span that ends on a published session's date counts it as published.
+        let endingOnWednesday = try desk.plan(department: "neike", from: Self.date("2025-03-20"), weeks: 1)
+        #expect(endingOnWednesday.sessions.isEmpty && endingOnWednesday.published.map(\.rawValue).sorted() == ["dr-li-na/2025-03-26/afternoon", "dr-wang-li/2025-03-24/morning"])
+
         // Published again, and one week further: only the new week's sessions are new.
         let next = try desk.publish(department: "neike", from: from, weeks: 3)
         #expect(next.published.count == 4 && next.sessions.map(\.key.rawValue) == ["dr-wang-li/2025-03-31/morning", "dr-li-na/2025-04-02/afternoon"])
@@ -112,6 +117,15 @@ struct RotaDeskTests {
         // From 13:00 it only touches the morning.
         try desk.saveTemplate(line("dr-wang-li", .monday, .afternoon, room: "内科 3 诊室", start: "13:00"))
         #expect(try desk.plan(department: "neike", from: from, weeks: 1).conflicts.isEmpty)
+    }
+
+    @Test("a session of today that has begun is not planned; a later one today is")
+    func sessionsOfToday() throws {
+        // Friday 2025-03-14 at 10:00: the morning has begun, the afternoon has not.
+        try desk.saveTemplate(line("dr-wang-li", .friday))
+        try desk.saveTemplate(line("dr-wang-li", .friday, .afternoon, room: "内科 2 诊室"))
+        let plan = try desk.plan(department: "neike", from: Self.date("2025-03-14"), weeks: 1)
+        #expect(plan.sessions.map(\.key.rawValue) == ["dr-wang-li/2025-03-14/afternoon"])
     }
 
     @Test("bad dates and unknown doctors are refused with a reason and write nothing")

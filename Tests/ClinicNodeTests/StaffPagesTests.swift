@@ -348,6 +348,8 @@ struct StaffFixture {
     let replica: Replica
     let desk: StaffDesk
     let app: Application<RouterResponder<PatientRequestContext>>
+    let rota: RotaDesk
+    let blocks = RecordedSessionBlocks()
 
     let dataKey = SymmetricKey(size: .bits256)
     let appointments = FixtureAppointments()
@@ -365,7 +367,8 @@ struct StaffFixture {
         desk = StaffDesk(store: store, clock: clock, node: "n1", dataKey: dataKey, hasher: PasswordHasher(logRounds: 10),
                          rules: try AccessRules.shipped(), audit: audit, idleSeconds: idleSeconds, logger: Logger(label: "staff-test"))
         let router = Router(context: PatientRequestContext.self)
-        try StaffPages(desk: desk, appointments: appointments, logger: Logger(label: "staff-test")).add(to: router)
+        rota = RotaDesk(store: store, blocks: blocks, node: "n1", clock: clock)
+        try StaffPages(desk: desk, appointments: appointments, rota: rota, logger: Logger(label: "staff-test")).add(to: router)
         app = Application(router: router)
     }
 

@@ -47,7 +47,7 @@ struct PatientRoutesTests {
                 let e = try refusal(r)
                 #expect(r.status == .badRequest && e.code == "request.invalid" && e.en.contains("resident_id"))
             }
-            try await client.execute(uri: "/api/v1/slots?half_day=evening", method: .get) { r in
+            try await client.execute(uri: "/api/v1/slots?half_day=night", method: .get) { r in
                 #expect(r.status == .badRequest)
                 try #expect(refusal(r).code == "search.half_day")
             }

@@ -32,6 +32,13 @@ enum PageTexts {
         "twoStepOff": "两步验证未开启。开启后，登录除密码外还需手机验证器（如 Google Authenticator、Microsoft Authenticator）中的 6 位动态验证码。",
         "twoStepSetup": "在验证器中添加账户，手动输入以下密钥（基于时间，6 位，30 秒）：", "twoStepURL": "或打开此地址：",
         "twoStepTurnOn": "开启两步验证", "on": "已开启", "off": "未开启",
+        "evening": "晚间", "rotaTitle": "排班", "rotaTemplates": "每周出诊模板", "rotaNoTemplates": "尚无出诊模板，请在下方添加。",
+        "rotaAddLine": "添加或替换一行模板（同一医生、星期、时段只有一行）", "weekday": "星期", "room": "诊室", "start": "开始时间",
+        "startHint": "（可空，默认上午 08:00、下午 13:30、晚间 18:00）", "minutesPerSlot": "每号分钟数", "walkInReserve": "现场号预留",
+        "slots": "号源/现场", "delete": "删除", "rotaGrid": "排班表", "rotaNew": "待发布", "rotaPublished": "已发布",
+        "rotaConflicts": "冲突（须先解决才能发布）", "rotaPublish": "发布这几周的排班", "rotaNothingNew": "这几周没有待发布的出诊。",
+        "rotaShow": "显示", "weeks": "周数", "previousWeeks": "上几周", "nextWeeks": "下几周", "department": "科室", "doctorTime": "时间",
+        "rotaPublishHint": "发布后，每次出诊的号源按放号规则开放（默认就诊日前 7 天 15:00），患者即可预约。",
     ]
     static let en: [String: String] = [
         "brand": "Outpatients", "node": "Node", "otherLanguage": "中文", "signOut": "Sign out", "footer": "ClinicMesh outpatient system · one node per department",
@@ -56,5 +63,12 @@ enum PageTexts {
         "twoStepOff": "Two-step sign-in is off. Once on, signing in needs, besides the password, the 6-digit code from an authenticator app on your phone (such as Google or Microsoft Authenticator).",
         "twoStepSetup": "Add an account in the app and type this key by hand (time-based, 6 digits, 30 s):", "twoStepURL": "Or open this address:",
         "twoStepTurnOn": "Turn two-step sign-in on", "on": "On", "off": "Off",
+        "evening": "Evening", "rotaTitle": "Rota", "rotaTemplates": "Weekly clinic templates", "rotaNoTemplates": "No template lines yet; add one below.",
+        "rotaAddLine": "Add or replace a template line (one line per doctor, weekday and half-day)", "weekday": "Weekday", "room": "Room", "start": "Start",
+        "startHint": "(optional; by default 08:00 in the morning, 13:30 in the afternoon, 18:00 in the evening)", "minutesPerSlot": "Minutes per slot",
+        "walkInReserve": "Walk-in reserve", "slots": "Slots/walk-in", "delete": "Delete", "rotaGrid": "Rota", "rotaNew": "To publish", "rotaPublished": "Published",
+        "rotaConflicts": "Conflicts (to be solved before publishing)", "rotaPublish": "Publish these weeks", "rotaNothingNew": "Nothing to publish in these weeks.",
+        "rotaShow": "Show", "weeks": "Weeks", "previousWeeks": "Earlier weeks", "nextWeeks": "Later weeks", "department": "Department", "doctorTime": "Time",
+        "rotaPublishHint": "Once published, each session's slots open by the release rule (by default 15:00, 7 days before the visit) and patients can book them.",
     ]
 }

@@ -24,15 +24,19 @@ package struct StaffPages: Sendable {
     package let desk: StaffDesk
     /// The patients' appointments (the node's read model): the care relation `dept` scope checks.
     let appointments: (any PatientAppointments)?
+    /// The departments' rotas (nil: this node offers no rota page).
+    let rota: RotaDesk?
     let renderer: PageRenderer
     /// Sign-in attempts per client address on this node (`staff.sign_in_burst`, `_per_second`).
     /// The lockout guards each account; this guards the node (each attempt costs a 32 MiB scrypt).
     let signInLimiter: RateLimiter
     let logger: Logger
 
-    package init(desk: StaffDesk, appointments: (any PatientAppointments)? = nil, signInBurst: Int = 30, signInPerSecond: Double = 1, logger: Logger) throws {
+    package init(desk: StaffDesk, appointments: (any PatientAppointments)? = nil, rota: RotaDesk? = nil, signInBurst: Int = 30,
+                 signInPerSecond: Double = 1, logger: Logger) throws {
         self.desk = desk
         self.appointments = appointments
+        self.rota = rota
         signInLimiter = RateLimiter(burst: signInBurst, perSecond: signInPerSecond)
         self.logger = logger
         renderer = try PageRenderer.shipped()
@@ -60,7 +64,7 @@ package struct StaffPages: Sendable {
         StaffRoute(method: .get, path: "/staff/patients", action: "patient.read"),
         StaffRoute(method: .get, path: "/staff/patients/{key}", action: "patient.read"),
         StaffRoute(method: .post, path: "/staff/patients/{key}/break-glass", action: "patient.break_glass"),
-    ]
+    ] + rotaRoutes
 
     /// Actions taken from a page rather than from a home page's link.
     package static let pageOnlyActions: Set<String> = ["patient.break_glass"]
@@ -68,7 +72,7 @@ package struct StaffPages: Sendable {
     /// Where a home page's link for an action goes.
     static let actionPaths: [String: String] = [
         "home": "/staff/", "password.change": "/staff/password", "schedule.own": "/staff/schedule",
-        "staff.manage": "/staff/accounts", "audit.read": "/staff/audit", "patient.read": "/staff/patients",
+        "staff.manage": "/staff/accounts", "audit.read": "/staff/audit", "patient.read": "/staff/patients", "rota.manage": "/staff/rota",
     ]
 
     /// Events on one page of the auditor's view (older ones on the next page).
@@ -238,6 +242,8 @@ package struct StaffPages: Sendable {
             }
         case (.get, "/staff/schedule"):
             return try schedulePage(page, account)
+        case (_, _) where route.path.hasPrefix("/staff/rota"):
+            return try rotaRoute(route, request, form: form, page: page, account)
         case (.get, "/staff/accounts"):
             return try accountsPage(page, message: nil, status: 200)
         case (.post, "/staff/accounts"):

@@ -134,7 +134,7 @@ extension BookingDesk {
             throw PatientError(503, "store.unavailable", zh: "号源目录暂时无法读取。", en: "the session directory cannot be read right now.")
         }
         if let h = q.halfDay, HalfDay(rawValue: h) == nil {
-            throw PatientError(400, "search.half_day", zh: "half_day 只能是 morning 或 afternoon。", en: "half_day must be morning or afternoon.")
+            throw PatientError(400, "search.half_day", zh: "half_day 只能是 morning、afternoon 或 evening。", en: "half_day must be morning, afternoon or evening.")
         }
         let date: CivilDate?
         if let d = q.date {

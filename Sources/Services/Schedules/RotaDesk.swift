@@ -22,7 +22,7 @@ package struct RotaDesk: Sendable {
 
     /// Weeks of a department's rota as they would be published.
     package struct Plan: Sendable {
-        /// Sessions not published yet, in date order.
+        /// Sessions not published yet and not begun, in date order.
         package var sessions: [RotaSession]
         /// Sessions of the templates that are published already (publishing leaves them as they are).
         package var published: [ScheduleKey]
@@ -33,10 +33,15 @@ package struct RotaDesk: Sendable {
     // MARK: Templates
 
     /// Saves one line of a doctor's weekly template (a line for the same weekday and half-day is
-    /// replaced); returns the doctor's department.
+    /// replaced); returns the doctor's department. `department`: the one the rota being edited
+    /// belongs to; a doctor of another is refused.
     @discardableResult
-    package func saveTemplate(_ t: ClinicTemplate) throws(StaffError) -> String {
+    package func saveTemplate(_ t: ClinicTemplate, department wanted: String? = nil) throws(StaffError) -> String {
         let department = try departmentOf(t.practitionerID)
+        if let wanted, wanted != department {
+            throw StaffError(400, "rota.other_department", zh: "医生 \(t.practitionerID) 属于科室 \(department)，不能排进 \(wanted) 的排班。",
+                             en: "doctor \(t.practitionerID) belongs to department \(department), not to \(wanted)'s rota.")
+        }
         try storing {
             try store.write { w in
                 try w.upsert("clinic_template", key: Self.templateKey(t.practitionerID, t.weekday, t.halfDay), values: [
@@ -90,7 +95,9 @@ package struct RotaDesk: Sendable {
         }
         let last = (try? from.adding(days: 7 * weeks - 1)) ?? from
         let existing = try published(department: department, from: from, through: last)
-        let fresh = sessions.filter { existing[$0.key] == nil }
+        // A session of today that has begun is past: it is never published.
+        let now = Date(timeIntervalSince1970: Double(clock.wallMillis()) / 1000)
+        let fresh = sessions.filter { existing[$0.key] == nil && ShanghaiTime.instant(date: $0.schedule.date, time: $0.schedule.start) > now }
         let freshKeys = Set(fresh.map(\.key))
         let conflicts = Rota.conflicts(fresh.map(\.place) + existing.values)
             .filter { freshKeys.contains($0.first.key) || freshKeys.contains($0.second.key) }
@@ -134,7 +141,7 @@ package struct RotaDesk: Sendable {
 
     // MARK: Rows
 
-    static func templateKey(_ doctor: PractitionerID, _ weekday: Weekday, _ halfDay: HalfDay) -> String {
+    package static func templateKey(_ doctor: PractitionerID, _ weekday: Weekday, _ halfDay: HalfDay) -> String {
         "\(doctor.rawValue)/\(weekday.rawValue)/\(halfDay.rawValue)"
     }
 
@@ -152,10 +159,12 @@ package struct RotaDesk: Sendable {
 
     /// The department's published sessions from `from` through `last`, as the conflict checks see
     /// them (sessions published before rooms and times were kept have the half-day's usual hours).
-    func published(department: String, from: CivilDate, through last: CivilDate) throws(StaffError) -> [ScheduleKey: SessionPlace] {
+    package func published(department: String, from: CivilDate, through last: CivilDate) throws(StaffError) -> [ScheduleKey: SessionPlace] {
+        // The range's upper bound is exclusive: the day after `last`.
+        let end = (try? last.adding(days: 1)) ?? last
         let rows = try storing {
             try store.liveRows("schedule", equal: ["department": .text(department)],
-                               range: (column: "date", from: .text(from.description), to: .text(last.description)), newestBy: nil, limit: 1_000_000)
+                               range: (column: "date", from: .text(from.description), to: .text(end.description)), newestBy: nil, limit: 1_000_000)
         }
         var out: [ScheduleKey: SessionPlace] = [:]
         for (key, row) in rows {
@@ -167,7 +176,7 @@ package struct RotaDesk: Sendable {
         return out
     }
 
-    func doctors(department: String) throws(StaffError) -> [PractitionerID: Practitioner] {
+    package func doctors(department: String) throws(StaffError) -> [PractitionerID: Practitioner] {
         let rows = try storing {
             try store.liveRows("practitioner", equal: ["department": .text(department)], range: nil, newestBy: nil, limit: 100_000)
         }
@@ -190,7 +199,7 @@ package struct RotaDesk: Sendable {
         return department
     }
 
-    func today() throws(StaffError) -> CivilDate {
+    package func today() throws(StaffError) -> CivilDate {
         do { return try ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(clock.wallMillis()) / 1000)).date } catch {
             throw .invalid(error)
         }
