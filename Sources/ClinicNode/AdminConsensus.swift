@@ -59,10 +59,6 @@ extension MeshNode {
         for b in blocks { consensus.propose(b.command) }
     }
 
-    package func defineSessions(_ sessions: [SessionBlock]) {
-        defineBlocks(sessions.map { BlockDefinition(block: $0.block, home: $0.home, slots: $0.slots, opensAtMs: $0.opensAtMs) })
-    }
-
     /// Evicts `node` from the cluster (admin): committed through the leader, retried until it is.
     /// From then on every node closes its connections and refuses its certificate, its leases
     /// move, and it leaves the Raft configuration.
@@ -120,5 +116,9 @@ extension MeshNode {
     }
 }
 
-
-extension MeshNode: SessionBlocks {}
+/// Sessions a published rota defines, proposed like any other block definition.
+extension MeshNode: SessionBlocks {
+    package func defineSessions(_ sessions: [SessionBlock]) {
+        defineBlocks(sessions.map { BlockDefinition(block: $0.block, home: $0.home, slots: $0.slots, opensAtMs: $0.opensAtMs) })
+    }
+}

@@ -389,7 +389,10 @@ public final class MeshNode: Sendable {
                 self.evaluateDiskGuard()
                 loops += 1
                 // Every 20th round (10 s at most): a year of sessions is a long list to walk, and closing can wait.
-                if loops % 20 == 0 { self.closeFinishedSessions() }
+                if loops % 20 == 0 {
+                    self.closeFinishedSessions()
+                    self.defineMissingSessionBlocks()
+                }
                 if loops % 40 == 0 { HeapTrim.returnFreePages() }
                 do {
                     if try self.replica.parkedCount() > 0 {
@@ -518,6 +521,23 @@ extension MeshNode {
         guard !finished.isEmpty else { return }
         // A few at a time (`tuning.closingsPerRound`): each closure writes its final rows under the core's lock.
         consensus.close(finished, atMost: config.tuning.closingsPerRound)
+    }
+}
+
+extension MeshNode {
+    /// Proposes again the blocks of sessions a rota published here that the cluster does not
+    /// define: the node stopped between writing the sessions and its proposal's commit.
+    func defineMissingSessionBlocks() {
+        let defined = consensus.view.cluster.blocks
+        let pending = Set(runtime.withLock { $0.pendingBlocks.map(\.block) })
+        do {
+            let missing = try rota.sessionsWithoutBlocks { defined[$0] != nil || pending.contains($0) }
+            guard !missing.isEmpty else { return }
+            logger.notice("重新提议已发布出诊的租约块 / proposing again the blocks of published sessions", metadata: ["rota.sessions": "\(missing.count)"])
+            defineSessions(missing)
+        } catch {
+            logger.warning("无法检查已发布出诊的租约块 / cannot check the blocks of published sessions", metadata: ["node.error": "\(error)"])
+        }
     }
 }
 

@@ -106,6 +106,8 @@ public enum ConsensusWire {
         return parts
     }
 
+    /// What `ByteWriter.entry` writes: index, term and kind (17 bytes), then a blob (u32 length and
+    /// bytes) or a config change (op, and the node as a string).
     static func encodedSize(_ e: LogEntry<[UInt8]>) -> Int {
         switch e.body {
         case .noop: return 17

@@ -89,6 +89,12 @@ struct RotaDeskTests {
         let endingOnWednesday = try desk.plan(department: "neike", from: Self.date("2025-03-20"), weeks: 1)
         #expect(endingOnWednesday.sessions.isEmpty && endingOnWednesday.published.map(\.rawValue).sorted() == ["dr-li-na/2025-03-26/afternoon", "dr-wang-li/2025-03-24/morning"])
 
+        // Had the node stopped before its proposals were committed, the rows say which blocks to propose again.
+        let unproposed = try desk.sessionsWithoutBlocks { $0.hasPrefix("dr-wang-li/") }
+        #expect(unproposed.map(\.block) == ["dr-li-na/2025-03-19/afternoon", "dr-li-na/2025-03-26/afternoon"])
+        #expect(unproposed.allSatisfy { $0.home == "neike" && $0.slots == 8 } && unproposed.first?.opensAtMs == 1_741_762_800_000)
+        #expect(try desk.sessionsWithoutBlocks { _ in true }.isEmpty)
+
         // Published again, and one week further: only the new week's sessions are new.
         let next = try desk.publish(department: "neike", from: from, weeks: 3)
         #expect(next.published.count == 4 && next.sessions.map(\.key.rawValue) == ["dr-wang-li/2025-03-31/morning", "dr-li-na/2025-04-02/afternoon"])

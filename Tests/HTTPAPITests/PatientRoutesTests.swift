@@ -85,6 +85,40 @@ struct PatientRoutesTests {
         }
     }
 
+    @Test func walkInSlotsAreNeverBookedOnline() async throws {
+        let api = try TestAPI()
+        let token = api.patients.tokens.issue(patient: String(repeating: "b2", count: 32), expiresAtMs: api.clock.wallMillis() + 86_400_000)
+        let auth: HTTPFields = [.authorization: "Bearer \(token)", .contentType: "application/json"]
+        try await api.app.test(.router) { client in
+            // sch2: four slots, the last two kept for the registration desk.
+            try await client.execute(uri: "/api/v1/appointments", method: .post, headers: auth,
+                                     body: ByteBuffer(string: #"{"request_id":"w1","slot_id":"sch2/3"}"#)) { r in
+                #expect(r.status == .conflict)
+                try #expect(refusal(r).code == "slot.walk_in")
+            }
+            #expect(api.consensus.requests.isEmpty, "a walk-in slot is refused before any booking round")
+            api.consensus.next(.refused(requestID: "", reason: .slotTaken))
+            try await client.execute(uri: "/api/v1/appointments", method: .post, headers: auth,
+                                     body: ByteBuffer(string: #"{"request_id":"w2","schedule_id":"sch2"}"#)) { _ in }
+            let asked = try #require(api.consensus.requests.last)
+            #expect(([asked.slot] + asked.alternatives).sorted() == [0, 1], "any free slot of the session means any online one")
+            // A session whose every slot is kept for walk-ins has none to offer online.
+            try await client.execute(uri: "/api/v1/appointments", method: .post, headers: auth,
+                                     body: ByteBuffer(string: #"{"request_id":"w3","schedule_id":"sch3"}"#)) { r in
+                #expect(r.status == .conflict)
+                try #expect(refusal(r).code == "slot.walk_in")
+            }
+        }
+    }
+
+    @Test func slotTimesFollowTheSessionsOwnHours() throws {
+        let info = SessionInfo(schedule: "s", department: "d", departmentName: "d", practitioner: "p", practitionerName: "p", title: nil,
+                               date: try CivilDate(parsing: "2026-12-10"), halfDay: .afternoon, capacity: 4,
+                               start: try LocalTime(parsing: "14:00"), end: try LocalTime(parsing: "15:00"), walkInReserve: 2)
+        #expect(info.times(of: 1).start.description == "14:15" && info.times(of: 3).end.description == "15:00")
+        #expect(info.onlineSlots == 2)
+    }
+
     @Test func theInFlightLimitRefusesAtOnceWithRetryAfter() async throws {
         let api = try TestAPI(maxInFlight: 1)
         #expect(api.patients.inFlight.enter())
@@ -131,7 +165,12 @@ private struct TestAPI {
         store.rows["department"] = ["d1": ["name": .text("内科")]]
         store.rows["practitioner"] = ["pr1": ["name": .text("李医生"), "title": .text("attendingPhysician")]]
         store.rows["schedule"] = ["sch1": ["practitioner": .text("pr1"), "department": .text("d1"), "date": .text(tomorrow.description),
-                                           "half_day": .text("morning"), "capacity": .integer(4)]]
+                                           "half_day": .text("morning"), "capacity": .integer(4)],
+                                  "sch2": ["practitioner": .text("pr1"), "department": .text("d1"), "date": .text(tomorrow.description),
+                                           "half_day": .text("afternoon"), "capacity": .integer(4), "start": .text("14:00"), "end": .text("15:00"),
+                                           "walk_in_reserve": .integer(2)],
+                                  "sch3": ["practitioner": .text("pr1"), "department": .text("d1"), "date": .text(tomorrow.description),
+                                           "half_day": .text("evening"), "capacity": .integer(2), "walk_in_reserve": .integer(2)]]
         app = Application(router: PatientAPI(patients: patients, booking: booking, logger: .init(label: "test")).router())
     }
 }

@@ -50,11 +50,19 @@ package struct SessionInfo: Sendable, Hashable {
     package var date: CivilDate
     package var halfDay: HalfDay
     package var capacity: Int
+    /// The session's hours: a published rota's own, else the half-day's usual ones.
+    package var start: LocalTime
+    package var end: LocalTime
+    /// The last slots, kept for the registration desk (现场号): never offered online.
+    package var walkInReserve: Int
 
-    /// Slot `index` (0-based) start and end, "HH:mm", split evenly over the half-day's usual hours.
+    /// Slots 0..<onlineSlots are offered online.
+    package var onlineSlots: Int { capacity - walkInReserve }
+
+    /// Slot `index` (0-based) start and end, "HH:mm", split evenly over the session's hours.
     package func times(of index: Int) -> (start: LocalTime, end: LocalTime) {
-        let first = halfDay.defaultStart.minuteOfDay, minutes = halfDay.defaultEnd.minuteOfDay - first
-        func at(_ n: Int) -> LocalTime { (try? LocalTime(hour: (first + n * minutes / capacity) / 60, minute: (first + n * minutes / capacity) % 60)) ?? halfDay.defaultStart }
+        let first = start.minuteOfDay, minutes = end.minuteOfDay - first
+        func at(_ n: Int) -> LocalTime { (try? LocalTime(hour: (first + n * minutes / capacity) / 60, minute: (first + n * minutes / capacity) % 60)) ?? start }
         return (at(index), at(index + 1))
     }
 
@@ -147,11 +155,15 @@ package final class SessionDirectory: Sendable {
             guard row["status"]?.text != "stopped", let p = row["practitioner"]?.text, let d = row["department"]?.text,
                   let dateText = row["date"]?.text, let date = try? CivilDate(parsing: dateText),
                   let half = row["half_day"]?.text.flatMap(HalfDay.init(rawValue:)), let capacity = row["capacity"]?.integer, capacity > 0 else { continue }
+            let start = row["start"]?.text.flatMap { try? LocalTime(parsing: $0) } ?? half.defaultStart
+            let end = row["end"]?.text.flatMap { try? LocalTime(parsing: $0) } ?? half.defaultEnd
+            let reserve = Int(row["walk_in_reserve"]?.integer ?? 0)
             out[key] = SessionInfo(
                 schedule: key, department: d, departmentName: departments[d]?["name"]?.text ?? d, practitioner: p,
                 practitionerName: practitioners[p]?["name"]?.text ?? p,
                 title: practitioners[p]?["title"]?.text.flatMap(PractitionerTitle.init(rawValue:)),
-                date: date, halfDay: half, capacity: Int(capacity))
+                date: date, halfDay: half, capacity: Int(capacity), start: start, end: end > start ? end : half.defaultEnd,
+                walkInReserve: (0...Int(capacity)).contains(reserve) ? reserve : 0)
         }
         return out
     }

@@ -164,7 +164,7 @@ extension BookingDesk {
                 guard let block = lookup.block(s.schedule) else { continue }
                 let taken = availability.availability(of: s.schedule, block, in: lookup)
                 let opensAtMs = block.opensAtMs > now ? block.opensAtMs : nil
-                for index in 0..<min(s.capacity, block.slots) {
+                for index in 0..<min(s.onlineSlots, block.slots) {
                     let status = taken.status(of: index, nowMs: now)
                     if q.onlyFree, status != .free { continue }
                     if out.count >= q.limit { return out }
@@ -211,10 +211,14 @@ extension BookingDesk {
         } catch let e as PatientError { throw e } catch {
             throw PatientError(503, "store.unavailable", zh: "号源目录暂时无法读取。", en: "the session directory cannot be read right now.")
         }
-        let candidates = slots.isEmpty ? Array(0..<min(info.capacity, 64)) : slots
+        let walkInOnly = PatientError(409, "slot.walk_in", zh: "该号为现场号，只在挂号窗口挂出，请选择其他号。",
+                                      en: "this slot is kept for walk-ins at the registration desk; choose another slot.")
+        if slots.isEmpty, info.onlineSlots == 0 { throw walkInOnly }
+        let candidates = slots.isEmpty ? Array(0..<min(info.onlineSlots, 64)) : slots
         guard let first = candidates.first, candidates.allSatisfy({ $0 < info.capacity }) else {
             throw PatientError(404, "slot.unknown", zh: "该时段没有这个号。", en: "this session has no such slot.")
         }
+        guard candidates.allSatisfy({ $0 < info.onlineSlots }) else { throw walkInOnly }
         let holdID = AppointmentRef.holdID(patient: session.patient, requestID: r.requestID)
         // A session this node sees full is refused without a quota round or a booking: a released
         // slot goes back on offer only minutes later, and by then its records have reached every

@@ -139,6 +139,21 @@ package struct RotaDesk: Sendable {
         return plan
     }
 
+    /// Sessions published here, from today on, whose blocks `isDefined` does not know: the node
+    /// stopped before its proposal was committed. The node proposes them again.
+    package func sessionsWithoutBlocks(isDefined: (BlockID) -> Bool) throws(StaffError) -> [SessionBlock] {
+        let today = try today()
+        let rows = try storing {
+            try store.liveRows("schedule", equal: ["home": .text(node)], range: (column: "date", from: .text(today.description), to: nil),
+                               newestBy: nil, limit: 1_000_000)
+        }
+        return rows.compactMap { key, row in
+            guard !isDefined(key), row["status"]?.textValue == "active", let slots = row["capacity"]?.integerValue,
+                  let opens = row["opens_at_ms"]?.integerValue else { return nil }
+            return SessionBlock(block: key, home: node, slots: Int(slots), opensAtMs: opens)
+        }.sorted { $0.block < $1.block }
+    }
+
     // MARK: Rows
 
     package static func templateKey(_ doctor: PractitionerID, _ weekday: Weekday, _ halfDay: HalfDay) -> String {
