@@ -125,6 +125,32 @@ struct RotaDeskTests {
         #expect(try desk.plan(department: "neike", from: from, weeks: 1).conflicts.isEmpty)
     }
 
+    @Test("an extra session is published at once, unless the doctor has that half-day already or it conflicts")
+    func extraSession() throws {
+        try desk.saveTemplate(line("dr-wang-li", .monday))
+        let monday = try Self.date("2025-03-17")
+        _ = try desk.publish(department: "neike", from: monday, weeks: 1)
+        // Saturday 2025-03-22, a peak day: Dr Li in the evening.
+        let saturday = try Self.date("2025-03-22")
+        let added = try desk.addSession(department: "neike", line("dr-li-na", .saturday, .evening, room: "内科 2 诊室", capacity: 9, reserve: 1), on: saturday)
+        #expect(added.key.rawValue == "dr-li-na/2025-03-22/evening" && added.schedule.feeFen == FeeTable.standard.feeFen(for: .residentPhysician))
+        #expect(try replica.liveRow("schedule", key: added.key.rawValue)?["walk_in_reserve"]?.integerValue == 1)
+        #expect(blocks.defined.withLock { $0.last?.block } == added.key.rawValue)
+
+        func refusal(_ body: () throws -> Void) -> StaffError? {
+            do { try body(); return nil } catch let e as StaffError { return e } catch { return nil }
+        }
+        #expect(refusal { _ = try desk.addSession(department: "neike", line("dr-wang-li", .monday, room: "内科 9 诊室"), on: monday) }?.code == "rota.exists")
+        #expect(refusal { _ = try desk.addSession(department: "neike", line("dr-wang-li", .monday, .afternoon, room: "内科 9 诊室", start: "12:00"), on: monday) } == nil,
+                "12:00 only touches his morning")
+        #expect(refusal { _ = try desk.addSession(department: "neike", line("dr-li-na", .monday, room: "内科 1 诊室", start: "09:00", capacity: 3), on: monday) }?.code == "rota.room_twice")
+        #expect(refusal { _ = try desk.addSession(department: "neike", line("dr-li-na", .tuesday), on: monday) }?.code == "rota.weekday")
+        #expect(refusal { _ = try desk.addSession(department: "neike", line("dr-zhao", .monday), on: monday) }?.code == "rota.other_department")
+        #expect(refusal { _ = try desk.addSession(department: "neike", line("dr-li-na", .friday), on: Self.date("2025-03-14")) }?.code == "rota.past",
+                "Friday's morning began at 08:00; it is 10:00")
+        #expect(try replica.liveRows("schedule").count == 3, "Monday's morning, Saturday's evening and Monday's afternoon")
+    }
+
     @Test("a session of today that has begun is not planned; a later one today is")
     func sessionsOfToday() throws {
         // Friday 2025-03-14 at 10:00: the morning has begun, the afternoon has not.

@@ -1,4 +1,5 @@
 @testable import ClinicNode
+import Domain
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -89,6 +90,16 @@ struct RotaPageTests {
             #expect(Self.count("data-state=\"published\"", in: after.1) == 2 && after.1.contains("id=\"published\""))
             let audited = try f.replica.liveRows("audit_event", equal: ["action": .text("rota.publish"), "staff": .text("H001")], range: nil, newestBy: nil, limit: 10)
             #expect(audited.count == 1)
+
+            // An extra session on the span's Saturday evening, published at once; the same again is refused.
+            let saturday = try CivilDate(parsing: from).adding(days: 5).description
+            let extra = [("practitioner", "neike-li"), ("date", saturday), ("half_day", "evening"), ("room", "内科 2 诊室"), ("start", ""),
+                         ("capacity", "6"), ("minutes_per_slot", "20"), ("walk_in_reserve", "0")]
+            let added = try await post("/staff/rota/sessions", extra)
+            #expect(added.0 == .seeOther && added.2?.contains("&added=neike-li") == true, "\(added.0) \(added.1.prefix(300))")
+            #expect(try f.replica.liveRow("schedule", key: "neike-li/\(saturday)/evening") != nil && f.blocks.defined.withLock { $0.count } == 3)
+            let again = try await post("/staff/rota/sessions", extra)
+            #expect(again.0 == .conflict && again.1.contains("data-code=\"rota.exists\""))
 
             // Another department's head, a nurse: refused. The hospital administrator: every department.
             let waikeHead = try #require(try await f.signIn(client, "H002", StaffFixture.password).session)

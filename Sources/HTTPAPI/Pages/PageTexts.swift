@@ -39,6 +39,7 @@ enum PageTexts {
         "rotaConflicts": "冲突（须先解决才能发布）", "rotaPublish": "发布这几周的排班", "rotaNothingNew": "这几周没有待发布的出诊。",
         "rotaShow": "显示", "weeks": "周数", "previousWeeks": "上几周", "nextWeeks": "下几周", "department": "科室", "doctorTime": "时间",
         "rotaPublishHint": "发布后，每次出诊的号源按放号规则开放（默认就诊日前 7 天 15:00），患者即可预约。",
+        "rotaAddSession": "加诊（模板之外的一次出诊，如就诊高峰日，立即发布）", "rotaAddSessionButton": "加诊并发布",
     ]
     static let en: [String: String] = [
         "brand": "Outpatients", "node": "Node", "otherLanguage": "中文", "signOut": "Sign out", "footer": "ClinicMesh outpatient system · one node per department",
@@ -70,5 +71,6 @@ enum PageTexts {
         "rotaConflicts": "Conflicts (to be solved before publishing)", "rotaPublish": "Publish these weeks", "rotaNothingNew": "Nothing to publish in these weeks.",
         "rotaShow": "Show", "weeks": "Weeks", "previousWeeks": "Earlier weeks", "nextWeeks": "Later weeks", "department": "Department", "doctorTime": "Time",
         "rotaPublishHint": "Once published, each session's slots open by the release rule (by default 15:00, 7 days before the visit) and patients can book them.",
+        "rotaAddSession": "Extra session (outside the template, such as a peak day; published at once)", "rotaAddSessionButton": "Add and publish",
     ]
 }

@@ -13,6 +13,7 @@ extension StaffPages {
         StaffRoute(method: .post, path: "/staff/rota/templates", action: "rota.manage"),
         StaffRoute(method: .post, path: "/staff/rota/templates/delete", action: "rota.manage"),
         StaffRoute(method: .post, path: "/staff/rota/publish", action: "rota.manage"),
+        StaffRoute(method: .post, path: "/staff/rota/sessions", action: "rota.manage"),
     ]
 
     /// Weeks shown (and published) unless the page asks for another number.
@@ -34,7 +35,8 @@ extension StaffPages {
         switch (route.method, route.path) {
         case (.get, _):
             let published = query["published"].flatMap { Int(String($0)) }
-            return try rotaPage(page, rota, department: department, from: from, weeks: weeks, published: published, message: nil, status: 200)
+            return try rotaPage(page, rota, department: department, from: from, weeks: weeks, published: published,
+                                added: query["added"].map { String($0) }, message: nil, status: 200)
         case (.post, "/staff/rota/templates"):
             do throws(StaffError) {
                 let line = try Self.templateLine(form)
@@ -43,7 +45,7 @@ extension StaffPages {
                                            outcome: "saved", detail: RotaDesk.templateKey(line.practitionerID, line.weekday, line.halfDay)))
                 return page.redirect(back)
             } catch {
-                return try rotaPage(page, rota, department: department, from: from, weeks: weeks, published: nil, message: error, status: error.status)
+                return try rotaPage(page, rota, department: department, from: from, weeks: weeks, published: nil, added: nil, message: error, status: error.status)
             }
         case (.post, "/staff/rota/templates/delete"):
             do throws(StaffError) {
@@ -56,7 +58,7 @@ extension StaffPages {
                                            outcome: "deleted", detail: RotaDesk.templateKey(doctor, weekday, halfDay)))
                 return page.redirect(back)
             } catch {
-                return try rotaPage(page, rota, department: department, from: from, weeks: weeks, published: nil, message: error, status: error.status)
+                return try rotaPage(page, rota, department: department, from: from, weeks: weeks, published: nil, added: nil, message: error, status: error.status)
             }
         case (.post, "/staff/rota/publish"):
             do throws(StaffError) {
@@ -65,7 +67,20 @@ extension StaffPages {
                                            outcome: "published", detail: "\(from) +\(weeks)w: \(plan.sessions.count)"))
                 return page.redirect(back + "&published=\(plan.sessions.count)")
             } catch {
-                return try rotaPage(page, rota, department: department, from: from, weeks: weeks, published: nil, message: error, status: error.status)
+                return try rotaPage(page, rota, department: department, from: from, weeks: weeks, published: nil, added: nil, message: error, status: error.status)
+            }
+        case (.post, "/staff/rota/sessions"):
+            do throws(StaffError) {
+                let date: CivilDate
+                do { date = try CivilDate(parsing: form["date"]?.first ?? "", field: "date") } catch { throw .invalid(error) }
+                var fields = form
+                fields["weekday"] = ["\(date.weekday.rawValue)"]
+                let session = try rota.addSession(department: department, try Self.templateLine(fields), on: date)
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "rota.add_session", resource: "rota/\(department)",
+                                           outcome: "added", detail: session.key.rawValue))
+                return page.redirect(back + "&added=\(Self.queryEscaped(session.key.rawValue))")
+            } catch {
+                return try rotaPage(page, rota, department: department, from: from, weeks: weeks, published: nil, added: nil, message: error, status: error.status)
             }
         default:
             throw StaffError(404, "route.unknown", zh: "没有这个页面。", en: "there is no such page.")
@@ -145,7 +160,7 @@ extension StaffPages {
         return (doctor, weekday, halfDay)
     }
 
-    func rotaPage(_ page: PageAnswer, _ rota: RotaDesk, department: String, from: CivilDate, weeks: Int, published: Int?,
+    func rotaPage(_ page: PageAnswer, _ rota: RotaDesk, department: String, from: CivilDate, weeks: Int, published: Int?, added: String?,
                   message: StaffError?, status: Int) throws(StaffError) -> Response {
         let zh = page.lang == .zh
         var values = page.values(title: page.text("rotaTitle"), message: message)
@@ -157,6 +172,7 @@ extension StaffPages {
         let names = (try? desk.store.liveRows("department")) ?? [:]
         values["departmentName"] = names[department]?["name"]?.textValue ?? department
         if let published { values["published"] = ["text": zh ? "已发布 \(published) 次出诊。" : "\(published) session(s) published."] }
+        if let added { values["published"] = ["text": zh ? "已加诊：\(added)。" : "Session added: \(added)."] }
         values["doctors"] = doctors.values.sorted { $0.id.rawValue < $1.id.rawValue }.map { d -> [String: Any] in
             ["id": d.id.rawValue, "name": d.name, "title": zh ? d.title.zh : d.title.en]
         }

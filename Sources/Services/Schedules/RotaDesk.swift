@@ -113,9 +113,53 @@ package struct RotaDesk: Sendable {
             throw StaffError(409, first.code, zh: first.zh + (more > 0 ? "另有 \(more) 处冲突。" : "") + "排班未发布。",
                              en: first.en + (more > 0 ? " \(more) more conflict(s)." : "") + " Nothing was published.")
         }
+        try write(plan.sessions, department: department)
+        return plan
+    }
+
+    /// Adds one session outside the weekly template (加诊, a peak day), published at once: refused
+    /// if the doctor has a session that half-day already, or if it conflicts with what is published.
+    package func addSession(department: String, _ line: ClinicTemplate, on date: CivilDate) throws(StaffError) -> RotaSession {
+        guard line.weekday == date.weekday else {
+            throw StaffError(400, "rota.weekday", zh: "\(date) 是\(date.weekday.zh)，不是\(line.weekday.zh)。", en: "\(date) is a \(date.weekday.en), not a \(line.weekday.en).")
+        }
+        let doctors = try doctors(department: department)
+        guard doctors[line.practitionerID] != nil else {
+            throw StaffError(400, "rota.other_department", zh: "医生 \(line.practitionerID) 不在科室 \(department)。",
+                             en: "doctor \(line.practitionerID) is not in department \(department).")
+        }
+        let session: RotaSession
+        do {
+            guard let made = try Rota.generate(templates: [line], practitioners: doctors, from: date, weeks: 1, today: try today(),
+                                               fees: fees, release: release).first else { throw StaffError.storeUnavailable }
+            session = made
+        } catch let e as ValidationError {
+            throw .invalid(e)
+        } catch let e as StaffError {
+            throw e
+        } catch {
+            throw .storeUnavailable
+        }
+        guard ShanghaiTime.instant(date: date, time: session.schedule.start) > Date(timeIntervalSince1970: Double(clock.wallMillis()) / 1000) else {
+            throw StaffError(400, "rota.past", zh: "这次出诊的开始时间已过，不能再加。", en: "this session's start has passed; it cannot be added.")
+        }
+        let existing = try published(department: department, from: date, through: date)
+        if existing[session.key] != nil {
+            throw StaffError(409, "rota.exists", zh: "医生 \(line.practitionerID) 在 \(date) \(line.halfDay.zh)已有出诊；如需增加号源请走加号申请。",
+                             en: "doctor \(line.practitionerID) already has a session on \(date) in the \(line.halfDay.en); ask for extra slots instead.")
+        }
+        if let conflict = Rota.conflicts([session.place] + existing.values).first(where: { $0.first.key == session.key || $0.second.key == session.key }) {
+            throw StaffError(409, conflict.code, zh: conflict.zh + "未加诊。", en: conflict.en + " Nothing was added.")
+        }
+        try write([session], department: department)
+        return session
+    }
+
+    /// Schedule and slot rows for `sessions`, then their blocks, held here.
+    func write(_ sessions: [RotaSession], department: String) throws(StaffError) {
         try storing {
             try store.write { w in
-                for s in plan.sessions {
+                for s in sessions {
                     let schedule = s.schedule
                     let key = schedule.key.rawValue
                     try w.insert("schedule", key: key, values: [
@@ -133,10 +177,9 @@ package struct RotaDesk: Sendable {
                 }
             }
         }
-        blocks.defineSessions(plan.sessions.map {
+        blocks.defineSessions(sessions.map {
             SessionBlock(block: $0.key.rawValue, home: node, slots: $0.schedule.capacity, opensAtMs: Self.ms($0.opensAt))
         })
-        return plan
     }
 
     /// Sessions published here, from today on, whose blocks `isDefined` does not know: the node
