@@ -20,7 +20,7 @@ public struct ClinicTemplate: Hashable, Sendable {
     public init(practitionerID: PractitionerID, weekday: Weekday, halfDay: HalfDay, room: String, start: LocalTime? = nil,
                 capacity: Int, minutesPerSlot: Int, walkInReserve: Int = 0) throws(ValidationError) {
         let start = start ?? halfDay.defaultStart
-        self.room = try InputText.nonEmptyText(room, field: "room", maxLength: Self.roomMaxLength, zhLabel: "诊室", enLabel: "room")
+        self.room = try Self.room(room)
         guard Schedule.capacityRange.contains(capacity) else {
             throw ValidationError(
                 field: "capacity", code: "schedule.capacity",
@@ -33,12 +33,7 @@ public struct ClinicTemplate: Hashable, Sendable {
                 zh: "每个号的时长应在 1 至 120 分钟之间，当前为 \(minutesPerSlot)，请重新填写。",
                 en: "Each slot lasts between 1 and 120 minutes, \(minutesPerSlot) was given; please enter it again.")
         }
-        guard (0...capacity).contains(walkInReserve) else {
-            throw ValidationError(
-                field: "walkInReserve", code: "template.walk_in_reserve",
-                zh: "现场号预留数应在 0 至号源数 \(capacity) 之间，当前为 \(walkInReserve)，请重新填写。",
-                en: "The walk-in reserve must be between 0 and the session's \(capacity) slots, \(walkInReserve) was given; please enter it again.")
-        }
+        try Self.checkReserve(walkInReserve, capacity: capacity)
         guard halfDay.allowedStarts.contains(start.minuteOfDay) else {
             throw ValidationError(
                 field: "start", code: "schedule.start",
@@ -62,6 +57,19 @@ public struct ClinicTemplate: Hashable, Sendable {
 
     /// When the last slot ends.
     public var end: LocalTime { LocalTime(uncheckedMinuteOfDay: start.minuteOfDay + capacity * minutesPerSlot) }
+
+    static func room(_ text: String) throws(ValidationError) -> String {
+        try InputText.nonEmptyText(text, field: "room", maxLength: roomMaxLength, zhLabel: "诊室", enLabel: "room")
+    }
+
+    static func checkReserve(_ reserve: Int, capacity: Int) throws(ValidationError) {
+        guard (0...capacity).contains(reserve) else {
+            throw ValidationError(
+                field: "walkInReserve", code: "template.walk_in_reserve",
+                zh: "现场号预留数应在 0 至号源数 \(capacity) 之间，当前为 \(reserve)，请重新填写。",
+                en: "The walk-in reserve must be between 0 and the session's \(capacity) slots, \(reserve) was given; please enter it again.")
+        }
+    }
 }
 
 /// When a published session's slots open for booking: `daysAhead` days before its date, at
@@ -108,13 +116,8 @@ public struct RotaSession: Hashable, Sendable {
     public var key: ScheduleKey { schedule.key }
 
     public init(schedule: Schedule, room: String, walkInReserve: Int, opensAt: Date) throws(ValidationError) {
-        self.room = try InputText.nonEmptyText(room, field: "room", maxLength: ClinicTemplate.roomMaxLength, zhLabel: "诊室", enLabel: "room")
-        guard (0...schedule.capacity).contains(walkInReserve) else {
-            throw ValidationError(
-                field: "walkInReserve", code: "template.walk_in_reserve",
-                zh: "现场号预留数应在 0 至号源数 \(schedule.capacity) 之间，当前为 \(walkInReserve)，请重新填写。",
-                en: "The walk-in reserve must be between 0 and the session's \(schedule.capacity) slots, \(walkInReserve) was given; please enter it again.")
-        }
+        self.room = try ClinicTemplate.room(room)
+        try ClinicTemplate.checkReserve(walkInReserve, capacity: schedule.capacity)
         self.schedule = schedule
         self.walkInReserve = walkInReserve
         self.opensAt = opensAt

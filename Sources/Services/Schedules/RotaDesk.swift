@@ -82,22 +82,10 @@ package struct RotaDesk: Sendable {
     package func plan(department: String, from: CivilDate, weeks: Int) throws(StaffError) -> Plan {
         let today = try today()
         let doctors = try doctors(department: department)
-        let sessions: [RotaSession]
-        do {
-            sessions = try Rota.generate(templates: try templates(department: department), practitioners: doctors, from: from,
-                                         weeks: weeks, today: today, fees: fees, release: release)
-        } catch let e as ValidationError {
-            throw .invalid(e)
-        } catch let e as StaffError {
-            throw e
-        } catch {
-            throw .storeUnavailable
-        }
+        let sessions = try generate(try templates(department: department), doctors: doctors, from: from, weeks: weeks, today: today)
         let last = (try? from.adding(days: 7 * weeks - 1)) ?? from
         let existing = try published(department: department, from: from, through: last)
-        // A session of today that has begun is past: it is never published.
-        let now = Date(timeIntervalSince1970: Double(clock.wallMillis()) / 1000)
-        let fresh = sessions.filter { existing[$0.key] == nil && ShanghaiTime.instant(date: $0.schedule.date, time: $0.schedule.start) > now }
+        let fresh = sessions.filter { existing[$0.key] == nil && !hasBegun($0) }
         let freshKeys = Set(fresh.map(\.key))
         let conflicts = Rota.conflicts(fresh.map(\.place) + existing.values)
             .filter { freshKeys.contains($0.first.key) || freshKeys.contains($0.second.key) }
@@ -128,19 +116,9 @@ package struct RotaDesk: Sendable {
             throw StaffError(400, "rota.other_department", zh: "医生 \(line.practitionerID) 不在科室 \(department)。",
                              en: "doctor \(line.practitionerID) is not in department \(department).")
         }
-        let session: RotaSession
-        do {
-            guard let made = try Rota.generate(templates: [line], practitioners: doctors, from: date, weeks: 1, today: try today(),
-                                               fees: fees, release: release).first else { throw StaffError.storeUnavailable }
-            session = made
-        } catch let e as ValidationError {
-            throw .invalid(e)
-        } catch let e as StaffError {
-            throw e
-        } catch {
-            throw .storeUnavailable
-        }
-        guard ShanghaiTime.instant(date: date, time: session.schedule.start) > Date(timeIntervalSince1970: Double(clock.wallMillis()) / 1000) else {
+        // The line's weekday is the date's: one week from the date makes exactly this session.
+        guard let session = try generate([line], doctors: doctors, from: date, weeks: 1, today: try today()).first else { throw .storeUnavailable }
+        guard !hasBegun(session) else {
             throw StaffError(400, "rota.past", zh: "这次出诊的开始时间已过，不能再加。", en: "this session's start has passed; it cannot be added.")
         }
         let existing = try published(department: department, from: date, through: date)
@@ -153,6 +131,20 @@ package struct RotaDesk: Sendable {
         }
         try write([session], department: department)
         return session
+    }
+
+    func generate(_ templates: [ClinicTemplate], doctors: [PractitionerID: Practitioner], from: CivilDate, weeks: Int,
+                  today: CivilDate) throws(StaffError) -> [RotaSession] {
+        do {
+            return try Rota.generate(templates: templates, practitioners: doctors, from: from, weeks: weeks, today: today, fees: fees, release: release)
+        } catch {
+            throw .invalid(error)
+        }
+    }
+
+    /// A session of today whose start has passed: it is never published.
+    func hasBegun(_ s: RotaSession) -> Bool {
+        ShanghaiTime.instant(date: s.schedule.date, time: s.schedule.start).timeIntervalSince1970 * 1000 <= Double(clock.wallMillis())
     }
 
     /// Schedule and slot rows for `sessions`, then their blocks, held here.
