@@ -169,20 +169,24 @@ public struct MemberStatus: Codable, Sendable, Hashable {
 }
 
 public struct ConsensusStatus: Codable, Sendable, Hashable {
-    package init(role: String, term: UInt64, leader: String? = nil, commitIndex: UInt64, members: [MemberStatus], blocks: Int, failure: String? = nil) {
-        self.role = role; self.term = term; self.leader = leader; self.commitIndex = commitIndex; self.members = members; self.blocks = blocks; self.failure = failure
+    package init(role: String, term: UInt64, leader: String? = nil, commitIndex: UInt64, snapshotIndex: UInt64? = nil, members: [MemberStatus],
+                 blocks: Int, failure: String? = nil) {
+        self.role = role; self.term = term; self.leader = leader; self.commitIndex = commitIndex; self.snapshotIndex = snapshotIndex
+        self.members = members; self.blocks = blocks; self.failure = failure
     }
 
     public var role: String
     public var term: UInt64
     public var leader: String?
     public var commitIndex: UInt64
+    /// The last index this node compacted its Raft log at (a peer further behind catches up by snapshot).
+    public var snapshotIndex: UInt64?
     public var members: [MemberStatus]
     public var blocks: Int
     /// Why this node stopped taking part in consensus (its logs cannot be written), if it did.
     public var failure: String?
 
-    package enum CodingKeys: String, CodingKey { case role, term, leader, commitIndex = "commit_index", members, blocks, failure }
+    package enum CodingKeys: String, CodingKey { case role, term, leader, commitIndex = "commit_index", snapshotIndex = "snapshot_index", members, blocks, failure }
 }
 
 /// `register-patient {json}`: registers a patient under their real name on this node; the key is

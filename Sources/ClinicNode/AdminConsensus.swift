@@ -22,7 +22,7 @@ extension MeshNode {
                                 blocksHeld: held[n]?.count ?? 0)
         }
         return ConsensusStatus(role: c.role.rawValue, term: c.term, leader: c.leader?.rawValue,
-                               commitIndex: c.commitIndex, members: members, blocks: c.cluster.blocks.count, failure: failure)
+                               commitIndex: c.commitIndex, snapshotIndex: c.snapshotIndex, members: members, blocks: c.cluster.blocks.count, failure: failure)
     }
 
     /// The booking primitive: acknowledged only once quorum-durable under the current epoch.

@@ -12,6 +12,8 @@ public struct ConsensusView: Sendable {
     public let leader: NodeID?
     public let commitIndex: LogIndex
     public let lastIndex: LogIndex
+    /// The last index the log was compacted into a snapshot at (0: never).
+    public let snapshotIndex: LogIndex
     private let raftProgress: [NodeID: ClusterRaft.Progress]
     let store: BookingRecordIndex
     private let quotaFlows: TreeDictionary<String, BookingRequest>
@@ -28,6 +30,7 @@ public struct ConsensusView: Sendable {
         leader = core.raft.leader
         commitIndex = core.raft.commitIndex
         lastIndex = core.raft.lastIndex
+        snapshotIndex = core.raft.snapshotIndex
         raftProgress = core.raft.progress
         store = core.booking.store.index
         quotaFlows = core.quotaFlows
