@@ -28,6 +28,8 @@ package struct RotaDesk: Sendable {
         package var published: [ScheduleKey]
         /// Pairs that cannot both happen, each with at least one new session in it.
         package var conflicts: [RotaConflict]
+        /// Every session of the department published in the span, templates' or not.
+        package var existing: [ScheduleKey: SessionPlace]
     }
 
     // MARK: Templates
@@ -89,7 +91,7 @@ package struct RotaDesk: Sendable {
         let freshKeys = Set(fresh.map(\.key))
         let conflicts = Rota.conflicts(fresh.map(\.place) + existing.values)
             .filter { freshKeys.contains($0.first.key) || freshKeys.contains($0.second.key) }
-        return Plan(sessions: fresh, published: sessions.map(\.key).filter { existing[$0] != nil }, conflicts: conflicts)
+        return Plan(sessions: fresh, published: sessions.map(\.key).filter { existing[$0] != nil }, conflicts: conflicts, existing: existing)
     }
 
     /// Publishes the plan's new sessions, or nothing if any of them conflicts: their schedule and
