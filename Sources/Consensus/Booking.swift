@@ -96,6 +96,17 @@ public enum RefuseReason: String, Sendable, Equatable, CaseIterable {
     case banned
     /// An `onlyIfKnown` request the holder has no record of: nothing was done.
     case unknownRequest
+    // The floor's (`FloorCommand`); refused without a record, as they change nothing.
+    /// The session's queue is closed: its session is over.
+    case sessionClosed
+    /// Checking in an appointment the session has no confirmed booking for.
+    case noAppointment
+    /// Checking in a patient who already did (waiting, called or seen).
+    case alreadyArrived
+    /// The patient called now is not the one the asking screen showed: someone acted first.
+    case queueChanged
+    /// Nobody is waiting and nobody is called.
+    case queueEmpty
 }
 
 extension Booking {
@@ -103,6 +114,8 @@ extension Booking {
     func matches(_ q: BookingRequest) -> Bool {
         // A refusal record names no slot or target: the request's id, block and patient say it is the same.
         if case .refusal = kind { return block == q.block && patient == q.patient }
+        // A floor record's slot and patient are its subject's, which the command may not name.
+        if case .floor = kind { return block == q.block && FloorCommand(requestTag: q.tag) != nil }
         return block == q.block && patient == q.patient && kind.released == q.releases && kind.confirmed == q.confirms && q.candidates.contains(slot)
     }
 }
@@ -472,6 +485,9 @@ public struct BookingNode: Sendable {
             }
         }
         if q.onlyIfKnown { return [.refused(requestID: q.id, reason: .unknownRequest)] }
+        if let command = FloorCommand(requestTag: q.tag), !isQuotaBucket(q.block) {
+            return floor(q, command, r, state: state)
+        }
         // The record asked for. Fields that say no kind (a session's booking whose tag is not a
         // quota; a bucket's record that is neither a reservation nor a strike) fit no slot.
         guard let asked = q.recordKind(wallMs: wallMs) else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }
@@ -522,7 +538,7 @@ public struct BookingNode: Sendable {
                 if case .expiry = asked, wallMs < until { continue }
             case .cancellation(let target), .release(let target, _):
                 guard let held = holdingBooking(current), held.patient == q.patient, held.id == target || held.kind.confirmed == target else { continue }
-            case .booking, .hold, .quotaReservation, .strike, .refusal:
+            case .booking, .hold, .quotaReservation, .strike, .refusal, .floor:
                 break
             }
             chosen = (slot, next)
@@ -535,7 +551,7 @@ public struct BookingNode: Sendable {
                 return refuse(q, asked, gone ? .holdExpired : .notBooked, r, state: state)
             case .cancellation, .expiry, .release:
                 return refuse(q, asked, .notBooked, r, state: state)
-            case .booking, .hold, .quotaReservation, .strike, .refusal:
+            case .booking, .hold, .quotaReservation, .strike, .refusal, .floor:
                 return refuse(q, asked, .slotTaken, r, state: state)
             }
         }
@@ -543,6 +559,27 @@ public struct BookingNode: Sendable {
         tried[q.block]!.slots[SlotGeneration(slot: slot, generation: generation)] = q.id
         let b = Booking(id: q.id, block: q.block, slot: slot, patient: q.patient, epoch: r.epoch, generation: generation, kind: asked,
                         reofferAtMs: asked.released == nil ? 0 : wallMs + reofferDelayMs)
+        persist(records: [b])
+        propose(b, voters: r.voters, state: state)
+        return drain()
+    }
+
+    /// The next floor record of `q.block`, numbered after every valid one this holder has (its own
+    /// still short of their quorum included), so two commands never act on the same queue.
+    private mutating func floor(_ q: BookingRequest, _ command: FloorCommand, _ r: LeaseRecord, state: ClusterState) -> [BookingAction] {
+        let own = store.records(in: q.block)
+        if own.contains(where: { $0.epoch > r.epoch }) { return [.refused(requestID: q.id, reason: .noHolder)] }
+        let valid = r.collected + own.filter { $0.epoch == r.epoch && !r.collectedIDs.contains($0.id) }
+        let queue = SessionQueue(records: valid)
+        let event: FloorEvent
+        switch queue.decide(command) {
+        case .refused(let reason): return [.refused(requestID: q.id, reason: reason)]
+        case .event(let e): event = e
+        }
+        guard quorumReachable(r) else { return [.refused(requestID: q.id, reason: .noHolder)] }
+        let subject = queue.subject(of: event)
+        let b = Booking(id: q.id, block: q.block, slot: subject?.slot ?? -1, patient: subject?.patient ?? q.patient, epoch: r.epoch,
+                        kind: .floor(FloorRecord(seq: queue.lastSeq + 1, event: event)))
         persist(records: [b])
         propose(b, voters: r.voters, state: state)
         return drain()

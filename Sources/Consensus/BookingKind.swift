@@ -28,12 +28,14 @@ public enum BookingKind: Hashable, Sendable {
     /// The request was refused for good; takes no slot. `requestTag`: the refused request's tag,
     /// kept only so the record travels unchanged.
     case refusal(RefuseReason, requestTag: String)
+    /// An event of the session's queue (`SessionQueue`); takes no slot.
+    case floor(FloorRecord)
 
     /// The booking a release of any sort (cancellation, expiry, reservation release) ends.
     public var released: String? {
         switch self {
         case .cancellation(let target), .expiry(let target), .release(let target, _): target
-        case .booking, .hold, .confirmation, .quotaReservation, .strike, .refusal: nil
+        case .booking, .hold, .confirmation, .quotaReservation, .strike, .refusal, .floor: nil
         }
     }
 
@@ -50,7 +52,7 @@ public enum BookingKind: Hashable, Sendable {
         case .hold: .busyTentative
         case .booking, .confirmation, .quotaReservation, .strike: .busy
         case .cancellation, .expiry, .release: .free
-        case .refusal: nil
+        case .refusal, .floor: nil
         }
     }
 
@@ -66,7 +68,7 @@ public enum BookingKind: Hashable, Sendable {
         case .confirmation: status == .busyTentative && status.canTransition(to: .busy)
         case .expiry: status == .busyTentative && status.canTransition(to: .free)
         case .cancellation, .release: (status == .busyTentative || status == .busy) && status.canTransition(to: .free)
-        case .refusal: false
+        case .refusal, .floor: false
         }
     }
 }
@@ -95,6 +97,7 @@ extension BookingKind {
         case .quotaReservation(let quota): Fields(tag: quota.encoded)
         case .strike(let strike): Fields(tag: strike.encoded)
         case .refusal(let reason, let requestTag): Fields(tag: requestTag, refusal: reason.rawValue)
+        case .floor(let record): Fields(tag: record.encoded)
         }
     }
 
@@ -117,6 +120,8 @@ extension BookingKind {
             }
         } else if let hold = f.confirms {
             kind = .confirmation(of: hold, label: f.tag)
+        } else if !isQuotaBucket(block), f.holdUntilMs == 0, let record = FloorRecord(encoded: f.tag) {
+            kind = .floor(record)
         } else if isQuotaBucket(block) {
             if let strike = Strike(encoded: f.tag) { kind = .strike(strike) }
             else if let quota = QuotaTag(encoded: f.tag) { kind = .quotaReservation(quota) }

@@ -75,6 +75,7 @@ import Testing
         case .quotaReservation: "quotaReservation"
         case .strike: "strike"
         case .refusal: "refusal"
+        case .floor: "floor" // newer than the captured bytes: `SessionQueueTests` round-trips it
         }
     }
 

@@ -34,6 +34,18 @@ extension RefuseReason {
         case .requestMismatch:
             return ("lease.request_mismatch", "该请求号已用于另一笔预约；新的预约请使用新的请求号。",
                     "this request id was already used for another booking; use a new request id for a new booking.")
+        case .sessionClosed:
+            return ("floor.session_closed", "该出诊时段已结束，不能再报到或叫号。", "this session is over: no more check-ins or calls.")
+        case .noAppointment:
+            return ("floor.no_appointment", "该时段没有这个预约（未预约、未支付或已退号）。",
+                    "this session has no such booking (never booked, not paid, or cancelled).")
+        case .alreadyArrived:
+            return ("floor.already_arrived", "该患者已报到。", "this patient has already checked in.")
+        case .queueChanged:
+            return ("floor.queue_changed", "叫号状态已被其他屏幕更新，请查看当前叫号后再操作。",
+                    "another screen changed the queue first; look at who is called now and try again.")
+        case .queueEmpty:
+            return ("floor.queue_empty", "暂无候诊患者。", "nobody is waiting.")
         }
     }
 }

@@ -57,6 +57,8 @@ public struct PatientError: Error, Codable, Sendable, Hashable {
         case .notYetOpen, .banned: status = 403
         case .quotaExceeded: status = 409
         case .holdExpired: status = 410
+        case .sessionClosed, .alreadyArrived, .queueChanged, .queueEmpty: status = 409
+        case .noAppointment: status = 404
         }
         return PatientError(status, code, zh: zh, en: en)
     }
