@@ -53,6 +53,8 @@ public final class MeshNode: Sendable {
     package let readModel: BookingReadModel
     /// The departments' rotas: templates, plans, and publishing them as sessions held here.
     package var rota: RotaDesk { RotaDesk(store: store, blocks: self, node: config.nodeID, clock: clock) }
+    /// The clinic floor: check-in, walk-ins, queues and calls, the waiting-room display.
+    package let floor: FloorDesk
     /// The port the patient API bound, once it listens.
     let patientPortBound = Mutex<Int?>(nil)
     /// The replica as the services write it: every local write wakes the peer links.
@@ -189,12 +191,14 @@ public final class MeshNode: Sendable {
         }
         return MeshNode(config: config, replica: replica, clock: clock, logger: logger, meshServer: meshServer, adminServer: adminServer,
                         client: client, snapshotFrom: snapshotFrom, consensus: consensus, ownSerial: ownSerial, store: store,
-                        booking: booking, readModel: readModel, staff: staff, patients: patients)
+                        booking: booking, readModel: readModel, staff: staff, patients: patients,
+                        floor: FloorDesk(booking: booking, settings: (config.floor ?? FloorConfig()).settings,
+                                         patientKeySecret: PatientDesk.patientKeySecret(dataKey: dataKey)))
     }
 
     init(config: NodeConfig, replica: Replica, clock: NodeClock, logger: Logger, meshServer: MeshServer, adminServer: MeshServer, client: MeshClient,
          snapshotFrom: String?, consensus: ConsensusShell, ownSerial: String, store: ReplicaStore, booking: BookingDesk,
-         readModel: BookingReadModel, staff: StaffDesk, patients: PatientDesk? = nil) {
+         readModel: BookingReadModel, staff: StaffDesk, patients: PatientDesk? = nil, floor: FloorDesk) {
         self.snapshotFrom = snapshotFrom
         self.consensus = consensus
         self.ownSerial = ownSerial
@@ -217,6 +221,7 @@ public final class MeshNode: Sendable {
         self.readModel = readModel
         self.patients = patients
         self.staff = staff
+        self.floor = floor
         booking.keepHistory(in: readModel)
         adminCommands.withLock { $0 = Self.nodeCommands(self) }
         consensus.onClosure { [readModel, clock, logger] closure in
@@ -319,6 +324,15 @@ public final class MeshNode: Sendable {
             NodeService(name: "links") { await self.runLinks() },
             NodeService(name: "consensus") { await self.runConsensus() },
             NodeService(name: "read-model") { await cancelWhenGracefulShutdown { await self.readModel.run() } },
+            // Its own loop: closing waits on the cluster, which must not hold up the clock guard.
+            NodeService(name: "floor") {
+                await cancelWhenGracefulShutdown {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(2))
+                        await self.floor.closeSessionsDue()
+                    }
+                }
+            },
         ]
         // The staff pages share the patient API's HTTPS port; without it a node has no pages.
         let staffPages: StaffPages?

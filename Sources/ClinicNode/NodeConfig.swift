@@ -1,3 +1,4 @@
+import Consensus
 import Foundation
 import Services
 
@@ -115,6 +116,8 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     public var staff: StaffConfig?
     /// `staff` as given, or its defaults when the file has no `staff` section.
     public var staffSettings: StaffConfig { staff ?? StaffConfig() }
+    /// The clinic floor's rules (过号, closing queues); nil: the defaults.
+    public var floor: FloorConfig?
 
     public struct BenchLoad: Codable, Sendable, Hashable {
         /// Rows written per second by this node (one transaction per 10 ms tick).
@@ -149,7 +152,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     enum CodingKeys: String, CodingKey {
         case metrics
         case nodeID = "node_id", department, clusterID = "cluster_id", mesh, admin
-        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, voters, tuning, bench, patients, staff
+        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, voters, tuning, bench, patients, staff, floor
     }
 
     public init(from decoder: any Decoder) throws {
@@ -169,6 +172,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         bench = try c.decodeIfPresent(BenchLoad.self, forKey: .bench)
         patients = try c.decodeIfPresent(PatientConfig.self, forKey: .patients)
         staff = try c.decodeIfPresent(StaffConfig.self, forKey: .staff)
+        floor = try c.decodeIfPresent(FloorConfig.self, forKey: .floor)
     }
 
     /// Reads and checks a config file; relative paths in it are taken from the file's folder.
@@ -222,6 +226,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         }
         try patients?.validate()
         try staff?.validate()
+        try floor?.validate()
         if let voters {
             let known = Set(peers.map(\.id) + [nodeID])
             // A node joining as a learner (cluster add-node) lists the voters as they are, odd or not.
@@ -298,4 +303,38 @@ public struct StaffConfig: Codable, Sendable, Hashable {
     enum CodingKeys: String, CodingKey {
         case sessionIdleSeconds = "session_idle_seconds", careWindowDays = "care_window_days", signInBurst = "sign_in_burst", signInPerSecond = "sign_in_per_second"
     }
+}
+
+/// The clinic floor's rules (`"floor"` in a node's config).
+public struct FloorConfig: Codable, Sendable, Hashable {
+    /// A patient back after missing the call (过号) waits behind this many others.
+    public var backBehind: Int
+    /// A session's queue closes at the session's end once nobody waits or is called, and this
+    /// many minutes after its end in any case; booked patients who never came are then no-shows.
+    public var closeAfterMinutes: Int
+
+    public init(backBehind: Int = 3, closeAfterMinutes: Int = 120) {
+        self.backBehind = backBehind
+        self.closeAfterMinutes = closeAfterMinutes
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        backBehind = try c.decodeIfPresent(Int.self, forKey: .backBehind) ?? 3
+        closeAfterMinutes = try c.decodeIfPresent(Int.self, forKey: .closeAfterMinutes) ?? 120
+    }
+
+    func validate() throws {
+        guard (0...SessionQueue.maxBehind).contains(backBehind) else {
+            throw NodeError(.config, zh: "floor.back_behind 应在 0 到 \(SessionQueue.maxBehind) 之间（默认 3）。",
+                            en: "floor.back_behind must be between 0 and \(SessionQueue.maxBehind) (default 3).")
+        }
+        guard (0...720).contains(closeAfterMinutes) else {
+            throw NodeError(.config, zh: "floor.close_after_minutes 应在 0 到 720 之间（默认 120）。", en: "floor.close_after_minutes must be between 0 and 720 (default 120).")
+        }
+    }
+
+    var settings: FloorSettings { FloorSettings(backBehind: backBehind, closeAfterMinutes: closeAfterMinutes) }
+
+    enum CodingKeys: String, CodingKey { case backBehind = "back_behind", closeAfterMinutes = "close_after_minutes" }
 }

@@ -105,6 +105,21 @@ public struct BookingLookup: Sendable {
             || view.store.records[reservation] != nil || bucket?.collectedIDs.contains(reservation) == true
     }
 
+    /// Whether this node holds `block`'s lease now.
+    public func holds(_ block: BlockID) -> Bool { view.holds(block) }
+
+    /// The session's queue as this node's acknowledged, valid records of `block` say it; nil if
+    /// the block is unknown here or its records are newer than the lease history known here.
+    public func queue(of block: BlockID) -> SessionQueue? {
+        guard let r = view.cluster.blocks[block] else { return nil }
+        var valid = r.collected
+        for b in view.store.records(in: block) {
+            if b.epoch > r.epoch { return nil }
+            if b.epoch == r.epoch, !r.collectedIDs.contains(b.id), !view.isPending(b.id) { valid.append(b) }
+        }
+        return SessionQueue(records: valid)
+    }
+
     /// The acknowledged, valid records of every slot block this node holds now: what its holder
     /// owes patients messages about.
     public func recordsOfHeldBlocks() -> [(block: BlockID, records: [Booking])] {

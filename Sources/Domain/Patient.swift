@@ -53,3 +53,16 @@ extension Patient: Codable {
             mobile: container.decode(MobileNumber.self, forKey: .mobile))
     }
 }
+
+extension Patient {
+    /// A name as a waiting-room screen may show it: the first and last characters, the rest
+    /// starred (张*明, 欧阳**, 李*).
+    public static func masked(_ name: String) -> String {
+        let chars = Array(name)
+        switch chars.count {
+        case 0, 1: return name
+        case 2: return "\(chars[0])*"
+        default: return "\(chars[0])\(String(repeating: "*", count: chars.count - 2))\(chars[chars.count - 1])"
+        }
+    }
+}
