@@ -337,7 +337,7 @@ public final class MeshNode: Sendable {
         // The staff pages share the patient API's HTTPS port; without it a node has no pages.
         let staffPages: StaffPages?
         do {
-            staffPages = try StaffPages(desk: staff, appointments: readModel, rota: rota, signInBurst: config.staffSettings.signInBurst,
+            staffPages = try StaffPages(desk: staff, appointments: readModel, rota: rota, floor: floor, signInBurst: config.staffSettings.signInBurst,
                                         signInPerSecond: config.staffSettings.signInPerSecond, logger: logger)
         } catch {
             logger.error("员工页面模板无法读取，本节点不提供员工页面 / staff page templates unreadable, no staff pages on this node", metadata: ["pages.error": "\(error)"])

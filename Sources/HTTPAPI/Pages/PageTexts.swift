@@ -40,6 +40,16 @@ enum PageTexts {
         "rotaShow": "显示", "weeks": "周数", "previousWeeks": "上几周", "nextWeeks": "下几周", "department": "科室", "doctorTime": "时间",
         "rotaPublishHint": "发布后，每次出诊的号源按放号规则开放（默认就诊日前 7 天 15:00），患者即可预约。",
         "rotaAddSession": "加诊（模板之外的一次出诊，如就诊高峰日，立即发布）", "rotaAddSessionButton": "加诊并发布",
+        "floorTitle": "报到与候诊", "floorWho": "预约号或身份证号", "floorCheckIn": "报到", "floorCheckedIn": "已报到，号序：",
+        "floorSessionsToday": "今日出诊", "floorNumber": "号序", "floorNumberUnit": "号", "floorKind": "类型", "floorStage": "状态",
+        "floorWalkIn": "现场号", "floorOnline": "预约", "floorRegisterWalkIn": "现场挂号", "floorRegister": "挂号并报到", "floorReserveLeft": "剩余现场号",
+        "floorNoSessions": "今天没有出诊。", "floorCalledNow": "正在就诊", "floorWaitingCount": "候诊", "floorClosed": "已结束",
+        "payment": "支付方式", "insurance": "医保", "card": "银行卡", "cash": "现金",
+        "stage_booked": "已预约", "stage_waiting": "候诊中", "stage_called": "就诊中", "stage_seen": "已就诊", "stage_missed": "过号", "stage_no_show": "爽约",
+        "queueTitle": "叫号", "queueNext": "下一位", "queueMissed": "过号，叫下一位", "queueRecall": "重呼", "queueNobody": "暂无",
+        "queueWaitingList": "候诊队列", "queueCalls": "呼叫次数",
+        "kioskTitle": "自助报到", "kioskHint": "请输入身份证号报到", "kioskDone": "报到成功", "kioskAhead": "前面候诊人数",
+        "displayTitle": "候诊叫号", "displayNow": "请到诊室就诊", "displayNext": "请准备",
     ]
     static let en: [String: String] = [
         "brand": "Outpatients", "node": "Node", "otherLanguage": "中文", "signOut": "Sign out", "footer": "ClinicMesh outpatient system · one node per department",
@@ -72,5 +82,15 @@ enum PageTexts {
         "rotaShow": "Show", "weeks": "Weeks", "previousWeeks": "Earlier weeks", "nextWeeks": "Later weeks", "department": "Department", "doctorTime": "Time",
         "rotaPublishHint": "Once published, each session's slots open by the release rule (by default 15:00, 7 days before the visit) and patients can book them.",
         "rotaAddSession": "Extra session (outside the template, such as a peak day; published at once)", "rotaAddSessionButton": "Add and publish",
+        "floorTitle": "Check-in and queues", "floorWho": "Booking number or resident ID", "floorCheckIn": "Check in", "floorCheckedIn": "Checked in, number:",
+        "floorSessionsToday": "Today's sessions", "floorNumber": "No.", "floorNumberUnit": "", "floorKind": "Kind", "floorStage": "Status",
+        "floorWalkIn": "Walk-in", "floorOnline": "Booked", "floorRegisterWalkIn": "Register a walk-in", "floorRegister": "Register and check in",
+        "floorReserveLeft": "walk-in slots left", "floorNoSessions": "No sessions today.", "floorCalledNow": "Being seen", "floorWaitingCount": "Waiting",
+        "floorClosed": "Closed", "payment": "Payment", "insurance": "Medical insurance", "card": "Bank card", "cash": "Cash",
+        "stage_booked": "Booked", "stage_waiting": "Waiting", "stage_called": "Being seen", "stage_seen": "Seen", "stage_missed": "Missed the call", "stage_no_show": "No-show",
+        "queueTitle": "Calling", "queueNext": "Call next", "queueMissed": "Missed: call next", "queueRecall": "Call again", "queueNobody": "Nobody",
+        "queueWaitingList": "Waiting", "queueCalls": "calls",
+        "kioskTitle": "Self check-in", "kioskHint": "Enter your resident ID to check in", "kioskDone": "Checked in", "kioskAhead": "waiting ahead of you",
+        "displayTitle": "Now calling", "displayNow": "Please come in", "displayNext": "Next",
     ]
 }

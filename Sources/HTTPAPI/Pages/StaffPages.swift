@@ -26,17 +26,22 @@ package struct StaffPages: Sendable {
     let appointments: (any PatientAppointments)?
     /// The departments' rotas (nil: this node offers no rota page).
     let rota: RotaDesk?
+    /// The clinic floor (nil: this node offers no floor pages).
+    let floor: FloorDesk?
     let renderer: PageRenderer
     /// Sign-in attempts per client address on this node (`staff.sign_in_burst`, `_per_second`).
     /// The lockout guards each account; this guards the node (each attempt costs a 32 MiB scrypt).
     let signInLimiter: RateLimiter
+    /// Kiosk check-ins per client address: each tells whether a resident ID has a booking today.
+    let kioskLimiter = RateLimiter(burst: 20, perSecond: 0.5)
     let logger: Logger
 
-    package init(desk: StaffDesk, appointments: (any PatientAppointments)? = nil, rota: RotaDesk? = nil, signInBurst: Int = 30,
-                 signInPerSecond: Double = 1, logger: Logger) throws {
+    package init(desk: StaffDesk, appointments: (any PatientAppointments)? = nil, rota: RotaDesk? = nil, floor: FloorDesk? = nil,
+                 signInBurst: Int = 30, signInPerSecond: Double = 1, logger: Logger) throws {
         self.desk = desk
         self.appointments = appointments
         self.rota = rota
+        self.floor = floor
         signInLimiter = RateLimiter(burst: signInBurst, perSecond: signInPerSecond)
         self.logger = logger
         renderer = try PageRenderer.shipped()
@@ -64,15 +69,16 @@ package struct StaffPages: Sendable {
         StaffRoute(method: .get, path: "/staff/patients", action: "patient.read"),
         StaffRoute(method: .get, path: "/staff/patients/{key}", action: "patient.read"),
         StaffRoute(method: .post, path: "/staff/patients/{key}/break-glass", action: "patient.break_glass"),
-    ] + rotaRoutes
+    ] + rotaRoutes + floorRoutes
 
     /// Actions taken from a page rather than from a home page's link.
-    package static let pageOnlyActions: Set<String> = ["patient.break_glass"]
+    package static let pageOnlyActions: Set<String> = ["patient.break_glass", "floor.walk_in"]
 
     /// Where a home page's link for an action goes.
     static let actionPaths: [String: String] = [
         "home": "/staff/", "password.change": "/staff/password", "schedule.own": "/staff/schedule",
         "staff.manage": "/staff/accounts", "audit.read": "/staff/audit", "patient.read": "/staff/patients", "rota.manage": "/staff/rota",
+        "floor.checkin": "/staff/floor", "floor.call": "/staff/queue",
     ]
 
     /// Events on one page of the auditor's view (older ones on the next page).
@@ -173,6 +179,8 @@ package struct StaffPages: Sendable {
             } catch {
                 return signInPage(&page, message: error, status: error.status, staffNumber: String(number.prefix(16)))
             }
+        case (_, _) where Self.floorRoutes.contains(route):
+            return try await floorPublicRoute(route, request, context, form: form, page: page)
         default:
             throw StaffError(404, "route.unknown", zh: "没有这个页面。", en: "there is no such page.")
         }
@@ -244,6 +252,8 @@ package struct StaffPages: Sendable {
             return try schedulePage(page, account)
         case (_, _) where route.path.hasPrefix("/staff/rota"):
             return try rotaRoute(route, request, form: form, page: page, account)
+        case (_, _) where Self.floorRoutes.contains(route):
+            return try await floorRoute(route, request, form: form, page: page, account)
         case (.get, "/staff/accounts"):
             return try accountsPage(page, message: nil, status: 200)
         case (.post, "/staff/accounts"):
@@ -610,6 +620,8 @@ struct PageAnswer {
 struct PageRenderer: Sendable {
     let library: MustacheLibrary
     let stylesheet: String
+    /// The waiting-room display's script (the pages allow no inline script).
+    let displayScript: String
 
     static func shipped() throws -> PageRenderer {
         guard let base = Bundle.module.resourceURL else {
@@ -622,7 +634,8 @@ struct PageRenderer: Sendable {
             try library.register(text, named: String(name.dropLast(".mustache".count)))
         }
         let css = try String(contentsOf: base.appendingPathComponent("Static/style.css"), encoding: .utf8)
-        return PageRenderer(library: library, stylesheet: css)
+        let script = try String(contentsOf: base.appendingPathComponent("Static/display.js"), encoding: .utf8)
+        return PageRenderer(library: library, stylesheet: css, displayScript: script)
     }
 
     func render(_ template: String, _ values: [String: Any]) -> String {

@@ -55,6 +55,8 @@ package struct SessionInfo: Sendable, Hashable {
     package var end: LocalTime
     /// The last slots, kept for the registration desk (现场号): never offered online.
     package var walkInReserve: Int
+    /// The consulting room (诊室) a published rota gives; "" for a session without one.
+    package var room: String = ""
 
     /// Slots 0..<onlineSlots are offered online.
     package var onlineSlots: Int { capacity - walkInReserve }
@@ -163,7 +165,7 @@ package final class SessionDirectory: Sendable {
                 practitionerName: practitioners[p]?["name"]?.text ?? p,
                 title: practitioners[p]?["title"]?.text.flatMap(PractitionerTitle.init(rawValue:)),
                 date: date, halfDay: half, capacity: Int(capacity), start: start, end: end > start ? end : half.defaultEnd,
-                walkInReserve: (0...Int(capacity)).contains(reserve) ? reserve : 0)
+                walkInReserve: (0...Int(capacity)).contains(reserve) ? reserve : 0, room: row["room"]?.text ?? "")
         }
         return out
     }
