@@ -63,7 +63,7 @@ package struct FloorSession: Sendable {
 package final class FloorDesk: Sendable {
     package let booking: BookingDesk
     package let settings: FloorSettings
-    let patientKeySecret: SymmetricKey
+    package let patientKeySecret: SymmetricKey
 
     package init(booking: BookingDesk, settings: FloorSettings, patientKeySecret: SymmetricKey) {
         self.booking = booking; self.settings = settings; self.patientKeySecret = patientKeySecret
@@ -119,20 +119,34 @@ package final class FloorDesk: Sendable {
 
     // MARK: Changing it
 
-    /// Checks in appointment `id` (报到); a patient who missed the call waits again behind the next few.
+    /// Checks in appointment `id` (报到); a patient who missed the call waits again behind the next
+    /// few. The holder decides from its records: this node's may not have the booking yet.
     package func checkIn(appointment id: String) async throws(StaffError) -> FloorLine {
         guard let ref = AppointmentRef(encoded: id.trimmingCharacters(in: .whitespaces)) else {
             throw StaffError(400, "floor.appointment_id", zh: "预约号格式不正确，请核对后重新输入。", en: "the booking number is malformed; check it and enter it again.")
         }
         let session = try sessionToday(ref.block)
-        guard let line = session.lines.first(where: { $0.holdID == ref.holdID }) else { throw refusal(.noAppointment) }
+        let known = session.lines.first { $0.holdID == ref.holdID }
         let command = FloorCommand.checkIn(ref.holdID, behind: settings.backBehind)
-        try await send(command, id: "floor:\(ref.block):in:\(ref.holdID):\(line.seq)", block: ref.block)
-        if line.stage == .booked {
-            // The appointment's staff status, for the pages and reports that read it; the queue already stands.
-            _ = try? await booking.stepAppointment(AppointmentStepCommand(id: line.appointment, status: AppointmentStatus.arrived.rawValue, staff: "floor"))
+        let record: Booking
+        do throws(StaffError) {
+            record = try await send(command, id: "floor:\(ref.block):in:\(ref.holdID):\(known?.seq ?? 0)", block: ref.block)
+        } catch where error.code == RefuseReason.alreadyArrived.words.code {
+            // Checked in already (a second click, the same form again, a view behind the holder's): so be it.
+            if let known, known.stage != .booked, known.stage != .missed { return known }
+            var line = known ?? FloorLine(appointment: ref.encoded, holdID: ref.holdID, number: ref.slot + 1, patient: "", name: "", stage: .waiting,
+                                          calls: 0, walkIn: ref.slot >= session.info.onlineSlots, seq: 0)
+            line.stage = .waiting
+            return line
         }
-        return try sessionToday(ref.block).lines.first { $0.holdID == ref.holdID } ?? line
+        guard case .floor(let floor) = record.kind, ref.slot == record.slot else { throw refusal(.requestMismatch) }
+        if case .checkIn = floor.event {
+            // The appointment's staff status, for the pages and reports that read it; the queue already stands.
+            _ = try? await booking.stepAppointment(AppointmentStepCommand(id: ref.encoded, status: AppointmentStatus.arrived.rawValue, staff: "floor"))
+        }
+        let name = known?.name ?? (((try? store.liveRow("patient", key: record.patient)) ?? nil)?["name"]?.textValue ?? "")
+        return FloorLine(appointment: ref.encoded, holdID: ref.holdID, number: record.slot + 1, patient: record.patient, name: name, stage: .waiting,
+                         calls: 0, walkIn: record.slot >= session.info.onlineSlots, seq: floor.seq)
     }
 
     /// Checks in every booking the patient with this resident ID has today (the kiosk).
@@ -209,9 +223,7 @@ package final class FloorDesk: Sendable {
         case .refused(_, let reason)?: throw refusal(reason)
         case nil: throw timeout
         }
-        do throws(StaffError) { return try await checkIn(appointment: ref.encoded) } catch where error.code == "floor.already_arrived" {
-            return try sessionToday(schedule).lines.first { $0.holdID == holdID }!
-        }
+        return try await checkIn(appointment: ref.encoded)
     }
 
     // MARK: Closing
@@ -241,10 +253,12 @@ package final class FloorDesk: Sendable {
 
     // MARK: Helpers
 
-    private func send(_ command: FloorCommand, id: String, block: String) async throws(StaffError) {
+    /// Sends a floor command to the block's holder; the floor record it made.
+    @discardableResult
+    private func send(_ command: FloorCommand, id: String, block: String) async throws(StaffError) -> Booking {
         let q = BookingRequest(id: id, block: block, slot: 0, patient: "floor", tag: command.requestTag)
         switch await booking.consensus.book(q, quota: nil, timeout: .seconds(5)) {
-        case .booked?: return
+        case .booked(let record)?: return record
         case .refused(_, let reason)?: throw refusal(reason)
         case nil: throw timeout
         }
