@@ -356,16 +356,18 @@ public enum MemberSerials {
 }
 
 /// `seed-demo {"start_date": "yyyy-mm-dd", "days": 7}` on the admin API; optional `departments`
-/// (whose doctors this node gets, default its own id) and `capacity` (slots per session).
+/// (whose doctors this node gets, default its own id), `capacity` (slots per session) and `rota`
+/// (sessions from weekly templates published as the rota, instead of the fixed pattern).
 public struct DemoSeedRequest: Codable, Sendable, Hashable {
     public var startDate: String
     public var days: Int
     public var departments: [String]?
     public var capacity: Int?
-    public init(startDate: String, days: Int, departments: [String]? = nil, capacity: Int? = nil) {
-        self.startDate = startDate; self.days = days; self.departments = departments; self.capacity = capacity
+    public var rota: Bool?
+    public init(startDate: String, days: Int, departments: [String]? = nil, capacity: Int? = nil, rota: Bool? = nil) {
+        self.startDate = startDate; self.days = days; self.departments = departments; self.capacity = capacity; self.rota = rota
     }
-    package enum CodingKeys: String, CodingKey { case startDate = "start_date", days, departments, capacity }
+    package enum CodingKeys: String, CodingKey { case startDate = "start_date", days, departments, capacity, rota }
 }
 
 /// `appointments {"patient": ...} | {"block": ...} | {"date": "yyyy-mm-dd", "department": ...}`:

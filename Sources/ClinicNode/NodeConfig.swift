@@ -309,11 +309,11 @@ public struct StaffConfig: Codable, Sendable, Hashable {
 public struct FloorConfig: Codable, Sendable, Hashable {
     /// A patient back after missing the call (过号) waits behind this many others.
     public var backBehind: Int
-    /// A session's queue closes at the session's end once nobody waits or is called, and this
-    /// many minutes after its end in any case; booked patients who never came are then no-shows.
+    /// A session's queue closes this many minutes after the session's end; booked patients who
+    /// never came are then no-shows.
     public var closeAfterMinutes: Int
 
-    public init(backBehind: Int = 3, closeAfterMinutes: Int = 120) {
+    public init(backBehind: Int = 3, closeAfterMinutes: Int = 60) {
         self.backBehind = backBehind
         self.closeAfterMinutes = closeAfterMinutes
     }
@@ -321,7 +321,7 @@ public struct FloorConfig: Codable, Sendable, Hashable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         backBehind = try c.decodeIfPresent(Int.self, forKey: .backBehind) ?? 3
-        closeAfterMinutes = try c.decodeIfPresent(Int.self, forKey: .closeAfterMinutes) ?? 120
+        closeAfterMinutes = try c.decodeIfPresent(Int.self, forKey: .closeAfterMinutes) ?? 60
     }
 
     func validate() throws {
@@ -330,7 +330,7 @@ public struct FloorConfig: Codable, Sendable, Hashable {
                             en: "floor.back_behind must be between 0 and \(SessionQueue.maxBehind) (default 3).")
         }
         guard (0...720).contains(closeAfterMinutes) else {
-            throw NodeError(.config, zh: "floor.close_after_minutes 应在 0 到 720 之间（默认 120）。", en: "floor.close_after_minutes must be between 0 and 720 (default 120).")
+            throw NodeError(.config, zh: "floor.close_after_minutes 应在 0 到 720 之间（默认 60）。", en: "floor.close_after_minutes must be between 0 and 720 (default 60).")
         }
     }
 

@@ -71,8 +71,10 @@ public enum DemoData {
     /// Writes the department's demo rows into `node`'s replica and returns its sessions as blocks.
     /// `department`: whose doctors (neike, waike or erke; default the node's own id); `capacity`:
     /// slots per session instead of the usual 12 (chief physicians) and 24 (the others).
+    /// `rota`: the sessions come from weekly templates (`templates`) published as the rota from
+    /// `start` for at least three weeks, today's included, instead of the fixed pattern.
     public static func seed(node: MeshNode, start: CivilDate, days: Int, dataKey: SymmetricKey, department: String? = nil,
-                            capacity: Int? = nil) throws -> Summary {
+                            capacity: Int? = nil, rota: Bool = false) throws -> Summary {
         let slug = department ?? node.config.nodeID
         guard let spec = departments[slug] else {
             throw NodeError(.admin, zh: "演示数据只有科室 neike、waike、erke（请求的是 \(slug)）。",
@@ -91,7 +93,7 @@ public enum DemoData {
                         "name": .text(practitioner.name), "department": .text(departmentID.rawValue), "title": .text(doctor.title.rawValue)])
                     summary.practitioners += 1
                 }
-                for day in 0..<days {
+                for day in 0..<(rota ? 0 : days) {
                     let date = try start.adding(days: day)
                     for half in sessions(doctor, index: index, date: date) {
                         let capacity = capacity ?? (doctor.title == .chiefPhysician ? 12 : 24)
@@ -129,7 +131,43 @@ public enum DemoData {
                 summary.patients += 1
             }
         }
+        if rota {
+            let desk = node.rota
+            for (index, doctor) in spec.doctors.enumerated() {
+                for line in try templates(doctor, room: "\(spec.nameZh)\(index + 1)诊室") { try desk.saveTemplate(line, department: slug) }
+            }
+            let weeks = max(3, (days + 6) / 7)
+            summary.schedules = try desk.publish(department: slug, from: start, weeks: weeks, includingBegun: true).sessions.count
+        }
         return summary
+    }
+
+    /// A demo doctor's weekly clinic template: chief physicians every weekday morning; the
+    /// resident every day, mornings, afternoons and evenings (so some session is always on);
+    /// the others Monday, Wednesday and Friday all day and Tuesday and Thursday afternoons. Each
+    /// session keeps a few slots for walk-ins.
+    static func templates(_ doctor: Doctor, room: String) throws -> [ClinicTemplate] {
+        let id = try PractitionerID(doctor.slug)
+        func line(_ day: Weekday, _ half: HalfDay) throws -> ClinicTemplate {
+            switch (doctor.title, half) {
+            case (.chiefPhysician, _):
+                return try ClinicTemplate(practitionerID: id, weekday: day, halfDay: half, room: room, capacity: 12, minutesPerSlot: 20, walkInReserve: 2)
+            case (_, .evening):
+                return try ClinicTemplate(practitionerID: id, weekday: day, halfDay: half, room: room, capacity: 12, minutesPerSlot: 15, walkInReserve: 4)
+            default:
+                return try ClinicTemplate(practitionerID: id, weekday: day, halfDay: half, room: room, capacity: 24, minutesPerSlot: 10, walkInReserve: 4)
+            }
+        }
+        let weekdays: [Weekday] = [.monday, .tuesday, .wednesday, .thursday, .friday]
+        switch doctor.title {
+        case .chiefPhysician:
+            return try weekdays.map { try line($0, .morning) }
+        case .residentPhysician:
+            return try Weekday.allCases.flatMap { day in try HalfDay.allCases.map { try line(day, $0) } }
+        default:
+            return try [Weekday.monday, .wednesday, .friday].flatMap { [try line($0, .morning), try line($0, .afternoon)] }
+                + [try line(.tuesday, .afternoon), try line(.thursday, .afternoon)]
+        }
     }
 }
 
@@ -161,7 +199,8 @@ extension DemoData {
         let dataKey = try DataKeyFile.load(from: node.config.dataKeyFile)
         var summary = Summary(department: "", practitioners: 0, schedules: 0, slots: 0, patients: 0, blocks: [])
         for department in request.departments ?? [node.config.nodeID] {
-            let one = try seed(node: node, start: start, days: request.days, dataKey: dataKey, department: department, capacity: request.capacity)
+            let one = try seed(node: node, start: start, days: request.days, dataKey: dataKey, department: department, capacity: request.capacity,
+                               rota: request.rota ?? false)
             summary.department += (summary.department.isEmpty ? "" : ",") + one.department
             summary.practitioners += one.practitioners; summary.schedules += one.schedules
             summary.slots += one.slots; summary.patients += one.patients; summary.blocks += one.blocks

@@ -111,8 +111,10 @@ struct DemoCommand: AsyncParsableCommand {
             abstract: "写入演示数据：各科室医生、出诊与号源、患者 / Write demo data: doctors, sessions and slots, patients")
 
         @Option(help: "管理配置 / Admin config (JSON)") var config: String
-        @Option(help: "第一天 yyyy-mm-dd（默认明天）/ First day (default tomorrow)") var start: String?
+        @Option(help: "第一天 yyyy-mm-dd（默认明天；--rota 时默认今天）/ First day (default tomorrow; with --rota today)") var start: String?
         @Option(help: "天数 / Days") var days = 7
+        @Flag(help: "出诊来自每周模板并作为排班发布（含今天，至少 3 周）/ Sessions from weekly templates, published as the rota (today included, at least 3 weeks)")
+        var rota = false
 
         func run() async throws {
             let target = try AdminTarget(path: config)
@@ -120,10 +122,10 @@ struct DemoCommand: AsyncParsableCommand {
                 let f = DateFormatter()
                 f.timeZone = TimeZone(identifier: "Asia/Shanghai")
                 f.dateFormat = "yyyy-MM-dd"
-                return f.string(from: Date().addingTimeInterval(86_400))
+                return f.string(from: Date().addingTimeInterval(rota ? 0 : 86_400))
             }()
             for node in target.config.nodes {
-                let body = String(decoding: try JSONEncoder().encode(DemoSeedRequest(startDate: first, days: days)), as: UTF8.self)
+                let body = String(decoding: try JSONEncoder().encode(DemoSeedRequest(startDate: first, days: days, rota: rota)), as: UTF8.self)
                 let bytes = try await target.call(node.id, "seed-demo " + body)
                 guard let s = try? JSONDecoder().decode(DemoData.Summary.self, from: Data(bytes)) else {
                     print("\(node.id): \(String(decoding: bytes, as: UTF8.self))")

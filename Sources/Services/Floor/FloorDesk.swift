@@ -14,11 +14,11 @@ import ReplicatedCore
 package struct FloorSettings: Sendable, Hashable {
     /// A patient back after missing the call (过号) waits behind this many others.
     package var backBehind = 3
-    /// A session's queue closes at its end once nobody waits or is called, and this many
-    /// minutes after its end in any case.
-    package var closeAfterMinutes = 120
+    /// A session's queue closes this many minutes after its end: a late patient may still check
+    /// in and the doctor finish the queue meanwhile.
+    package var closeAfterMinutes = 60
 
-    package init(backBehind: Int = 3, closeAfterMinutes: Int = 120) {
+    package init(backBehind: Int = 3, closeAfterMinutes: Int = 60) {
         self.backBehind = backBehind; self.closeAfterMinutes = closeAfterMinutes
     }
 }
@@ -238,8 +238,7 @@ package final class FloorDesk: Sendable {
             guard held, let queue else { continue }
             if !queue.closed {
                 let endMs = Int64(ShanghaiTime.instant(date: info.date, time: info.end).timeIntervalSince1970 * 1000)
-                let idle = queue.current == nil && queue.waiting.isEmpty
-                guard nowMs >= endMs + (idle ? 0 : Int64(settings.closeAfterMinutes) * 60_000) else { continue }
+                guard nowMs >= endMs + Int64(settings.closeAfterMinutes) * 60_000 else { continue }
                 try? await send(.close, id: "floor:\(info.schedule):close", block: info.schedule)
                 continue // the no-shows on a later round, from the queue as closed
             }
@@ -257,11 +256,15 @@ package final class FloorDesk: Sendable {
     @discardableResult
     private func send(_ command: FloorCommand, id: String, block: String) async throws(StaffError) -> Booking {
         let q = BookingRequest(id: id, block: block, slot: 0, patient: "floor", tag: command.requestTag)
-        switch await booking.consensus.book(q, quota: nil, timeout: .seconds(5)) {
-        case .booked(let record)?: return record
-        case .refused(_, let reason)?: throw refusal(reason)
-        case nil: throw timeout
+        // A retry with the same id is the same command: a slow round is waited out, never doubled.
+        for _ in 0..<3 {
+            switch await booking.consensus.book(q, quota: nil, timeout: .seconds(5)) {
+            case .booked(let record)?: return record
+            case .refused(_, let reason)?: throw refusal(reason)
+            case nil: continue
+            }
         }
+        throw timeout
     }
 
     private var timeout: StaffError {

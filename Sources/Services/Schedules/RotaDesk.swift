@@ -80,14 +80,15 @@ package struct RotaDesk: Sendable {
     // MARK: Planning and publishing
 
     /// The department's sessions of `weeks` weeks from `from`, made from its templates, beside
-    /// what is published already.
-    package func plan(department: String, from: CivilDate, weeks: Int) throws(StaffError) -> Plan {
+    /// what is published already. `includingBegun`: today's sessions that have begun are planned
+    /// too (the demo's rota, as if published before today; never a page's).
+    package func plan(department: String, from: CivilDate, weeks: Int, includingBegun: Bool = false) throws(StaffError) -> Plan {
         let today = try today()
         let doctors = try doctors(department: department)
         let sessions = try generate(try templates(department: department), doctors: doctors, from: from, weeks: weeks, today: today)
         let last = (try? from.adding(days: 7 * weeks - 1)) ?? from
         let existing = try published(department: department, from: from, through: last)
-        let fresh = sessions.filter { existing[$0.key] == nil && !hasBegun($0) }
+        let fresh = sessions.filter { existing[$0.key] == nil && (includingBegun || !hasBegun($0)) }
         let freshKeys = Set(fresh.map(\.key))
         let conflicts = Rota.conflicts(fresh.map(\.place) + existing.values)
             .filter { freshKeys.contains($0.first.key) || freshKeys.contains($0.second.key) }
@@ -96,8 +97,8 @@ package struct RotaDesk: Sendable {
 
     /// Publishes the plan's new sessions, or nothing if any of them conflicts: their schedule and
     /// slot rows, and their blocks (held here, opening at their release times).
-    package func publish(department: String, from: CivilDate, weeks: Int) throws(StaffError) -> Plan {
-        let plan = try plan(department: department, from: from, weeks: weeks)
+    package func publish(department: String, from: CivilDate, weeks: Int, includingBegun: Bool = false) throws(StaffError) -> Plan {
+        let plan = try plan(department: department, from: from, weeks: weeks, includingBegun: includingBegun)
         if let first = plan.conflicts.first {
             let more = plan.conflicts.count - 1
             throw StaffError(409, first.code, zh: first.zh + (more > 0 ? "另有 \(more) 处冲突。" : "") + "排班未发布。",
