@@ -308,6 +308,7 @@ extension StaffPages {
     /// One doctor's line on the display: masked names only.
     func displayValues(_ s: FloorSession) -> [String: Any] {
         var v: [String: Any] = ["schedule": s.info.schedule, "doctor": s.info.practitionerName, "room": s.info.room, "closed": s.closed,
+                                "time": "\(s.info.start)-\(s.info.end)",
                                 "next": s.waiting.prefix(3).map { ["number": $0.number, "masked": $0.maskedName] }]
         if let c = s.called { v["called"] = ["number": c.number, "masked": c.maskedName, "calls": c.calls] }
         return v

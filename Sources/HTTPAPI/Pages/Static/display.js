@@ -24,6 +24,7 @@
       tr.setAttribute("data-session", r.schedule);
       tr.appendChild(cell(r.room));
       tr.appendChild(cell(r.doctor));
+      tr.appendChild(cell(r.time));
       var now = cell("", "now");
       if (r.called) { now.appendChild(patient(r.called)); } else if (r.closed) { now.textContent = table.getAttribute("data-closed"); }
       tr.appendChild(now);
