@@ -129,6 +129,12 @@ extension MeshNode {
         }
         t.add("appointment-status", AppointmentStepCommand.self) { try await node.booking.stepAppointment($0) }
         t.add("register-patient", RegisterPatientCommand.self) { node.registerPatient($0) }
+        t.add("floor-queue", [String: String].self) { request -> FloorQueueView in
+            do throws(StaffError) { return try node.floor.queueView(request["session"] ?? "") } catch { throw NodeError(.admin, zh: error.zh, en: error.en) }
+        }
+        t.add("floor", FloorAdminCommand.self) { c -> FloorQueueView in
+            do throws(StaffError) { return try await node.floor.run(c) } catch { throw NodeError(.admin, zh: "\(error.code): \(error.zh)", en: "\(error.code): \(error.en)") }
+        }
         t.add("records", [String: String].self) { try node.recordsView(table: $0["table"] ?? "patient") }
         t.add("appointments", AppointmentsQuery.self) { q -> [AppointmentRow] in
             if let patient = q.patient { return try node.readModel.appointments(patient: patient) }

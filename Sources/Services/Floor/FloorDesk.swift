@@ -125,6 +125,17 @@ package final class FloorDesk: Sendable {
         guard let ref = AppointmentRef(encoded: id.trimmingCharacters(in: .whitespaces)) else {
             throw StaffError(400, "floor.appointment_id", zh: "预约号格式不正确，请核对后重新输入。", en: "the booking number is malformed; check it and enter it again.")
         }
+        return try await checkIn(ref)
+    }
+
+    /// Checks in booking `id` of today's session `schedule` (the admin API's form: any booking's
+    /// request id, a staff booking's too), as this node's records know it.
+    package func checkIn(session schedule: String, booking id: String) async throws(StaffError) -> FloorLine {
+        guard let line = try sessionToday(schedule).lines.first(where: { $0.holdID == id }) else { throw refusal(.noAppointment) }
+        return try await checkIn(AppointmentRef(holdID: id, block: schedule, slot: line.number - 1))
+    }
+
+    private func checkIn(_ ref: AppointmentRef) async throws(StaffError) -> FloorLine {
         let session = try sessionToday(ref.block)
         let known = session.lines.first { $0.holdID == ref.holdID }
         let command = FloorCommand.checkIn(ref.holdID, behind: settings.backBehind)
@@ -224,6 +235,13 @@ package final class FloorDesk: Sendable {
         case nil: throw timeout
         }
         return try await checkIn(appointment: ref.encoded)
+    }
+
+    /// Closes the session's queue now (the admin API's; the node does it on its own after the session).
+    package func close(session schedule: String) async throws(StaffError) -> FloorSession {
+        _ = try sessionToday(schedule)
+        try await send(.close, id: "floor:\(schedule):close", block: schedule)
+        return try sessionToday(schedule)
     }
 
     // MARK: Closing
