@@ -174,6 +174,7 @@ public enum DemoData {
 extension DemoData {
     /// Adds `seed-demo` to the node's admin API.
     package static func install(on node: MeshNode) {
+        BenchRota.install(on: node)
         node.addAdminCommands {
             $0.add("seed-demo", DemoSeedRequest.self) { request in
                 var summary = try seed(node, request)

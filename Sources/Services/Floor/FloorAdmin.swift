@@ -4,7 +4,7 @@ import Foundation
 // The floor on the admin API (`floor-queue`, `floor`): what drills, benches and ops scripts use
 // where the staff pages need a person signed in.
 
-/// `floor {"session": "<schedule>", "op": "check_in" | "next" | "recall" | "close", ...}`.
+/// `floor {"session": "<schedule>", "op": "check_in" | "next" | "recall" | "close" | "walk_in", ...}`.
 package struct FloorAdminCommand: Codable, Sendable, Hashable {
     package var session: String
     package var op: String
@@ -16,9 +16,22 @@ package struct FloorAdminCommand: Codable, Sendable, Hashable {
     package var missed: Bool?
     /// next, recall: the newest floor record the caller saw (`last_seq`).
     package var seen: Int?
+    /// walk_in: the patient's resident ID, name and mobile, the payment method, and the desk's
+    /// request id (the same id again registers nobody more).
+    package var residentID: String?
+    package var name: String?
+    package var mobile: String?
+    package var payment: String?
+    package var requestID: String?
 
-    package init(session: String, op: String, booking: String? = nil, expecting: String? = nil, missed: Bool? = nil, seen: Int? = nil) {
+    package init(session: String, op: String, booking: String? = nil, expecting: String? = nil, missed: Bool? = nil, seen: Int? = nil,
+                 residentID: String? = nil, name: String? = nil, mobile: String? = nil, payment: String? = nil, requestID: String? = nil) {
         self.session = session; self.op = op; self.booking = booking; self.expecting = expecting; self.missed = missed; self.seen = seen
+        self.residentID = residentID; self.name = name; self.mobile = mobile; self.payment = payment; self.requestID = requestID
+    }
+
+    package enum CodingKeys: String, CodingKey {
+        case session, op, booking, expecting, missed, seen, residentID = "resident_id", name, mobile, payment, requestID = "request_id"
     }
 }
 
@@ -72,8 +85,12 @@ extension FloorDesk {
             return FloorQueueView(try await recall(session: c.session, expecting: expecting, seen: c.seen ?? 0))
         case "close":
             return FloorQueueView(try await close(session: c.session))
+        case "walk_in":
+            _ = try await walkIn(session: c.session, residentID: c.residentID ?? "", name: c.name ?? "", mobile: c.mobile ?? "",
+                                 payment: c.payment ?? "cash", requestID: c.requestID ?? "")
+            return try queueView(c.session)
         default:
-            throw StaffError(400, "floor.op", zh: "op 只能是 check_in、next、recall 或 close。", en: "op must be check_in, next, recall or close.")
+            throw StaffError(400, "floor.op", zh: "op 只能是 check_in、next、recall、close 或 walk_in。", en: "op must be check_in, next, recall, close or walk_in.")
         }
     }
 }
