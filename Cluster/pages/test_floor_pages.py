@@ -116,3 +116,31 @@ def test_kiosk_and_roles_refuse_what_they_must(urls, browsing):
     expect(display.locator("a.department"), "expected the three departments to choose from").to_have_count(3)
     display.goto(urls["neike"] + "/staff/display?dept=waike&lang=en")
     expect(display.locator("h1"), "expected the English title").to_contain_text("Now calling")
+
+
+def test_doctor_sees_attendance_and_the_head_sees_the_week(urls, browsing):
+    doctor = browsing.page()
+    sign_in(doctor, urls["neike"], "N004")  # 刘洋, the resident: sessions every day in the demo rota
+    response = doctor.goto(urls["neike"] + "/staff/queue")
+    assert response is not None and response.status == 200, f"expected the doctor's calling page, got {status_of(response)}"
+    own = doctor.locator("section.session")
+    expect(own.first, "expected 刘洋's sessions of today").to_be_visible()
+    assert own.count() == own.locator("div.attendance").count(), "expected the attendance line on each of the doctor's own sessions"
+
+    head = browsing.page()
+    sign_in(head, urls["neike"], "N001")
+    link = head.locator('nav#actions a[data-action="attendance.read"]')
+    expect(link, "expected the head's home to link attendance").to_have_count(1)
+    with head.expect_navigation() as navigation:
+        link.click()
+    assert navigation.value.status == 200 and path_of(head.url) == "/staff/attendance", (
+        f"expected /staff/attendance with 200, got {navigation.value.status} at {head.url}"
+    )
+    rows = head.locator('table#attendance tr.week[data-doctor="neike-liu-yang"]')
+    expect(rows.first, "expected 刘洋's weeks in the attendance table").to_be_visible()
+    assert int(rows.first.locator("td.planned").inner_text()) > 0, "expected planned sessions for 刘洋"
+
+    nurse = browsing.page()
+    sign_in(nurse, urls["neike"], "N101")
+    response = nurse.goto(urls["neike"] + "/staff/attendance")
+    assert response is not None and response.status == 403, f"expected a nurse to be refused attendance, got {status_of(response)}"

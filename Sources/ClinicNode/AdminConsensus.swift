@@ -55,9 +55,20 @@ extension MeshNode {
     /// Proposes the definitions now, and again every second until they are committed (there may
     /// be no leader yet, or it may change on the way).
     public func defineBlocks(_ blocks: [BlockDefinition]) {
-        runtime.withLock { $0.pendingBlocks += blocks }
+        let now = clock.monotonicNanos()
+        runtime.withLock {
+            $0.pendingBlocks += blocks
+            $0.blocksProposedNanos = now
+        }
         for b in blocks { consensus.propose(b.command) }
     }
+
+    /// Uncommitted block definitions are proposed again only this long after the last proposal,
+    /// and at most `reproposalsPerRound` a round: a rota of thousands of sessions takes the leader
+    /// longer than one round to commit, and proposing all of them again every second would bury
+    /// it in duplicates.
+    static let reproposeAfterNanos: UInt64 = 10_000_000_000
+    static let reproposalsPerRound = 2_000
 
     /// Evicts `node` from the cluster (admin): committed through the leader, retried until it is.
     /// From then on every node closes its connections and refuses its certificate, its leases
@@ -75,12 +86,18 @@ extension MeshNode {
             runtime.withLock { $0.pendingEvictions = left }
             for n in left { consensus.propose(.evict(NodeID(n))) }
         }
-        let pending = runtime.withLock { $0.pendingBlocks }
+        let (pending, proposedAt) = runtime.withLock { ($0.pendingBlocks, $0.blocksProposedNanos) }
         guard !pending.isEmpty else { return }
         let blocks = consensus.view.cluster.blocks
         let missing = pending.filter { blocks[$0.block] == nil }
-        runtime.withLock { $0.pendingBlocks = missing }
-        for b in missing { consensus.propose(b.command) }
+        let now = clock.monotonicNanos()
+        let due = now >= proposedAt + Self.reproposeAfterNanos
+        runtime.withLock {
+            $0.pendingBlocks = missing
+            if due, !missing.isEmpty { $0.blocksProposedNanos = now }
+        }
+        guard due else { return }
+        for b in missing.prefix(Self.reproposalsPerRound) { consensus.propose(b.command) }
     }
 
     /// `quotaBucketRecords: false` leaves the quota buckets' records out (the blocks stay listed):

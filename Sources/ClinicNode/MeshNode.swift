@@ -55,6 +55,8 @@ public final class MeshNode: Sendable {
     package var rota: RotaDesk { RotaDesk(store: store, blocks: self, node: config.nodeID, clock: clock) }
     /// The clinic floor: check-in, walk-ins, queues and calls, the waiting-room display.
     package let floor: FloorDesk
+    /// Doctors' sign-in to their sessions, and planned against worked.
+    package var attendance: AttendanceDesk { AttendanceDesk(store: store, clock: clock, toleranceMinutes: (config.floor ?? FloorConfig()).lateMinutes) }
     /// The port the patient API bound, once it listens.
     let patientPortBound = Mutex<Int?>(nil)
     /// The replica as the services write it: every local write wakes the peer links.
@@ -93,6 +95,8 @@ public final class MeshNode: Sendable {
         var diskReason: StoreError?
         /// Block definitions and evictions proposed here and not yet seen committed.
         var pendingBlocks: [BlockDefinition] = []
+        /// When blocks were last proposed (monotonic ns): a re-proposal waits for a commit to be overdue.
+        var blocksProposedNanos: UInt64 = 0
         var pendingEvictions: Set<String> = []
     }
 
@@ -337,7 +341,7 @@ public final class MeshNode: Sendable {
         // The staff pages share the patient API's HTTPS port; without it a node has no pages.
         let staffPages: StaffPages?
         do {
-            staffPages = try StaffPages(desk: staff, appointments: readModel, rota: rota, floor: floor, signInBurst: config.staffSettings.signInBurst,
+            staffPages = try StaffPages(desk: staff, appointments: readModel, rota: rota, floor: floor, attendance: attendance, signInBurst: config.staffSettings.signInBurst,
                                         signInPerSecond: config.staffSettings.signInPerSecond, logger: logger)
         } catch {
             logger.error("员工页面模板无法读取，本节点不提供员工页面 / staff page templates unreadable, no staff pages on this node", metadata: ["pages.error": "\(error)"])

@@ -312,16 +312,21 @@ public struct FloorConfig: Codable, Sendable, Hashable {
     /// A session's queue closes this many minutes after the session's end; booked patients who
     /// never came are then no-shows.
     public var closeAfterMinutes: Int
+    /// A doctor's sign-in to a session this many minutes after its start is late, a sign-out this
+    /// many minutes before its end early (出诊签到).
+    public var lateMinutes: Int
 
-    public init(backBehind: Int = 3, closeAfterMinutes: Int = 60) {
+    public init(backBehind: Int = 3, closeAfterMinutes: Int = 60, lateMinutes: Int = 10) {
         self.backBehind = backBehind
         self.closeAfterMinutes = closeAfterMinutes
+        self.lateMinutes = lateMinutes
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         backBehind = try c.decodeIfPresent(Int.self, forKey: .backBehind) ?? 3
         closeAfterMinutes = try c.decodeIfPresent(Int.self, forKey: .closeAfterMinutes) ?? 60
+        lateMinutes = try c.decodeIfPresent(Int.self, forKey: .lateMinutes) ?? 10
     }
 
     func validate() throws {
@@ -332,9 +337,12 @@ public struct FloorConfig: Codable, Sendable, Hashable {
         guard (0...720).contains(closeAfterMinutes) else {
             throw NodeError(.config, zh: "floor.close_after_minutes 应在 0 到 720 之间（默认 60）。", en: "floor.close_after_minutes must be between 0 and 720 (default 60).")
         }
+        guard (0...120).contains(lateMinutes) else {
+            throw NodeError(.config, zh: "floor.late_minutes 应在 0 到 120 之间（默认 10）。", en: "floor.late_minutes must be between 0 and 120 (default 10).")
+        }
     }
 
     var settings: FloorSettings { FloorSettings(backBehind: backBehind, closeAfterMinutes: closeAfterMinutes) }
 
-    enum CodingKeys: String, CodingKey { case backBehind = "back_behind", closeAfterMinutes = "close_after_minutes" }
+    enum CodingKeys: String, CodingKey { case backBehind = "back_behind", closeAfterMinutes = "close_after_minutes", lateMinutes = "late_minutes" }
 }

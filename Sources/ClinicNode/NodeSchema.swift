@@ -91,11 +91,19 @@ public enum NodeSchema {
         .init("fee_fen", .integer), .init("opens_at_ms", .integer), .init("home", .text),
     ]
 
+    /// Key: the session's schedule key: the doctor's sign-in and sign-out (出诊签到, `Attendance`),
+    /// LWW per column; written where the doctor signs.
+    public static let sessionAttendance = ReplicatedTable("session_attendance", columns: [
+        .init("practitioner", .text), .init("department", .text), .init("date", .text),
+        .init("signed_in_ms", .integer), .init("signed_out_ms", .integer),
+    ], indexes: [["department", "date"]])
+
     public static let schema = ReplicaSchema(versions: [
         [.createTable(department), .createTable(practitioner), .createTable(patient), .createTable(schedule), .createTable(slot)],
         [.createTable(appointment)],
         [.createTable(staff), .createTable(staffSignIn), .createTable(staffSessionEnd), .createTable(staffBreakGlass), .createTable(auditEvent)],
         [.createTable(staffTwoStep)],
         [.createTable(clinicTemplate)] + scheduleRotaColumns.map { .addColumn(table: "schedule", $0) },
+        [.createTable(sessionAttendance)],
     ])
 }

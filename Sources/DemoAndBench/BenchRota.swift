@@ -4,11 +4,12 @@ import Domain
 import Foundation
 import Services
 
-// `bench-rota` on the admin API (for `clinicmesh bench floor`): departments and doctors made up
-// for the bench, each doctor's weekly template, and the rota published from it through the same
-// desk as the rota page, timed on the node.
+// For `clinicmesh bench floor` on the admin API: `bench-rota` makes departments and doctors up
+// and saves each doctor's weekly template; `bench-rota-publish` then publishes the rota from them
+// through the same desk as the rota page, timed on the node.
 
-/// `bench-rota {"departments": [{"code": "bench-d00", "doctors": 8}], "weeks": 8, "from": "yyyy-mm-dd"}`.
+/// `bench-rota {"departments": [{"code": "bench-d00", "doctors": 8}], "weeks": 8, "from": "yyyy-mm-dd"}`:
+/// the same request for both commands (`bench-rota` ignores `weeks` and `from`).
 package struct BenchRotaRequest: Codable, Sendable, Hashable {
     package struct Department: Codable, Sendable, Hashable {
         package var code: String
@@ -24,7 +25,7 @@ package struct BenchRotaRequest: Codable, Sendable, Hashable {
 package struct BenchRotaAnswer: Codable, Sendable, Hashable {
     package var sessions: Int
     package var slots: Int
-    /// Templates saved and the rota published, in this node (ms).
+    /// The rota published (schedule rows written, blocks proposed), in this node (ms).
     package var publishMs: Double
     /// The morning sessions of `from`, by department.
     package var firstMornings: [String: [String]]
@@ -35,7 +36,8 @@ package struct BenchRotaAnswer: Codable, Sendable, Hashable {
 enum BenchRota {
     static func install(on node: MeshNode) {
         node.addAdminCommands {
-            $0.add("bench-rota", BenchRotaRequest.self) { request in try publish(node, request) }
+            $0.add("bench-rota", BenchRotaRequest.self) { request in try prepare(node, request) }
+            $0.add("bench-rota-publish", BenchRotaRequest.self) { request in try publish(node, request) }
         }
     }
 
@@ -51,11 +53,15 @@ enum BenchRota {
         return mornings + afternoons
     }
 
-    static func publish(_ node: MeshNode, _ request: BenchRotaRequest) throws -> BenchRotaAnswer {
+    static func validate(_ request: BenchRotaRequest) throws {
         guard (1...26).contains(request.weeks), request.departments.count <= 500, request.departments.allSatisfy({ (1...100).contains($0.doctors) }) else {
             throw NodeError(.admin, zh: "weeks 须为 1–26，科室至多 500 个，每科医生 1–100 人。", en: "weeks must be 1–26, at most 500 departments, 1–100 doctors each.")
         }
-        let from = try CivilDate(parsing: request.from, field: "from")
+    }
+
+    /// The departments and their doctors, then each department's weekly templates in one transaction.
+    static func prepare(_ node: MeshNode, _ request: BenchRotaRequest) throws -> [String: Int] {
+        try validate(request)
         let titles: [PractitionerTitle] = [.chiefPhysician, .associateChiefPhysician, .attendingPhysician, .residentPhysician]
         try node.write { w in
             for d in request.departments {
@@ -68,14 +74,24 @@ enum BenchRota {
             }
         }
         let rota = node.rota
+        var lines = 0
+        for d in request.departments {
+            let all = try (0..<d.doctors).flatMap { n in try templates(PractitionerID("\(d.code)-dr\(n)"), room: "\(d.code)-\(n + 1)") }
+            try rota.saveTemplates(all, department: d.code)
+            lines += all.count
+        }
+        return ["template_lines": lines]
+    }
+
+    /// The rota of every department asked for, published from today's templates, timed.
+    static func publish(_ node: MeshNode, _ request: BenchRotaRequest) throws -> BenchRotaAnswer {
+        try validate(request)
+        let from = try CivilDate(parsing: request.from, field: "from")
+        let rota = node.rota
         let watch = ContinuousClock.now
         var sessions = 0, slots = 0
         var mornings: [String: [String]] = [:]
         for d in request.departments {
-            for n in 0..<d.doctors {
-                let doctor = try PractitionerID("\(d.code)-dr\(n)")
-                for line in try templates(doctor, room: "\(d.code)-\(n + 1)") { try rota.saveTemplate(line, department: d.code) }
-            }
             let plan = try rota.publish(department: d.code, from: from, weeks: request.weeks, includingBegun: true)
             sessions += plan.sessions.count
             slots += plan.sessions.reduce(0) { $0 + $1.schedule.capacity }

@@ -21,13 +21,14 @@ public struct FloorLoad: Sendable {
         public var doctors = 300
         public var weeks = 8
         /// Seconds of the clinic morning.
-        public var seconds: Double = 30
+        public var seconds: Double = 60
         /// Bookings made online for each of today's morning sessions before the morning.
-        public var bookingsPerSession = 12
+        public var bookingsPerSession = 4
         /// Walk-ins registered at the desk per session during the morning.
-        public var walkInsPerSession = 2
-        /// Mean seconds between a doctor's calls (Poisson).
-        public var callEverySeconds: Double = 3
+        public var walkInsPerSession = 1
+        /// Mean seconds between a doctor's calls (Poisson): 30 s is a clinic 20 times faster than
+        /// one where a visit takes 10 minutes.
+        public var callEverySeconds: Double = 30
         public init(binary: String) { self.binary = binary }
     }
 
@@ -120,13 +121,20 @@ public struct FloorLoad: Sendable {
             perNode[home[code]!, default: []].append(.init(code: code, doctors: max(1, doctors)))
         }
         say("排班：\(options.departments) 个科室、\(options.doctors) 名医生、\(options.weeks) 周，由各科室节点发布 / the rota: \(options.departments) departments, \(options.doctors) doctors, \(options.weeks) weeks, each published by its department's node")
+        for (node, departments) in perNode {
+            let bytes = try await cluster.call(node, "bench-rota", BenchRotaRequest(departments: departments, weeks: options.weeks, from: today.description))
+            guard String(decoding: bytes, as: UTF8.self).contains("template_lines") else {
+                throw DrillError("bench-rota on \(node): \(String(decoding: bytes.prefix(500), as: UTF8.self))")
+            }
+        }
+        try await cluster.waitUntilReplicasAgree("the templates on every replica", seconds: 300)
         let watch = Stopwatch()
         let answers = try await withThrowingTaskGroup(of: BenchRotaAnswer.self) { tasks in
             for (node, departments) in perNode {
                 tasks.addTask {
-                    let bytes = try await cluster.call(node, "bench-rota", BenchRotaRequest(departments: departments, weeks: options.weeks, from: today.description))
+                    let bytes = try await cluster.call(node, "bench-rota-publish", BenchRotaRequest(departments: departments, weeks: options.weeks, from: today.description))
                     guard let answer = try? JSONDecoder().decode(BenchRotaAnswer.self, from: Data(bytes)) else {
-                        throw DrillError("bench-rota on \(node): \(String(decoding: bytes.prefix(500), as: UTF8.self))")
+                        throw DrillError("bench-rota-publish on \(node): \(String(decoding: bytes.prefix(500), as: UTF8.self))")
                     }
                     return answer
                 }
@@ -203,7 +211,7 @@ public struct FloorLoad: Sendable {
         let deadline = ContinuousClock.now + .milliseconds(Int(options.seconds * 1000))
         let start = ContinuousClock.now
         // Arrivals: every booking checks in, and the walk-ins register, at random times of the first 80%.
-        var arrivals: [(at: Double, session: String, booking: String?, walkIn: Int?)] = []
+        var arrivals: [Arrival] = []
         var walkIn = 0
         for session in morningSessions {
             for slot in 0..<options.bookingsPerSession { arrivals.append((Double.random(in: 0..<(options.seconds * 0.8)), session, "bench-\(session)-\(slot)", nil)) }
@@ -218,62 +226,15 @@ public struct FloorLoad: Sendable {
             // Desks and kiosks: 8 a node, taking the arrivals in time order.
             let desks = 8 * ids.count
             for desk in 0..<desks {
-                tasks.addTask {
-                    try? await cluster.withAdminSession(ids[desk % ids.count]) { admin in
-                        for (i, a) in queued.enumerated() where i % desks == desk {
-                            let wait = start + .milliseconds(Int(a.at * 1000)) - ContinuousClock.now
-                            if wait > .zero { try? await Task.sleep(for: wait) }
-                            let command: FloorAdminCommand
-                            if let booking = a.booking {
-                                command = FloorAdminCommand(session: a.session, op: "check_in", booking: booking)
-                            } else {
-                                let n = a.walkIn ?? 0
-                                let id = try ResidentID.make(regionCode: "130102", birthDate: try CivilDate(year: 1960, month: 1, day: 1).adding(days: n), sequence: 100 + n % 800)
-                                command = FloorAdminCommand(session: a.session, op: "walk_in", residentID: id.value, name: "压测患者" + ["甲", "乙", "丙", "丁", "戊"][n % 5],
-                                                            mobile: "139" + String(format: "%08d", n), payment: "cash", requestID: "bench-walk-\(n)")
-                            }
-                            let t0 = FloorLoad.nanos()
-                            let bytes = try await admin.request("floor " + String(decoding: try JSONEncoder().encode(command), as: UTF8.self))
-                            let ms = Double(FloorLoad.nanos() - t0) / 1e6
-                            if (try? JSONDecoder().decode(FloorQueueView.self, from: Data(bytes))) != nil {
-                                stats.record(a.booking == nil ? "walk_in" : "check_in", ms: ms)
-                            } else {
-                                stats.unexpected((a.booking == nil ? "walk_in: " : "check_in: ") + Self.code(bytes))
-                            }
-                        }
-                    }
-                }
+                let mine = queued.enumerated().filter { $0.offset % desks == desk }.map(\.element)
+                tasks.addTask { await Self.desk(mine, at: ids[desk % ids.count], cluster, from: start, stats) }
             }
-            // Doctors: each at their own node, calling the next patient now and then.
+            // Doctors: each at their own node, the session's holder.
             for (code, sessions) in mornings {
-              let node = home[code] ?? ids[0]
-              for session in sessions {
-                tasks.addTask {
-                    try? await cluster.withAdminSession(node) { admin in
-                        var current: String?
-                        var seen = 0
-                        while ContinuousClock.now < deadline {
-                            let pause = -log(Double.random(in: Double.ulpOfOne..<1)) * options.callEverySeconds
-                            try? await Task.sleep(for: .milliseconds(Int(pause * 1000)))
-                            if ContinuousClock.now >= deadline { break }
-                            let command = FloorAdminCommand(session: session, op: "next", expecting: current, seen: seen)
-                            let t0 = FloorLoad.nanos()
-                            let bytes = try await admin.request("floor " + String(decoding: try JSONEncoder().encode(command), as: UTF8.self))
-                            let ms = Double(FloorLoad.nanos() - t0) / 1e6
-                            guard let view = try? JSONDecoder().decode(FloorQueueView.self, from: Data(bytes)) else {
-                                let code = Self.code(bytes)
-                                if code != "floor.queue_empty" { stats.unexpected("next: " + code) }
-                                continue
-                            }
-                            current = view.current
-                            seen = view.lastSeq
-                            guard let called = view.current, let number = view.lines.first(where: { $0.booking == called })?.number else { continue }
-                            stats.record("next", ms: ms)
-                            stats.called("\(session)#\(number)", sentNanos: t0)
-                        }
-                    }
+                for session in sessions {
+                    let node = home[code] ?? ids[0]
+                    tasks.addTask { await Self.doctor(session, at: node, cluster, every: options.callEverySeconds, until: deadline, stats) }
                 }
-              }
             }
         }
         // The last calls' events.
@@ -286,6 +247,69 @@ public struct FloorLoad: Sendable {
             publishNodeS: rounded((answers.map(\.publishMs).max() ?? 0) / 1000, 2), morningSessions: morningSessions.count,
             bookings: work.count, seconds: options.seconds, checkIns: stats.figures("check_in"), walkIns: stats.figures("walk_in"),
             callNext: stats.figures("next"), callToDisplay: Self.figures(display), callsNotDisplayed: missing, unexpected: stats.unexpectedCounts)
+    }
+
+    typealias Arrival = (at: Double, session: String, booking: String?, walkIn: Int?)
+
+    /// A desk or kiosk at `node`: each arrival at its time, a check-in of its booking or a walk-in's registration.
+    static func desk(_ arrivals: [Arrival], at node: String, _ cluster: LocalCluster, from start: ContinuousClock.Instant, _ stats: Stats) async {
+        do {
+            try await cluster.withAdminSession(node) { admin in
+                for a in arrivals {
+                    let wait = start + .milliseconds(Int(a.at * 1000)) - ContinuousClock.now
+                    if wait > .zero { try? await Task.sleep(for: wait) }
+                    let command: FloorAdminCommand
+                    if let booking = a.booking {
+                        command = FloorAdminCommand(session: a.session, op: "check_in", booking: booking)
+                    } else {
+                        let n = a.walkIn ?? 0
+                        let id = try ResidentID.make(regionCode: "130102", birthDate: try CivilDate(year: 1960, month: 1, day: 1).adding(days: n), sequence: 100 + n % 800)
+                        command = FloorAdminCommand(session: a.session, op: "walk_in", residentID: id.value, name: "压测患者" + ["甲", "乙", "丙", "丁", "戊"][n % 5],
+                                                    mobile: "139" + String(format: "%08d", n), payment: "cash", requestID: "bench-walk-\(n)")
+                    }
+                    let what = a.booking == nil ? "walk_in" : "check_in"
+                    let t0 = nanos()
+                    let bytes = try await admin.request("floor " + String(decoding: try JSONEncoder().encode(command), as: UTF8.self))
+                    let ms = Double(nanos() - t0) / 1e6
+                    if (try? JSONDecoder().decode(FloorQueueView.self, from: Data(bytes))) != nil { stats.record(what, ms: ms) } else { stats.unexpected(what + ": " + code(bytes)) }
+                }
+            }
+        } catch {
+            stats.unexpected("desk at \(node): \(error)")
+        }
+    }
+
+    /// A doctor at `node` calling the next patient of `session` every so often (Poisson) until `deadline`.
+    static func doctor(_ session: String, at node: String, _ cluster: LocalCluster, every mean: Double, until deadline: ContinuousClock.Instant,
+                       _ stats: Stats) async {
+        do {
+            try await cluster.withAdminSession(node) { admin in
+                var current: String?
+                var seen = 0
+                while ContinuousClock.now < deadline {
+                    let pause = -log(Double.random(in: Double.ulpOfOne..<1)) * mean
+                    try? await Task.sleep(for: .milliseconds(Int(pause * 1000)))
+                    if ContinuousClock.now >= deadline { break }
+                    let command = FloorAdminCommand(session: session, op: "next", expecting: current, seen: seen)
+                    let t0 = nanos()
+                    let bytes = try await admin.request("floor " + String(decoding: try JSONEncoder().encode(command), as: UTF8.self))
+                    let ms = Double(nanos() - t0) / 1e6
+                    guard let view = try? JSONDecoder().decode(FloorQueueView.self, from: Data(bytes)) else {
+                        let code = code(bytes)
+                        if code != "floor.queue_empty" { stats.unexpected("next: " + code) }
+                        continue
+                    }
+                    current = view.current
+                    seen = view.lastSeq
+                    // A press with nobody waiting ends the current visit and calls nobody.
+                    guard let called = view.current, let number = view.lines.first(where: { $0.booking == called })?.number else { continue }
+                    stats.record("next", ms: ms)
+                    stats.called("\(session)#\(number)", sentNanos: t0)
+                }
+            }
+        } catch {
+            stats.unexpected("doctor at \(node): \(error)")
+        }
     }
 
     /// The error code in an admin answer (`floor.queue_empty: ...`), or its first words.

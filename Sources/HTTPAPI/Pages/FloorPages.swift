@@ -198,12 +198,14 @@ extension StaffPages {
         case nil:
             throw .denied
         }
+        let mayAttend = desk.rules.scope(of: "attendance.sign", for: account.roles) != nil
         values["sessions"] = sessions.map { s -> [String: Any] in
             var v = sessionValues(s, page)
             v["expecting"] = s.queue?.current ?? ""
             v["seen"] = s.queue?.lastSeq ?? 0
             v["mayCall"] = !s.closed
             v["waitingLines"] = s.waiting.map { lineValues($0, page) }
+            if mayAttend, s.info.practitioner == account.practitioner { v["attendance"] = attendanceValues(s.info.schedule, page) }
             return v
         }
         return page.html(renderer.render("queue", values), status: status)

@@ -50,6 +50,9 @@ enum PageTexts {
         "queueWaitingList": "候诊队列", "queueCalls": "呼叫次数",
         "kioskTitle": "自助报到", "kioskHint": "请输入身份证号报到", "kioskDone": "报到成功", "kioskAhead": "前面候诊人数",
         "displayTitle": "候诊叫号", "displayNow": "请到诊室就诊", "displayNext": "请准备",
+        "attendanceTitle": "出勤统计", "attendanceWeek": "周（自周一）", "attendancePlanned": "计划出诊", "attendanceWorked": "实际出诊",
+        "attendanceLate": "迟到", "attendanceAbsent": "缺勤", "attendanceLeftEarly": "早退", "attendanceSignedIn": "签到", "attendanceSignedOut": "签退",
+        "attendanceSignIn": "出诊签到", "attendanceSignOut": "签退",
     ]
     static let en: [String: String] = [
         "brand": "Outpatients", "node": "Node", "otherLanguage": "中文", "signOut": "Sign out", "footer": "ClinicMesh outpatient system · one node per department",
@@ -92,5 +95,8 @@ enum PageTexts {
         "queueWaitingList": "Waiting", "queueCalls": "calls",
         "kioskTitle": "Self check-in", "kioskHint": "Enter your resident ID to check in", "kioskDone": "Checked in", "kioskAhead": "waiting ahead of you",
         "displayTitle": "Now calling", "displayNow": "Please come in", "displayNext": "Next",
+        "attendanceTitle": "Attendance", "attendanceWeek": "Week of", "attendancePlanned": "Planned", "attendanceWorked": "Worked",
+        "attendanceLate": "Late", "attendanceAbsent": "Absent", "attendanceLeftEarly": "Left early", "attendanceSignedIn": "Signed in",
+        "attendanceSignedOut": "Signed out", "attendanceSignIn": "Sign in to the session", "attendanceSignOut": "Sign out",
     ]
 }

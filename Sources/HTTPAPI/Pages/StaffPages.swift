@@ -28,6 +28,8 @@ package struct StaffPages: Sendable {
     let rota: RotaDesk?
     /// The clinic floor (nil: this node offers no floor pages).
     let floor: FloorDesk?
+    /// Doctors' attendance (nil: no attendance pages).
+    let attendance: AttendanceDesk?
     let renderer: PageRenderer
     /// Sign-in attempts per client address on this node (`staff.sign_in_burst`, `_per_second`).
     /// The lockout guards each account; this guards the node (each attempt costs a 32 MiB scrypt).
@@ -37,11 +39,12 @@ package struct StaffPages: Sendable {
     let logger: Logger
 
     package init(desk: StaffDesk, appointments: (any PatientAppointments)? = nil, rota: RotaDesk? = nil, floor: FloorDesk? = nil,
-                 signInBurst: Int = 30, signInPerSecond: Double = 1, logger: Logger) throws {
+                 attendance: AttendanceDesk? = nil, signInBurst: Int = 30, signInPerSecond: Double = 1, logger: Logger) throws {
         self.desk = desk
         self.appointments = appointments
         self.rota = rota
         self.floor = floor
+        self.attendance = attendance
         signInLimiter = RateLimiter(burst: signInBurst, perSecond: signInPerSecond)
         self.logger = logger
         renderer = try PageRenderer.shipped()
@@ -69,16 +72,16 @@ package struct StaffPages: Sendable {
         StaffRoute(method: .get, path: "/staff/patients", action: "patient.read"),
         StaffRoute(method: .get, path: "/staff/patients/{key}", action: "patient.read"),
         StaffRoute(method: .post, path: "/staff/patients/{key}/break-glass", action: "patient.break_glass"),
-    ] + rotaRoutes + floorRoutes
+    ] + rotaRoutes + floorRoutes + attendanceRoutes
 
     /// Actions taken from a page rather than from a home page's link.
-    package static let pageOnlyActions: Set<String> = ["patient.break_glass", "floor.walk_in"]
+    package static let pageOnlyActions: Set<String> = ["patient.break_glass", "floor.walk_in", "attendance.sign"]
 
     /// Where a home page's link for an action goes.
     static let actionPaths: [String: String] = [
         "home": "/staff/", "password.change": "/staff/password", "schedule.own": "/staff/schedule",
         "staff.manage": "/staff/accounts", "audit.read": "/staff/audit", "patient.read": "/staff/patients", "rota.manage": "/staff/rota",
-        "floor.checkin": "/staff/floor", "floor.call": "/staff/queue",
+        "floor.checkin": "/staff/floor", "floor.call": "/staff/queue", "attendance.read": "/staff/attendance",
     ]
 
     /// Events on one page of the auditor's view (older ones on the next page).
@@ -254,6 +257,8 @@ package struct StaffPages: Sendable {
             return try rotaRoute(route, request, form: form, page: page, account)
         case (_, _) where Self.floorRoutes.contains(route):
             return try await floorRoute(route, request, form: form, page: page, account)
+        case (_, _) where Self.attendanceRoutes.contains(route):
+            return try attendanceRoute(route, request, form: form, page: page, account)
         case (.get, "/staff/accounts"):
             return try accountsPage(page, message: nil, status: 200)
         case (.post, "/staff/accounts"):

@@ -40,21 +40,32 @@ package struct RotaDesk: Sendable {
     @discardableResult
     package func saveTemplate(_ t: ClinicTemplate, department wanted: String? = nil) throws(StaffError) -> String {
         let department = try departmentOf(t.practitionerID)
-        if let wanted, wanted != department {
-            throw StaffError(400, "rota.other_department", zh: "医生 \(t.practitionerID) 属于科室 \(department)，不能排进 \(wanted) 的排班。",
-                             en: "doctor \(t.practitionerID) belongs to department \(department), not to \(wanted)'s rota.")
+        try saveTemplates([t], department: wanted ?? department)
+        return department
+    }
+
+    /// Saves template lines of the department's doctors in one transaction (a line replaces the
+    /// doctor's line of that weekday and half-day).
+    package func saveTemplates(_ lines: [ClinicTemplate], department: String) throws(StaffError) {
+        for doctor in Set(lines.map(\.practitionerID)) {
+            let theirs = try departmentOf(doctor)
+            guard theirs == department else {
+                throw StaffError(400, "rota.other_department", zh: "医生 \(doctor) 属于科室 \(theirs)，不能排进 \(department) 的排班。",
+                                 en: "doctor \(doctor) belongs to department \(theirs), not to \(department)'s rota.")
+            }
         }
         try storing {
             try store.write { w in
-                try w.upsert("clinic_template", key: Self.templateKey(t.practitionerID, t.weekday, t.halfDay), values: [
-                    "practitioner": .text(t.practitionerID.rawValue), "department": .text(department),
-                    "weekday": .integer(Int64(t.weekday.rawValue)), "half_day": .text(t.halfDay.rawValue), "room": .text(t.room),
-                    "start": .text(t.start.description), "capacity": .integer(Int64(t.capacity)),
-                    "minutes_per_slot": .integer(Int64(t.minutesPerSlot)), "walk_in_reserve": .integer(Int64(t.walkInReserve)),
-                ])
+                for t in lines {
+                    try w.upsert("clinic_template", key: Self.templateKey(t.practitionerID, t.weekday, t.halfDay), values: [
+                        "practitioner": .text(t.practitionerID.rawValue), "department": .text(department),
+                        "weekday": .integer(Int64(t.weekday.rawValue)), "half_day": .text(t.halfDay.rawValue), "room": .text(t.room),
+                        "start": .text(t.start.description), "capacity": .integer(Int64(t.capacity)),
+                        "minutes_per_slot": .integer(Int64(t.minutesPerSlot)), "walk_in_reserve": .integer(Int64(t.walkInReserve)),
+                    ])
+                }
             }
         }
-        return department
     }
 
     package func deleteTemplate(_ doctor: PractitionerID, _ weekday: Weekday, _ halfDay: HalfDay) throws(StaffError) {
@@ -150,7 +161,9 @@ package struct RotaDesk: Sendable {
         ShanghaiTime.instant(date: s.schedule.date, time: s.schedule.start).timeIntervalSince1970 * 1000 <= Double(clock.wallMillis())
     }
 
-    /// Schedule and slot rows for `sessions`, then their blocks, held here.
+    /// Schedule rows for `sessions`, then their blocks, held here. No slot rows: a session's slots
+    /// are its capacity, and their state comes from the booking records alone, so a row per slot
+    /// would be replicated to every node for nothing (8 weeks of a large hospital: half a million).
     func write(_ sessions: [RotaSession], department: String) throws(StaffError) {
         try storing {
             try store.write { w in
@@ -165,10 +178,6 @@ package struct RotaDesk: Sendable {
                         "walk_in_reserve": .integer(Int64(s.walkInReserve)), "fee_fen": .integer(Int64(schedule.feeFen)),
                         "opens_at_ms": .integer(Self.ms(s.opensAt)), "home": .text(node),
                     ])
-                    for slot in schedule.slots() {
-                        try w.insert("slot", key: slot.key.rawValue, values: [
-                            "schedule": .text(key), "sequence": .integer(Int64(slot.sequence)), "status": .text(slot.status.rawValue)])
-                    }
                 }
             }
         }
