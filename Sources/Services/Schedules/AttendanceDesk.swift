@@ -85,7 +85,8 @@ package struct AttendanceDesk: Sendable {
         let signed = try storing { try store.liveRows("session_attendance", keys: Set(sessions.map(\.key))) }
         var out: [String: Week] = [:]
         for (key, row) in sessions where row["status"]?.textValue == "active" {
-            guard let k = try? ScheduleKey(rawValue: key), let line = makeLine(k, row, signed[key]) else { continue }
+            guard let k = try? ScheduleKey(rawValue: key) else { continue }
+            let line = makeLine(k, row, signed[key])
             let weekStart = (try? k.date.adding(days: 1 - k.date.weekday.rawValue)) ?? k.date
             var week = out["\(k.practitionerID.rawValue)|\(weekStart)"] ?? Week(doctor: k.practitionerID, monday: weekStart)
             week.planned += 1
@@ -103,13 +104,11 @@ package struct AttendanceDesk: Sendable {
         }.sorted { ($0.monday, $0.doctor.rawValue) < ($1.monday, $1.doctor.rawValue) }
     }
 
-    private func makeLine(_ k: ScheduleKey, _ row: [String: ColumnValue], _ signed: [String: ColumnValue]?) -> Line? {
-        let start = row["start"]?.textValue.flatMap { try? LocalTime(parsing: $0) } ?? k.halfDay.defaultStart
-        let end = row["end"]?.textValue.flatMap { try? LocalTime(parsing: $0) } ?? k.halfDay.defaultEnd
-        let attendance = Attendance(date: k.date, start: start, end: end, signedInMs: signed?["signed_in_ms"]?.integerValue,
+    private func makeLine(_ k: ScheduleKey, _ row: [String: ColumnValue], _ signed: [String: ColumnValue]?) -> Line {
+        let place = RotaDesk.place(k, row)
+        let attendance = Attendance(date: k.date, start: place.start, end: place.end, signedInMs: signed?["signed_in_ms"]?.integerValue,
                                     signedOutMs: signed?["signed_out_ms"]?.integerValue)
-        return Line(session: k, place: SessionPlace(key: k, start: start, end: end, room: row["room"]?.textValue), attendance: attendance,
-                    flags: attendance.flags(nowMs: clock.wallMillis(), toleranceMinutes: toleranceMinutes))
+        return Line(session: k, place: place, attendance: attendance, flags: attendance.flags(nowMs: clock.wallMillis(), toleranceMinutes: toleranceMinutes))
     }
 
     /// Today's session of this doctor, or why not.
@@ -125,9 +124,7 @@ package struct AttendanceDesk: Sendable {
         guard key.date == today else {
             throw StaffError(409, "floor.not_today", zh: "该出诊时段不在今天（\(key.date)），只能为今天的出诊签到。", en: "this session is not today (\(key.date)); you sign in to today's sessions only.")
         }
-        let start = row["start"]?.textValue.flatMap { try? LocalTime(parsing: $0) } ?? key.halfDay.defaultStart
-        let end = row["end"]?.textValue.flatMap { try? LocalTime(parsing: $0) } ?? key.halfDay.defaultEnd
-        return (key, row, SessionPlace(key: key, start: start, end: end, room: row["room"]?.textValue))
+        return (key, row, RotaDesk.place(key, row))
     }
 
     private func storing<T>(_ body: () throws -> T) throws(StaffError) -> T {

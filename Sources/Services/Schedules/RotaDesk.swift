@@ -231,11 +231,17 @@ package struct RotaDesk: Sendable {
         var out: [ScheduleKey: SessionPlace] = [:]
         for (key, row) in rows {
             guard let k = try? ScheduleKey(rawValue: key), row["status"]?.textValue != "cancelled" else { continue }
-            let start = row["start"]?.textValue.flatMap { try? LocalTime(parsing: $0) } ?? k.halfDay.defaultStart
-            let end = row["end"]?.textValue.flatMap { try? LocalTime(parsing: $0) } ?? k.halfDay.defaultEnd
-            out[k] = SessionPlace(key: k, start: start, end: end, room: row["room"]?.textValue)
+            out[k] = Self.place(k, row)
         }
         return out
+    }
+
+    /// Where and when a schedule row's session is (a session published before rooms and times
+    /// were kept has its half-day's usual hours).
+    package static func place(_ k: ScheduleKey, _ row: [String: ColumnValue]) -> SessionPlace {
+        let start = row["start"]?.textValue.flatMap { try? LocalTime(parsing: $0) } ?? k.halfDay.defaultStart
+        let end = row["end"]?.textValue.flatMap { try? LocalTime(parsing: $0) } ?? k.halfDay.defaultEnd
+        return SessionPlace(key: k, start: start, end: end, room: row["room"]?.textValue)
     }
 
     package func doctors(department: String) throws(StaffError) -> [PractitionerID: Practitioner] {
