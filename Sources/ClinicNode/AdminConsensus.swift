@@ -63,11 +63,12 @@ extension MeshNode {
         for b in blocks { consensus.propose(b.command) }
     }
 
-    /// Uncommitted block definitions are proposed again only this long after the last proposal,
-    /// and at most `reproposalsPerRound` a round: a rota of thousands of sessions takes the leader
-    /// longer than one round to commit, and proposing all of them again every second would bury
-    /// it in duplicates.
-    static let reproposeAfterNanos: UInt64 = 10_000_000_000
+    /// Uncommitted block definitions are proposed again once their commit is overdue: 1 ms per
+    /// pending block after the last proposal, at least 1 s and at most 10 s, and at most
+    /// `reproposalsPerRound` a round. A rota of thousands of sessions takes the leader longer
+    /// than a second to commit, and proposing all of them again every second buried it in
+    /// duplicates; a few blocks proposed while no leader was known go again within a second.
+    static func reproposeAfterNanos(pending: Int) -> UInt64 { UInt64(min(10_000, max(1_000, pending))) * 1_000_000 }
     static let reproposalsPerRound = 2_000
 
     /// Evicts `node` from the cluster (admin): committed through the leader, retried until it is.
@@ -91,7 +92,7 @@ extension MeshNode {
         let blocks = consensus.view.cluster.blocks
         let missing = pending.filter { blocks[$0.block] == nil }
         let now = clock.monotonicNanos()
-        let due = now >= proposedAt + Self.reproposeAfterNanos
+        let due = now >= proposedAt + Self.reproposeAfterNanos(pending: missing.count)
         runtime.withLock {
             $0.pendingBlocks = missing
             if due, !missing.isEmpty { $0.blocksProposedNanos = now }

@@ -145,15 +145,17 @@ public struct BookingRush: Sendable {
         // Sessions of all three departments, on their own nodes (all on one node when alone).
         let start = Self.firstVisitDate()
         say("准备：播种 \(Self.seededDays) 天出诊，每时段 \(options.capacity) 个号 / seeding \(Self.seededDays) days of sessions, \(options.capacity) slots each")
-        var slots = 0
+        var slots = 0, sessions = 0
         for (i, id) in ids.enumerated() {
             let mine = ids.count == 1 ? Self.departments.map(\.0) : [Self.departments[i].0]
             let request = DemoSeedRequest(startDate: start.description, days: Self.seededDays, departments: mine, capacity: options.capacity)
-            slots += try await Self.seed(cluster, id, request).slots
+            let seeded = try await Self.seed(cluster, id, request)
+            slots += seeded.slots
+            sessions += seeded.blocks.count
         }
         try await waitFor("every session and quota bucket leased", seconds: 120) {
             let view = try await cluster.bookings(ids[0], quotaBucketRecords: false)
-            return view.blocks.count > 16 && view.blocks.allSatisfy(\.valid)
+            return view.blocks.count { !isQuotaBucket($0.block) } >= sessions && view.blocks.allSatisfy(\.valid)
         }
         let ca = try String(contentsOfFile: cluster.folder + "/certs/admin/ca.crt", encoding: .utf8)
         // The generator's connections share two event loop threads, so that the generator keeps
