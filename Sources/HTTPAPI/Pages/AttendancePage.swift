@@ -28,8 +28,9 @@ extension StaffPages {
             do throws(StaffError) {
                 let signIn = route.path.hasSuffix("sign-in")
                 let line = signIn ? try desk.signIn(schedule, practitioner: account.practitioner) : try desk.signOut(schedule, practitioner: account.practitioner)
+                let flags = line.flags.map(\.rawValue).sorted().joined(separator: ",")
                 try self.desk.record(AuditEvent(staff: account.number, role: self.desk.roleText(account), action: signIn ? "attendance.sign_in" : "attendance.sign_out",
-                                                resource: "session/\(schedule)", outcome: line.flags.map(\.rawValue).sorted().joined(separator: ",").isEmpty ? "ok" : line.flags.map(\.rawValue).sorted().joined(separator: ",")))
+                                                resource: "session/\(schedule)", outcome: flags.isEmpty ? "ok" : flags))
                 return page.redirect("/staff/queue#s-\(Self.queryEscaped(schedule))")
             } catch {
                 guard let floor else { throw error }
@@ -38,8 +39,7 @@ extension StaffPages {
         case (.get, "/staff/attendance"):
             let query = request.uri.queryParameters
             let department = try pageDepartment(query["dept"].map(String.init), action: "attendance.read", account)
-            let today: CivilDate
-            do { today = try ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(self.desk.clock.wallMillis()) / 1000)).date } catch { throw .invalid(error) }
+            let today = try self.desk.clock.today()
             var from = (try? today.adding(days: -7)) ?? today
             if let text = query["from"].map(String.init), !text.isEmpty {
                 do { from = try CivilDate(parsing: text, field: "from") } catch { throw .invalid(error) }

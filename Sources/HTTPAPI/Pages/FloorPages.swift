@@ -324,15 +324,19 @@ extension StaffPages {
         let body = ResponseBody { writer in
             try await writer.write(ByteBuffer(string: "retry: 1000\n\n"))
             var last = ""
-            var lastVersions: [UInt64] = []
+            var seen: [String: UInt64] = [:]
             var quiet = 0
             let rounds = Self.displayStreamSeconds * 1000 / Self.displayPollMillis
             for _ in 0..<rounds {
                 if Task.isCancelled || Task.isShuttingDownGracefully { break }
-                let sessions = (try? floor.sessionsToday(department: department)) ?? []
-                let versions = floor.booking.consensus.lookup { lookup in sessions.map { lookup.block($0.info.schedule)?.version ?? 0 } }
-                if versions != lastVersions || last.isEmpty {
-                    lastVersions = versions
+                // The queues are derived and the names read only when a session's records changed.
+                let schedules = ((try? floor.infosToday(department: department)) ?? []).map(\.schedule)
+                let versions = floor.booking.consensus.lookup { lookup in
+                    Dictionary(schedules.map { ($0, lookup.block($0)?.version ?? 0) }, uniquingKeysWith: { a, _ in a })
+                }
+                if versions != seen || last.isEmpty {
+                    seen = versions
+                    let sessions = (try? floor.sessionsToday(department: department)) ?? []
                     let json = Self.displayJSON(sessions.map { displayValues($0) })
                     if json != last {
                         last = json

@@ -72,18 +72,22 @@ package final class FloorDesk: Sendable {
     var store: any RecordStore { booking.store }
     var nowMs: Int64 { booking.nowMs }
 
-    package func today() throws(StaffError) -> CivilDate {
-        do { return try ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(nowMs) / 1000)).date } catch { throw .invalid(error) }
-    }
+    package func today() throws(StaffError) -> CivilDate { try booking.clock.today() }
 
     // MARK: Reading the floor
 
-    /// Today's sessions of `department` (every department: nil), optionally one doctor's, with their queues.
-    package func sessionsToday(department: String?, practitioner: String? = nil) throws(StaffError) -> [FloorSession] {
+    /// Today's sessions of `department` (every department: nil), optionally one doctor's, from the
+    /// session directory alone (no queue derived, no patient read).
+    package func infosToday(department: String?, practitioner: String? = nil) throws(StaffError) -> [SessionInfo] {
         let today = try today()
         let infos: [SessionInfo]
         do { infos = try booking.directory.ordered(store) } catch { throw .storeUnavailable }
-        let mine = infos.filter { $0.date == today && (department == nil || $0.department == department) && (practitioner == nil || $0.practitioner == practitioner) }
+        return infos.filter { $0.date == today && (department == nil || $0.department == department) && (practitioner == nil || $0.practitioner == practitioner) }
+    }
+
+    /// Today's sessions of `department` (every department: nil), optionally one doctor's, with their queues.
+    package func sessionsToday(department: String?, practitioner: String? = nil) throws(StaffError) -> [FloorSession] {
+        let mine = try infosToday(department: department, practitioner: practitioner)
         let queues = booking.consensus.lookup { lookup in mine.map { lookup.queue(of: $0.schedule) } }
         var sessions = zip(mine, queues).map { FloorSession(info: $0, queue: $1, lines: []) }
         let patients = Set(sessions.flatMap { $0.queue?.entries.values.map(\.patient) ?? [] })

@@ -119,15 +119,9 @@ package struct AttendanceDesk: Sendable {
         guard !practitioner.isEmpty, key.practitionerID.rawValue == practitioner else {
             throw StaffError(403, "attendance.not_your_session", zh: "这不是您的出诊，不能替其他医生签到或签退。", en: "this is not your session; you cannot sign in or out for another doctor.")
         }
-        let today: CivilDate
-        do { today = try ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(clock.wallMillis()) / 1000)).date } catch { throw .invalid(error) }
-        guard key.date == today else {
+        guard key.date == (try clock.today()) else {
             throw StaffError(409, "floor.not_today", zh: "该出诊时段不在今天（\(key.date)），只能为今天的出诊签到。", en: "this session is not today (\(key.date)); you sign in to today's sessions only.")
         }
         return (key, row, RotaDesk.place(key, row))
-    }
-
-    private func storing<T>(_ body: () throws -> T) throws(StaffError) -> T {
-        do { return try body() } catch let e as StaffError { throw e } catch { throw .storeUnavailable }
     }
 }

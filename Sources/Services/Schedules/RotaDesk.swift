@@ -267,16 +267,20 @@ package struct RotaDesk: Sendable {
         return department
     }
 
-    package func today() throws(StaffError) -> CivilDate {
-        do { return try ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(clock.wallMillis()) / 1000)).date } catch {
-            throw .invalid(error)
-        }
-    }
+    package func today() throws(StaffError) -> CivilDate { try clock.today() }
 
     static func ms(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+}
 
-    /// Store work: a refusal passes through; anything else means the records cannot be used now.
-    func storing<T>(_ body: () throws -> T) throws(StaffError) -> T {
-        do { return try body() } catch let e as StaffError { throw e } catch { throw .storeUnavailable }
+/// Store work for the staff-facing desks: a refusal passes through; anything else means the
+/// records cannot be used now.
+func storing<T>(_ body: () throws -> T) throws(StaffError) -> T {
+    do { return try body() } catch let e as StaffError { throw e } catch { throw .storeUnavailable }
+}
+
+extension NodeClock {
+    /// Today in Asia/Shanghai by this clock (the date the floor, the rota and attendance work on).
+    package func today() throws(StaffError) -> CivilDate {
+        do { return try ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(wallMillis()) / 1000)).date } catch { throw .invalid(error) }
     }
 }
