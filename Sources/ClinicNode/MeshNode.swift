@@ -55,6 +55,8 @@ public final class MeshNode: Sendable {
     package var rota: RotaDesk { RotaDesk(store: store, blocks: self, node: config.nodeID, clock: clock) }
     /// The clinic floor: check-in, walk-ins, queues and calls, the waiting-room display.
     package let floor: FloorDesk
+    /// Doctors' requests to change their sessions, the heads' decisions, and what they do to bookings.
+    package var sessionChanges: SessionChangeDesk { SessionChangeDesk(rota: rota, booking: booking, outbox: patients?.outbox) }
     /// Doctors' sign-in to their sessions, and planned against worked.
     package var attendance: AttendanceDesk { AttendanceDesk(store: store, clock: clock, toleranceMinutes: (config.floor ?? FloorConfig()).lateMinutes) }
     /// The port the patient API bound, once it listens.
@@ -334,6 +336,7 @@ public final class MeshNode: Sendable {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: .seconds(2))
                         await self.floor.closeSessionsDue()
+                        await self.sessionChanges.carryOut()
                     }
                 }
             },
@@ -341,7 +344,8 @@ public final class MeshNode: Sendable {
         // The staff pages share the patient API's HTTPS port; without it a node has no pages.
         let staffPages: StaffPages?
         do {
-            staffPages = try StaffPages(desk: staff, appointments: readModel, rota: rota, floor: floor, attendance: attendance, signInBurst: config.staffSettings.signInBurst,
+            staffPages = try StaffPages(desk: staff, appointments: readModel, rota: rota, floor: floor, attendance: attendance, changes: sessionChanges,
+                                        signInBurst: config.staffSettings.signInBurst,
                                         signInPerSecond: config.staffSettings.signInPerSecond, logger: logger)
         } catch {
             logger.error("员工页面模板无法读取，本节点不提供员工页面 / staff page templates unreadable, no staff pages on this node", metadata: ["pages.error": "\(error)"])

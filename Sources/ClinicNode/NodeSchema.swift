@@ -98,6 +98,17 @@ public enum NodeSchema {
         .init("signed_in_ms", .integer), .init("signed_out_ms", .integer),
     ], indexes: [["department", "date"]])
 
+    /// Key: a random id: a doctor's request to change a published session (`SessionChange`) and
+    /// the department head's decision; `outcome` is what the session block's holder has done with
+    /// the bookings. LWW per column.
+    public static let sessionChange = ReplicatedTable("session_change", columns: [
+        .init("session", .text), .init("department", .text), .init("practitioner", .text), .init("date", .text),
+        .init("kind", .text), .init("reason", .text), .init("substitute", .text), .init("extra_slots", .integer),
+        .init("extra_walk_in", .integer), .init("move_date", .text), .init("move_half_day", .text), .init("move_start", .text),
+        .init("bookings", .text), .init("status", .text), .init("requested_by", .text), .init("requested_ms", .integer),
+        .init("decided_by", .text), .init("decided_ms", .integer), .init("note", .text), .init("moved_to", .text), .init("outcome", .text),
+    ], indexes: [["department", "status"], ["practitioner"], ["status", "date"]])
+
     public static let schema = ReplicaSchema(versions: [
         [.createTable(department), .createTable(practitioner), .createTable(patient), .createTable(schedule), .createTable(slot)],
         [.createTable(appointment)],
@@ -105,5 +116,6 @@ public enum NodeSchema {
         [.createTable(staffTwoStep)],
         [.createTable(clinicTemplate)] + scheduleRotaColumns.map { .addColumn(table: "schedule", $0) },
         [.createTable(sessionAttendance)],
+        [.createTable(sessionChange)],
     ])
 }

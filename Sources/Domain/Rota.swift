@@ -124,16 +124,18 @@ public struct RotaSession: Hashable, Sendable {
     }
 }
 
-/// What the conflict checks need of a session, planned or published: whose, when, where
-/// (sessions published before rooms were recorded have none).
+/// What the conflict checks need of a session, planned or published: who sees its patients,
+/// when, where (sessions published before rooms were recorded have none).
 public struct SessionPlace: Hashable, Sendable {
     public let key: ScheduleKey
+    /// The key's doctor, or the one who stands in for them (替诊).
+    public let doctor: PractitionerID
     public let start: LocalTime
     public let end: LocalTime
     public let room: String?
 
-    public init(key: ScheduleKey, start: LocalTime, end: LocalTime, room: String?) {
-        self.key = key; self.start = start; self.end = end; self.room = room
+    public init(key: ScheduleKey, doctor: PractitionerID? = nil, start: LocalTime, end: LocalTime, room: String?) {
+        self.key = key; self.doctor = doctor ?? key.practitionerID; self.start = start; self.end = end; self.room = room
     }
 }
 
@@ -159,9 +161,9 @@ public struct RotaConflict: Hashable, Sendable {
         let (a, b) = (first, second)
         switch kind {
         case .doctorTwice:
-            return "医生 \(a.key.practitionerID) 在 \(a.key.date) 同时有两次出诊（\(a.key.halfDay.zh) \(a.start)-\(a.end) 与 \(b.key.halfDay.zh) \(b.start)-\(b.end)），请删除或改动其中一次。"
+            return "医生 \(a.doctor) 在 \(a.key.date) 同时有两次出诊（\(a.key.halfDay.zh) \(a.start)-\(a.end) 与 \(b.key.halfDay.zh) \(b.start)-\(b.end)），请删除或改动其中一次。"
         case .roomTwice:
-            return "诊室「\(a.room ?? "")」在 \(a.key.date) 同时排了两次出诊（\(a.key.practitionerID) \(a.start)-\(a.end) 与 \(b.key.practitionerID) \(b.start)-\(b.end)），请为其中一次换诊室或时间。"
+            return "诊室「\(a.room ?? "")」在 \(a.key.date) 同时排了两次出诊（\(a.doctor) \(a.start)-\(a.end) 与 \(b.doctor) \(b.start)-\(b.end)），请为其中一次换诊室或时间。"
         }
     }
 
@@ -169,9 +171,9 @@ public struct RotaConflict: Hashable, Sendable {
         let (a, b) = (first, second)
         switch kind {
         case .doctorTwice:
-            return "Doctor \(a.key.practitionerID) has two sessions at once on \(a.key.date) (\(a.key.halfDay.en) \(a.start)-\(a.end) and \(b.key.halfDay.en) \(b.start)-\(b.end)); remove or move one of them."
+            return "Doctor \(a.doctor) has two sessions at once on \(a.key.date) (\(a.key.halfDay.en) \(a.start)-\(a.end) and \(b.key.halfDay.en) \(b.start)-\(b.end)); remove or move one of them."
         case .roomTwice:
-            return "Room \"\(a.room ?? "")\" holds two sessions at once on \(a.key.date) (\(a.key.practitionerID) \(a.start)-\(a.end) and \(b.key.practitionerID) \(b.start)-\(b.end)); give one of them another room or time."
+            return "Room \"\(a.room ?? "")\" holds two sessions at once on \(a.key.date) (\(a.doctor) \(a.start)-\(a.end) and \(b.doctor) \(b.start)-\(b.end)); give one of them another room or time."
         }
     }
 }
@@ -242,14 +244,14 @@ public enum Rota {
                 for (i, a) in sorted.enumerated() {
                     for b in sorted[(i + 1)...] {
                         // Starts of one half-day sort together, so a later one of a's half-day is not past this break.
-                        let sameHalfDay = kind == .doctorTwice && a.key == b.key
+                        let sameHalfDay = kind == .doctorTwice && a.key.date == b.key.date && a.key.halfDay == b.key.halfDay
                         guard sameHalfDay || b.start < a.end else { break }
                         out.append(RotaConflict(kind: kind, first: a, second: b))
                     }
                 }
             }
         }
-        scan(Dictionary(grouping: sessions) { DoctorDay(doctor: $0.key.practitionerID, date: $0.key.date) }.values, .doctorTwice)
+        scan(Dictionary(grouping: sessions) { DoctorDay(doctor: $0.doctor, date: $0.key.date) }.values, .doctorTwice)
         scan(Dictionary(grouping: sessions.filter { $0.room != nil }) { RoomDay(room: $0.room ?? "", date: $0.key.date) }.values, .roomTwice)
         return out.sorted { ($0.first.key.rawValue, $0.second.key.rawValue, $0.code) < ($1.first.key.rawValue, $1.second.key.rawValue, $1.code) }
     }

@@ -53,6 +53,15 @@ enum PageTexts {
         "attendanceTitle": "出勤统计", "attendanceWeek": "周（自周一）", "attendancePlanned": "计划出诊", "attendanceWorked": "实际出诊",
         "attendanceLate": "迟到", "attendanceAbsent": "缺勤", "attendanceLeftEarly": "早退", "attendanceSignedIn": "签到", "attendanceSignedOut": "签退",
         "attendanceSignIn": "出诊签到", "attendanceSignOut": "签退",
+        "state_active": "出诊", "state_stopped": "已停诊", "state_moved": "已改期", "standingInFor": "替诊，原医生",
+        "changeAsk": "申请出诊变更", "changeHint": "停诊、替诊、加号或改期须经科主任批准；已有预约的患者会收到短信，预约随之改约或取消。",
+        "changeSession": "出诊", "changeKind": "变更类型", "changeReason": "原因", "changeForSubstitute": "替诊", "changeSubstitute": "替诊医生",
+        "changeForExtra": "加号", "changeExtraSlots": "加号数量", "changeExtraWalkIn": "留作现场号（不在网上放号）",
+        "changeForMove": "改期", "changeMoveDate": "新日期", "changeBookings": "已有预约", "changeBookingsMove": "随出诊改约",
+        "changeBookingsCancel": "取消并通知患者", "changeSubmit": "提交申请", "changeMine": "我的变更申请", "changeDecision": "审批",
+        "changeNone": "暂无变更申请。", "changeRequestedBy": "申请人", "bookings_move": "（预约随之改约）", "bookings_cancel": "（取消已有预约）",
+        "approvalsTitle": "出诊变更审批", "approvalsPending": "待审批", "approvalsDecided": "已处理", "approvalsApprove": "批准",
+        "approvalsRefuse": "驳回", "approvalsNote": "备注（可空）", "approvalsRefuseNote": "驳回原因（必填）", "approvalsNone": "没有待审批的申请。",
     ]
     static let en: [String: String] = [
         "brand": "Outpatients", "node": "Node", "otherLanguage": "中文", "signOut": "Sign out", "footer": "ClinicMesh outpatient system · one node per department",
@@ -98,5 +107,14 @@ enum PageTexts {
         "attendanceTitle": "Attendance", "attendanceWeek": "Week of", "attendancePlanned": "Planned", "attendanceWorked": "Worked",
         "attendanceLate": "Late", "attendanceAbsent": "Absent", "attendanceLeftEarly": "Left early", "attendanceSignedIn": "Signed in",
         "attendanceSignedOut": "Signed out", "attendanceSignIn": "Sign in to the session", "attendanceSignOut": "Sign out",
+        "state_active": "On", "state_stopped": "Cancelled", "state_moved": "Moved", "standingInFor": "standing in for",
+        "changeAsk": "Ask to change a session", "changeHint": "Cancelling, a substitute, extra slots or a move need the department head's approval; booked patients get an SMS and their bookings move or are cancelled.",
+        "changeSession": "Session", "changeKind": "Change", "changeReason": "Reason", "changeForSubstitute": "Substitute", "changeSubstitute": "Doctor standing in",
+        "changeForExtra": "Extra slots", "changeExtraSlots": "How many", "changeExtraWalkIn": "Keep them for walk-ins (not offered online)",
+        "changeForMove": "Move", "changeMoveDate": "New date", "changeBookings": "Its bookings", "changeBookingsMove": "Move with the session",
+        "changeBookingsCancel": "Cancel them and tell the patients", "changeSubmit": "Send the request", "changeMine": "My change requests", "changeDecision": "Decision",
+        "changeNone": "No change requests.", "changeRequestedBy": "Asked by", "bookings_move": " (bookings move with it)", "bookings_cancel": " (bookings cancelled)",
+        "approvalsTitle": "Session change approvals", "approvalsPending": "Waiting", "approvalsDecided": "Decided", "approvalsApprove": "Approve",
+        "approvalsRefuse": "Refuse", "approvalsNote": "Note (optional)", "approvalsRefuseNote": "Reason for refusing (required)", "approvalsNone": "No requests waiting.",
     ]
 }

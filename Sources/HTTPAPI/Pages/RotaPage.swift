@@ -194,7 +194,7 @@ extension StaffPages {
         let last = (try? from.adding(days: 7 * weeks - 1)) ?? from
         // The plan read them already; without a plan (a span it refuses) they are read here.
         let published: [ScheduleKey: SessionPlace]
-        if let plan { published = plan.existing } else { published = try rota.published(department: department, from: from, through: last) }
+        if let plan { published = plan.existing } else { published = try rota.published(department: department, from: from, through: last).active }
         let conflicted = Set((plan?.conflicts ?? []).flatMap { [$0.first.key, $0.second.key] })
         struct Cell { var key: ScheduleKey; var room: String; var time: String; var slots: String; var isNew: Bool }
         var cells: [CivilDate: [HalfDay: [Cell]]] = [:]

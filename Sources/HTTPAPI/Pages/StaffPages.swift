@@ -30,6 +30,8 @@ package struct StaffPages: Sendable {
     let floor: FloorDesk?
     /// Doctors' attendance (nil: no attendance pages).
     let attendance: AttendanceDesk?
+    /// Doctors' session changes and the heads' approvals (nil: the schedule page only lists).
+    let changes: SessionChangeDesk?
     let renderer: PageRenderer
     /// Sign-in attempts per client address on this node (`staff.sign_in_burst`, `_per_second`).
     /// The lockout guards each account; this guards the node (each attempt costs a 32 MiB scrypt).
@@ -39,12 +41,14 @@ package struct StaffPages: Sendable {
     let logger: Logger
 
     package init(desk: StaffDesk, appointments: (any PatientAppointments)? = nil, rota: RotaDesk? = nil, floor: FloorDesk? = nil,
-                 attendance: AttendanceDesk? = nil, signInBurst: Int = 30, signInPerSecond: Double = 1, logger: Logger) throws {
+                 attendance: AttendanceDesk? = nil, changes: SessionChangeDesk? = nil, signInBurst: Int = 30, signInPerSecond: Double = 1,
+                 logger: Logger) throws {
         self.desk = desk
         self.appointments = appointments
         self.rota = rota
         self.floor = floor
         self.attendance = attendance
+        self.changes = changes
         signInLimiter = RateLimiter(burst: signInBurst, perSecond: signInPerSecond)
         self.logger = logger
         renderer = try PageRenderer.shipped()
@@ -72,7 +76,7 @@ package struct StaffPages: Sendable {
         StaffRoute(method: .get, path: "/staff/patients", action: "patient.read"),
         StaffRoute(method: .get, path: "/staff/patients/{key}", action: "patient.read"),
         StaffRoute(method: .post, path: "/staff/patients/{key}/break-glass", action: "patient.break_glass"),
-    ] + rotaRoutes + floorRoutes + attendanceRoutes
+    ] + rotaRoutes + floorRoutes + attendanceRoutes + sessionChangeRoutes
 
     /// Actions taken from a page rather than from a home page's link.
     package static let pageOnlyActions: Set<String> = ["patient.break_glass", "floor.walk_in", "attendance.sign"]
@@ -82,6 +86,7 @@ package struct StaffPages: Sendable {
         "home": "/staff/", "password.change": "/staff/password", "schedule.own": "/staff/schedule",
         "staff.manage": "/staff/accounts", "audit.read": "/staff/audit", "patient.read": "/staff/patients", "rota.manage": "/staff/rota",
         "floor.checkin": "/staff/floor", "floor.call": "/staff/queue", "attendance.read": "/staff/attendance",
+        "schedule.approve": "/staff/approvals",
     ]
 
     /// Events on one page of the auditor's view (older ones on the next page).
@@ -252,7 +257,11 @@ package struct StaffPages: Sendable {
                 return try twoStepPage(page, account, message: error, status: error.status)
             }
         case (.get, "/staff/schedule"):
-            return try schedulePage(page, account)
+            let requested = request.uri.queryParameters["requested"] != nil
+            return try schedulePage(page, account, message: requested ? StaffError(200, "change.requested", zh: "变更申请已提交，等待科主任审批。",
+                                                                                      en: "your request was filed; it waits for the department head.") : nil)
+        case (_, _) where Self.sessionChangeRoutes.contains(route):
+            return try sessionChangeRoute(route, request, context, form: form, page: page, account)
         case (_, _) where route.path.hasPrefix("/staff/rota"):
             return try rotaRoute(route, request, form: form, page: page, account)
         case (_, _) where Self.floorRoutes.contains(route):
@@ -389,20 +398,6 @@ package struct StaffPages: Sendable {
         values["key"] = key
         values["mayBreakGlass"] = desk.rules.scope(of: "patient.break_glass", for: account.roles) != nil
         return page.html(renderer.render("patient", values), status: message.status)
-    }
-
-    func schedulePage(_ page: PageAnswer, _ account: StaffAccount) throws(StaffError) -> Response {
-        let rows: [(key: String, row: [String: ColumnValue])]
-        do {
-            rows = account.practitioner.isEmpty ? [] : try desk.store.liveRows("schedule", equal: ["practitioner": .text(account.practitioner)], range: nil, newestBy: nil, limit: 1_000)
-        } catch { throw .storeUnavailable }
-        var values = page.values(title: page.text("scheduleTitle"))
-        values["sessions"] = rows.sorted { $0.key < $1.key }.map { r -> [String: Any] in
-            let half = r.row["half_day"]?.textValue ?? ""
-            return ["id": r.key, "date": r.row["date"]?.textValue ?? "", "halfDay": page.text(half).isEmpty ? half : page.text(half),
-                    "capacity": r.row["capacity"]?.integerValue ?? 0, "status": r.row["status"]?.textValue ?? ""]
-        }
-        return page.html(renderer.render("schedule", values))
     }
 
     func accountsPage(_ page: PageAnswer, message: StaffError?, status: Int) throws(StaffError) -> Response {

@@ -154,7 +154,9 @@ package final class SessionDirectory: Sendable {
         let practitioners = try store.liveRows("practitioner")
         var out: [String: SessionInfo] = [:]
         for (key, row) in try store.liveRows("schedule") {
-            guard row["status"]?.text != "stopped", let p = row["practitioner"]?.text, let d = row["department"]?.text,
+            // A stopped or moved session is no longer offered (its key stays with the old rows).
+            guard row["status"]?.text ?? SessionState.active.rawValue == SessionState.active.rawValue,
+                  let p = row["practitioner"]?.text, let d = row["department"]?.text,
                   let dateText = row["date"]?.text, let date = try? CivilDate(parsing: dateText),
                   let half = row["half_day"]?.text.flatMap(HalfDay.init(rawValue:)), let capacity = row["capacity"]?.integer, capacity > 0 else { continue }
             let start = row["start"]?.text.flatMap { try? LocalTime(parsing: $0) } ?? half.defaultStart

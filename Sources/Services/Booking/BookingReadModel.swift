@@ -231,7 +231,10 @@ package final class BookingReadModel: Sendable {
                 payment: r.confirmation.flatMap { PaymentTag.decode($0.tag) }))
             if status != .cancelled { holderOf[hold.slot] = holdID }
         }
-        for slot in 0..<count {
+        // A block has room for more slots than its session offers (`RotaDesk.blockSlots`): rows for
+        // the session's capacity, or (a session no longer offered) up to its last slot ever taken.
+        let shown = min(count, info?.capacity ?? ((availability.taken.keys.max() ?? -1) + 1))
+        for slot in 0..<shown {
             let status: SlotStatus, freeFrom: Int64?
             switch availability.taken[slot] {
             case _ where availability.unknown: (status, freeFrom) = (.busyUnavailable, nil)

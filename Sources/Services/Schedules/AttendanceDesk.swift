@@ -84,18 +84,20 @@ package struct AttendanceDesk: Sendable {
         let sessions = try storing { try store.liveRows("schedule", equal: ["department": .text(department)], range: range, newestBy: nil, limit: 1_000_000) }
         let signed = try storing { try store.liveRows("session_attendance", keys: Set(sessions.map(\.key))) }
         var out: [String: Week] = [:]
-        for (key, row) in sessions where row["status"]?.textValue == "active" {
+        for (key, row) in sessions where RotaDesk.isActive(row) {
             guard let k = try? ScheduleKey(rawValue: key) else { continue }
             let line = makeLine(k, row, signed[key])
             let weekStart = (try? k.date.adding(days: 1 - k.date.weekday.rawValue)) ?? k.date
-            var week = out["\(k.practitionerID.rawValue)|\(weekStart)"] ?? Week(doctor: k.practitionerID, monday: weekStart)
+            // The doctor who sees the patients: a substitute's session counts as theirs.
+            let doctor = line.place.doctor
+            var week = out["\(doctor.rawValue)|\(weekStart)"] ?? Week(doctor: doctor, monday: weekStart)
             week.planned += 1
             if line.attendance.worked { week.worked += 1 }
             if line.flags.contains(.late) { week.late += 1 }
             if line.flags.contains(.absent) { week.absent += 1 }
             if line.flags.contains(.leftEarly) { week.leftEarly += 1 }
             if !line.flags.isEmpty { week.flagged.append(line) }
-            out["\(k.practitionerID.rawValue)|\(weekStart)"] = week
+            out["\(doctor.rawValue)|\(weekStart)"] = week
         }
         return out.values.map { w in
             var w = w
@@ -116,12 +118,13 @@ package struct AttendanceDesk: Sendable {
         guard let key = try? ScheduleKey(rawValue: schedule), let row = try storing({ try store.liveRow("schedule", key: schedule) }) else {
             throw StaffError(404, "attendance.no_session", zh: "没有这个出诊时段。", en: "there is no such session.")
         }
-        guard !practitioner.isEmpty, key.practitionerID.rawValue == practitioner else {
+        let place = RotaDesk.place(key, row)
+        guard !practitioner.isEmpty, place.doctor.rawValue == practitioner else {
             throw StaffError(403, "attendance.not_your_session", zh: "这不是您的出诊，不能替其他医生签到或签退。", en: "this is not your session; you cannot sign in or out for another doctor.")
         }
         guard key.date == (try clock.today()) else {
             throw StaffError(409, "floor.not_today", zh: "该出诊时段不在今天（\(key.date)），只能为今天的出诊签到。", en: "this session is not today (\(key.date)); you sign in to today's sessions only.")
         }
-        return (key, row, RotaDesk.place(key, row))
+        return (key, row, place)
     }
 }

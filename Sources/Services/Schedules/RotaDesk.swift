@@ -99,11 +99,12 @@ package struct RotaDesk: Sendable {
         let sessions = try generate(try templates(department: department), doctors: doctors, from: from, weeks: weeks, today: today)
         let last = (try? from.adding(days: 7 * weeks - 1)) ?? from
         let existing = try published(department: department, from: from, through: last)
-        let fresh = sessions.filter { existing[$0.key] == nil && (includingBegun || !hasBegun($0)) }
+        // A stopped or moved session stays as it is: publishing never brings it back.
+        let fresh = sessions.filter { !existing.keys.contains($0.key) && (includingBegun || !hasBegun($0)) }
         let freshKeys = Set(fresh.map(\.key))
-        let conflicts = Rota.conflicts(fresh.map(\.place) + existing.values)
+        let conflicts = Rota.conflicts(fresh.map(\.place) + existing.active.values)
             .filter { freshKeys.contains($0.first.key) || freshKeys.contains($0.second.key) }
-        return Plan(sessions: fresh, published: sessions.map(\.key).filter { existing[$0] != nil }, conflicts: conflicts, existing: existing)
+        return Plan(sessions: fresh, published: sessions.map(\.key).filter { existing.keys.contains($0) }, conflicts: conflicts, existing: existing.active)
     }
 
     /// Publishes the plan's new sessions, or nothing if any of them conflicts: their schedule and
@@ -136,11 +137,11 @@ package struct RotaDesk: Sendable {
             throw StaffError(400, "rota.past", zh: "这次出诊的开始时间已过，不能再加。", en: "this session's start has passed; it cannot be added.")
         }
         let existing = try published(department: department, from: date, through: date)
-        if existing[session.key] != nil {
+        if existing.keys.contains(session.key) {
             throw StaffError(409, "rota.exists", zh: "医生 \(line.practitionerID) 在 \(date) \(line.halfDay.zh)已有出诊；如需增加号源请走加号申请。",
                              en: "doctor \(line.practitionerID) already has a session on \(date) in the \(line.halfDay.en); ask for extra slots instead.")
         }
-        if let conflict = Rota.conflicts([session.place] + existing.values).first(where: { $0.first.key == session.key || $0.second.key == session.key }) {
+        if let conflict = Rota.conflicts([session.place] + existing.active.values).first(where: { $0.first.key == session.key || $0.second.key == session.key }) {
             throw StaffError(409, conflict.code, zh: conflict.zh + "未加诊。", en: conflict.en + " Nothing was added.")
         }
         try write([session], department: department)
@@ -167,24 +168,36 @@ package struct RotaDesk: Sendable {
     func write(_ sessions: [RotaSession], department: String) throws(StaffError) {
         try storing {
             try store.write { w in
-                for s in sessions {
-                    let schedule = s.schedule
-                    let key = schedule.key.rawValue
-                    try w.insert("schedule", key: key, values: [
-                        "practitioner": .text(schedule.practitionerID.rawValue), "department": .text(department),
-                        "date": .text(schedule.date.description), "half_day": .text(schedule.halfDay.rawValue),
-                        "capacity": .integer(Int64(schedule.capacity)), "status": .text("active"), "room": .text(s.room),
-                        "start": .text(schedule.start.description), "end": .text(schedule.end.description),
-                        "walk_in_reserve": .integer(Int64(s.walkInReserve)), "fee_fen": .integer(Int64(schedule.feeFen)),
-                        "opens_at_ms": .integer(Self.ms(s.opensAt)), "home": .text(node),
-                    ])
-                }
+                for s in sessions { try w.insert("schedule", key: s.key.rawValue, values: scheduleValues(s, department: department)) }
             }
         }
+        defineBlocks(sessions)
+    }
+
+    /// A published session's schedule row. `doctor`: who sees its patients, if not the key's doctor.
+    func scheduleValues(_ s: RotaSession, department: String, doctor: PractitionerID? = nil) -> [String: ColumnValue] {
+        let schedule = s.schedule
+        return [
+            "practitioner": .text((doctor ?? schedule.practitionerID).rawValue), "department": .text(department),
+            "date": .text(schedule.date.description), "half_day": .text(schedule.halfDay.rawValue),
+            "capacity": .integer(Int64(schedule.capacity)), "status": .text(SessionState.active.rawValue), "room": .text(s.room),
+            "start": .text(schedule.start.description), "end": .text(schedule.end.description),
+            "walk_in_reserve": .integer(Int64(s.walkInReserve)), "fee_fen": .integer(Int64(schedule.feeFen)),
+            "opens_at_ms": .integer(Self.ms(s.opensAt)), "home": .text(node),
+        ]
+    }
+
+    /// Proposes the sessions' blocks, held here, opening at their release times.
+    func defineBlocks(_ sessions: [RotaSession]) {
         blocks.defineSessions(sessions.map {
-            SessionBlock(block: $0.key.rawValue, home: node, slots: $0.schedule.capacity, opensAtMs: Self.ms($0.opensAt))
+            SessionBlock(block: $0.key.rawValue, home: node, slots: Self.blockSlots, opensAtMs: Self.ms($0.opensAt))
         })
     }
+
+    /// A session's block has room for the most slots a session may have: its capacity is the
+    /// schedule row's, so extra slots (加号) need no new block. A block's slot count costs nothing
+    /// per slot; only booked slots have records.
+    package static let blockSlots = Schedule.capacityRange.upperBound
 
     /// Sessions published here, from today on, whose blocks `isDefined` does not know: the node
     /// stopped before its proposal was committed. The node proposes them again.
@@ -195,9 +208,9 @@ package struct RotaDesk: Sendable {
                                newestBy: nil, limit: 1_000_000)
         }
         return rows.compactMap { key, row in
-            guard !isDefined(key), row["status"]?.textValue == "active", let slots = row["capacity"]?.integerValue,
+            guard !isDefined(key), Self.isActive(row), row["capacity"]?.integerValue != nil,
                   let opens = row["opens_at_ms"]?.integerValue else { return nil }
-            return SessionBlock(block: key, home: node, slots: Int(slots), opensAtMs: opens)
+            return SessionBlock(block: key, home: node, slots: Self.blockSlots, opensAtMs: opens)
         }.sorted { $0.block < $1.block }
     }
 
@@ -219,21 +232,35 @@ package struct RotaDesk: Sendable {
                                    capacity: Int(capacity), minutesPerSlot: Int(minutes), walkInReserve: Int(reserve))
     }
 
-    /// The department's published sessions from `from` through `last`, as the conflict checks see
-    /// them (sessions published before rooms and times were kept have the half-day's usual hours).
-    package func published(department: String, from: CivilDate, through last: CivilDate) throws(StaffError) -> [ScheduleKey: SessionPlace] {
+    /// A department's sessions of a span: those that take place, and every key with a schedule row.
+    package struct Published: Sendable {
+        /// Active sessions, as the conflict checks see them.
+        package var active: [ScheduleKey: SessionPlace] = [:]
+        /// Stopped and moved sessions too: their keys are not published again.
+        package var keys: Set<ScheduleKey> = []
+    }
+
+    /// The department's published sessions from `from` through `last` (sessions published before
+    /// rooms and times were kept have the half-day's usual hours).
+    package func published(department: String, from: CivilDate, through last: CivilDate) throws(StaffError) -> Published {
         // The range's upper bound is exclusive: the day after `last`.
         let end = (try? last.adding(days: 1)) ?? last
         let rows = try storing {
             try store.liveRows("schedule", equal: ["department": .text(department)],
                                range: (column: "date", from: .text(from.description), to: .text(end.description)), newestBy: nil, limit: 1_000_000)
         }
-        var out: [ScheduleKey: SessionPlace] = [:]
+        var out = Published()
         for (key, row) in rows {
-            guard let k = try? ScheduleKey(rawValue: key), row["status"]?.textValue != "cancelled" else { continue }
-            out[k] = Self.place(k, row)
+            guard let k = try? ScheduleKey(rawValue: key) else { continue }
+            out.keys.insert(k)
+            if Self.isActive(row) { out.active[k] = Self.place(k, row) }
         }
         return out
+    }
+
+    /// Whether a schedule row's session takes place (demo sessions have no status).
+    package static func isActive(_ row: [String: ColumnValue]) -> Bool {
+        (row["status"]?.textValue ?? SessionState.active.rawValue) == SessionState.active.rawValue
     }
 
     /// Where and when a schedule row's session is (a session published before rooms and times
@@ -241,7 +268,8 @@ package struct RotaDesk: Sendable {
     package static func place(_ k: ScheduleKey, _ row: [String: ColumnValue]) -> SessionPlace {
         let start = row["start"]?.textValue.flatMap { try? LocalTime(parsing: $0) } ?? k.halfDay.defaultStart
         let end = row["end"]?.textValue.flatMap { try? LocalTime(parsing: $0) } ?? k.halfDay.defaultEnd
-        return SessionPlace(key: k, start: start, end: end, room: row["room"]?.textValue)
+        let doctor = row["practitioner"]?.textValue.flatMap { try? PractitionerID($0) }
+        return SessionPlace(key: k, doctor: doctor, start: start, end: end, room: row["room"]?.textValue)
     }
 
     package func doctors(department: String) throws(StaffError) -> [PractitionerID: Practitioner] {
