@@ -107,7 +107,11 @@ extension StaffPages {
                     "room": place.room ?? "", "capacity": row["capacity"]?.integerValue ?? 0, "state": state, "status": page.text("state_" + state),
                     "standIn": k.practitionerID != place.doctor ? ["for": k.practitionerID.rawValue] : false]
         }
-        let active = sessions.filter { RotaDesk.isActive($0.1) }
+        // Sessions that take place and are not over: the others cannot change.
+        let now = desk.clock.wallMillis()
+        let active = sessions.filter { k, row in
+            RotaDesk.isActive(row) && ShanghaiTime.instant(date: k.date, time: RotaDesk.place(k, row).end).timeIntervalSince1970 * 1000 > Double(now)
+        }
         values["changeable"] = active.map { k, _ in ["id": k.rawValue, "label": sessionText(k)] }
         values["hasChangeable"] = !active.isEmpty
         values["kinds"] = SessionChangeKind.allCases.map { ["value": $0.rawValue, "label": zh ? $0.zh : $0.en] }
