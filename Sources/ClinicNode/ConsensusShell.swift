@@ -491,10 +491,12 @@ final class EncodedEntries: Sendable {
     private struct Cache {
         var byIndex: [LogIndex: LogEntry<[UInt8]>] = [:]
         var bytes = 0
+        /// The newest index asked for: what is kept is counted down from it.
+        var newest: LogIndex = 0
     }
     private let cache = Mutex(Cache())
     /// Entries kept below the newest one asked for.
-    static let keep: LogIndex = 4096
+    static let keep: LogIndex = 1 << 16
     /// Bytes kept, at most: a few entries may each carry megabytes of records.
     static let budget = 64 << 20
 
@@ -503,10 +505,16 @@ final class EncodedEntries: Sendable {
         if let hit = cache.withLock({ $0.byIndex[e.index] }), hit.term == e.term { return hit }
         let encoded = ConsensusWire.bytes(e)
         cache.withLock { c in
+            c.newest = max(c.newest, e.index)
+            let floor = c.newest > Self.keep ? c.newest - Self.keep : 0
+            // An entry a lagging follower needs, far below the newest, is not kept: keeping it would
+            // only be undone by the next pruning.
+            guard e.index > floor else { return }
             if let old = c.byIndex.updateValue(encoded, forKey: e.index) { c.bytes -= Self.size(old) }
             c.bytes += Self.size(encoded)
+            // Pruned from the newest index, so at most `keep` entries stay: one pruning per `keep`
+            // entries cached, never one per call.
             if c.byIndex.count > 2 * Int(Self.keep) {
-                let floor = e.index > Self.keep ? e.index - Self.keep : 0
                 c.byIndex = c.byIndex.filter { $0.key > floor }
                 c.bytes = c.byIndex.values.reduce(0) { $0 + Self.size($1) }
             }

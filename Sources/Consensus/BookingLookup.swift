@@ -85,7 +85,7 @@ public struct BookingLookup: Sendable {
     public func isClosed(_ block: BlockID) -> Bool { view.cluster.closed.contains(block) }
 
     /// Every block closed for good.
-    public var closedBlocks: Set<BlockID> { view.cluster.closed }
+    public var closedBlocks: Set<BlockID> { Set(view.cluster.closed) }
 
     /// The patient's holds (their appointments) this node has records of.
     public func holds(of patient: String) -> [Booking] {

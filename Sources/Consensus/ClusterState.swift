@@ -1,3 +1,4 @@
+import HashTreeCollections
 import Domain
 
 // The replicated state machine every node applies from the Raft log: membership, one liveness
@@ -246,9 +247,11 @@ public struct ClusterState: Hashable, Sendable, Codable {
     public private(set) var members: [NodeID: MemberInfo] = [:]
     public private(set) var raftConfig: ClusterConfig
     public private(set) var liveness: [NodeID: LivenessRecord] = [:]
-    public private(set) var blocks: [BlockID: LeaseRecord] = [:]
+    /// A tree, not a hash table: the core publishes its state after every step (`ConsensusView`),
+    /// and a change to a shared tree copies one path, where a shared table would copy every block.
+    public private(set) var blocks: TreeDictionary<BlockID, LeaseRecord> = [:]
     /// Blocks closed for good (`BlockClosure`): never defined, leased or booked again.
-    public private(set) var closed: Set<BlockID> = []
+    public private(set) var closed: TreeSet<BlockID> = []
     public private(set) var appliedIndex: LogIndex = 0
     public private(set) var rejected: Int = 0
 
@@ -262,8 +265,8 @@ public struct ClusterState: Hashable, Sendable, Codable {
         members = try c.decode([NodeID: MemberInfo].self, forKey: .members)
         raftConfig = try c.decode(ClusterConfig.self, forKey: .raftConfig)
         liveness = try c.decode([NodeID: LivenessRecord].self, forKey: .liveness)
-        blocks = try c.decode([BlockID: LeaseRecord].self, forKey: .blocks)
-        closed = try c.decodeIfPresent(Set<BlockID>.self, forKey: .closed) ?? []
+        blocks = try c.decode(TreeDictionary<BlockID, LeaseRecord>.self, forKey: .blocks)
+        closed = try c.decodeIfPresent(TreeSet<BlockID>.self, forKey: .closed) ?? []
         appliedIndex = try c.decode(LogIndex.self, forKey: .appliedIndex)
         rejected = try c.decode(Int.self, forKey: .rejected)
     }

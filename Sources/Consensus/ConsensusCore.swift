@@ -270,6 +270,9 @@ public struct ConsensusCore: Sendable {
     /// months of reservations; the log between two in proportion to what its entries carry.
     var compactionDue: Bool {
         guard cluster.appliedIndex >= raft.snapshotIndex + options.compactEvery else { return false }
+        // The state weighs at least one per block: no scan of every block at every step while the
+        // log weighs less than half that (publishing weeks of rota applies thousands of blocks).
+        guard weightSinceSnapshot * 2 >= cluster.blocks.count else { return false }
         let state = cluster.blocks.values.reduce(cluster.blocks.count) { $0 + $1.collected.count }
         return weightSinceSnapshot * 2 >= state
     }

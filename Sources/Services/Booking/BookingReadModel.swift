@@ -45,7 +45,8 @@ package struct AppointmentRow: Codable, Sendable, Hashable, FetchableRecord, Per
 }
 
 /// One slot's state as the records say it, whatever the time: free, busy-tentative (held), busy
-/// (booked), or busy-unavailable (this node's lease history is behind the block's records).
+/// (booked), or busy-unavailable (this node's lease history is behind the block's records). Only
+/// slots that records touched have a row; a slot of the session without one is free.
 package struct SlotRow: Codable, Sendable, Hashable, FetchableRecord, PersistableRecord {
     package static let databaseTableName = "slot_view"
     package var block: String
@@ -202,9 +203,10 @@ package final class BookingReadModel: Sendable {
                 let old = before[block], new = fresh[block] ?? [:], newSlots = freshSlots[block] ?? []
                 for (id, row) in old?.appointments ?? [:] where new[id] == nil { try row.delete(db) }
                 for (id, row) in new where old?.appointments[id] != row { try row.save(db) }
-                let oldSlots = old?.slots ?? []
-                for row in oldSlots.dropFirst(newSlots.count) { try row.delete(db) }
-                for (i, row) in newSlots.enumerated() where i >= oldSlots.count || oldSlots[i] != row { try row.save(db) }
+                let oldSlots = Dictionary((old?.slots ?? []).map { ($0.slot, $0) }, uniquingKeysWith: { a, _ in a })
+                let newBySlot = Dictionary(newSlots.map { ($0.slot, $0) }, uniquingKeysWith: { a, _ in a })
+                for (slot, row) in oldSlots where newBySlot[slot] == nil { try row.delete(db) }
+                for (slot, row) in newBySlot where oldSlots[slot] != row { try row.save(db) }
             }
         }
         if replacingAll { try countClosed() }
@@ -231,10 +233,11 @@ package final class BookingReadModel: Sendable {
                 payment: r.confirmation.flatMap { PaymentTag.decode($0.tag) }))
             if status != .cancelled { holderOf[hold.slot] = holdID }
         }
-        // A block has room for more slots than its session offers (`RotaDesk.blockSlots`): rows for
-        // the session's capacity, or (a session no longer offered) up to its last slot ever taken.
-        let shown = min(count, info?.capacity ?? ((availability.taken.keys.max() ?? -1) + 1))
-        for slot in 0..<shown {
+        // Rows only for slots that records have touched: a slot without a row is free (its session's
+        // capacity says how many there are). Publishing weeks of rota then writes no row at all.
+        // While this node's history is behind the block's records, every slot of the session is unknown.
+        let touched = availability.unknown ? Array(0..<min(count, info?.capacity ?? count)) : availability.taken.keys.filter { $0 < count }.sorted()
+        for slot in touched {
             let status: SlotStatus, freeFrom: Int64?
             switch availability.taken[slot] {
             case _ where availability.unknown: (status, freeFrom) = (.busyUnavailable, nil)
