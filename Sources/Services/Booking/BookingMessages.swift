@@ -63,8 +63,8 @@ package struct BookingMessages: Sendable {
                         }
                         if !released.contains(hold) { out.append(OwedMessage(id: "remind:" + hold, kind: "reminder", patient: b.patient, block: block, slot: b.slot)) }
                     } else if case .cancellation(let hold) = b.kind, confirmed.contains(hold), b.reofferAtMs >= recent,
+                              // A session change's cancellations are told by the change desk, which says why.
                               !b.id.hasPrefix(SessionChangeDesk.cancellationPrefix) {
-                        // A session change's cancellations are told by the change desk, which says why.
                         out.append(OwedMessage(id: "cancel:" + hold, kind: "cancellation", patient: b.patient, block: block, slot: b.slot))
                     }
                 }

@@ -61,7 +61,8 @@ extension SessionChangeDesk {
             guard let held = r.hold else { continue }
             let active = r.status == .pending || r.status == .booked
             if c.kind == .substitute {
-                if active { notices.append((held, .substituted)) }
+                // Those who booked after the decision saw the doctor who stands in: nothing to tell them.
+                if active, bookedBefore(held, decidedMs: record.decidedMs) { notices.append((held, .substituted)) }
             } else if r.release?.id == Self.cancellationID(change: record.id, hold: hold) {
                 if let slot = movedSlots[hold] ?? movedSlot(of: held, change: record.id, target: target) {
                     notices.append((held, .moved(slot: slot)))
@@ -79,6 +80,12 @@ extension SessionChangeDesk {
         if outcome != record.outcome {
             _ = try? store.write { w in try w.upsert("session_change", key: record.id, values: ["outcome": .text(outcome)]) }
         }
+    }
+
+    /// Whether hold `held` was taken before `decidedMs`: a hold runs `hold_minutes` from when it was taken.
+    private func bookedBefore(_ held: Booking, decidedMs: Int64?) -> Bool {
+        guard let decidedMs, case .hold(let until, _) = held.kind else { return true }
+        return until - Int64(booking.config.holdMinutes) * 60_000 < decidedMs
     }
 
     enum Rebooked { case moved(Int), full, notYet }
