@@ -91,6 +91,17 @@ struct RotaPageTests {
             let audited = try f.replica.liveRows("audit_event", equal: ["action": .text("rota.publish"), "staff": .text("H001")], range: nil, newestBy: nil, limit: 10)
             #expect(audited.count == 1)
 
+            // An approved stop leaves the session on the grid as stopped; a substitute is named with the doctor it stands in for.
+            let wang = try #require(rows.keys.sorted().first { $0.hasPrefix("neike-wang/") })
+            let stopped = try #require(rows.keys.first { $0 != wang })
+            try f.replica.write { w in
+                _ = try w.upsert("schedule", key: stopped, values: ["status": .text("stopped")])
+                _ = try w.upsert("schedule", key: wang, values: ["practitioner": .text("neike-li")])
+            }
+            let changed = try await get(try #require(published.2))
+            #expect(Self.count("data-state=\"stopped\"", in: changed.1) == 1 && Self.count("data-state=\"published\"", in: changed.1) == 1)
+            #expect(changed.1.contains("李娜（替诊，原医生 王建国）"))
+
             // An extra session on the span's Saturday evening, published at once; the same again is refused.
             let saturday = try CivilDate(parsing: from).adding(days: 5).description
             let extra = [("practitioner", "neike-li"), ("date", saturday), ("half_day", "evening"), ("room", "内科 2 诊室"), ("start", ""),

@@ -193,18 +193,26 @@ extension StaffPages {
         }
         let last = (try? from.adding(days: 7 * weeks - 1)) ?? from
         // The plan read them already; without a plan (a span it refuses) they are read here.
-        let published: [ScheduleKey: SessionPlace]
-        if let plan { published = plan.existing } else { published = try rota.published(department: department, from: from, through: last).active }
+        let published: [ScheduleKey: SessionPlace], ended: [ScheduleKey: (place: SessionPlace, state: SessionState)]
+        if let plan {
+            (published, ended) = (plan.existing, plan.ended)
+        } else {
+            let read = try rota.published(department: department, from: from, through: last)
+            (published, ended) = (read.active, read.ended)
+        }
         let conflicted = Set((plan?.conflicts ?? []).flatMap { [$0.first.key, $0.second.key] })
-        struct Cell { var key: ScheduleKey; var room: String; var time: String; var slots: String; var isNew: Bool }
+        /// `state`: new, published, stopped or moved.
+        struct Cell { var key: ScheduleKey; var doctor: PractitionerID; var room: String; var time: String; var slots: String; var state: String }
         var cells: [CivilDate: [HalfDay: [Cell]]] = [:]
         for s in plan?.sessions ?? [] {
             cells[s.schedule.date, default: [:]][s.schedule.halfDay, default: []].append(
-                Cell(key: s.key, room: s.room, time: "\(s.schedule.start)-\(s.schedule.end)", slots: "\(s.schedule.capacity)/\(s.walkInReserve)", isNew: true))
+                Cell(key: s.key, doctor: s.key.practitionerID, room: s.room, time: "\(s.schedule.start)-\(s.schedule.end)",
+                     slots: "\(s.schedule.capacity)/\(s.walkInReserve)", state: "new"))
         }
-        for (key, place) in published {
+        let shown = published.map { ($0.key, $0.value, "published") } + ended.map { ($0.key, $0.value.place, $0.value.state.rawValue) }
+        for (key, place, state) in shown {
             cells[key.date, default: [:]][key.halfDay, default: []].append(
-                Cell(key: key, room: place.room ?? "", time: "\(place.start)-\(place.end)", slots: "", isNew: false))
+                Cell(key: key, doctor: place.doctor, room: place.room ?? "", time: "\(place.start)-\(place.end)", slots: "", state: state))
         }
         var days: [[String: Any]] = []
         var date = from
@@ -212,9 +220,12 @@ extension StaffPages {
             let row = HalfDay.allCases.map { half -> [String: Any] in
                 let list = (cells[date]?[half] ?? []).sorted { $0.key.rawValue < $1.key.rawValue }
                 return ["sessions": list.map { c -> [String: Any] in
-                    ["key": c.key.rawValue, "doctorName": doctorName(c.key.practitionerID), "room": c.room, "hasRoom": !c.room.isEmpty, "time": c.time, "slots": c.slots, "hasSlots": !c.slots.isEmpty,
-                     "state": c.isNew ? "new" : "published", "stateLabel": page.text(c.isNew ? "rotaNew" : "rotaPublished"),
-                     "conflict": conflicted.contains(c.key)]
+                    let label = c.state == "new" ? "rotaNew" : c.state == "published" ? "rotaPublished" : "state_" + c.state
+                    // A substitute (替诊) is named with the doctor the session was published for.
+                    let name = c.doctor == c.key.practitionerID ? doctorName(c.doctor)
+                        : "\(doctorName(c.doctor))（\(page.text("standingInFor")) \(doctorName(c.key.practitionerID))）"
+                    return ["key": c.key.rawValue, "doctorName": name, "room": c.room, "hasRoom": !c.room.isEmpty, "time": c.time, "slots": c.slots,
+                            "hasSlots": !c.slots.isEmpty, "state": c.state, "stateLabel": page.text(label), "conflict": conflicted.contains(c.key)]
                 }]
             }
             days.append(["date": date.description, "weekday": zh ? date.weekday.zh : date.weekday.en, "cells": row])

@@ -30,6 +30,8 @@ package struct RotaDesk: Sendable {
         package var conflicts: [RotaConflict]
         /// Every session of the department published in the span, templates' or not.
         package var existing: [ScheduleKey: SessionPlace]
+        /// Published sessions of the span that were stopped or moved since.
+        package var ended: [ScheduleKey: (place: SessionPlace, state: SessionState)] = [:]
     }
 
     // MARK: Templates
@@ -104,7 +106,8 @@ package struct RotaDesk: Sendable {
         let freshKeys = Set(fresh.map(\.key))
         let conflicts = Rota.conflicts(fresh.map(\.place) + existing.active.values)
             .filter { freshKeys.contains($0.first.key) || freshKeys.contains($0.second.key) }
-        return Plan(sessions: fresh, published: sessions.map(\.key).filter { existing.keys.contains($0) }, conflicts: conflicts, existing: existing.active)
+        return Plan(sessions: fresh, published: sessions.map(\.key).filter { existing.keys.contains($0) }, conflicts: conflicts, existing: existing.active,
+                    ended: existing.ended)
     }
 
     /// Publishes the plan's new sessions, or nothing if any of them conflicts: their schedule and
@@ -238,6 +241,8 @@ package struct RotaDesk: Sendable {
         package var active: [ScheduleKey: SessionPlace] = [:]
         /// Stopped and moved sessions too: their keys are not published again.
         package var keys: Set<ScheduleKey> = []
+        /// Stopped and moved sessions, with their state.
+        package var ended: [ScheduleKey: (place: SessionPlace, state: SessionState)] = [:]
     }
 
     /// The department's published sessions from `from` through `last` (sessions published before
@@ -253,7 +258,11 @@ package struct RotaDesk: Sendable {
         for (key, row) in rows {
             guard let k = try? ScheduleKey(rawValue: key) else { continue }
             out.keys.insert(k)
-            if Self.isActive(row) { out.active[k] = Self.place(k, row) }
+            if Self.isActive(row) {
+                out.active[k] = Self.place(k, row)
+            } else if let state = row["status"]?.textValue.flatMap(SessionState.init(rawValue:)) {
+                out.ended[k] = (Self.place(k, row), state)
+            }
         }
         return out
     }
