@@ -127,9 +127,9 @@ extension StaffPages {
     func approvalsPage(_ page: PageAnswer, _ changes: SessionChangeDesk, department: String, message: StaffError?, status: Int) throws(StaffError) -> Response {
         var values = page.values(title: page.text("approvalsTitle"), message: message)
         values["department"] = departmentValues(department)
-        let all = try changes.changes(department: department)
-        values["pending"] = all.filter { $0.status == .pending }.map { changeValues($0, page) }
-        values["decided"] = all.filter { $0.status != .pending }.prefix(50).map { changeValues($0, page) }
+        // Every pending request, however many; the 50 newest decisions.
+        values["pending"] = try changes.changes(department: department, status: .pending, limit: .max).map { changeValues($0, page) }
+        values["decided"] = try changes.changes(department: department, limit: 200).filter { $0.status != .pending }.prefix(50).map { changeValues($0, page) }
         return page.html(renderer.render("approvals", values), status: status)
     }
 
@@ -139,7 +139,10 @@ extension StaffPages {
         var what = zh ? c.kind.zh : c.kind.en
         switch c.kind {
         case .stop: break
-        case .substitute: what += zh ? "：由 \(c.substitute?.rawValue ?? "") 接诊" : ": by \(c.substitute?.rawValue ?? "")"
+        case .substitute:
+            let id = c.substitute?.rawValue ?? ""
+            let name = ((try? desk.store.liveRow("practitioner", key: id)) ?? nil)?["name"]?.textValue ?? id
+            what += zh ? "：由 \(name) 接诊" : ": by \(name)"
         case .addSlots: what += zh ? "：加 \(c.extraSlots) 个\(c.extraForWalkIns ? "现场号" : "号")" : ": \(c.extraSlots) more\(c.extraForWalkIns ? " walk-in" : "") slots"
         case .move:
             if let to = c.moveTo {
