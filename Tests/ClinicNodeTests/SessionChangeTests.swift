@@ -133,7 +133,8 @@ struct SessionChangeTests {
         try await Self.ward { ward in
             let tomorrow = try ward.day.adding(days: 1), later = try ward.day.adding(days: 2)
             let key = try await ward.session("neike-qian", on: tomorrow, .morning, room: "内科1诊室")
-            let sunsAfternoon = try await ward.session("neike-sun", on: later, .afternoon, room: "内科2诊室")
+            // Sun sees patients on the afternoon Qian's session moves to.
+            _ = try await ward.session("neike-sun", on: later, .afternoon, room: "内科2诊室")
             let refs = [try await ward.book(0, key.rawValue, slot: 0), try await ward.book(1, key.rawValue, slot: 2)]
             #expect(await eventually { refs.allSatisfy { ward.status($0, on: ward.waike) == .booked } })
 
@@ -161,7 +162,6 @@ struct SessionChangeTests {
             // Sun cannot stand in for Qian's moved session: Sun sees patients that afternoon already.
             let sunTwice = try SessionChange(kind: .substitute, session: target, reason: "出差", substitute: PractitionerID("neike-sun"), today: ward.day)
             #expect(Self.refusal { () throws(StaffError) in try ward.neike.sessionChanges.request(sunTwice, doctor: "neike-qian", staff: "D001") } == "rota.doctor_twice")
-            _ = sunsAfternoon
             let zhou = try SessionChange(kind: .substitute, session: target, reason: "出差", substitute: PractitionerID("neike-zhou"), today: ward.day)
             let substitution = try ward.neike.sessionChanges.request(zhou, doctor: "neike-qian", staff: "D001")
             #expect(await eventually { (try? ward.erke.sessionChanges.change(substitution.id)) != nil })

@@ -155,21 +155,30 @@ package final class SessionDirectory: Sendable {
         var out: [String: SessionInfo] = [:]
         for (key, row) in try store.liveRows("schedule") {
             // A stopped or moved session is no longer offered (its key stays with the old rows).
-            guard row["status"]?.text ?? SessionState.active.rawValue == SessionState.active.rawValue,
-                  let p = row["practitioner"]?.text, let d = row["department"]?.text,
-                  let dateText = row["date"]?.text, let date = try? CivilDate(parsing: dateText),
-                  let half = row["half_day"]?.text.flatMap(HalfDay.init(rawValue:)), let capacity = row["capacity"]?.integer, capacity > 0 else { continue }
-            let start = row["start"]?.text.flatMap { try? LocalTime(parsing: $0) } ?? half.defaultStart
-            let end = row["end"]?.text.flatMap { try? LocalTime(parsing: $0) } ?? half.defaultEnd
-            let reserve = Int(row["walk_in_reserve"]?.integer ?? 0)
-            out[key] = SessionInfo(
-                schedule: key, department: d, departmentName: departments[d]?["name"]?.text ?? d, practitioner: p,
-                practitionerName: practitioners[p]?["name"]?.text ?? p,
-                title: practitioners[p]?["title"]?.text.flatMap(PractitionerTitle.init(rawValue:)),
-                date: date, halfDay: half, capacity: Int(capacity), start: start, end: end > start ? end : half.defaultEnd,
-                walkInReserve: (0...Int(capacity)).contains(reserve) ? reserve : 0, room: row["room"]?.text ?? "")
+            guard RotaDesk.isActive(row) else { continue }
+            out[key] = SessionInfo(schedule: key, row: row, department: { departments[$0] }, practitioner: { practitioners[$0] })
         }
         return out
+    }
+}
+
+extension SessionInfo {
+    /// A session from its schedule row, whatever its state; nil if the row lacks what a session
+    /// needs. `department` and `practitioner` give the rows that name them.
+    package init?(schedule key: String, row: [String: ColumnValue], department: (String) -> [String: ColumnValue]?,
+                  practitioner: (String) -> [String: ColumnValue]?) {
+        guard let p = row["practitioner"]?.text, let d = row["department"]?.text,
+              let dateText = row["date"]?.text, let date = try? CivilDate(parsing: dateText),
+              let half = row["half_day"]?.text.flatMap(HalfDay.init(rawValue:)), let capacity = row["capacity"]?.integer, capacity > 0 else { return nil }
+        let start = row["start"]?.text.flatMap { try? LocalTime(parsing: $0) } ?? half.defaultStart
+        let end = row["end"]?.text.flatMap { try? LocalTime(parsing: $0) } ?? half.defaultEnd
+        let reserve = Int(row["walk_in_reserve"]?.integer ?? 0)
+        let doctor = practitioner(p)
+        self.init(
+            schedule: key, department: d, departmentName: department(d)?["name"]?.text ?? d, practitioner: p,
+            practitionerName: doctor?["name"]?.text ?? p, title: doctor?["title"]?.text.flatMap(PractitionerTitle.init(rawValue:)),
+            date: date, halfDay: half, capacity: Int(capacity), start: start, end: end > start ? end : half.defaultEnd,
+            walkInReserve: (0...Int(capacity)).contains(reserve) ? reserve : 0, room: row["room"]?.text ?? "")
     }
 }
 

@@ -311,6 +311,7 @@ package struct RotaDesk: Sendable {
 
 /// Store work for the staff-facing desks: a refusal passes through; anything else means the
 /// records cannot be used now.
+@discardableResult
 func storing<T>(_ body: () throws -> T) throws(StaffError) -> T {
     do { return try body() } catch let e as StaffError { throw e } catch { throw .storeUnavailable }
 }

@@ -126,9 +126,11 @@ extension SessionChangeDesk {
 
     /// Queues the SMS each patient is owed and has not been sent from this node.
     private func inform(_ record: SessionChangeRecord, _ notices: [(hold: Booking, notice: Notice)], target: SessionInfo?) async {
-        guard let outbox, !notices.isEmpty, let session = try? sessionInfo(record.change.session) else { return }
+        guard let outbox else { return }
+        // Every round finds the same notices: the rows are read only for those not yet queued here.
         let due = notices.filter { !outbox.known(Self.messageID(change: record.id, hold: $0.hold.id)) }
-        guard !due.isEmpty, let patients = try? store.liveRows("patient", keys: Set(due.map(\.hold.patient))) else { return }
+        guard !due.isEmpty, let session = try? sessionInfo(record.change.session),
+              let patients = try? store.liveRows("patient", keys: Set(due.map(\.hold.patient))) else { return }
         func name(_ doctor: PractitionerID) -> String { (try? store.liveRow("practitioner", key: doctor.rawValue)?["name"]?.textValue) ?? doctor.rawValue }
         let planned = name(record.change.session.practitionerID), substitute = record.change.substitute.map(name) ?? ""
         let messages = due.compactMap { n -> SMSMessage? in
@@ -164,16 +166,8 @@ extension SessionChangeDesk {
     /// A session as patients see it, from its schedule row whatever its state (a stopped or
     /// moved session is no longer in the session directory).
     func sessionInfo(_ key: ScheduleKey) throws -> SessionInfo? {
-        guard let row = try store.liveRow("schedule", key: key.rawValue), let department = row["department"]?.textValue,
-              let capacity = row["capacity"]?.integerValue, capacity > 0 else { return nil }
-        let place = RotaDesk.place(key, row)
-        let doctor = try store.liveRow("practitioner", key: place.doctor.rawValue)
-        return SessionInfo(
-            schedule: key.rawValue, department: department,
-            departmentName: try store.liveRow("department", key: department)?["name"]?.textValue ?? department,
-            practitioner: place.doctor.rawValue, practitionerName: doctor?["name"]?.textValue ?? place.doctor.rawValue,
-            title: doctor?["title"]?.textValue.flatMap(PractitionerTitle.init(rawValue:)), date: key.date, halfDay: key.halfDay,
-            capacity: Int(capacity), start: place.start, end: place.end, walkInReserve: Int(row["walk_in_reserve"]?.integerValue ?? 0),
-            room: place.room ?? "")
+        guard let row = try store.liveRow("schedule", key: key.rawValue) else { return nil }
+        return SessionInfo(schedule: key.rawValue, row: row, department: { try? store.liveRow("department", key: $0) },
+                           practitioner: { try? store.liveRow("practitioner", key: $0) })
     }
 }

@@ -70,16 +70,12 @@ package struct SessionChangeDesk: Sendable {
         return record
     }
 
-    /// Requests of a department (or of every one: nil), newest first.
-    package func changes(department: String?, status: SessionChangeStatus? = nil, limit: Int = 200) throws(StaffError) -> [SessionChangeRecord] {
-        var equal: [String: ColumnValue] = [:]
-        if let department { equal["department"] = .text(department) }
+    /// A department's requests, newest first.
+    package func changes(department: String, status: SessionChangeStatus? = nil, limit: Int = 200) throws(StaffError) -> [SessionChangeRecord] {
+        var equal: [String: ColumnValue] = ["department": .text(department)]
         if let status { equal["status"] = .text(status.rawValue) }
-        let rows = try storing {
-            equal.isEmpty ? try store.liveRows("session_change").map { ($0.key, $0.value) }
-                : try store.liveRows("session_change", equal: equal, range: nil, newestBy: nil, limit: 100_000)
-        }
-        return rows.compactMap { Self.record($0.0, $0.1) }.sorted { ($0.requestedMs, $0.id) > ($1.requestedMs, $1.id) }.prefix(limit).map { $0 }
+        let rows = try storing { try store.liveRows("session_change", equal: equal, range: nil, newestBy: nil, limit: 100_000) }
+        return rows.compactMap { Self.record($0.key, $0.row) }.sorted { ($0.requestedMs, $0.id) > ($1.requestedMs, $1.id) }.prefix(limit).map { $0 }
     }
 
     /// A doctor's own requests (for sessions they see or saw), newest first.
@@ -216,7 +212,7 @@ package struct SessionChangeDesk: Sendable {
             guard instantMs(key.date, place.start) > nowMs else {
                 throw StaffError(409, "change.begun", zh: "该出诊已经开始，不能改期；可申请停诊。", en: "this session has begun and cannot be moved; ask to cancel it instead.")
             }
-            if change.bookings == nil, try activeBookings(key.rawValue) > 0 {
+            if change.bookings == nil, activeBookings(key.rawValue) > 0 {
                 throw StaffError(409, "change.bookings_unsaid", zh: "该出诊已有患者预约，请选择预约随出诊改期还是取消预约。",
                                  en: "this session has bookings; say whether they move with it or are cancelled.")
             }
@@ -248,7 +244,7 @@ package struct SessionChangeDesk: Sendable {
     }
 
     /// Bookings held or confirmed in the block, as this node knows them.
-    private func activeBookings(_ block: String) throws(StaffError) -> Int {
+    private func activeBookings(_ block: String) -> Int {
         booking.consensus.lookup { $0.appointments(in: block) }.values.filter { $0.status == .pending || $0.status == .booked }.count
     }
 
