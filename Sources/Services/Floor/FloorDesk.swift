@@ -224,20 +224,14 @@ package final class FloorDesk: Sendable {
         let hold = BookingRequest(id: holdID, block: schedule, slot: reserve[0], patient: key, alternatives: Array(reserve.dropFirst().prefix(64)),
                                   holdMs: Int64(booking.config.holdMinutes) * 60_000)
         let slot: Int
-        switch await booking.consensus.book(hold, quota: info.quotaTag, timeout: .seconds(5)) {
-        case .booked(let b)?: slot = b.slot
-        case .refused(_, .slotTaken)?:
+        do throws(StaffError) {
+            slot = try await book(hold, quota: info.quotaTag).slot
+        } catch where error.code == refusal(.slotTaken).code {
             throw StaffError(409, "floor.reserve_full", zh: "该时段的现场号已挂满。", en: "this session's walk-in slots are all taken.")
-        case .refused(_, let reason)?: throw refusal(reason)
-        case nil: throw timeout
         }
         let ref = AppointmentRef(holdID: holdID, block: schedule, slot: slot)
         let confirm = BookingRequest(id: ref.confirmationID, block: schedule, slot: slot, patient: key, confirms: holdID, tag: PaymentTag.encode(payment))
-        switch await booking.consensus.book(confirm, quota: nil, timeout: .seconds(5)) {
-        case .booked?: break
-        case .refused(_, let reason)?: throw refusal(reason)
-        case nil: throw timeout
-        }
+        try await book(confirm, quota: nil)
         return try await checkIn(appointment: ref.encoded)
     }
 
@@ -277,17 +271,27 @@ package final class FloorDesk: Sendable {
     /// Sends a floor command to the block's holder; the floor record it made.
     @discardableResult
     private func send(_ command: FloorCommand, id: String, block: String) async throws(StaffError) -> Booking {
-        let q = BookingRequest(id: id, block: block, slot: 0, patient: "floor", tag: command.requestTag)
-        // A retry with the same id is the same command: a slow round is waited out, never doubled.
-        for _ in 0..<3 {
-            switch await booking.consensus.book(q, quota: nil, timeout: .seconds(5)) {
+        try await book(BookingRequest(id: id, block: block, slot: 0, patient: "floor", tag: command.requestTag), quota: nil)
+    }
+
+    /// Books through the block's holder. A retry with the same id is the same request, so a slow
+    /// round, or a holder or quota bucket that is changing hands, is waited out: never doubled.
+    @discardableResult
+    private func book(_ q: BookingRequest, quota: QuotaTag?) async throws(StaffError) -> Booking {
+        for attempt in 0..<3 {
+            switch await booking.consensus.book(q, quota: quota, timeout: .seconds(5)) {
             case .booked(let record)?: return record
+            case .refused(_, let reason)? where Self.passing.contains(reason) && attempt < 2:
+                try? await Task.sleep(for: .milliseconds(500))
             case .refused(_, let reason)?: throw refusal(reason)
             case nil: continue
             }
         }
         throw timeout
     }
+
+    /// Refusals that say only that nobody can decide right now.
+    private static let passing: Set<RefuseReason> = [.noHolder, .notHolder, .quotaUnavailable]
 
     private var timeout: StaffError {
         StaffError(503, "floor.timeout", zh: "集群未在时限内给出结果，请稍后重试（不会重复操作）。",
