@@ -57,6 +57,10 @@ public final class MeshNode: Sendable {
     package let floor: FloorDesk
     /// Doctors' requests to change their sessions, the heads' decisions, and what they do to bookings.
     package var sessionChanges: SessionChangeDesk { SessionChangeDesk(rota: rota, booking: booking, outbox: patients?.outbox) }
+    /// The outpatient record: visits, notes and their versions (nil if the diagnosis catalogue is missing).
+    package var records: RecordDesk? {
+        (try? DiagnosisCatalogue.shipped.get()).map { RecordDesk(store: store, clock: clock, floor: floor, node: config.nodeID, catalogue: $0) }
+    }
     /// Doctors' sign-in to their sessions, and planned against worked.
     package var attendance: AttendanceDesk { AttendanceDesk(store: store, clock: clock, toleranceMinutes: (config.floor ?? FloorConfig()).lateMinutes) }
     /// The port the patient API bound, once it listens.
@@ -345,7 +349,7 @@ public final class MeshNode: Sendable {
         let staffPages: StaffPages?
         do {
             staffPages = try StaffPages(desk: staff, appointments: readModel, rota: rota, floor: floor, attendance: attendance, changes: sessionChanges,
-                                        signInBurst: config.staffSettings.signInBurst,
+                                        records: records, signInBurst: config.staffSettings.signInBurst,
                                         signInPerSecond: config.staffSettings.signInPerSecond, logger: logger)
         } catch {
             logger.error("员工页面模板无法读取，本节点不提供员工页面 / staff page templates unreadable, no staff pages on this node", metadata: ["pages.error": "\(error)"])

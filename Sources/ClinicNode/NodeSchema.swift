@@ -109,6 +109,22 @@ public enum NodeSchema {
         .init("decided_by", .text), .init("decided_ms", .integer), .init("note", .text), .init("moved_to", .text), .init("outcome", .text),
     ], indexes: [["department", "status"], ["practitioner"], ["status", "date"]])
 
+    /// Key: the appointment's hold id: a visit (就诊, FHIR Encounter) opened from the queue, one
+    /// per appointment (master-data-like, LWW per column; written once).
+    public static let encounter = ReplicatedTable("encounter", columns: [
+        .init("patient", .text), .init("session", .text), .init("department", .text), .init("practitioner", .text),
+        .init("date", .text), .init("opened_by", .text), .init("opened_ms", .integer),
+    ], indexes: [["patient"], ["department", "date"]])
+    /// Key: `<encounter>/<uuid>`: one immutable version of a visit's note (a clinical document:
+    /// rows are inserted, never changed, except `hlc` set in the same transaction as the insert).
+    /// The note (`ClinicalNote` as JSON), its diagnosis codes and the reason are sealed at the origin.
+    public static let noteVersion = ReplicatedTable("note_version", columns: [
+        .init("encounter", .text), .init("patient", .text), .init("department", .text), .init("parent", .text), .init("settles", .text),
+        .init("kind", .text), .init("reason", .text, encrypted: true), .init("author", .text), .init("author_name", .text),
+        .init("node", .text), .init("at_ms", .integer), .init("hlc", .integer),
+        .init("body", .text, encrypted: true), .init("diagnoses", .text, encrypted: true),
+    ], indexes: [["encounter"], ["patient"], ["department", "at_ms"]])
+
     public static let schema = ReplicaSchema(versions: [
         [.createTable(department), .createTable(practitioner), .createTable(patient), .createTable(schedule), .createTable(slot)],
         [.createTable(appointment)],
@@ -117,5 +133,6 @@ public enum NodeSchema {
         [.createTable(clinicTemplate)] + scheduleRotaColumns.map { .addColumn(table: "schedule", $0) },
         [.createTable(sessionAttendance)],
         [.createTable(sessionChange)],
+        [.createTable(encounter), .createTable(noteVersion)],
     ])
 }

@@ -199,12 +199,17 @@ extension StaffPages {
             throw .denied
         }
         let mayAttend = desk.rules.scope(of: "attendance.sign", for: account.roles) != nil
+        let mayWrite = records != nil && desk.rules.scope(of: "record.write", for: account.roles) != nil
         values["sessions"] = sessions.map { s -> [String: Any] in
             var v = sessionValues(s, page)
             v["expecting"] = s.queue?.current ?? ""
             v["seen"] = s.queue?.lastSeq ?? 0
             v["mayCall"] = !s.closed
             v["waitingLines"] = s.waiting.map { lineValues($0, page) }
+            if var called = s.called.map({ lineValues($0, page) }) {
+                called["mayWrite"] = mayWrite
+                v["called"] = called
+            }
             if mayAttend, s.info.practitioner == account.practitioner { v["attendance"] = attendanceValues(s.info.schedule, page) }
             return v
         }

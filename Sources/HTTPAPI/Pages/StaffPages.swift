@@ -32,6 +32,8 @@ package struct StaffPages: Sendable {
     let attendance: AttendanceDesk?
     /// Doctors' session changes and the heads' approvals (nil: the schedule page only lists).
     let changes: SessionChangeDesk?
+    /// The outpatient record (nil: no visit pages).
+    let records: RecordDesk?
     let renderer: PageRenderer
     /// Sign-in attempts per client address on this node (`staff.sign_in_burst`, `_per_second`).
     /// The lockout guards each account; this guards the node (each attempt costs a 32 MiB scrypt).
@@ -41,7 +43,7 @@ package struct StaffPages: Sendable {
     let logger: Logger
 
     package init(desk: StaffDesk, appointments: (any PatientAppointments)? = nil, rota: RotaDesk? = nil, floor: FloorDesk? = nil,
-                 attendance: AttendanceDesk? = nil, changes: SessionChangeDesk? = nil, signInBurst: Int = 30, signInPerSecond: Double = 1,
+                 attendance: AttendanceDesk? = nil, changes: SessionChangeDesk? = nil, records: RecordDesk? = nil, signInBurst: Int = 30, signInPerSecond: Double = 1,
                  logger: Logger) throws {
         self.desk = desk
         self.appointments = appointments
@@ -49,6 +51,7 @@ package struct StaffPages: Sendable {
         self.floor = floor
         self.attendance = attendance
         self.changes = changes
+        self.records = records
         signInLimiter = RateLimiter(burst: signInBurst, perSecond: signInPerSecond)
         self.logger = logger
         renderer = try PageRenderer.shipped()
@@ -76,10 +79,10 @@ package struct StaffPages: Sendable {
         StaffRoute(method: .get, path: "/staff/patients", action: "patient.read"),
         StaffRoute(method: .get, path: "/staff/patients/{key}", action: "patient.read"),
         StaffRoute(method: .post, path: "/staff/patients/{key}/break-glass", action: "patient.break_glass"),
-    ] + rotaRoutes + floorRoutes + attendanceRoutes + sessionChangeRoutes
+    ] + rotaRoutes + floorRoutes + attendanceRoutes + sessionChangeRoutes + recordRoutes
 
     /// Actions taken from a page rather than from a home page's link.
-    package static let pageOnlyActions: Set<String> = ["patient.break_glass", "floor.walk_in", "attendance.sign"]
+    package static let pageOnlyActions: Set<String> = ["patient.break_glass", "floor.walk_in", "attendance.sign", "record.write"]
 
     /// Where a home page's link for an action goes.
     static let actionPaths: [String: String] = [
@@ -124,7 +127,8 @@ package struct StaffPages: Sendable {
         }
         do throws(StaffError) {
             var form: [String: [String]] = [:]
-            if route.method == .post { form = try await Self.form(request) }
+            // A note may be 200 KB of text, which a form sends percent-encoded (up to 9 bytes a character).
+            if route.method == .post { form = try await Self.form(request, limitKiB: route.path == "/staff/visits/{id}" ? 2048 : 64) }
             if route.action == "public" { return try await publicRoute(route, request, context, form: form, page: page) }
             let signedIn: (session: StaffSession, account: StaffAccount, renewed: String?)
             do { signedIn = try desk.session(cookie: request.cookies[Self.sessionCookie]?.value) } catch {
@@ -187,6 +191,8 @@ package struct StaffPages: Sendable {
             } catch {
                 return signInPage(&page, message: error, status: error.status, staffNumber: String(number.prefix(16)))
             }
+        case (.get, "/staff/static/record.js"):
+            return page.asset(renderer.recordScript, contentType: "text/javascript; charset=utf-8")
         case (_, _) where Self.floorRoutes.contains(route):
             return try await floorPublicRoute(route, request, context, form: form, page: page)
         default:
@@ -266,6 +272,8 @@ package struct StaffPages: Sendable {
             return try rotaRoute(route, request, form: form, page: page, account)
         case (_, _) where Self.floorRoutes.contains(route):
             return try await floorRoute(route, request, form: form, page: page, account)
+        case (_, _) where Self.recordRoutes.contains(route):
+            return try recordRoute(route, request, context, form: form, page: page, account)
         case (_, _) where Self.attendanceRoutes.contains(route):
             return try attendanceRoute(route, request, form: form, page: page, account)
         case (.get, "/staff/accounts"):
@@ -493,11 +501,11 @@ package struct StaffPages: Sendable {
 
     // MARK: Forms
 
-    /// An urlencoded form body (at most 64 KiB): each name with its values in order.
-    static func form(_ request: Request) async throws(StaffError) -> [String: [String]] {
+    /// An urlencoded form body (at most `limitKiB`): each name with its values in order.
+    static func form(_ request: Request, limitKiB: Int = 64) async throws(StaffError) -> [String: [String]] {
         let buffer: ByteBuffer
-        do { buffer = try await request.body.collect(upTo: 64 * 1024) } catch {
-            throw StaffError(413, "request.too_large", zh: "表单过大（最多 64 KiB）。", en: "the form is too large (at most 64 KiB).")
+        do { buffer = try await request.body.collect(upTo: limitKiB * 1024) } catch {
+            throw StaffError(413, "request.too_large", zh: "表单过大（最多 \(limitKiB) KiB）。", en: "the form is too large (at most \(limitKiB) KiB).")
         }
         var fields: [String: [String]] = [:]
         for pair in String(buffer: buffer).split(separator: "&") {
@@ -622,6 +630,8 @@ struct PageRenderer: Sendable {
     let stylesheet: String
     /// The waiting-room display's script (the pages allow no inline script).
     let displayScript: String
+    /// The visit page's script: the diagnosis search as one types.
+    let recordScript: String
 
     static func shipped() throws -> PageRenderer {
         guard let base = Bundle.module.resourceURL else {
@@ -635,7 +645,8 @@ struct PageRenderer: Sendable {
         }
         let css = try String(contentsOf: base.appendingPathComponent("Static/style.css"), encoding: .utf8)
         let script = try String(contentsOf: base.appendingPathComponent("Static/display.js"), encoding: .utf8)
-        return PageRenderer(library: library, stylesheet: css, displayScript: script)
+        let record = try String(contentsOf: base.appendingPathComponent("Static/record.js"), encoding: .utf8)
+        return PageRenderer(library: library, stylesheet: css, displayScript: script, recordScript: record)
     }
 
     func render(_ template: String, _ values: [String: Any]) -> String {

@@ -1,0 +1,214 @@
+import Domain
+import Foundation
+import Hummingbird
+import Services
+
+// The outpatient record's pages: the doctor's visit page (opened from the queue: the note's
+// sections, vital signs, diagnoses from the ICD-10 catalogue, save and sign, amendments and
+// entered-in-error), the versions with the differences between any two, and the diagnosis search.
+
+extension StaffPages {
+    static let recordRoutes: [StaffRoute] = [
+        StaffRoute(method: .post, path: "/staff/visits/open", action: "record.write"),
+        StaffRoute(method: .get, path: "/staff/visits/{id}", action: "record.write"),
+        StaffRoute(method: .post, path: "/staff/visits/{id}", action: "record.write"),
+        StaffRoute(method: .post, path: "/staff/visits/{id}/void", action: "record.write"),
+        StaffRoute(method: .get, path: "/staff/visits/{id}/versions", action: "patient.read"),
+        StaffRoute(method: .get, path: "/staff/diagnoses", action: "record.write"),
+        StaffRoute(method: .get, path: "/staff/static/record.js", action: "public"),
+    ]
+
+    func recordDesk() throws(StaffError) -> RecordDesk {
+        guard let records else { throw StaffError(503, "record.unavailable", zh: "本节点未提供门诊病历功能。", en: "this node does not offer the outpatient record.") }
+        return records
+    }
+
+    func recordRoute(_ route: StaffRoute, _ request: Request, _ context: PatientRequestContext, form: [String: [String]], page: PageAnswer,
+                     _ account: StaffAccount) throws(StaffError) -> Response {
+        let records = try recordDesk()
+        let author = RecordAuthor(staff: account.number, name: account.name, practitioner: account.practitioner)
+        let id = context.parameters.get("id") ?? ""
+        switch (route.method, route.path) {
+        case (.post, "/staff/visits/open"):
+            let appointment = form["appointment"]?.first ?? ""
+            if let ref = AppointmentRef(encoded: appointment) {
+                try mayWrite(department: try floorDesk().sessionToday(ref.block).info.department,
+                             practitioner: try floorDesk().sessionToday(ref.block).info.practitioner, resource: "session/\(ref.block)", account)
+            }
+            let visit = try records.open(appointment: appointment, by: author)
+            try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "record.open", patient: visit.patient,
+                                       resource: "encounter/\(visit.id)", outcome: "ok"))
+            return page.redirect("/staff/visits/\(visit.id)")
+        case (.get, "/staff/visits/{id}"):
+            let visit = try records.visit(id)
+            try mayWrite(visit.encounter, account)
+            try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "record.read", patient: visit.encounter.patient,
+                                       resource: "encounter/\(id)", outcome: "ok"))
+            return try visitPage(page, records, visit, draft: nil, message: nil, status: 200)
+        case (.post, "/staff/visits/{id}"):
+            let visit = try records.visit(id)
+            try mayWrite(visit.encounter, account)
+            var draft = ClinicalNote()
+            do throws(StaffError) {
+                draft = try Self.note(from: form, catalogue: records.catalogue)
+                let action = RecordDesk.SaveAction(rawValue: form["action"]?.first ?? "") ?? .save
+                let settles = (form["settles"]?.first ?? "").split(separator: ",").map(String.init)
+                let saved = try records.save(id, note: draft, base: form["base"]?.first ?? "", settles: settles, action: action,
+                                             reason: form["reason"]?.first ?? "", by: author)
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "record.write", patient: visit.encounter.patient,
+                                           resource: "note/\(saved.key)", outcome: saved.kind.rawValue))
+                return page.redirect("/staff/visits/\(id)?saved=\(saved.kind.rawValue)")
+            } catch {
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "record.write", patient: visit.encounter.patient,
+                                           resource: "encounter/\(id)", outcome: error.code))
+                return try visitPage(page, records, visit, draft: draft, message: error, status: error.status)
+            }
+        case (.post, "/staff/visits/{id}/void"):
+            let visit = try records.visit(id)
+            try mayWrite(visit.encounter, account)
+            do throws(StaffError) {
+                let saved = try records.enterInError(id, reason: form["reason"]?.first ?? "", by: author)
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "record.void", patient: visit.encounter.patient,
+                                           resource: "note/\(saved.key)", outcome: "ok", detail: saved.reason))
+                return page.redirect("/staff/visits/\(id)")
+            } catch {
+                return try visitPage(page, records, visit, draft: nil, message: error, status: error.status)
+            }
+        case (.get, "/staff/visits/{id}/versions"):
+            let visit = try records.visit(id)
+            // Reading a note is reading the patient: the care relation or break-glass, audited.
+            do { _ = try desk.openPatient(visit.encounter.patient, for: account, appointments: appointments) } catch where error == .breakGlassRequired {
+                return lockedPatientPage(page, key: visit.encounter.patient, account: account, message: error)
+            }
+            let query = request.uri.queryParameters
+            return versionsPage(page, visit, a: query["a"].map(String.init), b: query["b"].map(String.init))
+        case (.get, "/staff/diagnoses"):
+            let q = request.uri.queryParameters["q"].map(String.init) ?? ""
+            let found = records.catalogue.search(q)
+            if request.uri.queryParameters["format"] == "json" {
+                let rows = found.map { ["code": $0.code, "name": $0.name] }
+                let data = (try? JSONSerialization.data(withJSONObject: ["results": rows], options: [.sortedKeys])) ?? Data("{\"results\":[]}".utf8)
+                return page.asset(String(decoding: data, as: UTF8.self), contentType: "application/json; charset=utf-8")
+            }
+            var values = page.values(title: page.text("diagnosisSearchTitle"))
+            values["q"] = q
+            values["results"] = found.map { ["code": $0.code, "name": $0.name] }
+            values["searched"] = !q.isEmpty
+            return page.html(renderer.render("diagnoses", values))
+        default:
+            throw StaffError(404, "route.unknown", zh: "没有这个页面。", en: "there is no such page.")
+        }
+    }
+
+    /// A doctor writes in their own sessions' visits (`own`); a department head in their departments'.
+    func mayWrite(_ e: Encounter, _ account: StaffAccount) throws(StaffError) {
+        try mayWrite(department: e.department, practitioner: e.practitioner, resource: "encounter/\(e.id)", account)
+    }
+
+    func mayWrite(department: String, practitioner: String, resource: String, _ account: StaffAccount) throws(StaffError) {
+        let allowed: Bool
+        switch desk.rules.scope(of: "record.write", for: account.roles) {
+        case .all?: allowed = true
+        case .dept?: allowed = account.departments.contains(department) || practitioner == account.practitioner
+        case .own?: allowed = !account.practitioner.isEmpty && practitioner == account.practitioner
+        case nil: allowed = false
+        }
+        guard allowed else {
+            try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "access.denied", resource: resource,
+                                       outcome: "denied", detail: "record.write"))
+            throw StaffError(403, "record.not_yours", zh: "这不是您接诊的患者，不能书写其病历。", en: "this is not your patient's visit; you cannot write its note.")
+        }
+    }
+
+    /// The note as the form sends it; a vital sign that is not a number is refused.
+    static func note(from form: [String: [String]], catalogue: DiagnosisCatalogue) throws(StaffError) -> ClinicalNote {
+        var note = ClinicalNote()
+        for s in ClinicalNote.sections { note[keyPath: s.path] = form[s.field]?.first ?? "" }
+        do {
+            func value(_ field: String) throws(ValidationError) -> Double? { try VitalSigns.parse(form[field]?.first ?? "", field: field) }
+            func whole(_ field: String) throws(ValidationError) -> Int? {
+                guard let v = try value(field) else { return nil }
+                guard v == v.rounded(), abs(v) < 100_000 else {
+                    throw ValidationError(field: field, code: "vitals.whole_number", zh: "\(field) 请填写整数。", en: "\(field) must be a whole number.")
+                }
+                return Int(v)
+            }
+            note.vitals = VitalSigns(temperature: try value("temperature"), pulse: try whole("pulse"), respiration: try whole("respiration"),
+                                     systolic: try whole("systolic"), diastolic: try whole("diastolic"), height: try value("height"), weight: try value("weight"))
+        } catch { throw .invalid(error) }
+        let codes = (form["diagnoses"]?.first ?? "").split(whereSeparator: { $0 == "," || $0 == "，" || $0 == " " || $0 == "\n" || $0 == ";" || $0 == "；" })
+        note.diagnoses = codes.prefix(50).map { code in
+            Diagnosis(code: String(code), name: catalogue.entry(code: String(code))?.name ?? "")
+        }
+        return note
+    }
+
+    func visitPage(_ page: PageAnswer, _ records: RecordDesk, _ visit: VisitRecord, draft: ClinicalNote?, message: StaffError?,
+                   status: Int) throws(StaffError) -> Response {
+        let zh = page.lang == .zh
+        var values = page.values(title: page.text("visitTitle"), message: message)
+        let e = visit.encounter
+        let patient = ((try? desk.store.liveRow("patient", key: e.patient)) ?? nil) ?? [:]
+        let carried = try records.carriedForward(patient: e.patient, before: e.id)
+        let note = draft ?? visit.current?.note ?? carried.note
+        values["visit"] = ["id": e.id, "date": e.date, "patientKey": e.patient]
+        values["patient"] = [
+            "name": patient["name"]?.textValue ?? "", "sex": page.text(patient["sex"]?.textValue ?? ""),
+            "age": Self.age(birthDate: patient["birth_date"]?.textValue, on: e.date).map { zh ? "\($0) 岁" : "\($0) y" } ?? "",
+            "allergies": (visit.current?.note ?? carried.note).allergies, "history": (visit.current?.note ?? carried.note).pastHistory,
+            "lastDiagnoses": carried.lastDiagnoses.map { "\($0.name)（\($0.code)）" }.joined(separator: "、"), "lastDate": carried.lastDate ?? "",
+        ]
+        values["sections"] = ClinicalNote.sections.map { s -> [String: Any] in
+            ["field": s.field, "label": zh ? s.zh : s.en, "text": note[keyPath: s.path], "rows": s.field == "chief_complaint" ? 2 : 4]
+        }
+        let v = note.vitals.values
+        values["vitals"] = VitalSigns.bounds.map { b -> [String: Any] in
+            ["field": b.field, "label": zh ? b.zh : b.en, "unit": b.unit, "value": v[b.field].map(Self.number) ?? "",
+             "min": Self.number(b.range.lowerBound), "max": Self.number(b.range.upperBound)]
+        }
+        values["diagnosisCodes"] = note.diagnoses.map(\.code).joined(separator: ", ")
+        values["diagnoses"] = note.diagnoses.map { ["code": $0.code, "name": $0.name] }
+        values["base"] = visit.current?.key ?? ""
+        values["locked"] = visit.locked
+        values["void"] = visit.enteredInError
+        values["editable"] = !visit.enteredInError
+        if let c = visit.current {
+            values["current"] = ["kind": zh ? c.kind.zh : c.kind.en, "author": c.authorName, "at": Self.shanghai(c.atMs), "count": visit.versions.count]
+        }
+        let leaves = visit.concurrentLeaves
+        if !leaves.isEmpty {
+            values["concurrent"] = ["versions": leaves.map { ["key": $0.key, "author": $0.authorName, "node": $0.node, "at": Self.shanghai($0.atMs)] },
+                                    "settles": leaves.map(\.key).joined(separator: ","),
+                                    "compare": "/staff/visits/\(e.id)/versions?a=\(Self.queryEscaped(leaves[0].key))&b=\(Self.queryEscaped(leaves[1].key))"]
+        }
+        return page.html(renderer.render("visit", values), status: status)
+    }
+
+    func versionsPage(_ page: PageAnswer, _ visit: VisitRecord, a: String?, b: String?) -> Response {
+        let zh = page.lang == .zh
+        var values = page.values(title: page.text("versionsTitle"))
+        values["visit"] = ["id": visit.encounter.id, "date": visit.encounter.date]
+        values["versions"] = visit.versions.enumerated().map { i, v -> [String: Any] in
+            ["n": i + 1, "key": v.key, "kind": zh ? v.kind.zh : v.kind.en, "author": v.authorName, "staff": v.author, "node": v.node,
+             "at": Self.shanghai(v.atMs), "hlc": "\(v.hlc >> 16).\(v.hlc & 0xFFFF)", "reason": v.reason,
+             "isA": v.key == a, "isB": v.key == b]
+        }
+        if let a, let b, let va = visit.versions.first(where: { $0.key == a }), let vb = visit.versions.first(where: { $0.key == b }) {
+            values["diff"] = NoteDiff.sections(va.note, vb.note).map { s -> [String: Any] in
+                ["label": zh ? s.zh : s.en, "lines": s.lines.map { ["text": $0.text, "kind": $0.kind.rawValue] }]
+            }
+            values["diffTitle"] = "\(visit.versions.firstIndex { $0.key == a }.map { $0 + 1 } ?? 0) → \(visit.versions.firstIndex { $0.key == b }.map { $0 + 1 } ?? 0)"
+        }
+        return page.html(renderer.render("versions", values))
+    }
+
+    static func number(_ v: Double) -> String { v == v.rounded() && abs(v) < 1e9 ? String(Int(v)) : String(format: "%.1f", v) }
+
+    /// Whole years on `date` of a birth date ("YYYY-MM-DD"), if both parse.
+    static func age(birthDate: String?, on date: String) -> Int? {
+        guard let birthDate, let born = try? CivilDate(parsing: birthDate), let day = try? CivilDate(parsing: date) else { return nil }
+        var years = day.year - born.year
+        if (day.month, day.day) < (born.month, born.day) { years -= 1 }
+        return years >= 0 ? years : nil
+    }
+}

@@ -1,0 +1,61 @@
+// The visit page's diagnosis search: results as one types; arrow keys choose, Enter or a click
+// adds the code to the note's diagnoses. Without this script the codes are typed by hand.
+(function () {
+  "use strict";
+  var search = document.getElementById("diagnosis-search");
+  var list = document.getElementById("diagnosis-results");
+  var codes = document.getElementById("note-diagnoses");
+  var names = document.getElementById("diagnosis-names");
+  if (!search || !list || !codes) return;
+  var results = [], active = -1, asked = 0;
+
+  function show() {
+    list.textContent = "";
+    results.forEach(function (r, i) {
+      var li = document.createElement("li");
+      li.textContent = r.code + " " + r.name;
+      li.dataset.code = r.code;
+      if (i === active) li.className = "active";
+      li.addEventListener("mousedown", function (e) { e.preventDefault(); add(i); });
+      list.appendChild(li);
+    });
+  }
+
+  function add(i) {
+    var r = results[i];
+    if (!r) return;
+    var have = codes.value.split(/[\s,，;；]+/).filter(function (c) { return c.length > 0; });
+    if (have.indexOf(r.code) < 0) have.push(r.code);
+    codes.value = have.join(", ");
+    if (names) {
+      var li = document.createElement("li");
+      li.textContent = r.code + " " + r.name;
+      names.appendChild(li);
+    }
+    search.value = "";
+    results = []; active = -1;
+    show();
+  }
+
+  search.addEventListener("input", function () {
+    var q = search.value.trim();
+    var n = ++asked;
+    if (!q) { results = []; active = -1; show(); return; }
+    fetch("/staff/diagnoses?format=json&q=" + encodeURIComponent(q), { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : { results: [] }; })
+      .then(function (body) {
+        if (n !== asked) return;
+        results = body.results || [];
+        active = results.length ? 0 : -1;
+        show();
+      })
+      .catch(function () {});
+  });
+
+  search.addEventListener("keydown", function (e) {
+    if (e.key === "ArrowDown" && results.length) { active = (active + 1) % results.length; show(); e.preventDefault(); }
+    else if (e.key === "ArrowUp" && results.length) { active = (active - 1 + results.length) % results.length; show(); e.preventDefault(); }
+    else if (e.key === "Enter") { e.preventDefault(); if (active >= 0) add(active); }
+    else if (e.key === "Escape") { results = []; active = -1; show(); }
+  });
+})();

@@ -1,0 +1,132 @@
+@testable import ClinicNode
+import Crypto
+import Domain
+import Foundation
+import ReplicatedCore
+import ReplicatedStore
+@testable import Services
+import Testing
+
+/// The outpatient note over two real replicas synced by hand, so a network partition is exact:
+/// versions, signing, amendments, two saves at once on two nodes, entered-in-error.
+@Suite("Outpatient notes")
+struct RecordDeskTests {
+    let a: Replica, b: Replica
+    let deskA: RecordDesk, deskB: RecordDesk
+    let clock = NodeClock()
+    static let visit = "h000000000000000000000001"
+    static let doctor = RecordAuthor(staff: "D001", name: "王丽", practitioner: "dr-wang-li")
+
+    init() throws {
+        let catalogue = try DiagnosisCatalogue.shipped.get()
+        var options = Replica.Options()
+        options.cipher = FieldCipher(dataKey: SymmetricKey(size: .bits256))
+        func open(_ node: String) throws -> Replica {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("record-\(node)-\(UUID().uuidString).sqlite").path
+            return try Replica.open(path: path, node: node, schema: NodeSchema.schema, options: options)
+        }
+        a = try open("neike")
+        b = try open("waike")
+        deskA = RecordDesk(store: ReplicaStore(replica: a, signals: WriteSignals()), clock: clock, floor: nil, node: "neike", catalogue: catalogue)
+        deskB = RecordDesk(store: ReplicaStore(replica: b, signals: WriteSignals()), clock: clock, floor: nil, node: "waike", catalogue: catalogue)
+        try a.write { w in
+            _ = try w.insert("encounter", key: Self.visit, values: [
+                "patient": .text("p1"), "session": .text("dr-wang-li/2027-03-01/morning"), "department": .text("neike"),
+                "practitioner": .text("dr-wang-li"), "date": .text("2027-03-01"), "opened_by": .text("D001"), "opened_ms": .integer(1),
+            ])
+        }
+        try sync()
+    }
+
+    func sync() throws {
+        for (from, to) in [(a, b), (b, a)] { try to.apply(try from.changes(since: try to.versionVector(), limit: 10_000)) }
+    }
+
+    static func note(_ complaint: String, diagnoses: [String] = []) -> ClinicalNote {
+        var n = ClinicalNote()
+        n.chiefComplaint = complaint
+        n.diagnoses = diagnoses.map { Diagnosis(code: $0, name: "") }
+        return n
+    }
+
+    func refusal(_ body: () throws -> Void) -> String? {
+        do { try body(); return nil } catch let e as StaffError { return e.code } catch { return "\(error)" }
+    }
+
+    @Test("every save is a new version; a signed note changes only by an amendment with a reason; bad input saves nothing")
+    func versionsAndSigning() throws {
+        let v1 = try deskA.save(Self.visit, note: Self.note("咳嗽 3 天"), base: "", settles: [], action: .save, reason: "", by: Self.doctor)
+        #expect(v1.kind == .draft && v1.node == "neike" && v1.hlc > 0 && v1.parent == "")
+        #expect(refusal { _ = try deskA.save(Self.visit, note: Self.note("again"), base: "", settles: [], action: .save, reason: "", by: Self.doctor) } == "record.stale")
+        #expect(refusal { _ = try deskA.save(Self.visit, note: Self.note("x", diagnoses: ["Q99.999x999"]), base: v1.key, settles: [], action: .save, reason: "", by: Self.doctor) }
+            == "record.unknown_diagnosis")
+        var hot = Self.note("发热")
+        hot.vitals.temperature = 60
+        #expect(refusal { _ = try deskA.save(Self.visit, note: hot, base: v1.key, settles: [], action: .save, reason: "", by: Self.doctor) } == "vitals.out_of_range")
+        #expect(refusal { _ = try deskA.save(Self.visit, note: Self.note("咳嗽"), base: v1.key, settles: [], action: .sign, reason: "", by: Self.doctor) } == "record.no_diagnosis")
+        #expect(try deskA.versions(of: Self.visit).count == 1, "nothing refused was saved")
+
+        let signed = try deskA.save(Self.visit, note: Self.note("咳嗽 3 天 <script>alert(1)</script>", diagnoses: ["j06.900"]), base: v1.key, settles: [],
+                                    action: .sign, reason: "", by: Self.doctor)
+        #expect(signed.kind == .signed && signed.parent == v1.key)
+        #expect(signed.note.diagnoses == [Diagnosis(code: "J06.900", name: "急性上呼吸道感染")], "the code as the catalogue spells it, with its name")
+        #expect(signed.note.chiefComplaint.contains("<script>"), "markup is kept as text; pages escape it")
+        #expect(refusal { _ = try deskA.save(Self.visit, note: Self.note("改"), base: signed.key, settles: [], action: .save, reason: "", by: Self.doctor) } == "record.reason")
+        let amended = try deskA.save(Self.visit, note: Self.note("咳嗽 5 天", diagnoses: ["J06.900"]), base: signed.key, settles: [], action: .save,
+                                     reason: "病程天数笔误", by: Self.doctor)
+        #expect(amended.kind == .amendment && amended.reason == "病程天数笔误")
+
+        try sync()
+        let there = try deskB.visit(Self.visit)
+        #expect(there.versions.map(\.key) == [v1.key, signed.key, amended.key] && there.locked && there.concurrentLeaves.isEmpty)
+
+        var huge = Self.note(String(repeating: "咳", count: 70_000))
+        huge.diagnoses = [Diagnosis(code: "J06.900", name: "")]
+        #expect(refusal { _ = try deskA.save(Self.visit, note: huge, base: amended.key, settles: [], action: .save, reason: "超长测试", by: Self.doctor) } == "note.too_large")
+    }
+
+    @Test("two saves at once on two cut-off nodes are both kept and flagged until the author saves over them; entered-in-error keeps everything")
+    func concurrentSavesAndEnteredInError() throws {
+        let v1 = try deskA.save(Self.visit, note: Self.note("头痛"), base: "", settles: [], action: .save, reason: "", by: Self.doctor)
+        try sync()
+        // Cut off from each other, both save over v1.
+        let onA = try deskA.save(Self.visit, note: Self.note("头痛 2 天"), base: v1.key, settles: [], action: .save, reason: "", by: Self.doctor)
+        let onB = try deskB.save(Self.visit, note: Self.note("头痛伴发热"), base: v1.key, settles: [], action: .save, reason: "", by: Self.doctor)
+        try sync()
+        let seenA = try deskA.visit(Self.visit), seenB = try deskB.visit(Self.visit)
+        #expect(Set(seenA.concurrentLeaves.map(\.key)) == [onA.key, onB.key] && Set(seenB.concurrentLeaves.map(\.key)) == [onA.key, onB.key])
+        #expect(seenA.current?.key == seenB.current?.key, "both nodes show the same version as current")
+        #expect(seenA.versions.count == 3, "nothing merged, nothing dropped")
+
+        // The author looks at both and saves one version over them.
+        let current = try #require(seenB.current)
+        let settled = try deskB.save(Self.visit, note: Self.note("头痛 2 天伴发热"), base: current.key, settles: seenB.concurrentLeaves.map(\.key),
+                                     action: .save, reason: "", by: Self.doctor)
+        try sync()
+        #expect(try deskA.visit(Self.visit).concurrentLeaves.isEmpty && settled.settles.count == 1)
+
+        #expect(refusal { _ = try deskA.enterInError(Self.visit, reason: "", by: Self.doctor) } == "record.reason")
+        let void = try deskA.enterInError(Self.visit, reason: "写错了患者", by: Self.doctor)
+        #expect(void.kind == .enteredInError && void.note == settled.note)
+        #expect(refusal { _ = try deskA.save(Self.visit, note: Self.note("再改"), base: void.key, settles: [], action: .save, reason: "再改一下", by: Self.doctor) }
+            == "record.entered_in_error")
+        #expect(try deskA.versions(of: Self.visit).count == 5)
+    }
+
+    @Test("the timeline lists visits newest first; a new note starts with the last note's history, allergies and diagnoses")
+    func carriedForward() throws {
+        var first = Self.note("腹痛", diagnoses: ["K29.700"])
+        first.allergies = "青霉素过敏"
+        first.pastHistory = "高血压 5 年"
+        let saved = try deskA.save(Self.visit, note: first, base: "", settles: [], action: .sign, reason: "", by: Self.doctor)
+        try a.write { w in
+            _ = try w.insert("encounter", key: "h000000000000000000000002", values: [
+                "patient": .text("p1"), "department": .text("neike"), "practitioner": .text("dr-wang-li"), "date": .text("2027-03-08"), "opened_ms": .integer(2),
+            ])
+        }
+        let carried = try deskA.carriedForward(patient: "p1", before: "h000000000000000000000002")
+        #expect(carried.note.allergies == "青霉素过敏" && carried.note.pastHistory == "高血压 5 年" && carried.note.chiefComplaint.isEmpty)
+        #expect(carried.lastDiagnoses == saved.note.diagnoses && carried.lastDate == "2027-03-01")
+        #expect(try deskA.timeline(patient: "p1").map(\.encounter.id) == ["h000000000000000000000002", Self.visit])
+    }
+}

@@ -1,0 +1,45 @@
+import Domain
+import Testing
+
+@Suite("Clinical note input")
+struct ClinicalNoteTests {
+    func code(_ body: () throws -> Void) -> String? {
+        do { try body(); return nil } catch let e as ValidationError { return e.code } catch { return "\(error)" }
+    }
+
+    @Test("vital signs outside what can be measured are refused with the bounds; both pressures or neither")
+    func vitals() throws {
+        #expect(code { _ = try VitalSigns(temperature: 60).validated() } == "vitals.out_of_range")
+        #expect(code { _ = try VitalSigns(systolic: 400, diastolic: 90).validated() } == "vitals.out_of_range")
+        #expect(code { _ = try VitalSigns(systolic: 80, diastolic: 120).validated() } == "vitals.pressure_order")
+        #expect(code { _ = try VitalSigns(systolic: 120).validated() } == "vitals.pressure_pair")
+        #expect(code { _ = try VitalSigns(temperature: .nan).validated() } == "vitals.out_of_range")
+        #expect(try VitalSigns(temperature: 36.8, pulse: 72, respiration: 18, systolic: 120, diastolic: 80, height: 170, weight: 65).validated().pulse == 72)
+        do {
+            _ = try VitalSigns(temperature: 60).validated()
+        } catch {
+            #expect(error.zh.contains("25–45") && error.en.contains("25–45"))
+        }
+        #expect(code { _ = try VitalSigns.parse("abc", field: "pulse") } == "vitals.not_a_number")
+        #expect(try VitalSigns.parse("３６.５", field: "temperature") == 36.5, "full-width digits from a Chinese keyboard")
+        #expect(try VitalSigns.parse("  ", field: "temperature") == nil)
+    }
+
+    @Test("sections are trimmed; control and invisible characters are refused; markup stays text; 200 KB at most")
+    func sections() throws {
+        var n = ClinicalNote()
+        n.chiefComplaint = "  咳嗽 3 天<b>\r\n"
+        n.presentIllness = "第一行\n\t第二行"
+        let ok = try n.validated()
+        #expect(ok.chiefComplaint == "咳嗽 3 天<b>" && ok.presentIllness == "第一行\n\t第二行")
+        n.plan = "多饮水\u{202E}"
+        #expect(code { _ = try n.validated() } == "note.characters")
+        n.plan = "多饮水\u{0007}"
+        #expect(code { _ = try n.validated() } == "note.characters")
+        n.plan = String(repeating: "字", count: 70_000)
+        #expect(code { _ = try n.validated() } == "note.too_large")
+        n.plan = ""
+        n.diagnoses = [Diagnosis(code: "J06.900", name: ""), Diagnosis(code: "J06.900", name: "")]
+        #expect(code { _ = try n.validated() } == "note.diagnosis_twice")
+    }
+}
