@@ -152,12 +152,18 @@ extension StaffPages {
         let carried = try records.carriedForward(patient: e.patient, before: e.id)
         let note = draft ?? visit.current?.note ?? carried.note
         values["visit"] = ["id": e.id, "date": e.date, "patientKey": e.patient]
-        values["patient"] = [
+        // Sections take only what is there: an empty string would still open a mustache section.
+        let shown = visit.current?.note ?? carried.note
+        var header: [String: Any] = [
             "name": patient["name"]?.textValue ?? "", "sex": page.text(patient["sex"]?.textValue ?? ""),
             "age": Self.age(birthDate: patient["birth_date"]?.textValue, on: e.date).map { zh ? "\($0) 岁" : "\($0) y" } ?? "",
-            "allergies": (visit.current?.note ?? carried.note).allergies, "history": (visit.current?.note ?? carried.note).pastHistory,
-            "lastDiagnoses": carried.lastDiagnoses.map { "\($0.name)（\($0.code)）" }.joined(separator: "、"), "lastDate": carried.lastDate ?? "",
         ]
+        if !shown.allergies.isEmpty { header["allergies"] = shown.allergies }
+        if !shown.pastHistory.isEmpty { header["history"] = shown.pastHistory }
+        if let last = carried.lastDate {
+            header["last"] = ["date": last, "diagnoses": carried.lastDiagnoses.map { "\($0.name)（\($0.code)）" }.joined(separator: "、")]
+        }
+        values["patient"] = header
         values["sections"] = ClinicalNote.sections.map { s -> [String: Any] in
             ["field": s.field, "label": zh ? s.zh : s.en, "text": note[keyPath: s.path], "rows": s.field == "chief_complaint" ? 2 : 4]
         }
@@ -169,6 +175,7 @@ extension StaffPages {
         values["diagnosisCodes"] = note.diagnoses.map(\.code).joined(separator: ", ")
         values["diagnoses"] = note.diagnoses.map { ["code": $0.code, "name": $0.name] }
         values["base"] = visit.current?.key ?? ""
+        values["hasNote"] = visit.current != nil
         values["locked"] = visit.locked
         values["void"] = visit.enteredInError
         values["editable"] = !visit.enteredInError
@@ -192,6 +199,17 @@ extension StaffPages {
             ["n": i + 1, "key": v.key, "kind": zh ? v.kind.zh : v.kind.en, "author": v.authorName, "staff": v.author, "node": v.node,
              "at": Self.shanghai(v.atMs), "hlc": "\(v.hlc >> 16).\(v.hlc & 0xFFFF)", "reason": v.reason,
              "isA": v.key == a, "isB": v.key == b]
+        }
+        if let current = visit.current {
+            let note = current.note, vitals = note.vitals.values
+            values["note"] = [
+                "kind": zh ? current.kind.zh : current.kind.en, "author": current.authorName, "at": Self.shanghai(current.atMs),
+                "sections": ClinicalNote.sections.filter { !note[keyPath: $0.path].isEmpty }.map { ["label": zh ? $0.zh : $0.en, "text": note[keyPath: $0.path]] },
+                "diagnoses": note.diagnoses.map { ["code": $0.code, "name": $0.name] },
+            ]
+            if !note.vitals.isEmpty {
+                values["vitals"] = VitalSigns.bounds.compactMap { b in vitals[b.field].map { "\(zh ? b.zh : b.en) \(Self.number($0)) \(b.unit)" } }.joined(separator: " · ")
+            }
         }
         if let a, let b, let va = visit.versions.first(where: { $0.key == a }), let vb = visit.versions.first(where: { $0.key == b }) {
             values["diff"] = NoteDiff.sections(va.note, vb.note).map { s -> [String: Any] in

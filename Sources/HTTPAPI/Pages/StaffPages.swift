@@ -394,6 +394,13 @@ package struct StaffPages: Sendable {
             },
         ]
         if let reason = r.breakGlassReason { record["breakGlassReason"] = reason }
+        // The visits and their notes as they stand (the timeline); opening the patient was the audited read.
+        record["visits"] = ((try? records?.timeline(patient: r.key)) ?? []).map { v -> [String: Any] in
+            let current = v.current
+            return ["id": v.encounter.id, "date": v.encounter.date, "department": v.encounter.department, "practitioner": v.encounter.practitioner,
+                    "kind": current.map { page.lang == .zh ? $0.kind.zh : $0.kind.en } ?? "", "complaint": current?.note.chiefComplaint ?? "",
+                    "diagnoses": current?.note.diagnoses.map { "\($0.name)（\($0.code)）" }.joined(separator: "、") ?? ""]
+        }
         values["record"] = record
         return values
     }
