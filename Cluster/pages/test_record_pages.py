@@ -54,6 +54,7 @@ def test_a_follow_up_visit_from_the_queue_to_a_signed_and_amended_note(urls, bro
     opened = submit(doctor, section.locator("form.visit-open"))
     actions += 1
     assert opened.status == 200 and "/staff/visits/" in doctor.url, f"expected the visit page, got {status_of(opened)} at {doctor.url}"
+    visit = doctor.locator("#visit-patient").get_attribute("data-visit")
     expect(doctor.locator("#visit-patient-name"), "expected the patient's name filled in").to_contain_text("郑晓雨")
     expect(doctor.locator("#visit-age"), "expected the age from the resident ID's birth date").to_contain_text("岁")
     expect(doctor.locator("#visit-status"), "expected a new note").to_contain_text("尚未保存")
@@ -115,6 +116,20 @@ def test_a_follow_up_visit_from_the_queue_to_a_signed_and_amended_note(urls, bro
     assert compared.status == 200, f"expected the differences, got {status_of(compared)}"
     expect(doctor.locator(".diff .removed"), "expected the old plan struck").to_contain_text("如发热随诊")
     expect(doctor.locator(".diff .added"), "expected the new plan").to_contain_text("3 天后复诊")
+
+    # The department's note search finds the visit by a two-character word, highlighted (the index
+    # follows the replica within a round: reload until it has it).
+    search = urls["neike"] + "/staff/records/search?q=" + "咽痛" + "&diagnosis=J06.900"
+    rows = doctor.locator(f'table#search-results tr[data-visit="{visit}"]')
+    for _ in range(60):
+        response = doctor.goto(search)
+        assert response is not None and response.status == 200, f"expected the search page, got {status_of(response)}"
+        if rows.count():
+            break
+        doctor.wait_for_timeout(500)
+    expect(rows, "expected the signed visit found by 咽痛 and its diagnosis").to_have_count(1)
+    expect(rows.locator("mark").first, "expected the word highlighted").to_have_text("咽痛")
+    expect(rows, "expected the patient's name").to_contain_text("郑晓雨")
 
 
 def test_a_visit_is_refused_for_another_doctor_and_codes_outside_the_catalogue(urls, browsing):

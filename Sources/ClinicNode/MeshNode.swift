@@ -51,6 +51,8 @@ public final class MeshNode: Sendable {
     let booking: BookingDesk
     /// The bookings as read tables in this node's `readmodel.sqlite`, kept up to date from the consensus records.
     package let readModel: BookingReadModel
+    /// The notes as this node searches them, in `records.sqlite`, fed from the replica's change log.
+    package let recordIndex: RecordIndex
     /// The departments' rotas: templates, plans, and publishing them as sessions held here.
     package var rota: RotaDesk { RotaDesk(store: store, blocks: self, node: config.nodeID, clock: clock) }
     /// The clinic floor: check-in, walk-ins, queues and calls, the waiting-room display.
@@ -59,7 +61,7 @@ public final class MeshNode: Sendable {
     package var sessionChanges: SessionChangeDesk { SessionChangeDesk(rota: rota, booking: booking, outbox: patients?.outbox) }
     /// The outpatient record: visits, notes and their versions (nil if the diagnosis catalogue is missing).
     package var records: RecordDesk? {
-        (try? DiagnosisCatalogue.shipped.get()).map { RecordDesk(store: store, clock: clock, floor: floor, node: config.nodeID, catalogue: $0) }
+        (try? DiagnosisCatalogue.shipped.get()).map { RecordDesk(store: store, clock: clock, floor: floor, index: recordIndex, node: config.nodeID, catalogue: $0) }
     }
     /// Doctors' sign-in to their sessions, and planned against worked.
     package var attendance: AttendanceDesk { AttendanceDesk(store: store, clock: clock, toleranceMinutes: (config.floor ?? FloorConfig()).lateMinutes) }
@@ -179,7 +181,7 @@ public final class MeshNode: Sendable {
         let signals = WriteSignals()
         let store = ReplicaStore(replica: replica, signals: signals)
         let booking = BookingDesk(consensus: consensus, store: store, clock: clock, nodeID: config.nodeID, config: config.patients ?? PatientConfig())
-        let patients: PatientDesk?, readModel: BookingReadModel, staff: StaffDesk
+        let patients: PatientDesk?, readModel: BookingReadModel, staff: StaffDesk, recordIndex: RecordIndex
         do {
             let audit = try AuditTrail(store: store, node: config.nodeID, incarnation: replica.origin.incarnation, clock: clock)
             staff = StaffDesk(store: store, clock: clock, node: config.nodeID, dataKey: dataKey, rules: try AccessRules.shipped(), audit: audit,
@@ -188,6 +190,8 @@ public final class MeshNode: Sendable {
                 try PatientDesk(config: $0, dataDir: config.dataDir, smsFile: NodeConfig.resolve($0.smsFile, base: config.dataDir), dataKey: dataKey,
                                 store: store, clock: clock)
             }
+            recordIndex = try RecordIndex(path: (config.dataDir as NSString).appendingPathComponent("records.sqlite"), store: store,
+                                          changes: { [replica] marks in try replica.changedKeys("note_version", after: marks) }, logger: logger)
             readModel = try BookingReadModel(path: (config.dataDir as NSString).appendingPathComponent("readmodel.sqlite"), consensus: consensus,
                                              store: store, directory: booking.directory, logger: logger)
         } catch {
@@ -201,14 +205,14 @@ public final class MeshNode: Sendable {
         }
         return MeshNode(config: config, replica: replica, clock: clock, logger: logger, meshServer: meshServer, adminServer: adminServer,
                         client: client, snapshotFrom: snapshotFrom, consensus: consensus, ownSerial: ownSerial, store: store,
-                        booking: booking, readModel: readModel, staff: staff, patients: patients,
+                        booking: booking, readModel: readModel, recordIndex: recordIndex, staff: staff, patients: patients,
                         floor: FloorDesk(booking: booking, settings: (config.floor ?? FloorConfig()).settings,
                                          patientKeySecret: PatientDesk.patientKeySecret(dataKey: dataKey)))
     }
 
     init(config: NodeConfig, replica: Replica, clock: NodeClock, logger: Logger, meshServer: MeshServer, adminServer: MeshServer, client: MeshClient,
          snapshotFrom: String?, consensus: ConsensusShell, ownSerial: String, store: ReplicaStore, booking: BookingDesk,
-         readModel: BookingReadModel, staff: StaffDesk, patients: PatientDesk? = nil, floor: FloorDesk) {
+         readModel: BookingReadModel, recordIndex: RecordIndex, staff: StaffDesk, patients: PatientDesk? = nil, floor: FloorDesk) {
         self.snapshotFrom = snapshotFrom
         self.consensus = consensus
         self.ownSerial = ownSerial
@@ -229,6 +233,7 @@ public final class MeshNode: Sendable {
         self.store = store
         self.booking = booking
         self.readModel = readModel
+        self.recordIndex = recordIndex
         self.patients = patients
         self.staff = staff
         self.floor = floor
@@ -334,6 +339,7 @@ public final class MeshNode: Sendable {
             NodeService(name: "links") { await self.runLinks() },
             NodeService(name: "consensus") { await self.runConsensus() },
             NodeService(name: "read-model") { await cancelWhenGracefulShutdown { await self.readModel.run() } },
+            NodeService(name: "record-index") { await cancelWhenGracefulShutdown { await self.recordIndex.run() } },
             // Its own loop: closing waits on the cluster, which must not hold up the clock guard.
             NodeService(name: "floor") {
                 await cancelWhenGracefulShutdown {

@@ -119,7 +119,8 @@ public enum NodeSchema {
     /// rows are inserted, never changed, except `hlc` set in the same transaction as the insert).
     /// The note (`ClinicalNote` as JSON), its diagnosis codes and the reason are sealed at the origin.
     public static let noteVersion = ReplicatedTable("note_version", columns: [
-        .init("encounter", .text), .init("patient", .text), .init("department", .text), .init("parent", .text), .init("settles", .text),
+        .init("encounter", .text), .init("patient", .text), .init("department", .text), .init("practitioner", .text), .init("date", .text),
+        .init("parent", .text), .init("settles", .text),
         .init("kind", .text), .init("reason", .text, encrypted: true), .init("author", .text), .init("author_name", .text),
         .init("node", .text), .init("at_ms", .integer), .init("hlc", .integer),
         .init("body", .text, encrypted: true), .init("diagnoses", .text, encrypted: true),

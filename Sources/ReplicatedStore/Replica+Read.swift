@@ -132,3 +132,31 @@ extension ByteWriter {
         }
     }
 }
+
+extension Replica {
+    /// Where a reader of changes has got to in this replica's change log: per local origin id, the
+    /// last operation it has seen. Local to this replica file (a snapshot install starts it anew).
+    public typealias ChangeMarks = [Int64: Int64]
+
+    /// The keys of `table`'s rows changed (written here or merged) after `marks`, at most about
+    /// `limit` operations' worth, and the marks to ask from next time. A row changed again is
+    /// named again; a row whose changes were all displaced by newer ones is named by the newer.
+    public func changedKeys(_ table: String, after marks: ChangeMarks, limit: Int = 5_000) throws -> (keys: Set<String>, marks: ChangeMarks) {
+        guard let info = tables[table] else { throw StoreError.unknownTable(table) }
+        return try read { db in
+            var next = marks
+            var keys = Set<String>()
+            var budget = limit
+            for origin in try Int64.fetchAll(db, sql: "SELECT id FROM crdt_origin ORDER BY id") where budget > 0 {
+                let rows = try Row.fetchAll(db, sql: "SELECT seq, tbl, key FROM crdt_log WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?",
+                                            arguments: [origin, marks[origin] ?? 0, budget])
+                for row in rows {
+                    if (row["tbl"] as Int64) == info.id { keys.insert(row["key"]) }
+                    next[origin] = row["seq"]
+                }
+                budget -= rows.count
+            }
+            return (keys, next)
+        }
+    }
+}

@@ -2,6 +2,7 @@
 import Crypto
 import Domain
 import Foundation
+import Logging
 import ReplicatedCore
 import ReplicatedStore
 @testable import Services
@@ -128,5 +129,59 @@ struct RecordDeskTests {
         #expect(carried.note.allergies == "青霉素过敏" && carried.note.pastHistory == "高血压 5 年" && carried.note.chiefComplaint.isEmpty)
         #expect(carried.lastDiagnoses == saved.note.diagnoses && carried.lastDate == "2027-03-01")
         #expect(try deskA.timeline(patient: "p1").map(\.encounter.id) == ["h000000000000000000000002", Self.visit])
+    }
+
+    @Test("the department search finds current notes by two to four characters, diagnosis, doctor and dates, merged ones too; one patient's search scans their notes")
+    func search() throws {
+        let index = try RecordIndex(path: FileManager.default.temporaryDirectory.appendingPathComponent("records-\(UUID().uuidString).sqlite").path,
+                                    store: ReplicaStore(replica: a, signals: WriteSignals()),
+                                    changes: { [a] marks in try a.changedKeys("note_version", after: marks, limit: 7) }, logger: Logger(label: "test"))
+        let desk = RecordDesk(store: ReplicaStore(replica: a, signals: WriteSignals()), clock: clock, floor: nil, index: index, node: "neike", catalogue: deskA.catalogue)
+        func visit(_ n: Int, patient: String, doctor: String, date: String) throws -> String {
+            let id = "h" + String(format: "%024d", 100 + n)
+            try a.write { w in
+                _ = try w.insert("encounter", key: id, values: ["patient": .text(patient), "department": .text("neike"), "practitioner": .text(doctor),
+                                                              "date": .text(date), "opened_ms": .integer(Int64(n))])
+            }
+            return id
+        }
+        let cough = try visit(1, patient: "p1", doctor: "dr-wang-li", date: "2027-03-01")
+        let fever = try visit(2, patient: "p2", doctor: "dr-li-na", date: "2027-03-05")
+        let both = try visit(3, patient: "p1", doctor: "dr-li-na", date: "2027-04-01")
+        _ = try deskA.save(cough, note: Self.note("咳嗽三天，咽痛", diagnoses: ["J06.900"]), base: "", settles: [], action: .sign, reason: "", by: Self.doctor)
+        _ = try deskA.save(fever, note: Self.note("发热一天", diagnoses: ["J20.900"]), base: "", settles: [], action: .sign, reason: "", by: Self.doctor)
+        try sync()
+        // Written on the other node, merged here: searchable the same.
+        _ = try deskB.save(both, note: Self.note("咳嗽伴发热 COVID 检测阴性", diagnoses: ["J20.900"]), base: "", settles: [], action: .save, reason: "", by: Self.doctor)
+        try sync()
+        try index.catchUp()
+        #expect(try index.count() == 3)
+
+        func found(_ q: NoteQuery) throws -> Set<String> { Set(try desk.search(q).map(\.encounter.id)) }
+        #expect(try found(NoteQuery(department: "neike", words: "咳嗽")) == [cough, both], "a two-character word")
+        #expect(try found(NoteQuery(department: "neike", words: "咳嗽三天")) == [cough], "a four-character phrase, in order")
+        #expect(try found(NoteQuery(department: "neike", words: "三天咳嗽")).isEmpty, "the same characters in another order are another phrase")
+        #expect(try found(NoteQuery(department: "neike", words: "发热", diagnosis: "j20.900")) == [fever, both])
+        #expect(try found(NoteQuery(department: "neike", words: "covid")) == [both], "a Latin word, any case")
+        #expect(try found(NoteQuery(department: "neike", words: "发热", practitioner: "dr-li-na", from: "2027-04-01")) == [both])
+        #expect(try found(NoteQuery(department: "waike", words: "咳嗽")).isEmpty, "another department's search sees none of them")
+        let snippet = try #require(try desk.search(NoteQuery(department: "neike", words: "咽痛")).first?.snippet)
+        #expect(snippet.contains { $0.found && $0.text == "咽痛" })
+
+        // An amendment replaces the indexed note; entered-in-error takes it out.
+        let current = try #require(try deskA.visit(cough).current)
+        _ = try deskA.save(cough, note: Self.note("干咳一周", diagnoses: ["J06.900"]), base: current.key, settles: [], action: .save, reason: "更正病程", by: Self.doctor)
+        _ = try deskA.enterInError(fever, reason: "录错患者", by: Self.doctor)
+        try index.catchUp()
+        #expect(try found(NoteQuery(department: "neike", words: "咳嗽")) == [both])
+        #expect(try found(NoteQuery(department: "neike", words: "干咳")) == [cough])
+        #expect(try found(NoteQuery(department: "neike", words: "发热")) == [both])
+        #expect(refusal { _ = try desk.search(NoteQuery(department: "neike")) } == "record.search_empty")
+        #expect(refusal { _ = try desk.search(NoteQuery(department: "neike", diagnosis: "X00.000x000")) } == "record.unknown_diagnosis")
+
+        #expect(try desk.search(patient: "p1", words: "发热").map(\.encounter.id) == [both])
+        // Rebuilt from the change log, it says the same.
+        try index.rebuild()
+        #expect(try index.count() == 2 && found(NoteQuery(department: "neike", words: "干咳")) == [cough])
     }
 }

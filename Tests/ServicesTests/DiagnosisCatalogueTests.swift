@@ -29,4 +29,14 @@ struct DiagnosisCatalogueTests {
         let sections = NoteDiff.sections(a, b)
         #expect(sections.map(\.zh) == ["生命体征"])
     }
+
+    @Test("search text: Chinese in pairs, Latin words whole; a query is the phrase of its pairs")
+    func searchText() {
+        #expect(SearchText.indexTokens("咳嗽3天，COVID-19阴性") == "咳嗽 3 天 covid 19 阴性")
+        #expect(SearchText.matchQuery("咳嗽三天") == "\"咳嗽 嗽三 三天\"")
+        #expect(SearchText.matchQuery("咳 covid") == "\"咳\"* AND \"covid\"*")
+        #expect(SearchText.matchQuery("\"*()") == nil, "FTS syntax typed is no query")
+        let pieces = SearchText.snippet("患者三天前受凉后咳嗽，伴咽痛", terms: ["咳嗽"])
+        #expect(pieces.map(\.text).joined() == "患者三天前受凉后咳嗽，伴咽痛" && pieces.filter(\.found).map(\.text) == ["咳嗽"])
+    }
 }

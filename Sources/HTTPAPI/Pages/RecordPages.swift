@@ -15,6 +15,7 @@ extension StaffPages {
         StaffRoute(method: .post, path: "/staff/visits/{id}/void", action: "record.write"),
         StaffRoute(method: .get, path: "/staff/visits/{id}/versions", action: "patient.read"),
         StaffRoute(method: .get, path: "/staff/diagnoses", action: "record.write"),
+        StaffRoute(method: .get, path: "/staff/records/search", action: "record.search"),
         StaffRoute(method: .get, path: "/staff/static/record.js", action: "public"),
     ]
 
@@ -95,8 +96,43 @@ extension StaffPages {
             values["results"] = found.map { ["code": $0.code, "name": $0.name] }
             values["searched"] = !q.isEmpty
             return page.html(renderer.render("diagnoses", values))
+        case (.get, "/staff/records/search"):
+            let query = request.uri.queryParameters
+            func field(_ name: String) -> String { query[Substring(name)].map { String($0).trimmingCharacters(in: .whitespaces) } ?? "" }
+            let department = try pageDepartment(field("dept"), action: "record.search", account)
+            var values = page.values(title: page.text("searchTitle"))
+            let form = ["q": field("q"), "diagnosis": field("diagnosis"), "doctor": field("doctor"), "from": field("from"), "to": field("to")]
+            values["form"] = form
+            values["dept"] = department
+            values["doctors"] = ((try? desk.store.liveRows("practitioner", equal: ["department": .text(department)], range: nil, newestBy: nil, limit: 500)) ?? [])
+                .sorted { $0.key < $1.key }.map { ["slug": $0.key, "name": $0.row["name"]?.textValue ?? $0.key, "chosen": $0.key == form["doctor"]] }
+            guard form.values.contains(where: { !$0.isEmpty }) else { return page.html(renderer.render("search", values)) }
+            do throws(StaffError) {
+                let found = try records.search(NoteQuery(department: department, words: form["q"] ?? "", diagnosis: form["diagnosis"] ?? "",
+                                                         practitioner: form["doctor"] ?? "", from: form["from"] ?? "", to: form["to"] ?? ""))
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "record.search", resource: "department/\(department)",
+                                           outcome: "\(found.count)", detail: form.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "&")))
+                values["searched"] = true
+                values["results"] = foundValues(found, page)
+                return page.html(renderer.render("search", values))
+            } catch {
+                values["message"] = ["code": error.code, "text": page.lang == .zh ? error.zh : error.en, "kind": "error"]
+                return page.html(renderer.render("search", values), status: error.status)
+            }
         default:
             throw StaffError(404, "route.unknown", zh: "没有这个页面。", en: "there is no such page.")
+        }
+    }
+
+    /// Found notes as a results table shows them: the patient's name, the visit, the snippet.
+    func foundValues(_ found: [FoundNote], _ page: PageAnswer) -> [[String: Any]] {
+        let names = ((try? desk.store.liveRows("patient", keys: Set(found.map(\.encounter.patient)))) ?? [:])
+        let doctors = ((try? desk.store.liveRows("practitioner", keys: Set(found.map(\.encounter.practitioner)))) ?? [:])
+        return found.map { f -> [String: Any] in
+            ["encounter": f.encounter.id, "date": f.encounter.date, "patient": names[f.encounter.patient]?["name"]?.textValue ?? "",
+             "patientKey": f.encounter.patient, "doctor": doctors[f.encounter.practitioner]?["name"]?.textValue ?? f.encounter.practitioner,
+             "diagnoses": f.version.note.diagnoses.map { "\($0.name)（\($0.code)）" }.joined(separator: "、"),
+             "snippet": f.snippet.map { ["text": $0.text, "found": $0.found] }]
         }
     }
 

@@ -89,7 +89,7 @@ package struct StaffPages: Sendable {
         "home": "/staff/", "password.change": "/staff/password", "schedule.own": "/staff/schedule",
         "staff.manage": "/staff/accounts", "audit.read": "/staff/audit", "patient.read": "/staff/patients", "rota.manage": "/staff/rota",
         "floor.checkin": "/staff/floor", "floor.call": "/staff/queue", "attendance.read": "/staff/attendance",
-        "schedule.approve": "/staff/approvals",
+        "schedule.approve": "/staff/approvals", "record.search": "/staff/records/search",
     ]
 
     /// Events on one page of the auditor's view (older ones on the next page).
@@ -316,7 +316,15 @@ package struct StaffPages: Sendable {
         case (.get, "/staff/patients/{key}"):
             let key = try Self.patientKey(context)
             do {
-                return page.html(renderer.render("patient", patientValues(page, try desk.openPatient(key, for: account, appointments: appointments))))
+                var values = patientValues(page, try desk.openPatient(key, for: account, appointments: appointments))
+                let words = (request.uri.queryParameters["q"].map(String.init) ?? "").trimmingCharacters(in: .whitespaces)
+                if let records, !words.isEmpty {
+                    let found = try records.search(patient: key, words: String(words.prefix(40)))
+                    try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "record.search", patient: key,
+                                               resource: "patient/\(key)", outcome: "\(found.count)", detail: String(words.prefix(40))))
+                    values["search"] = ["q": String(words.prefix(40)), "results": foundValues(found, page)]
+                }
+                return page.html(renderer.render("patient", values))
             } catch where error == .breakGlassRequired {
                 return lockedPatientPage(page, key: key, account: account, message: error)
             }

@@ -87,11 +87,13 @@ package struct RecordDesk: Sendable {
     package let clock: NodeClock
     /// Today's queues, which a visit is opened from (nil: no visit can be opened here).
     package let floor: FloorDesk?
+    /// The department search's index (nil: only one patient's notes can be searched here).
+    package let index: RecordIndex?
     package let node: String
     package let catalogue: DiagnosisCatalogue
 
-    package init(store: any RecordStore, clock: NodeClock, floor: FloorDesk?, node: String, catalogue: DiagnosisCatalogue) {
-        self.store = store; self.clock = clock; self.floor = floor; self.node = node; self.catalogue = catalogue
+    package init(store: any RecordStore, clock: NodeClock, floor: FloorDesk?, index: RecordIndex? = nil, node: String, catalogue: DiagnosisCatalogue) {
+        self.store = store; self.clock = clock; self.floor = floor; self.index = index; self.node = node; self.catalogue = catalogue
     }
 
     var nowMs: Int64 { clock.wallMillis() }
@@ -210,6 +212,7 @@ package struct RecordDesk: Sendable {
             try store.write { w in
                 let version = try w.insert("note_version", key: key, values: [
                     "encounter": .text(id), "patient": .text(visit.encounter.patient), "department": .text(visit.encounter.department),
+                    "practitioner": .text(visit.encounter.practitioner), "date": .text(visit.encounter.date),
                     "parent": .text(visit.current?.key ?? ""), "settles": .text(settled.joined(separator: ",")), "kind": .text(kind.rawValue),
                     "reason": .text(reason), "author": .text(author.staff), "author_name": .text(author.name), "node": .text(node),
                     "at_ms": .integer(now), "body": .text(body), "diagnoses": .text(note.diagnoses.map(\.code).joined(separator: ",")),
@@ -263,5 +266,56 @@ package struct RecordDesk: Sendable {
         note.pastHistory = current.note.pastHistory
         note.allergies = current.note.allergies
         return (note, current.note.diagnoses, last.encounter.date)
+    }
+}
+
+/// A note a search found, with where it matched.
+package struct FoundNote: Sendable {
+    package var encounter: Encounter
+    package var version: NoteVersion
+    package var snippet: [(text: String, found: Bool)]
+}
+
+extension RecordDesk {
+    /// One patient's visits whose current note has every word typed (entered-in-error ones left out), newest first.
+    package func search(patient: String, words: String) throws(StaffError) -> [FoundNote] {
+        let terms = SearchText.terms(words)
+        return try timeline(patient: patient).compactMap { v -> FoundNote? in
+            guard let current = v.current, !v.enteredInError else { return nil }
+            let text = current.note.searchableText.lowercased()
+            guard terms.allSatisfy({ text.contains($0.lowercased()) }) else { return nil }
+            return FoundNote(encounter: v.encounter, version: current, snippet: SearchText.snippet(current.note.searchableText, terms: terms))
+        }
+    }
+
+    /// A department's notes by words, diagnosis, doctor and dates, from this node's index.
+    package func search(_ q: NoteQuery) throws(StaffError) -> [FoundNote] {
+        guard let index else { throw StaffError(503, "record.no_index", zh: "本节点没有病历检索索引。", en: "this node has no note search index.") }
+        var q = q
+        q.words = String(q.words.trimmingCharacters(in: .whitespaces).prefix(40))
+        if !q.diagnosis.isEmpty {
+            guard let entry = catalogue.entry(code: q.diagnosis) else {
+                throw StaffError(400, "record.unknown_diagnosis", zh: "诊断编码 \(String(q.diagnosis.prefix(20))) 不在编码库中。",
+                                 en: "diagnosis code \(String(q.diagnosis.prefix(20))) is not in the catalogue.")
+            }
+            q.diagnosis = entry.code
+        }
+        for (day, name) in [(q.from, "from"), (q.to, "to")] where !day.isEmpty && (try? CivilDate(parsing: day)) == nil {
+            throw StaffError(400, "record.date", zh: "日期格式应为 YYYY-MM-DD（\(name)）。", en: "dates are YYYY-MM-DD (\(name)).")
+        }
+        guard !q.words.isEmpty || !q.diagnosis.isEmpty else {
+            throw StaffError(400, "record.search_empty", zh: "请输入要查找的词语或诊断编码。", en: "enter words or a diagnosis code to search for.")
+        }
+        let hits: [NoteHit]
+        do { hits = try index.search(q) } catch { throw .storeUnavailable }
+        let rows: [String: [String: ColumnValue]]
+        do { rows = try store.liveRows("note_version", keys: Set(hits.map(\.version))) } catch { throw .storeUnavailable }
+        let terms = SearchText.terms(q.words)
+        return hits.compactMap { hit in
+            guard let row = rows[hit.version], let version = Self.version(hit.version, row) else { return nil }
+            let encounter = Encounter(id: hit.encounter, row: ["patient": .text(hit.patient), "department": .text(hit.department),
+                                                                "practitioner": .text(hit.practitioner), "date": .text(hit.date)])
+            return FoundNote(encounter: encounter, version: version, snippet: SearchText.snippet(version.note.searchableText, terms: terms))
+        }
     }
 }
