@@ -9,6 +9,7 @@ Cluster/pages/run keeps today's queues open all day, so a session of 刘洋 (N00
 from __future__ import annotations
 
 import random
+import re
 
 from playwright.sync_api import expect
 
@@ -40,6 +41,17 @@ def test_a_follow_up_visit_from_the_queue_to_a_signed_and_amended_note(urls, bro
     schedule = register_walk_in(browsing, urls, "郑晓雨")
     doctor = browsing.page()
     sign_in(doctor, urls["neike"], DOCTOR)
+
+    # A personal template with placeholders, from the template library.
+    template_name = f"上感复诊{random.randint(1000, 9999)}"
+    doctor.goto(urls["neike"] + "/staff/templates")
+    add = doctor.locator("form#template-add")
+    fill_field(add, "name", template_name)
+    doctor.locator('form#template-add textarea[name="chief_complaint"]').fill("【姓名】，【年龄】，咽痛、咳嗽 3 天")
+    doctor.locator('form#template-add textarea[name="examination"]').fill("咽部充血，双肺呼吸音清。")
+    added = submit(doctor, add)
+    assert added.status == 200, f"expected the template library after adding, got {status_of(added)}"
+    expect(doctor.locator("section.template", has_text=template_name), "expected the new template listed").to_have_count(1)
     doctor.goto(urls["neike"] + "/staff/queue")
     section = doctor.locator(f'section.session[data-session="{schedule}"]')
     # Call until the walk-in is the one called (earlier tests may have left others waiting).
@@ -58,6 +70,16 @@ def test_a_follow_up_visit_from_the_queue_to_a_signed_and_amended_note(urls, bro
     expect(doctor.locator("#visit-patient-name"), "expected the patient's name filled in").to_contain_text("郑晓雨")
     expect(doctor.locator("#visit-age"), "expected the age from the resident ID's birth date").to_contain_text("岁")
     expect(doctor.locator("#visit-status"), "expected a new note").to_contain_text("尚未保存")
+
+    # The template: choose it and apply it (two actions); its placeholders take the patient's details.
+    doctor.locator("#template-choice").select_option(label=f"{template_name}（个人）")
+    actions += 1
+    applied = submit(doctor, doctor.locator("form#visit-note"), "#template-apply")
+    actions += 1
+    assert applied.status == 200, f"expected the template applied, got {status_of(applied)}"
+    expect_message(doctor, "template.applied", "applying a template")
+    expect(doctor.locator("#note-chief_complaint"), "expected the name filled in").to_have_value(re.compile("^郑晓雨，\\d+岁，咽痛"))
+    expect(doctor.locator("#note-examination"), "expected the examination from the template").to_have_value("咽部充血，双肺呼吸音清。")
 
     # Typing is not counted; the markup must come back as text, never as a tag.
     doctor.locator("#note-chief_complaint").fill("咳嗽、咽痛 3 天 <script>window.injected=1</script>")
@@ -89,7 +111,7 @@ def test_a_follow_up_visit_from_the_queue_to_a_signed_and_amended_note(urls, bro
     expect(doctor.locator("#note-chief_complaint"), "expected the markup stored as text").to_have_value(
         "咳嗽、咽痛 3 天 <script>window.injected=1</script>"
     )
-    # A standard visit: open from the queue, one diagnosis, sign (one refused try included); goal ≤ 10.
+    # A standard visit: open from the queue, a template, one diagnosis, sign (one refused try included); goal ≤ 10.
     print(f"actions for the visit: {actions}")
     assert actions <= 10, f"expected at most 10 actions for a standard visit, counted {actions}"
 

@@ -126,6 +126,13 @@ public enum NodeSchema {
         .init("body", .text, encrypted: true), .init("diagnoses", .text, encrypted: true),
     ], indexes: [["encounter"], ["patient"], ["department", "at_ms"]])
 
+    /// Key: a random id: a note template (master data, LWW per column): the department's or one
+    /// doctor's (`NoteTemplate`); `body` is the template's note as JSON; retired ones stay, marked.
+    public static let noteTemplate = ReplicatedTable("note_template", columns: [
+        .init("name", .text), .init("scope", .text), .init("department", .text), .init("owner", .text), .init("body", .text),
+        .init("retired", .integer), .init("updated_ms", .integer),
+    ], indexes: [["department"], ["owner"]])
+
     public static let schema = ReplicaSchema(versions: [
         [.createTable(department), .createTable(practitioner), .createTable(patient), .createTable(schedule), .createTable(slot)],
         [.createTable(appointment)],
@@ -134,6 +141,6 @@ public enum NodeSchema {
         [.createTable(clinicTemplate)] + scheduleRotaColumns.map { .addColumn(table: "schedule", $0) },
         [.createTable(sessionAttendance)],
         [.createTable(sessionChange)],
-        [.createTable(encounter), .createTable(noteVersion)],
+        [.createTable(encounter), .createTable(noteVersion), .createTable(noteTemplate)],
     ])
 }

@@ -222,3 +222,58 @@ public enum NoteVersionKind: String, Codable, Sendable, CaseIterable {
     /// Whether the note is locked after a version of this kind.
     public var locks: Bool { self != .draft }
 }
+
+/// A note template (病历模板): text for some sections of a note, for the department or one doctor.
+/// Its texts may carry placeholders that the visit fills in when the template is applied.
+public struct NoteTemplate: Codable, Equatable, Sendable {
+    public enum Scope: String, Codable, Sendable, CaseIterable {
+        /// Every doctor of the department sees it; the department head keeps it.
+        case department
+        /// Only its author sees it.
+        case personal
+    }
+
+    public var name: String
+    public var scope: Scope
+    public var department: String
+    /// The staff number of its author.
+    public var owner: String
+    /// The sections it fills (vitals and diagnoses stay the visit's own).
+    public var note: ClinicalNote
+
+    public init(name: String, scope: Scope, department: String, owner: String, note: ClinicalNote) {
+        self.name = name; self.scope = scope; self.department = department; self.owner = owner; self.note = note
+    }
+
+    /// The placeholders a template's text may carry, and what each stands for.
+    public static let placeholders: [(token: String, en: String)] = [
+        ("【姓名】", "the patient's name"), ("【性别】", "the patient's sex"), ("【年龄】", "the patient's age"), ("【就诊日期】", "the visit's date"),
+    ]
+
+    public func validated() throws(ValidationError) -> NoteTemplate {
+        var t = self
+        t.name = try InputText.nonEmptyText(name, field: "templateName", maxLength: 50, zhLabel: "模板名称", enLabel: "template name")
+        var note = try self.note.validated()
+        note.vitals = VitalSigns()
+        note.diagnoses = []
+        guard ClinicalNote.sections.contains(where: { !note[keyPath: $0.path].isEmpty }) else {
+            throw ValidationError(field: "template", code: "template.empty", zh: "模板至少要有一段内容。", en: "a template needs text in at least one section.")
+        }
+        t.note = note
+        return t
+    }
+
+    /// The note with the template applied: an empty section takes the template's text, a section
+    /// already written keeps its text and gets the template's below it; placeholders filled in.
+    public func applied(to note: ClinicalNote, values: [String: String]) -> ClinicalNote {
+        var out = note
+        for s in ClinicalNote.sections {
+            var text = self.note[keyPath: s.path]
+            guard !text.isEmpty else { continue }
+            for (token, value) in values { text = text.replacingOccurrences(of: token, with: value) }
+            let mine = out[keyPath: s.path]
+            out[keyPath: s.path] = mine.isEmpty ? text : mine + "\n" + text
+        }
+        return out
+    }
+}

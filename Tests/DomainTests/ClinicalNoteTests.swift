@@ -42,4 +42,20 @@ struct ClinicalNoteTests {
         n.diagnoses = [Diagnosis(code: "J06.900", name: ""), Diagnosis(code: "J06.900", name: "")]
         #expect(code { _ = try n.validated() } == "note.diagnosis_twice")
     }
+
+    @Test("a template fills empty sections, adds below written ones, fills its placeholders; it needs a name and some text")
+    func templates() throws {
+        var body = ClinicalNote()
+        body.chiefComplaint = "【姓名】，【年龄】，咳嗽 3 天"
+        body.plan = "多饮水"
+        body.diagnoses = [Diagnosis(code: "J06.900", name: "")]
+        let t = try NoteTemplate(name: " 上感 ", scope: .personal, department: "neike", owner: "D1", note: body).validated()
+        #expect(t.name == "上感" && t.note.diagnoses.isEmpty, "a template carries no diagnoses")
+        var note = ClinicalNote()
+        note.plan = "休息"
+        let applied = t.applied(to: note, values: ["【姓名】": "张三", "【年龄】": "30岁"])
+        #expect(applied.chiefComplaint == "张三，30岁，咳嗽 3 天" && applied.plan == "休息\n多饮水")
+        #expect(code { _ = try NoteTemplate(name: "", scope: .personal, department: "", owner: "D1", note: body).validated() } == "template_name.empty")
+        #expect(code { _ = try NoteTemplate(name: "空", scope: .personal, department: "", owner: "D1", note: ClinicalNote()).validated() } == "template.empty")
+    }
 }

@@ -16,6 +16,10 @@ extension StaffPages {
         StaffRoute(method: .get, path: "/staff/visits/{id}/versions", action: "patient.read"),
         StaffRoute(method: .get, path: "/staff/diagnoses", action: "record.write"),
         StaffRoute(method: .get, path: "/staff/records/search", action: "record.search"),
+        StaffRoute(method: .get, path: "/staff/templates", action: "template.manage"),
+        StaffRoute(method: .post, path: "/staff/templates", action: "template.manage"),
+        StaffRoute(method: .post, path: "/staff/templates/{id}/retire", action: "template.manage"),
+        StaffRoute(method: .post, path: "/staff/visits/{id}/template", action: "template.manage"),
         StaffRoute(method: .get, path: "/staff/static/record.js", action: "public"),
     ]
 
@@ -52,6 +56,18 @@ extension StaffPages {
             var draft = ClinicalNote()
             do throws(StaffError) {
                 draft = try Self.note(from: form, catalogue: records.catalogue)
+                if form["action"]?.first == "template" {
+                    // Applied to what is on the screen, not saved: the doctor reads it first.
+                    guard let chosen = try templates.template(form["template"]?.first ?? ""),
+                          chosen.template.scope == .department ? account.departments.contains(chosen.template.department) || visit.encounter.department == chosen.template.department
+                                                               : chosen.template.owner == account.number else {
+                        throw StaffError(404, "template.not_found", zh: "没有这个模板（可能已停用）。", en: "no such template (it may have been retired).")
+                    }
+                    draft = chosen.template.applied(to: draft, values: try placeholderValues(records, visit, page))
+                    return try visitPage(page, records, visit, draft: draft,
+                                         message: StaffError(200, "template.applied", zh: "已套用模板“\(chosen.template.name)”，尚未保存。",
+                                                             en: "template “\(chosen.template.name)” applied; not saved yet."), status: 200)
+                }
                 let action = RecordDesk.SaveAction(rawValue: form["action"]?.first ?? "") ?? .save
                 let settles = (form["settles"]?.first ?? "").split(separator: ",").map(String.init)
                 let saved = try records.save(id, note: draft, base: form["base"]?.first ?? "", settles: settles, action: action,
@@ -96,6 +112,44 @@ extension StaffPages {
             values["results"] = found.map { ["code": $0.code, "name": $0.name] }
             values["searched"] = !q.isEmpty
             return page.html(renderer.render("diagnoses", values))
+        case (.post, "/staff/visits/{id}/template"):
+            let visit = try records.visit(id)
+            try mayWrite(visit.encounter, account)
+            do throws(StaffError) {
+                guard let current = visit.current else {
+                    throw StaffError(409, "template.no_note", zh: "请先保存病历，再存为模板。", en: "save the note first, then make a template of it.")
+                }
+                let scope = try templateScope(form["scope"]?.first, department: visit.encounter.department, account)
+                let saved = try templates.save(NoteTemplate(name: form["name"]?.first ?? "", scope: scope, department: visit.encounter.department,
+                                                            owner: account.number, note: current.note))
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "template.save", resource: "template/\(saved.id)", outcome: "ok"))
+                return try visitPage(page, records, visit, draft: nil, message: StaffError(200, "template.saved", zh: "已存为模板“\(saved.template.name)”。",
+                                                                                            en: "saved as template “\(saved.template.name)”."), status: 200)
+            } catch {
+                return try visitPage(page, records, visit, draft: nil, message: error, status: error.status)
+            }
+        case (.get, "/staff/templates"):
+            return try templatesPage(page, account, message: nil, status: 200)
+        case (.post, "/staff/templates"):
+            do throws(StaffError) {
+                let department = try pageDepartment(form["dept"]?.first, action: "template.manage", account)
+                let scope = try templateScope(form["scope"]?.first, department: department, account)
+                var note = ClinicalNote()
+                for s in ClinicalNote.sections { note[keyPath: s.path] = form[s.field]?.first ?? "" }
+                let saved = try templates.save(NoteTemplate(name: form["name"]?.first ?? "", scope: scope, department: department, owner: account.number, note: note))
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "template.save", resource: "template/\(saved.id)", outcome: "ok"))
+                return page.redirect("/staff/templates")
+            } catch {
+                return try templatesPage(page, account, message: error, status: error.status)
+            }
+        case (.post, "/staff/templates/{id}/retire"):
+            guard let t = try templates.template(id), mayKeep(t.template, account) else {
+                return try templatesPage(page, account, message: StaffError(404, "template.not_found", zh: "没有这个模板，或您不能停用它。",
+                                                                            en: "no such template, or it is not yours to retire."), status: 404)
+            }
+            try templates.retire(id)
+            try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "template.retire", resource: "template/\(id)", outcome: "ok"))
+            return page.redirect("/staff/templates")
         case (.get, "/staff/records/search"):
             let query = request.uri.queryParameters
             func field(_ name: String) -> String { query[Substring(name)].map { String($0).trimmingCharacters(in: .whitespaces) } ?? "" }
@@ -122,6 +176,47 @@ extension StaffPages {
         default:
             throw StaffError(404, "route.unknown", zh: "没有这个页面。", en: "there is no such page.")
         }
+    }
+
+    var templates: TemplateDesk { TemplateDesk(store: desk.store, clock: desk.clock) }
+
+    /// Personal for anyone who may keep templates; the department's only with `dept` or `all` reach.
+    func templateScope(_ asked: String?, department: String, _ account: StaffAccount) throws(StaffError) -> NoteTemplate.Scope {
+        let scope = NoteTemplate.Scope(rawValue: asked ?? "") ?? .personal
+        guard scope == .department else { return .personal }
+        switch desk.rules.scope(of: "template.manage", for: account.roles) {
+        case .all?: return .department
+        case .dept? where account.departments.contains(department): return .department
+        default:
+            throw StaffError(403, "template.department_scope", zh: "只有科主任可以建立科室模板；您可以存为个人模板。",
+                             en: "only the department head keeps department templates; save it as a personal one.")
+        }
+    }
+
+    func mayKeep(_ t: NoteTemplate, _ account: StaffAccount) -> Bool {
+        t.scope == .personal ? t.owner == account.number : ((try? templateScope("department", department: t.department, account)) == .department)
+    }
+
+    func placeholderValues(_ records: RecordDesk, _ visit: VisitRecord, _ page: PageAnswer) throws(StaffError) -> [String: String] {
+        let patient = ((try? desk.store.liveRow("patient", key: visit.encounter.patient)) ?? nil) ?? [:]
+        return ["【姓名】": patient["name"]?.textValue ?? "", "【性别】": page.text(patient["sex"]?.textValue ?? ""),
+                "【年龄】": Self.age(birthDate: patient["birth_date"]?.textValue, on: visit.encounter.date).map { page.lang == .zh ? "\($0)岁" : "\($0) y" } ?? "",
+                "【就诊日期】": visit.encounter.date]
+    }
+
+    func templatesPage(_ page: PageAnswer, _ account: StaffAccount, message: StaffError?, status: Int) throws(StaffError) -> Response {
+        let zh = page.lang == .zh
+        var values = page.values(title: page.text("templatesTitle"), message: message)
+        values["templates"] = try templates.visible(to: account.number, departments: account.departments).map { t -> [String: Any] in
+            ["id": t.id, "name": t.template.name, "scope": page.text("templateScope_" + t.template.scope.rawValue), "department": t.template.department,
+             "mayRetire": mayKeep(t.template, account),
+             "sections": ClinicalNote.sections.filter { !t.template.note[keyPath: $0.path].isEmpty }.map { ["label": zh ? $0.zh : $0.en, "text": t.template.note[keyPath: $0.path]] }]
+        }
+        values["mayDepartment"] = desk.rules.scope(of: "template.manage", for: account.roles).map { $0 != .own } ?? false
+        values["dept"] = account.departments.first ?? ""
+        values["sections"] = ClinicalNote.sections.map { ["field": $0.field, "label": zh ? $0.zh : $0.en] }
+        values["placeholders"] = NoteTemplate.placeholders.map { zh ? $0.token : "\($0.token) (\($0.en))" }.joined(separator: " ")
+        return page.html(renderer.render("templates", values), status: status)
     }
 
     /// Found notes as a results table shows them: the patient's name, the visit, the snippet.
@@ -207,6 +302,14 @@ extension StaffPages {
         values["vitals"] = VitalSigns.bounds.map { b -> [String: Any] in
             ["field": b.field, "label": zh ? b.zh : b.en, "unit": b.unit, "value": v[b.field].map(Self.number) ?? "",
              "min": Self.number(b.range.lowerBound), "max": Self.number(b.range.upperBound)]
+        }
+        if desk.rules.scope(of: "template.manage", for: (page.signedIn?.account.roles) ?? []) != nil, let account = page.signedIn?.account {
+            let choices = ((try? templates.visible(to: account.number, departments: [e.department])) ?? []).map { t -> [String: Any] in
+                ["id": t.id, "name": "\(t.template.name)（\(page.text("templateScope_" + t.template.scope.rawValue))）"]
+            }
+            values["templateChoices"] = choices
+            values["hasTemplates"] = !choices.isEmpty
+            values["mayMakeTemplate"] = visit.current != nil
         }
         values["diagnosisCodes"] = note.diagnoses.map(\.code).joined(separator: ", ")
         values["diagnoses"] = note.diagnoses.map { ["code": $0.code, "name": $0.name] }

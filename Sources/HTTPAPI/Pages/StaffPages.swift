@@ -89,7 +89,7 @@ package struct StaffPages: Sendable {
         "home": "/staff/", "password.change": "/staff/password", "schedule.own": "/staff/schedule",
         "staff.manage": "/staff/accounts", "audit.read": "/staff/audit", "patient.read": "/staff/patients", "rota.manage": "/staff/rota",
         "floor.checkin": "/staff/floor", "floor.call": "/staff/queue", "attendance.read": "/staff/attendance",
-        "schedule.approve": "/staff/approvals", "record.search": "/staff/records/search",
+        "schedule.approve": "/staff/approvals", "record.search": "/staff/records/search", "template.manage": "/staff/templates",
     ]
 
     /// Events on one page of the auditor's view (older ones on the next page).

@@ -1,0 +1,73 @@
+import Domain
+import Foundation
+import ReplicatedCore
+
+/// A template as stored, with its id.
+package struct StoredTemplate: Sendable {
+    package var id: String
+    package var template: NoteTemplate
+    package var updatedMs: Int64
+}
+
+/// The template library: the department's templates and each doctor's own. A doctor keeps their
+/// personal ones; the department's are kept by whoever the access table lets (`template.manage`
+/// with `dept`: the department head).
+package struct TemplateDesk: Sendable {
+    package let store: any RecordStore
+    package let clock: NodeClock
+
+    package init(store: any RecordStore, clock: NodeClock) { self.store = store; self.clock = clock }
+
+    /// What `staff` sees: their department's templates and their own, by name.
+    package func visible(to staff: String, departments: [String]) throws(StaffError) -> [StoredTemplate] {
+        var rows: [(key: String, row: [String: ColumnValue])] = []
+        do {
+            for d in departments { rows += try store.liveRows("note_template", equal: ["department": .text(d)], range: nil, newestBy: nil, limit: 1_000) }
+            rows += try store.liveRows("note_template", equal: ["owner": .text(staff)], range: nil, newestBy: nil, limit: 1_000)
+        } catch { throw .storeUnavailable }
+        var seen = Set<String>()
+        return rows.compactMap { r -> StoredTemplate? in
+            guard seen.insert(r.key).inserted, (r.row["retired"]?.integerValue ?? 0) == 0, let t = Self.template(r.row) else { return nil }
+            guard t.scope == .department || t.owner == staff else { return nil }
+            return StoredTemplate(id: r.key, template: t, updatedMs: r.row["updated_ms"]?.integerValue ?? 0)
+        }.sorted { ($0.template.scope.rawValue, $0.template.name) < ($1.template.scope.rawValue, $1.template.name) }
+    }
+
+    package func template(_ id: String) throws(StaffError) -> StoredTemplate? {
+        let row: [String: ColumnValue]?
+        do { row = try store.liveRow("note_template", key: id) } catch { throw .storeUnavailable }
+        guard let row, (row["retired"]?.integerValue ?? 0) == 0, let t = Self.template(row) else { return nil }
+        return StoredTemplate(id: id, template: t, updatedMs: row["updated_ms"]?.integerValue ?? 0)
+    }
+
+    static func template(_ row: [String: ColumnValue]) -> NoteTemplate? {
+        guard let scope = row["scope"]?.textValue.flatMap(NoteTemplate.Scope.init(rawValue:)), let body = row["body"]?.textValue,
+              let note = try? JSONDecoder().decode(ClinicalNote.self, from: Data(body.utf8)) else { return nil }
+        return NoteTemplate(name: row["name"]?.textValue ?? "", scope: scope, department: row["department"]?.textValue ?? "",
+                            owner: row["owner"]?.textValue ?? "", note: note)
+    }
+
+    /// Files a new template (or replaces `id`'s, which must be one the author may keep).
+    package func save(_ draft: NoteTemplate, id: String? = nil) throws(StaffError) -> StoredTemplate {
+        let t: NoteTemplate
+        do { t = try draft.validated() } catch { throw .invalid(error) }
+        let key = id ?? UUID().uuidString.lowercased()
+        let body: String
+        do { body = String(decoding: try JSONEncoder().encode(t.note), as: UTF8.self) } catch { throw .storeUnavailable }
+        let values: [String: ColumnValue] = ["name": .text(t.name), "scope": .text(t.scope.rawValue), "department": .text(t.department),
+                                             "owner": .text(t.owner), "body": .text(body), "retired": .integer(0), "updated_ms": .integer(clock.wallMillis())]
+        do {
+            try store.write { w in
+                if try store.liveRow("note_template", key: key) == nil { _ = try w.insert("note_template", key: key, values: values) }
+                else { _ = try w.update("note_template", key: key, values: values) }
+            }
+        } catch { throw .storeUnavailable }
+        return StoredTemplate(id: key, template: t, updatedMs: values["updated_ms"]?.integerValue ?? 0)
+    }
+
+    /// Takes a template out of the library (kept, marked retired).
+    package func retire(_ id: String) throws(StaffError) {
+        do { try store.write { w in _ = try w.update("note_template", key: id, values: ["retired": .integer(1), "updated_ms": .integer(clock.wallMillis())]) } }
+        catch { throw .storeUnavailable }
+    }
+}
