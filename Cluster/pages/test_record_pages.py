@@ -153,6 +153,22 @@ def test_a_follow_up_visit_from_the_queue_to_a_signed_and_amended_note(urls, bro
     expect(rows.locator("mark").first, "expected the word highlighted").to_have_text("咽痛")
     expect(rows, "expected the patient's name").to_contain_text("郑晓雨")
 
+    # From the patient's page: the visit in the timeline, the printable record, the FHIR export.
+    with doctor.expect_navigation():
+        rows.locator("a", has_text="郑晓雨").click()
+    expect(doctor.locator(f'table#visits tr[data-visit="{visit}"]'), "expected the visit in the patient's timeline").to_contain_text("急性上呼吸道感染")
+    export_url = doctor.locator("#patient-export").get_attribute("href")
+    with doctor.expect_navigation():
+        doctor.locator("#patient-print").click()
+    expect(doctor.locator("#print-record"), "expected the printable record with the note").to_contain_text("咽部充血")
+    exported = doctor.request.get(urls["neike"] + export_url)
+    assert exported.status == 200, f"expected the FHIR export, got {exported.status}"
+    bundle = exported.json()
+    kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+    assert bundle["resourceType"] == "Bundle" and kinds[0] == "Patient" and "Composition" in kinds, f"expected a Patient/$everything bundle, got {kinds}"
+    codes = [c["code"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Condition" for c in e["resource"]["code"]["coding"]]
+    assert "J06.900" in codes, f"expected the diagnosis as a Condition, got {codes}"
+
 
 def test_a_visit_is_refused_for_another_doctor_and_codes_outside_the_catalogue(urls, browsing):
     other = browsing.page()

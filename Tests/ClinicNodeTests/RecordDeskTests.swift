@@ -184,4 +184,21 @@ struct RecordDeskTests {
         try index.rebuild()
         #expect(try index.count() == 2 && found(NoteQuery(department: "neike", words: "干咳")) == [cough])
     }
+
+    @Test("the FHIR export: Patient first, then each visit's Encounter, Composition, Conditions and vital-sign Observations")
+    func export() throws {
+        var note = Self.note("咳嗽 <b>3</b> 天", diagnoses: ["J06.900"])
+        note.vitals = VitalSigns(temperature: 37.8, systolic: 130, diastolic: 85)
+        _ = try deskA.save(Self.visit, note: note, base: "", settles: [], action: .sign, reason: "", by: Self.doctor)
+        let bundle = RecordExport.bundle(patientKey: "p1", patient: ["name": .text("张三"), "sex": .text("male"), "birth_date": .text("1980-01-02")],
+                                         visits: try deskA.timeline(patient: "p1"), departmentNames: ["neike": "内科"], doctorNames: [:], generatedMs: 0)
+        let entries = try #require(bundle["entry"] as? [[String: Any]])
+        let resources = entries.compactMap { $0["resource"] as? [String: Any] }
+        #expect(resources.map { $0["resourceType"] as? String ?? "" } == ["Patient", "Encounter", "Composition", "Condition", "Observation", "Observation"])
+        #expect((resources[0]["gender"] as? String) == "male" && resources[0]["identifier"] == nil, "no resident ID in the export")
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: bundle, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+        #expect(json.contains("\"8310-5\"") && json.contains("\"85354-9\"") && json.contains("\"8480-6\"") && json.contains("J06.900"))
+        #expect(json.contains("&lt;b&gt;3&lt;/b&gt;") && !json.contains("<b>3"), "note text is escaped in the XHTML narrative")
+        #expect((resources[2]["status"] as? String) == "final")
+    }
 }

@@ -16,6 +16,8 @@ extension StaffPages {
         StaffRoute(method: .get, path: "/staff/visits/{id}/versions", action: "patient.read"),
         StaffRoute(method: .get, path: "/staff/diagnoses", action: "record.write"),
         StaffRoute(method: .get, path: "/staff/records/search", action: "record.search"),
+        StaffRoute(method: .get, path: "/staff/patients/{key}/export.json", action: "patient.read"),
+        StaffRoute(method: .get, path: "/staff/patients/{key}/print", action: "patient.read"),
         StaffRoute(method: .get, path: "/staff/templates", action: "template.manage"),
         StaffRoute(method: .post, path: "/staff/templates", action: "template.manage"),
         StaffRoute(method: .post, path: "/staff/templates/{id}/retire", action: "template.manage"),
@@ -128,6 +130,47 @@ extension StaffPages {
             } catch {
                 return try visitPage(page, records, visit, draft: nil, message: error, status: error.status)
             }
+        case (.get, "/staff/patients/{key}/export.json"), (.get, "/staff/patients/{key}/print"):
+            let key = try Self.patientKey(context)
+            do { _ = try desk.openPatient(key, for: account, appointments: appointments) } catch where error == .breakGlassRequired {
+                return lockedPatientPage(page, key: key, account: account, message: error)
+            }
+            let visits = try records.timeline(patient: key)
+            let patient = ((try? desk.store.liveRow("patient", key: key)) ?? nil) ?? [:]
+            let exporting = route.path.hasSuffix("export.json")
+            try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: exporting ? "record.export" : "record.print", patient: key,
+                                       resource: "patient/\(key)", outcome: "\(visits.count)"))
+            let departments = Dictionary(((try? desk.store.liveRows("department")) ?? [:]).map { ($0.key, $0.value["name"]?.textValue ?? $0.key) }, uniquingKeysWith: { a, _ in a })
+            let doctors = ((try? desk.store.liveRows("practitioner", keys: Set(visits.map(\.encounter.practitioner)))) ?? [:]).mapValues { $0["name"]?.textValue ?? "" }
+            if exporting {
+                let bundle = RecordExport.bundle(patientKey: key, patient: patient, visits: visits, departmentNames: departments, doctorNames: doctors,
+                                                 generatedMs: desk.clock.wallMillis())
+                let data = (try? JSONSerialization.data(withJSONObject: bundle, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data()
+                var page = page
+                page.extraHeaders.append((.contentDisposition, "attachment; filename=\"patient-\(key.prefix(12)).fhir.json\""))
+                return page.asset(String(decoding: data, as: UTF8.self), contentType: "application/fhir+json; charset=utf-8")
+            }
+            let zh = page.lang == .zh
+            var values = page.values(title: page.text("printTitle"))
+            values["patient"] = ["name": patient["name"]?.textValue ?? "", "sex": page.text(patient["sex"]?.textValue ?? ""),
+                                 "birthDate": patient["birth_date"]?.textValue ?? "", "key": key]
+            values["visits"] = visits.compactMap { v -> [String: Any]? in
+                guard let c = v.current else { return nil }
+                let vitals = c.note.vitals.values
+                var visit: [String: Any] = [
+                    "date": v.encounter.date, "department": departments[v.encounter.department] ?? v.encounter.department,
+                    "doctor": doctors[v.encounter.practitioner] ?? v.encounter.practitioner, "kind": zh ? c.kind.zh : c.kind.en,
+                    "author": c.authorName, "at": Self.shanghai(c.atMs), "void": c.kind == .enteredInError,
+                    "sections": ClinicalNote.sections.filter { !c.note[keyPath: $0.path].isEmpty }.map { ["label": zh ? $0.zh : $0.en, "text": c.note[keyPath: $0.path]] },
+                    "diagnoses": c.note.diagnoses.map { "\($0.name)（\($0.code)）" }.joined(separator: "、"),
+                ]
+                if !vitals.isEmpty {
+                    visit["vitals"] = VitalSigns.bounds.compactMap { b in vitals[b.field].map { "\(zh ? b.zh : b.en) \(Self.number($0)) \(b.unit)" } }.joined(separator: " · ")
+                }
+                return visit
+            }
+            values["printedAt"] = Self.shanghai(desk.clock.wallMillis())
+            return page.html(renderer.render("print", values))
         case (.get, "/staff/templates"):
             return try templatesPage(page, account, message: nil, status: 200)
         case (.post, "/staff/templates"):
