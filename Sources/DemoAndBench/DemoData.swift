@@ -175,6 +175,7 @@ extension DemoData {
     /// Adds `seed-demo` to the node's admin API.
     package static func install(on node: MeshNode) {
         BenchRota.install(on: node)
+        BenchRecords.install(on: node)
         node.addAdminCommands {
             $0.add("seed-demo", DemoSeedRequest.self) { request in
                 var summary = try seed(node, request)

@@ -1,6 +1,7 @@
 import Domain
 import Foundation
 import ReplicatedCore
+import ReplicatedStore
 
 /// Who writes a version: the staff member as their account says.
 package struct RecordAuthor: Sendable {
@@ -24,6 +25,11 @@ package struct Encounter: Sendable, Hashable {
     package var date: String
     package var openedBy: String
     package var openedMs: Int64
+
+    package init(id: String, patient: String, session: String, department: String, practitioner: String, date: String, openedBy: String, openedMs: Int64) {
+        self.id = id; self.patient = patient; self.session = session; self.department = department; self.practitioner = practitioner
+        self.date = date; self.openedBy = openedBy; self.openedMs = openedMs
+    }
 
     init(id: String, row: [String: ColumnValue]) {
         self.id = id
@@ -204,24 +210,50 @@ package struct RecordDesk: Sendable {
                        author: RecordAuthor) throws(StaffError) -> NoteVersion {
         let known = Set(visit.versions.map(\.key))
         let settled = settles.filter { known.contains($0) && $0 != visit.current?.key }
-        let key = "\(id)/\(UUID().uuidString.lowercased())"
-        let body: String
-        do { body = String(decoding: try JSONEncoder().encode(note), as: UTF8.self) } catch { throw .storeUnavailable }
-        let now = nowMs
+        let key = Self.newVersionKey(id)
         do {
             try store.write { w in
-                let version = try w.insert("note_version", key: key, values: [
-                    "encounter": .text(id), "patient": .text(visit.encounter.patient), "department": .text(visit.encounter.department),
-                    "practitioner": .text(visit.encounter.practitioner), "date": .text(visit.encounter.date),
-                    "parent": .text(visit.current?.key ?? ""), "settles": .text(settled.joined(separator: ",")), "kind": .text(kind.rawValue),
-                    "reason": .text(reason), "author": .text(author.staff), "author_name": .text(author.name), "node": .text(node),
-                    "at_ms": .integer(now), "body": .text(body), "diagnoses": .text(note.diagnoses.map(\.code).joined(separator: ",")),
-                ])
-                _ = try w.update("note_version", key: key, values: ["hlc": .integer(Int64(bitPattern: version.hlc.rawValue))])
+                try insertVersion(w, key: key, encounter: visit.encounter, note: note, kind: kind, parent: visit.current?.key ?? "", settles: settled,
+                                  reason: reason, author: author, atMs: nowMs)
             }
         } catch { throw .storeUnavailable }
         guard let saved = try versions(of: id).first(where: { $0.key == key }) else { throw .storeUnavailable }
         return saved
+    }
+
+    static func newVersionKey(_ encounter: String) -> String { "\(encounter)/\(UUID().uuidString.lowercased())" }
+
+    /// One version row, with the HLC its insert was stamped with (set in the same transaction).
+    func insertVersion(_ w: LocalWriter, key: String, encounter e: Encounter, note: ClinicalNote, kind: NoteVersionKind, parent: String,
+                       settles: [String], reason: String, author: RecordAuthor, atMs: Int64) throws {
+        let body = String(decoding: try JSONEncoder().encode(note), as: UTF8.self)
+        let version = try w.insert("note_version", key: key, values: [
+            "encounter": .text(e.id), "patient": .text(e.patient), "department": .text(e.department),
+            "practitioner": .text(e.practitioner), "date": .text(e.date),
+            "parent": .text(parent), "settles": .text(settles.joined(separator: ",")), "kind": .text(kind.rawValue),
+            "reason": .text(reason), "author": .text(author.staff), "author_name": .text(author.name), "node": .text(node),
+            "at_ms": .integer(atMs), "body": .text(body), "diagnoses": .text(note.diagnoses.map(\.code).joined(separator: ",")),
+        ])
+        _ = try w.update("note_version", key: key, values: ["hlc": .integer(Int64(bitPattern: version.hlc.rawValue))])
+    }
+
+    /// Past visits with their signed notes, in one transaction: the demo's history and the bench's
+    /// load. Each note is checked as a doctor's save would be; a visit already there is skipped.
+    package func importSigned(_ visits: [(encounter: Encounter, note: ClinicalNote, author: RecordAuthor)]) throws -> Int {
+        let checked = try visits.map { v in (v.encounter, try checkedDiagnoses(try v.note.validated()), v.author) }
+        return try store.write { w in
+            var written = 0
+            for (e, note, author) in checked where try store.liveRow("encounter", key: e.id) == nil {
+                _ = try w.insert("encounter", key: e.id, values: [
+                    "patient": .text(e.patient), "session": .text(e.session), "department": .text(e.department), "practitioner": .text(e.practitioner),
+                    "date": .text(e.date), "opened_by": .text(e.openedBy), "opened_ms": .integer(e.openedMs),
+                ])
+                try insertVersion(w, key: Self.newVersionKey(e.id), encounter: e, note: note, kind: .signed, parent: "", settles: [], reason: "",
+                                  author: author, atMs: e.openedMs)
+                written += 1
+            }
+            return written
+        }
     }
 
     /// Every diagnosis is a code of the catalogue, named as the catalogue names it.
