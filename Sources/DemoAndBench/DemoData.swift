@@ -43,6 +43,9 @@ public enum DemoData {
         public var department: String
         /// Demo staff accounts made (`DemoStaff`).
         public var staff = 0
+        /// Past visits with signed notes, and note templates (`DemoRecords`).
+        public var visits = 0
+        public var templates = 0
         public var practitioners: Int
         public var schedules: Int
         public var slots: Int
@@ -182,6 +185,13 @@ extension DemoData {
                 for department in request.departments ?? [node.config.nodeID] {
                     do { summary.staff += try await DemoStaff.seed(node.staff, department: department) } catch {
                         throw NodeError(.admin, zh: "演示员工账户未能全部写入：\(error)", en: "not every demo staff account was written: \(error)")
+                    }
+                    do {
+                        let written = try DemoRecords.seed(node, department: department)
+                        summary.visits += written.visits
+                        summary.templates += written.templates
+                    } catch {
+                        throw NodeError(.admin, zh: "演示病历未能写入：\(error)", en: "the demo notes were not written: \(error)")
                     }
                 }
                 return summary
