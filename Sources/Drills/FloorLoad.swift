@@ -90,7 +90,7 @@ public struct FloorLoad: Sendable {
         }
     }
 
-    static func figures(_ values: [Double]) -> Figures? {
+    public static func figures(_ values: [Double]) -> Figures? {
         guard !values.isEmpty else { return nil }
         let sorted = values.sorted()
         func pct(_ p: Double) -> Double { rounded(sorted[min(sorted.count - 1, max(0, Int((Double(sorted.count) * p).rounded(.up)) - 1))], 2) }

@@ -39,8 +39,8 @@ extension StaffPages {
         case (.post, "/staff/visits/open"):
             let appointment = form["appointment"]?.first ?? ""
             if let ref = AppointmentRef(encoded: appointment) {
-                try mayWrite(department: try floorDesk().sessionToday(ref.block).info.department,
-                             practitioner: try floorDesk().sessionToday(ref.block).info.practitioner, resource: "session/\(ref.block)", account)
+                let session = try floorDesk().sessionToday(ref.block).info
+                try mayWrite(department: session.department, practitioner: session.practitioner, resource: "session/\(ref.block)", account)
             }
             let visit = try records.open(appointment: appointment, by: author)
             try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "record.open", patient: visit.patient,

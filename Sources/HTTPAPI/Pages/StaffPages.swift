@@ -460,21 +460,7 @@ package struct StaffPages: Sendable {
     }
 
     /// Text made safe for an element's content or a quoted attribute value.
-    static func htmlEscaped(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
-    }
+    static func htmlEscaped(_ text: String) -> String { HTMLText.escaped(text) }
 
     /// One page of the auditor's view, newest first, and where the next (older) page starts: it
     /// ends before the oldest time shown, so that no event of a millisecond the page cut through

@@ -61,7 +61,7 @@ package enum RecordExport {
                 "author": [["display": current.authorName]],
                 "section": ClinicalNote.sections.filter { !note[keyPath: $0.path].isEmpty }.map { s -> [String: Any] in
                     ["title": "\(s.zh) / \(s.en)",
-                     "text": ["status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">\(xhtml(note[keyPath: s.path]))</div>"]]
+                     "text": ["status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">\(HTMLText.escaped(note[keyPath: s.path], lineBreaks: true))</div>"]]
                 },
             ])
             for (i, d) in note.diagnoses.enumerated() {
@@ -106,19 +106,4 @@ package enum RecordExport {
         return f.string(from: Date(timeIntervalSince1970: Double(ms) / 1000))
     }
 
-    /// Text as XHTML: escaped, line breaks kept.
-    static func xhtml(_ text: String) -> String {
-        var out = ""
-        for ch in text {
-            switch ch {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "\n": out += "<br/>"
-            default: out.append(ch)
-            }
-        }
-        return out
-    }
 }
