@@ -82,15 +82,26 @@ extension Replica {
             for entry in origins {
                 let from = since[entry.origin]
                 guard entry.covered > from else { continue }
-                let range: StatementArguments = [Int64(entry.ref), Int64(bitPattern: from), Int64(bitPattern: entry.covered)]
-                // Operations this replica merged, and ones it parked: both are its to serve.
+                // Operations this replica merged, and ones it parked: both are its to serve. The log
+                // is read only as far as the batch can take: a backlog of a million operations
+                // must not be read whole for each batch of ten thousand.
                 var operations: [UInt64: [Change]] = [:]
-                for logRow in try Row.fetchAll(logStatement, arguments: range) {
+                var taken = 0
+                var upTo = entry.covered
+                let log = try Row.fetchCursor(logStatement, arguments: [Int64(entry.ref), Int64(bitPattern: from), Int64(bitPattern: entry.covered)])
+                while let logRow = try log.next() {
                     guard let info = tablesByID[logRow[1]] else { continue }
                     let seq = UInt64(bitPattern: logRow[0])
+                    if changes.count + taken >= limit, taken > 0 || !changes.isEmpty {
+                        upTo = seq - 1
+                        break
+                    }
                     let row = try RowState.load(db, info, key: logRow[2])
-                    operations[seq, default: []] += Self.changes(of: row, info, ownedBy: entry.ref, seq: seq, origin: entry.origin)
+                    let operation = Self.changes(of: row, info, ownedBy: entry.ref, seq: seq, origin: entry.origin)
+                    operations[seq, default: []] += operation
+                    taken += operation.count
                 }
+                let range: StatementArguments = [Int64(entry.ref), Int64(bitPattern: from), Int64(bitPattern: upTo)]
                 for parked in try Row.fetchAll(parkedStatement, arguments: range) {
                     let seq = UInt64(bitPattern: parked[0])
                     let version = ChangeVersion(hlc: HLCTimestamp(rawValue: UInt64(bitPattern: parked[5])), origin: entry.origin, seq: seq)
@@ -106,7 +117,8 @@ extension Replica {
                     }
                     changes += operation
                 }
-                coverage[entry.origin] = entry.covered
+                coverage[entry.origin] = upTo
+                if upTo < entry.covered { return ChangeBatch(changes: changes, base: since, coverage: coverage) }
             }
             return ChangeBatch(changes: changes, base: since, coverage: coverage)
         }
