@@ -377,6 +377,7 @@ extension StaffPages {
         let zh = page.lang == .zh
         var values = page.values(title: page.text("versionsTitle"))
         values["visit"] = ["id": visit.encounter.id, "date": visit.encounter.date]
+        values["mayWrite"] = desk.rules.scope(of: "record.write", for: page.signedIn?.account.roles ?? []) != nil
         values["versions"] = visit.versions.enumerated().map { i, v -> [String: Any] in
             ["n": i + 1, "key": v.key, "kind": zh ? v.kind.zh : v.kind.en, "author": v.authorName, "staff": v.author, "node": v.node,
              "at": Self.shanghai(v.atMs), "hlc": "\(v.hlc >> 16).\(v.hlc & 0xFFFF)", "reason": v.reason,
