@@ -136,6 +136,17 @@ extension StaffPages {
         return department
     }
 
+    /// Whether `action` reaches a doctor's session (or visit) for `account`: `all` everywhere, `dept`
+    /// in the account's departments and its own sessions, `own` only its own sessions.
+    func reaches(_ action: String, department: String, practitioner: String, _ account: StaffAccount) -> Bool {
+        switch desk.rules.scope(of: action, for: account.roles) {
+        case .all?: true
+        case .dept?: account.departments.contains(department) || practitioner == account.practitioner
+        case .own?: !account.practitioner.isEmpty && practitioner == account.practitioner
+        case nil: false
+        }
+    }
+
     /// A booking number of another department than the page's is refused: the nurse is at the wrong desk.
     private func checkDepartment(of appointment: String, _ department: String, _ floor: FloorDesk) throws(StaffError) {
         guard let ref = AppointmentRef(encoded: appointment) else { return }
@@ -148,14 +159,7 @@ extension StaffPages {
 
     /// A doctor calls only in their own sessions (`own`); a department head in their departments'.
     private func mayCall(_ info: SessionInfo, _ account: StaffAccount) throws(StaffError) {
-        let allowed: Bool
-        switch desk.rules.scope(of: "floor.call", for: account.roles) {
-        case .all?: allowed = true
-        case .dept?: allowed = account.departments.contains(info.department) || info.practitioner == account.practitioner
-        case .own?: allowed = !account.practitioner.isEmpty && info.practitioner == account.practitioner
-        case nil: allowed = false
-        }
-        guard allowed else {
+        guard reaches("floor.call", department: info.department, practitioner: info.practitioner, account) else {
             try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "access.denied", resource: "session/\(info.schedule)",
                                        outcome: "denied", detail: "floor.call"))
             throw StaffError(403, "floor.not_your_session", zh: "这不是您的出诊，不能为其叫号。", en: "this is not your session; you cannot call in it.")
@@ -206,7 +210,7 @@ extension StaffPages {
             v["seen"] = s.queue?.lastSeq ?? 0
             v["mayCall"] = !s.closed
             v["waitingLines"] = s.waiting.map { lineValues($0, page) }
-            if var called = s.called.map({ lineValues($0, page) }) {
+            if var called = v["called"] as? [String: Any] {
                 called["mayWrite"] = mayWrite
                 v["called"] = called
             }

@@ -65,7 +65,7 @@ extension StaffPages {
                                                                : chosen.template.owner == account.number else {
                         throw StaffError(404, "template.not_found", zh: "没有这个模板（可能已停用）。", en: "no such template (it may have been retired).")
                     }
-                    draft = chosen.template.applied(to: draft, values: try placeholderValues(records, visit, page))
+                    draft = chosen.template.applied(to: draft, values: placeholderValues(visit, page))
                     return try visitPage(page, records, visit, draft: draft,
                                          message: StaffError(200, "template.applied", zh: "已套用模板“\(chosen.template.name)”，尚未保存。",
                                                              en: "template “\(chosen.template.name)” applied; not saved yet."), status: 200)
@@ -240,7 +240,7 @@ extension StaffPages {
         t.scope == .personal ? t.owner == account.number : ((try? templateScope("department", department: t.department, account)) == .department)
     }
 
-    func placeholderValues(_ records: RecordDesk, _ visit: VisitRecord, _ page: PageAnswer) throws(StaffError) -> [String: String] {
+    func placeholderValues(_ visit: VisitRecord, _ page: PageAnswer) -> [String: String] {
         let patient = ((try? desk.store.liveRow("patient", key: visit.encounter.patient)) ?? nil) ?? [:]
         return ["【姓名】": patient["name"]?.textValue ?? "", "【性别】": page.text(patient["sex"]?.textValue ?? ""),
                 "【年龄】": Self.age(birthDate: patient["birth_date"]?.textValue, on: visit.encounter.date).map { page.lang == .zh ? "\($0)岁" : "\($0) y" } ?? "",
@@ -280,14 +280,7 @@ extension StaffPages {
     }
 
     func mayWrite(department: String, practitioner: String, resource: String, _ account: StaffAccount) throws(StaffError) {
-        let allowed: Bool
-        switch desk.rules.scope(of: "record.write", for: account.roles) {
-        case .all?: allowed = true
-        case .dept?: allowed = account.departments.contains(department) || practitioner == account.practitioner
-        case .own?: allowed = !account.practitioner.isEmpty && practitioner == account.practitioner
-        case nil: allowed = false
-        }
-        guard allowed else {
+        guard reaches("record.write", department: department, practitioner: practitioner, account) else {
             try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "access.denied", resource: resource,
                                        outcome: "denied", detail: "record.write"))
             throw StaffError(403, "record.not_yours", zh: "这不是您接诊的患者，不能书写其病历。", en: "this is not your patient's visit; you cannot write its note.")

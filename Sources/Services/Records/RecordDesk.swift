@@ -345,8 +345,8 @@ extension RecordDesk {
         let terms = SearchText.terms(q.words)
         return hits.compactMap { hit in
             guard let row = rows[hit.version], let version = Self.version(hit.version, row) else { return nil }
-            let encounter = Encounter(id: hit.encounter, row: ["patient": .text(hit.patient), "department": .text(hit.department),
-                                                                "practitioner": .text(hit.practitioner), "date": .text(hit.date)])
+            let encounter = Encounter(id: hit.encounter, patient: hit.patient, session: "", department: hit.department, practitioner: hit.practitioner,
+                                      date: hit.date, openedBy: "", openedMs: 0)
             return FoundNote(encounter: encounter, version: version, snippet: SearchText.snippet(version.note.searchableText, terms: terms))
         }
     }
