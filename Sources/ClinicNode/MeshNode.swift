@@ -63,6 +63,15 @@ public final class MeshNode: Sendable {
     package var records: RecordDesk? {
         (try? DiagnosisCatalogue.shipped.get()).map { RecordDesk(store: store, clock: clock, floor: floor, index: recordIndex, node: config.nodeID, catalogue: $0) }
     }
+    /// Lab and exam orders and their results (nil if the order catalogue is missing).
+    package var orders: OrderDesk? {
+        (try? OrderCatalogue.shipped.get()).map { OrderDesk(store: store, clock: clock, catalogue: $0) }
+    }
+    /// The folder of HL7 result files this node imports, if the config names one.
+    package var labInbox: LabInbox? {
+        guard let lab = config.lab, let orders else { return nil }
+        return LabInbox(folder: NodeConfig.resolve(lab.inbox, base: config.dataDir), orders: orders)
+    }
     /// Doctors' sign-in to their sessions, and planned against worked.
     package var attendance: AttendanceDesk { AttendanceDesk(store: store, clock: clock, toleranceMinutes: (config.floor ?? FloorConfig()).lateMinutes) }
     /// The port the patient API bound, once it listens.
@@ -355,11 +364,14 @@ public final class MeshNode: Sendable {
         let staffPages: StaffPages?
         do {
             staffPages = try StaffPages(desk: staff, appointments: readModel, rota: rota, floor: floor, attendance: attendance, changes: sessionChanges,
-                                        records: records, signInBurst: config.staffSettings.signInBurst,
+                                        records: records, orders: orders, labInbox: labInbox, signInBurst: config.staffSettings.signInBurst,
                                         signInPerSecond: config.staffSettings.signInPerSecond, logger: logger)
         } catch {
             logger.error("员工页面模板无法读取，本节点不提供员工页面 / staff page templates unreadable, no staff pages on this node", metadata: ["pages.error": "\(error)"])
             staffPages = nil
+        }
+        if let inbox = labInbox {
+            services.append(NodeService(name: "lab-inbox") { await cancelWhenGracefulShutdown { await self.importLabResults(inbox) } })
         }
         if let desk = patients {
             let api = PatientAPI(patients: desk, booking: booking, staffPages: staffPages, logger: logger)
@@ -372,6 +384,23 @@ public final class MeshNode: Sendable {
         }
         services += extra
         return ServiceGroup(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
+    }
+
+    /// Imports the lab's HL7 result files every 2 s; each file is an audit event, a quarantined
+    /// one a warning in the log too.
+    func importLabResults(_ inbox: LabInbox) async {
+        try? FileManager.default.createDirectory(atPath: inbox.folder, withIntermediateDirectories: true)
+        while !Task.isCancelled {
+            for outcome in inbox.sweep() {
+                if let problem = outcome.problem {
+                    logger.warning("HL7 结果文件已隔离 / HL7 result file quarantined", metadata: [
+                        "lab.file": "\(outcome.file)", "lab.code": "\(problem.code)", "lab.reason": "\(problem.en)"])
+                }
+                try? staff.record(AuditEvent(staff: "hl7-inbox", action: "lab.import", resource: "file/\(outcome.file)",
+                                             outcome: outcome.problem?.code ?? "imported", detail: outcome.problem?.en ?? "\(outcome.imported) reports"))
+            }
+            try? await Task.sleep(for: .seconds(2))
+        }
     }
 
     /// Closes the store (after the service group has finished).

@@ -118,6 +118,8 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     public var staffSettings: StaffConfig { staff ?? StaffConfig() }
     /// The clinic floor's rules (过号, closing queues); nil: the defaults.
     public var floor: FloorConfig?
+    /// The lab interface: the folder of HL7 result files this node imports; nil: none.
+    public var lab: LabConfig?
 
     public struct BenchLoad: Codable, Sendable, Hashable {
         /// Rows written per second by this node (one transaction per 10 ms tick).
@@ -152,7 +154,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     enum CodingKeys: String, CodingKey {
         case metrics
         case nodeID = "node_id", department, clusterID = "cluster_id", mesh, admin
-        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, voters, tuning, bench, patients, staff, floor
+        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, voters, tuning, bench, patients, staff, floor, lab
     }
 
     public init(from decoder: any Decoder) throws {
@@ -173,6 +175,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         patients = try c.decodeIfPresent(PatientConfig.self, forKey: .patients)
         staff = try c.decodeIfPresent(StaffConfig.self, forKey: .staff)
         floor = try c.decodeIfPresent(FloorConfig.self, forKey: .floor)
+        lab = try c.decodeIfPresent(LabConfig.self, forKey: .lab)
     }
 
     /// Reads and checks a config file; relative paths in it are taken from the file's folder.
@@ -303,6 +306,14 @@ public struct StaffConfig: Codable, Sendable, Hashable {
     enum CodingKeys: String, CodingKey {
         case sessionIdleSeconds = "session_idle_seconds", careWindowDays = "care_window_days", signInBurst = "sign_in_burst", signInPerSecond = "sign_in_per_second"
     }
+}
+
+/// The lab interface (`"lab"` in a node's config).
+public struct LabConfig: Codable, Sendable, Hashable {
+    /// The folder the lab system drops HL7 v2 ORU^R01 files in (relative: to the data folder).
+    public var inbox: String
+
+    public init(inbox: String) { self.inbox = inbox }
 }
 
 /// The clinic floor's rules (`"floor"` in a node's config).

@@ -133,6 +133,24 @@ public enum NodeSchema {
         .init("retired", .integer), .init("updated_ms", .integer),
     ], indexes: [["department"], ["owner"]])
 
+    /// Key: a random id: a lab or exam order (检验/检查申请, `LabOrder`) placed from a visit, LWW
+    /// per column: `status` goes from ordered to reported (with the first result) or cancelled.
+    /// The clinical note to the lab and a cancellation's reason are sealed at the origin.
+    public static let labOrder = ReplicatedTable("lab_order", columns: [
+        .init("encounter", .text), .init("patient", .text), .init("department", .text), .init("practitioner", .text), .init("date", .text),
+        .init("item", .text), .init("kind", .text), .init("name", .text), .init("clinical", .text, encrypted: true),
+        .init("ordered_by", .text), .init("ordered_name", .text), .init("ordered_ms", .integer),
+        .init("status", .text), .init("cancel_reason", .text, encrypted: true),
+    ], indexes: [["encounter"], ["patient"], ["status", "ordered_ms"]])
+    /// Key: `<order>/<id>` (the id an HL7 message's sender fixes, or a random one): one result report
+    /// (`LabReport`), inserted and never changed; a correction is a later report of the same order.
+    /// The observations (JSON) and the conclusion are sealed at the origin.
+    public static let labReport = ReplicatedTable("lab_report", columns: [
+        .init("order_id", .text), .init("patient", .text), .init("encounter", .text), .init("item", .text), .init("status", .text),
+        .init("observations", .text, encrypted: true), .init("conclusion", .text, encrypted: true), .init("source", .text),
+        .init("entered_by", .text), .init("entered_name", .text), .init("at_ms", .integer),
+    ], indexes: [["order_id"], ["patient", "at_ms"]])
+
     public static let schema = ReplicaSchema(versions: [
         [.createTable(department), .createTable(practitioner), .createTable(patient), .createTable(schedule), .createTable(slot)],
         [.createTable(appointment)],
@@ -142,5 +160,6 @@ public enum NodeSchema {
         [.createTable(sessionAttendance)],
         [.createTable(sessionChange)],
         [.createTable(encounter), .createTable(noteVersion), .createTable(noteTemplate)],
+        [.createTable(labOrder), .createTable(labReport)],
     ])
 }

@@ -25,6 +25,7 @@ public enum StaffRole: String, CaseIterable, Hashable, Sendable, Codable, Compar
     case registrationClerk = "registration_clerk"
     case pharmacist
     case cashier
+    case labTechnician = "lab_technician"
     case departmentHead = "department_head"
     case hospitalAdmin = "hospital_admin"
     case auditor
@@ -36,6 +37,7 @@ public enum StaffRole: String, CaseIterable, Hashable, Sendable, Codable, Compar
         case .registrationClerk: "挂号员"
         case .pharmacist: "药师"
         case .cashier: "收费员"
+        case .labTechnician: "检验技师"
         case .departmentHead: "科室主任"
         case .hospitalAdmin: "医院管理员"
         case .auditor: "审计员"
@@ -49,6 +51,7 @@ public enum StaffRole: String, CaseIterable, Hashable, Sendable, Codable, Compar
         case .registrationClerk: "Registration clerk"
         case .pharmacist: "Pharmacist"
         case .cashier: "Cashier"
+        case .labTechnician: "Lab technician"
         case .departmentHead: "Department head"
         case .hospitalAdmin: "Hospital administrator"
         case .auditor: "Auditor"

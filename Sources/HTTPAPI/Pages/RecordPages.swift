@@ -58,6 +58,15 @@ extension StaffPages {
             var draft = ClinicalNote()
             do throws(StaffError) {
                 draft = try Self.note(from: form, catalogue: records.catalogue)
+                if form["action"]?.first == "order" {
+                    // Placed at once; the note on the screen stays as typed, not saved.
+                    let order = try orderDesk().place(visit, item: form["order_item"]?.first ?? "", clinical: form["order_clinical"]?.first ?? "", by: author)
+                    try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "order.place", patient: visit.encounter.patient,
+                                               resource: "order/\(order.id)", outcome: order.item))
+                    return try visitPage(page, records, visit, draft: draft,
+                                         message: StaffError(200, "order.placed", zh: "已开单：\(order.name)。病历尚未保存。",
+                                                             en: "ordered: \(orders?.catalogue.item(order.item)?.en ?? order.name). The note is not saved yet."), status: 200)
+                }
                 if form["action"]?.first == "template" {
                     // Applied to what is on the screen, not saved: the doctor reads it first.
                     guard let chosen = try templates.template(form["template"]?.first ?? ""),
@@ -347,6 +356,13 @@ extension StaffPages {
             values["hasTemplates"] = !choices.isEmpty
             values["mayMakeTemplate"] = visit.current != nil
         }
+        if let orders {
+            values["mayOrder"] = true
+            values["orderChoices"] = orders.catalogue.items.map { ["code": $0.code, "name": zh ? $0.zh : $0.en, "kind": zh ? $0.kind.zh : $0.kind.en] }
+        }
+        let placed = visitOrderValues(e.id, page)
+        values["orders"] = placed
+        values["hasOrders"] = !placed.isEmpty
         values["diagnosisCodes"] = note.diagnoses.map(\.code).joined(separator: ", ")
         values["diagnoses"] = note.diagnoses.map { ["code": $0.code, "name": $0.name] }
         values["base"] = visit.current?.key ?? ""

@@ -34,6 +34,10 @@ package struct StaffPages: Sendable {
     let changes: SessionChangeDesk?
     /// The outpatient record (nil: no visit pages).
     let records: RecordDesk?
+    /// Lab and exam orders and their results (nil: no ordering, no lab pages).
+    let orders: OrderDesk?
+    /// This node's folder of HL7 result files (nil: none configured).
+    let labInbox: LabInbox?
     let renderer: PageRenderer
     /// Sign-in attempts per client address on this node (`staff.sign_in_burst`, `_per_second`).
     /// The lockout guards each account; this guards the node (each attempt costs a 32 MiB scrypt).
@@ -43,7 +47,8 @@ package struct StaffPages: Sendable {
     let logger: Logger
 
     package init(desk: StaffDesk, appointments: (any PatientAppointments)? = nil, rota: RotaDesk? = nil, floor: FloorDesk? = nil,
-                 attendance: AttendanceDesk? = nil, changes: SessionChangeDesk? = nil, records: RecordDesk? = nil, signInBurst: Int = 30, signInPerSecond: Double = 1,
+                 attendance: AttendanceDesk? = nil, changes: SessionChangeDesk? = nil, records: RecordDesk? = nil, orders: OrderDesk? = nil,
+                labInbox: LabInbox? = nil, signInBurst: Int = 30, signInPerSecond: Double = 1,
                  logger: Logger) throws {
         self.desk = desk
         self.appointments = appointments
@@ -52,6 +57,8 @@ package struct StaffPages: Sendable {
         self.attendance = attendance
         self.changes = changes
         self.records = records
+        self.orders = orders
+        self.labInbox = labInbox
         signInLimiter = RateLimiter(burst: signInBurst, perSecond: signInPerSecond)
         self.logger = logger
         renderer = try PageRenderer.shipped()
@@ -79,7 +86,7 @@ package struct StaffPages: Sendable {
         StaffRoute(method: .get, path: "/staff/patients", action: "patient.read"),
         StaffRoute(method: .get, path: "/staff/patients/{key}", action: "patient.read"),
         StaffRoute(method: .post, path: "/staff/patients/{key}/break-glass", action: "patient.break_glass"),
-    ] + rotaRoutes + floorRoutes + attendanceRoutes + sessionChangeRoutes + recordRoutes
+    ] + rotaRoutes + floorRoutes + attendanceRoutes + sessionChangeRoutes + recordRoutes + labRoutes
 
     /// Actions taken from a page rather than from a home page's link.
     package static let pageOnlyActions: Set<String> = ["patient.break_glass", "floor.walk_in", "attendance.sign", "record.write"]
@@ -90,6 +97,7 @@ package struct StaffPages: Sendable {
         "staff.manage": "/staff/accounts", "audit.read": "/staff/audit", "patient.read": "/staff/patients", "rota.manage": "/staff/rota",
         "floor.checkin": "/staff/floor", "floor.call": "/staff/queue", "attendance.read": "/staff/attendance",
         "schedule.approve": "/staff/approvals", "record.search": "/staff/records/search", "template.manage": "/staff/templates",
+        "lab.result": "/staff/lab",
     ]
 
     /// Events on one page of the auditor's view (older ones on the next page).
@@ -274,6 +282,8 @@ package struct StaffPages: Sendable {
             return try await floorRoute(route, request, form: form, page: page, account)
         case (_, _) where Self.recordRoutes.contains(route):
             return try recordRoute(route, request, context, form: form, page: page, account)
+        case (_, _) where Self.labRoutes.contains(route):
+            return try labRoute(route, request, context, form: form, page: page, account)
         case (_, _) where Self.attendanceRoutes.contains(route):
             return try attendanceRoute(route, request, form: form, page: page, account)
         case (.get, "/staff/accounts"):
@@ -408,6 +418,17 @@ package struct StaffPages: Sendable {
             return ["id": v.encounter.id, "date": v.encounter.date, "department": v.encounter.department, "practitioner": v.encounter.practitioner,
                     "kind": current.map { page.lang == .zh ? $0.kind.zh : $0.kind.en } ?? "", "complaint": current?.note.chiefComplaint ?? "",
                     "diagnoses": current?.note.diagnoses.map { "\($0.name)（\($0.code)）" }.joined(separator: "、") ?? ""]
+        }
+        // Results, newest first, each as it stands (a corrected report shows once, as corrected).
+        var seen = Set<String>()
+        record["results"] = ((try? orders?.reports(patient: r.key)) ?? []).filter { seen.insert($0.order).inserted }.map { rep -> [String: Any] in
+            let item = orders?.catalogue.item(rep.item)
+            let flagged = rep.observations.filter { $0.flag != .normal }
+            var v: [String: Any] = ["order": rep.order, "at": Self.shanghai(rep.atMs), "name": (page.lang == .zh ? item?.zh : item?.en) ?? rep.item,
+                                    "corrected": rep.status == .corrected, "abnormal": !flagged.isEmpty]
+            v["summary"] = flagged.isEmpty ? page.text("resultAllNormal")
+                : flagged.prefix(6).map { "\($0.name) \($0.value)\($0.unit.isEmpty ? "" : " " + $0.unit) \(page.lang == .zh ? $0.flag.zh : $0.flag.en)" }.joined(separator: "；")
+            return v
         }
         values["record"] = record
         return values
