@@ -8,6 +8,8 @@ Cluster/pages/run keeps today's queues open all day, so a session of 刘洋 (N00
 
 from __future__ import annotations
 
+import os
+import pathlib
 import random
 import re
 
@@ -37,6 +39,32 @@ def register_walk_in(browsing, urls, name: str) -> str:
     return schedule
 
 
+def call_until(doctor, urls, schedule: str, name: str):
+    """Calls the doctor's queue until `name` is the one called (earlier tests may have left others waiting)."""
+    doctor.goto(urls["neike"] + "/staff/queue")
+    section = doctor.locator(f'section.session[data-session="{schedule}"]')
+    for _ in range(30):
+        if name in (section.locator(".called-name").inner_text() if section.locator(".called-name").count() else ""):
+            break
+        called = submit(doctor, section.locator("form.queue-next"))
+        assert called.status == 200, f"expected the calling page after calling, got {status_of(called)}"
+    expect(section.locator(".called-name"), f"expected {name} called").to_have_text(name)
+    return section
+
+
+def order(doctor, item: str) -> str:
+    """Orders an item from the visit page (choose it, press 开单); returns the new order's id."""
+    before = set(doctor.locator("#visit-order-list .order").evaluate_all("els => els.map(e => e.dataset.order)"))
+    doctor.locator("#order-item").select_option(value=item)
+    placed = submit(doctor, doctor.locator("form#visit-note"), "#order-place")
+    assert placed.status == 200, f"expected the order placed, got {status_of(placed)}"
+    expect_message(doctor, "order.placed", f"ordering {item}")
+    orders = doctor.locator(f'#visit-order-list .order[data-item="{item}"]')
+    ids = [i for i in orders.evaluate_all("els => els.map(e => e.dataset.order)") if i not in before]
+    assert len(ids) == 1, f"expected one new order of {item}, got {ids}"
+    return ids[0]
+
+
 def test_a_follow_up_visit_from_the_queue_to_a_signed_and_amended_note(urls, browsing):
     schedule = register_walk_in(browsing, urls, "郑晓雨")
     doctor = browsing.page()
@@ -52,15 +80,7 @@ def test_a_follow_up_visit_from_the_queue_to_a_signed_and_amended_note(urls, bro
     added = submit(doctor, add)
     assert added.status == 200, f"expected the template library after adding, got {status_of(added)}"
     expect(doctor.locator("section.template", has_text=template_name), "expected the new template listed").to_have_count(1)
-    doctor.goto(urls["neike"] + "/staff/queue")
-    section = doctor.locator(f'section.session[data-session="{schedule}"]')
-    # Call until the walk-in is the one called (earlier tests may have left others waiting).
-    for _ in range(30):
-        if "郑晓雨" in (section.locator(".called-name").inner_text() if section.locator(".called-name").count() else ""):
-            break
-        called = submit(doctor, section.locator("form.queue-next"))
-        assert called.status == 200, f"expected the calling page after calling, got {status_of(called)}"
-    expect(section.locator(".called-name"), "expected the walk-in called").to_have_text("郑晓雨")
+    section = call_until(doctor, urls, schedule, "郑晓雨")
 
     actions = 0
     opened = submit(doctor, section.locator("form.visit-open"))
@@ -96,6 +116,12 @@ def test_a_follow_up_visit_from_the_queue_to_a_signed_and_amended_note(urls, bro
     actions += 1
     expect(doctor.locator("#note-diagnoses"), "expected the code added to the diagnoses").to_have_value("J06.900")
 
+    # One lab order: choose the item, press 开单 (two actions); what was typed stays on the page.
+    order(doctor, "L001")
+    actions += 2
+    expect(doctor.locator("#note-present_illness"), "expected the typed note kept after ordering").to_have_value("3 天前受凉后出现咽痛、咳嗽，无发热。")
+    expect(doctor.locator("#note-diagnoses"), "expected the diagnosis kept after ordering").to_have_value("J06.900")
+
     refused = submit(doctor, doctor.locator("form#visit-note"), "#visit-sign")
     actions += 1
     assert refused.status == 400, f"expected a temperature of 60 °C to be refused with 400, got {status_of(refused)}"
@@ -111,7 +137,7 @@ def test_a_follow_up_visit_from_the_queue_to_a_signed_and_amended_note(urls, bro
     expect(doctor.locator("#note-chief_complaint"), "expected the markup stored as text").to_have_value(
         "咳嗽、咽痛 3 天 <script>window.injected=1</script>"
     )
-    # A standard visit: open from the queue, a template, one diagnosis, sign (one refused try included); goal ≤ 10.
+    # A standard visit: open from the queue, a template, one diagnosis, one lab order, sign (one refused try included); goal ≤ 10.
     print(f"actions for the visit: {actions}")
     assert actions <= 10, f"expected at most 10 actions for a standard visit, counted {actions}"
 
@@ -183,3 +209,87 @@ def test_a_visit_is_refused_for_another_doctor_and_codes_outside_the_catalogue(u
     sign_in(nurse, urls["neike"], "N101")
     response = nurse.goto(urls["neike"] + "/staff/diagnoses?q=J06")
     assert response is not None and response.status == 403, f"expected a nurse refused the doctors' diagnosis search, got {status_of(response)}"
+
+
+def test_lab_results_from_the_worklist_and_from_an_hl7_file_reach_the_visit(urls, browsing):
+    schedule = register_walk_in(browsing, urls, "韩梅")
+    doctor = browsing.page()
+    sign_in(doctor, urls["neike"], DOCTOR)
+    section = call_until(doctor, urls, schedule, "韩梅")
+    opened = submit(doctor, section.locator("form.visit-open"))
+    assert opened.status == 200 and "/staff/visits/" in doctor.url, f"expected the visit page, got {status_of(opened)} at {doctor.url}"
+    visit_url = doctor.url.split("?")[0]
+    patient = doctor.locator("#visit-patient").get_attribute("data-patient")
+    cbc = order(doctor, "L001")
+    crp = order(doctor, "L005")
+    doctor.locator("#order-item").select_option(value="L001")
+    again = submit(doctor, doctor.locator("form#visit-note"), "#order-place")
+    assert again.status == 409, f"expected the same pending item refused with 409, got {status_of(again)}"
+    expect_message(doctor, "order.already", "ordering a pending item twice")
+
+    # The lab technician (signed in on another node) enters the blood count from the worklist.
+    lab = browsing.page()
+    sign_in(lab, urls["waike"], "LAB01")
+    row = lab.locator(f'table#lab-pending tr[data-order="{cbc}"]')
+    for _ in range(60):
+        lab.goto(urls["waike"] + "/staff/lab")
+        if row.count():
+            break
+        lab.wait_for_timeout(500)
+    expect(row, "expected the order on the lab's worklist on waike").to_contain_text("韩梅")
+    with lab.expect_navigation():
+        row.locator("a.lab-enter").click()
+    wbc = lab.locator('form#lab-results tr[data-code="WBC"]')
+    expect(wbc.locator('input[name^="range_"]'), "expected the adult range of WS/T 405-2012 filled in").to_have_value("3.5-9.5")
+    wbc.locator('input[name^="value_"]').fill("13.4")
+    lab.locator('form#lab-results tr[data-code="HGB"] input[name^="value_"]').fill("9" * 2100)
+    refused = submit(lab, lab.locator("form#lab-results"), "#lab-submit")
+    assert refused.status == 400, f"expected a value of 2,100 characters refused with 400, got {status_of(refused)}"
+    expect_message(lab, "result.too_long", "a value too long")
+    expect(lab.locator('form#lab-results tr[data-code="WBC"] input[name^="value_"]'), "expected the typed values kept").to_have_value("13.4")
+    lab.locator('form#lab-results tr[data-code="HGB"] input[name^="value_"]').fill("141")
+    lab.locator("#lab-conclusion").fill("白细胞升高 <b>请结合临床</b>")
+    released = submit(lab, lab.locator("form#lab-results"), "#lab-submit")
+    assert released.status == 200, f"expected the report released, got {status_of(released)}"
+    expect_message(lab, "lab.reported", "releasing the report")
+
+    # The lab system drops an HL7 v2 file for the CRP order in neike's inbox; a broken file beside it.
+    inbox = pathlib.Path(os.environ["CLINICMESH_PAGES_LAB_INBOX"])
+    inbox.mkdir(parents=True, exist_ok=True)
+    control = f"PAGES{random.randint(100000, 999999)}"
+    message = "\r".join([
+        f"MSH|^~\\&|LIS|SJZ-LAB|CLINICMESH|NEIKE|20270301093000||ORU^R01^ORU_R01|{control}|P|2.5.1|||||CHN|UNICODE UTF-8",
+        f"PID|1||{patient}^^^CLINICMESH^PI||韩梅",
+        f"OBR|1|{crp}|LIS-{control}|L005^C反应蛋白^L",
+        "OBX|1|NM|CRP^C反应蛋白^L||36.5|mg/L|<10|H|||F",
+    ]) + "\r"
+    (inbox / f"{control}.tmp").write_text(message, encoding="utf-8")
+    (inbox / f"{control}.tmp").rename(inbox / f"{control}.hl7")
+    broken = f"broken-{control}.hl7"
+    (inbox / broken).write_text("PID|1||nobody\r", encoding="utf-8")
+
+    # The doctor sees both results on the visit page, abnormal ones flagged (reload until the import ran).
+    crp_row = doctor.locator(f'#visit-order-list .order[data-order="{crp}"] tr[data-code="CRP"]')
+    for _ in range(90):
+        doctor.goto(visit_url)
+        if crp_row.count():
+            break
+        doctor.wait_for_timeout(1000)
+    expect(crp_row, "expected the CRP result imported from the HL7 file, flagged high").to_have_attribute("data-flag", "H")
+    expect(doctor.locator(f'#visit-order-list .order[data-order="{cbc}"] tr[data-code="WBC"]'), "expected the WBC flagged high").to_have_attribute("data-flag", "H")
+    expect(doctor.locator(f'#visit-order-list .order[data-order="{cbc}"] .conclusion'), "expected the conclusion as text").to_contain_text("<b>请结合临床</b>")
+    expect(doctor.locator(f'#visit-order-list .order[data-order="{cbc}"]'), "expected the order reported").to_have_attribute("data-status", "reported")
+
+    # The patient's page lists the results; the broken file is on neike's worklist with its reason.
+    doctor.goto(urls["neike"] + f"/staff/patients/{patient}")
+    expect(doctor.locator(f'table#results tr[data-order="{crp}"]'), "expected the CRP result in the patient's results").to_have_class("abnormal")
+    lab_neike = browsing.page()
+    sign_in(lab_neike, urls["neike"], "LAB01")
+    quarantined = lab_neike.locator(f'table#lab-quarantine tr[data-file="{broken}"]')
+    for _ in range(60):
+        lab_neike.goto(urls["neike"] + "/staff/lab")
+        if quarantined.count():
+            break
+        lab_neike.wait_for_timeout(1000)
+    expect(quarantined.locator(".reason"), "expected the broken file quarantined with its reason").to_contain_text("MSH")
+    assert not (inbox / f"{control}.hl7").exists() and (inbox / "done" / f"{control}.hl7").exists(), "expected the imported file moved to done/"

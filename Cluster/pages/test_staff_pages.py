@@ -39,6 +39,7 @@ RESTRICTED_ACTIONS = {
     "schedule.own": ("doctor", "/staff/schedule"),
     "staff.manage": ("hospital_admin", "/staff/accounts"),
     "audit.read": ("auditor", "/staff/audit"),
+    "lab.result": ("lab_technician", "/staff/lab"),
 }
 # How a role may be shown in #roles: a [data-role=<code>] element, the code itself, or a usual name.
 ROLE_WORDS = {
@@ -47,6 +48,7 @@ ROLE_WORDS = {
     "registration_clerk": ("挂号", "registration"),
     "pharmacist": ("药师", "药剂", "pharmacist"),
     "cashier": ("收费", "cashier"),
+    "lab_technician": ("检验", "lab technician", "lab_technician"),
     "department_head": ("科主任", "科室主任", "department head", "department_head"),
     "hospital_admin": ("管理员", "hospital admin", "hospital_admin"),
     "auditor": ("审计", "auditor"),
@@ -432,6 +434,7 @@ ROLE_ACCOUNTS = [
     ("N401", "waike", ("cashier",), None),
     ("ADM01", "erke", ("hospital_admin",), None),
     ("AUD01", "neike", ("auditor",), None),
+    ("LAB01", "waike", ("lab_technician",), "周琳"),
 ]
 
 

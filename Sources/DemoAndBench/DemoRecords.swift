@@ -28,6 +28,7 @@ enum DemoRecords {
             }
         }
         let written = try desk.importSigned(visits)
+        try seedResults(node, visits: visits)
         var templates = 0
         let head = doctors[0]
         let library = TemplateDesk(store: desk.store, clock: node.clock)
@@ -44,5 +45,32 @@ enum DemoRecords {
             templates += 1
         }
         return (written, templates)
+    }
+
+    /// A blood count ordered at every other past visit; where the catalogue has published ranges
+    /// for the patient's sex and age, the lab's report (made-up values, some outside the range)
+    /// an hour later; otherwise the order still waits on the lab's worklist.
+    static func seedResults(_ node: MeshNode, visits: [(encounter: Encounter, note: ClinicalNote, author: RecordAuthor)]) throws {
+        guard let orders = node.orders, let records = node.records, let cbc = orders.catalogue.item("L001") else { return }
+        let technician = DemoStaff.members(of: "neike").first { $0.roles.contains(.labTechnician) }
+        let lab = RecordAuthor(staff: technician?.number ?? "LAB01", name: technician?.name ?? "", practitioner: "")
+        for (i, v) in visits.enumerated() where i % 2 == 0 {
+            let id = "ord-\(v.encounter.id)"
+            guard try orders.order(id) == nil else { continue }
+            let visit = try records.visit(v.encounter.id)
+            _ = try orders.place(visit, item: cbc.code, clinical: "", by: v.author, id: id, atMs: v.encounter.openedMs + 600_000)
+            let patient = try node.replica.liveRow("patient", key: v.encounter.patient) ?? [:]
+            let sex = patient["sex"]?.textValue ?? ""
+            let age = CivilDate.age(birthDate: patient["birth_date"]?.textValue, on: v.encounter.date)
+            let observations = cbc.analytes.enumerated().compactMap { n, a -> Observation? in
+                guard let range = ReferenceRange(a.range(sex: sex, age: age)), let low = range.low, let high = range.high else { return nil }
+                // A spread of -10 % to 110 % of the range: now and then a value outside it.
+                let fraction = Double((i * 7 + n * 13) % 13) / 10 - 0.1
+                let value = low + (high - low) * fraction
+                return Observation(code: a.code, name: a.zh, value: String(format: high >= 100 ? "%.0f" : "%.1f", value), unit: a.unit, range: a.range(sex: sex, age: age))
+            }
+            guard !observations.isEmpty else { continue }
+            try orders.report([ReportDraft(order: id, observations: observations, source: "page")], by: lab, atMs: v.encounter.openedMs + 3_600_000)
+        }
     }
 }

@@ -4,7 +4,7 @@ import Services
 
 /// The demo's staff: per department, its four doctors (the chief physician also heads the
 /// department), a nurse, a registration clerk, a pharmacist and a cashier; on 内科's node also the
-/// hospital admin and the auditor. Every demo account has the password `DemoStaff.password` and
+/// hospital admin, the auditor and the lab technician. Every demo account has the password `DemoStaff.password` and
 /// need not change it (a real account must, at its first sign-in).
 package enum DemoStaff {
     package static let password = "Mesh-Demo-2026"
@@ -31,6 +31,7 @@ package enum DemoStaff {
         if department == "neike" {
             out.append(Member(number: "ADM01", name: "林海", roles: [.hospitalAdmin], departments: [], practitioner: ""))
             out.append(Member(number: "AUD01", name: "白露", roles: [.auditor], departments: [], practitioner: ""))
+            out.append(Member(number: "LAB01", name: "周琳", roles: [.labTechnician], departments: [], practitioner: ""))
         }
         return out
     }

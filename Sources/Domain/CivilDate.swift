@@ -293,3 +293,13 @@ func decodeValidatedString<Value>(
         throw DecodingError.dataCorruptedError(in: container, debugDescription: error.description)
     }
 }
+
+extension CivilDate {
+    /// Whole years on `date` of a birth date (both "YYYY-MM-DD"), if both parse.
+    public static func age(birthDate: String?, on date: String) -> Int? {
+        guard let birthDate, let born = try? CivilDate(parsing: birthDate), let day = try? CivilDate(parsing: date) else { return nil }
+        var years = day.year - born.year
+        if (day.month, day.day) < (born.month, born.day) { years -= 1 }
+        return years >= 0 ? years : nil
+    }
+}

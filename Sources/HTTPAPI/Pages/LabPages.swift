@@ -101,7 +101,7 @@ extension StaffPages {
         var values = page.values(title: page.text("labEntryTitle"), message: message)
         let patient = ((try? desk.store.liveRow("patient", key: order.patient)) ?? nil) ?? [:]
         let sex = patient["sex"]?.textValue ?? ""
-        let age = Self.age(birthDate: patient["birth_date"]?.textValue, on: order.date)
+        let age = CivilDate.age(birthDate: patient["birth_date"]?.textValue, on: order.date)
         values["order"] = orderValues(order, page)
         values["patient"] = ["name": patient["name"]?.textValue ?? "", "sex": page.text(sex),
                              "age": age.map { zh ? "\($0) 岁" : "\($0) y" } ?? ""]

@@ -152,7 +152,8 @@ extension StaffPages {
             let departments = Dictionary(((try? desk.store.liveRows("department")) ?? [:]).map { ($0.key, $0.value["name"]?.textValue ?? $0.key) }, uniquingKeysWith: { a, _ in a })
             let doctors = ((try? desk.store.liveRows("practitioner", keys: Set(visits.map(\.encounter.practitioner)))) ?? [:]).mapValues { $0["name"]?.textValue ?? "" }
             if exporting {
-                let bundle = RecordExport.bundle(patientKey: key, patient: patient, visits: visits, departmentNames: departments, doctorNames: doctors,
+                let bundle = RecordExport.bundle(patientKey: key, patient: patient, visits: visits, orders: (try? orders?.orders(patient: key)) ?? [],
+                                                 reports: (try? orders?.reports(patient: key)) ?? [], departmentNames: departments, doctorNames: doctors,
                                                  generatedMs: desk.clock.wallMillis())
                 let data = (try? JSONSerialization.data(withJSONObject: bundle, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data()
                 var page = page
@@ -178,6 +179,13 @@ extension StaffPages {
                 }
                 return visit
             }
+            var seen = Set<String>()
+            values["reports"] = ((try? orders?.reports(patient: key)) ?? []).filter { seen.insert($0.order).inserted }.map { r -> [String: Any] in
+                var v = reportValues(r, page, current: true)
+                v["title"] = (zh ? orders?.catalogue.item(r.item)?.zh : orders?.catalogue.item(r.item)?.en) ?? r.item
+                return v
+            }
+            values["hasReports"] = !seen.isEmpty
             values["printedAt"] = Self.shanghai(desk.clock.wallMillis())
             return page.html(renderer.render("print", values))
         case (.get, "/staff/templates"):
@@ -252,7 +260,7 @@ extension StaffPages {
     func placeholderValues(_ visit: VisitRecord, _ page: PageAnswer) -> [String: String] {
         let patient = ((try? desk.store.liveRow("patient", key: visit.encounter.patient)) ?? nil) ?? [:]
         return ["【姓名】": patient["name"]?.textValue ?? "", "【性别】": page.text(patient["sex"]?.textValue ?? ""),
-                "【年龄】": Self.age(birthDate: patient["birth_date"]?.textValue, on: visit.encounter.date).map { page.lang == .zh ? "\($0)岁" : "\($0) y" } ?? "",
+                "【年龄】": CivilDate.age(birthDate: patient["birth_date"]?.textValue, on: visit.encounter.date).map { page.lang == .zh ? "\($0)岁" : "\($0) y" } ?? "",
                 "【就诊日期】": visit.encounter.date]
     }
 
@@ -332,7 +340,7 @@ extension StaffPages {
         let shown = visit.current?.note ?? carried.note
         var header: [String: Any] = [
             "name": patient["name"]?.textValue ?? "", "sex": page.text(patient["sex"]?.textValue ?? ""),
-            "age": Self.age(birthDate: patient["birth_date"]?.textValue, on: e.date).map { zh ? "\($0) 岁" : "\($0) y" } ?? "",
+            "age": CivilDate.age(birthDate: patient["birth_date"]?.textValue, on: e.date).map { zh ? "\($0) 岁" : "\($0) y" } ?? "",
         ]
         if !shown.allergies.isEmpty { header["allergies"] = shown.allergies }
         if !shown.pastHistory.isEmpty { header["history"] = shown.pastHistory }
@@ -413,12 +421,4 @@ extension StaffPages {
     }
 
     static func number(_ v: Double) -> String { v == v.rounded() && abs(v) < 1e9 ? String(Int(v)) : String(format: "%.1f", v) }
-
-    /// Whole years on `date` of a birth date ("YYYY-MM-DD"), if both parse.
-    static func age(birthDate: String?, on date: String) -> Int? {
-        guard let birthDate, let born = try? CivilDate(parsing: birthDate), let day = try? CivilDate(parsing: date) else { return nil }
-        var years = day.year - born.year
-        if (day.month, day.day) < (born.month, born.day) { years -= 1 }
-        return years >= 0 ? years : nil
-    }
 }

@@ -106,7 +106,9 @@ package struct OrderDesk: Sendable {
 
     /// Orders an item of the catalogue for a visit; the same item still awaiting its result in the
     /// same visit is not ordered twice.
-    package func place(_ visit: VisitRecord, item code: String, clinical: String, by author: RecordAuthor, id: String? = nil) throws(StaffError) -> LabOrder {
+    /// `id` and `atMs` are fixed only by the demo's history and the tests.
+    package func place(_ visit: VisitRecord, item code: String, clinical: String, by author: RecordAuthor, id: String? = nil,
+                       atMs: Int64? = nil) throws(StaffError) -> LabOrder {
         guard !visit.enteredInError else {
             throw StaffError(409, "record.entered_in_error", zh: "该病历已作废（录入错误），不能再开单。", en: "this note was marked entered in error; nothing can be ordered from it.")
         }
@@ -126,7 +128,7 @@ package struct OrderDesk: Sendable {
                 _ = try w.insert("lab_order", key: key, values: [
                     "encounter": .text(e.id), "patient": .text(e.patient), "department": .text(e.department), "practitioner": .text(e.practitioner),
                     "date": .text(e.date), "item": .text(item.code), "kind": .text(item.kind.rawValue), "name": .text(item.zh), "clinical": .text(note),
-                    "ordered_by": .text(author.staff), "ordered_name": .text(author.name), "ordered_ms": .integer(clock.wallMillis()),
+                    "ordered_by": .text(author.staff), "ordered_name": .text(author.name), "ordered_ms": .integer(atMs ?? clock.wallMillis()),
                     "status": .text(LabOrder.Status.ordered.rawValue), "cancel_reason": .text(""),
                 ])
             }
@@ -185,7 +187,7 @@ package struct OrderDesk: Sendable {
     /// reported: a correction) order of the patient and item it names, with valid observations.
     /// A report whose key is already there is skipped. Returns the reports written.
     @discardableResult
-    package func report(_ drafts: [ReportDraft], by author: RecordAuthor) throws(StaffError) -> [LabReport] {
+    package func report(_ drafts: [ReportDraft], by author: RecordAuthor, atMs: Int64? = nil) throws(StaffError) -> [LabReport] {
         var rows: [(key: String, order: LabOrder, values: [String: ColumnValue])] = []
         for (n, d) in drafts.enumerated() {
             let which = drafts.count > 1 ? "（第 \(n + 1) 份）" : ""
@@ -221,7 +223,7 @@ package struct OrderDesk: Sendable {
                 "order_id": .text(o.id), "patient": .text(o.patient), "encounter": .text(o.encounter), "item": .text(o.item),
                 "status": .text((earlier.isEmpty && !rows.contains { $0.order.id == o.id } ? LabReport.Status.final : .corrected).rawValue),
                 "observations": .text(body), "conclusion": .text(conclusion), "source": .text(d.source),
-                "entered_by": .text(author.staff), "entered_name": .text(author.name), "at_ms": .integer(clock.wallMillis()),
+                "entered_by": .text(author.staff), "entered_name": .text(author.name), "at_ms": .integer(atMs ?? clock.wallMillis()),
             ]))
         }
         do {

@@ -4,7 +4,8 @@ import ReplicatedCore
 
 /// A patient's record as a FHIR R4 Bundle in the shape `Patient/$everything` answers: the
 /// Patient, then per visit its Encounter, the note as a Composition, its diagnoses as Conditions
-/// and its vital signs as Observations (LOINC codes of the FHIR vital-signs profile). The
+/// and its vital signs as Observations (LOINC codes of the FHIR vital-signs profile); each order
+/// as a ServiceRequest and its result as it stands as a DiagnosticReport with its Observations. The
 /// resident ID and the mobile number are left out: the export is for reading the record.
 package enum RecordExport {
     /// The diagnosis catalogue's code system (ICD-10 医保版 2.0 has no FHIR URI of its own).
@@ -19,8 +20,11 @@ package enum RecordExport {
         "weight": ("29463-7", "Body weight", "kg"),
     ]
 
-    package static func bundle(patientKey: String, patient: [String: ColumnValue], visits: [VisitRecord], departmentNames: [String: String],
-                               doctorNames: [String: String], generatedMs: Int64) -> [String: Any] {
+    /// The order catalogue's code system (the hospital's own item codes).
+    package static let orderSystem = "urn:clinicmesh:codesystem:order-catalogue"
+
+    package static func bundle(patientKey: String, patient: [String: ColumnValue], visits: [VisitRecord], orders: [LabOrder] = [], reports: [LabReport] = [],
+                               departmentNames: [String: String], doctorNames: [String: String], generatedMs: Int64) -> [String: Any] {
         var entries: [[String: Any]] = []
         func add(_ resource: [String: Any]) {
             let type = resource["resourceType"] as? String ?? "", id = resource["id"] as? String ?? ""
@@ -92,6 +96,42 @@ package enum RecordExport {
                                     ["code": ["coding": [["system": "http://loinc.org", "code": "8462-4", "display": "Diastolic blood pressure"]]], "valueQuantity": quantity(Double(d), "mm[Hg]")],
                                 ]]))
             }
+        }
+        // Reports come newest first: the first of each order is its result as it stands.
+        var current: [String: LabReport] = [:]
+        for r in reports where current[r.order] == nil { current[r.order] = r }
+        for o in orders {
+            let code: [String: Any] = ["coding": [["system": orderSystem, "code": o.item, "display": o.name]], "text": o.name]
+            var request: [String: Any] = [
+                "resourceType": "ServiceRequest", "id": o.id, "intent": "order", "code": code, "subject": subject,
+                "status": o.status == .cancelled ? "revoked" : o.status == .reported ? "completed" : "active",
+                "category": [["text": "\(o.kind.zh) / \(o.kind.en)"]], "encounter": ["reference": "Encounter/\(o.encounter)"],
+                "authoredOn": iso(o.orderedMs), "requester": ["display": o.orderedName],
+            ]
+            if !o.clinical.isEmpty { request["note"] = [["text": o.clinical]] }
+            add(request)
+            guard let r = current[o.id] else { continue }
+            let category = [["coding": [["system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": o.kind == .lab ? "laboratory" : "imaging"]]]]
+            var results: [[String: String]] = []
+            for (i, ob) in r.observations.enumerated() {
+                var observation: [String: Any] = [
+                    "resourceType": "Observation", "id": "\(o.id)-r\(i + 1)", "status": r.status == .corrected ? "corrected" : "final", "category": category,
+                    "code": ["coding": [["system": orderSystem, "code": ob.code, "display": ob.name]], "text": ob.name], "subject": subject,
+                    "encounter": ["reference": "Encounter/\(o.encounter)"], "effectiveDateTime": iso(r.atMs),
+                    "interpretation": [["coding": [["system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": ob.flag.rawValue]]]],
+                ]
+                if let number = Double(ob.value) { observation["valueQuantity"] = ["value": number, "unit": ob.unit] } else { observation["valueString"] = ob.value }
+                if !ob.range.isEmpty { observation["referenceRange"] = [["text": ob.range]] }
+                add(observation)
+                results.append(["reference": "Observation/\(o.id)-r\(i + 1)"])
+            }
+            var report: [String: Any] = [
+                "resourceType": "DiagnosticReport", "id": "\(o.id)-report", "status": r.status.rawValue, "category": category, "code": code,
+                "subject": subject, "encounter": ["reference": "Encounter/\(o.encounter)"], "basedOn": [["reference": "ServiceRequest/\(o.id)"]],
+                "issued": iso(r.atMs), "performer": [["display": r.enteredName]], "result": results,
+            ]
+            if !r.conclusion.isEmpty { report["conclusion"] = r.conclusion }
+            add(report)
         }
         return ["resourceType": "Bundle", "type": "searchset", "timestamp": iso(generatedMs), "total": entries.count, "entry": entries]
     }
