@@ -132,7 +132,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            resources: [.copy("Access/RBAC.md"), .copy("Records/icd10-yibao-2.0.tsv"), .copy("Records/order-catalogue.tsv")],
+            resources: [.copy("Access/RBAC.md"), .copy("Records/icd10-yibao-2.0.tsv"), .copy("Records/order-catalogue.tsv"), .copy("Records/allergens.tsv")],
             swiftSettings: strict
         ),
 

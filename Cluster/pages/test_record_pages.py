@@ -220,6 +220,20 @@ def test_lab_results_from_the_worklist_and_from_an_hl7_file_reach_the_visit(urls
     assert opened.status == 200 and "/staff/visits/" in doctor.url, f"expected the visit page, got {status_of(opened)} at {doctor.url}"
     visit_url = doctor.url.split("?")[0]
     patient = doctor.locator("#visit-patient").get_attribute("data-patient")
+
+    # Coded allergies: both "no known allergies" and a drug class is refused; the class alone is kept and shown.
+    doctor.locator("#note-chief_complaint").fill("体检发现白细胞偏高")
+    doctor.locator("#allergy-codes").select_option(["J01C", "F05"])
+    doctor.locator("#no-known-allergies").check()
+    conflict = submit(doctor, doctor.locator("form#visit-note"), "#visit-save")
+    assert conflict.status == 400, f"expected no-known-allergies with coded allergies refused with 400, got {status_of(conflict)}"
+    expect_message(doctor, "note.allergy_conflict", "no known allergies and a coded allergy")
+    doctor.locator("#no-known-allergies").uncheck()
+    saved = submit(doctor, doctor.locator("form#visit-note"), "#visit-save")
+    assert saved.status == 200, f"expected the note saved with its coded allergies, got {status_of(saved)}"
+    expect(doctor.locator("#visit-allergy-codes"), "expected the coded allergies in the header").to_contain_text("青霉素类")
+    expect(doctor.locator("#visit-allergy-codes"), "expected the food allergy in the header").to_contain_text("花生")
+
     cbc = order(doctor, "L001")
     crp = order(doctor, "L005")
     doctor.locator("#order-item").select_option(value="L001")

@@ -12,7 +12,8 @@ enum SyntheticNotes {
     static let findings = ["神志清，精神可", "咽部充血", "双肺呼吸音清，未闻及干湿啰音", "心律齐，各瓣膜听诊区未闻及杂音", "腹软，无压痛及反跳痛", "双下肢无水肿"]
     static let plans = ["多饮水，注意休息", "清淡饮食", "三天后复诊", "不适随诊", "完善血常规检查", "监测血压", "按时服药"]
     static let histories = ["否认高血压、糖尿病史", "高血压病史 5 年", "糖尿病病史 3 年", "否认手术外伤史", "否认肝炎、结核等传染病史"]
-    static let allergyTexts = ["否认药物及食物过敏史", "青霉素过敏", "头孢类药物过敏", "海鲜过敏"]
+    /// Allergy histories in words, each with its codes in the allergen list (none: no known allergies).
+    static let allergyTexts: [(text: String, codes: [String])] = [("否认药物及食物过敏史", []), ("青霉素过敏", ["J01C"]), ("头孢类药物过敏", ["J01D"]), ("虾蟹过敏", ["F02"])]
     /// Codes drawn for the notes; only those the shipped catalogue has are used.
     static let codes = ["J06.900", "J20.900", "J02.900", "I10.x00", "E11.900", "K29.700", "R05.x00", "R51.x00", "K59.000", "M54.500"]
 
@@ -37,7 +38,10 @@ enum SyntheticNotes {
         n.presentIllness = "患者\(d)前\(pick(courses))\(a)，\(a == b ? "" : "伴\(b)，")无明显加重缓解因素。曾自行服药，效果欠佳，今来我院就诊。病程中饮食、睡眠尚可，大小便正常。"
         n.pastHistory = pick(histories) + "。"
         n.personalHistory = "生于本地，无烟酒嗜好。"
-        n.allergies = pick(allergyTexts) + "。"
+        let allergy = allergyTexts[Int.random(in: 0..<allergyTexts.count, using: &rng)]
+        n.allergies = allergy.text + "。"
+        n.allergyCodes = allergy.codes
+        n.noKnownAllergies = allergy.codes.isEmpty
         n.examination = (0..<3).map { _ in pick(findings) }.joined(separator: "，") + "。"
         n.vitals = VitalSigns(temperature: Double(Int.random(in: 360...385, using: &rng)) / 10, pulse: Int.random(in: 60...100, using: &rng),
                               respiration: Int.random(in: 14...22, using: &rng), systolic: Int.random(in: 105...150, using: &rng),

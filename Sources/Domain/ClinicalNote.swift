@@ -11,8 +11,13 @@ public struct ClinicalNote: Codable, Equatable, Sendable {
     public var pastHistory = ""
     /// 个人史
     public var personalHistory = ""
-    /// 过敏史
+    /// 过敏史 (in words; the coded ones are `allergyCodes`)
     public var allergies = ""
+    /// 过敏（编码）: codes of the allergen list (drug classes by WHO ATC, food groups, environmental
+    /// allergens), which prescription checks match drugs against.
+    public var allergyCodes: [String] = []
+    /// 无已知过敏: asked, and none; not the same as nothing recorded.
+    public var noKnownAllergies = false
     /// 体格检查 (the findings in words; the measured signs are `vitals`)
     public var examination = ""
     public var vitals = VitalSigns()
@@ -52,6 +57,14 @@ public struct ClinicalNote: Codable, Equatable, Sendable {
         for d in note.diagnoses where !seen.insert(d.code).inserted {
             throw ValidationError(field: "diagnoses", code: "note.diagnosis_twice", zh: "诊断 \(d.code) 重复填写了，请删去一个。",
                                   en: "diagnosis \(d.code) is there twice; remove one.")
+        }
+        note.allergyCodes = allergyCodes.map { $0.trimmingCharacters(in: .whitespaces).uppercased() }.filter { !$0.isEmpty }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        guard note.allergyCodes.count <= 30 else {
+            throw ValidationError(field: "allergy_codes", code: "note.too_many_allergies", zh: "编码过敏最多 30 项。", en: "at most 30 coded allergies.")
+        }
+        guard !(note.noKnownAllergies && !note.allergyCodes.isEmpty) else {
+            throw ValidationError(field: "allergy_codes", code: "note.allergy_conflict", zh: "已选“无已知过敏”，又填写了过敏项：请只保留一种。",
+                                  en: "“no known allergies” is ticked and allergies are listed too; keep one of them.")
         }
         guard note.diagnoses.count <= 20 else {
             throw ValidationError(field: "diagnoses", code: "note.too_many_diagnoses", zh: "诊断最多 20 个。", en: "at most 20 diagnoses.")
@@ -275,5 +288,21 @@ public struct NoteTemplate: Codable, Equatable, Sendable {
             out[keyPath: s.path] = mine.isEmpty ? text : mine + "\n" + text
         }
         return out
+    }
+}
+
+extension ClinicalNote {
+    /// Notes saved before a field existed decode with its default.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        func text(_ key: CodingKeys) throws -> String { try c.decodeIfPresent(String.self, forKey: key) ?? "" }
+        chiefComplaint = try text(.chiefComplaint); presentIllness = try text(.presentIllness); pastHistory = try text(.pastHistory)
+        personalHistory = try text(.personalHistory); allergies = try text(.allergies); examination = try text(.examination)
+        investigations = try text(.investigations); plan = try text(.plan)
+        vitals = try c.decodeIfPresent(VitalSigns.self, forKey: .vitals) ?? VitalSigns()
+        diagnoses = try c.decodeIfPresent([Diagnosis].self, forKey: .diagnoses) ?? []
+        allergyCodes = try c.decodeIfPresent([String].self, forKey: .allergyCodes) ?? []
+        noKnownAllergies = try c.decodeIfPresent(Bool.self, forKey: .noKnownAllergies) ?? false
     }
 }

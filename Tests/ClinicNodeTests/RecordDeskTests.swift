@@ -119,6 +119,13 @@ struct RecordDeskTests {
         var first = Self.note("腹痛", diagnoses: ["K29.700"])
         first.allergies = "青霉素过敏"
         first.pastHistory = "高血压 5 年"
+        first.allergyCodes = ["j01c", "F05"]
+        first.noKnownAllergies = true
+        #expect(refusal { _ = try deskA.save(Self.visit, note: first, base: "", settles: [], action: .sign, reason: "", by: Self.doctor) } == "note.allergy_conflict")
+        first.noKnownAllergies = false
+        first.allergyCodes.append("X99")
+        #expect(refusal { _ = try deskA.save(Self.visit, note: first, base: "", settles: [], action: .sign, reason: "", by: Self.doctor) } == "record.unknown_allergen")
+        first.allergyCodes.removeLast()
         let saved = try deskA.save(Self.visit, note: first, base: "", settles: [], action: .sign, reason: "", by: Self.doctor)
         try a.write { w in
             _ = try w.insert("encounter", key: "h000000000000000000000002", values: [
@@ -127,6 +134,7 @@ struct RecordDeskTests {
         }
         let carried = try deskA.carriedForward(patient: "p1", before: "h000000000000000000000002")
         #expect(carried.note.allergies == "青霉素过敏" && carried.note.pastHistory == "高血压 5 年" && carried.note.chiefComplaint.isEmpty)
+        #expect(carried.note.allergyCodes == ["J01C", "F05"], "coded allergies carried forward, as the list spells them")
         #expect(carried.lastDiagnoses == saved.note.diagnoses && carried.lastDate == "2027-03-01")
         #expect(try deskA.timeline(patient: "p1").map(\.encounter.id) == ["h000000000000000000000002", Self.visit])
     }

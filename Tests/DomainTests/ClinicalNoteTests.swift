@@ -1,3 +1,4 @@
+import Foundation
 import Domain
 import Testing
 
@@ -5,6 +6,16 @@ import Testing
 struct ClinicalNoteTests {
     func code(_ body: () throws -> Void) -> String? {
         do { try body(); return nil } catch let e as ValidationError { return e.code } catch { return "\(error)" }
+    }
+
+    @Test("a note saved before coded allergies existed still reads; the codes are kept once each, upper case")
+    func olderNotesAndCodedAllergies() throws {
+        let old = #"{"chiefComplaint":"咳嗽","presentIllness":"","pastHistory":"","personalHistory":"","allergies":"无","examination":"","vitals":{},"investigations":"","diagnoses":[],"plan":""}"#
+        let note = try JSONDecoder().decode(ClinicalNote.self, from: Data(old.utf8))
+        #expect(note.chiefComplaint == "咳嗽" && note.allergyCodes.isEmpty && !note.noKnownAllergies)
+        var n = ClinicalNote()
+        n.allergyCodes = ["j01c", " J01C", "F05"]
+        #expect(try n.validated().allergyCodes == ["J01C", "F05"])
     }
 
     @Test("vital signs outside what can be measured are refused with the bounds; both pressures or neither")

@@ -79,9 +79,11 @@ extension StaffPages {
         var values = page.values(title: page.text("labTitle"), message: message)
         let pending = try orders.pending()
         let names = ((try? desk.store.liveRows("patient", keys: Set(pending.map(\.patient)))) ?? [:])
+        let departments = ((try? desk.store.liveRows("department", keys: Set(pending.map(\.department)))) ?? [:])
         values["pending"] = pending.map { o -> [String: Any] in
             var v = orderValues(o, page)
             v["patient"] = names[o.patient]?["name"]?.textValue ?? ""
+            v["department"] = departments[o.department]?["name"]?.textValue ?? o.department
             return v
         }
         if let labInbox {

@@ -320,6 +320,8 @@ extension StaffPages {
             note.vitals = VitalSigns(temperature: try value("temperature"), pulse: try whole("pulse"), respiration: try whole("respiration"),
                                      systolic: try whole("systolic"), diastolic: try whole("diastolic"), height: try value("height"), weight: try value("weight"))
         } catch { throw .invalid(error) }
+        note.allergyCodes = (form["allergy_codes"] ?? []).prefix(50).map { $0 }
+        note.noKnownAllergies = form["no_known_allergies"]?.first == "1"
         let codes = (form["diagnoses"]?.first ?? "").split(whereSeparator: { $0 == "," || $0 == "，" || $0 == " " || $0 == "\n" || $0 == ";" || $0 == "；" })
         note.diagnoses = codes.prefix(50).map { code in
             Diagnosis(code: String(code), name: catalogue.entry(code: String(code))?.name ?? "")
@@ -343,6 +345,10 @@ extension StaffPages {
             "age": CivilDate.age(birthDate: patient["birth_date"]?.textValue, on: e.date).map { zh ? "\($0) 岁" : "\($0) y" } ?? "",
         ]
         if !shown.allergies.isEmpty { header["allergies"] = shown.allergies }
+        let allergens = try? AllergenCatalogue.shipped.get()
+        let coded = shown.allergyCodes.map { code in allergens?.entry(code).map { zh ? $0.zh : $0.en } ?? code }
+        if !coded.isEmpty { header["coded"] = coded.joined(separator: "、") }
+        if shown.noKnownAllergies { header["noKnown"] = true }
         if !shown.pastHistory.isEmpty { header["history"] = shown.pastHistory }
         if let last = carried.lastDate {
             header["last"] = ["date": last, "diagnoses": carried.lastDiagnoses.map { "\($0.name)（\($0.code)）" }.joined(separator: "、")]
@@ -371,6 +377,14 @@ extension StaffPages {
         let placed = visitOrderValues(e.id, page)
         values["orders"] = placed
         values["hasOrders"] = !placed.isEmpty
+        if let allergens {
+            values["allergenGroups"] = [("medication", "allergenDrugs"), ("food", "allergenFoods"), ("environment", "allergenEnvironment")].map { category, label -> [String: Any] in
+                ["label": page.text(label), "entries": allergens.entries.filter { $0.category == category }.map { a -> [String: Any] in
+                    ["code": a.code, "name": zh ? a.zh : a.en, "chosen": note.allergyCodes.contains(a.code)]
+                }]
+            }
+        }
+        values["noKnownAllergies"] = note.noKnownAllergies
         values["diagnosisCodes"] = note.diagnoses.map(\.code).joined(separator: ", ")
         values["diagnoses"] = note.diagnoses.map { ["code": $0.code, "name": $0.name] }
         values["base"] = visit.current?.key ?? ""

@@ -32,6 +32,10 @@ package enum NoteDiff {
             func text(_ d: [Diagnosis]) -> String { d.map { "\($0.code) \($0.name)" }.joined(separator: "\n") }
             out.append(Section(zh: "诊断", en: "Diagnoses", lines: lines(text(a.diagnoses), text(b.diagnoses))))
         }
+        if a.allergyCodes != b.allergyCodes || a.noKnownAllergies != b.noKnownAllergies {
+            func text(_ n: ClinicalNote) -> String { n.noKnownAllergies ? "无已知过敏 / no known allergies" : n.allergyCodes.joined(separator: "\n") }
+            out.append(Section(zh: "过敏（编码）", en: "Coded allergies", lines: lines(text(a), text(b))))
+        }
         return out
     }
 

@@ -256,7 +256,8 @@ package struct RecordDesk: Sendable {
         }
     }
 
-    /// Every diagnosis is a code of the catalogue, named as the catalogue names it.
+    /// Every diagnosis is a code of the catalogue, named as the catalogue names it; every coded
+    /// allergy is one of the allergen list.
     func checkedDiagnoses(_ note: ClinicalNote) throws(StaffError) -> ClinicalNote {
         var note = note
         note.diagnoses = try note.diagnoses.map { d throws(StaffError) in
@@ -265,6 +266,13 @@ package struct RecordDesk: Sendable {
                                  en: "diagnosis code \(String(d.code.prefix(20))) is not in the ICD-10 (NHSA 2.0) catalogue; pick one from the diagnosis search.")
             }
             return Diagnosis(code: e.code, name: e.name)
+        }
+        if !note.allergyCodes.isEmpty {
+            let allergens = try? AllergenCatalogue.shipped.get()
+            for code in note.allergyCodes where allergens?.entry(code) == nil {
+                throw StaffError(400, "record.unknown_allergen", zh: "过敏编码 \(String(code.prefix(20))) 不在过敏原表中，请从列表中选择。",
+                                 en: "allergy code \(String(code.prefix(20))) is not in the allergen list; pick one from the list.")
+            }
         }
         return note
     }
@@ -297,6 +305,8 @@ package struct RecordDesk: Sendable {
         var note = ClinicalNote()
         note.pastHistory = current.note.pastHistory
         note.allergies = current.note.allergies
+        note.allergyCodes = current.note.allergyCodes
+        note.noKnownAllergies = current.note.noKnownAllergies
         return (note, current.note.diagnoses, last.encounter.date)
     }
 }

@@ -20,6 +20,8 @@ package enum RecordExport {
         "weight": ("29463-7", "Body weight", "kg"),
     ]
 
+    /// The allergen list's own codes (its food groups and environmental allergens).
+    package static let allergenSystem = "urn:clinicmesh:codesystem:allergens"
     /// The order catalogue's code system (the hospital's own item codes).
     package static let orderSystem = "urn:clinicmesh:codesystem:order-catalogue"
 
@@ -95,6 +97,27 @@ package enum RecordExport {
                                     ["code": ["coding": [["system": "http://loinc.org", "code": "8480-6", "display": "Systolic blood pressure"]]], "valueQuantity": quantity(Double(s), "mm[Hg]")],
                                     ["code": ["coding": [["system": "http://loinc.org", "code": "8462-4", "display": "Diastolic blood pressure"]]], "valueQuantity": quantity(Double(d), "mm[Hg]")],
                                 ]]))
+            }
+        }
+        // The allergies as the newest note records them (the visits come newest first).
+        if let newest = visits.lazy.compactMap(\.current).first(where: { $0.kind != .enteredInError }) {
+            let allergens = try? AllergenCatalogue.shipped.get()
+            let verified = ["coding": [["system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "code": "confirmed"]]]
+            for code in newest.note.allergyCodes {
+                let entry = allergens?.entry(code)
+                add([
+                    "resourceType": "AllergyIntolerance", "id": "\(patientKey.prefix(16))-\(code)", "patient": subject, "verificationStatus": verified,
+                    "category": [entry?.category ?? "medication"], "recordedDate": iso(newest.atMs),
+                    "code": ["coding": [["system": entry?.category == "medication" ? "http://www.whocc.no/atc" : allergenSystem,
+                                         "code": code, "display": entry?.en ?? code]], "text": entry?.zh ?? code],
+                ])
+            }
+            if newest.note.noKnownAllergies {
+                add([
+                    "resourceType": "AllergyIntolerance", "id": "\(patientKey.prefix(16))-nka", "patient": subject, "verificationStatus": verified,
+                    "recordedDate": iso(newest.atMs),
+                    "code": ["coding": [["system": "http://snomed.info/sct", "code": "716186003", "display": "No known allergy"]], "text": "无已知过敏"],
+                ])
             }
         }
         // Reports come newest first: the first of each order is its result as it stands.
