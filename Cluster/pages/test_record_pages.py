@@ -215,11 +215,25 @@ def test_lab_results_from_the_worklist_and_from_an_hl7_file_reach_the_visit(urls
     schedule = register_walk_in(browsing, urls, "韩梅")
     doctor = browsing.page()
     sign_in(doctor, urls["neike"], DOCTOR)
+    # A saved phrase, kept on the template library page.
+    phrase = f"建议 1 周后复查血常规（{random.randint(1000, 9999)}）"
+    doctor.goto(urls["neike"] + "/staff/templates")
+    fill_field(doctor.locator("form#phrase-add"), "text", phrase)
+    added = submit(doctor, doctor.locator("form#phrase-add"))
+    assert added.status == 200, f"expected the phrase saved, got {status_of(added)}"
+    expect(doctor.locator("#phrases .phrase-text", has_text=phrase), "expected the phrase listed").to_have_count(1)
     section = call_until(doctor, urls, schedule, "韩梅")
     opened = submit(doctor, section.locator("form.visit-open"))
     assert opened.status == 200 and "/staff/visits/" in doctor.url, f"expected the visit page, got {status_of(opened)} at {doctor.url}"
     visit_url = doctor.url.split("?")[0]
     patient = doctor.locator("#visit-patient").get_attribute("data-patient")
+
+    # The phrase by its shortcut, at the cursor in the plan.
+    n = doctor.locator("#phrase-bar button.phrase", has_text=phrase).locator("kbd").inner_text()
+    doctor.locator("#note-plan").fill("复查：")
+    doctor.locator("#note-plan").press("End")
+    doctor.keyboard.press(f"Alt+Digit{n}")
+    expect(doctor.locator("#note-plan"), "expected the phrase put in at the cursor by Alt+number").to_have_value("复查：" + phrase)
 
     # Coded allergies: both "no known allergies" and a drug class is refused; the class alone is kept and shown.
     doctor.locator("#note-chief_complaint").fill("体检发现白细胞偏高")

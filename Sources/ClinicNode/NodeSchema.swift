@@ -151,6 +151,12 @@ public enum NodeSchema {
         .init("entered_by", .text), .init("entered_name", .text), .init("at_ms", .integer),
     ], indexes: [["order_id"], ["patient", "at_ms"]])
 
+    /// Key: a random id: a doctor's saved phrase (常用语), put into a note with a shortcut key
+    /// (master data, LWW per column; retired ones stay, marked).
+    public static let notePhrase = ReplicatedTable("note_phrase", columns: [
+        .init("owner", .text), .init("text", .text), .init("retired", .integer), .init("updated_ms", .integer),
+    ], indexes: [["owner"]])
+
     public static let schema = ReplicaSchema(versions: [
         [.createTable(department), .createTable(practitioner), .createTable(patient), .createTable(schedule), .createTable(slot)],
         [.createTable(appointment)],
@@ -160,6 +166,6 @@ public enum NodeSchema {
         [.createTable(sessionAttendance)],
         [.createTable(sessionChange)],
         [.createTable(encounter), .createTable(noteVersion), .createTable(noteTemplate)],
-        [.createTable(labOrder), .createTable(labReport)],
+        [.createTable(labOrder), .createTable(labReport), .createTable(notePhrase)],
     ])
 }

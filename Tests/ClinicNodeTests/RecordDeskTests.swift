@@ -114,6 +114,20 @@ struct RecordDeskTests {
         #expect(try deskA.versions(of: Self.visit).count == 5)
     }
 
+    @Test("saved phrases: a doctor's own, oldest first, each once; empty or invisible characters refused; another's cannot be retired")
+    func phrases() throws {
+        let library = TemplateDesk(store: deskA.store, clock: clock)
+        let first = try library.savePhrase("多饮水，注意休息", owner: "D001")
+        _ = try library.savePhrase("1 周后复诊", owner: "D001")
+        #expect(refusal { _ = try library.savePhrase("  ", owner: "D001") } == "phrase.empty")
+        #expect(refusal { _ = try library.savePhrase("多饮水，注意休息", owner: "D001") } == "phrase.exists")
+        #expect(refusal { _ = try library.savePhrase("复\u{200B}诊", owner: "D001") } == "result.characters")
+        #expect(try library.phrases(of: "D001").map(\.text) == ["多饮水，注意休息", "1 周后复诊"])
+        #expect(refusal { try library.retirePhrase(first, owner: "D002") } == "phrase.not_found")
+        try library.retirePhrase(first, owner: "D001")
+        #expect(try library.phrases(of: "D001").map(\.text) == ["1 周后复诊"] && library.phrases(of: "D002").isEmpty)
+    }
+
     @Test("the timeline lists visits newest first; a new note starts with the last note's history, allergies and diagnoses")
     func carriedForward() throws {
         var first = Self.note("腹痛", diagnoses: ["K29.700"])

@@ -21,6 +21,8 @@ extension StaffPages {
         StaffRoute(method: .get, path: "/staff/templates", action: "template.manage"),
         StaffRoute(method: .post, path: "/staff/templates", action: "template.manage"),
         StaffRoute(method: .post, path: "/staff/templates/{id}/retire", action: "template.manage"),
+        StaffRoute(method: .post, path: "/staff/phrases", action: "template.manage"),
+        StaffRoute(method: .post, path: "/staff/phrases/{id}/retire", action: "template.manage"),
         StaffRoute(method: .post, path: "/staff/visits/{id}/template", action: "template.manage"),
         StaffRoute(method: .get, path: "/staff/static/record.js", action: "public"),
     ]
@@ -188,6 +190,21 @@ extension StaffPages {
             values["hasReports"] = !seen.isEmpty
             values["printedAt"] = Self.shanghai(desk.clock.wallMillis())
             return page.html(renderer.render("print", values))
+        case (.post, "/staff/phrases"):
+            do throws(StaffError) {
+                let id = try templates.savePhrase(form["text"]?.first ?? "", owner: account.number)
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "phrase.save", resource: "phrase/\(id)", outcome: "ok"))
+                return page.redirect("/staff/templates")
+            } catch {
+                return try templatesPage(page, account, message: error, status: error.status)
+            }
+        case (.post, "/staff/phrases/{id}/retire"):
+            do throws(StaffError) {
+                try templates.retirePhrase(id, owner: account.number)
+                return page.redirect("/staff/templates")
+            } catch {
+                return try templatesPage(page, account, message: error, status: error.status)
+            }
         case (.get, "/staff/templates"):
             return try templatesPage(page, account, message: nil, status: 200)
         case (.post, "/staff/templates"):
@@ -275,6 +292,9 @@ extension StaffPages {
         values["mayDepartment"] = desk.rules.scope(of: "template.manage", for: account.roles).map { $0 != .own } ?? false
         values["dept"] = account.departments.first ?? ""
         values["sections"] = ClinicalNote.sections.map { ["field": $0.field, "label": zh ? $0.zh : $0.en] }
+        values["phrases"] = try templates.phrases(of: account.number).enumerated().map { i, p -> [String: Any] in
+            ["id": p.id, "text": p.text, "key": i < 9 ? "Alt+\(i + 1)" : ""]
+        }
         values["placeholders"] = NoteTemplate.placeholders.map { zh ? $0.token : "\($0.token) (\($0.en))" }.joined(separator: " ")
         return page.html(renderer.render("templates", values), status: status)
     }
@@ -366,6 +386,11 @@ extension StaffPages {
             let choices = ((try? templates.visible(to: account.number, departments: [e.department])) ?? []).map { t -> [String: Any] in
                 ["id": t.id, "name": "\(t.template.name)（\(page.text("templateScope_" + t.template.scope.rawValue))）"]
             }
+            let phrases = ((try? templates.phrases(of: account.number)) ?? []).enumerated().map { i, p -> [String: Any] in
+                ["text": p.text, "n": i + 1, "key": i < 9 ? "Alt+\(i + 1)" : ""]
+            }
+            values["phrases"] = phrases
+            values["hasPhrases"] = !phrases.isEmpty
             values["templateChoices"] = choices
             values["hasTemplates"] = !choices.isEmpty
             values["mayMakeTemplate"] = visit.current != nil

@@ -70,4 +70,46 @@ package struct TemplateDesk: Sendable {
         do { try store.write { w in _ = try w.update("note_template", key: id, values: ["retired": .integer(1), "updated_ms": .integer(clock.wallMillis())]) } }
         catch { throw .storeUnavailable }
     }
+
+    // MARK: Saved phrases
+
+    /// The most phrases one doctor keeps (each has a shortcut, Alt+1 to Alt+9, then the list).
+    package static let maxPhrases = 30
+
+    /// A doctor's saved phrases (常用语), oldest first: the first nine have shortcut keys.
+    package func phrases(of staff: String) throws(StaffError) -> [(id: String, text: String)] {
+        do {
+            return try store.liveRows("note_phrase", equal: ["owner": .text(staff)], range: nil, newestBy: nil, limit: 200)
+                .filter { ($0.row["retired"]?.integerValue ?? 0) == 0 }
+                .sorted { ($0.row["updated_ms"]?.integerValue ?? 0, $0.key) < ($1.row["updated_ms"]?.integerValue ?? 0, $1.key) }
+                .map { ($0.key, $0.row["text"]?.textValue ?? "") }
+        } catch { throw .storeUnavailable }
+    }
+
+    package func savePhrase(_ text: String, owner: String) throws(StaffError) -> String {
+        let t: String
+        do { t = try Observation.line(text, field: "phrase", limit: 200, lines: true) } catch { throw .invalid(error) }
+        guard !t.isEmpty else { throw StaffError(400, "phrase.empty", zh: "常用语不能为空。", en: "a phrase cannot be empty.") }
+        let mine = try phrases(of: owner)
+        guard mine.count < Self.maxPhrases else {
+            throw StaffError(409, "phrase.too_many", zh: "常用语最多 \(Self.maxPhrases) 条，请先停用不用的。", en: "at most \(Self.maxPhrases) phrases; retire one you no longer use first.")
+        }
+        guard !mine.contains(where: { $0.text == t }) else { throw StaffError(409, "phrase.exists", zh: "已有这条常用语。", en: "that phrase is already saved.") }
+        let key = UUID().uuidString.lowercased()
+        do {
+            try store.write { w in
+                _ = try w.insert("note_phrase", key: key, values: ["owner": .text(owner), "text": .text(t), "retired": .integer(0), "updated_ms": .integer(clock.wallMillis())])
+            }
+        } catch { throw .storeUnavailable }
+        return key
+    }
+
+    /// Retires one of `owner`'s phrases (another's is not found).
+    package func retirePhrase(_ id: String, owner: String) throws(StaffError) {
+        guard try phrases(of: owner).contains(where: { $0.id == id }) else {
+            throw StaffError(404, "phrase.not_found", zh: "没有这条常用语。", en: "there is no such phrase.")
+        }
+        do { try store.write { w in _ = try w.update("note_phrase", key: id, values: ["retired": .integer(1), "updated_ms": .integer(clock.wallMillis())]) } }
+        catch { throw .storeUnavailable }
+    }
 }

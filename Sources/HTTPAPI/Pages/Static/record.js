@@ -59,3 +59,36 @@
     else if (e.key === "Escape") { results = []; active = -1; show(); }
   });
 })();
+
+// Saved phrases: Alt+1 to Alt+9 (or a click on a phrase) put the phrase in the last text box the
+// cursor was in, at the cursor.
+(function () {
+  "use strict";
+  var buttons = Array.prototype.slice.call(document.querySelectorAll("#phrase-bar button.phrase"));
+  if (!buttons.length) return;
+  var last = null;
+  document.querySelectorAll("form#visit-note textarea").forEach(function (t) {
+    t.addEventListener("focus", function () { last = t; });
+  });
+
+  function insert(text) {
+    var box = last || document.querySelector("form#visit-note textarea");
+    if (!box) return;
+    var start = box.selectionStart || 0, end = box.selectionEnd || 0;
+    box.value = box.value.slice(0, start) + text + box.value.slice(end);
+    box.focus();
+    box.selectionStart = box.selectionEnd = start + text.length;
+  }
+
+  buttons.forEach(function (b) {
+    b.addEventListener("mousedown", function (e) { e.preventDefault(); });
+    b.addEventListener("click", function () { insert(b.dataset.text); });
+  });
+  document.addEventListener("keydown", function (e) {
+    if (!e.altKey || e.ctrlKey || e.metaKey) return;
+    // By the key's place, not its character: Shift or another keyboard layout does not change it.
+    var m = /^Digit([1-9])$/.exec(e.code || "");
+    var n = m ? parseInt(m[1], 10) : 0;
+    if (n >= 1 && n <= buttons.length) { e.preventDefault(); insert(buttons[n - 1].dataset.text); }
+  });
+})();
