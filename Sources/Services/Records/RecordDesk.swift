@@ -291,10 +291,16 @@ package struct RecordDesk: Sendable {
     // MARK: What the page fills in
 
     /// A patient's visits, newest first, each with its note as it stands (none yet: nil).
+    /// Two reads, the visits and every version of the patient's notes, whatever the number of visits.
     package func timeline(patient: String, limit: Int = 200) throws(StaffError) -> [VisitRecord] {
-        let rows: [(key: String, row: [String: ColumnValue])]
-        do { rows = try store.liveRows("encounter", equal: ["patient": .text(patient)], range: nil, newestBy: "opened_ms", limit: limit) } catch { throw .storeUnavailable }
-        return try rows.map { r throws(StaffError) in VisitRecord(encounter: Encounter(id: r.key, row: r.row), versions: try versions(of: r.key)) }
+        let encounters: [(key: String, row: [String: ColumnValue])]
+        let versions: [(key: String, row: [String: ColumnValue])]
+        do {
+            encounters = try store.liveRows("encounter", equal: ["patient": .text(patient)], range: nil, newestBy: "opened_ms", limit: limit)
+            versions = try store.liveRows("note_version", equal: ["patient": .text(patient)], range: nil, newestBy: nil, limit: 100_000)
+        } catch { throw .storeUnavailable }
+        let byVisit = Dictionary(grouping: versions.compactMap { Self.version($0.key, $0.row) }, by: \.encounter)
+        return encounters.map { VisitRecord(encounter: Encounter(id: $0.key, row: $0.row), versions: (byVisit[$0.key] ?? []).sorted(by: NoteVersion.order)) }
     }
 
     /// What a new note starts with: the past history and allergies of the patient's last note,
