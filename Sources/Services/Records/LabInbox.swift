@@ -44,12 +44,13 @@ package struct LabInbox: Sendable {
             let path = (folder as NSString).appendingPathComponent(name)
             guard let attributes = try? fm.attributesOfItem(atPath: path), attributes[.type] as? FileAttributeType == .typeRegular else { continue }
             if let modified = attributes[.modificationDate] as? Date, Date().timeIntervalSince(modified) < settleSeconds { continue }
-            outcomes.append(importFile(name))
+            if let outcome = importFile(name) { outcomes.append(outcome) }
         }
         return outcomes
     }
 
-    func importFile(_ name: String) -> Outcome {
+    /// nil: left for the next sweep (the store could not be written; not the file's fault).
+    func importFile(_ name: String) -> Outcome? {
         let path = (folder as NSString).appendingPathComponent(name)
         do {
             guard let data = FileManager.default.contents(atPath: path) else {
@@ -62,8 +63,7 @@ package struct LabInbox: Sendable {
             }
             let written: [LabReport]
             do { written = try orders.report(drafts, by: Self.author) } catch {
-                // The store being unavailable is not the file's fault: leave it for the next sweep.
-                if error == .storeUnavailable { return Outcome(file: name, imported: 0, problem: nil) }
+                if error == .storeUnavailable { return nil }
                 throw HL7Problem(code: error.code, zh: error.zh, en: error.en)
             }
             move(name, to: done)
@@ -75,7 +75,7 @@ package struct LabInbox: Sendable {
             FileManager.default.createFile(atPath: (quarantine as NSString).appendingPathComponent(moved + ".reason.txt"), contents: Data(reason.utf8))
             return Outcome(file: name, imported: 0, problem: problem)
         } catch {
-            return Outcome(file: name, imported: 0, problem: HL7Problem(code: "hl7.unreadable", zh: "文件无法处理：\(error)", en: "the file cannot be handled: \(error)"))
+            return nil
         }
     }
 
