@@ -39,6 +39,17 @@ def register_walk_in(browsing, urls, name: str) -> str:
     return schedule
 
 
+def reload_until(page, url: str, locator, tries: int = 90) -> None:
+    """Reloads `url` until `locator` matches (a replica, the search index or the lab inbox catching up):
+    a generous deadline, never an asserted duration. The caller's expect() then says what was missing."""
+    for _ in range(tries):
+        response = page.goto(url)
+        assert response is not None and response.status == 200, f"expected {url} to load, got {status_of(response)}"
+        if locator.count():
+            return
+        page.wait_for_timeout(1000)
+
+
 def call_until(doctor, urls, schedule: str, name: str):
     """Calls the doctor's queue until `name` is the one called (earlier tests may have left others waiting)."""
     doctor.goto(urls["neike"] + "/staff/queue")
@@ -169,12 +180,7 @@ def test_a_follow_up_visit_from_the_queue_to_a_signed_and_amended_note(urls, bro
     # follows the replica within a round: reload until it has it).
     search = urls["neike"] + "/staff/records/search?q=" + "咽痛" + "&diagnosis=J06.900"
     rows = doctor.locator(f'table#search-results tr[data-visit="{visit}"]')
-    for _ in range(60):
-        response = doctor.goto(search)
-        assert response is not None and response.status == 200, f"expected the search page, got {status_of(response)}"
-        if rows.count():
-            break
-        doctor.wait_for_timeout(500)
+    reload_until(doctor, search, rows)
     expect(rows, "expected the signed visit found by 咽痛 and its diagnosis").to_have_count(1)
     expect(rows.locator("mark").first, "expected the word highlighted").to_have_text("咽痛")
     expect(rows, "expected the patient's name").to_contain_text("郑晓雨")
@@ -259,11 +265,7 @@ def test_lab_results_from_the_worklist_and_from_an_hl7_file_reach_the_visit(urls
     lab = browsing.page()
     sign_in(lab, urls["waike"], "LAB01")
     row = lab.locator(f'table#lab-pending tr[data-order="{cbc}"]')
-    for _ in range(60):
-        lab.goto(urls["waike"] + "/staff/lab")
-        if row.count():
-            break
-        lab.wait_for_timeout(500)
+    reload_until(lab, urls["waike"] + "/staff/lab", row)
     expect(row, "expected the order on the lab's worklist on waike").to_contain_text("韩梅")
     with lab.expect_navigation():
         row.locator("a.lab-enter").click()
@@ -298,11 +300,7 @@ def test_lab_results_from_the_worklist_and_from_an_hl7_file_reach_the_visit(urls
 
     # The doctor sees both results on the visit page, abnormal ones flagged (reload until the import ran).
     crp_row = doctor.locator(f'#visit-order-list .order[data-order="{crp}"] tr[data-code="CRP"]')
-    for _ in range(90):
-        doctor.goto(visit_url)
-        if crp_row.count():
-            break
-        doctor.wait_for_timeout(1000)
+    reload_until(doctor, visit_url, crp_row)
     expect(crp_row, "expected the CRP result imported from the HL7 file, flagged high").to_have_attribute("data-flag", "H")
     expect(doctor.locator(f'#visit-order-list .order[data-order="{cbc}"] tr[data-code="WBC"]'), "expected the WBC flagged high").to_have_attribute("data-flag", "H")
     expect(doctor.locator(f'#visit-order-list .order[data-order="{cbc}"] .conclusion'), "expected the conclusion as text").to_contain_text("<b>请结合临床</b>")
@@ -314,10 +312,6 @@ def test_lab_results_from_the_worklist_and_from_an_hl7_file_reach_the_visit(urls
     lab_neike = browsing.page()
     sign_in(lab_neike, urls["neike"], "LAB01")
     quarantined = lab_neike.locator(f'table#lab-quarantine tr[data-file="{broken}"]')
-    for _ in range(60):
-        lab_neike.goto(urls["neike"] + "/staff/lab")
-        if quarantined.count():
-            break
-        lab_neike.wait_for_timeout(1000)
+    reload_until(lab_neike, urls["neike"] + "/staff/lab", quarantined)
     expect(quarantined.locator(".reason"), "expected the broken file quarantined with its reason").to_contain_text("MSH")
     assert not (inbox / f"{control}.hl7").exists() and (inbox / "done" / f"{control}.hl7").exists(), "expected the imported file moved to done/"
