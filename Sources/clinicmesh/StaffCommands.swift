@@ -53,7 +53,7 @@ struct StaffCommand: AsyncParsableCommand {
         @OptionGroup var target: Target
         @Option(help: "工号 / Staff number") var staffNumber: String
         @Option(help: "姓名 / Name") var name: String
-        @Option(help: "角色，可重复 / Role, repeatable: doctor nurse registration_clerk pharmacist cashier department_head hospital_admin auditor") var role: [String]
+        @Option(help: "角色，可重复 / Role, repeatable: doctor nurse registration_clerk pharmacist cashier lab_technician department_head hospital_admin auditor") var role: [String]
         @Option(help: "科室代码，可重复 / Department code, repeatable") var department: [String] = []
         @Option(help: "关联的医生（practitioner 键）/ The practitioner this doctor is") var practitioner: String?
         @Flag(help: "输出 JSON / Print JSON") var json = false
