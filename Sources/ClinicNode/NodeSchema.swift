@@ -152,9 +152,9 @@ public enum NodeSchema {
     ], indexes: [["order_id"], ["patient", "at_ms"]])
 
     /// Key: a random id: a doctor's saved phrase (常用语), put into a note with a shortcut key
-    /// (master data, LWW per column; retired ones stay, marked).
+    /// (master data, LWW per column; retired ones stay, marked). `position` orders a doctor's phrases.
     public static let notePhrase = ReplicatedTable("note_phrase", columns: [
-        .init("owner", .text), .init("text", .text), .init("retired", .integer), .init("updated_ms", .integer),
+        .init("owner", .text), .init("text", .text), .init("position", .integer), .init("retired", .integer), .init("updated_ms", .integer),
     ], indexes: [["owner"]])
 
     public static let schema = ReplicaSchema(versions: [

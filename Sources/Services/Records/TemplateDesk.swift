@@ -76,13 +76,16 @@ package struct TemplateDesk: Sendable {
     /// The most phrases one doctor keeps (each has a shortcut, Alt+1 to Alt+9, then the list).
     package static let maxPhrases = 30
 
-    /// A doctor's saved phrases (常用语), oldest first: the first nine have shortcut keys.
+    /// A doctor's saved phrases (常用语) in the order they were saved: the first nine have shortcut keys.
     package func phrases(of staff: String) throws(StaffError) -> [(id: String, text: String)] {
+        try allPhrases(of: staff).filter { ($0.row["retired"]?.integerValue ?? 0) == 0 }.map { ($0.key, $0.row["text"]?.textValue ?? "") }
+    }
+
+    /// Retired ones too, in their order (two saved at once on two nodes: by key).
+    func allPhrases(of staff: String) throws(StaffError) -> [(key: String, row: [String: ColumnValue])] {
         do {
-            return try store.liveRows("note_phrase", equal: ["owner": .text(staff)], range: nil, newestBy: nil, limit: 200)
-                .filter { ($0.row["retired"]?.integerValue ?? 0) == 0 }
-                .sorted { ($0.row["updated_ms"]?.integerValue ?? 0, $0.key) < ($1.row["updated_ms"]?.integerValue ?? 0, $1.key) }
-                .map { ($0.key, $0.row["text"]?.textValue ?? "") }
+            return try store.liveRows("note_phrase", equal: ["owner": .text(staff)], range: nil, newestBy: nil, limit: 1_000)
+                .sorted { ($0.row["position"]?.integerValue ?? 0, $0.key) < ($1.row["position"]?.integerValue ?? 0, $1.key) }
         } catch { throw .storeUnavailable }
     }
 
@@ -96,9 +99,11 @@ package struct TemplateDesk: Sendable {
         }
         guard !mine.contains(where: { $0.text == t }) else { throw StaffError(409, "phrase.exists", zh: "已有这条常用语。", en: "that phrase is already saved.") }
         let key = UUID().uuidString.lowercased()
+        let position = (try allPhrases(of: owner).compactMap { $0.row["position"]?.integerValue }.max() ?? 0) + 1
         do {
             try store.write { w in
-                _ = try w.insert("note_phrase", key: key, values: ["owner": .text(owner), "text": .text(t), "retired": .integer(0), "updated_ms": .integer(clock.wallMillis())])
+                _ = try w.insert("note_phrase", key: key, values: ["owner": .text(owner), "text": .text(t), "position": .integer(position),
+                                                                   "retired": .integer(0), "updated_ms": .integer(clock.wallMillis())])
             }
         } catch { throw .storeUnavailable }
         return key
