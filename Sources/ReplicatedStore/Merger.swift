@@ -15,16 +15,20 @@ struct RowState {
     static func load(_ db: Database, _ info: TableInfo, key: String) throws -> RowState {
         let statement = try db.cachedStatement(sql: info.selectSQL)
         let count = info.table.columns.count
-        if let row = try Row.fetchOne(statement, arguments: [key]) {
-            var values: [ColumnValue] = []
-            values.reserveCapacity(count)
-            for i in 0..<count { values.append(ColumnValue(row[i] as DatabaseValue)) }
-            let clockBytes: [UInt8] = (row[count + 1] as Data?).map { [UInt8]($0) } ?? []
-            return RowState(key: key, existsInDatabase: true, values: values,
-                            alive: row[count], clock: try PackedRowClock(decoding: clockBytes))
-        }
+        if let row = try Row.fetchOne(statement, arguments: [key]) { return try RowState(key: key, row: row, columns: count) }
         return RowState(key: key, existsInDatabase: false, values: Array(repeating: .null, count: count),
                         alive: deleted, clock: PackedRowClock())
+    }
+}
+
+extension RowState {
+    /// A row read by `selectSQL` or `selectManySQL`: the columns, then the existence register and the clock.
+    init(key: String, row: Row, columns count: Int) throws {
+        var values: [ColumnValue] = []
+        values.reserveCapacity(count)
+        for i in 0..<count { values.append(ColumnValue(row[i] as DatabaseValue)) }
+        let clockBytes: [UInt8] = (row[count + 1] as Data?).map { [UInt8]($0) } ?? []
+        self.init(key: key, existsInDatabase: true, values: values, alive: row[count], clock: try PackedRowClock(decoding: clockBytes))
     }
 }
 

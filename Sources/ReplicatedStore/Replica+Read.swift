@@ -54,10 +54,14 @@ extension Replica {
         }
         let key = info.table.keyColumn.quotedDatabaseIdentifier
         let order = (newestBy.map { "\($0.quotedDatabaseIdentifier) DESC, " } ?? "") + "\(key) DESC"
-        let sql = "SELECT \(key) FROM \(table.quotedDatabaseIdentifier) WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(order) LIMIT ?"
+        // The rows themselves in the one query, not their keys and then a lookup per key.
+        let sql = "\(info.selectManySQL) WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(order) LIMIT ?"
         arguments.append(max(0, limit).databaseValue)
+        let count = info.table.columns.count
         let states = try read { db in
-            try String.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map { try RowState.load(db, info, key: $0) }
+            try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map { row in
+                try RowState(key: row[count + 2], row: row, columns: count)
+            }
         }
         return try states.filter { $0.alive != RowState.deleted }.map { ($0.key, try opened($0, info)) }
     }

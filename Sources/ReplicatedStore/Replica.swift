@@ -302,6 +302,8 @@ struct TableInfo: Sendable {
     let id: Int64
     let table: ReplicatedTable
     let selectSQL: String
+    /// The same columns and the key, for a WHERE clause of the caller's.
+    let selectManySQL: String
     let insertSQL: String
     let updateSQL: String
     /// Column name → slot, for the merge's per-change lookup.
@@ -316,6 +318,7 @@ struct TableInfo: Sendable {
         let columns = table.columns.map { $0.name.quotedDatabaseIdentifier }
         let all = columns + [ReplicaSchema.aliveColumn, ReplicaSchema.clockColumn]
         selectSQL = "SELECT \(all.joined(separator: ", ")) FROM \(name) WHERE \(key) = ?"
+        selectManySQL = "SELECT \(all.joined(separator: ", ")), \(key) FROM \(name)"
         let placeholders = Array(repeating: "?", count: all.count + 1).joined(separator: ", ")
         // DO NOTHING lets the merge try an insert first and learn from the change count that the
         // row was there after all.

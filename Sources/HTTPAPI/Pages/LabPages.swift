@@ -107,7 +107,6 @@ extension StaffPages {
         values["order"] = orderValues(order, page)
         values["patient"] = ["name": patient["name"]?.textValue ?? "", "sex": page.text(sex),
                              "age": age.map { zh ? "\($0) 岁" : "\($0) y" } ?? ""]
-        values["exam"] = item.kind == .exam
         values["analytes"] = item.analytes.enumerated().map { i, a -> [String: Any] in
             let mine = typed?.first { $0.code == a.code }
             return ["i": i, "code": a.code, "name": zh ? a.zh : a.en, "value": mine?.value ?? "", "unit": mine?.unit ?? a.unit,
