@@ -155,7 +155,7 @@ extension StaffPages {
             let doctors = ((try? desk.store.liveRows("practitioner", keys: Set(visits.map(\.encounter.practitioner)))) ?? [:]).mapValues { $0["name"]?.textValue ?? "" }
             if exporting {
                 let bundle = RecordExport.bundle(patientKey: key, patient: patient, visits: visits, orders: (try? orders?.orders(patient: key)) ?? [],
-                                                 reports: (try? orders?.reports(patient: key)) ?? [], departmentNames: departments, doctorNames: doctors,
+                                                 reports: (try? orders?.currentReports(patient: key)) ?? [], departmentNames: departments, doctorNames: doctors,
                                                  generatedMs: desk.clock.wallMillis())
                 let data = (try? JSONSerialization.data(withJSONObject: bundle, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data()
                 var page = page
@@ -181,13 +181,13 @@ extension StaffPages {
                 }
                 return visit
             }
-            var seen = Set<String>()
-            values["reports"] = ((try? orders?.reports(patient: key)) ?? []).filter { seen.insert($0.order).inserted }.map { r -> [String: Any] in
+            let reports = (try? orders?.currentReports(patient: key)) ?? []
+            values["reports"] = reports.map { r -> [String: Any] in
                 var v = reportValues(r, page, current: true)
                 v["title"] = (zh ? orders?.catalogue.item(r.item)?.zh : orders?.catalogue.item(r.item)?.en) ?? r.item
                 return v
             }
-            values["hasReports"] = !seen.isEmpty
+            values["hasReports"] = !reports.isEmpty
             values["printedAt"] = Self.shanghai(desk.clock.wallMillis())
             return page.html(renderer.render("print", values))
         case (.post, "/staff/phrases"):

@@ -420,8 +420,7 @@ package struct StaffPages: Sendable {
                     "diagnoses": current?.note.diagnoses.map { "\($0.name)（\($0.code)）" }.joined(separator: "、") ?? ""]
         }
         // Results, newest first, each as it stands (a corrected report shows once, as corrected).
-        var seen = Set<String>()
-        record["results"] = ((try? orders?.reports(patient: r.key)) ?? []).filter { seen.insert($0.order).inserted }.map { rep -> [String: Any] in
+        record["results"] = ((try? orders?.currentReports(patient: r.key)) ?? []).map { rep -> [String: Any] in
             let item = orders?.catalogue.item(rep.item)
             let flagged = rep.observations.filter { $0.flag != .normal }
             var v: [String: Any] = ["order": rep.order, "at": Self.shanghai(rep.atMs), "name": (page.lang == .zh ? item?.zh : item?.en) ?? rep.item,

@@ -175,6 +175,12 @@ package struct OrderDesk: Sendable {
         } catch { throw .storeUnavailable }
     }
 
+    /// A patient's results as they stand: each order's newest report, newest first.
+    package func currentReports(patient: String) throws(StaffError) -> [LabReport] {
+        var seen = Set<String>()
+        return try reports(patient: patient).filter { seen.insert($0.order).inserted }
+    }
+
     /// An order's reports, newest first (the first is the result as it stands; the others it corrected).
     package func reports(order: String) throws(StaffError) -> [LabReport] {
         do {

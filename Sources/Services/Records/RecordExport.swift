@@ -25,6 +25,7 @@ package enum RecordExport {
     /// The order catalogue's code system (the hospital's own item codes).
     package static let orderSystem = "urn:clinicmesh:codesystem:order-catalogue"
 
+    /// `reports`: each order's result as it stands (`OrderDesk.currentReports`).
     package static func bundle(patientKey: String, patient: [String: ColumnValue], visits: [VisitRecord], orders: [LabOrder] = [], reports: [LabReport] = [],
                                departmentNames: [String: String], doctorNames: [String: String], generatedMs: Int64) -> [String: Any] {
         var entries: [[String: Any]] = []
@@ -120,9 +121,7 @@ package enum RecordExport {
                 ])
             }
         }
-        // Reports come newest first: the first of each order is its result as it stands.
-        var current: [String: LabReport] = [:]
-        for r in reports where current[r.order] == nil { current[r.order] = r }
+        let current = Dictionary(reports.map { ($0.order, $0) }, uniquingKeysWith: { first, _ in first })
         for o in orders {
             let code: [String: Any] = ["coding": [["system": orderSystem, "code": o.item, "display": o.name]], "text": o.name]
             var request: [String: Any] = [
