@@ -132,7 +132,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            resources: [.copy("Access/RBAC.md"), .copy("Records/icd10-yibao-2.0.tsv"), .copy("Records/order-catalogue.tsv"), .copy("Records/allergens.tsv")],
+            resources: [.copy("Access/RBAC.md"), .copy("Records/icd10-yibao-2.0.tsv"), .copy("Records/order-catalogue.tsv"), .copy("Records/allergens.tsv"),
+                        .copy("Prescribing/drug-catalogue.tsv"), .copy("Prescribing/interactions.tsv"), .copy("Prescribing/dose-limits.tsv"),
+                        .copy("Prescribing/cautions.tsv")],
             swiftSettings: strict
         ),
 

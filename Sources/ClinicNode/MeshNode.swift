@@ -67,6 +67,12 @@ public final class MeshNode: Sendable {
     package var orders: OrderDesk? {
         (try? OrderCatalogue.shipped.get()).map { OrderDesk(store: store, clock: clock, catalogue: $0) }
     }
+    /// Prescriptions and their review (nil if the drug catalogue, the rule pack or the record is missing).
+    package var prescriptions: PrescriptionDesk? {
+        guard let records, let catalogue = try? DrugCatalogue.shipped.get(), let rules = try? RulePack.shipped.get() else { return nil }
+        return PrescriptionDesk(store: store, clock: clock, node: config.nodeID, catalogue: catalogue, rules: rules,
+                                policy: (config.prescribing ?? PrescribingConfig()).policy, records: records, orders: orders)
+    }
     /// The folder of HL7 result files this node imports, if the config names one.
     package var labInbox: LabInbox? {
         guard let lab = config.lab, let orders else { return nil }
@@ -364,7 +370,7 @@ public final class MeshNode: Sendable {
         let staffPages: StaffPages?
         do {
             staffPages = try StaffPages(desk: staff, appointments: readModel, rota: rota, floor: floor, attendance: attendance, changes: sessionChanges,
-                                        records: records, orders: orders, labInbox: labInbox, signInBurst: config.staffSettings.signInBurst,
+                                        records: records, orders: orders, labInbox: labInbox, prescriptions: prescriptions, signInBurst: config.staffSettings.signInBurst,
                                         signInPerSecond: config.staffSettings.signInPerSecond, logger: logger)
         } catch {
             logger.error("员工页面模板无法读取，本节点不提供员工页面 / staff page templates unreadable, no staff pages on this node", metadata: ["pages.error": "\(error)"])

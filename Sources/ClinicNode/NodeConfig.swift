@@ -1,4 +1,5 @@
 import Consensus
+import Domain
 import Foundation
 import Services
 
@@ -120,6 +121,8 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     public var floor: FloorConfig?
     /// The lab interface: the folder of HL7 result files this node imports; nil: none.
     public var lab: LabConfig?
+    /// The hospital's prescription lengths; nil: the defaults.
+    public var prescribing: PrescribingConfig?
 
     public struct BenchLoad: Codable, Sendable, Hashable {
         /// Rows written per second by this node (one transaction per 10 ms tick).
@@ -154,7 +157,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     enum CodingKeys: String, CodingKey {
         case metrics
         case nodeID = "node_id", department, clusterID = "cluster_id", mesh, admin
-        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, voters, tuning, bench, patients, staff, floor, lab
+        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, voters, tuning, bench, patients, staff, floor, lab, prescribing
     }
 
     public init(from decoder: any Decoder) throws {
@@ -176,6 +179,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         staff = try c.decodeIfPresent(StaffConfig.self, forKey: .staff)
         floor = try c.decodeIfPresent(FloorConfig.self, forKey: .floor)
         lab = try c.decodeIfPresent(LabConfig.self, forKey: .lab)
+        prescribing = try c.decodeIfPresent(PrescribingConfig.self, forKey: .prescribing)
     }
 
     /// Reads and checks a config file; relative paths in it are taken from the file's folder.
@@ -230,6 +234,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         try patients?.validate()
         try staff?.validate()
         try floor?.validate()
+        try prescribing?.validate()
         if let voters {
             let known = Set(peers.map(\.id) + [nodeID])
             // A node joining as a learner (cluster add-node) lists the voters as they are, odd or not.
@@ -314,6 +319,60 @@ public struct LabConfig: Codable, Sendable, Hashable {
     public var inbox: String
 
     public init(inbox: String) { self.inbox = inbox }
+}
+
+/// The hospital's prescription lengths (`"prescribing"` in a node's config). 《处方管理办法》第十九条
+/// sets 7 and 3 days and lets chronic diseases have longer; which ones, and how long, the hospital
+/// decides. Every node of a cluster should say the same.
+public struct PrescribingConfig: Codable, Sendable, Hashable {
+    public var ordinaryDays: Int
+    public var emergencyDays: Int
+    public var chronicDays: Int
+    /// ICD-10 code prefixes of the chronic diseases allowed `chronic_days` (the hospital's list).
+    public var chronicDiagnoses: [String]
+    /// Special-use antibacterials in the outpatient clinic (第二十八条 says no; default false).
+    public var outpatientSpecialUse: Bool
+
+    /// The demo hospital's chronic list: hypertension, diabetes, ischaemic heart disease, lipid
+    /// disorders, COPD and asthma, chronic kidney disease. Its own choice, not a published list.
+    public static let demoChronicDiagnoses = ["I10", "I11", "I12", "I13", "I15", "E10", "E11", "E12", "E13", "E14", "I20", "I25", "E78", "J44", "J45", "N18"]
+
+    public init(ordinaryDays: Int = 7, emergencyDays: Int = 3, chronicDays: Int = 30, chronicDiagnoses: [String] = Self.demoChronicDiagnoses,
+                outpatientSpecialUse: Bool = false) {
+        self.ordinaryDays = ordinaryDays; self.emergencyDays = emergencyDays; self.chronicDays = chronicDays
+        self.chronicDiagnoses = chronicDiagnoses; self.outpatientSpecialUse = outpatientSpecialUse
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        ordinaryDays = try c.decodeIfPresent(Int.self, forKey: .ordinaryDays) ?? 7
+        emergencyDays = try c.decodeIfPresent(Int.self, forKey: .emergencyDays) ?? 3
+        chronicDays = try c.decodeIfPresent(Int.self, forKey: .chronicDays) ?? 30
+        chronicDiagnoses = try c.decodeIfPresent([String].self, forKey: .chronicDiagnoses) ?? Self.demoChronicDiagnoses
+        outpatientSpecialUse = try c.decodeIfPresent(Bool.self, forKey: .outpatientSpecialUse) ?? false
+    }
+
+    func validate() throws {
+        guard (1...7).contains(ordinaryDays), (1...3).contains(emergencyDays) else {
+            throw NodeError(.config, zh: "prescribing.ordinary_days 应在 1 到 7 之间、emergency_days 在 1 到 3 之间（《处方管理办法》第十九条）。",
+                            en: "prescribing.ordinary_days must be 1 to 7 and emergency_days 1 to 3 (Prescription Regulations, art. 19).")
+        }
+        guard (1...90).contains(chronicDays) else {
+            throw NodeError(.config, zh: "prescribing.chronic_days 应在 1 到 90 之间（默认 30）。", en: "prescribing.chronic_days must be 1 to 90 (default 30).")
+        }
+    }
+
+    public var policy: SupplyPolicy {
+        var p = SupplyPolicy()
+        p.ordinaryDays = ordinaryDays; p.emergencyDays = emergencyDays; p.chronicDays = chronicDays
+        p.chronicDiagnoses = chronicDiagnoses; p.outpatientSpecialUse = outpatientSpecialUse
+        return p
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case ordinaryDays = "ordinary_days", emergencyDays = "emergency_days", chronicDays = "chronic_days", chronicDiagnoses = "chronic_diagnoses"
+        case outpatientSpecialUse = "outpatient_special_use"
+    }
 }
 
 /// The clinic floor's rules (`"floor"` in a node's config).

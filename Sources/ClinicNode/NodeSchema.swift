@@ -157,6 +157,24 @@ public enum NodeSchema {
         .init("owner", .text), .init("text", .text), .init("position", .integer), .init("retired", .integer), .init("updated_ms", .integer),
     ], indexes: [["owner"]])
 
+    /// Key: `rx-<uuid>`: a signed prescription (处方, FHIR MedicationRequest), a clinical document:
+    /// inserted once, never changed. `body` (`RxBody` as JSON: lines, the check's alerts with the
+    /// doctor's reasons, the patient facts it used) is sealed at the origin; `rule_version` names
+    /// the rule pack that checked it.
+    public static let prescription = ReplicatedTable("prescription", columns: [
+        .init("encounter", .text), .init("patient", .text), .init("department", .text), .init("practitioner", .text), .init("date", .text),
+        .init("kind", .text), .init("pharmacy", .text), .init("body", .text, encrypted: true), .init("rule_version", .text),
+        .init("author", .text), .init("author_name", .text), .init("node", .text), .init("at_ms", .integer), .init("total_fen", .integer),
+    ], indexes: [["encounter"], ["patient", "at_ms"], ["pharmacy", "date"], ["author", "at_ms"]])
+    /// Key: `<prescription>/<uuid>`: a pharmacist's review (审方), inserted once (a clinical document).
+    /// The reason, which the doctor reads on a refusal, is sealed.
+    public static let prescriptionReview = ReplicatedTable("prescription_review", columns: [
+        .init("prescription", .text), .init("verdict", .text), .init("reason", .text, encrypted: true), .init("pharmacist", .text),
+        .init("pharmacist_name", .text), .init("at_ms", .integer), .init("rule_version", .text),
+    ], indexes: [["prescription"]])
+    /// A doctor's prescribing rights (`PrescribingRight`, comma-separated), granted by the hospital.
+    static let staffRights = ReplicatedTable.Column("rights", .text)
+
     public static let schema = ReplicaSchema(versions: [
         [.createTable(department), .createTable(practitioner), .createTable(patient), .createTable(schedule), .createTable(slot)],
         [.createTable(appointment)],
@@ -167,5 +185,6 @@ public enum NodeSchema {
         [.createTable(sessionChange)],
         [.createTable(encounter), .createTable(noteVersion), .createTable(noteTemplate)],
         [.createTable(labOrder), .createTable(labReport), .createTable(notePhrase)],
+        [.createTable(prescription), .createTable(prescriptionReview), .addColumn(table: "staff", staffRights)],
     ])
 }

@@ -1,10 +1,10 @@
 import Foundation
 
 /// Small helpers for text typed by people: Chinese input methods often produce full-width forms.
-enum InputText {
+public enum InputText {
     /// Maps full-width ASCII forms (U+FF01...U+FF5E, e.g. "１３８", "Ｘ", "＋") to their ASCII
     /// counterparts and the ideographic space (U+3000) to a plain space. Everything else is kept.
-    static func foldingFullWidth(_ text: String) -> String {
+    public static func foldingFullWidth(_ text: String) -> String {
         var folded = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
             switch scalar.value {
@@ -20,7 +20,7 @@ enum InputText {
         return String(folded)
     }
 
-    static func trimmed(_ text: String) -> String {
+    public static func trimmed(_ text: String) -> String {
         text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 

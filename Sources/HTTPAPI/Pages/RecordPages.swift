@@ -399,6 +399,12 @@ extension StaffPages {
             values["mayOrder"] = true
             values["orderChoices"] = orders.catalogue.items.map { ["code": $0.code, "name": zh ? $0.zh : $0.en, "kind": zh ? $0.kind.zh : $0.kind.en] }
         }
+        if let prescriptions {
+            values["mayPrescribe"] = !visit.enteredInError
+            let written = ((try? prescriptions.prescriptions(encounter: e.id)) ?? []).map { summaryValues($0, page) }
+            values["prescriptions"] = written
+            values["hasPrescriptions"] = !written.isEmpty
+        }
         let placed = visitOrderValues(e.id, page)
         values["orders"] = placed
         values["hasOrders"] = !placed.isEmpty

@@ -38,6 +38,8 @@ package struct StaffPages: Sendable {
     let orders: OrderDesk?
     /// This node's folder of HL7 result files (nil: none configured).
     let labInbox: LabInbox?
+    /// Prescriptions and the pharmacy's review (nil: no prescribing pages).
+    let prescriptions: PrescriptionDesk?
     let renderer: PageRenderer
     /// Sign-in attempts per client address on this node (`staff.sign_in_burst`, `_per_second`).
     /// The lockout guards each account; this guards the node (each attempt costs a 32 MiB scrypt).
@@ -48,7 +50,7 @@ package struct StaffPages: Sendable {
 
     package init(desk: StaffDesk, appointments: (any PatientAppointments)? = nil, rota: RotaDesk? = nil, floor: FloorDesk? = nil,
                  attendance: AttendanceDesk? = nil, changes: SessionChangeDesk? = nil, records: RecordDesk? = nil, orders: OrderDesk? = nil,
-                labInbox: LabInbox? = nil, signInBurst: Int = 30, signInPerSecond: Double = 1,
+                labInbox: LabInbox? = nil, prescriptions: PrescriptionDesk? = nil, signInBurst: Int = 30, signInPerSecond: Double = 1,
                  logger: Logger) throws {
         self.desk = desk
         self.appointments = appointments
@@ -59,6 +61,7 @@ package struct StaffPages: Sendable {
         self.records = records
         self.orders = orders
         self.labInbox = labInbox
+        self.prescriptions = prescriptions
         signInLimiter = RateLimiter(burst: signInBurst, perSecond: signInPerSecond)
         self.logger = logger
         renderer = try PageRenderer.shipped()
@@ -86,10 +89,10 @@ package struct StaffPages: Sendable {
         StaffRoute(method: .get, path: "/staff/patients", action: "patient.read"),
         StaffRoute(method: .get, path: "/staff/patients/{key}", action: "patient.read"),
         StaffRoute(method: .post, path: "/staff/patients/{key}/break-glass", action: "patient.break_glass"),
-    ] + rotaRoutes + floorRoutes + attendanceRoutes + sessionChangeRoutes + recordRoutes + labRoutes
+    ] + rotaRoutes + floorRoutes + attendanceRoutes + sessionChangeRoutes + recordRoutes + labRoutes + prescriptionRoutes
 
     /// Actions taken from a page rather than from a home page's link.
-    package static let pageOnlyActions: Set<String> = ["patient.break_glass", "floor.walk_in", "attendance.sign", "record.write"]
+    package static let pageOnlyActions: Set<String> = ["patient.break_glass", "floor.walk_in", "attendance.sign", "record.write", "rx.write", "rx.read"]
 
     /// Where a home page's link for an action goes.
     static let actionPaths: [String: String] = [
@@ -97,7 +100,7 @@ package struct StaffPages: Sendable {
         "staff.manage": "/staff/accounts", "audit.read": "/staff/audit", "patient.read": "/staff/patients", "rota.manage": "/staff/rota",
         "floor.checkin": "/staff/floor", "floor.call": "/staff/queue", "attendance.read": "/staff/attendance",
         "schedule.approve": "/staff/approvals", "record.search": "/staff/records/search", "template.manage": "/staff/templates",
-        "lab.result": "/staff/lab",
+        "lab.result": "/staff/lab", "pharmacy.review": "/staff/pharmacy",
     ]
 
     /// Events on one page of the auditor's view (older ones on the next page).
@@ -284,6 +287,8 @@ package struct StaffPages: Sendable {
             return try recordRoute(route, request, context, form: form, page: page, account)
         case (_, _) where Self.labRoutes.contains(route):
             return try labRoute(route, request, context, form: form, page: page, account)
+        case (_, _) where Self.prescriptionRoutes.contains(route):
+            return try prescriptionRoute(route, request, context, form: form, page: page, account)
         case (_, _) where Self.attendanceRoutes.contains(route):
             return try attendanceRoute(route, request, form: form, page: page, account)
         case (.get, "/staff/accounts"):
@@ -653,6 +658,8 @@ struct PageRenderer: Sendable {
     let displayScript: String
     /// The visit page's script: the diagnosis search as one types.
     let recordScript: String
+    /// The pharmacy queue's script: fetches the queue again when the server says it changed.
+    let pharmacyScript: String
 
     static func shipped() throws -> PageRenderer {
         guard let base = Bundle.module.resourceURL else {
@@ -667,7 +674,8 @@ struct PageRenderer: Sendable {
         let css = try String(contentsOf: base.appendingPathComponent("Static/style.css"), encoding: .utf8)
         let script = try String(contentsOf: base.appendingPathComponent("Static/display.js"), encoding: .utf8)
         let record = try String(contentsOf: base.appendingPathComponent("Static/record.js"), encoding: .utf8)
-        return PageRenderer(library: library, stylesheet: css, displayScript: script, recordScript: record)
+        let pharmacy = try String(contentsOf: base.appendingPathComponent("Static/pharmacy.js"), encoding: .utf8)
+        return PageRenderer(library: library, stylesheet: css, displayScript: script, recordScript: record, pharmacyScript: pharmacy)
     }
 
     func render(_ template: String, _ values: [String: Any]) -> String {

@@ -44,6 +44,8 @@ package struct StaffAccount: Sendable, Hashable {
     package var roles: Set<StaffRole>
     package var departments: [String]
     package var practitioner: String
+    /// Prescribing rights beyond the ordinary, granted by the hospital (`PrescribingRight`).
+    package var rights: Set<PrescribingRight>
     package var active: Bool
     package var mustChangePassword: Bool
     package var sessionsAfterMs: Int64
@@ -55,6 +57,7 @@ package struct StaffAccount: Sendable, Hashable {
         roles = Set((row["roles"]?.textValue ?? "").split(separator: ",").compactMap { StaffRole(rawValue: String($0)) })
         departments = (row["departments"]?.textValue ?? "").split(separator: ",").map(String.init)
         practitioner = row["practitioner"]?.textValue ?? ""
+        rights = Set((row["rights"]?.textValue ?? "").split(separator: ",").compactMap { PrescribingRight(rawValue: String($0)) })
         active = (row["active"]?.integerValue ?? 0) == 1
         mustChangePassword = (row["must_change_password"]?.integerValue ?? 0) == 1
         sessionsAfterMs = row["sessions_after_ms"]?.integerValue ?? 0
@@ -168,6 +171,16 @@ package final class StaffDesk: Sendable {
             try store.write { w in _ = try w.update("staff", key: a.number, values: ["active": .integer(0), "sessions_after_ms": .integer(nowMs)]) }
         } catch { throw .storeUnavailable }
         try record(AuditEvent(staff: by, action: "staff.disable", resource: "staff/\(a.number)", outcome: "ok"))
+    }
+
+    /// Grants exactly these prescribing rights (none: all withdrawn); audited.
+    package func setRights(_ number: String, _ rights: Set<PrescribingRight>, by: String) throws(StaffError) {
+        guard let a = try account(number) else { throw StaffError(404, "staff.unknown", zh: "没有这个工号。", en: "there is no such staff number.") }
+        let text = rights.map(\.rawValue).sorted().joined(separator: ",")
+        do {
+            try store.write { w in _ = try w.update("staff", key: a.number, values: ["rights": .text(text)]) }
+        } catch { throw .storeUnavailable }
+        try record(AuditEvent(staff: by, action: "staff.rights", resource: "staff/\(a.number)", outcome: "ok", detail: text))
     }
 
     /// Sets a new password that must be changed at the next sign-in; ends the account's sessions,
