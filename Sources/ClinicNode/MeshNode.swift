@@ -73,6 +73,10 @@ public final class MeshNode: Sendable {
         return PrescriptionDesk(store: store, clock: clock, node: config.nodeID, catalogue: catalogue, rules: rules,
                                 policy: (config.prescribing ?? PrescribingConfig()).policy, records: records, orders: orders)
     }
+    /// The pharmacies' stock, dispensing and returns (nil without prescriptions).
+    package var pharmacy: PharmacyDesk? {
+        prescriptions.map { PharmacyDesk(consensus: consensus, prescriptions: $0, outbox: patients?.outbox) }
+    }
     /// The folder of HL7 result files this node imports, if the config names one.
     package var labInbox: LabInbox? {
         guard let lab = config.lab, let orders else { return nil }
@@ -347,6 +351,10 @@ public final class MeshNode: Sendable {
     /// after the group's `run()` returns.
     /// `extra`: parts the composition adds (the bench load), started last and stopped first.
     public func makeServiceGroup(gracefulShutdownSignals: [UnixSignal] = [], extra: [any Service] = []) -> ServiceGroup {
+        // The pharmacies this node serves: their stock blocks, held here (proposed until committed).
+        if let served = config.pharmacy?.serves, !served.isEmpty {
+            defineSessions(served.map { SessionBlock(block: pharmacyBlockPrefix + $0, home: config.nodeID, slots: 1, opensAtMs: 0) })
+        }
         var services: [any Service] = [
             NodeService(name: "mesh") { try await self.runMeshListener() },
             NodeService(name: "admin") { try await self.runAdminListener() },
@@ -370,7 +378,7 @@ public final class MeshNode: Sendable {
         let staffPages: StaffPages?
         do {
             staffPages = try StaffPages(desk: staff, appointments: readModel, rota: rota, floor: floor, attendance: attendance, changes: sessionChanges,
-                                        records: records, orders: orders, labInbox: labInbox, prescriptions: prescriptions, signInBurst: config.staffSettings.signInBurst,
+                                        records: records, orders: orders, labInbox: labInbox, prescriptions: prescriptions, pharmacy: pharmacy, signInBurst: config.staffSettings.signInBurst,
                                         signInPerSecond: config.staffSettings.signInPerSecond, logger: logger)
         } catch {
             logger.error("员工页面模板无法读取，本节点不提供员工页面 / staff page templates unreadable, no staff pages on this node", metadata: ["pages.error": "\(error)"])

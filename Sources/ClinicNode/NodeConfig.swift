@@ -123,6 +123,8 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     public var lab: LabConfig?
     /// The hospital's prescription lengths; nil: the defaults.
     public var prescribing: PrescribingConfig?
+    /// The pharmacies whose stock this node holds; nil: none.
+    public var pharmacy: PharmacyConfig?
 
     public struct BenchLoad: Codable, Sendable, Hashable {
         /// Rows written per second by this node (one transaction per 10 ms tick).
@@ -157,7 +159,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
     enum CodingKeys: String, CodingKey {
         case metrics
         case nodeID = "node_id", department, clusterID = "cluster_id", mesh, admin
-        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, voters, tuning, bench, patients, staff, floor, lab, prescribing
+        case dataDir = "data_dir", certDir = "cert_dir", dataKeyFile = "data_key_file", peers, voters, tuning, bench, patients, staff, floor, lab, prescribing, pharmacy
     }
 
     public init(from decoder: any Decoder) throws {
@@ -180,6 +182,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         floor = try c.decodeIfPresent(FloorConfig.self, forKey: .floor)
         lab = try c.decodeIfPresent(LabConfig.self, forKey: .lab)
         prescribing = try c.decodeIfPresent(PrescribingConfig.self, forKey: .prescribing)
+        pharmacy = try c.decodeIfPresent(PharmacyConfig.self, forKey: .pharmacy)
     }
 
     /// Reads and checks a config file; relative paths in it are taken from the file's folder.
@@ -235,6 +238,7 @@ public struct NodeConfig: Codable, Sendable, Hashable {
         try staff?.validate()
         try floor?.validate()
         try prescribing?.validate()
+        try pharmacy?.validate()
         if let voters {
             let known = Set(peers.map(\.id) + [nodeID])
             // A node joining as a learner (cluster add-node) lists the voters as they are, odd or not.
@@ -372,6 +376,22 @@ public struct PrescribingConfig: Codable, Sendable, Hashable {
     enum CodingKeys: String, CodingKey {
         case ordinaryDays = "ordinary_days", emergencyDays = "emergency_days", chronicDays = "chronic_days", chronicDiagnoses = "chronic_diagnoses"
         case outpatientSpecialUse = "outpatient_special_use"
+    }
+}
+
+/// The pharmacies whose stock blocks this node holds (`"pharmacy"` in a node's config): the node
+/// of the pharmacy's own staff; after a failure the block moves to another node and back.
+public struct PharmacyConfig: Codable, Sendable, Hashable {
+    /// Pharmacy codes: `west` (门诊西药房), `tcm` (中药房).
+    public var serves: [String]
+
+    public init(serves: [String]) { self.serves = serves }
+
+    func validate() throws {
+        for code in serves where Pharmacy(rawValue: code) == nil {
+            throw NodeError(.config, zh: "pharmacy.serves 中的“\(code)”不是药房代码（west 门诊西药房、tcm 中药房）。",
+                            en: "“\(code)” in pharmacy.serves is not a pharmacy code (west, tcm).")
+        }
     }
 }
 

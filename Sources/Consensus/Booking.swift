@@ -107,6 +107,21 @@ public enum RefuseReason: String, Sendable, Equatable, CaseIterable {
     case queueChanged
     /// Nobody is waiting and nobody is called.
     case queueEmpty
+    // The pharmacy's (`StockCommand`); refused without a record, as they move nothing.
+    /// Not enough packages of a batch for the movement.
+    case stockShort
+    /// The batch is past its expiry date (by the holder's clock).
+    case batchExpired
+    /// The pharmacy has no such batch of the drug.
+    case unknownBatch
+    /// A receipt names a known batch with another expiry date.
+    case batchMismatch
+    /// The prescription was dispensed already (at this window or another).
+    case alreadyDispensed
+    /// A return for a prescription that was never dispensed.
+    case notDispensed
+    /// A return of more than was dispensed (and not yet returned).
+    case returnTooMuch
 }
 
 extension Booking {
@@ -116,6 +131,7 @@ extension Booking {
         if case .refusal = kind { return block == q.block && patient == q.patient }
         // A floor record's slot and patient are its subject's, which the command may not name.
         if case .floor = kind { return block == q.block && FloorCommand(requestTag: q.tag) != nil }
+        if case .stock = kind { return block == q.block && StockCommand(requestTag: q.tag) != nil }
         return block == q.block && patient == q.patient && kind.released == q.releases && kind.confirmed == q.confirms && q.candidates.contains(slot)
     }
 }
@@ -485,6 +501,11 @@ public struct BookingNode: Sendable {
             }
         }
         if q.onlyIfKnown { return [.refused(requestID: q.id, reason: .unknownRequest)] }
+        // A pharmacy's block takes stock movements and nothing else; no other block takes them.
+        if isPharmacyBlock(q.block) {
+            guard let command = StockCommand(requestTag: q.tag) else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }
+            return stock(q, command, r, state: state, wallMs: wallMs)
+        }
         if let command = FloorCommand(requestTag: q.tag), !isQuotaBucket(q.block) {
             return floor(q, command, r, state: state)
         }
@@ -538,7 +559,7 @@ public struct BookingNode: Sendable {
                 if case .expiry = asked, wallMs < until { continue }
             case .cancellation(let target), .release(let target, _):
                 guard let held = holdingBooking(current), held.patient == q.patient, held.id == target || held.kind.confirmed == target else { continue }
-            case .booking, .hold, .quotaReservation, .strike, .refusal, .floor:
+            case .booking, .hold, .quotaReservation, .strike, .refusal, .floor, .stock:
                 break
             }
             chosen = (slot, next)
@@ -551,7 +572,7 @@ public struct BookingNode: Sendable {
                 return refuse(q, asked, gone ? .holdExpired : .notBooked, r, state: state)
             case .cancellation, .expiry, .release:
                 return refuse(q, asked, .notBooked, r, state: state)
-            case .booking, .hold, .quotaReservation, .strike, .refusal, .floor:
+            case .booking, .hold, .quotaReservation, .strike, .refusal, .floor, .stock:
                 return refuse(q, asked, .slotTaken, r, state: state)
             }
         }
@@ -580,6 +601,26 @@ public struct BookingNode: Sendable {
         let subject = queue.subject(of: event)
         let b = Booking(id: q.id, block: q.block, slot: subject?.slot ?? -1, patient: subject?.patient ?? q.patient, epoch: r.epoch,
                         kind: .floor(FloorRecord(seq: queue.lastSeq + 1, event: event)))
+        persist(records: [b])
+        propose(b, voters: r.voters, state: state)
+        return drain()
+    }
+
+    /// The next stock record of `q.block`, decided from every valid one this holder has (its own
+    /// still short of their quorum included), so two windows never take the same packages.
+    private mutating func stock(_ q: BookingRequest, _ command: StockCommand, _ r: LeaseRecord, state: ClusterState, wallMs: Int64) -> [BookingAction] {
+        let own = store.records(in: q.block)
+        if own.contains(where: { $0.epoch > r.epoch }) { return [.refused(requestID: q.id, reason: .noHolder)] }
+        let valid = r.collected + own.filter { $0.epoch == r.epoch && !r.collectedIDs.contains($0.id) }
+        let ledger = StockLedger(records: valid)
+        let event: StockEvent
+        switch ledger.decide(command, today: ShanghaiTime.unixDay(wallMs: wallMs)) {
+        case .refused(let reason): return [.refused(requestID: q.id, reason: reason)]
+        case .event(let e): event = e
+        }
+        guard quorumReachable(r) else { return [.refused(requestID: q.id, reason: .noHolder)] }
+        let b = Booking(id: q.id, block: q.block, slot: -1, patient: q.patient, epoch: r.epoch,
+                        kind: .stock(StockRecord(seq: ledger.lastSeq + 1, atMs: max(wallMs, ledger.lastAtMs), event: event)))
         persist(records: [b])
         propose(b, voters: r.voters, state: state)
         return drain()

@@ -30,12 +30,14 @@ public enum BookingKind: Hashable, Sendable {
     case refusal(RefuseReason, requestTag: String)
     /// An event of the session's queue (`SessionQueue`); takes no slot.
     case floor(FloorRecord)
+    /// A movement of a pharmacy's stock (`StockLedger`), in the pharmacy's block; takes no slot.
+    case stock(StockRecord)
 
     /// The booking a release of any sort (cancellation, expiry, reservation release) ends.
     public var released: String? {
         switch self {
         case .cancellation(let target), .expiry(let target), .release(let target, _): target
-        case .booking, .hold, .confirmation, .quotaReservation, .strike, .refusal, .floor: nil
+        case .booking, .hold, .confirmation, .quotaReservation, .strike, .refusal, .floor, .stock: nil
         }
     }
 
@@ -52,7 +54,7 @@ public enum BookingKind: Hashable, Sendable {
         case .hold: .busyTentative
         case .booking, .confirmation, .quotaReservation, .strike: .busy
         case .cancellation, .expiry, .release: .free
-        case .refusal, .floor: nil
+        case .refusal, .floor, .stock: nil
         }
     }
 
@@ -68,7 +70,7 @@ public enum BookingKind: Hashable, Sendable {
         case .confirmation: status == .busyTentative && status.canTransition(to: .busy)
         case .expiry: status == .busyTentative && status.canTransition(to: .free)
         case .cancellation, .release: (status == .busyTentative || status == .busy) && status.canTransition(to: .free)
-        case .refusal, .floor: false
+        case .refusal, .floor, .stock: false
         }
     }
 }
@@ -98,6 +100,7 @@ extension BookingKind {
         case .strike(let strike): Fields(tag: strike.encoded)
         case .refusal(let reason, let requestTag): Fields(tag: requestTag, refusal: reason.rawValue)
         case .floor(let record): Fields(tag: record.encoded)
+        case .stock(let record): Fields(tag: record.encoded)
         }
     }
 
@@ -120,6 +123,9 @@ extension BookingKind {
             }
         } else if let hold = f.confirms {
             kind = .confirmation(of: hold, label: f.tag)
+        } else if isPharmacyBlock(block) {
+            guard f.holdUntilMs == 0, let record = StockRecord(encoded: f.tag) else { return nil }
+            kind = .stock(record)
         } else if !isQuotaBucket(block), f.holdUntilMs == 0, let record = FloorRecord(encoded: f.tag) {
             kind = .floor(record)
         } else if isQuotaBucket(block) {

@@ -120,6 +120,18 @@ public struct BookingLookup: Sendable {
         return SessionQueue(records: valid)
     }
 
+    /// A pharmacy's stock as this node's acknowledged, valid records of its block say it; nil if
+    /// the block is unknown here or its records are newer than the lease history known here.
+    public func stock(of block: BlockID) -> StockLedger? {
+        guard let r = view.cluster.blocks[block] else { return nil }
+        var valid = r.collected
+        for b in view.store.records(in: block) {
+            if b.epoch > r.epoch { return nil }
+            if b.epoch == r.epoch, !r.collectedIDs.contains(b.id), !view.isPending(b.id) { valid.append(b) }
+        }
+        return StockLedger(records: valid)
+    }
+
     /// The acknowledged, valid records of every slot block this node holds now: what its holder
     /// owes patients messages about.
     public func recordsOfHeldBlocks() -> [(block: BlockID, records: [Booking])] {

@@ -236,7 +236,7 @@ public struct QuotaTrim: Sendable, Hashable, Codable {
             if let tag = QuotaTag(encoded: requestTag) { return tag.visitDay < reservationsBefore }
             if let strike = Strike(encoded: requestTag) { return strike.day < strikesBefore }
             return false
-        case .booking, .hold, .confirmation, .cancellation, .expiry, .release, .floor: return false
+        case .booking, .hold, .confirmation, .cancellation, .expiry, .release, .floor, .stock: return false
         }
     }
 }

@@ -171,7 +171,7 @@ public struct SessionQueue: Sendable, Equatable {
             case .confirmation(let hold, _): confirmed.insert(hold)
             case .cancellation(let target), .expiry(let target), .release(let target, _): released.insert(target)
             case .floor(let r): floor.append((r, b.id))
-            case .quotaReservation, .strike, .refusal: break
+            case .quotaReservation, .strike, .refusal, .stock: break
             }
         }
         for (id, b) in booked where !released.contains(id) {

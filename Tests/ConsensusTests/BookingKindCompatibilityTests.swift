@@ -76,6 +76,7 @@ import Testing
         case .strike: "strike"
         case .refusal: "refusal"
         case .floor: "floor" // newer than the captured bytes: `SessionQueueTests` round-trips it
+        case .stock: "stock" // newer still: `StockLedgerTests` round-trips it
         }
     }
 

@@ -14,6 +14,10 @@ extension StaffPages {
         StaffRoute(method: .get, path: "/staff/pharmacy", action: "pharmacy.review"),
         StaffRoute(method: .get, path: "/staff/pharmacy/events", action: "pharmacy.review"),
         StaffRoute(method: .post, path: "/staff/prescriptions/{id}/review", action: "pharmacy.review"),
+        StaffRoute(method: .post, path: "/staff/prescriptions/{id}/dispense", action: "pharmacy.dispense"),
+        StaffRoute(method: .post, path: "/staff/prescriptions/{id}/return", action: "pharmacy.dispense"),
+        StaffRoute(method: .get, path: "/staff/pharmacy/stock", action: "pharmacy.stock"),
+        StaffRoute(method: .post, path: "/staff/pharmacy/stock", action: "pharmacy.stock"),
         StaffRoute(method: .get, path: "/staff/static/pharmacy.js", action: "public"),
     ]
 
@@ -25,9 +29,13 @@ extension StaffPages {
         return prescriptions
     }
 
+    func pharmacyDesk() throws(StaffError) -> PharmacyDesk {
+        guard let pharmacy else { throw StaffError(503, "stock.unavailable", zh: "本节点未提供药房库存功能。", en: "this node does not offer the pharmacy's stock.") }
+        return pharmacy
+    }
+
     func prescriptionRoute(_ route: StaffRoute, _ request: Request, _ context: PatientRequestContext, form: [String: [String]], page: PageAnswer,
-                           _ account: StaffAccount) throws(StaffError) -> Response {
-        if route.path == "/staff/static/pharmacy.js" { return page.asset(renderer.pharmacyScript, contentType: "text/javascript; charset=utf-8") }
+                           _ account: StaffAccount) async throws(StaffError) -> Response {
         let rx = try prescriptionDesk()
         let id = context.parameters.get("id") ?? ""
         switch (route.method, route.path) {
@@ -62,9 +70,11 @@ extension StaffPages {
             try mayRead(found, account)
             try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "rx.read", patient: found.patient,
                                        resource: "prescription/\(id)", outcome: "ok"))
-            let signed = request.uri.queryParameters["signed"] == "1"
-            return sheetPage(page, rx, found, message: signed ? StaffError(200, "rx.signed", zh: "处方已签名，已发送至\(found.pharmacy.zh)。",
-                                                                              en: "signed and sent to the \(found.pharmacy.en).") : nil, status: 200, account)
+            let q = request.uri.queryParameters
+            let note: StaffError? = q["signed"] == "1" ? StaffError(200, "rx.signed", zh: "处方已签名，已发送至\(found.pharmacy.zh)。", en: "signed and sent to the \(found.pharmacy.en).")
+                : q["dispensed"] == "1" ? StaffError(200, "rx.dispensed", zh: "已发药，已短信通知患者取药。", en: "dispensed; the patient is told by SMS.")
+                : q["returned"] == "1" ? StaffError(200, "rx.returned", zh: "已退药入库。", en: "returned to stock.") : nil
+            return sheetPage(page, rx, found, message: note, status: 200, account)
         case (.post, "/staff/prescriptions/{id}/review"):
             guard let found = try rx.prescription(id) else { throw StaffError(404, "rx.not_found", zh: "没有这张处方。", en: "no such prescription.") }
             let verdict: RxReview.Verdict = form["verdict"]?.first == "approved" ? .approved : .refused
@@ -84,6 +94,53 @@ extension StaffPages {
             return try pharmacyPage(page, rx, pharmacy, date: date)
         case (.get, "/staff/pharmacy/events"):
             return pharmacyStream(rx, page: page)
+        case (.post, "/staff/prescriptions/{id}/dispense"):
+            guard let found = try rx.prescription(id) else { throw StaffError(404, "rx.not_found", zh: "没有这张处方。", en: "no such prescription.") }
+            let stock = try pharmacyDesk()
+            do throws(StaffError) {
+                let picks = try found.body.lines.enumerated().map { i, line throws(StaffError) -> PharmacyDesk.Pick in
+                    let batch = InputText.trimmed(form["batch_\(i)"]?.first ?? "")
+                    let typed = InputText.trimmed(form["quantity_\(i)"]?.first ?? "")
+                    guard let n = typed.isEmpty ? line.packages : Int(typed), n >= 0 else {
+                        throw StaffError(400, "stock.quantity", zh: "发药数量须为整数。", en: "the quantity dispensed is a whole number.")
+                    }
+                    return PharmacyDesk.Pick(drug: line.drug, batch: batch.isEmpty ? nil : batch, quantity: n)
+                }
+                let (_, record) = try await stock.dispense(id, picks: picks)
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "rx.dispense", patient: found.patient,
+                                           resource: "prescription/\(id)", outcome: "ok", detail: "stock#\(record.seq)"))
+                return page.redirect("/staff/prescriptions/\(id)?dispensed=1")
+            } catch {
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "rx.dispense", patient: found.patient,
+                                           resource: "prescription/\(id)", outcome: error.code))
+                return sheetPage(page, rx, found, message: error, status: error.status, account)
+            }
+        case (.post, "/staff/prescriptions/{id}/return"):
+            guard let found = try rx.prescription(id) else { throw StaffError(404, "rx.not_found", zh: "没有这张处方。", en: "no such prescription.") }
+            let stock = try pharmacyDesk()
+            do throws(StaffError) {
+                let record = try await stock.takeBack(id, drug: form["drug"]?.first ?? "", batch: form["batch"]?.first ?? "", quantity: form["quantity"]?.first ?? "")
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "rx.return", patient: found.patient,
+                                           resource: "prescription/\(id)", outcome: "ok", detail: "stock#\(record.seq)"))
+                return page.redirect("/staff/prescriptions/\(id)?returned=1")
+            } catch {
+                return sheetPage(page, rx, found, message: error, status: error.status, account)
+            }
+        case (.get, "/staff/pharmacy/stock"):
+            let pharmacy = Pharmacy(rawValue: request.uri.queryParameters["pharmacy"].map(String.init) ?? "") ?? .western
+            return try stockPage(page, rx, pharmacy, message: nil, status: 200)
+        case (.post, "/staff/pharmacy/stock"):
+            let pharmacy = Pharmacy(rawValue: form["pharmacy"]?.first ?? "") ?? .western
+            let stock = try pharmacyDesk()
+            do throws(StaffError) {
+                let record = try await stock.receive(pharmacy, drug: form["drug"]?.first ?? "", batch: form["batch"]?.first ?? "",
+                                                     expiry: form["expiry"]?.first ?? "", quantity: form["quantity"]?.first ?? "")
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "stock.receive", resource: "pharmacy/\(pharmacy.rawValue)",
+                                           outcome: "ok", detail: "stock#\(record.seq)"))
+                return try stockPage(page, rx, pharmacy, message: StaffError(200, "stock.received", zh: "已入库。", en: "received."), status: 200)
+            } catch {
+                return try stockPage(page, rx, pharmacy, message: error, status: error.status)
+            }
         default:
             throw StaffError(404, "route.unknown", zh: "没有这个页面。", en: "there is no such page.")
         }
@@ -160,11 +217,15 @@ extension StaffPages {
         values["commonDrugs"] = common.map { ["code": $0.code, "name": $0.genericZh + " " + $0.form] }
         values["hasCommon"] = !common.isEmpty
         if let draft {
+            let hints = pharmacy.flatMap { $0.ledger(draft.pharmacy) == nil ? nil : $0.hints(draft.pharmacy) }
             values["checked"] = [
                 "kind": zh ? draft.kind.zh : draft.kind.en, "colour": draft.kind.colour, "pharmacy": zh ? draft.pharmacy.zh : draft.pharmacy.en,
                 "total": Self.yuan(draft.totalFen), "ruleVersion": draft.ruleVersion,
                 "lines": zip(draft.lines, draft.drugs).map { line, drug -> [String: Any] in
-                    lineValues(line, drug, page)
+                    var v = lineValues(line, drug, page)
+                    v["stock"] = stockText(hints?[drug.code], unit: drug.packageUnit, known: hints != nil, page)
+                    v["short"] = (hints?[drug.code]?.available ?? Int.max) < line.packages
+                    return v
                 },
             ]
             values["alerts"] = draft.alerts.map { alertValues($0, page) }
@@ -197,6 +258,16 @@ extension StaffPages {
             if drug.controlled != .none { v["controlled"] = zh ? drug.controlled.zh : drug.controlled.en }
         }
         return v
+    }
+
+    /// 库存 12 盒（截至 12-08 09:30）, or why it is not known.
+    func stockText(_ hint: StockHint?, unit: String, known: Bool, _ page: PageAnswer) -> String {
+        let zh = page.lang == .zh
+        guard known else { return zh ? "库存未知（药房库存暂不可见）" : "stock unknown (the pharmacy's stock cannot be seen)" }
+        let n = hint?.available ?? 0
+        let asOf = (hint?.asOfMs ?? 0) > 0 ? Self.shanghai(hint!.asOfMs) : ""
+        let base = zh ? "库存 \(n)\(unit)" : "stock \(n) \(unit)"
+        return asOf.isEmpty ? base : base + (zh ? "（截至 \(asOf)）" : " (as of \(asOf))")
     }
 
     func alertValues(_ a: RxAlert, _ page: PageAnswer) -> [String: Any] {
@@ -241,6 +312,24 @@ extension StaffPages {
             values["rx"] = sheet
         }
         values["mayReview"] = p.status == .awaitingReview && desk.rules.scope(of: "pharmacy.review", for: account.roles) != nil
+        if let stock = pharmacy, let ledger = stock.ledger(p.pharmacy) {
+            let mayDispense = desk.rules.scope(of: "pharmacy.dispense", for: account.roles) != nil
+            if let given = ledger.dispensed[p.id] {
+                values["dispensed"] = ["at": Self.shanghai(ledger.lastAtMs), "items": given.map { i -> [String: Any] in
+                    let back = ledger.returned[p.id]?["\(i.drug)/\(i.batch)"] ?? 0
+                    return ["drug": i.drug, "name": rx.catalogue.drug(i.drug)?.label ?? i.drug, "batch": i.batch, "quantity": i.quantity, "returned": back,
+                            "mayReturn": mayDispense && back < i.quantity]
+                }]
+            } else if p.status == .approved, mayDispense {
+                values["hasDispense"] = true
+                values["dispenseLines"] = p.body.lines.enumerated().map { i, line -> [String: Any] in
+                    let batches = stock.usableBatches(line.drug, p.pharmacy)
+                    return ["i": i, "label": line.label, "packages": line.packages, "unit": line.packageUnit,
+                            "available": batches.reduce(0) { $0 + $1.quantity },
+                            "batches": batches.map { b -> [String: Any] in ["batch": b.batch, "expiry": Self.day(b.expiryDay), "quantity": b.quantity] }]
+                }
+            }
+        }
         values["mayWriteAgain"] = p.status == .refused && reaches("rx.write", department: p.department, practitioner: p.practitioner, account)
         return page.html(renderer.render("prescription", values), status: status)
     }
@@ -298,6 +387,37 @@ extension StaffPages {
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: headers, body: body)
+    }
+
+    // MARK: Stock
+
+    func stockPage(_ page: PageAnswer, _ rx: PrescriptionDesk, _ pharmacy: Pharmacy, message: StaffError?, status: Int) throws(StaffError) -> Response {
+        let zh = page.lang == .zh
+        let stock = try pharmacyDesk()
+        var values = page.values(title: page.text("stockTitle"), message: message)
+        let ledger = stock.ledger(pharmacy)
+        let today = ShanghaiTime.unixDay(wallMs: rx.clock.wallMillis())
+        let drugs = rx.catalogue.drugs.filter { $0.pharmacy == pharmacy }
+        values["rows"] = drugs.map { d -> [String: Any] in
+            let batches = (ledger?.batches.values.filter { $0.drug == d.code && $0.quantity > 0 } ?? []).sorted { ($0.expiryDay, $0.batch) < ($1.expiryDay, $1.batch) }
+            let available = ledger?.available(d.code, today: today) ?? 0
+            return ["code": d.code, "name": d.label, "available": available, "low": available < PharmacyDesk.lowStockPackages,
+                    "batches": batches.map { b -> [String: Any] in
+                        ["batch": b.batch, "expiry": Self.day(b.expiryDay), "quantity": b.quantity, "expired": b.expiryDay < today]
+                    }]
+        }
+        values["drugOptions"] = drugs.map { ["code": $0.code, "label": $0.label] }
+        values["pharmacy"] = ["code": pharmacy.rawValue, "name": zh ? pharmacy.zh : pharmacy.en]
+        values["pharmacies"] = Pharmacy.allCases.map { ["code": $0.rawValue, "name": zh ? $0.zh : $0.en, "chosen": $0 == pharmacy] }
+        values["known"] = ledger != nil
+        if let ledger, ledger.lastAtMs > 0 { values["asOf"] = Self.shanghai(ledger.lastAtMs) }
+        values["lowLimit"] = PharmacyDesk.lowStockPackages
+        return page.html(renderer.render("stock", values), status: status)
+    }
+
+    /// A Unix day as `YYYY-MM-DD`.
+    static func day(_ unixDay: Int) -> String {
+        (try? ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(unixDay) * 86_400)).date.description) ?? ""
     }
 
     static func yuan(_ fen: Int) -> String { String(format: "%d.%02d", fen / 100, fen % 100) }

@@ -40,6 +40,8 @@ package struct StaffPages: Sendable {
     let labInbox: LabInbox?
     /// Prescriptions and the pharmacy's review (nil: no prescribing pages).
     let prescriptions: PrescriptionDesk?
+    /// The pharmacies' stock and dispensing (nil: review only, no stock).
+    let pharmacy: PharmacyDesk?
     let renderer: PageRenderer
     /// Sign-in attempts per client address on this node (`staff.sign_in_burst`, `_per_second`).
     /// The lockout guards each account; this guards the node (each attempt costs a 32 MiB scrypt).
@@ -50,7 +52,7 @@ package struct StaffPages: Sendable {
 
     package init(desk: StaffDesk, appointments: (any PatientAppointments)? = nil, rota: RotaDesk? = nil, floor: FloorDesk? = nil,
                  attendance: AttendanceDesk? = nil, changes: SessionChangeDesk? = nil, records: RecordDesk? = nil, orders: OrderDesk? = nil,
-                labInbox: LabInbox? = nil, prescriptions: PrescriptionDesk? = nil, signInBurst: Int = 30, signInPerSecond: Double = 1,
+                labInbox: LabInbox? = nil, prescriptions: PrescriptionDesk? = nil, pharmacy: PharmacyDesk? = nil, signInBurst: Int = 30, signInPerSecond: Double = 1,
                  logger: Logger) throws {
         self.desk = desk
         self.appointments = appointments
@@ -62,6 +64,7 @@ package struct StaffPages: Sendable {
         self.orders = orders
         self.labInbox = labInbox
         self.prescriptions = prescriptions
+        self.pharmacy = pharmacy
         signInLimiter = RateLimiter(burst: signInBurst, perSecond: signInPerSecond)
         self.logger = logger
         renderer = try PageRenderer.shipped()
@@ -92,7 +95,7 @@ package struct StaffPages: Sendable {
     ] + rotaRoutes + floorRoutes + attendanceRoutes + sessionChangeRoutes + recordRoutes + labRoutes + prescriptionRoutes
 
     /// Actions taken from a page rather than from a home page's link.
-    package static let pageOnlyActions: Set<String> = ["patient.break_glass", "floor.walk_in", "attendance.sign", "record.write", "rx.write", "rx.read"]
+    package static let pageOnlyActions: Set<String> = ["patient.break_glass", "floor.walk_in", "attendance.sign", "record.write", "rx.write", "rx.read", "pharmacy.dispense"]
 
     /// Where a home page's link for an action goes.
     static let actionPaths: [String: String] = [
@@ -100,7 +103,7 @@ package struct StaffPages: Sendable {
         "staff.manage": "/staff/accounts", "audit.read": "/staff/audit", "patient.read": "/staff/patients", "rota.manage": "/staff/rota",
         "floor.checkin": "/staff/floor", "floor.call": "/staff/queue", "attendance.read": "/staff/attendance",
         "schedule.approve": "/staff/approvals", "record.search": "/staff/records/search", "template.manage": "/staff/templates",
-        "lab.result": "/staff/lab", "pharmacy.review": "/staff/pharmacy",
+        "lab.result": "/staff/lab", "pharmacy.review": "/staff/pharmacy", "pharmacy.stock": "/staff/pharmacy/stock",
     ]
 
     /// Events on one page of the auditor's view (older ones on the next page).
@@ -204,6 +207,8 @@ package struct StaffPages: Sendable {
             }
         case (.get, "/staff/static/record.js"):
             return page.asset(renderer.recordScript, contentType: "text/javascript; charset=utf-8")
+        case (.get, "/staff/static/pharmacy.js"):
+            return page.asset(renderer.pharmacyScript, contentType: "text/javascript; charset=utf-8")
         case (_, _) where Self.floorRoutes.contains(route):
             return try await floorPublicRoute(route, request, context, form: form, page: page)
         default:
@@ -288,7 +293,7 @@ package struct StaffPages: Sendable {
         case (_, _) where Self.labRoutes.contains(route):
             return try labRoute(route, request, context, form: form, page: page, account)
         case (_, _) where Self.prescriptionRoutes.contains(route):
-            return try prescriptionRoute(route, request, context, form: form, page: page, account)
+            return try await prescriptionRoute(route, request, context, form: form, page: page, account)
         case (_, _) where Self.attendanceRoutes.contains(route):
             return try attendanceRoute(route, request, form: form, page: page, account)
         case (.get, "/staff/accounts"):

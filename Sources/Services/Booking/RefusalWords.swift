@@ -46,6 +46,21 @@ extension RefuseReason {
                     "another screen changed the queue first; look at who is called now and try again.")
         case .queueEmpty:
             return ("floor.queue_empty", "暂无候诊患者。", "nobody is waiting.")
+        case .stockShort:
+            return ("stock.short", "库存不足：该批号剩余数量少于要发的数量。", "not enough stock: the batch has fewer packages than asked.")
+        case .batchExpired:
+            return ("stock.expired", "该批号已过有效期，不能发药或入库。", "the batch is past its expiry date; it cannot be dispensed or received.")
+        case .unknownBatch:
+            return ("stock.unknown_batch", "药房没有这个批号。", "the pharmacy has no such batch.")
+        case .batchMismatch:
+            return ("stock.batch_mismatch", "该批号已入库，但有效期不同；请核对批号与有效期。", "this batch was received with another expiry date; check the batch and its expiry.")
+        case .alreadyDispensed:
+            return ("rx.already_dispensed", "这张处方已经发过药（可能在另一个窗口），不能重复发药。",
+                    "this prescription was dispensed already (perhaps at another window); it is not dispensed twice.")
+        case .notDispensed:
+            return ("rx.not_dispensed", "这张处方还没有发药，不能退药。", "this prescription was not dispensed; nothing can be returned.")
+        case .returnTooMuch:
+            return ("stock.return_too_much", "退药数量多于已发且未退的数量。", "more is returned than was dispensed and not yet returned.")
         }
     }
 }

@@ -59,6 +59,7 @@ public struct PatientError: Error, Codable, Sendable, Hashable {
         case .holdExpired: status = 410
         case .sessionClosed, .alreadyArrived, .queueChanged, .queueEmpty: status = 409
         case .noAppointment: status = 404
+        case .stockShort, .batchExpired, .unknownBatch, .batchMismatch, .alreadyDispensed, .notDispensed, .returnTooMuch: status = 409
         }
         return PatientError(status, code, zh: zh, en: en)
     }
