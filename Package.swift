@@ -198,7 +198,7 @@ let package = Package(
         .target(
             name: "DemoAndBench",
             dependencies: [
-                "ClinicNode", "AdminAPI", "Services", "Domain", "ReplicatedCore", "ReplicatedStore",
+                "ClinicNode", "AdminAPI", "Services", "Domain", "Consensus", "ReplicatedCore", "ReplicatedStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -123,13 +123,21 @@ public struct BookingLookup: Sendable {
     /// A pharmacy's stock as this node's acknowledged, valid records of its block say it; nil if
     /// the block is unknown here or its records are newer than the lease history known here.
     public func stock(of block: BlockID) -> StockLedger? {
-        guard let r = view.cluster.blocks[block] else { return nil }
-        var valid = r.collected
-        for b in view.store.records(in: block) {
-            if b.epoch > r.epoch { return nil }
-            if b.epoch == r.epoch, !r.collectedIDs.contains(b.id), !view.isPending(b.id) { valid.append(b) }
-        }
-        return StockLedger(records: valid)
+        guard view.cluster.blocks[block] != nil, !validRecordsUnknown(of: block) else { return nil }
+        return StockLedger(records: validRecords(of: block))
+    }
+
+    /// The acknowledged, valid records of `block` here: those a takeover collected and this node's
+    /// own under the current epoch (empty if the block is unknown).
+    public func validRecords(of block: BlockID) -> [Booking] {
+        guard let r = view.cluster.blocks[block] else { return [] }
+        return r.collected + view.store.records(in: block).filter { $0.epoch == r.epoch && !r.collectedIDs.contains($0.id) && !view.isPending($0.id) }
+    }
+
+    /// Whether this node has records of `block` newer than the lease history it knows.
+    func validRecordsUnknown(of block: BlockID) -> Bool {
+        guard let r = view.cluster.blocks[block] else { return true }
+        return view.store.records(in: block).contains { $0.epoch > r.epoch }
     }
 
     /// The acknowledged, valid records of every slot block this node holds now: what its holder

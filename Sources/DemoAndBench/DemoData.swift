@@ -46,6 +46,9 @@ public enum DemoData {
         /// Past visits with signed notes, and note templates (`DemoRecords`).
         public var visits = 0
         public var templates = 0
+        /// Opening stock receipts and past prescriptions (`DemoPharmacy`).
+        public var stock = 0
+        public var prescriptions = 0
         public var practitioners: Int
         public var schedules: Int
         public var slots: Int
@@ -179,6 +182,7 @@ extension DemoData {
     package static func install(on node: MeshNode) {
         BenchRota.install(on: node)
         BenchRecords.install(on: node)
+        BenchPharmacy.install(on: node)
         node.addAdminCommands {
             $0.add("seed-demo", DemoSeedRequest.self) { request in
                 var summary = try seed(node, request)
@@ -192,6 +196,13 @@ extension DemoData {
                         summary.templates += written.templates
                     } catch {
                         throw NodeError(.admin, zh: "演示病历未能写入：\(error)", en: "the demo notes were not written: \(error)")
+                    }
+                    do {
+                        let written = try await DemoPharmacy.seed(node, department: department)
+                        summary.stock += written.stock
+                        summary.prescriptions += written.prescriptions
+                    } catch {
+                        throw NodeError(.admin, zh: "演示处方与库存未能写入：\(error)", en: "the demo prescriptions and stock were not written: \(error)")
                     }
                 }
                 return summary

@@ -131,7 +131,7 @@ struct DemoCommand: AsyncParsableCommand {
                     print("\(node.id): \(String(decoding: bytes, as: UTF8.self))")
                     throw ExitCode.failure
                 }
-                print("\(node.id): 医生 / doctors +\(s.practitioners), 出诊 / sessions +\(s.schedules), 号 / slots +\(s.slots), 患者 / patients +\(s.patients), 号源块 / blocks \(s.blocks.count), 员工账户 / staff accounts +\(s.staff), 病历 / notes +\(s.visits), 模板 / templates +\(s.templates)")
+                print("\(node.id): 医生 / doctors +\(s.practitioners), 出诊 / sessions +\(s.schedules), 号 / slots +\(s.slots), 患者 / patients +\(s.patients), 号源块 / blocks \(s.blocks.count), 员工账户 / staff accounts +\(s.staff), 病历 / notes +\(s.visits), 模板 / templates +\(s.templates), 库存入库 / stock receipts +\(s.stock), 处方 / prescriptions +\(s.prescriptions)")
             }
         }
     }

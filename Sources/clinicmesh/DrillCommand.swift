@@ -71,6 +71,8 @@ struct DrillCommand: AsyncParsableCommand {
                     let passed: Bool
                     if name == "storm" {
                         passed = try await DrillCommand.storm(options, storm)
+                    } else if name == "pharmacy" {
+                        passed = try await DrillCommand.pharmacy(options)
                     } else if ChaosDrill.Kind(rawValue: name) != nil {
                         passed = try await DrillCommand.chaos(name, options)
                     } else {
@@ -95,7 +97,7 @@ struct DrillCommand: AsyncParsableCommand {
     }
 
     /// Every scenario: the lease drills, the operations drills, then the storm.
-    static var names: [String] { LeaseDrill.scenarios.keys.sorted() + ChaosDrill.names + ["storm"] }
+    static var names: [String] { LeaseDrill.scenarios.keys.sorted() + ChaosDrill.names + ["pharmacy", "storm"] }
 
     /// After `--runs N`: how many passed, and which failed (one JSON line with --json).
     static func printRuns(_ outcomes: [(run: Int, scenario: String, passed: Bool)], json: Bool) {
@@ -177,6 +179,22 @@ struct DrillCommand: AsyncParsableCommand {
             print("  \(report.summaryEn)")
             print("  预约请求 / booking requests \(report.requests), 拒绝 / refused \(report.refusedByReason), 结果未知 / unknown \(report.unknownOutcomes); 登记被拒 / registrations refused \(report.recordsRefusedByReason), 未知 / unknown \(report.recordsUnknown)")
             for c in report.checks where c.detail != nil { print("  \(c.passed ? "✓" : "✗") \(c.en): \(c.detail!)") }
+            for p in report.problems { print("  ! \(p)") }
+        }
+        return report.passed
+    }
+
+    /// The pharmacy drill: the stock block's holder killed while two windows dispense the last packages.
+    static func pharmacy(_ options: Options) async throws -> Bool {
+        let report = try await PharmacyDrill(binary: binary, killHolder: true).run()
+        if options.json {
+            try printJSON(report)
+        } else {
+            print("演练 / drill pharmacy: \(report.passed ? "通过 / passed" : "失败 / FAILED")   恢复 / recovery_s \(report.recoveryS.map { "\($0)" } ?? "-")")
+            print("  故障注入 / injection: \(report.injection)")
+            print("  \(report.summaryZh)")
+            print("  \(report.summaryEn)")
+            print("  请求 / requests \(report.requests), 拒绝 / refused \(report.refusedByReason), 结果未知 / unknown \(report.unknownOutcomes), 各节点一致 / converged \(report.converged)")
             for p in report.problems { print("  ! \(p)") }
         }
         return report.passed

@@ -62,3 +62,22 @@ extension LeaseDrillTests {
         #expect(report.checks.count == 5)
     }
 }
+
+/// The pharmacy drill, in the same serialized suite: the holder of the pharmacy's stock block is
+/// killed while two windows on the other nodes dispense the last packages of six drugs.
+extension LeaseDrillTests {
+    @Test("Pharmacy: the stock block's holder killed mid-dispensing; stock never below zero, no prescription dispensed twice, every acknowledged movement on every node")
+    func pharmacyHolderKilled() async throws {
+        let report = try await PharmacyDrill(binary: try clinicmeshBinary(), killHolder: true).run()
+        print("pharmacy: \(report.summaryZh)\n\(report.summaryEn)")
+        #expect(report.scenario == "pharmacy")
+        #expect(report.dispensed > 0, "some prescriptions were dispensed")
+        #expect((report.refusedByReason["stockShort"] ?? 0) > 0, "the windows ran into the last packages")
+        #expect(report.stockBelowZero == 0, "\(report.problems)")
+        #expect(report.doubleDispensed == 0, "\(report.problems)")
+        #expect(report.lostMovements == 0, "\(report.problems)")
+        #expect(report.converged)
+        #expect(report.recoveryS != nil, "dispensing resumed after the kill")
+        #expect(report.passed, "\(report.problems)")
+    }
+}

@@ -137,7 +137,9 @@ extension StaffPages {
                                                      expiry: form["expiry"]?.first ?? "", quantity: form["quantity"]?.first ?? "")
                 try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "stock.receive", resource: "pharmacy/\(pharmacy.rawValue)",
                                            outcome: "ok", detail: "stock#\(record.seq)"))
-                return try stockPage(page, rx, pharmacy, message: StaffError(200, "stock.received", zh: "已入库。", en: "received."), status: 200)
+                let batch = InputText.trimmed(form["batch"]?.first ?? ""), quantity = InputText.trimmed(form["quantity"]?.first ?? "")
+                return try stockPage(page, rx, pharmacy, message: StaffError(200, "stock.received", zh: "已入库：批号 \(batch)，\(quantity) 个包装（第 \(record.seq) 笔库存变动）。",
+                                                                              en: "received: batch \(batch), \(quantity) packages (stock movement no. \(record.seq))."), status: 200)
             } catch {
                 return try stockPage(page, rx, pharmacy, message: error, status: error.status)
             }

@@ -91,7 +91,7 @@ package struct Drug: Sendable, Hashable {
         return max(1, Int((units * doses / packageSize - 1e-9).rounded(.up)))
     }
 
-    static func number(_ v: Double) -> String {
+    package static func number(_ v: Double) -> String {
         v == v.rounded() && abs(v) < 1e9 ? String(Int(v)) : String(format: "%g", v)
     }
 }

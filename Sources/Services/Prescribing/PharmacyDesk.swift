@@ -177,6 +177,13 @@ package struct PharmacyDesk: Sendable {
         throw unavailable
     }
 
+    /// One stock command, one round, no retry: the outcome the holder gave (nil: none in `timeout`).
+    /// For the drills and the bench, which retry themselves with the same id like a window.
+    package func command(_ event: StockEvent, _ pharmacy: Pharmacy, id: String, timeout: Duration) async -> BookingOutcome? {
+        await consensus.book(BookingRequest(id: id, block: Self.block(pharmacy), slot: 0, patient: "pharmacy", tag: StockCommand(event).requestTag),
+                             quota: nil, timeout: timeout)
+    }
+
     private var unavailable: StaffError {
         StaffError(503, "stock.unavailable", zh: "药房库存暂时无法确认（药房节点切换中或不可达），请稍后重试；不会重复发药。",
                    en: "the pharmacy's stock cannot be confirmed right now (its node is changing or out of reach); try again shortly. Nothing is done twice.")

@@ -203,5 +203,5 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "性能基准（输出含命令与机器信息）/ Benchmarks (output names the command and the machine)",
-        subcommands: [MergeBench.self, ReplicationBench.self, BookingBench.self, HistoryBench.self, PagesBench.self, FloorBench.self, RecordsBench.self])
+        subcommands: [MergeBench.self, ReplicationBench.self, BookingBench.self, HistoryBench.self, PagesBench.self, FloorBench.self, RecordsBench.self, PrescribingBench.self])
 }
