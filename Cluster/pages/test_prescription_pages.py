@@ -1,5 +1,6 @@
-"""Browser tests of prescribing and the pharmacy: a doctor prescribes from a visit (a class allergy blocks,
-a tier and a supply length are refused, a duplicate-therapy warning needs a reason), the prescription
+"""Browser tests of prescribing and the pharmacy: a doctor prescribes from a visit (a narcotic without the
+right, an unknown drug, a tier and a supply length are refused, a class allergy blocks, a duplicate-therapy
+warning needs a reason), the prescription
 appears live on the pharmacy queue of another node, the pharmacist reviews and dispenses it, stock goes
 down, and a second dispense of the same prescription through a third node is refused. Stock receipts
 refuse an expired batch.
@@ -78,6 +79,16 @@ def test_a_prescription_from_the_visit_to_the_pharmacy_window(urls, browsing):
         opened.click()
     expect(doctor.locator("#rx-allergies"), "expected the coded allergy on the prescribing page").to_contain_text("青霉素")
 
+    # A narcotic by a doctor without the right, and a drug not in the catalogue: refused, said why.
+    fill_line(doctor, 0, drug_code("N02AA01"), "10", "q6h", "1")
+    narcotic = submit(doctor, doctor.locator("form#rx-form"), "#rx-check")
+    assert narcotic.status == 403, f"expected a narcotic refused to a doctor without the right, got {status_of(narcotic)}"
+    expect_message(doctor, "rx.controlled_right", "a narcotic without the right")
+    fill_line(doctor, 0, "不在目录里的药", "1", "qd", "1")
+    unknown = submit(doctor, doctor.locator("form#rx-form"), "#rx-check")
+    assert unknown.status == 400, f"expected an unknown drug refused, got {status_of(unknown)}"
+    expect_message(doctor, "rx.unknown_drug", "a drug not in the catalogue")
+
     # Amoxicillin to a patient allergic to penicillins: checked, the block is shown, signing is refused.
     fill_line(doctor, 0, amoxicillin, "500", "tid", "3")
     checked = submit(doctor, doctor.locator("form#rx-form"), "#rx-check")
@@ -101,6 +112,21 @@ def test_a_prescription_from_the_visit_to_the_pharmacy_window(urls, browsing):
     # Two proton-pump inhibitors: a duplicate-therapy warning that needs a reason.
     fill_line(doctor, 0, omeprazole, "20", "qd", "7")
     fill_line(doctor, 1, pantoprazole, "40", "qd", "7")
+    checked = submit(doctor, doctor.locator("form#rx-form"), "#rx-check")
+    assert checked.status == 200, f"expected the check, got {status_of(checked)}"
+    # Saved as a combination (协定处方) and applied again: the rows come back from it.
+    set_name = f"抑酸{random.randint(1000, 9999)}"
+    doctor.locator("#rx-set-save summary").click()
+    doctor.locator("#rx-set-name").fill(set_name)
+    saved_set = submit(doctor, doctor.locator("form#rx-form"), "#rx-set-save-submit")
+    assert saved_set.status == 200, f"expected the combination saved, got {status_of(saved_set)}"
+    expect_message(doctor, "rx.set_saved", "saving a combination")
+    fill_line(doctor, 0, "", "", "qd", "")
+    fill_line(doctor, 1, "", "", "qd", "")
+    doctor.locator("#rx-set-choice").select_option(label=set_name)
+    applied = submit(doctor, doctor.locator("form#rx-form"), "#rx-set-apply")
+    assert applied.status == 200, f"expected the combination applied, got {status_of(applied)}"
+    expect(doctor.locator("#rx-drug-1"), "expected the combination's second drug back").to_have_value(pantoprazole)
     checked = submit(doctor, doctor.locator("form#rx-form"), "#rx-check")
     assert checked.status == 200, f"expected the check, got {status_of(checked)}"
     warning = doctor.locator('.rx-alert[data-kind="duplicate"][data-level="warning"]')
@@ -176,21 +202,16 @@ def test_stock_receipts_refuse_an_expired_batch_and_bad_input(urls, browsing):
     expect(listed, "expected the new batch listed").to_have_count(1)
 
 
-def test_a_narcotic_needs_the_right_and_its_own_sheet(urls, browsing):
-    name = f"周{random.choice('海涛文杰')}"
-    schedule = register_walk_in(browsing, urls, name)
-    doctor = browsing.page()
-    sign_in(doctor, urls["neike"], DOCTOR)
-    section = call_until(doctor, urls, schedule, name)
-    opened = submit(doctor, section.locator("form.visit-open"))
-    assert opened.status == 200, f"expected the visit page, got {status_of(opened)}"
-    visit = doctor.locator("#visit-patient").get_attribute("data-visit")
-    doctor.goto(urls["neike"] + f"/staff/visits/{visit}/prescribe")
-    fill_line(doctor, 0, drug_code("N02AA01"), "10", "q6h", "1")
-    refused = submit(doctor, doctor.locator("form#rx-form"), "#rx-check")
-    assert refused.status == 403, f"expected a narcotic refused to a doctor without the right, got {status_of(refused)}"
-    expect_message(doctor, "rx.controlled_right", "a narcotic without the right")
-    fill_line(doctor, 0, "不在目录里的药", "1", "qd", "1")
-    unknown = submit(doctor, doctor.locator("form#rx-form"), "#rx-check")
-    assert unknown.status == 400, f"expected an unknown drug refused, got {status_of(unknown)}"
-    expect_message(doctor, "rx.unknown_drug", "a drug not in the catalogue")
+def test_the_administrator_grants_a_prescribing_right(urls, browsing):
+    page = browsing.page()
+    sign_in(page, urls["waike"], "ADM01")
+    page.goto(urls["waike"] + "/staff/accounts")
+    row = page.locator('tr[data-staff="W003"]')
+    box = row.locator('form.rights input[value="antibiotic_special"]')
+    expect(box, "expected the rights form on a doctor's account").to_have_count(1)
+    wanted = not box.is_checked()
+    box.set_checked(wanted)
+    saved = submit(page, row.locator("form.rights"))
+    assert saved.status == 200, f"expected the accounts page after saving rights, got {status_of(saved)}"
+    expect(page.locator('tr[data-staff="W003"] form.rights input[value="antibiotic_special"]'), "expected the right saved").to_be_checked(checked=wanted)
+    expect(page.locator('tr[data-staff="W101"] form.rights'), "expected no rights form on a nurse's account").to_have_count(0)

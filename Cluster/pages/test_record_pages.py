@@ -16,27 +16,33 @@ import re
 from playwright.sync_api import expect
 
 from test_floor_pages import resident_id
-from test_staff_pages import expect_message, fill_field, sign_in, status_of, submit
+from test_staff_pages import expect_message, fill_field, message_code, sign_in, status_of, submit
 
 DOCTOR = "N004"  # 刘洋, the resident of 内科: sessions every day in the demo rota
 DOCTOR_SLUG = "neike-liu-yang"
 
 
 def register_walk_in(browsing, urls, name: str) -> str:
-    """The nurse registers a walk-in into one of 刘洋's sessions today; returns the session's key."""
+    """The nurse registers a walk-in into one of 刘洋's sessions today (the first whose walk-in places
+    are not all taken by earlier tests); returns the session's key."""
     nurse = browsing.page()
     sign_in(nurse, urls["neike"], "N101")
     nurse.goto(urls["neike"] + "/staff/floor?dept=neike")
     sessions = nurse.locator(f'section.session[data-session^="{DOCTOR_SLUG}/"]:has(form.walk-in)')
     expect(sessions.first, "expected a session of 刘洋 today with walk-in slots").to_be_visible()
-    schedule = sessions.first.get_attribute("data-session")
-    form = nurse.locator(f'section.session[data-session="{schedule}"] form.walk-in')
+    keys = [sessions.nth(i).get_attribute("data-session") for i in range(sessions.count())]
     rid = resident_id(f"19{random.randint(60, 99)}0{random.randint(1, 9)}1{random.randint(0, 9)}", random.randint(100, 899))
-    for field, value in (("resident_id", rid), ("name", name), ("mobile", "13803115566"), ("payment", "insurance")):
-        fill_field(form, field, value)
-    registered = submit(nurse, form)
-    assert registered.status == 200, f"expected the walk-in registered, got {status_of(registered)}"
-    return schedule
+    for schedule in keys:
+        nurse.goto(urls["neike"] + "/staff/floor?dept=neike")
+        form = nurse.locator(f'section.session[data-session="{schedule}"] form.walk-in')
+        for field, value in (("resident_id", rid), ("name", name), ("mobile", "13803115566"), ("payment", "insurance")):
+            fill_field(form, field, value)
+        registered = submit(nurse, form)
+        if registered.status == 409 and message_code(nurse) == "floor.reserve_full":
+            continue
+        assert registered.status == 200, f"expected the walk-in registered, got {status_of(registered)}"
+        return schedule
+    raise AssertionError(f"every session of 刘洋 today has its walk-in places taken: {keys}")
 
 
 def reload_until(page, url: str, locator, tries: int = 90) -> None:

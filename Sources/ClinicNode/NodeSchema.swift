@@ -172,6 +172,11 @@ public enum NodeSchema {
         .init("prescription", .text), .init("verdict", .text), .init("reason", .text, encrypted: true), .init("pharmacist", .text),
         .init("pharmacist_name", .text), .init("at_ms", .integer), .init("rule_version", .text),
     ], indexes: [["prescription"]])
+    /// Key: a random id: a doctor's saved combination (协定处方), master data (LWW per column): its
+    /// lines as typed on the form (JSON); retired ones stay, marked.
+    public static let rxSet = ReplicatedTable("rx_set", columns: [
+        .init("owner", .text), .init("name", .text), .init("lines", .text), .init("retired", .integer), .init("updated_ms", .integer),
+    ], indexes: [["owner"]])
     /// A doctor's prescribing rights (`PrescribingRight`, comma-separated), granted by the hospital.
     static let staffRights = ReplicatedTable.Column("rights", .text)
 
@@ -185,6 +190,6 @@ public enum NodeSchema {
         [.createTable(sessionChange)],
         [.createTable(encounter), .createTable(noteVersion), .createTable(noteTemplate)],
         [.createTable(labOrder), .createTable(labReport), .createTable(notePhrase)],
-        [.createTable(prescription), .createTable(prescriptionReview), .addColumn(table: "staff", staffRights)],
+        [.createTable(prescription), .createTable(prescriptionReview), .createTable(rxSet), .addColumn(table: "staff", staffRights)],
     ])
 }

@@ -79,7 +79,7 @@ public struct BookingLookup: Sendable {
     }
 
     /// Every slot block (a session; not a quota bucket) the committed lease history defines.
-    public var slotBlocks: [BlockID] { view.cluster.blocks.keys.filter { !isQuotaBucket($0) } }
+    public var slotBlocks: [BlockID] { view.cluster.blocks.keys.filter { !isQuotaBucket($0) && !isPharmacyBlock($0) } }
 
     /// Whether `block` was closed for good (its final rows are in the read model).
     public func isClosed(_ block: BlockID) -> Bool { view.cluster.closed.contains(block) }
@@ -144,7 +144,7 @@ public struct BookingLookup: Sendable {
     /// owes patients messages about.
     public func recordsOfHeldBlocks() -> [(block: BlockID, records: [Booking])] {
         var out: [(block: BlockID, records: [Booking])] = []
-        for r in view.cluster.blocks.values where !isQuotaBucket(r.block) && view.holds(r.block) {
+        for r in view.cluster.blocks.values where !isQuotaBucket(r.block) && !isPharmacyBlock(r.block) && view.holds(r.block) {
             let records = view.store.records(in: r.block) + r.collected
             out.append((r.block, records.filter { bookingStatus($0, in: view.cluster) == .active && !view.isPending($0.id) }))
         }

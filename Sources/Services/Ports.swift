@@ -65,7 +65,7 @@ package final class ChangedBlocks: Sendable {
     package init() {}
 
     package func note(_ blocks: some Sequence<BlockID>) {
-        pending.withLock { p in for b in blocks where !b.hasPrefix(quotaBucketPrefix) { p.blocks.insert(b) } }
+        pending.withLock { p in for b in blocks where !b.hasPrefix(quotaBucketPrefix) && !isPharmacyBlock(b) { p.blocks.insert(b) } }
     }
 
     package func noteAll() { pending.withLock { $0.all = true } }

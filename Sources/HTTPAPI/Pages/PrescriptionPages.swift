@@ -49,6 +49,22 @@ extension StaffPages {
             let input = Self.prescriptionInput(form)
             let prescriber = prescriber(account)
             do throws(StaffError) {
+                if form["action"]?.first == "save_set" {
+                    let saved = try rx.saveSet(owner: account.number, name: form["set_name"]?.first ?? "", lines: input.lines)
+                    return try prescribePage(page, rx, visit, input: input, draft: nil,
+                                             message: StaffError(200, "rx.set_saved", zh: "已存为协定处方“\(saved.name)”。", en: "saved as the combination “\(saved.name)”."),
+                                             status: 200, account)
+                }
+                if form["action"]?.first == "apply_set" {
+                    guard let chosen = try rx.sets(of: account.number).first(where: { $0.id == form["set"]?.first }) else {
+                        throw StaffError(404, "rx.set_not_found", zh: "没有这个协定处方。", en: "no such saved combination.")
+                    }
+                    var applied = input
+                    applied.lines = chosen.lines + Array(repeating: RxLineInput(drug: "", dose: "", frequency: "", days: ""), count: max(0, Self.prescriptionRows - chosen.lines.count))
+                    return try prescribePage(page, rx, visit, input: applied, draft: nil,
+                                             message: StaffError(200, "rx.set_applied", zh: "已套用协定处方“\(chosen.name)”，请检查后签名。", en: "applied “\(chosen.name)”; check, then sign."),
+                                             status: 200, account)
+                }
                 if form["action"]?.first == "sign" {
                     let signed = try rx.sign(visit, input, by: prescriber)
                     let overrides = signed.body.alerts.filter { !$0.override.isEmpty }
@@ -218,6 +234,9 @@ extension StaffPages {
         values["drugOptions"] = (common + rx.catalogue.drugs.filter { !commonCodes.contains($0.code) }).map { drugOption($0, page) }
         values["commonDrugs"] = common.map { ["code": $0.code, "name": $0.genericZh + " " + $0.form] }
         values["hasCommon"] = !common.isEmpty
+        let sets = (try? rx.sets(of: account.number)) ?? []
+        values["sets"] = sets.map { ["id": $0.id, "name": $0.name] }
+        values["hasSets"] = !sets.isEmpty
         if let draft {
             let hints = pharmacy.flatMap { $0.ledger(draft.pharmacy) == nil ? nil : $0.hints(draft.pharmacy) }
             values["checked"] = [

@@ -87,6 +87,7 @@ package struct StaffPages: Sendable {
         StaffRoute(method: .post, path: "/staff/accounts", action: "staff.manage"),
         StaffRoute(method: .post, path: "/staff/accounts/{number}/disable", action: "staff.manage"),
         StaffRoute(method: .post, path: "/staff/accounts/{number}/reset-password", action: "staff.manage"),
+        StaffRoute(method: .post, path: "/staff/accounts/{number}/rights", action: "staff.manage"),
         StaffRoute(method: .get, path: "/staff/audit", action: "audit.read"),
         StaffRoute(method: .get, path: "/staff/audit.csv", action: "audit.read"),
         StaffRoute(method: .get, path: "/staff/patients", action: "patient.read"),
@@ -311,6 +312,14 @@ package struct StaffPages: Sendable {
             let number = context.parameters.get("number") ?? ""
             try desk.disable(number, by: account.number)
             return page.redirect("/staff/accounts")
+        case (.post, _) where route.path == "/staff/accounts/{number}/rights":
+            do throws(StaffError) {
+                let rights = Set((form["rights"] ?? []).compactMap(PrescribingRight.init(rawValue:)))
+                try desk.setRights(context.parameters.get("number") ?? "", rights, by: account.number)
+                return page.redirect("/staff/accounts")
+            } catch {
+                return try accountsPage(page, message: error, status: error.status)
+            }
         case (.post, _) where route.path == "/staff/accounts/{number}/reset-password":
             do {
                 try await desk.resetPassword(context.parameters.get("number") ?? "", to: form["password"]?.first ?? "", by: account.number)
@@ -459,7 +468,11 @@ package struct StaffPages: Sendable {
         values["accounts"] = try desk.accounts().map { a -> [String: Any] in
             ["number": a.number, "name": a.name, "roles": a.sortedRoles.map { page.lang == .zh ? $0.zh : $0.en }.joined(separator: ", "),
              "departments": a.departments.joined(separator: ", "), "active": a.active, "state": page.text(a.active ? "active" : "disabled"),
-             "twoStepState": twoStep.contains(a.number) ? "on" : "off", "twoStep": page.text(twoStep.contains(a.number) ? "on" : "off")]
+             "twoStepState": twoStep.contains(a.number) ? "on" : "off", "twoStep": page.text(twoStep.contains(a.number) ? "on" : "off"),
+             "prescribes": a.roles.contains(.doctor),
+             "rights": PrescribingRight.allCases.map { r -> [String: Any] in
+                 ["value": r.rawValue, "label": page.lang == .zh ? r.zh : r.en, "held": a.rights.contains(r)]
+             }]
         }
         values["roleChoices"] = StaffRole.allCases.map { ["value": $0.rawValue, "label": page.lang == .zh ? $0.zh : $0.en] }
         return page.html(renderer.render("accounts", values), status: status)

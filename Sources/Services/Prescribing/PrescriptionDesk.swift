@@ -92,7 +92,7 @@ package struct Prescription: Sendable {
 }
 
 /// One line as the doctor typed it on the form.
-package struct RxLineInput: Sendable {
+package struct RxLineInput: Sendable, Codable, Hashable {
     package var drug: String
     package var dose: String
     package var frequency: String
@@ -447,6 +447,55 @@ package struct PrescriptionDesk: Sendable {
         } catch { throw .storeUnavailable }
         guard let reviewed = try prescription(id) else { throw .storeUnavailable }
         return reviewed
+    }
+
+    // MARK: Saved combinations (协定处方)
+
+    /// A doctor's saved combination: a name and the lines as typed.
+    package struct SavedSet: Sendable, Hashable {
+        package var id: String
+        package var name: String
+        package var lines: [RxLineInput]
+    }
+
+    /// Saves the form's lines under a name for this doctor (every drug in the catalogue, at most a sheet's drugs).
+    package func saveSet(owner: String, name: String, lines: [RxLineInput]) throws(StaffError) -> SavedSet {
+        let title = InputText.trimmed(name)
+        guard (1...30).contains(title.count), !title.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw Self.bad("name", "rx.set_name", zh: "协定处方名称为 1 到 30 个字符。", en: "a saved combination's name is 1 to 30 characters.")
+        }
+        let filled = lines.filter { !$0.isBlank }
+        guard !filled.isEmpty, filled.count <= policy.drugsPerSheet else {
+            throw Self.bad("lines", "rx.set_lines", zh: "协定处方须有 1 到 \(policy.drugsPerSheet) 种药品。", en: "a saved combination has 1 to \(policy.drugsPerSheet) drugs.")
+        }
+        var kept: [RxLineInput] = []
+        for line in filled {
+            guard let drug = catalogue.drug(line.drug) ?? uniqueMatch(line.drug) else {
+                throw Self.bad("drug", "rx.unknown_drug", zh: "药品“\(String(line.drug.prefix(20)))”不在本院药品目录中。", en: "“\(String(line.drug.prefix(20)))” is not in the hospital's drug catalogue.")
+            }
+            kept.append(RxLineInput(drug: drug.code, dose: String(line.dose.prefix(12)), frequency: String(line.frequency.prefix(8)), days: String(line.days.prefix(3)),
+                                    packages: "", note: String(line.note.prefix(100))))
+        }
+        guard let json = try? JSONEncoder().encode(kept) else { throw .storeUnavailable }
+        let id = "set-" + UUID().uuidString.lowercased()
+        do {
+            try store.write { w in
+                _ = try w.insert("rx_set", key: id, values: ["owner": .text(owner), "name": .text(title), "lines": .text(String(decoding: json, as: UTF8.self)),
+                                                          "retired": .integer(0), "updated_ms": .integer(clock.wallMillis())])
+            }
+        } catch { throw .storeUnavailable }
+        return SavedSet(id: id, name: title, lines: kept)
+    }
+
+    /// A doctor's saved combinations in use, by name.
+    package func sets(of owner: String) throws(StaffError) -> [SavedSet] {
+        let rows: [(key: String, row: [String: ColumnValue])]
+        do { rows = try store.liveRows("rx_set", equal: ["owner": .text(owner)], range: nil, newestBy: "updated_ms", limit: 200) } catch { throw .storeUnavailable }
+        return rows.compactMap { r -> SavedSet? in
+            guard r.row["retired"]?.integerValue != 1, let text = r.row["lines"]?.textValue,
+                  let lines = try? JSONDecoder().decode([RxLineInput].self, from: Data(text.utf8)) else { return nil }
+            return SavedSet(id: r.key, name: r.row["name"]?.textValue ?? "", lines: lines)
+        }.sorted { ($0.name, $0.id) < ($1.name, $1.id) }
     }
 
     /// The drugs this doctor prescribed most, for the common-drug list (常用药).
