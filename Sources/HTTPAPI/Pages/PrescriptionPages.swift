@@ -255,7 +255,8 @@ extension StaffPages {
         }
         values["rules"] = ["version": rx.rules.version, "interactions": rx.rules.interactions.count, "doses": rx.rules.doseLimitCount,
                            "cautions": rx.rules.cautions.count]
-        values["visitPrescriptions"] = ((try? rx.prescriptions(encounter: e.id)) ?? []).map { summaryValues($0, page) }
+        let dispensed = dispensedIDs()
+        values["visitPrescriptions"] = ((try? rx.prescriptions(encounter: e.id)) ?? []).map { summaryValues($0, page, dispensed: dispensed) }
         return page.html(renderer.render("prescribe", values), status: status)
     }
 
@@ -298,9 +299,17 @@ extension StaffPages {
         return v
     }
 
-    func summaryValues(_ p: Prescription, _ page: PageAnswer) -> [String: Any] {
+    /// Prescriptions dispensed, as this node's ledgers say (read once per page).
+    func dispensedIDs() -> Set<String> {
+        guard let pharmacy else { return [] }
+        return Pharmacy.allCases.reduce(into: Set<String>()) { out, p in out.formUnion(pharmacy.ledger(p)?.dispensed.keys ?? [:].keys) }
+    }
+
+    func summaryValues(_ p: Prescription, _ page: PageAnswer, dispensed: Set<String>) -> [String: Any] {
         let zh = page.lang == .zh
-        return ["id": p.id, "kind": zh ? p.kind.zh : p.kind.en, "status": zh ? p.status.zh : p.status.en, "statusCode": p.status.rawValue,
+        let given = dispensed.contains(p.id)
+        return ["id": p.id, "kind": zh ? p.kind.zh : p.kind.en, "status": given ? page.text("rxDispensed") : zh ? p.status.zh : p.status.en,
+                "statusCode": given ? "dispensed" : p.status.rawValue,
                 "at": Self.shanghai(p.atMs), "by": p.authorName, "total": Self.yuan(p.totalFen),
                 "drugs": p.body.lines.map { $0.label }.joined(separator: "；"), "refused": p.status == .refused,
                 "refusal": p.reviews.last.map { "\($0.pharmacistName)：\($0.reason)" } ?? ""]
@@ -357,14 +366,15 @@ extension StaffPages {
 
     // MARK: The pharmacy
 
-    func pharmacyPage(_ page: PageAnswer, _ rx: PrescriptionDesk, _ pharmacy: Pharmacy, date: String) throws(StaffError) -> Response {
+    func pharmacyPage(_ page: PageAnswer, _ rx: PrescriptionDesk, _ pharmacyCode: Pharmacy, date: String) throws(StaffError) -> Response {
         let zh = page.lang == .zh
         var values = page.values(title: page.text("pharmacyTitle"))
-        let queue = try rx.queue(pharmacy, date: date)
+        let queue = try rx.queue(pharmacyCode, date: date)
         let names = ((try? desk.store.liveRows("patient", keys: Set(queue.map(\.patient)))) ?? [:])
         let departments = ((try? desk.store.liveRows("department", keys: Set(queue.map(\.department)))) ?? [:])
+        let dispensed = Set(pharmacy?.ledger(pharmacyCode)?.dispensed.keys ?? [:].keys)
         func row(_ p: Prescription) -> [String: Any] {
-            var v = summaryValues(p, page)
+            var v = summaryValues(p, page, dispensed: dispensed)
             v["patient"] = names[p.patient]?["name"]?.textValue ?? ""
             v["department"] = departments[p.department]?["name"]?.textValue ?? p.department
             v["alerts"] = p.body.alerts.count
@@ -372,8 +382,8 @@ extension StaffPages {
         }
         values["waiting"] = queue.filter { $0.status == .awaitingReview }.reversed().map(row)
         values["done"] = queue.filter { $0.status != .awaitingReview }.map(row)
-        values["pharmacies"] = Pharmacy.allCases.map { ["code": $0.rawValue, "name": zh ? $0.zh : $0.en, "chosen": $0 == pharmacy] }
-        values["pharmacy"] = ["code": pharmacy.rawValue, "name": zh ? pharmacy.zh : pharmacy.en]
+        values["pharmacies"] = Pharmacy.allCases.map { ["code": $0.rawValue, "name": zh ? $0.zh : $0.en, "chosen": $0 == pharmacyCode] }
+        values["pharmacy"] = ["code": pharmacyCode.rawValue, "name": zh ? pharmacyCode.zh : pharmacyCode.en]
         values["date"] = date
         values["paymentUnknown"] = true
         return page.html(renderer.render("pharmacy", values))

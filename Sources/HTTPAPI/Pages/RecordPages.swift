@@ -401,7 +401,8 @@ extension StaffPages {
         }
         if let prescriptions {
             values["mayPrescribe"] = !visit.enteredInError
-            let written = ((try? prescriptions.prescriptions(encounter: e.id)) ?? []).map { summaryValues($0, page) }
+            let dispensed = dispensedIDs()
+            let written = ((try? prescriptions.prescriptions(encounter: e.id)) ?? []).map { summaryValues($0, page, dispensed: dispensed) }
             values["prescriptions"] = written
             values["hasPrescriptions"] = !written.isEmpty
         }
