@@ -131,7 +131,7 @@ extension Booking {
         if case .refusal = kind { return block == q.block && patient == q.patient }
         // A floor record's slot and patient are its subject's, which the command may not name.
         if case .floor = kind { return block == q.block && FloorCommand(requestTag: q.tag) != nil }
-        if case .stock = kind { return block == q.block && StockCommand(requestTag: q.tag) != nil }
+        if case .stock(let r) = kind { return block == q.block && StockCommand(requestTag: q.tag)?.event == r.event }
         return block == q.block && patient == q.patient && kind.released == q.releases && kind.confirmed == q.confirms && q.candidates.contains(slot)
     }
 }
@@ -606,21 +606,34 @@ public struct BookingNode: Sendable {
         return drain()
     }
 
-    /// The next stock record of `q.block`, decided from every valid one this holder has (its own
-    /// still short of their quorum included), so two windows never take the same packages.
+    /// The next stock record of `q.block`, decided from the valid records this holder has. Its own
+    /// dispensings still short of their quorum count (they only take stock away, so two windows
+    /// never take the same packages); its receipts and returns still short of theirs do not (a
+    /// takeover may lose them): a decision that would rest on one waits (a retryable refusal).
     private mutating func stock(_ q: BookingRequest, _ command: StockCommand, _ r: LeaseRecord, state: ClusterState, wallMs: Int64) -> [BookingAction] {
         let own = store.records(in: q.block)
         if own.contains(where: { $0.epoch > r.epoch }) { return [.refused(requestID: q.id, reason: .noHolder)] }
-        let valid = r.collected + own.filter { $0.epoch == r.epoch && !r.collectedIDs.contains($0.id) }
-        let ledger = StockLedger(records: valid)
+        let mine = own.filter { $0.epoch == r.epoch && !r.collectedIDs.contains($0.id) }
+        let settled = r.collected + mine.filter { pending[$0.id] == nil }
+        let unsettled = mine.filter { pending[$0.id] != nil }
+        let takings = unsettled.filter { if case .stock(let s) = $0.kind, case .dispense = s.event { return true }; return false }
+        let ledger = StockLedger(records: settled + takings)
+        let everything = StockLedger(records: settled + unsettled)
+        let today = ShanghaiTime.unixDay(wallMs: wallMs)
         let event: StockEvent
-        switch ledger.decide(command, today: ShanghaiTime.unixDay(wallMs: wallMs)) {
-        case .refused(let reason): return [.refused(requestID: q.id, reason: reason)]
-        case .event(let e): event = e
+        switch ledger.decide(command, today: today) {
+        case .refused(let reason):
+            // Refused only for want of a receipt or a dispensing still short of its quorum: ask again shortly.
+            if case .event = everything.decide(command, today: today) { return [.refused(requestID: q.id, reason: .noHolder)] }
+            return [.refused(requestID: q.id, reason: reason)]
+        case .event(let e):
+            // A return gives back packages of a dispensing: that dispensing must have its quorum.
+            if case .returned(let rx, _) = e, StockLedger(records: settled).dispensed[rx] == nil { return [.refused(requestID: q.id, reason: .noHolder)] }
+            event = e
         }
         guard quorumReachable(r) else { return [.refused(requestID: q.id, reason: .noHolder)] }
         let b = Booking(id: q.id, block: q.block, slot: -1, patient: q.patient, epoch: r.epoch,
-                        kind: .stock(StockRecord(seq: ledger.lastSeq + 1, atMs: max(wallMs, ledger.lastAtMs), event: event)))
+                        kind: .stock(StockRecord(seq: everything.lastSeq + 1, atMs: max(wallMs, everything.lastAtMs), event: event)))
         persist(records: [b])
         propose(b, voters: r.voters, state: state)
         return drain()

@@ -89,6 +89,8 @@ public struct StockRecord: Hashable, Sendable {
     public init(seq: Int, atMs: Int64, event: StockEvent) { self.seq = seq; self.atMs = atMs; self.event = event }
 
     static let prefix = "stock:"
+    /// Far beyond any pharmacy's movements; bounds what a peer's record may claim.
+    static let maxSeq = 1_000_000_000_000
 
     /// `stock:<seq>:<ms>:<movement>`.
     var encoded: String { "\(Self.prefix)\(seq):\(atMs):\(event.body)" }
@@ -96,7 +98,7 @@ public struct StockRecord: Hashable, Sendable {
     init?(encoded tag: String) {
         guard tag.hasPrefix(Self.prefix) else { return nil }
         let p = tag.dropFirst(Self.prefix.count).split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-        guard p.count == 3, let seq = Int(p[0]), seq > 0, let ms = Int64(p[1]), ms >= 0, let event = StockEvent(body: p[2]) else { return nil }
+        guard p.count == 3, let seq = Int(p[0]), (1...Self.maxSeq).contains(seq), let ms = Int64(p[1]), ms >= 0, let event = StockEvent(body: p[2]) else { return nil }
         self.init(seq: seq, atMs: ms, event: event)
     }
 }

@@ -33,8 +33,9 @@ enum DemoPharmacy {
         for (i, drug) in desk.prescriptions.catalogue.drugs.enumerated() where drug.pharmacy == code && !stocked.contains(drug.code) {
             let quantity = i % 23 == 5 ? 4 : 30 + (i * 37) % 170
             let expiry = try today.adding(days: i % 11 == 3 ? 20 : 400 + i % 200)
-            _ = try await desk.receive(code, drug: drug.code, batch: "D\(today.description.replacingOccurrences(of: "-", with: ""))-\(drug.code)",
-                                       expiry: expiry.description, quantity: String(quantity))
+            let day = today.description.replacingOccurrences(of: "-", with: "")
+            _ = try await desk.receive(code, drug: drug.code, batch: "D\(day)-\(drug.code)", expiry: expiry.description, quantity: String(quantity),
+                                       requestID: "demo-\(day)-\(drug.code.lowercased())")
             n += 1
         }
         return n

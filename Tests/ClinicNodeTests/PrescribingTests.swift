@@ -125,10 +125,9 @@ struct PrescribingTests {
         #expect(try Self.testPack.check([RxDose(drug: macrolide, dose: macrolide.usualDose, frequency: .bid)], patient: taking)
             .contains { $0.kind == "interaction" && $0.zh.contains("正在使用") }, "a drug the patient is taking counts")
         let ppis = catalogue.drugs.filter { $0.atc.hasPrefix("A02BC") && $0.route == "oral" }
-        if ppis.count >= 2 {
-            let twice = try Self.testPack.check(ppis.prefix(2).map { RxDose(drug: $0, dose: $0.usualDose, frequency: .qd) }, patient: RxPatient(age: 40, female: false))
-            #expect(twice.contains { $0.kind == "duplicate" && $0.level == .warning })
-        }
+        try #require(ppis.count >= 2, "the catalogue has two proton-pump inhibitors")
+        let twice = try Self.testPack.check(ppis.prefix(2).map { RxDose(drug: $0, dose: $0.usualDose, frequency: .qd) }, patient: RxPatient(age: 40, female: false))
+        #expect(twice.contains { $0.kind == "duplicate" && $0.level == .warning })
         let child = RxPatient(age: 5, female: false)
         #expect(throws: ValidationError.self) { _ = try Self.testPack.check([RxDose(drug: ibuprofen, dose: 100, frequency: .tid)], patient: child) }
         var weighed = child
@@ -138,14 +137,14 @@ struct PrescribingTests {
         #expect(over.map(\.code).sorted() == ["dose.daily:\(ibuprofen.code)", "dose.single:\(ibuprofen.code)"])
         #expect(throws: ValidationError.self) { _ = try Self.testPack.check([RxDose(drug: ibuprofen, dose: 0, frequency: .tid)], patient: adult) }
         #expect(throws: ValidationError.self) { _ = try Self.testPack.check([RxDose(drug: ibuprofen, dose: 400_000, frequency: .tid)], patient: adult) }
-        if let metformin = catalogue.drugs.first(where: { $0.atc == "A10BA02" }) {
-            let kidneys = RxPatient(age: 70, female: false, eGFR: 25)
-            #expect(try Self.testPack.check([RxDose(drug: metformin, dose: metformin.usualDose, frequency: .bid)], patient: kidneys).contains { $0.kind == "renal" && $0.level == .block })
-        }
-        if let acei = catalogue.drugs.first(where: { $0.atc.hasPrefix("C09A") }) {
-            let pregnant = RxPatient(age: 30, female: true, pregnant: true)
-            #expect(try Self.testPack.check([RxDose(drug: acei, dose: acei.usualDose, frequency: .qd)], patient: pregnant).contains { $0.kind == "pregnancy" })
-        }
+        let metformin = try drug("A10BA02")
+        let kidneys = RxPatient(age: 70, female: false, eGFR: 25)
+        #expect(try Self.testPack.check([RxDose(drug: metformin, dose: metformin.usualDose, frequency: .bid)], patient: kidneys).contains { $0.kind == "renal" && $0.level == .block })
+        #expect(try Self.testPack.check([RxDose(drug: metformin, dose: metformin.usualDose, frequency: .bid)], patient: RxPatient(age: 70, female: false, eGFR: 45)).isEmpty,
+                "above the rule's threshold")
+        let acei = try #require(catalogue.drugs.first { $0.atc.hasPrefix("C09A") })
+        let pregnant = RxPatient(age: 30, female: true, pregnant: true)
+        #expect(try Self.testPack.check([RxDose(drug: acei, dose: acei.usualDose, frequency: .qd)], patient: pregnant).contains { $0.kind == "pregnancy" })
     }
 
     @Test("the regulations are enforced: 5 drugs a sheet, 7/3/30 days, controlled drugs need the right and their own sheet, antibiotic tiers by title")
@@ -162,7 +161,8 @@ struct PrescribingTests {
         #expect(refusal { _ = try desk.check(visit, RxInput(lines: [RxLineInput(drug: "不存在的药", dose: "1", frequency: "qd", days: "1")]), by: Self.chief) } == "rx.unknown_drug")
         #expect(refusal { _ = try desk.check(visit, RxInput(lines: [line(amoxicillin, "0")]), by: Self.chief) } == "rx.dose_not_positive")
         #expect(refusal { _ = try desk.check(visit, RxInput(lines: [line(amoxicillin, "500000")]), by: Self.chief) } == "rx.dose_implausible")
-        if let narcotic = catalogue.drugs.first(where: { $0.controlled == .narcotic && !$0.injection }) {
+        do {
+            let narcotic = try #require(catalogue.drugs.first { $0.controlled == .narcotic && !$0.injection })
             #expect(refusal { _ = try desk.check(visit, RxInput(lines: [line(narcotic, Drug.number(narcotic.usualDose), days: "1")]), by: Self.resident) } == "rx.controlled_right")
             #expect(refusal { _ = try desk.check(visit, RxInput(lines: [line(narcotic, Drug.number(narcotic.usualDose), days: "1"), line(amoxicillin, "500")]), by: Self.chief) }
                     == "rx.sheet_mixed")
@@ -171,21 +171,26 @@ struct PrescribingTests {
             let alone = try desk.check(visit, RxInput(lines: [line(narcotic, Drug.number(narcotic.usualDose), "q12h", days: "1")]), by: Self.chief)
             #expect(alone.kind == .narcotic)
         }
-        if let restricted = catalogue.drugs.first(where: { $0.tier == .restricted && $0.route == "oral" }) {
+        do {
+            let restricted = try #require(catalogue.drugs.first { $0.tier == .restricted && $0.route == "oral" })
             #expect(refusal { _ = try desk.check(visit, RxInput(lines: [line(restricted, Drug.number(restricted.usualDose), restricted.usualFrequency.rawValue)]), by: Self.resident) }
                     == "rx.antibiotic_tier")
         }
-        if let special = catalogue.drugs.first(where: { $0.tier == .special }) {
+        do {
+            let special = try #require(catalogue.drugs.first { $0.tier == .special })
             #expect(refusal { _ = try desk.check(visit, RxInput(lines: [line(special, Drug.number(special.usualDose), special.usualFrequency.rawValue, days: "1")]), by: Self.chief) }
                     == "rx.antibiotic_outpatient")
         }
         // A listed chronic disease (essential hypertension, I10) allows 30 days.
         try saveNote(Self.adultVisit, diagnoses: ["I10.x00"])
         let chronic = try records.visit(Self.adultVisit)
-        if let amlodipine = catalogue.drugs.first(where: { $0.atc == "C08CA01" && $0.route == "oral" }) {
-            let long = try desk.check(chronic, RxInput(lines: [line(amlodipine, Drug.number(amlodipine.usualDose), "qd", days: "30")]), by: Self.chief)
-            #expect(long.lines.first?.days == 30)
-        }
+        let amlodipine = try drug("C08CA01")
+        let long = try desk.check(chronic, RxInput(lines: [line(amlodipine, Drug.number(amlodipine.usualDose), "qd", days: "30")]), by: Self.chief)
+        #expect(long.lines.first?.days == 30)
+        #expect(long.alerts.contains { $0.kind == "supply" && $0.level == .warning }, "a longer supply needs the doctor's reason")
+        // The same drug twice, and more packages than the days need: refused.
+        #expect(refusal { _ = try desk.check(chronic, RxInput(lines: [line(amoxicillin, "500"), line(amoxicillin, "250")]), by: Self.chief) } == "rx.same_drug")
+        #expect(refusal { _ = try desk.check(chronic, RxInput(lines: [line(amoxicillin, "500", packages: "99")]), by: Self.chief) } == "rx.packages_over")
         #expect(try desk.prescriptions(encounter: Self.adultVisit).isEmpty, "checking stores nothing")
     }
 
@@ -207,10 +212,9 @@ struct PrescribingTests {
         #expect(signed.status == .awaitingReview && signed.ruleVersion == Self.testPack.version && signed.kind == .pediatric)
         #expect(signed.body.alerts.allSatisfy { $0.override == "高热不退，已与家属沟通" } && !signed.body.alerts.isEmpty)
         #expect(signed.body.weightKg == 12)
-        if let units = ibuprofen.unitsPerDose(200) {
-            let expected = Int((units * 6 / ibuprofen.packageSize - 1e-9).rounded(.up))
-            #expect(signed.body.lines[0].packages == max(1, expected))
-        }
+        let units = try #require(ibuprofen.unitsPerDose(200))
+        let expected = Int((units * 6 / ibuprofen.packageSize - 1e-9).rounded(.up))
+        #expect(signed.body.lines[0].packages == max(1, expected))
         #expect(signed.totalFen == signed.body.lines[0].packages * ibuprofen.priceFen)
 
         // Amoxicillin 500 mg tid for 7 days to an adult: 21 doses in whole packages.

@@ -105,7 +105,7 @@ enum PageTexts {
         "rxWriteAgain": "重新开具处方", "rxKind": "处方类别", "rxOpen": "查看", "rxPrescribe": "开处方",
         "pharmacyTitle": "药房", "pharmacyPaymentUnknown": "缴费状态：收费功能上线前暂无法确认，请按本院现行流程核对缴费。",
         "pharmacyWaiting": "待审方", "pharmacyReview": "审方", "pharmacyNone": "暂无处方。", "pharmacyDone": "已审方",
-        "rxSetChoose": "协定处方", "rxSetApply": "套用", "rxSetSave": "存为协定处方", "rxSetName": "协定处方名称", "rightsSave": "保存处方权", "rxDispensed": "已发药", "rxDispense": "发药", "stockTitle": "药房库存", "stockBatch": "批号", "stockExpiry": "有效期至", "stockAvailable": "可发数量",
+        "rxExpired": "处方开具当日有效（《处方管理办法》第十八条）：这张处方已过期，不能发药，请医生重新开具。", "rxSetChoose": "协定处方", "rxSetApply": "套用", "rxSetSave": "存为协定处方", "rxSetName": "协定处方名称", "rightsSave": "保存处方权", "rxDispensed": "已发药", "rxDispense": "发药", "stockTitle": "药房库存", "stockBatch": "批号", "stockExpiry": "有效期至", "stockAvailable": "可发数量",
         "stockReturned": "已退", "stockReturn": "退药", "stockFEFO": "自动（先到期先发）", "stockReceive": "入库", "stockUnknown": "药房库存暂不可见：药房的库存块尚未建立或本节点尚未同步。",
         "stockAsOf": "库存截至最近一笔变动：", "stockLowHint": "可发数量（未过期）低于此数时标为库存不足：", "stockLow": "库存不足", "stockExpired": "已过期",
     ]
@@ -205,7 +205,7 @@ enum PageTexts {
         "rxRefuse": "Refuse, back to the doctor", "rxWriteAgain": "Write a new prescription", "rxKind": "Kind", "rxOpen": "Open", "rxPrescribe": "Prescribe",
         "pharmacyTitle": "Pharmacy", "pharmacyPaymentUnknown": "Payment: not known until billing is in service; check payment as the hospital does today.",
         "pharmacyWaiting": "Awaiting review", "pharmacyReview": "Review", "pharmacyNone": "No prescriptions.", "pharmacyDone": "Reviewed",
-        "rxSetChoose": "Saved combination", "rxSetApply": "Apply", "rxSetSave": "Save as a combination", "rxSetName": "Name", "rightsSave": "Save prescribing rights", "rxDispensed": "Dispensed", "rxDispense": "Dispense", "stockTitle": "Pharmacy stock", "stockBatch": "Batch", "stockExpiry": "Expires", "stockAvailable": "Available",
+        "rxExpired": "A prescription is valid on the day it is written (Prescription Regulations, art. 18): this one has expired and cannot be dispensed; the doctor writes a new one.", "rxSetChoose": "Saved combination", "rxSetApply": "Apply", "rxSetSave": "Save as a combination", "rxSetName": "Name", "rightsSave": "Save prescribing rights", "rxDispensed": "Dispensed", "rxDispense": "Dispense", "stockTitle": "Pharmacy stock", "stockBatch": "Batch", "stockExpiry": "Expires", "stockAvailable": "Available",
         "stockReturned": "Returned", "stockReturn": "Return", "stockFEFO": "Automatic (first to expire first)", "stockReceive": "Receive",
         "stockUnknown": "The pharmacy's stock cannot be seen: its stock block is not set up yet or this node has not caught up.",
         "stockAsOf": "Stock as of the newest movement:", "stockLowHint": "A drug is marked low below this many available (unexpired) packages:", "stockLow": "low", "stockExpired": "expired",

@@ -42,6 +42,8 @@ extension StaffPages {
         case (.get, "/staff/visits/{id}/prescribe"):
             let visit = try rx.records.visit(id)
             try mayPrescribe(visit.encounter, account)
+            try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "rx.read", patient: visit.encounter.patient,
+                                       resource: "encounter/\(id)", outcome: "ok"))
             return try prescribePage(page, rx, visit, input: nil, draft: nil, message: nil, status: 200, account)
         case (.post, "/staff/visits/{id}/prescribe"):
             let visit = try rx.records.visit(id)
@@ -74,10 +76,12 @@ extension StaffPages {
                     return page.redirect("/staff/prescriptions/\(signed.id)?signed=1")
                 }
                 let draft = try rx.check(visit, input, by: prescriber)
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "rx.check", patient: visit.encounter.patient,
+                                           resource: "encounter/\(id)", outcome: draft.blocked ? "blocked" : "ok", detail: draft.alerts.map(\.code).joined(separator: ",")))
                 return try prescribePage(page, rx, visit, input: input, draft: draft, message: nil, status: 200, account)
             } catch {
-                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "rx.sign", patient: visit.encounter.patient,
-                                           resource: "encounter/\(id)", outcome: error.code))
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: form["action"]?.first == "sign" ? "rx.sign" : "rx.check",
+                                           patient: visit.encounter.patient, resource: "encounter/\(id)", outcome: error.code))
                 let draft = try? rx.check(visit, input, by: prescriber)
                 return try prescribePage(page, rx, visit, input: input, draft: draft, message: error, status: error.status, account)
             }
@@ -95,11 +99,16 @@ extension StaffPages {
             guard let found = try rx.prescription(id) else { throw StaffError(404, "rx.not_found", zh: "没有这张处方。", en: "no such prescription.") }
             let verdict: RxReview.Verdict = form["verdict"]?.first == "approved" ? .approved : .refused
             do throws(StaffError) {
+                if pharmacy?.ledger(found.pharmacy)?.dispensed[id] != nil {
+                    throw StaffError(409, "rx.already_dispensed", zh: "这张处方已发药，不能再审方。", en: "this prescription was dispensed; it is not reviewed again.")
+                }
                 let reviewed = try rx.review(id, verdict: verdict, reason: form["reason"]?.first ?? "", pharmacist: account.number, name: account.name)
                 try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "rx.review", patient: found.patient,
                                            resource: "prescription/\(id)", outcome: verdict.rawValue, detail: reviewed.reviews.last?.reason ?? ""))
                 return page.redirect("/staff/pharmacy?pharmacy=\(found.pharmacy.rawValue)")
             } catch {
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "rx.review", patient: found.patient,
+                                           resource: "prescription/\(id)", outcome: error.code))
                 return sheetPage(page, rx, found, message: error, status: error.status, account)
             }
         case (.get, "/staff/pharmacy"):
@@ -107,6 +116,8 @@ extension StaffPages {
             let pharmacy = Pharmacy(rawValue: query["pharmacy"].map(String.init) ?? "") ?? .western
             let today = (try? ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(rx.clock.wallMillis()) / 1000)).date.description) ?? ""
             let date = query["date"].map(String.init).flatMap { try? CivilDate(parsing: $0) }?.description ?? today
+            try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "pharmacy.queue", resource: "pharmacy/\(pharmacy.rawValue)",
+                                       outcome: "ok", detail: date))
             return try pharmacyPage(page, rx, pharmacy, date: date)
         case (.get, "/staff/pharmacy/events"):
             return pharmacyStream(rx, page: page)
@@ -117,8 +128,8 @@ extension StaffPages {
                 let picks = try found.body.lines.enumerated().map { i, line throws(StaffError) -> PharmacyDesk.Pick in
                     let batch = InputText.trimmed(form["batch_\(i)"]?.first ?? "")
                     let typed = InputText.trimmed(form["quantity_\(i)"]?.first ?? "")
-                    guard let n = typed.isEmpty ? line.packages : Int(typed), n >= 0 else {
-                        throw StaffError(400, "stock.quantity", zh: "发药数量须为整数。", en: "the quantity dispensed is a whole number.")
+                    guard let n = typed.isEmpty ? line.packages : Int(typed), (0...999).contains(n) else {
+                        throw StaffError(400, "stock.quantity", zh: "发药数量须为 0 到 999 的整数。", en: "the quantity dispensed is a whole number, 0 to 999.")
                     }
                     return PharmacyDesk.Pick(drug: line.drug, batch: batch.isEmpty ? nil : batch, quantity: n)
                 }
@@ -135,11 +146,14 @@ extension StaffPages {
             guard let found = try rx.prescription(id) else { throw StaffError(404, "rx.not_found", zh: "没有这张处方。", en: "no such prescription.") }
             let stock = try pharmacyDesk()
             do throws(StaffError) {
-                let record = try await stock.takeBack(id, drug: form["drug"]?.first ?? "", batch: form["batch"]?.first ?? "", quantity: form["quantity"]?.first ?? "")
+                let record = try await stock.takeBack(id, drug: form["drug"]?.first ?? "", batch: form["batch"]?.first ?? "", quantity: form["quantity"]?.first ?? "",
+                                                      requestID: form["request_id"]?.first ?? "")
                 try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "rx.return", patient: found.patient,
                                            resource: "prescription/\(id)", outcome: "ok", detail: "stock#\(record.seq)"))
                 return page.redirect("/staff/prescriptions/\(id)?returned=1")
             } catch {
+                try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "rx.return", patient: found.patient,
+                                           resource: "prescription/\(id)", outcome: error.code))
                 return sheetPage(page, rx, found, message: error, status: error.status, account)
             }
         case (.get, "/staff/pharmacy/stock"):
@@ -150,7 +164,8 @@ extension StaffPages {
             let stock = try pharmacyDesk()
             do throws(StaffError) {
                 let record = try await stock.receive(pharmacy, drug: form["drug"]?.first ?? "", batch: form["batch"]?.first ?? "",
-                                                     expiry: form["expiry"]?.first ?? "", quantity: form["quantity"]?.first ?? "")
+                                                     expiry: form["expiry"]?.first ?? "", quantity: form["quantity"]?.first ?? "",
+                                                     requestID: form["request_id"]?.first ?? "")
                 try desk.record(AuditEvent(staff: account.number, role: desk.roleText(account), action: "stock.receive", resource: "pharmacy/\(pharmacy.rawValue)",
                                            outcome: "ok", detail: "stock#\(record.seq)"))
                 let batch = InputText.trimmed(form["batch"]?.first ?? ""), quantity = InputText.trimmed(form["quantity"]?.first ?? "")
@@ -348,8 +363,10 @@ extension StaffPages {
                 values["dispensed"] = ["at": Self.shanghai(ledger.lastAtMs), "items": given.map { i -> [String: Any] in
                     let back = ledger.returned[p.id]?["\(i.drug)/\(i.batch)"] ?? 0
                     return ["drug": i.drug, "name": rx.catalogue.drug(i.drug)?.label ?? i.drug, "batch": i.batch, "quantity": i.quantity, "returned": back,
-                            "mayReturn": mayDispense && back < i.quantity]
+                            "mayReturn": mayDispense && back < i.quantity, "requestID": UUID().uuidString.lowercased()]
                 }]
+            } else if p.status == .approved, mayDispense, p.date < Self.today(rx.clock) {
+                values["expired"] = true
             } else if p.status == .approved, mayDispense {
                 values["hasDispense"] = true
                 values["dispenseLines"] = p.body.lines.enumerated().map { i, line -> [String: Any] in
@@ -443,7 +460,13 @@ extension StaffPages {
         values["known"] = ledger != nil
         if let ledger, ledger.lastAtMs > 0 { values["asOf"] = Self.shanghai(ledger.lastAtMs) }
         values["lowLimit"] = PharmacyDesk.lowStockPackages
+        values["requestID"] = UUID().uuidString.lowercased()
         return page.html(renderer.render("stock", values), status: status)
+    }
+
+    /// Today in Shanghai, `YYYY-MM-DD`.
+    static func today(_ clock: NodeClock) -> String {
+        (try? ShanghaiTime.civil(of: Date(timeIntervalSince1970: Double(clock.wallMillis()) / 1000)).date.description) ?? ""
     }
 
     /// A Unix day as `YYYY-MM-DD`.

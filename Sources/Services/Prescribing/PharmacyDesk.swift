@@ -49,7 +49,8 @@ package struct PharmacyDesk: Sendable {
     // MARK: Movements
 
     /// Receives packages of a batch (入库). `expiry`: the last day of use, `YYYY-MM-DD`.
-    package func receive(_ pharmacy: Pharmacy, drug code: String, batch: String, expiry: String, quantity: String) async throws(StaffError) -> StockRecord {
+    /// `requestID`: the form's own id, so that submitting it again (after a timeout) receives once.
+    package func receive(_ pharmacy: Pharmacy, drug code: String, batch: String, expiry: String, quantity: String, requestID: String) async throws(StaffError) -> StockRecord {
         guard let drug = prescriptions.catalogue.drug(code), drug.pharmacy == pharmacy else {
             throw StaffError(400, "stock.unknown_drug", zh: "药品“\(String(code.prefix(16)))”不在本药房的目录中。", en: "“\(String(code.prefix(16)))” is not in this pharmacy's catalogue.")
         }
@@ -63,7 +64,7 @@ package struct PharmacyDesk: Sendable {
         guard item.isValid else {
             throw StaffError(400, "stock.batch_format", zh: "批号须为 1 到 24 位字母、数字或连字符。", en: "a batch number is 1 to 24 letters, digits or hyphens.")
         }
-        return try await send(.receive(item, expiryDay: expiryDate.unixDay), pharmacy, id: "stock-in:" + UUID().uuidString.lowercased())
+        return try await send(.receive(item, expiryDay: expiryDate.unixDay), pharmacy, id: "stock-in:" + (try Self.formID(requestID)))
     }
 
     /// What the pharmacist gives for one line: how many packages, from which batch (nil: the
@@ -84,6 +85,11 @@ package struct PharmacyDesk: Sendable {
         }
         guard let ledger = ledger(rx.pharmacy) else { throw unavailable }
         if ledger.dispensed[id] != nil { throw Self.refusal(.alreadyDispensed) }
+        // 《处方管理办法》第十八条: a prescription is valid on the day it is written.
+        guard let written = try? CivilDate(parsing: rx.date), written.unixDay >= today else {
+            throw StaffError(409, "rx.expired", zh: "处方开具当日有效（《处方管理办法》第十八条），这张处方开于 \(rx.date)，已过期，请医生重新开具。",
+                             en: "a prescription is valid on the day it is written (Prescription Regulations, art. 18); this one is of \(rx.date) and has expired. Ask the doctor for a new one.")
+        }
         let picks = picks ?? rx.body.lines.map { Pick(drug: $0.drug, batch: nil, quantity: $0.packages) }
         guard Set(picks.map(\.drug)).isSubset(of: Set(rx.body.lines.map(\.drug))) else {
             throw StaffError(400, "rx.dispense_other_drug", zh: "发药的药品须是处方上的药品。", en: "only the prescription's drugs are dispensed.")
@@ -141,14 +147,22 @@ package struct PharmacyDesk: Sendable {
     }
 
     /// Takes packages of a dispensed prescription back into stock (退药).
-    package func takeBack(_ id: String, drug: String, batch: String, quantity: String) async throws(StaffError) -> StockRecord {
+    package func takeBack(_ id: String, drug: String, batch: String, quantity: String, requestID: String) async throws(StaffError) -> StockRecord {
         guard let rx = try prescriptions.prescription(id) else { throw StaffError(404, "rx.not_found", zh: "没有这张处方。", en: "no such prescription.") }
-        guard let n = Int(InputText.trimmed(quantity)), n >= 1 else {
-            throw StaffError(400, "stock.quantity", zh: "退药数量须为至少 1 的整数（按包装）。", en: "the quantity returned is a whole number of packages, at least 1.")
+        guard let n = Int(InputText.trimmed(quantity)), (1...999).contains(n) else {
+            throw StaffError(400, "stock.quantity", zh: "退药数量须为 1 到 999 的整数（按包装）。", en: "the quantity returned is a whole number of packages, 1 to 999.")
         }
         let item = StockItem(drug: drug, batch: InputText.trimmed(batch), quantity: n)
         guard item.isValid else { throw StaffError(400, "stock.batch_format", zh: "批号格式不对。", en: "the batch number is not valid.") }
-        return try await send(.returned(rx: id, items: [item]), rx.pharmacy, id: "stock-back:" + UUID().uuidString.lowercased())
+        return try await send(.returned(rx: id, items: [item]), rx.pharmacy, id: "stock-back:" + (try Self.formID(requestID)))
+    }
+
+    /// A form's request id: letters, digits and hyphens, 8 to 64 of them.
+    static func formID(_ text: String) throws(StaffError) -> String {
+        guard (8...64).contains(text.utf8.count), text.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 122) || $0 == 45 }) else {
+            throw StaffError(400, "request.id", zh: "表单已失效，请刷新页面后重试。", en: "the form is stale; reload the page and try again.")
+        }
+        return text
     }
 
     private func tellPatient(_ rx: Prescription) async {

@@ -82,8 +82,10 @@ package struct Prescription: Sendable {
 
     init?(id: String, row: [String: ColumnValue]) {
         func text(_ c: String) -> String { row[c]?.textValue ?? "" }
+        // A peer's row is read with care: numbers out of any prescription's range make it unreadable here.
         guard let body = try? JSONDecoder().decode(RxBody.self, from: Data(text("body").utf8)), let kind = PrescriptionKind(rawValue: text("kind")),
-              let pharmacy = Pharmacy(rawValue: text("pharmacy")) else { return nil }
+              let pharmacy = Pharmacy(rawValue: text("pharmacy")),
+              body.lines.allSatisfy({ (1...366).contains($0.days) && (1...999).contains($0.packages) && (0...100_000_000).contains($0.priceFen) }) else { return nil }
         self.id = id; self.body = body; self.kind = kind; self.pharmacy = pharmacy
         encounter = text("encounter"); patient = text("patient"); department = text("department"); practitioner = text("practitioner")
         date = text("date"); ruleVersion = text("rule_version"); author = text("author"); authorName = text("author_name"); node = text("node")
@@ -213,6 +215,17 @@ package struct PrescriptionDesk: Sendable {
             guard packages.isEmpty || Int(InputText.foldingFullWidth(packages)) != nil else {
                 throw Self.bad("packages", "rx.packages", zh: "第 \(row) 行：数量须为整数（留空则自动折算）。", en: "line \(row): the quantity is a whole number (empty: computed).")
             }
+            guard !drugs.contains(where: { $0.code == drug.code }) else {
+                throw Self.bad("drug", "rx.same_drug", zh: "第 \(row) 行：\(drug.genericZh) 已在本处方中，同一药品请写在一行。", en: "line \(row): \(drug.genericEn) is already on this prescription; one drug goes on one line.")
+            }
+            let controlled = [.narcotic, .psychotropic1, .psychotropic2, .toxic].contains(drug.controlled)
+            if (drug.controlled == .narcotic || drug.controlled == .psychotropic1) && drug.injection && (frequency != .st || days != 1) {
+                throw Self.bad("frequency", "rx.controlled_injection", zh: "第 \(row) 行：\(drug.controlled.zh)注射剂每张处方为一次常用量（《处方管理办法》第二十三条）：频次请用 st，天数 1。",
+                               en: "line \(row): a \(drug.controlled.en) injection is one usual dose per prescription (Prescription Regulations, art. 23): frequency st, 1 day.")
+            }
+            if controlled, frequency == .prn {
+                throw Self.bad("frequency", "rx.controlled_prn", zh: "第 \(row) 行：\(drug.controlled.zh)须写明给药频次，以便按天数核定数量。", en: "line \(row): a \(drug.controlled.en) drug needs a set frequency, so that its quantity follows from the days.")
+            }
             drugs.append(drug)
             doses.append(RxDose(drug: drug, dose: dose, frequency: frequency))
             typed.append((days, Int(InputText.foldingFullWidth(packages)), note))
@@ -226,6 +239,14 @@ package struct PrescriptionDesk: Sendable {
             let drug = d.drug
             let computed = d.frequency.perDay.flatMap { drug.packages(dose: d.dose, doses: ($0 * Double(t.days)).rounded(.up)) }
                 ?? (d.frequency == .st ? drug.packages(dose: d.dose, doses: 1) : nil)
+            // A typed quantity may round down, never past what the days need: the supply rules hold.
+            if let typed = t.packages, let computed, typed > computed {
+                throw Self.bad("packages", "rx.packages_over", zh: "第 \(n + 1) 行：\(drug.genericZh) 按剂量与天数需 \(computed)\(drug.packageUnit)，不能多开（现为 \(typed)）。",
+                               en: "line \(n + 1): the dose and days of \(drug.genericEn) need \(computed) \(drug.packageUnit); no more may be given (\(typed) asked).")
+            }
+            if t.packages != nil, computed == nil, [.narcotic, .psychotropic1, .psychotropic2, .toxic].contains(drug.controlled) {
+                throw Self.bad("packages", "rx.controlled_quantity", zh: "第 \(n + 1) 行：\(drug.controlled.zh)的数量须由剂量、频次与天数算出。", en: "line \(n + 1): the quantity of a \(drug.controlled.en) drug must follow from its dose, frequency and days.")
+            }
             guard let packages = t.packages ?? computed, (1...99).contains(packages) else {
                 throw Self.bad("packages", "rx.packages", zh: "第 \(n + 1) 行：\(drug.genericZh) 的数量无法按剂量算出或超出 1 到 99 \(drug.packageUnit)，请填写数量。",
                                en: "line \(n + 1): the quantity of \(drug.genericEn) cannot be computed from the dose or is outside 1 to 99 \(drug.packageUnit); give the quantity.")
@@ -237,6 +258,19 @@ package struct PrescriptionDesk: Sendable {
         let pharmacies = Set(drugs.map(\.pharmacy))
         guard pharmacies.count == 1, let pharmacy = pharmacies.first else {
             throw Self.bad("lines", "rx.two_pharmacies", zh: "西药房与中药房的药品请分开开方（两张处方）。", en: "drugs of the Western and the Chinese medicine pharmacy go on two separate prescriptions.")
+        }
+        // Art. 19 lets chronic diseases have longer, "but the doctor states the reason".
+        for line in lines where line.days > policy.ordinaryDays && !input.emergency {
+            let name = catalogue.drug(line.drug).map { ($0.genericZh, $0.genericEn) } ?? (line.label, line.label)
+            alerts.append(RxAlert(code: "supply:\(line.drug)", level: .warning, kind: "supply",
+                                  zh: "延长用量：\(name.0) \(line.days) 天，超过普通处方的 \(policy.ordinaryDays) 天（慢性病）；请注明理由。",
+                                  en: "longer supply: \(line.days) days of \(name.1), beyond an ordinary prescription's \(policy.ordinaryDays) (a chronic disease); state the reason.",
+                                  source: "《处方管理办法》第十九条 / Prescription Regulations, art. 19", override: InputText.trimmed(input.overrides["supply:\(line.drug)"] ?? "")))
+        }
+        if facts.age == nil {
+            alerts.append(RxAlert(code: "age:unknown", level: .warning, kind: "age",
+                                  zh: "患者出生日期不详：剂量按成人规则核对，儿童剂量与年龄限制未能核对。", en: "the patient's birth date is unknown: doses were checked against adult rules; children's doses and age limits could not be.",
+                                  source: "患者信息 / demographics", override: InputText.trimmed(input.overrides["age:unknown"] ?? "")))
         }
         return RxDraft(kind: kind, pharmacy: pharmacy, lines: lines, drugs: drugs, alerts: alerts, patient: facts, diagnoses: diagnoses, ruleVersion: rules.version)
     }
@@ -322,7 +356,8 @@ package struct PrescriptionDesk: Sendable {
             }
             weight = kg
         } else {
-            weight = note.vitals.weight
+            // Only this visit's own weight: a carried-forward one may be months old (a growing child).
+            weight = visit.current?.note.vitals.weight
         }
         guard ["", "pregnant", "lactating"].contains(input.pregnancy) else {
             throw Self.bad("pregnancy", "rx.pregnancy", zh: "妊娠/哺乳状态无法识别。", en: "the pregnancy or breastfeeding state is not understood.")
@@ -341,7 +376,7 @@ package struct PrescriptionDesk: Sendable {
     func activeDrugs(patient: String, except encounter: String) throws(StaffError) -> [Drug] {
         let now = clock.wallMillis()
         return try prescriptions(patient: patient, limit: 50).filter { $0.encounter != encounter && $0.status != .refused }.flatMap { rx in
-            rx.body.lines.filter { rx.atMs + Int64($0.days) * 86_400_000 > now }.compactMap { catalogue.drug($0.drug) }
+            rx.body.lines.filter { rx.atMs + Int64(min(max($0.days, 0), 366)) * 86_400_000 > now }.compactMap { catalogue.drug($0.drug) }
         }
     }
 

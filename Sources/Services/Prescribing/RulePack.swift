@@ -169,15 +169,17 @@ package struct RulePack: Sendable {
                     alerts.append(RxAlert(code: "duplicate:\(d.drug.code)+\(other.drug.code)", level: .warning, kind: "duplicate",
                                           zh: same ? "重复用药：\(d.drug.genericZh) 在本处方中出现两次。" : "重复用药：\(d.drug.genericZh) 与 \(other.drug.genericZh) 属同一药理类别（ATC \(d.drug.atc.prefix(5))）。",
                                           en: same ? "duplicate therapy: \(d.drug.genericEn) appears twice on this prescription." : "duplicate therapy: \(d.drug.genericEn) and \(other.drug.genericEn) are in the same class (ATC \(d.drug.atc.prefix(5))).",
-                                          source: "WHO ATC classification, 4th level"))
+                                          source: "WHO ATC 分类第 4 级 / WHO ATC classification, 4th level"))
                 }
             }
             for current in patient.currentDrugs {
                 alerts += interactionAlerts(d.drug, current, current: true)
             }
         }
+        // One alert per code, the most severe kept (two rules may name the same pair).
         var seen = Set<String>()
-        return alerts.filter { seen.insert($0.code).inserted }
+        return alerts.enumerated().sorted { ($0.element.level == .block ? 0 : 1, $0.offset) < ($1.element.level == .block ? 0 : 1, $1.offset) }
+            .map(\.element).filter { seen.insert($0.code).inserted }
     }
 
     func allergyAlerts(_ drug: Drug, _ patient: RxPatient) -> [RxAlert] {
