@@ -325,33 +325,40 @@ extension StaffPages {
         return v
     }
 
-    /// Server-sent events: the department's display rows as JSON each time they change, a comment
-    /// line every 15 s to keep the connection, for `displayStreamSeconds` or until the node stops.
+    /// Server-sent events: the department's display rows as JSON each time they change.
     func displayStream(_ floor: FloorDesk, department: String, page: PageAnswer) -> Response {
+        eventStream(page, initial: (last: "", seen: [String: UInt64]())) { state in
+            // The queues are derived and the names read only when a session's records changed.
+            let schedules = ((try? floor.infosToday(department: department)) ?? []).map(\.schedule)
+            let versions = floor.booking.consensus.lookup { lookup in
+                Dictionary(schedules.map { ($0, lookup.block($0)?.version ?? 0) }, uniquingKeysWith: { a, _ in a })
+            }
+            guard versions != state.seen || state.last.isEmpty else { return nil }
+            state.seen = versions
+            let sessions = (try? floor.sessionsToday(department: department)) ?? []
+            let json = Self.displayJSON(sessions.map { displayValues($0) })
+            guard json != state.last else { return nil }
+            state.last = json
+            return json
+        }
+    }
+
+    /// Server-sent events: every `displayPollMillis` `poll` may give an event's data (nil: nothing
+    /// new); a comment line every 15 s keeps the connection, for `displayStreamSeconds` or until
+    /// the node stops.
+    func eventStream<State: Sendable>(_ page: PageAnswer, initial: State, poll: @escaping @Sendable (inout State) -> String?) -> Response {
         var headers = page.headers(contentType: "text/event-stream; charset=utf-8")
         headers[.cacheControl] = "no-store"
         let body = ResponseBody { writer in
             try await writer.write(ByteBuffer(string: "retry: 1000\n\n"))
-            var last = ""
-            var seen: [String: UInt64] = [:]
+            var state = initial
             var quiet = 0
             let rounds = Self.displayStreamSeconds * 1000 / Self.displayPollMillis
             for _ in 0..<rounds {
                 if Task.isCancelled || Task.isShuttingDownGracefully { break }
-                // The queues are derived and the names read only when a session's records changed.
-                let schedules = ((try? floor.infosToday(department: department)) ?? []).map(\.schedule)
-                let versions = floor.booking.consensus.lookup { lookup in
-                    Dictionary(schedules.map { ($0, lookup.block($0)?.version ?? 0) }, uniquingKeysWith: { a, _ in a })
-                }
-                if versions != seen || last.isEmpty {
-                    seen = versions
-                    let sessions = (try? floor.sessionsToday(department: department)) ?? []
-                    let json = Self.displayJSON(sessions.map { displayValues($0) })
-                    if json != last {
-                        last = json
-                        quiet = 0
-                        try await writer.write(ByteBuffer(string: "data: \(json)\n\n"))
-                    }
+                if let data = poll(&state) {
+                    quiet = 0
+                    try await writer.write(ByteBuffer(string: "data: \(data)\n\n"))
                 }
                 quiet += 1
                 if quiet * Self.displayPollMillis >= 15_000 {

@@ -409,32 +409,13 @@ extension StaffPages {
     /// Server-sent events: a counter that moves whenever a prescription or a review arrives on
     /// this node (written here or merged from a peer); the page then fetches its queue again.
     func pharmacyStream(_ rx: PrescriptionDesk, page: PageAnswer) -> Response {
-        var headers = page.headers(contentType: "text/event-stream; charset=utf-8")
-        headers[.cacheControl] = "no-store"
         let store = rx.store
-        let body = ResponseBody { writer in
-            try await writer.write(ByteBuffer(string: "retry: 1000\n\n"))
-            var last: UInt64 = .max
-            var quiet = 0
-            let rounds = Self.displayStreamSeconds * 1000 / Self.displayPollMillis
-            for _ in 0..<rounds {
-                if Task.isCancelled || Task.isShuttingDownGracefully { break }
-                let stamp = store.changeStamp(table: "prescription") &+ store.changeStamp(table: "prescription_review")
-                if stamp != last {
-                    last = stamp
-                    quiet = 0
-                    try await writer.write(ByteBuffer(string: "data: \(stamp)\n\n"))
-                }
-                quiet += 1
-                if quiet * Self.displayPollMillis >= 15_000 {
-                    quiet = 0
-                    try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
-                }
-                try? await Task.sleep(for: .milliseconds(Self.displayPollMillis))
-            }
-            try await writer.finish(nil)
+        return eventStream(page, initial: UInt64.max) { last in
+            let stamp = store.changeStamp(table: "prescription") &+ store.changeStamp(table: "prescription_review")
+            guard stamp != last else { return nil }
+            last = stamp
+            return String(stamp)
         }
-        return Response(status: .ok, headers: headers, body: body)
     }
 
     // MARK: Stock
