@@ -88,7 +88,9 @@ package struct Drug: Sendable, Hashable {
     /// Packages for `doses` doses of `dose`; nil when it cannot be computed.
     package func packages(dose: Double, doses: Double) -> Int? {
         guard packageSize > 0, let units = unitsPerDose(dose), units > 0 else { return nil }
-        return max(1, Int((units * doses / packageSize - 1e-9).rounded(.up)))
+        let n = (units * doses / packageSize - 1e-9).rounded(.up)
+        guard n.isFinite, n < 1_000_000 else { return nil }
+        return max(1, Int(n))
     }
 
     package static func number(_ v: Double) -> String {
