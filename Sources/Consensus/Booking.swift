@@ -500,7 +500,13 @@ public struct BookingNode: Sendable {
                 break // never acknowledged: book it afresh under this epoch
             }
         }
-        if q.onlyIfKnown { return [.refused(requestID: q.id, reason: .unknownRequest)] }
+        if q.onlyIfKnown {
+            // The asking node saw the session full and answers slot_taken. In the patient's quota
+            // bucket that answer is made durable under the request's id, so that a retry (through
+            // any node, after its view of the session changed) hears it again, not a new outcome.
+            guard isQuotaBucket(q.block), let asked = q.recordKind(wallMs: wallMs) else { return [.refused(requestID: q.id, reason: .unknownRequest)] }
+            return refuse(q, asked, .slotTaken, r, state: state)
+        }
         // A pharmacy's block takes stock movements and nothing else; no other block takes them.
         if isPharmacyBlock(q.block) {
             guard let command = StockCommand(requestTag: q.tag) else { return [.refused(requestID: q.id, reason: .noSuchSlot)] }

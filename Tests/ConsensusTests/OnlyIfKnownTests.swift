@@ -3,7 +3,7 @@ import Testing
 
 /// A node that sees a session full asks the holders for a request's first outcome only
 /// (`onlyIfKnown`) before refusing it itself: a retry through another node gets the answer the
-/// first attempt got, and a request nobody knows is refused with nothing written.
+/// first attempt got, and a request nobody knows is refused slot_taken, durably, so its retries do too.
 @Suite struct OnlyIfKnownTests {
     func outcome(_ one: OneNodeCore, _ id: String) -> String? {
         for o in one.outcomes.reversed() where o.requestID == id {
@@ -15,7 +15,7 @@ import Testing
         return nil
     }
 
-    @Test func aRetryGetsTheFirstOutcomeAndAnUnknownRequestIsRefusedWithNothingWritten() {
+    @Test func aRetryGetsTheFirstOutcomeAndAnUnknownRequestKeepsItsRefusal() {
         var o = ConsensusCoreOptions()
         o.quotaBuckets = 1
         var one = OneNodeCore(options: o)
@@ -37,17 +37,22 @@ import Testing
         #expect(outcome(one, "r2") == RefuseReason.quotaExceeded.rawValue)
         #expect(outcome(one, "r1") == "booked slot 0")
 
-        // A request no holder knows: refused, and neither the bucket nor the session holds a record of it.
-        let before = one.core.booking.store.records.count
+        // A request no holder knows: refused slot_taken (the asking node saw the session full),
+        // durably in the bucket and not in the session; sent for real afterwards, it hears the same.
         let other = QuotaTag(visitDay: 20_801, department: "waike")
         one.run(one.core.request(BookingRequest(id: "r3", block: "s", slot: 2, patient: "p", onlyIfKnown: true), quota: other))
-        #expect(outcome(one, "r3") == RefuseReason.unknownRequest.rawValue)
-        #expect(one.core.booking.store.records.count == before)
-        #expect(one.core.booking.store.records["r3"] == nil && one.core.booking.store.records[ConsensusCore.reservationID(of: "r3")] == nil)
-
-        // The same request sent for real afterwards is booked as usual.
+        for _ in 0..<20 { one.tick() }
+        #expect(outcome(one, "r3") == RefuseReason.slotTaken.rawValue)
+        #expect(one.core.booking.store.records["r3"] == nil, "nothing in the session")
+        #expect(one.core.booking.store.records[ConsensusCore.reservationID(of: "r3")]?.isRefusal == true, "a refusal record in the bucket")
+        one.outcomes = []
         one.run(one.core.request(BookingRequest(id: "r3", block: "s", slot: 2, patient: "p"), quota: other))
-        #expect(outcome(one, "r3") == "booked slot 2")
+        for _ in 0..<20 { one.tick() }
+        #expect(outcome(one, "r3") == RefuseReason.slotTaken.rawValue, "a retry hears its first outcome, though slot 2 is free")
+        #expect(one.core.booking.store.records["r3"] == nil)
+        // A new request books the free slot as usual.
+        one.run(one.core.request(BookingRequest(id: "r4", block: "s", slot: 2, patient: "p"), quota: other))
+        #expect(outcome(one, "r4") == "booked slot 2")
     }
 
     @Test func theFlagCrossesTheWireAndARequestWithoutItIsTheSameBytesAsBefore() throws {
