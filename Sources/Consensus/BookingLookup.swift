@@ -111,13 +111,8 @@ public struct BookingLookup: Sendable {
     /// The session's queue as this node's acknowledged, valid records of `block` say it; nil if
     /// the block is unknown here or its records are newer than the lease history known here.
     public func queue(of block: BlockID) -> SessionQueue? {
-        guard let r = view.cluster.blocks[block] else { return nil }
-        var valid = r.collected
-        for b in view.store.records(in: block) {
-            if b.epoch > r.epoch { return nil }
-            if b.epoch == r.epoch, !r.collectedIDs.contains(b.id), !view.isPending(b.id) { valid.append(b) }
-        }
-        return SessionQueue(records: valid)
+        guard view.cluster.blocks[block] != nil, !validRecordsUnknown(of: block) else { return nil }
+        return SessionQueue(records: validRecords(of: block))
     }
 
     /// A pharmacy's stock as this node's acknowledged, valid records of its block say it; nil if

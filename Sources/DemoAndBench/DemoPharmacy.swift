@@ -59,12 +59,11 @@ enum DemoPharmacy {
             let title = ((try? node.replica.liveRow("practitioner", key: doctor.practitioner)) ?? nil)?["title"]?.textValue.flatMap(PractitionerTitle.init(rawValue:))
             let drug = common[i % common.count]
             let input = RxInput(lines: [RxLineInput(drug: drug.code, dose: Drug.number(drug.usualDose), frequency: drug.usualFrequency.rawValue, days: "3")], weight: "60")
-            var draft: RxDraft
+            let draft: RxDraft
             do { draft = try desk.check(visit, input, by: Prescriber(staff: doctor.number, name: doctor.name, title: title, rights: [])) } catch { continue }
             guard !draft.blocked else { continue }
             var reasoned = input
             for a in draft.alerts { reasoned.overrides[a.code] = "演示：已核对 / demo: checked" }
-            draft.alerts = []
             let at = current.atMs + 10 * 60_000
             _ = try desk.sign(visit, reasoned, by: Prescriber(staff: doctor.number, name: doctor.name, title: title, rights: []), id: rxID, atMs: at)
             _ = try desk.review(rxID, verdict: .approved, reason: "", pharmacist: pharmacist.number, name: pharmacist.name, atMs: at + 5 * 60_000)

@@ -5,7 +5,7 @@ import Services
 /// Made-up outpatient notes for the demo and the bench: Chinese text of the length and kind a
 /// note has, put together from pieces at random. They are test data, not clinical content: the
 /// pairing of words and diagnosis codes carries no medical meaning.
-enum SyntheticNotes {
+package enum SyntheticNotes {
     static let complaints = ["咳嗽", "咽痛", "发热", "头痛", "腹痛", "腹泻", "胸闷", "心悸", "头晕", "乏力", "腰痛", "关节痛", "皮疹", "失眠", "恶心"]
     static let durations = ["1 天", "2 天", "3 天", "5 天", "1 周", "2 周", "1 个月", "半年"]
     static let courses = ["受凉后出现", "无明显诱因出现", "劳累后出现", "进食后出现", "夜间加重的"]
@@ -17,9 +17,11 @@ enum SyntheticNotes {
     /// Codes drawn for the notes; only those the shipped catalogue has are used.
     static let codes = ["J06.900", "J20.900", "J02.900", "I10.x00", "E11.900", "K29.700", "R05.x00", "R51.x00", "K59.000", "M54.500"]
 
-    struct Random: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
+    /// SplitMix64: the same seed draws the same values (the benches' made-up data).
+    package struct Random: RandomNumberGenerator {
+        package var state: UInt64
+        package init(state: UInt64) { self.state = state }
+        package mutating func next() -> UInt64 {
             state &+= 0x9E37_79B9_7F4A_7C15
             var z = state
             z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

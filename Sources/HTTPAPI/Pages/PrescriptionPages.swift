@@ -270,8 +270,9 @@ extension StaffPages {
         }
         values["rules"] = ["version": rx.rules.version, "interactions": rx.rules.interactions.count, "doses": rx.rules.doseLimitCount,
                            "cautions": rx.rules.cautions.count]
-        let dispensed = dispensedIDs()
-        values["visitPrescriptions"] = ((try? rx.prescriptions(encounter: e.id)) ?? []).map { summaryValues($0, page, dispensed: dispensed) }
+        let written = (try? rx.prescriptions(encounter: e.id)) ?? []
+        let dispensed = dispensedIDs(written)
+        values["visitPrescriptions"] = written.map { summaryValues($0, page, dispensed: dispensed) }
         return page.html(renderer.render("prescribe", values), status: status)
     }
 
@@ -314,10 +315,10 @@ extension StaffPages {
         return v
     }
 
-    /// Prescriptions dispensed, as this node's ledgers say (read once per page).
-    func dispensedIDs() -> Set<String> {
+    /// Which of `prescriptions` are dispensed, as this node's ledgers say (each pharmacy's derived once).
+    func dispensedIDs(_ prescriptions: [Prescription]) -> Set<String> {
         guard let pharmacy else { return [] }
-        return Pharmacy.allCases.reduce(into: Set<String>()) { out, p in out.formUnion(pharmacy.ledger(p)?.dispensed.keys ?? [:].keys) }
+        return Set(prescriptions.map(\.pharmacy)).reduce(into: Set<String>()) { out, p in out.formUnion(pharmacy.ledger(p)?.dispensed.keys ?? [:].keys) }
     }
 
     func summaryValues(_ p: Prescription, _ page: PageAnswer, dispensed: Set<String>) -> [String: Any] {
@@ -370,7 +371,7 @@ extension StaffPages {
             } else if p.status == .approved, mayDispense {
                 values["hasDispense"] = true
                 values["dispenseLines"] = p.body.lines.enumerated().map { i, line -> [String: Any] in
-                    let batches = stock.usableBatches(line.drug, p.pharmacy)
+                    let batches = stock.usableBatches(line.drug, in: ledger)
                     return ["i": i, "label": line.label, "packages": line.packages, "unit": line.packageUnit,
                             "available": batches.reduce(0) { $0 + $1.quantity },
                             "batches": batches.map { b -> [String: Any] in ["batch": b.batch, "expiry": Self.day(b.expiryDay), "quantity": b.quantity] }]

@@ -401,8 +401,9 @@ extension StaffPages {
         }
         if let prescriptions {
             values["mayPrescribe"] = !visit.enteredInError
-            let dispensed = dispensedIDs()
-            let written = ((try? prescriptions.prescriptions(encounter: e.id)) ?? []).map { summaryValues($0, page, dispensed: dispensed) }
+            let found = (try? prescriptions.prescriptions(encounter: e.id)) ?? []
+            let dispensed = dispensedIDs(found)
+            let written = found.map { summaryValues($0, page, dispensed: dispensed) }
             values["prescriptions"] = written
             values["hasPrescriptions"] = !written.isEmpty
         }

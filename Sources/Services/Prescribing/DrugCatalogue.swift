@@ -66,6 +66,8 @@ package struct Drug: Sendable, Hashable {
 
     package var injection: Bool { ["iv", "im", "sc"].contains(route) || form.contains("注射") }
     package var sustainedRelease: Bool { form.contains("缓释") || form.contains("控释") }
+    /// Under a supply limit of its own (《处方管理办法》第二十三、二十四条, 《医疗用毒性药品管理办法》第九条).
+    package var supplyControlled: Bool { [.narcotic, .psychotropic1, .psychotropic2, .toxic].contains(controlled) }
     /// Key of its dose limits: the ATC code, or the local code for a drug without one.
     package var ruleKey: String { atc == "-" ? code : atc }
 

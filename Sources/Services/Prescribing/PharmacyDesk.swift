@@ -139,10 +139,10 @@ package struct PharmacyDesk: Sendable {
         return items
     }
 
-    /// Batches of `drug` that may be dispensed today, those that expire first first.
-    package func usableBatches(_ drug: String, _ pharmacy: Pharmacy) -> [StockLedger.Batch] {
+    /// Batches of `drug` in `ledger` that may be dispensed today, those that expire first first.
+    package func usableBatches(_ drug: String, in ledger: StockLedger) -> [StockLedger.Batch] {
         let day = today
-        return (ledger(pharmacy)?.batches.values.filter { $0.drug == drug && $0.expiryDay >= day && $0.quantity > 0 } ?? [])
+        return ledger.batches.values.filter { $0.drug == drug && $0.expiryDay >= day && $0.quantity > 0 }
             .sorted { ($0.expiryDay, $0.batch) < ($1.expiryDay, $1.batch) }
     }
 

@@ -187,8 +187,8 @@ package struct PrescriptionDesk: Sendable {
                            en: "a prescription sheet holds at most \(policy.drugsPerSheet) drugs (Prescription Regulations, art. 6); write a second one.")
         }
         let facts = try patientFacts(visit, input)
-        let note = visit.current?.note ?? (try? records.carriedForward(patient: visit.encounter.patient, before: visit.encounter.id).note) ?? ClinicalNote()
-        let diagnoses = note.diagnoses
+        // This visit's own diagnoses (a carried-forward note carries history and allergies, none).
+        let diagnoses = visit.current?.note.diagnoses ?? []
         let chronic = policy.isChronic(diagnoses.map(\.code))
         var drugs: [Drug] = [], doses: [RxDose] = [], typed: [(days: Int, packages: Int?, note: String)] = []
         for (n, line) in filled.enumerated() {
@@ -218,12 +218,11 @@ package struct PrescriptionDesk: Sendable {
             guard !drugs.contains(where: { $0.code == drug.code }) else {
                 throw Self.bad("drug", "rx.same_drug", zh: "第 \(row) 行：\(drug.genericZh) 已在本处方中，同一药品请写在一行。", en: "line \(row): \(drug.genericEn) is already on this prescription; one drug goes on one line.")
             }
-            let controlled = [.narcotic, .psychotropic1, .psychotropic2, .toxic].contains(drug.controlled)
             if (drug.controlled == .narcotic || drug.controlled == .psychotropic1) && drug.injection && (frequency != .st || days != 1) {
                 throw Self.bad("frequency", "rx.controlled_injection", zh: "第 \(row) 行：\(drug.controlled.zh)注射剂每张处方为一次常用量（《处方管理办法》第二十三条）：频次请用 st，天数 1。",
                                en: "line \(row): a \(drug.controlled.en) injection is one usual dose per prescription (Prescription Regulations, art. 23): frequency st, 1 day.")
             }
-            if controlled, frequency == .prn {
+            if drug.supplyControlled, frequency == .prn {
                 throw Self.bad("frequency", "rx.controlled_prn", zh: "第 \(row) 行：\(drug.controlled.zh)须写明给药频次，以便按天数核定数量。", en: "line \(row): a \(drug.controlled.en) drug needs a set frequency, so that its quantity follows from the days.")
             }
             drugs.append(drug)
@@ -244,7 +243,7 @@ package struct PrescriptionDesk: Sendable {
                 throw Self.bad("packages", "rx.packages_over", zh: "第 \(n + 1) 行：\(drug.genericZh) 按剂量与天数需 \(computed)\(drug.packageUnit)，不能多开（现为 \(typed)）。",
                                en: "line \(n + 1): the dose and days of \(drug.genericEn) need \(computed) \(drug.packageUnit); no more may be given (\(typed) asked).")
             }
-            if t.packages != nil, computed == nil, [.narcotic, .psychotropic1, .psychotropic2, .toxic].contains(drug.controlled) {
+            if t.packages != nil, computed == nil, drug.supplyControlled {
                 throw Self.bad("packages", "rx.controlled_quantity", zh: "第 \(n + 1) 行：\(drug.controlled.zh)的数量须由剂量、频次与天数算出。", en: "line \(n + 1): the quantity of a \(drug.controlled.en) drug must follow from its dose, frequency and days.")
             }
             guard let packages = t.packages ?? computed, (1...99).contains(packages) else {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DemoAndBench
 import Domain
 import Drills
 import Foundation
@@ -46,7 +47,7 @@ struct PrescribingBench: AsyncParsableCommand {
         let say: @Sendable (String) -> Void = { line in FileHandle.standardError.write(Data("==> \(line)\n".utf8)) }
         let catalogue = try DrugCatalogue.shipped.get(), pack = try RulePack.shipped.get()
         let oral = catalogue.drugs.filter { $0.route == "oral" && $0.atc != "-" }
-        var rng = SplitMix(seed: seed)
+        var rng = SyntheticNotes.Random(state: seed)
         let current = (0..<5).map { _ in oral[Int(rng.next() % UInt64(oral.count))] }
         let patient = RxPatient(age: 70, female: true, weightKg: 60, eGFR: 40, allergyCodes: ["J01C", "M01A"], currentDrugs: current)
         say("规则检查 \(checks) 次 / timing \(checks) checks (rule pack \(pack.version))")
@@ -85,18 +86,5 @@ struct PrescribingBench: AsyncParsableCommand {
                 """)
         }
         if !report.passed { throw ExitCode.failure }
-    }
-}
-
-/// A small seeded generator (SplitMix64): the same seed draws the same prescriptions.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
