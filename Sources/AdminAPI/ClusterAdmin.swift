@@ -44,12 +44,28 @@ public struct ClusterAdmin: Sendable {
                 failures.append("\(node.id): \(error)")
             }
         }
+        // A leader named by a node may be one just lost (the others have not elected yet) or one
+        // this admin config does not list: "no leader found" then, which a caller may wait out.
         if let named {
-            let view = try AdminJSON.decode(RaftMembership.self, try await call(named, "membership"))
-            if view.leader == view.node { return view }
+            do {
+                let view = try AdminJSON.decode(RaftMembership.self, try await call(named, "membership"))
+                if view.leader == view.node { return view }
+            } catch {
+                failures.append("\(named): \(error)")
+            }
         }
         throw NodeError(.admin, zh: "找不到 Leader（\(failures.joined(separator: "；"))）；请检查集群状态（clinicmesh status）后重试。",
                         en: "no leader found (\(failures.joined(separator: "; "))); check the cluster (clinicmesh status) and try again.")
+    }
+
+    /// `leaderView()`, asked again until `deadline` while no leader can be found (an election
+    /// under way after the lost node led).
+    func leaderView(until deadline: ContinuousClock.Instant) async throws -> RaftMembership {
+        while true {
+            do { return try await leaderView() } catch where ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
     }
 
     /// Sends `command` to the leader until it answers one of `done`; `waiting`, `catching_up`,
@@ -160,7 +176,8 @@ public struct ClusterAdmin: Sendable {
     /// Evicts a lost node (rebuilding it under a new id): it must belong to `department`. Returns
     /// once the eviction has committed; from then on every node refuses it and its leases move.
     public func evictLost(_ node: String, department: String, timeout: Duration) async throws {
-        let view = try await leaderView()
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        let view = try await leaderView(until: deadline)
         guard let member = view.members.first(where: { $0.id == node }) else {
             throw NodeError(.admin, zh: "集群中没有要替换的节点 \(node)。", en: "the cluster has no node \(node) to replace.")
         }
@@ -171,7 +188,6 @@ public struct ClusterAdmin: Sendable {
         }
         report("驱逐丢失的节点 \(node)… / evicting the lost node \(node)…")
         _ = try await call(view.node, try command("evict", ["node": node]))
-        let deadline = ContinuousClock.now.advanced(by: timeout)
         while ContinuousClock.now < deadline {
             if try await leaderView().members.first(where: { $0.id == node })?.evicted == true {
                 report("已驱逐 \(node) / \(node) evicted")
